@@ -1,0 +1,504 @@
+//! [`Device`]: a wgpu adapter or the CPU reference, behind one API. Tensors are created, read and
+//! computed on through it; the kernels' launchers live in `ops`, one file per family.
+
+use std::sync::Arc;
+
+use crate::adapter::{self, AdapterSummary, DeviceChoice, NO_ADAPTER_HINT};
+use crate::counters::{CounterCells, Counters};
+use crate::gpu::GpuContext;
+use crate::tensor::{CpuBuffer, DType, Storage, Tensor};
+use crate::{Error, Result};
+
+pub(crate) enum Backend {
+    Gpu(GpuContext),
+    Cpu,
+}
+
+struct Inner {
+    backend: Backend,
+    counters: Arc<CounterCells>,
+    note: Option<String>,
+}
+
+/// A compute device. Cheap to clone; clones share the device.
+#[derive(Clone)]
+pub struct Device {
+    inner: Arc<Inner>,
+}
+
+/// What `kiln info` prints about the device in use.
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    pub adapter: Option<AdapterSummary>,
+    pub features: Vec<String>,
+    pub limits: Vec<(&'static str, u64)>,
+}
+
+impl Device {
+    /// The CPU reference device.
+    pub fn cpu() -> Device {
+        Device {
+            inner: Arc::new(Inner {
+                backend: Backend::Cpu,
+                counters: Arc::default(),
+                note: None,
+            }),
+        }
+    }
+
+    /// Opens the device the choice names. `Auto` falls back to the CPU device when no adapter exists
+    /// (see [`Device::note`]); an explicit GPU choice that matches nothing is [`Error::NoAdapter`].
+    pub fn new(choice: &DeviceChoice) -> Result<Device> {
+        if *choice == DeviceChoice::Cpu {
+            return Ok(Device::cpu());
+        }
+        let instance = adapter::instance();
+        let adapters = adapter::enumerate(&instance);
+        let seen = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?})", i.name, i.backend)
+            })
+            .collect::<Vec<_>>();
+        let Some(adapter) = adapter::pick(adapters, choice) else {
+            if *choice == DeviceChoice::Auto {
+                let mut cpu = Device::cpu();
+                Arc::get_mut(&mut cpu.inner).expect("fresh device").note = Some(format!(
+                    "no GPU adapter found; running on the CPU reference device (slow). {NO_ADAPTER_HINT}"
+                ));
+                return Ok(cpu);
+            }
+            return Err(Error::NoAdapter {
+                requested: choice.to_string(),
+                seen: if seen.is_empty() {
+                    "none".into()
+                } else {
+                    seen.join(", ")
+                },
+                hint: NO_ADAPTER_HINT,
+            });
+        };
+        Self::from_adapter(adapter)
+    }
+
+    /// Opens the device chosen by `KILN_DEVICE` (Auto when unset).
+    pub fn from_env() -> Result<Device> {
+        Device::new(&DeviceChoice::from_env()?)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Device> {
+        let info = adapter.get_info();
+        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("kiln"),
+            required_features,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::DeviceRequest {
+            adapter: info.name.clone(),
+            message: e.to_string(),
+        })?;
+        let counters: Arc<CounterCells> = Arc::default();
+        let ctx = GpuContext::new(device, queue, info, counters.clone());
+        Ok(Device {
+            inner: Arc::new(Inner {
+                backend: Backend::Gpu(ctx),
+                counters,
+                note: None,
+            }),
+        })
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.inner.backend, Backend::Gpu(_))
+    }
+
+    /// Why this device was chosen when it is not what was asked for (e.g. no adapter: CPU).
+    pub fn note(&self) -> Option<&str> {
+        self.inner.note.as_deref()
+    }
+
+    /// A short name: the adapter's name and backend, or "cpu".
+    pub fn name(&self) -> String {
+        match &self.inner.backend {
+            Backend::Gpu(g) => format!("{} ({:?})", g.info.name, g.info.backend),
+            Backend::Cpu => "cpu (reference)".to_string(),
+        }
+    }
+
+    pub fn info(&self) -> DeviceInfo {
+        match &self.inner.backend {
+            Backend::Cpu => DeviceInfo {
+                adapter: None,
+                features: vec![],
+                limits: vec![],
+            },
+            Backend::Gpu(g) => {
+                let l = &g.limits;
+                DeviceInfo {
+                    adapter: Some(AdapterSummary::from_info(&g.info)),
+                    features: g
+                        .features
+                        .iter_names()
+                        .map(|(n, _)| n.to_string())
+                        .collect(),
+                    limits: vec![
+                        ("max_buffer_size", l.max_buffer_size),
+                        (
+                            "max_storage_buffer_binding_size",
+                            l.max_storage_buffer_binding_size as u64,
+                        ),
+                        (
+                            "max_storage_buffers_per_shader_stage",
+                            l.max_storage_buffers_per_shader_stage as u64,
+                        ),
+                        (
+                            "max_compute_workgroups_per_dimension",
+                            l.max_compute_workgroups_per_dimension as u64,
+                        ),
+                        (
+                            "max_compute_invocations_per_workgroup",
+                            l.max_compute_invocations_per_workgroup as u64,
+                        ),
+                        (
+                            "max_compute_workgroup_storage_size",
+                            l.max_compute_workgroup_storage_size as u64,
+                        ),
+                        (
+                            "min_storage_buffer_offset_alignment",
+                            l.min_storage_buffer_offset_alignment as u64,
+                        ),
+                        (
+                            "min_uniform_buffer_offset_alignment",
+                            l.min_uniform_buffer_offset_alignment as u64,
+                        ),
+                    ],
+                }
+            }
+        }
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        matches!(&self.inner.backend, Backend::Gpu(g) if g.has_timestamps())
+    }
+
+    /// Runs `f` with GPU timestamps around every pass it launches and returns the summed GPU time
+    /// in milliseconds; None where the adapter has no TIMESTAMP_QUERY (and on the CPU device).
+    pub fn gpu_time<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
+        let Some(g) = self.gpu() else {
+            return Ok((f()?, None));
+        };
+        if !g.begin_timing()? {
+            return Ok((f()?, None));
+        }
+        let value = f();
+        let ms = g.end_timing()?;
+        Ok((value?, ms))
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.inner.counters.snapshot()
+    }
+
+    /// Bytes the caching allocator holds for reuse.
+    pub fn cached_bytes(&self) -> u64 {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.pool.cached_bytes(),
+            Backend::Cpu => 0,
+        }
+    }
+
+    /// Frees the allocator's cached buffers.
+    pub fn empty_cache(&self) {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.pool.empty_cache();
+        }
+    }
+
+    /// Compiled pipelines held by the cache.
+    pub fn pipelines_cached(&self) -> usize {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.pipelines.len(),
+            Backend::Cpu => 0,
+        }
+    }
+
+    /// Submits recorded work without waiting for it.
+    pub fn flush(&self) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.flush(),
+            Backend::Cpu => Ok(()),
+        }
+    }
+
+    /// Submits recorded work and waits until the device is idle.
+    pub fn sync(&self) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.sync(),
+            Backend::Cpu => Ok(()),
+        }
+    }
+
+    pub(crate) fn gpu(&self) -> Option<&GpuContext> {
+        match &self.inner.backend {
+            Backend::Gpu(g) => Some(g),
+            Backend::Cpu => None,
+        }
+    }
+
+    /// Elements between packed views: the storage offset alignment, at least 256 bytes.
+    pub fn pack_alignment(&self) -> usize {
+        let bytes = self.gpu().map_or(256, |g| {
+            g.limits.min_storage_buffer_offset_alignment.max(256)
+        });
+        bytes as usize / 4
+    }
+
+    /// An uninitialised tensor (GPU buffers may hold a previous tensor's data); ops overwrite it.
+    pub(crate) fn alloc(&self, op: &'static str, dtype: DType, shape: &[usize]) -> Result<Tensor> {
+        let len: usize = shape.iter().product();
+        if len == 0 {
+            return Err(Error::invalid(
+                op,
+                format!("empty tensor of shape {shape:?}"),
+            ));
+        }
+        let bytes = len as u64 * 4;
+        let storage = match &self.inner.backend {
+            Backend::Gpu(g) => {
+                let limit = g.max_binding_bytes();
+                if bytes > limit {
+                    return Err(Error::TooLarge {
+                        op,
+                        shape: shape.to_vec(),
+                        bytes,
+                        limit,
+                    });
+                }
+                Storage::Gpu(Arc::new(g.pool.acquire(bytes)))
+            }
+            Backend::Cpu => {
+                if len > u32::MAX as usize {
+                    return Err(Error::TooLarge {
+                        op,
+                        shape: shape.to_vec(),
+                        bytes,
+                        limit: u32::MAX as u64 * 4,
+                    });
+                }
+                Storage::Cpu(CpuBuffer::new(vec![0; len], self.inner.counters.clone()))
+            }
+        };
+        Ok(Tensor {
+            storage,
+            offset: 0,
+            shape: shape.to_vec(),
+            dtype,
+            max_value: None,
+        })
+    }
+
+    fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+        let want: usize = shape.iter().product();
+        if len != want {
+            return Err(Error::shape(
+                op,
+                format!("{want} values for shape {shape:?}"),
+                format!("{len} values"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn upload_words(
+        &self,
+        op: &'static str,
+        words: &[u32],
+        dtype: DType,
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        Self::check_len(op, words.len(), shape)?;
+        let t = self.alloc(op, dtype, shape)?;
+        self.write_words(&t, words)?;
+        Ok(t)
+    }
+
+    fn write_words(&self, t: &Tensor, words: &[u32]) -> Result<()> {
+        match &t.storage {
+            Storage::Cpu(c) => {
+                let mut w = c.words.write().unwrap();
+                w[t.offset..t.offset + words.len()].copy_from_slice(words);
+                CounterCells::add(&self.inner.counters.bytes_up, words.len() as u64 * 4);
+                Ok(())
+            }
+            Storage::Gpu(_) => self
+                .gpu()
+                .ok_or(Error::DeviceMismatch { op: "write" })?
+                .write(t, words),
+        }
+    }
+
+    pub fn from_f32(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        self.upload_words("from_f32", bytemuck::cast_slice(data), DType::F32, shape)
+    }
+
+    /// A u32 tensor (ids, labels); its largest value is remembered for range checks.
+    pub fn from_u32(&self, data: &[u32], shape: &[usize]) -> Result<Tensor> {
+        let mut t = self.upload_words("from_u32", data, DType::U32, shape)?;
+        t.max_value = data.iter().copied().max();
+        Ok(t)
+    }
+
+    /// Overwrites an f32 tensor (or view) with host data of the same length.
+    pub fn write_f32(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+        self.check("write_f32", t)?;
+        Self::check_len("write_f32", data.len(), t.shape())?;
+        self.write_words(t, bytemuck::cast_slice(data))
+    }
+
+    pub fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
+        let t = self.alloc("zeros", DType::F32, shape)?;
+        if let (Some(g), Storage::Gpu(b)) = (self.gpu(), &t.storage) {
+            g.record(|enc| enc.clear_buffer(&b.buffer, t.byte_offset(), Some(t.byte_len())));
+        }
+        Ok(t)
+    }
+
+    /// One zeroed buffer holding several tensors, each at an aligned offset, and views of them.
+    /// Optimizers update the whole buffer in one dispatch.
+    pub fn packed_zeros(&self, shapes: &[Vec<usize>]) -> Result<(Tensor, Vec<Tensor>)> {
+        let align = self.pack_alignment();
+        let mut offsets = Vec::with_capacity(shapes.len());
+        let mut total = 0usize;
+        for s in shapes {
+            offsets.push(total);
+            total += s.iter().product::<usize>().next_multiple_of(align);
+        }
+        let flat = self.zeros(&[total.max(1)])?;
+        let views = shapes
+            .iter()
+            .zip(offsets)
+            .map(|(s, offset)| Tensor {
+                offset,
+                shape: s.clone(),
+                ..flat.clone()
+            })
+            .collect();
+        Ok((flat, views))
+    }
+
+    fn read_words(&self, t: &Tensor) -> Result<Vec<u32>> {
+        match &t.storage {
+            Storage::Cpu(c) => {
+                let w = c.words.read().unwrap();
+                CounterCells::add(&self.inner.counters.readbacks, 1);
+                CounterCells::add(&self.inner.counters.bytes_down, t.byte_len());
+                Ok(w[t.offset..t.offset + t.len()].to_vec())
+            }
+            Storage::Gpu(_) => self
+                .gpu()
+                .ok_or(Error::DeviceMismatch { op: "read" })?
+                .read(t),
+        }
+    }
+
+    /// Copies an f32 tensor to the host (submits pending work and waits for it).
+    pub fn to_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.check("to_f32", t)?;
+        Ok(bytemuck::cast_slice(&self.read_words(t)?).to_vec())
+    }
+
+    pub fn to_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+        self.check_device("to_u32", t)?;
+        if t.dtype != DType::U32 {
+            return Err(Error::DType {
+                op: "to_u32",
+                arg: "tensor",
+                expected: DType::U32,
+                got: t.dtype,
+            });
+        }
+        self.read_words(t)
+    }
+
+    /// A copy of `t` on this device.
+    pub fn to_device(&self, t: &Tensor, from: &Device) -> Result<Tensor> {
+        let words = from.read_words(t)?;
+        let mut out = self.upload_words("to_device", &words, t.dtype, &t.shape)?;
+        out.max_value = t.max_value;
+        Ok(out)
+    }
+
+    pub(crate) fn check_device(&self, op: &'static str, t: &Tensor) -> Result<()> {
+        let ok = match (&self.inner.backend, &t.storage) {
+            (Backend::Gpu(g), _) => g.owns(t),
+            (Backend::Cpu, Storage::Cpu(_)) => true,
+            _ => false,
+        };
+        ok.then_some(()).ok_or(Error::DeviceMismatch { op })
+    }
+
+    /// Checks that `t` is an f32 tensor on this device. `op` is `&&'static str` so that call sites
+    /// read `self.check("op", t)`.
+    pub(crate) fn check(&self, op: &'static str, t: &Tensor) -> Result<()> {
+        self.check_device(op, t)?;
+        if t.dtype != DType::F32 {
+            return Err(Error::DType {
+                op,
+                arg: "input",
+                expected: DType::F32,
+                got: t.dtype,
+            });
+        }
+        Ok(())
+    }
+
+    /// Host copy of a CPU tensor's values as f32 (CPU device only).
+    pub(crate) fn host_f32(&self, t: &Tensor) -> Vec<f32> {
+        let Storage::Cpu(c) = &t.storage else {
+            unreachable!("checked by check_device")
+        };
+        let w = c.words.read().unwrap();
+        bytemuck::cast_slice(&w[t.offset..t.offset + t.len()]).to_vec()
+    }
+
+    pub(crate) fn host_u32(&self, t: &Tensor) -> Vec<u32> {
+        let Storage::Cpu(c) = &t.storage else {
+            unreachable!("checked by check_device")
+        };
+        let w = c.words.read().unwrap();
+        w[t.offset..t.offset + t.len()].to_vec()
+    }
+
+    /// A new CPU tensor holding `data` (CPU device only; counts as a dispatch of the reference).
+    pub(crate) fn host_tensor(&self, data: Vec<f32>, shape: &[usize]) -> Tensor {
+        CounterCells::add(&self.inner.counters.dispatches, 1);
+        let words = data.iter().map(|v| v.to_bits()).collect();
+        Tensor {
+            storage: Storage::Cpu(CpuBuffer::new(words, self.inner.counters.clone())),
+            offset: 0,
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+            max_value: None,
+        }
+    }
+
+    /// Stores host values into an existing CPU tensor (in-place ops).
+    pub(crate) fn host_store(&self, t: &Tensor, data: &[f32]) {
+        let Storage::Cpu(c) = &t.storage else {
+            unreachable!("checked by check_device")
+        };
+        c.words.write().unwrap()[t.offset..t.offset + t.len()]
+            .copy_from_slice(bytemuck::cast_slice(data));
+    }
+
+    pub(crate) fn count_dispatch(&self) {
+        CounterCells::add(&self.inner.counters.dispatches, 1);
+    }
+}

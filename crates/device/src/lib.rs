@@ -1,0 +1,36 @@
+//! kiln-device: the layer that owns wgpu.
+//!
+//! - [`Device`]: adapter choice (best GPU, or what `KILN_DEVICE` / `--device` names, or the CPU
+//!   reference), tensors, uploads and readbacks, [`Counters`].
+//! - A caching allocator (`gpu::pool`), a pipeline cache keyed by (family, entry, overrides)
+//!   (`gpu::pipeline`), command batching with one params arena per submit (`gpu`).
+//! - WGSL kernels, one file per family under `shaders/` ([`ShaderFamily`]); their launchers are the
+//!   ops on [`Device`] (`ops/`), and their plain-Rust specs are in [`reference`].
+//!
+//! Dimension letters: B batch, M/N/K matmul rows/columns/reduction, N ids, E embedding width,
+//! V vocabulary, C classes.
+
+pub mod adapter;
+pub mod counters;
+mod device;
+mod error;
+pub(crate) mod gpu;
+mod ops;
+pub mod params;
+pub mod reference;
+pub mod shaders;
+mod tensor;
+pub mod testing;
+
+pub use adapter::{list_adapters, AdapterSummary, DeviceChoice};
+pub use counters::Counters;
+pub use device::{Device, DeviceInfo};
+pub use error::{Error, Result};
+pub use gpu::dispatch_dims;
+pub use gpu::pipeline::PipelineKey;
+pub use ops::loss::Loss;
+pub use params::{
+    Activation, AdamConfig, BinaryOp, MatmulSpec, MatmulVariant, ReduceOp, SgdConfig, UnaryOp,
+};
+pub use shaders::ShaderFamily;
+pub use tensor::{DType, Tensor};

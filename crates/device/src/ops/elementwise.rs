@@ -1,0 +1,150 @@
+//! Elementwise ops: binary with row broadcast, unary functions and their derivatives, fill.
+
+use crate::device::Backend;
+use crate::gpu::Launch;
+use crate::ops::{groups, shape_str};
+use crate::params::{BinaryOp, ElementwiseParams, UnaryOp};
+use crate::shaders::ShaderFamily;
+use crate::{reference, DType, Device, Error, Result, Tensor};
+
+fn params(n: usize, b_len: usize, scalar: f32) -> ElementwiseParams {
+    ElementwiseParams {
+        n: n as u32,
+        b_len: b_len as u32,
+        scalar,
+        _pad: 0,
+    }
+}
+
+impl Device {
+    fn elementwise_launch(
+        &self,
+        entry: &'static str,
+        code: u32,
+        p: ElementwiseParams,
+        bindings: &[(u32, &Tensor)],
+    ) -> Result<()> {
+        let g = self.gpu().expect("GPU launch on a GPU device");
+        g.launch(Launch {
+            family: ShaderFamily::Elementwise,
+            entry,
+            overrides: &[("OP", code as f64)],
+            params: bytemuck::bytes_of(&p),
+            bindings,
+            workgroups: groups(p.n as usize, 256),
+        })
+    }
+
+    /// out = a op b. `b` has a's shape, or the shape of a's trailing dimensions (broadcast over the
+    /// leading ones, e.g. a bias row), or a single element.
+    pub fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let name = "binary";
+        self.check(name, a)?;
+        self.check(name, b)?;
+        let trailing = a.shape().ends_with(b.shape()) || b.len() == 1;
+        if !trailing {
+            return Err(Error::shape(
+                name,
+                format!("{:?}, its trailing dimensions, or one element", a.shape()),
+                shape_str(b.shape()),
+            ));
+        }
+        let p = params(a.len(), b.len(), 0.0);
+        match self.backend() {
+            Backend::Cpu => {
+                let mut out = vec![0.0; a.len()];
+                reference::binary(&p, op, &self.host_f32(a), &self.host_f32(b), &mut out);
+                Ok(self.host_tensor(out, a.shape()))
+            }
+            Backend::Gpu(_) => {
+                let out = self.alloc(name, DType::F32, a.shape())?;
+                self.elementwise_launch("binary", op.code(), p, &[(1, a), (2, b), (3, &out)])?;
+                Ok(out)
+            }
+        }
+    }
+
+    pub fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    pub fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    /// out = f(x)
+    pub fn unary(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
+        let name = "unary";
+        self.check(name, x)?;
+        let p = params(x.len(), x.len(), op.scalar());
+        match self.backend() {
+            Backend::Cpu => {
+                let mut out = vec![0.0; x.len()];
+                reference::unary(&p, op, &self.host_f32(x), &mut out);
+                Ok(self.host_tensor(out, x.shape()))
+            }
+            Backend::Gpu(_) => {
+                let out = self.alloc(name, DType::F32, x.shape())?;
+                self.elementwise_launch("unary", op.code(), p, &[(1, x), (3, &out)])?;
+                Ok(out)
+            }
+        }
+    }
+
+    pub fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::Scale(s), x)
+    }
+
+    /// dx = dy * f'(x), with x the forward input.
+    pub fn unary_backward(&self, op: UnaryOp, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let name = "unary_backward";
+        self.check(name, x)?;
+        self.check(name, dy)?;
+        if x.shape() != dy.shape() {
+            return Err(Error::shape(
+                name,
+                format!("dy of shape {:?}", x.shape()),
+                shape_str(dy.shape()),
+            ));
+        }
+        let p = params(x.len(), x.len(), op.scalar());
+        match self.backend() {
+            Backend::Cpu => {
+                let mut dx = vec![0.0; x.len()];
+                reference::unary_backward(&p, op, &self.host_f32(x), &self.host_f32(dy), &mut dx);
+                Ok(self.host_tensor(dx, x.shape()))
+            }
+            Backend::Gpu(_) => {
+                let dx = self.alloc(name, DType::F32, x.shape())?;
+                self.elementwise_launch(
+                    "unary_backward",
+                    op.code(),
+                    p,
+                    &[(1, x), (2, dy), (3, &dx)],
+                )?;
+                Ok(dx)
+            }
+        }
+    }
+
+    /// A tensor with every element `value`.
+    pub fn full(&self, shape: &[usize], value: f32) -> Result<Tensor> {
+        let len: usize = shape.iter().product();
+        match self.backend() {
+            Backend::Cpu => {
+                if len == 0 {
+                    return Err(Error::invalid(
+                        "full",
+                        format!("empty tensor of shape {shape:?}"),
+                    ));
+                }
+                Ok(self.host_tensor(vec![value; len], shape))
+            }
+            Backend::Gpu(_) => {
+                let out = self.alloc("full", DType::F32, shape)?;
+                self.elementwise_launch("fill", 0, params(len, 1, value), &[(3, &out)])?;
+                Ok(out)
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Embedding gather and its deterministic backward.
+
+use crate::device::Backend;
+use crate::gpu::Launch;
+use crate::ops::{groups, shape_str};
+use crate::params::EmbeddingParams;
+use crate::shaders::ShaderFamily;
+use crate::{reference, DType, Device, Error, Result, Tensor};
+
+impl Device {
+    /// Checks ids (u32, every value below the vocabulary) and derives the params.
+    fn embedding_params(
+        &self,
+        op: &'static str,
+        table_shape: &[usize],
+        ids: &Tensor,
+    ) -> Result<EmbeddingParams> {
+        self.check_device(op, ids)?;
+        if ids.dtype() != DType::U32 {
+            return Err(Error::DType {
+                op,
+                arg: "ids",
+                expected: DType::U32,
+                got: ids.dtype(),
+            });
+        }
+        let &[vocab, dim] = table_shape else {
+            return Err(Error::shape(
+                op,
+                "a table of shape [V, E]",
+                shape_str(table_shape),
+            ));
+        };
+        let max = match ids.max_value {
+            Some(m) => m,
+            // Ids computed on the device carry no host-known bound: check them on the host.
+            None => self.to_u32(ids)?.into_iter().max().unwrap_or(0),
+        };
+        if max as usize >= vocab {
+            let position = self
+                .to_u32(ids)?
+                .iter()
+                .position(|&v| v == max)
+                .unwrap_or(0);
+            return Err(Error::IndexOutOfRange {
+                op,
+                value: max,
+                limit: vocab,
+                position,
+            });
+        }
+        Ok(EmbeddingParams {
+            n: ids.len() as u32,
+            dim: dim as u32,
+            vocab: vocab as u32,
+            _pad: 0,
+        })
+    }
+
+    /// out (ids.shape..., E) = table (V, E) rows picked by ids.
+    pub fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        let op = "embedding";
+        self.check(op, table)?;
+        let p = self.embedding_params(op, table.shape(), ids)?;
+        let mut shape = ids.shape().to_vec();
+        shape.push(p.dim as usize);
+        match self.backend() {
+            Backend::Cpu => {
+                let mut out = vec![0.0; ids.len() * p.dim as usize];
+                reference::embedding_forward(
+                    &p,
+                    &self.host_f32(table),
+                    &self.host_u32(ids),
+                    &mut out,
+                );
+                Ok(self.host_tensor(out, &shape))
+            }
+            Backend::Gpu(g) => {
+                let out = self.alloc(op, DType::F32, &shape)?;
+                g.launch(Launch {
+                    family: ShaderFamily::Embedding,
+                    entry: "embedding_forward",
+                    overrides: &[],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(1, table), (2, ids), (3, &out)],
+                    workgroups: groups(out.len(), 256),
+                })?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// dtable (V, E) += the rows of dout (ids.shape..., E) summed by id. Deterministic: each row's
+    /// sum runs in id-position order, with no atomics.
+    pub fn embedding_backward(&self, dtable: &Tensor, dout: &Tensor, ids: &Tensor) -> Result<()> {
+        let op = "embedding_backward";
+        self.check(op, dtable)?;
+        self.check(op, dout)?;
+        let p = self.embedding_params(op, dtable.shape(), ids)?;
+        if dout.len() != ids.len() * p.dim as usize {
+            let mut want = ids.shape().to_vec();
+            want.push(p.dim as usize);
+            return Err(Error::shape(
+                op,
+                format!("dout of shape {want:?}"),
+                shape_str(dout.shape()),
+            ));
+        }
+        match self.backend() {
+            Backend::Cpu => {
+                let mut d = self.host_f32(dtable);
+                reference::embedding_backward(
+                    &p,
+                    &self.host_f32(dout),
+                    &self.host_u32(ids),
+                    &mut d,
+                );
+                self.count_dispatch();
+                self.host_store(dtable, &d);
+                Ok(())
+            }
+            Backend::Gpu(g) => g.launch(Launch {
+                family: ShaderFamily::Embedding,
+                entry: "embedding_backward",
+                overrides: &[],
+                params: bytemuck::bytes_of(&p),
+                bindings: &[(2, ids), (4, dout), (5, dtable)],
+                workgroups: groups(dout.len(), 256),
+            }),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Cross-entropy losses: per-sample values, and gradients scaled for a mean.
+
+use crate::device::Backend;
+use crate::gpu::Launch;
+use crate::ops::{groups, shape_str};
+use crate::params::LossParams;
+use crate::shaders::ShaderFamily;
+use crate::{reference, DType, Device, Error, Result, Tensor};
+
+/// Which loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Binary cross-entropy on probabilities, clamped as Keras does.
+    Bce,
+    /// Binary cross-entropy on logits.
+    BceLogits,
+    /// Categorical cross-entropy on logits (last axis = classes), targets as distributions.
+    CceLogits,
+}
+
+type RefFn = fn(&LossParams, &[f32], &[f32], &mut [f32]);
+
+impl Loss {
+    fn entries(self) -> (&'static str, &'static str, RefFn, RefFn) {
+        match self {
+            Loss::Bce => (
+                "bce_forward",
+                "bce_backward",
+                reference::bce_forward,
+                reference::bce_backward,
+            ),
+            Loss::BceLogits => (
+                "bce_logits_forward",
+                "bce_logits_backward",
+                reference::bce_logits_forward,
+                reference::bce_logits_backward,
+            ),
+            Loss::CceLogits => (
+                "cce_logits_forward",
+                "cce_logits_backward",
+                reference::cce_logits_forward,
+                reference::cce_logits_backward,
+            ),
+        }
+    }
+}
+
+impl Device {
+    /// (params, shape of the per-sample losses)
+    fn loss_params(
+        &self,
+        loss: Loss,
+        pred: &Tensor,
+        target: &Tensor,
+        scale: f32,
+    ) -> Result<(LossParams, Vec<usize>)> {
+        let op = "loss";
+        self.check(op, pred)?;
+        self.check(op, target)?;
+        if pred.shape() != target.shape() {
+            return Err(Error::shape(
+                op,
+                format!("targets of shape {:?}", pred.shape()),
+                shape_str(target.shape()),
+            ));
+        }
+        if loss == Loss::CceLogits {
+            let classes = *pred
+                .shape()
+                .last()
+                .ok_or_else(|| Error::invalid(op, "scalar logits"))?;
+            let rows = pred.len() / classes;
+            let shape = pred.shape()[..pred.rank() - 1].to_vec();
+            let shape = if shape.is_empty() { vec![1] } else { shape };
+            return Ok((
+                LossParams {
+                    n: rows as u32,
+                    classes: classes as u32,
+                    scale,
+                    _pad: 0,
+                },
+                shape,
+            ));
+        }
+        Ok((
+            LossParams {
+                n: pred.len() as u32,
+                classes: 1,
+                scale,
+                _pad: 0,
+            },
+            pred.shape().to_vec(),
+        ))
+    }
+
+    fn loss_run(
+        &self,
+        entry: &'static str,
+        f: RefFn,
+        p: &LossParams,
+        pred: &Tensor,
+        target: &Tensor,
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        match self.backend() {
+            Backend::Cpu => {
+                let mut out = vec![0.0; shape.iter().product()];
+                f(p, &self.host_f32(pred), &self.host_f32(target), &mut out);
+                Ok(self.host_tensor(out, shape))
+            }
+            Backend::Gpu(g) => {
+                let out = self.alloc(entry, DType::F32, shape)?;
+                g.launch(Launch {
+                    family: ShaderFamily::Loss,
+                    entry,
+                    overrides: &[],
+                    params: bytemuck::bytes_of(p),
+                    bindings: &[(1, pred), (2, target), (3, &out)],
+                    workgroups: groups(p.n as usize, 256),
+                })?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Per-sample losses (per element for the binary losses, per row for categorical).
+    pub fn loss_forward(&self, loss: Loss, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let (p, shape) = self.loss_params(loss, pred, target, 1.0)?;
+        let (fwd, _, f, _) = loss.entries();
+        self.loss_run(fwd, f, &p, pred, target, &shape)
+    }
+
+    /// d(scale * sum of per-sample losses)/d(pred); scale = 1 / samples gives the mean's gradient.
+    pub fn loss_backward(
+        &self,
+        loss: Loss,
+        pred: &Tensor,
+        target: &Tensor,
+        scale: f32,
+    ) -> Result<Tensor> {
+        let (p, _) = self.loss_params(loss, pred, target, scale)?;
+        let (_, bwd, _, f) = loss.entries();
+        self.loss_run(bwd, f, &p, pred, target, pred.shape())
+    }
+}

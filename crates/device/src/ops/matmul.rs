@@ -1,0 +1,140 @@
+//! Batched matmul with transposes and a bias/activation epilogue.
+
+use crate::device::Backend;
+use crate::ops::{groups, shape_str};
+use crate::params::{MatmulParams, MatmulSpec, MatmulVariant};
+use crate::shaders::ShaderFamily;
+use crate::{reference, Device, Error, Result, Tensor};
+
+/// Checks operand shapes and derives the kernel's params.
+pub fn matmul_params(
+    a: &[usize],
+    b: &[usize],
+    bias: Option<&[usize]>,
+    spec: &MatmulSpec,
+) -> Result<MatmulParams> {
+    let op = "matmul";
+    let dims = |s: &[usize]| match *s {
+        [r, c] => Ok((1, r, c)),
+        [b, r, c] => Ok((b, r, c)),
+        _ => Err(Error::shape(op, "a rank-2 or rank-3 tensor", shape_str(s))),
+    };
+    let (ba, ra, ca) = dims(a)?;
+    let (bb, rb, cb) = dims(b)?;
+    let (m, k) = if spec.trans_a { (ca, ra) } else { (ra, ca) };
+    let (kb, n) = if spec.trans_b { (cb, rb) } else { (rb, cb) };
+    if k != kb {
+        return Err(Error::shape(
+            op,
+            format!("inner dimensions to agree (A gives K = {k})"),
+            format!(
+                "B with K = {kb} (A {a:?}, B {b:?}, trans_a {}, trans_b {})",
+                spec.trans_a, spec.trans_b
+            ),
+        ));
+    }
+    let batch = ba.max(bb);
+    if (ba != batch && ba != 1) || (bb != batch && bb != 1) {
+        return Err(Error::shape(
+            op,
+            "equal batch sizes, or 1 to broadcast",
+            format!("A {a:?}, B {b:?}"),
+        ));
+    }
+    if let Some(bias) = bias {
+        if bias != [n] {
+            return Err(Error::shape(
+                op,
+                format!("bias of shape [{n}]"),
+                shape_str(bias),
+            ));
+        }
+    }
+    let fits = |v: usize| u32::try_from(v).ok();
+    let too_big = || Error::invalid(op, format!("dimensions past u32 (A {a:?}, B {b:?})"));
+    let stride = |bt: usize, r: usize, c: usize| {
+        if bt == 1 && batch > 1 {
+            Some(0)
+        } else {
+            fits(r * c)
+        }
+    };
+    Ok(MatmulParams {
+        batch: fits(batch).ok_or_else(too_big)?,
+        m: fits(m).ok_or_else(too_big)?,
+        n: fits(n).ok_or_else(too_big)?,
+        k: fits(k).ok_or_else(too_big)?,
+        a_batch_stride: stride(ba, ra, ca).ok_or_else(too_big)?,
+        b_batch_stride: stride(bb, rb, cb).ok_or_else(too_big)?,
+        _pad: [0; 2],
+    })
+}
+
+impl Device {
+    /// C = act(op(A) · op(B) + bias). A: (M, K) or (B, M, K); B: (K, N) or (B, K, N); stored
+    /// transposed when the spec says so; a batch of 1 broadcasts. C: (M, N), or (B, M, N) when either
+    /// operand is batched.
+    pub fn matmul(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        spec: MatmulSpec,
+    ) -> Result<Tensor> {
+        let op = "matmul";
+        self.check(op, a)?;
+        self.check(op, b)?;
+        if let Some(bias) = bias {
+            self.check(op, bias)?;
+        }
+        let p = matmul_params(a.shape(), b.shape(), bias.map(Tensor::shape), &spec)?;
+        let batched = a.rank() == 3 || b.rank() == 3;
+        let shape = if batched {
+            vec![p.batch as usize, p.m as usize, p.n as usize]
+        } else {
+            vec![p.m as usize, p.n as usize]
+        };
+        if p.k == 0 {
+            return Err(Error::invalid(op, "K = 0: nothing to multiply"));
+        }
+        match self.backend() {
+            Backend::Cpu => {
+                let mut c = vec![0.0; p.out_len()];
+                let bias_h = bias.map(|t| self.host_f32(t));
+                reference::matmul(
+                    &p,
+                    &spec,
+                    &self.host_f32(a),
+                    &self.host_f32(b),
+                    bias_h.as_deref(),
+                    &mut c,
+                );
+                Ok(self.host_tensor(c, &shape))
+            }
+            Backend::Gpu(g) => {
+                let c = self.alloc(op, crate::DType::F32, &shape)?;
+                let (entry, workgroups) = match spec.variant {
+                    MatmulVariant::Naive => ("matmul_naive", groups(p.out_len(), 64)),
+                    MatmulVariant::Tiled => ("matmul_tiled", p.tiles()),
+                };
+                // The shader references `bias` behind HAS_BIAS, so binding 4 is in its layout either
+                // way; without a bias, A stands in (read-only, never read).
+                let bindings = [(1, a), (2, b), (3, &c), (4, bias.unwrap_or(a))];
+                g.launch(crate::gpu::Launch {
+                    family: ShaderFamily::Matmul,
+                    entry,
+                    overrides: &[
+                        ("TRANS_A", spec.trans_a as u32 as f64),
+                        ("TRANS_B", spec.trans_b as u32 as f64),
+                        ("HAS_BIAS", bias.is_some() as u32 as f64),
+                        ("ACT", spec.activation.matmul_code() as f64),
+                    ],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &bindings,
+                    workgroups,
+                })?;
+                Ok(c)
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Fused optimizer steps over flat (packed) parameter buffers: one dispatch per step.
+
+use crate::device::Backend;
+use crate::gpu::Launch;
+use crate::ops::{groups, shape_str};
+use crate::params::{AdamConfig, OptimParams, SgdConfig};
+use crate::shaders::ShaderFamily;
+use crate::{reference, Device, Error, Result, Tensor};
+
+impl Device {
+    fn optim_check(&self, op: &'static str, w: &Tensor, others: &[&Tensor]) -> Result<()> {
+        self.check(op, w)?;
+        for t in others {
+            self.check(op, t)?;
+            if t.len() != w.len() {
+                return Err(Error::shape(
+                    op,
+                    format!("{} elements like the parameters", w.len()),
+                    shape_str(t.shape()),
+                ));
+            }
+        }
+        for (i, a) in others.iter().enumerate() {
+            if a.same_storage(w) || others[i + 1..].iter().any(|b| a.same_storage(b)) {
+                return Err(Error::invalid(
+                    op,
+                    "parameters, gradients and state must be separate buffers",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn optim_launch(
+        &self,
+        entry: &'static str,
+        p: &OptimParams,
+        bindings: &[(u32, &Tensor)],
+    ) -> Result<()> {
+        let g = self.gpu().expect("GPU launch on a GPU device");
+        g.launch(Launch {
+            family: ShaderFamily::Optim,
+            entry,
+            overrides: &[],
+            params: bytemuck::bytes_of(p),
+            bindings,
+            workgroups: groups(p.n as usize, 256),
+        })
+    }
+
+    /// One Adam step (number `step`, from 1) on w in place, with moments m and v, Keras's formula.
+    pub fn adam_update(
+        &self,
+        cfg: &AdamConfig,
+        step: u64,
+        w: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+    ) -> Result<()> {
+        let op = "adam_update";
+        self.optim_check(op, w, &[g, m, v])?;
+        if step == 0 {
+            return Err(Error::invalid(op, "step counts from 1"));
+        }
+        let p = cfg.params(w.len() as u32, step);
+        match self.backend() {
+            Backend::Cpu => {
+                let (mut wh, mut mh, mut vh) =
+                    (self.host_f32(w), self.host_f32(m), self.host_f32(v));
+                reference::adam_update(&p, &mut wh, &self.host_f32(g), &mut mh, &mut vh);
+                self.count_dispatch();
+                self.host_store(w, &wh);
+                self.host_store(m, &mh);
+                self.host_store(v, &vh);
+                Ok(())
+            }
+            Backend::Gpu(_) => {
+                self.optim_launch("adam_update", &p, &[(1, w), (2, g), (3, m), (4, v)])
+            }
+        }
+    }
+
+    /// One SGD step on w in place, with velocity u (Keras's momentum formula).
+    pub fn sgd_update(&self, cfg: &SgdConfig, w: &Tensor, g: &Tensor, u: &Tensor) -> Result<()> {
+        let op = "sgd_update";
+        self.optim_check(op, w, &[g, u])?;
+        let p = cfg.params(w.len() as u32);
+        match self.backend() {
+            Backend::Cpu => {
+                let (mut wh, mut uh) = (self.host_f32(w), self.host_f32(u));
+                reference::sgd_update(&p, &mut wh, &self.host_f32(g), &mut uh);
+                self.count_dispatch();
+                self.host_store(w, &wh);
+                self.host_store(u, &uh);
+                Ok(())
+            }
+            Backend::Gpu(_) => self.optim_launch("sgd_update", &p, &[(1, w), (2, g), (3, u)]),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Reductions along an axis (sum, mean, max, argmax) and row softmax / log-softmax.
+
+use crate::device::Backend;
+use crate::gpu::Launch;
+use crate::ops::shape_str;
+use crate::params::{ReduceOp, ReduceParams};
+use crate::shaders::ShaderFamily;
+use crate::{reference, DType, Device, Error, Result, Tensor};
+
+fn reduced_shape(
+    op: &'static str,
+    shape: &[usize],
+    axis: usize,
+) -> Result<(ReduceParams, Vec<usize>)> {
+    if axis >= shape.len() {
+        return Err(Error::invalid(
+            op,
+            format!("axis {axis} out of range for shape {}", shape_str(shape)),
+        ));
+    }
+    let mut out: Vec<usize> = shape.to_vec();
+    out.remove(axis);
+    if out.is_empty() {
+        out.push(1);
+    }
+    Ok((ReduceParams::for_axis(shape, axis), out))
+}
+
+impl Device {
+    /// Sum, mean or max along `axis`; the axis is removed from the shape.
+    pub fn reduce(&self, op: ReduceOp, x: &Tensor, axis: usize) -> Result<Tensor> {
+        let name = "reduce";
+        self.check(name, x)?;
+        let (p, shape) = reduced_shape(name, x.shape(), axis)?;
+        match self.backend() {
+            Backend::Cpu => {
+                let mut out = vec![0.0; p.out_len()];
+                reference::reduce(&p, op, &self.host_f32(x), &mut out);
+                Ok(self.host_tensor(out, &shape))
+            }
+            Backend::Gpu(g) => {
+                let out = self.alloc(name, DType::F32, &shape)?;
+                g.launch(Launch {
+                    family: ShaderFamily::Reduce,
+                    entry: "reduce",
+                    overrides: &[("OP", op.code() as f64)],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(1, x), (2, &out)],
+                    workgroups: p.out_len() as u64,
+                })?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Index of the first maximum along `axis`, as u32.
+    pub fn argmax(&self, x: &Tensor, axis: usize) -> Result<Tensor> {
+        let name = "argmax";
+        self.check(name, x)?;
+        let (p, shape) = reduced_shape(name, x.shape(), axis)?;
+        let mut out = match self.backend() {
+            Backend::Cpu => {
+                let mut idx = vec![0u32; p.out_len()];
+                reference::argmax(&p, &self.host_f32(x), &mut idx);
+                self.count_dispatch();
+                let t = self.from_u32(&idx, &shape)?;
+                return Ok(t);
+            }
+            Backend::Gpu(g) => {
+                let out = self.alloc(name, DType::U32, &shape)?;
+                g.launch(Launch {
+                    family: ShaderFamily::Reduce,
+                    entry: "argmax",
+                    overrides: &[],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(1, x), (3, &out)],
+                    workgroups: p.out_len() as u64,
+                })?;
+                out
+            }
+        };
+        out.max_value = Some(p.len.saturating_sub(1));
+        Ok(out)
+    }
+
+    /// Softmax over the last axis, with the row maximum subtracted (finite for any finite input).
+    pub fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        self.softmax_impl(x, false)
+    }
+
+    /// log(softmax(x)) over the last axis, computed as x - max - log(sum(exp(x - max))).
+    pub fn log_softmax(&self, x: &Tensor) -> Result<Tensor> {
+        self.softmax_impl(x, true)
+    }
+
+    fn softmax_impl(&self, x: &Tensor, log: bool) -> Result<Tensor> {
+        let name = if log { "log_softmax" } else { "softmax" };
+        self.check(name, x)?;
+        let last = x
+            .rank()
+            .checked_sub(1)
+            .ok_or_else(|| Error::invalid(name, "scalar input"))?;
+        let p = ReduceParams::for_axis(x.shape(), last);
+        match self.backend() {
+            Backend::Cpu => {
+                let mut out = vec![0.0; x.len()];
+                reference::softmax(&p, log, &self.host_f32(x), &mut out);
+                Ok(self.host_tensor(out, x.shape()))
+            }
+            Backend::Gpu(g) => {
+                let out = self.alloc(name, DType::F32, x.shape())?;
+                g.launch(Launch {
+                    family: ShaderFamily::Reduce,
+                    entry: "softmax",
+                    overrides: &[("LOG", log as u32 as f64)],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(1, x), (2, &out)],
+                    workgroups: p.outer as u64,
+                })?;
+                Ok(out)
+            }
+        }
+    }
+}

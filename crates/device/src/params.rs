@@ -1,0 +1,352 @@
+//! Kernel parameter structs, `#[repr(C)]` and `Pod`, each mirrored by a WGSL `struct` of the same
+//! name, and the op enums whose numeric codes the shaders receive as `override` constants.
+//! Size formulas live here, once.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Activation functions, shared by the matmul epilogue and the unary kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Activation {
+    #[default]
+    Identity,
+    Relu,
+    Sigmoid,
+    Tanh,
+    Step,
+}
+
+impl Activation {
+    /// Code of the matmul epilogue's `ACT` constant.
+    pub(crate) fn matmul_code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Relu => 1,
+            Activation::Sigmoid => 2,
+            Activation::Tanh => 3,
+            Activation::Step => 4,
+        }
+    }
+
+    pub fn as_unary(self) -> UnaryOp {
+        match self {
+            Activation::Identity => UnaryOp::Identity,
+            Activation::Relu => UnaryOp::Relu,
+            Activation::Sigmoid => UnaryOp::Sigmoid,
+            Activation::Tanh => UnaryOp::Tanh,
+            Activation::Step => UnaryOp::Step,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinaryOp {
+    pub const ALL: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
+
+    pub(crate) fn code(self) -> u32 {
+        self as u32
+    }
+
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+        }
+    }
+}
+
+/// Unary functions; `Scale(s)` multiplies by a constant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Identity,
+    Step,
+    Sigmoid,
+    Tanh,
+    Relu,
+    Exp,
+    Log,
+    Scale(f32),
+}
+
+impl UnaryOp {
+    pub const ALL: [UnaryOp; 8] = [
+        UnaryOp::Identity,
+        UnaryOp::Step,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Relu,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Scale(0.5),
+    ];
+
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            UnaryOp::Identity => 0,
+            UnaryOp::Step => 1,
+            UnaryOp::Sigmoid => 2,
+            UnaryOp::Tanh => 3,
+            UnaryOp::Relu => 4,
+            UnaryOp::Exp => 5,
+            UnaryOp::Log => 6,
+            UnaryOp::Scale(_) => 7,
+        }
+    }
+
+    pub(crate) fn scalar(self) -> f32 {
+        match self {
+            UnaryOp::Scale(s) => s,
+            _ => 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+}
+
+impl ReduceOp {
+    pub(crate) fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// Which matmul kernel runs. `Tiled` is the default; `Naive` is the baseline benchmarks compare to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum MatmulVariant {
+    Naive,
+    #[default]
+    Tiled,
+}
+
+/// How to multiply: which operands are stored transposed, the epilogue, the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct MatmulSpec {
+    /// A is stored (K, M) instead of (M, K).
+    pub trans_a: bool,
+    /// B is stored (N, K) instead of (K, N).
+    pub trans_b: bool,
+    pub activation: Activation,
+    pub variant: MatmulVariant,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub batch: u32,
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    /// Elements between consecutive batch entries of A; 0 broadcasts A.
+    pub a_batch_stride: u32,
+    pub b_batch_stride: u32,
+    pub _pad: [u32; 2],
+}
+
+impl MatmulParams {
+    pub const TILE: u32 = 64;
+
+    pub fn out_len(&self) -> usize {
+        self.batch as usize * self.m as usize * self.n as usize
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+
+    /// Workgroups of the tiled kernel: one per 64x64 tile of each batch entry.
+    pub fn tiles(&self) -> u64 {
+        let t = |d: u32| d.div_ceil(Self::TILE) as u64;
+        t(self.m) * t(self.n) * self.batch as u64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct ElementwiseParams {
+    pub n: u32,
+    /// Length of the second operand: n (same shape), a row length (row broadcast) or 1.
+    pub b_len: u32,
+    pub scalar: f32,
+    pub _pad: u32,
+}
+
+/// The reduced axis splits a tensor into (outer, len, inner).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ReduceParams {
+    pub outer: u32,
+    pub len: u32,
+    pub inner: u32,
+    pub _pad: u32,
+}
+
+impl ReduceParams {
+    pub fn for_axis(shape: &[usize], axis: usize) -> ReduceParams {
+        let outer: usize = shape[..axis].iter().product();
+        let inner: usize = shape[axis + 1..].iter().product();
+        ReduceParams {
+            outer: outer as u32,
+            len: shape[axis] as u32,
+            inner: inner as u32,
+            _pad: 0,
+        }
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.outer as usize * self.inner as usize
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct EmbeddingParams {
+    /// Number of ids (N).
+    pub n: u32,
+    /// Embedding width (E).
+    pub dim: u32,
+    /// Vocabulary size (V).
+    pub vocab: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct DropoutParams {
+    pub n: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    /// Counter of element 0: advance it between calls so masks differ from step to step.
+    pub offset: u32,
+    pub keep_prob: f32,
+    pub scale: f32,
+    pub _pad: [u32; 2],
+}
+
+impl DropoutParams {
+    pub fn new(n: u32, rate: f32, seed: u64, offset: u32) -> DropoutParams {
+        let keep_prob = 1.0 - rate;
+        DropoutParams {
+            n,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            offset,
+            keep_prob,
+            scale: if keep_prob > 0.0 {
+                1.0 / keep_prob
+            } else {
+                0.0
+            },
+            _pad: [0; 2],
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct OptimParams {
+    pub n: u32,
+    /// Adam: the bias-corrected step size; SGD: the learning rate.
+    pub alpha: f32,
+    /// Adam: beta1; SGD: momentum.
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub nesterov: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Adam's hyperparameters; `Default` is Keras's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+        }
+    }
+}
+
+impl AdamConfig {
+    /// Parameters of update number `step` (1-based), with Keras's bias correction folded into alpha.
+    pub fn params(&self, n: u32, step: u64) -> OptimParams {
+        let t = step as f64;
+        let alpha = self.lr as f64 * (1.0 - (self.beta2 as f64).powf(t)).sqrt()
+            / (1.0 - (self.beta1 as f64).powf(t));
+        OptimParams {
+            n,
+            alpha: alpha as f32,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            nesterov: 0,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// SGD's hyperparameters; `Default` is Keras's (lr 0.01, no momentum).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    pub lr: f32,
+    pub momentum: f32,
+    pub nesterov: bool,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig {
+            lr: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+        }
+    }
+}
+
+impl SgdConfig {
+    pub fn params(&self, n: u32) -> OptimParams {
+        OptimParams {
+            n,
+            alpha: self.lr,
+            beta1: self.momentum,
+            beta2: 0.0,
+            eps: 0.0,
+            nesterov: self.nesterov as u32,
+            _pad: [0; 2],
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct LossParams {
+    /// Elements (binary losses) or rows (categorical).
+    pub n: u32,
+    pub classes: u32,
+    /// Gradient scale, e.g. 1/N for a mean loss.
+    pub scale: f32,
+    pub _pad: u32,
+}
+
+/// Keras's fuzz factor for cross-entropy on probabilities.
+pub const BCE_EPS: f32 = 1e-7;

@@ -1,0 +1,340 @@
+//! The CPU reference of every kernel: plain loops, the same arguments in the same order as the
+//! launchers in `ops`. This module is the spec, the test oracle, and the CPU device's engine.
+//! Each function mirrors one WGSL entry point, including its f32 arithmetic, so that results agree
+//! to rounding (and bit for bit for the random generator).
+//!
+//! Activations overwrite their outputs (`=`); parameter gradients accumulate (`+=`), as noted.
+
+use crate::params::{
+    Activation, BinaryOp, DropoutParams, ElementwiseParams, EmbeddingParams, LossParams,
+    MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams, UnaryOp, BCE_EPS,
+};
+
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn tanh(x: f32) -> f32 {
+    x.clamp(-15.0, 15.0).tanh()
+}
+
+pub fn activation(act: Activation, x: f32) -> f32 {
+    match act {
+        Activation::Identity => x,
+        Activation::Relu => x.max(0.0),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => tanh(x),
+        Activation::Step => step(x),
+    }
+}
+
+fn step(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// c (B, M, N) = act(op(a) · op(b) + bias). a: (B, M, K) or (B, K, M) when trans_a; b: (B, K, N) or
+/// (B, N, K) when trans_b; a batch stride of 0 broadcasts. Accumulates in f32 in k order.
+pub fn matmul(
+    p: &MatmulParams,
+    spec: &MatmulSpec,
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+) {
+    let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+    for bi in 0..p.batch as usize {
+        let a0 = bi * p.a_batch_stride as usize;
+        let b0 = bi * p.b_batch_stride as usize;
+        for row in 0..m {
+            for col in 0..n {
+                let mut acc = 0.0f32;
+                for kk in 0..k {
+                    let av = if spec.trans_a {
+                        a[a0 + kk * m + row]
+                    } else {
+                        a[a0 + row * k + kk]
+                    };
+                    let bv = if spec.trans_b {
+                        b[b0 + col * k + kk]
+                    } else {
+                        b[b0 + kk * n + col]
+                    };
+                    acc += av * bv;
+                }
+                if let Some(bias) = bias {
+                    acc += bias[col];
+                }
+                c[(bi * m + row) * n + col] = activation(spec.activation, acc);
+            }
+        }
+    }
+}
+
+/// out[i] = a[i] op b[i % b_len]
+pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        out[i] = op.apply(a[i], b[i % p.b_len as usize]);
+    }
+}
+
+pub fn unary_value(op: UnaryOp, x: f32) -> f32 {
+    match op {
+        UnaryOp::Identity => x,
+        UnaryOp::Step => step(x),
+        UnaryOp::Sigmoid => sigmoid(x),
+        UnaryOp::Tanh => tanh(x),
+        UnaryOp::Relu => x.max(0.0),
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Scale(s) => x * s,
+    }
+}
+
+/// f'(x)
+pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
+    match op {
+        UnaryOp::Identity => 1.0,
+        UnaryOp::Step => 0.0,
+        UnaryOp::Sigmoid => {
+            let s = sigmoid(x);
+            s * (1.0 - s)
+        }
+        UnaryOp::Tanh => {
+            let t = tanh(x);
+            1.0 - t * t
+        }
+        UnaryOp::Relu => step(x),
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => 1.0 / x,
+        UnaryOp::Scale(s) => s,
+    }
+}
+
+/// out[i] = f(x[i])
+pub fn unary(p: &ElementwiseParams, op: UnaryOp, x: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        out[i] = unary_value(op, x[i]);
+    }
+}
+
+/// dx[i] = dy[i] * f'(x[i]), with x the forward input.
+pub fn unary_backward(p: &ElementwiseParams, op: UnaryOp, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for i in 0..p.n as usize {
+        dx[i] = dy[i] * unary_derivative(op, x[i]);
+    }
+}
+
+/// Reduce (outer, len, inner) over len. The GPU sums in a different order, so compare with a
+/// tolerance that grows with len.
+pub fn reduce(p: &ReduceParams, op: ReduceOp, x: &[f32], out: &mut [f32]) {
+    let (len, inner) = (p.len as usize, p.inner as usize);
+    for o in 0..p.out_len() {
+        let base = (o / inner) * len * inner + o % inner;
+        let vals = (0..len).map(|l| x[base + l * inner]);
+        out[o] = match op {
+            ReduceOp::Sum => vals.sum(),
+            ReduceOp::Mean => vals.sum::<f32>() / len as f32,
+            ReduceOp::Max => vals.fold(f32::MIN, f32::max),
+        };
+    }
+}
+
+/// Index of the first maximum along len.
+pub fn argmax(p: &ReduceParams, x: &[f32], out: &mut [u32]) {
+    let (len, inner) = (p.len as usize, p.inner as usize);
+    for o in 0..p.out_len() {
+        let base = (o / inner) * len * inner + o % inner;
+        let mut best = 0;
+        for l in 1..len {
+            if x[base + l * inner] > x[base + best * inner] {
+                best = l;
+            }
+        }
+        out[o] = best as u32;
+    }
+}
+
+/// Softmax (or log-softmax) of each row of (outer, len), with the row maximum subtracted first.
+pub fn softmax(p: &ReduceParams, log: bool, x: &[f32], out: &mut [f32]) {
+    let len = p.len as usize;
+    for row in 0..p.outer as usize {
+        let xs = &x[row * len..(row + 1) * len];
+        let max = xs.iter().copied().fold(f32::MIN, f32::max);
+        let total: f32 = xs.iter().map(|v| (v - max).exp()).sum();
+        for (o, v) in out[row * len..(row + 1) * len].iter_mut().zip(xs) {
+            *o = if log {
+                (v - max) - total.ln()
+            } else {
+                (v - max).exp() / total
+            };
+        }
+    }
+}
+
+/// out (N, E) = table[ids] (V, E); ids at or past V give zeros (the host refuses them first).
+pub fn embedding_forward(p: &EmbeddingParams, table: &[f32], ids: &[u32], out: &mut [f32]) {
+    let dim = p.dim as usize;
+    for (i, &id) in ids.iter().enumerate().take(p.n as usize) {
+        for e in 0..dim {
+            out[i * dim + e] = if id < p.vocab {
+                table[id as usize * dim + e]
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// dtable (V, E) += scatter of dout (N, E) by ids, summed per row in index order (deterministic).
+pub fn embedding_backward(p: &EmbeddingParams, dout: &[f32], ids: &[u32], dtable: &mut [f32]) {
+    let dim = p.dim as usize;
+    let n = p.n as usize;
+    for i in 0..n {
+        let id = ids[i];
+        if id >= p.vocab || ids[..i].contains(&id) {
+            continue;
+        }
+        for e in 0..dim {
+            let mut acc = 0.0f32;
+            for j in i..n {
+                if ids[j] == id {
+                    acc += dout[j * dim + e];
+                }
+            }
+            dtable[id as usize * dim + e] += acc;
+        }
+    }
+}
+
+/// Threefry-2x32 with 20 rounds (Random123), the generator behind dropout.
+pub fn threefry2x32(counter: [u32; 2], key: [u32; 2]) -> [u32; 2] {
+    const ROT: [u32; 8] = [13, 15, 26, 6, 17, 29, 16, 24];
+    let ks = [key[0], key[1], 0x1BD1_1BDA ^ key[0] ^ key[1]];
+    let mut x0 = counter[0].wrapping_add(ks[0]);
+    let mut x1 = counter[1].wrapping_add(ks[1]);
+    for r in 0..20u32 {
+        x0 = x0.wrapping_add(x1);
+        x1 = x1.rotate_left(ROT[(r % 8) as usize]);
+        x1 ^= x0;
+        if r % 4 == 3 {
+            let s = r / 4 + 1;
+            x0 = x0.wrapping_add(ks[(s % 3) as usize]);
+            x1 = x1.wrapping_add(ks[((s + 1) % 3) as usize]).wrapping_add(s);
+        }
+    }
+    [x0, x1]
+}
+
+/// out = x * mask, mask[i] = scale where the element is kept, 0 where dropped.
+pub fn dropout_forward(p: &DropoutParams, x: &[f32], out: &mut [f32], mask: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let bits = threefry2x32([p.offset.wrapping_add(i as u32), 0], [p.seed_lo, p.seed_hi])[0];
+        let u = (bits >> 8) as f32 * (1.0 / 16_777_216.0);
+        mask[i] = if u < p.keep_prob { p.scale } else { 0.0 };
+        out[i] = x[i] * mask[i];
+    }
+}
+
+/// In place: m, v, w updated from g (see shaders/optim.wgsl for the formulas).
+pub fn adam_update(p: &OptimParams, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let gi = g[i];
+        let mi = m[i] + (gi - m[i]) * (1.0 - p.beta1);
+        let vi = v[i] + (gi * gi - v[i]) * (1.0 - p.beta2);
+        m[i] = mi;
+        v[i] = vi;
+        w[i] -= p.alpha * mi / (vi.sqrt() + p.eps);
+    }
+}
+
+/// In place: velocity u = momentum * u - lr * g; w += u (Nesterov: w += momentum * u - lr * g).
+pub fn sgd_update(p: &OptimParams, w: &mut [f32], g: &[f32], u: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let ui = p.beta1 * u[i] - p.alpha * g[i];
+        u[i] = ui;
+        w[i] += if p.nesterov != 0 {
+            p.beta1 * ui - p.alpha * g[i]
+        } else {
+            ui
+        };
+    }
+}
+
+pub fn bce_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let q = pred[i].clamp(BCE_EPS, 1.0 - BCE_EPS);
+        let y = target[i];
+        out[i] = -(y * (q + BCE_EPS).ln() + (1.0 - y) * (1.0 - q + BCE_EPS).ln());
+    }
+}
+
+pub fn bce_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let (x, y) = (pred[i], target[i]);
+        let d = if (BCE_EPS..=1.0 - BCE_EPS).contains(&x) {
+            -(y / (x + BCE_EPS) - (1.0 - y) / (1.0 - x + BCE_EPS))
+        } else {
+            0.0
+        };
+        out[i] = d * p.scale;
+    }
+}
+
+pub fn bce_logits_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let x = pred[i];
+        out[i] = x.max(0.0) - x * target[i] + (1.0 + (-x.abs()).exp()).ln();
+    }
+}
+
+pub fn bce_logits_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        out[i] = (sigmoid(pred[i]) - target[i]) * p.scale;
+    }
+}
+
+fn row_stats(row: &[f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::MIN, f32::max);
+    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+    (max, sum.ln())
+}
+
+/// Per row: sum_j y_j * (logsumexp(x) - x_j).
+pub fn cce_logits_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    let c = p.classes as usize;
+    for row in 0..p.n as usize {
+        let xs = &pred[row * c..(row + 1) * c];
+        let ys = &target[row * c..(row + 1) * c];
+        let (max, log_sum) = row_stats(xs);
+        out[row] = xs
+            .iter()
+            .zip(ys)
+            .map(|(x, y)| y * (max + log_sum - x))
+            .sum();
+    }
+}
+
+/// Per row: softmax(x) * sum(y) - y, scaled.
+pub fn cce_logits_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    let c = p.classes as usize;
+    for row in 0..p.n as usize {
+        let xs = &pred[row * c..(row + 1) * c];
+        let ys = &target[row * c..(row + 1) * c];
+        let (max, log_sum) = row_stats(xs);
+        let total: f32 = ys.iter().sum();
+        for j in 0..c {
+            let s = (xs[j] - max - log_sum).exp();
+            out[row * c + j] = (s * total - ys[j]) * p.scale;
+        }
+    }
+}

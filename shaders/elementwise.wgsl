@@ -1,0 +1,127 @@
+// Elementwise kernels over flat f32 arrays of N elements.
+//
+// `binary`: out[i] = a[i] OP b[i % b_len]; b_len == N (same shape), the row length (row broadcast)
+// or 1 (scalar). `unary`: out[i] = f(x[i]). `unary_backward`: dx[i] = dy[i] * f'(x[i]).
+// `fill`: out[i] = scalar.
+// Bindings: 0 params, 1 x, 2 y, 3 out; each entry uses only the ones it names (`unary`: 1, 3;
+// `fill`: 3), and the launcher binds by number.
+
+struct ElementwiseParams {
+    n: u32,
+    b_len: u32,
+    scalar: f32,
+    _pad: u32,
+}
+
+// binary: 0 add, 1 sub, 2 mul, 3 div
+// unary: 0 identity, 1 step, 2 sigmoid, 3 tanh, 4 relu, 5 exp, 6 log, 7 scale (x * scalar)
+override OP: u32 = 0u;
+
+@group(0) @binding(0) var<uniform> p: ElementwiseParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid;
+}
+
+fn sigmoid(v: f32) -> f32 {
+    if (v >= 0.0) {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+fn act(v: f32) -> f32 {
+    switch OP {
+        case 1u: { return select(0.0, 1.0, v > 0.0); }
+        case 2u: { return sigmoid(v); }
+        case 3u: { return tanh(clamp(v, -15.0, 15.0)); }
+        case 4u: { return max(v, 0.0); }
+        case 5u: { return exp(v); }
+        case 6u: { return log(v); }
+        case 7u: { return v * p.scalar; }
+        default: { return v; }
+    }
+}
+
+fn act_grad(v: f32) -> f32 {
+    switch OP {
+        case 1u: { return 0.0; }
+        case 2u: {
+            let s = sigmoid(v);
+            return s * (1.0 - s);
+        }
+        case 3u: {
+            let t = tanh(clamp(v, -15.0, 15.0));
+            return 1.0 - t * t;
+        }
+        case 4u: { return select(0.0, 1.0, v > 0.0); }
+        case 5u: { return exp(v); }
+        case 6u: { return 1.0 / v; }
+        case 7u: { return p.scalar; }
+        default: { return 1.0; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let u = x[i];
+    let v = y[i % p.b_len];
+    switch OP {
+        case 1u: { out[i] = u - v; }
+        case 2u: { out[i] = u * v; }
+        case 3u: { out[i] = u / v; }
+        default: { out[i] = u + v; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn unary(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = act(x[i]);
+}
+
+// x: forward input, y: upstream gradient dy, out: dx
+@compute @workgroup_size(256)
+fn unary_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = y[i] * act_grad(x[i]);
+}
+
+@compute @workgroup_size(256)
+fn fill(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = p.scalar;
+}

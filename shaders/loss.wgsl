@@ -1,0 +1,150 @@
+// Losses: per-sample values forward, gradients backward (scaled by `scale`, e.g. 1/N for a mean).
+//
+// Binary cross-entropy from probabilities, as Keras computes it (EPS = 1e-7):
+//   q = clamp(p, EPS, 1 - EPS);  l = -(y * log(q + EPS) + (1 - y) * log(1 - q + EPS))
+//   the clamp passes no gradient outside [EPS, 1 - EPS], as tf.clip_by_value does.
+// Binary cross-entropy from logits:  l = max(x, 0) - x * y + log(1 + exp(-|x|)),  dl/dx = sigmoid(x) - y.
+// Categorical cross-entropy from logits, rows of length C with target distributions y:
+//   l = sum_j y_j * (logsumexp(x) - x_j),  dl/dx_j = softmax(x)_j * sum(y) - y_j.
+
+struct LossParams {
+    n: u32,      // elements (binary) or rows (categorical)
+    classes: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+const EPS: f32 = 1e-7;
+
+@group(0) @binding(0) var<uniform> p: LossParams;
+@group(0) @binding(1) var<storage, read> pred: array<f32>;
+@group(0) @binding(2) var<storage, read> target: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid;
+}
+
+fn sigmoid(v: f32) -> f32 {
+    if (v >= 0.0) {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+@compute @workgroup_size(256)
+fn bce_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let q = clamp(pred[i], EPS, 1.0 - EPS);
+    let y = target[i];
+    out[i] = -(y * log(q + EPS) + (1.0 - y) * log(1.0 - q + EPS));
+}
+
+@compute @workgroup_size(256)
+fn bce_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let x = pred[i];
+    let y = target[i];
+    var d = 0.0;
+    if (x >= EPS && x <= 1.0 - EPS) {
+        d = -(y / (x + EPS) - (1.0 - y) / (1.0 - x + EPS));
+    }
+    out[i] = d * p.scale;
+}
+
+@compute @workgroup_size(256)
+fn bce_logits_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let x = pred[i];
+    out[i] = max(x, 0.0) - x * target[i] + log(1.0 + exp(-abs(x)));
+}
+
+@compute @workgroup_size(256)
+fn bce_logits_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = (sigmoid(pred[i]) - target[i]) * p.scale;
+}
+
+// One thread per row: rows are short (class counts), and a row's work stays in one thread.
+fn row_stats(base: u32) -> vec2<f32> {
+    var m = -3.4028235e38;
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        m = max(m, pred[base + j]);
+    }
+    var s = 0.0;
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        s = s + exp(pred[base + j] - m);
+    }
+    return vec2<f32>(m, log(s));
+}
+
+@compute @workgroup_size(256)
+fn cce_logits_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = flat_index(wid, nwg, lid);
+    if (row >= p.n) {
+        return;
+    }
+    let base = row * p.classes;
+    let st = row_stats(base);
+    let lse = st.x + st.y;
+    var l = 0.0;
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        l = l + target[base + j] * (lse - pred[base + j]);
+    }
+    out[row] = l;
+}
+
+@compute @workgroup_size(256)
+fn cce_logits_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = flat_index(wid, nwg, lid);
+    if (row >= p.n) {
+        return;
+    }
+    let base = row * p.classes;
+    let st = row_stats(base);
+    var total = 0.0;
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        total = total + target[base + j];
+    }
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        let s = exp(pred[base + j] - st.x - st.y);
+        out[base + j] = (s * total - target[base + j]) * p.scale;
+    }
+}

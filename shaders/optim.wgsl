@@ -1,0 +1,69 @@
+// Fused optimizer updates over one flat parameter buffer: the graph crate packs every parameter
+// of a model into one allocation (views at aligned offsets), so a whole step is one dispatch.
+// Parameters and state are updated in place.
+//
+// Adam, as Keras computes it:  alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+//   m += (g - m) * (1 - beta1);  v += (g^2 - v) * (1 - beta2);  w -= alpha * m / (sqrt(v) + eps)
+// SGD with momentum, as Keras computes it:  u = momentum * u - lr * g
+//   w += u  (or, Nesterov, w += momentum * u - lr * g)
+
+// One params struct for both: Adam reads alpha, beta1, beta2, eps; SGD reads lr (in `alpha`),
+// momentum (in `beta1`) and nesterov.
+struct OptimParams {
+    n: u32,
+    alpha: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    nesterov: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: OptimParams;
+@group(0) @binding(1) var<storage, read_write> w: array<f32>; // parameters, updated in place
+@group(0) @binding(2) var<storage, read> g: array<f32>;       // gradients
+@group(0) @binding(3) var<storage, read_write> m: array<f32>; // Adam first moment / SGD velocity
+@group(0) @binding(4) var<storage, read_write> v: array<f32>; // Adam second moment
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid;
+}
+
+@compute @workgroup_size(256)
+fn adam_update(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let gi = g[i];
+    let mi = m[i] + (gi - m[i]) * (1.0 - p.beta1);
+    let vi = v[i] + (gi * gi - v[i]) * (1.0 - p.beta2);
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = w[i] - p.alpha * mi / (sqrt(vi) + p.eps);
+}
+
+@compute @workgroup_size(256)
+fn sgd_update(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let gi = g[i];
+    let u = p.beta1 * m[i] - p.alpha * gi;
+    m[i] = u;
+    if (p.nesterov != 0u) {
+        w[i] = w[i] + p.beta1 * u - p.alpha * gi;
+    } else {
+        w[i] = w[i] + u;
+    }
+}

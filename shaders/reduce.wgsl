@@ -1,0 +1,162 @@
+// Reductions along one axis and row-wise softmax.
+//
+// A tensor is viewed as (OUTER, LEN, INNER) around the reduced axis; the output is (OUTER, INNER).
+// One workgroup of 64 threads per output element: strided partial results, then a tree in
+// workgroup memory, so the order of summation is fixed and runs are deterministic.
+// `softmax` works on the last axis, (ROWS, LEN), one workgroup per row, max-subtracted.
+
+struct ReduceParams {
+    outer: u32,
+    len: u32,
+    inner: u32,
+    _pad: u32,
+}
+
+// reduce: 0 sum, 1 mean, 2 max
+override OP: u32 = 0u;
+// softmax: false softmax, true log-softmax
+override LOG: bool = false;
+
+@group(0) @binding(0) var<uniform> p: ReduceParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out_index: array<u32>;
+
+const WG: u32 = 64u;
+var<workgroup> part: array<f32, 64>;
+var<workgroup> part_index: array<u32, 64>;
+
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+fn combine(u: f32, v: f32) -> f32 {
+    if (OP == 2u) {
+        return max(u, v);
+    }
+    return u + v;
+}
+
+@compute @workgroup_size(64)
+fn reduce(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let o = group_index(wid, nwg);
+    if (o >= p.outer * p.inner) {
+        return;
+    }
+    let base = (o / p.inner) * p.len * p.inner + o % p.inner;
+    var acc = select(0.0, -3.4028235e38, OP == 2u);
+    for (var l = lid; l < p.len; l = l + WG) {
+        acc = combine(acc, x[base + l * p.inner]);
+    }
+    part[lid] = acc;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            part[lid] = combine(part[lid], part[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        var r = part[0];
+        if (OP == 1u) {
+            r = r / f32(p.len);
+        }
+        out[o] = r;
+    }
+}
+
+@compute @workgroup_size(64)
+fn argmax(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let o = group_index(wid, nwg);
+    if (o >= p.outer * p.inner) {
+        return;
+    }
+    let base = (o / p.inner) * p.len * p.inner + o % p.inner;
+    var best = -3.4028235e38;
+    var best_l = 0xffffffffu;
+    for (var l = lid; l < p.len; l = l + WG) {
+        let v = x[base + l * p.inner];
+        if (best_l == 0xffffffffu || v > best) {
+            best = v;
+            best_l = l;
+        }
+    }
+    part[lid] = best;
+    part_index[lid] = best_l;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            let v = part[lid + s];
+            let vl = part_index[lid + s];
+            let u = part[lid];
+            let ul = part_index[lid];
+            // Greater value wins; ties go to the smaller index (the first maximum), as numpy does.
+            let take = vl != 0xffffffffu && (ul == 0xffffffffu || v > u || (v == u && vl < ul));
+            if (take) {
+                part[lid] = v;
+                part_index[lid] = vl;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        out_index[o] = part_index[0];
+    }
+}
+
+@compute @workgroup_size(64)
+fn softmax(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = group_index(wid, nwg);
+    if (row >= p.outer) {
+        return;
+    }
+    let base = row * p.len;
+    var m = -3.4028235e38;
+    for (var l = lid; l < p.len; l = l + WG) {
+        m = max(m, x[base + l]);
+    }
+    part[lid] = m;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            part[lid] = max(part[lid], part[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let row_max = part[0];
+    workgroupBarrier();
+    var acc = 0.0;
+    for (var l = lid; l < p.len; l = l + WG) {
+        acc = acc + exp(x[base + l] - row_max);
+    }
+    part[lid] = acc;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            part[lid] = part[lid] + part[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = part[0];
+    let log_total = log(total);
+    for (var l = lid; l < p.len; l = l + WG) {
+        let z = x[base + l] - row_max;
+        if (LOG) {
+            out[base + l] = z - log_total;
+        } else {
+            out[base + l] = exp(z) / total;
+        }
+    }
+}
