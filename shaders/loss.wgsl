@@ -18,7 +18,7 @@ const EPS: f32 = 1e-7;
 
 @group(0) @binding(0) var<uniform> p: LossParams;
 @group(0) @binding(1) var<storage, read> pred: array<f32>;
-@group(0) @binding(2) var<storage, read> target: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -44,7 +44,7 @@ fn bce_forward(
         return;
     }
     let q = clamp(pred[i], EPS, 1.0 - EPS);
-    let y = target[i];
+    let y = labels[i];
     out[i] = -(y * log(q + EPS) + (1.0 - y) * log(1.0 - q + EPS));
 }
 
@@ -59,7 +59,7 @@ fn bce_backward(
         return;
     }
     let x = pred[i];
-    let y = target[i];
+    let y = labels[i];
     var d = 0.0;
     if (x >= EPS && x <= 1.0 - EPS) {
         d = -(y / (x + EPS) - (1.0 - y) / (1.0 - x + EPS));
@@ -78,7 +78,7 @@ fn bce_logits_forward(
         return;
     }
     let x = pred[i];
-    out[i] = max(x, 0.0) - x * target[i] + log(1.0 + exp(-abs(x)));
+    out[i] = max(x, 0.0) - x * labels[i] + log(1.0 + exp(-abs(x)));
 }
 
 @compute @workgroup_size(256)
@@ -91,7 +91,7 @@ fn bce_logits_backward(
     if (i >= p.n) {
         return;
     }
-    out[i] = (sigmoid(pred[i]) - target[i]) * p.scale;
+    out[i] = (sigmoid(pred[i]) - labels[i]) * p.scale;
 }
 
 // One thread per row: rows are short (class counts), and a row's work stays in one thread.
@@ -122,7 +122,7 @@ fn cce_logits_forward(
     let lse = st.x + st.y;
     var l = 0.0;
     for (var j = 0u; j < p.classes; j = j + 1u) {
-        l = l + target[base + j] * (lse - pred[base + j]);
+        l = l + labels[base + j] * (lse - pred[base + j]);
     }
     out[row] = l;
 }
@@ -141,10 +141,10 @@ fn cce_logits_backward(
     let st = row_stats(base);
     var total = 0.0;
     for (var j = 0u; j < p.classes; j = j + 1u) {
-        total = total + target[base + j];
+        total = total + labels[base + j];
     }
     for (var j = 0u; j < p.classes; j = j + 1u) {
         let s = exp(pred[base + j] - st.x - st.y);
-        out[base + j] = (s * total - target[base + j]) * p.scale;
+        out[base + j] = (s * total - labels[base + j]) * p.scale;
     }
 }

@@ -229,6 +229,24 @@ impl Device {
         }
     }
 
+    /// Compiles (or finds in the cache) the pipeline for a shader entry point with the given override
+    /// constants: warms the cache ahead of a timed run, and reports a broken kernel as
+    /// [`Error::ShaderCompile`]. A no-op on the CPU device.
+    pub fn compile(
+        &self,
+        family: crate::ShaderFamily,
+        entry: &'static str,
+        overrides: &[(&'static str, f64)],
+    ) -> Result<()> {
+        if let Some(g) = self.gpu() {
+            g.pipelines.get(
+                &g.device,
+                &crate::PipelineKey::new(family, entry, overrides),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Submits recorded work without waiting for it.
     pub fn flush(&self) -> Result<()> {
         match &self.inner.backend {
