@@ -119,10 +119,11 @@ fn cce_logits_forward(
     }
     let base = row * p.classes;
     let st = row_stats(base);
-    let lse = st.x + st.y;
+    // log_sum - (x_j - max), never max + log_sum - x_j: adding the max first rounds the small
+    // log-sum away when the logits are large.
     var l = 0.0;
     for (var j = 0u; j < p.classes; j = j + 1u) {
-        l = l + labels[base + j] * (lse - pred[base + j]);
+        l = l + labels[base + j] * (st.y - (pred[base + j] - st.x));
     }
     out[row] = l;
 }

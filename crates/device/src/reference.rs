@@ -319,7 +319,7 @@ pub fn cce_logits_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mu
         out[row] = xs
             .iter()
             .zip(ys)
-            .map(|(x, y)| y * (max + log_sum - x))
+            .map(|(x, y)| y * (log_sum - (x - max)))
             .sum();
     }
 }

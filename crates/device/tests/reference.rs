@@ -1,0 +1,255 @@
+//! Tier 1, no GPU: the CPU reference (and so the CPU device) against known answers: published test
+//! vectors, values worked by hand or in f64, and the seed documents' examples.
+
+use kiln_device::params::*;
+use kiln_device::reference;
+use kiln_device::testing::{assert_close, Tolerance};
+use kiln_device::{Device, Loss};
+
+/// Random123's known-answer vectors for threefry2x32 with 20 rounds (kat_vectors).
+#[test]
+fn threefry_matches_random123_known_answers() {
+    let cases = [
+        (
+            [0x0000_0000, 0x0000_0000],
+            [0x0000_0000, 0x0000_0000],
+            [0x6b20_0159, 0x99ba_4efe],
+        ),
+        (
+            [0xffff_ffff, 0xffff_ffff],
+            [0xffff_ffff, 0xffff_ffff],
+            [0x1cb9_96fc, 0xbb00_2be7],
+        ),
+        (
+            [0x243f_6a88, 0x85a3_08d3],
+            [0x1319_8a2e, 0x0370_7344],
+            [0xc492_3a9c, 0x483d_f7a0],
+        ),
+    ];
+    for (ctr, key, want) in cases {
+        assert_eq!(
+            reference::threefry2x32(ctr, key),
+            want,
+            "ctr {ctr:x?} key {key:x?}"
+        );
+    }
+}
+
+/// The seed's point: softmax of [1010, 1000, 990] overflows naively and is exact when the max is
+/// subtracted. Checked against f64.
+#[test]
+fn softmax_of_large_logits_is_finite_and_right() {
+    let x = [1010.0f32, 1000.0, 990.0];
+    let naive: Vec<f32> = x.iter().map(|v| v.exp()).collect();
+    assert!(
+        naive.iter().any(|v| v.is_infinite()),
+        "the naive form must overflow for this test to mean anything"
+    );
+    let p = ReduceParams::for_axis(&[1, 3], 1);
+    let mut got = [0.0f32; 3];
+    reference::softmax(&p, false, &x, &mut got);
+    let e: Vec<f64> = [0.0f64, -10.0, -20.0].iter().map(|v| v.exp()).collect();
+    let total: f64 = e.iter().sum();
+    let want: Vec<f32> = e.iter().map(|v| (v / total) as f32).collect();
+    assert_close("softmax", &got, &want, Tolerance::new(1e-9, 1e-6));
+    let mut log = [0.0f32; 3];
+    reference::softmax(&p, true, &x, &mut log);
+    let want_log: Vec<f32> = e.iter().map(|v| (v / total).ln() as f32).collect();
+    assert_close("log_softmax", &log, &want_log, Tolerance::new(1e-6, 1e-6));
+}
+
+/// The seed's three-layer network, worked by hand in f64: x = [1, 2], W1 (2x3), W2 (3x2), W3 (2x2),
+/// sigmoid hidden layers, identity output, no biases.
+#[test]
+fn seed_network_forward_on_the_cpu_device() {
+    let d = Device::cpu();
+    let x = d.from_f32(&[1.0, 2.0], &[1, 2]).unwrap();
+    let w1 = d
+        .from_f32(&[1.0, 3.0, 5.0, 2.0, 4.0, 6.0], &[2, 3])
+        .unwrap();
+    let w2 = d
+        .from_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2])
+        .unwrap();
+    let w3 = d.from_f32(&[1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let sig = MatmulSpec {
+        activation: Activation::Sigmoid,
+        ..Default::default()
+    };
+    let h1 = d.matmul(&x, &w1, None, sig).unwrap();
+    let h2 = d.matmul(&h1, &w2, None, sig).unwrap();
+    let y = d
+        .to_f32(&d.matmul(&h2, &w3, None, MatmulSpec::default()).unwrap())
+        .unwrap();
+
+    let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let a1 = [s(5.0), s(11.0), s(17.0)];
+    let a2 = [
+        s(a1[0] + 3.0 * a1[1] + 5.0 * a1[2]),
+        s(2.0 * a1[0] + 4.0 * a1[1] + 6.0 * a1[2]),
+    ];
+    let want = [
+        (a2[0] + 3.0 * a2[1]) as f32,
+        (2.0 * a2[0] + 4.0 * a2[1]) as f32,
+    ];
+    assert_close("seed network", &y, &want, Tolerance::new(1e-6, 1e-6));
+}
+
+#[test]
+fn matmul_transposes_agree_with_each_other() {
+    // A (2x3) · B (3x2), then the same through stored transposes.
+    let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let at = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
+    let b = [7.0, 8.0, 9.0, 10.0, 11.0, 12.0];
+    let bt = [7.0, 9.0, 11.0, 8.0, 10.0, 12.0];
+    let p = MatmulParams {
+        batch: 1,
+        m: 2,
+        n: 2,
+        k: 3,
+        a_batch_stride: 6,
+        b_batch_stride: 6,
+        _pad: [0; 2],
+    };
+    let want = [58.0, 64.0, 139.0, 154.0];
+    for (ta, tb, a, b) in [
+        (false, false, &a, &b),
+        (true, false, &at, &b),
+        (false, true, &a, &bt),
+        (true, true, &at, &bt),
+    ] {
+        let mut c = [0.0; 4];
+        let spec = MatmulSpec {
+            trans_a: ta,
+            trans_b: tb,
+            ..Default::default()
+        };
+        reference::matmul(&p, &spec, a, b, None, &mut c);
+        assert_eq!(c, want, "trans_a {ta} trans_b {tb}");
+    }
+}
+
+/// Keras's Adam on one weight: g = 0.5 from w = 1. m = 0.05, v = 0.00025, alpha = 1e-3 *
+/// sqrt(0.001) / 0.1, and the step is alpha * m / (sqrt(v) + 1e-7), just under lr.
+#[test]
+fn adam_first_step_matches_keras_arithmetic() {
+    let cfg = AdamConfig::default();
+    let p = cfg.params(1, 1);
+    let (mut w, mut m, mut v) = ([1.0f32], [0.0f32], [0.0f32]);
+    reference::adam_update(&p, &mut w, &[0.5], &mut m, &mut v);
+    let alpha = 1e-3 * (1.0f64 - 0.999).sqrt() / (1.0 - 0.9);
+    let want = 1.0 - alpha * 0.05 / ((0.00025f64).sqrt() + 1e-7);
+    assert_close("w", &w, &[want as f32], Tolerance::new(1e-7, 0.0));
+    // 1 - beta2 is 0.00099998713 in f32, as in Keras: v carries that rounding.
+    assert_close(
+        "m, v",
+        &[m[0], v[0]],
+        &[0.05, 0.00025],
+        Tolerance::new(1e-9, 1e-4),
+    );
+}
+
+#[test]
+fn sgd_momentum_matches_keras_arithmetic() {
+    let p = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        nesterov: false,
+    }
+    .params(1);
+    let (mut w, mut u) = ([1.0f32], [0.0f32]);
+    reference::sgd_update(&p, &mut w, &[2.0], &mut u); // u = -0.2, w = 0.8
+    reference::sgd_update(&p, &mut w, &[2.0], &mut u); // u = -0.18 - 0.2 = -0.38, w = 0.42
+    assert_close(
+        "sgd",
+        &[w[0], u[0]],
+        &[0.42, -0.38],
+        Tolerance::new(1e-6, 0.0),
+    );
+}
+
+#[test]
+fn cross_entropies_match_closed_forms() {
+    let d = Device::cpu();
+    let t = |v: &[f32]| d.from_f32(v, &[v.len()]).unwrap();
+    // BCE on probabilities: -ln(0.8) for (p = 0.8, y = 1), -ln(0.75) for (p = 0.25, y = 0).
+    let l = d
+        .to_f32(
+            &d.loss_forward(Loss::Bce, &t(&[0.8, 0.25]), &t(&[1.0, 0.0]))
+                .unwrap(),
+        )
+        .unwrap();
+    assert_close(
+        "bce",
+        &l,
+        &[-(0.8f32.ln()), -(0.75f32.ln())],
+        Tolerance::new(1e-6, 1e-6),
+    );
+    // From logits: x = 0 gives ln 2 whatever the label; the gradient is sigmoid(x) - y.
+    let l = d
+        .to_f32(
+            &d.loss_forward(Loss::BceLogits, &t(&[0.0, 100.0]), &t(&[1.0, 1.0]))
+                .unwrap(),
+        )
+        .unwrap();
+    assert_close(
+        "bce logits",
+        &l,
+        &[std::f32::consts::LN_2, 0.0],
+        Tolerance::new(1e-6, 1e-6),
+    );
+    let g = d
+        .to_f32(
+            &d.loss_backward(Loss::BceLogits, &t(&[0.0]), &t(&[1.0]), 0.5)
+                .unwrap(),
+        )
+        .unwrap();
+    assert_close("bce logits grad", &g, &[-0.25], Tolerance::new(1e-7, 0.0));
+    // Categorical from logits [1010, 1000, 990], class 0: -log softmax = ln(1 + e^-10 + e^-20).
+    let x = d.from_f32(&[1010.0, 1000.0, 990.0], &[1, 3]).unwrap();
+    let y = d.from_f32(&[1.0, 0.0, 0.0], &[1, 3]).unwrap();
+    let l = d
+        .to_f32(&d.loss_forward(Loss::CceLogits, &x, &y).unwrap())
+        .unwrap();
+    let want = (1.0f64 + (-10.0f64).exp() + (-20.0f64).exp()).ln() as f32;
+    assert_close("cce", &l, &[want], Tolerance::new(1e-9, 1e-3));
+}
+
+#[test]
+fn embedding_backward_sums_repeated_ids_into_one_row() {
+    let p = EmbeddingParams {
+        n: 3,
+        dim: 2,
+        vocab: 4,
+        _pad: 0,
+    };
+    let mut dtable = [0.5f32; 8];
+    reference::embedding_backward(&p, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 0, 2], &mut dtable);
+    // Row 2 collects positions 0 and 2; row 0 position 1; accumulated onto 0.5.
+    assert_eq!(dtable, [3.5, 4.5, 0.5, 0.5, 6.5, 8.5, 0.5, 0.5]);
+}
+
+#[test]
+fn reductions_and_argmax_on_a_small_tensor() {
+    let d = Device::cpu();
+    let x = d
+        .from_f32(&[1.0, 5.0, 3.0, 4.0, 2.0, 6.0], &[2, 3])
+        .unwrap();
+    let get = |op, axis| d.to_f32(&d.reduce(op, &x, axis).unwrap()).unwrap();
+    assert_eq!(get(ReduceOp::Sum, 1), vec![9.0, 12.0]);
+    assert_eq!(get(ReduceOp::Mean, 0), vec![2.5, 3.5, 4.5]);
+    assert_eq!(get(ReduceOp::Max, 1), vec![5.0, 6.0]);
+    assert_eq!(d.to_u32(&d.argmax(&x, 1).unwrap()).unwrap(), vec![1, 2]);
+    assert_eq!(d.to_u32(&d.argmax(&x, 0).unwrap()).unwrap(), vec![1, 0, 1]);
+}
+
+#[test]
+fn dropout_keeps_the_expected_fraction_and_scales() {
+    let n = 50_000;
+    let p = DropoutParams::new(n, 0.2, 2019, 0);
+    let x = vec![1.0f32; n as usize];
+    let (mut out, mut mask) = (vec![0.0; n as usize], vec![0.0; n as usize]);
+    reference::dropout_forward(&p, &x, &mut out, &mut mask);
+    let kept = mask.iter().filter(|&&m| m > 0.0).count() as f32 / n as f32;
+    assert!((kept - 0.8).abs() < 0.01, "kept {kept}");
+    assert!(out.iter().all(|&v| v == 0.0 || v == 1.25));
+}
