@@ -92,6 +92,8 @@ impl DeviceChoice {
     }
 }
 
+pub use wgpu::Backend;
+
 /// Lower is better.
 pub fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let kind = match info.device_type {

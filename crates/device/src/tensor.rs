@@ -59,8 +59,8 @@ pub struct Tensor {
     pub(crate) offset: usize,
     pub(crate) shape: Vec<usize>,
     pub(crate) dtype: DType,
-    /// For u32 tensors uploaded from the host: the largest value, checked against index limits
-    /// (vocabulary size) before any kernel reads through it.
+    /// For u32 tensors: an upper bound on the values when the host knows one (the maximum of uploaded
+    /// data, the axis length for argmax), so index checks against a vocabulary need no readback.
     pub(crate) max_value: Option<u32>,
 }
 

@@ -111,6 +111,19 @@ pub fn gpu_required() -> bool {
     std::env::var("KILN_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
 
+/// A GPU device of the test's own, for tests that read exact counters (the shared device's counters
+/// move with every test running beside it). Same skip rule as [`gpu_device`].
+pub fn private_gpu_device(test: &str) -> Option<Device> {
+    gpu_device(test)?;
+    Some(
+        Device::new(&DeviceChoice::Gpu {
+            backend: None,
+            name: None,
+        })
+        .expect("a second device on the adapter"),
+    )
+}
+
 /// The GPU device for tests (one per test process), or None with a printed notice when no adapter
 /// exists. With `KILN_REQUIRE_GPU=1`, a missing adapter panics so the test fails.
 pub fn gpu_device(test: &str) -> Option<Device> {

@@ -31,23 +31,18 @@ impl Device {
                 shape_str(table_shape),
             ));
         };
-        let max = match ids.max_value {
-            Some(m) => m,
-            // Ids computed on the device carry no host-known bound: check them on the host.
-            None => self.to_u32(ids)?.into_iter().max().unwrap_or(0),
-        };
-        if max as usize >= vocab {
-            let position = self
-                .to_u32(ids)?
-                .iter()
-                .position(|&v| v == max)
-                .unwrap_or(0);
-            return Err(Error::IndexOutOfRange {
-                op,
-                value: max,
-                limit: vocab,
-                position,
-            });
+        // A host-known upper bound below the vocabulary proves every id valid without a readback;
+        // otherwise (no bound, or a loose one such as argmax's) the ids themselves are checked.
+        if ids.max_value.is_none_or(|bound| bound as usize >= vocab) {
+            let host = self.to_u32(ids)?;
+            if let Some(position) = host.iter().position(|&v| v as usize >= vocab) {
+                return Err(Error::IndexOutOfRange {
+                    op,
+                    value: host[position],
+                    limit: vocab,
+                    position,
+                });
+            }
         }
         Ok(EmbeddingParams {
             n: ids.len() as u32,
