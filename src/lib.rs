@@ -1,1 +1,10 @@
+//! kiln: deep-learning training on any GPU, every kernel a WGSL compute shader run through wgpu.
+//!
+//! This facade re-exports the layers ([`device`], [`graph`]) and holds what the `kiln` binary and
+//! `cargo bench` share: the benchmark harness ([`bench`]) and the command line ([`cli`]).
+
+pub mod bench;
+pub mod cli;
+
 pub use kiln_device as device;
+pub use kiln_graph as graph;

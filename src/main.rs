@@ -1,1 +1,5 @@
-fn main() {}
+//! The `kiln` binary: `cargo run --release -- --help`.
+
+fn main() -> std::process::ExitCode {
+    kiln::cli::main_with(std::env::args())
+}

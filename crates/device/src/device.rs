@@ -10,7 +10,7 @@ use crate::tensor::{CpuBuffer, DType, Storage, Tensor};
 use crate::{Error, Result};
 
 pub(crate) enum Backend {
-    Gpu(GpuContext),
+    Gpu(Box<GpuContext>),
     Cpu,
 }
 
@@ -104,7 +104,7 @@ impl Device {
         let ctx = GpuContext::new(device, queue, info, counters.clone());
         Ok(Device {
             inner: Arc::new(Inner {
-                backend: Backend::Gpu(ctx),
+                backend: Backend::Gpu(Box::new(ctx)),
                 counters,
                 note: None,
             }),
@@ -152,7 +152,7 @@ impl Device {
                         ("max_buffer_size", l.max_buffer_size),
                         (
                             "max_storage_buffer_binding_size",
-                            l.max_storage_buffer_binding_size as u64,
+                            l.max_storage_buffer_binding_size,
                         ),
                         (
                             "max_storage_buffers_per_shader_stage",

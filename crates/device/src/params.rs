@@ -155,7 +155,9 @@ pub struct MatmulParams {
 }
 
 impl MatmulParams {
-    pub const TILE: u32 = 64;
+    /// Rows and columns of C per workgroup of `matmul_tiled` (its TM and TN).
+    pub const TILE_M: u32 = 128;
+    pub const TILE_N: u32 = 64;
 
     pub fn out_len(&self) -> usize {
         self.batch as usize * self.m as usize * self.n as usize
@@ -165,10 +167,11 @@ impl MatmulParams {
         2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
     }
 
-    /// Workgroups of the tiled kernel: one per 64x64 tile of each batch entry.
+    /// Workgroups of the tiled kernel: one per TILE_M x TILE_N tile of each batch entry.
     pub fn tiles(&self) -> u64 {
-        let t = |d: u32| d.div_ceil(Self::TILE) as u64;
-        t(self.m) * t(self.n) * self.batch as u64
+        let tm = self.m.div_ceil(Self::TILE_M) as u64;
+        let tn = self.n.div_ceil(Self::TILE_N) as u64;
+        tm * tn * self.batch as u64
     }
 }
 

@@ -5,6 +5,9 @@
 //!
 //! Activations overwrite their outputs (`=`); parameter gradients accumulate (`+=`), as noted.
 
+// Index loops on purpose: they read like the kernels they specify.
+#![allow(clippy::needless_range_loop)]
+
 use crate::params::{
     Activation, BinaryOp, DropoutParams, ElementwiseParams, EmbeddingParams, LossParams,
     MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams, UnaryOp, BCE_EPS,

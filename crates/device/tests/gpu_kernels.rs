@@ -22,7 +22,7 @@ fn same_on_both(
     assert_close(test, &got, &want, tol);
 }
 
-const SIZES: [(usize, usize, usize); 8] = [
+const SIZES: [(usize, usize, usize); 10] = [
     (1, 1, 1),
     (1, 7, 3),
     (5, 1, 13),
@@ -31,6 +31,8 @@ const SIZES: [(usize, usize, usize); 8] = [
     (65, 63, 67),
     (3, 129, 2),
     (97, 2, 131),
+    (129, 65, 33),
+    (200, 130, 17),
 ];
 
 #[test]
@@ -104,8 +106,9 @@ fn matmul_past_65535_workgroups_in_one_dimension() {
     let Some((gpu, cpu)) = devices("matmul_past_65535_workgroups") else {
         return;
     };
-    // Tiled: ceil(M / 64) tiles > 65,535; naive: M * N / 64 workgroups > 65,535.
-    let (m, n, k) = (65_536 * 64 + 37, 1, 2);
+    // Tiled: ceil(M / TILE_M) tiles > 65,535; naive: M * N / 64 workgroups > 65,535.
+    let m = 65_536 * params::MatmulParams::TILE_M as usize + 37;
+    let (n, k) = (1, 2);
     let a = random_f32(3, m * k, -1.0, 1.0);
     let b = random_f32(4, k * n, -1.0, 1.0);
     for variant in [MatmulVariant::Naive, MatmulVariant::Tiled] {

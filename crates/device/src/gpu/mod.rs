@@ -126,7 +126,9 @@ impl GpuContext {
 
     /// Largest tensor one binding can hold.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     pub fn launch(&self, l: Launch<'_>) -> Result<()> {

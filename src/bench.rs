@@ -1,0 +1,353 @@
+//! The benchmark harness: kernel variants side by side on one device, in one run, so that ratios
+//! are meaningful even on a slow software adapter. `kiln bench` and `cargo bench` both call [`run`].
+//!
+//! Each case is warmed up (pipelines compiled, buffers cached), then timed `repeats` times; the
+//! median is reported. Time comes from GPU timestamp queries where the adapter has
+//! TIMESTAMP_QUERY (summed pass times), from the wall clock around record + submit + wait otherwise.
+
+use std::time::Instant;
+
+use kiln_device::testing::{random_f32, random_u32};
+use kiln_device::*;
+use serde::Serialize;
+
+/// One measured case, as written to `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    pub kernel: String,
+    pub variant: String,
+    pub shape: String,
+    pub median_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gbps: Option<f64>,
+    /// Dispatches per run.
+    pub dispatches: u64,
+    /// "gpu-timestamp" or "wall-clock".
+    pub timing: &'static str,
+    pub adapter: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Only kernels whose name contains this.
+    pub filter: Option<String>,
+    pub repeats: usize,
+    /// Small shapes, for a smoke run (CI, tests).
+    pub quick: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            filter: None,
+            repeats: 5,
+            quick: false,
+        }
+    }
+}
+
+enum Work {
+    Flops(f64),
+    Bytes(f64),
+}
+
+struct Case<'a> {
+    kernel: &'static str,
+    variant: &'static str,
+    shape: String,
+    work: Work,
+    /// Records one run's work; returns what must stay alive until it has run.
+    run: Box<dyn Fn() -> Result<Vec<Tensor>> + 'a>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn measure(device: &Device, case: &Case, repeats: usize) -> Result<Record> {
+    drop((case.run)()?); // warm-up: compile pipelines, fill the allocator's cache
+    device.sync()?;
+    let before = device.counters().dispatches;
+    let mut times = Vec::with_capacity(repeats);
+    let mut timing = "wall-clock";
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        let (keep, gpu_ms) = device.gpu_time(|| (case.run)())?;
+        device.sync()?;
+        let wall = start.elapsed().as_secs_f64() * 1e3;
+        drop(keep);
+        match gpu_ms {
+            Some(ms) if ms > 0.0 => {
+                timing = "gpu-timestamp";
+                times.push(ms);
+            }
+            _ => times.push(wall),
+        }
+    }
+    let dispatches = (device.counters().dispatches - before) / repeats.max(1) as u64;
+    let median_ms = median(times);
+    let secs = median_ms / 1e3;
+    let (gflops, gbps) = match case.work {
+        Work::Flops(f) => (Some(f / secs / 1e9), None),
+        Work::Bytes(b) => (None, Some(b / secs / 1e9)),
+    };
+    Ok(Record {
+        kernel: case.kernel.to_string(),
+        variant: case.variant.to_string(),
+        shape: case.shape.clone(),
+        median_ms,
+        gflops,
+        gbps,
+        dispatches,
+        timing,
+        adapter: device.name(),
+    })
+}
+
+fn matmul_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
+    let shapes: &[(usize, usize, usize)] = if quick {
+        &[(128, 128, 128), (61, 67, 71)]
+    } else {
+        // The headline size; an LSTM input projection (B*T = 16*62 rows, E = 100, 4H = 256);
+        // a square size past the tile.
+        &[(1024, 1024, 1024), (992, 256, 100), (257, 257, 257)]
+    };
+    let mut cases = vec![];
+    for &(m, n, k) in shapes {
+        let a = d.from_f32(&random_f32(1, m * k, -1.0, 1.0), &[m, k])?;
+        let b = d.from_f32(&random_f32(2, k * n, -1.0, 1.0), &[k, n])?;
+        for (variant, name) in [
+            (MatmulVariant::Naive, "naive"),
+            (MatmulVariant::Tiled, "tuned"),
+        ] {
+            let (a, b) = (a.clone(), b.clone());
+            cases.push(Case {
+                kernel: "matmul",
+                variant: name,
+                shape: format!("{m}x{n}x{k}"),
+                work: Work::Flops(2.0 * (m * n * k) as f64),
+                run: Box::new(move || {
+                    let spec = MatmulSpec {
+                        variant,
+                        ..Default::default()
+                    };
+                    Ok(vec![d.matmul(&a, &b, None, spec)?])
+                }),
+            });
+        }
+    }
+    Ok(cases)
+}
+
+fn memory_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
+    let n = if quick { 1 << 16 } else { 1 << 22 };
+    let (rows, cols) = if quick { (64, 1000) } else { (4096, 1000) };
+    let x = d.from_f32(&random_f32(3, n, -1.0, 1.0), &[n])?;
+    let y = d.from_f32(&random_f32(4, n, -1.0, 1.0), &[n])?;
+    let m = d.from_f32(&random_f32(5, rows * cols, -5.0, 5.0), &[rows, cols])?;
+    let (vocab, dim, ids_n) = if quick {
+        (1000, 32, 256)
+    } else {
+        (20_000, 128, 992)
+    };
+    let table = d.from_f32(&random_f32(6, vocab * dim, -0.05, 0.05), &[vocab, dim])?;
+    let ids = d.from_u32(&random_u32(7, ids_n, vocab as u32), &[ids_n])?;
+    let dout = d.from_f32(&random_f32(8, ids_n * dim, -1.0, 1.0), &[ids_n, dim])?;
+    let dtable = d.zeros(&[vocab, dim])?;
+    let (w, g, m1, v1) = (d.zeros(&[n])?, y.clone(), d.zeros(&[n])?, d.zeros(&[n])?);
+    let f = 4.0; // bytes per f32
+    let nf = n as f64;
+    let mf = (rows * cols) as f64;
+    let ef = (ids_n * dim) as f64;
+    let cases: Vec<Case<'a>> = vec![
+        Case {
+            kernel: "elementwise",
+            variant: "add",
+            shape: format!("{n}"),
+            work: Work::Bytes(3.0 * nf * f),
+            run: Box::new({
+                let (x, y) = (x.clone(), y.clone());
+                move || Ok(vec![d.add(&x, &y)?])
+            }),
+        },
+        Case {
+            kernel: "elementwise",
+            variant: "tanh",
+            shape: format!("{n}"),
+            work: Work::Bytes(2.0 * nf * f),
+            run: Box::new({
+                let x = x.clone();
+                move || Ok(vec![d.unary(UnaryOp::Tanh, &x)?])
+            }),
+        },
+        Case {
+            kernel: "reduce",
+            variant: "sum",
+            shape: format!("{rows}x{cols} axis 1"),
+            work: Work::Bytes(mf * f),
+            run: Box::new({
+                let m = m.clone();
+                move || Ok(vec![d.reduce(ReduceOp::Sum, &m, 1)?])
+            }),
+        },
+        Case {
+            kernel: "softmax",
+            variant: "rows",
+            shape: format!("{rows}x{cols}"),
+            work: Work::Bytes(2.0 * mf * f),
+            run: Box::new({
+                let m = m.clone();
+                move || Ok(vec![d.softmax(&m)?])
+            }),
+        },
+        Case {
+            kernel: "embedding",
+            variant: "forward",
+            shape: format!("V={vocab} E={dim} N={ids_n}"),
+            work: Work::Bytes(2.0 * ef * f),
+            run: Box::new({
+                let (table, ids) = (table.clone(), ids.clone());
+                move || Ok(vec![d.embedding(&table, &ids)?])
+            }),
+        },
+        Case {
+            kernel: "embedding",
+            variant: "backward",
+            shape: format!("V={vocab} E={dim} N={ids_n}"),
+            work: Work::Bytes(2.0 * ef * f),
+            run: Box::new({
+                let (dtable, dout, ids) = (dtable.clone(), dout.clone(), ids.clone());
+                move || {
+                    d.embedding_backward(&dtable, &dout, &ids)?;
+                    Ok(vec![])
+                }
+            }),
+        },
+        Case {
+            kernel: "dropout",
+            variant: "forward",
+            shape: format!("{n}"),
+            work: Work::Bytes(3.0 * nf * f),
+            run: Box::new({
+                let x = x.clone();
+                move || {
+                    let (o, mk) = d.dropout(&x, 0.2, 2019, 0)?;
+                    Ok(vec![o, mk])
+                }
+            }),
+        },
+        Case {
+            kernel: "optim",
+            variant: "adam_fused",
+            shape: format!("{n} params"),
+            work: Work::Bytes(7.0 * nf * f),
+            run: Box::new(move || {
+                d.adam_update(&AdamConfig::default(), 1, &w, &g, &m1, &v1)?;
+                Ok(vec![])
+            }),
+        },
+    ];
+    Ok(cases)
+}
+
+/// Wall-clock cost of recording `count` small dispatches and submitting them (not waiting for the
+/// GPU to run them), per dispatch: the framework's own overhead.
+fn dispatch_overhead(d: &Device, count: usize, repeats: usize) -> Result<Record> {
+    let x = d.from_f32(&[0.5; 64], &[64])?;
+    let run = || -> Result<f64> {
+        let start = Instant::now();
+        let mut y = x.clone();
+        for _ in 0..count {
+            y = d.unary(UnaryOp::Tanh, &y)?;
+        }
+        d.flush()?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        d.sync()?;
+        Ok(ms)
+    };
+    run()?;
+    let before = d.counters();
+    let times = (0..repeats.max(1))
+        .map(|_| run())
+        .collect::<Result<Vec<_>>>()?;
+    let spent = d.counters().since(&before);
+    Ok(Record {
+        kernel: "dispatch_overhead".into(),
+        variant: "record+submit".into(),
+        shape: format!(
+            "{count} dispatches, {} submits",
+            spent.submits / times.len() as u64
+        ),
+        median_ms: median(times) / count as f64,
+        gflops: None,
+        gbps: None,
+        dispatches: spent.dispatches / repeats.max(1) as u64,
+        timing: "wall-clock",
+        adapter: d.name(),
+    })
+}
+
+/// Runs every case whose kernel matches the filter.
+pub fn run(device: &Device, opts: &Options) -> Result<Vec<Record>> {
+    let wanted = |k: &str| opts.filter.as_deref().is_none_or(|f| k.contains(f));
+    let mut records = vec![];
+    let mut cases = matmul_cases(device, opts.quick)?;
+    cases.extend(memory_cases(device, opts.quick)?);
+    for case in cases.iter().filter(|c| wanted(c.kernel)) {
+        records.push(measure(device, case, opts.repeats)?);
+    }
+    if wanted("dispatch_overhead") {
+        records.push(dispatch_overhead(device, 1000, opts.repeats)?);
+    }
+    Ok(records)
+}
+
+/// The table printed on stdout, with tuned/naive ratios under it.
+pub fn table(records: &[Record]) -> String {
+    let mut out = format!(
+        "{:<18} {:<14} {:<24} {:>12} {:>10} {:>9} {:>10}  {}\n",
+        "kernel", "variant", "shape", "median ms", "GFLOP/s", "GB/s", "dispatches", "timing"
+    );
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    for r in records {
+        out += &format!(
+            "{:<18} {:<14} {:<24} {:>12.4} {:>10} {:>9} {:>10}  {}\n",
+            r.kernel,
+            r.variant,
+            r.shape,
+            r.median_ms,
+            num(r.gflops),
+            num(r.gbps),
+            r.dispatches,
+            r.timing
+        );
+    }
+    for r in records.iter().filter(|r| r.variant == "tuned") {
+        let naive = records
+            .iter()
+            .find(|n| n.kernel == r.kernel && n.shape == r.shape && n.variant == "naive");
+        if let Some(n) = naive {
+            out += &format!(
+                "{} {}: tuned is {:.1}x naive\n",
+                r.kernel,
+                r.shape,
+                n.median_ms / r.median_ms
+            );
+        }
+    }
+    if let Some(r) = records.iter().find(|r| r.kernel == "dispatch_overhead") {
+        out += &format!(
+            "recording + submitting a small dispatch: {:.4} ms each\n",
+            r.median_ms
+        );
+    }
+    out
+}

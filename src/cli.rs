@@ -1,0 +1,140 @@
+//! The `kiln` command line: `kiln info`, `kiln bench`. `cargo bench` runs `kiln bench` through
+//! [`main_with`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kiln_device::{list_adapters, Device, DeviceChoice};
+
+use crate::bench;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Deep-learning training on any GPU through WGSL and wgpu"
+)]
+pub struct Cli {
+    /// Device: auto (best GPU, else CPU), cpu, gpu, vulkan, metal, dx12, gl, or name:<adapter substring>.
+    #[arg(long, global = true, env = "KILN_DEVICE", default_value = "auto")]
+    pub device: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every adapter, and the chosen one's limits and features.
+    Info,
+    /// Run kernel variants side by side and report median time, GFLOP/s or GB/s, and dispatches.
+    Bench {
+        /// Only kernels whose name contains this (matmul, elementwise, reduce, softmax, embedding,
+        /// dropout, optim, dispatch_overhead).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Write the records as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Timed runs per case (after one warm-up); the median is reported.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Small shapes: a smoke run in seconds.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn open_device(choice: &str) -> Result<Device, String> {
+    let choice: DeviceChoice = choice
+        .parse()
+        .map_err(|e: kiln_device::Error| e.to_string())?;
+    let device = Device::new(&choice).map_err(|e| e.to_string())?;
+    if let Some(note) = device.note() {
+        eprintln!("kiln: {note}");
+    }
+    Ok(device)
+}
+
+fn info(device: &Device) {
+    println!("adapters (best first):");
+    let adapters = list_adapters();
+    if adapters.is_empty() {
+        println!("  none found. {}", kiln_device::adapter::NO_ADAPTER_HINT);
+    }
+    for a in adapters {
+        println!(
+            "  {:<40} {:<8} {:<14} {}",
+            a.name, a.backend, a.device_type, a.driver
+        );
+    }
+    println!("chosen: {}", device.name());
+    let info = device.info();
+    if !info.limits.is_empty() {
+        println!("limits:");
+        for (name, value) in info.limits {
+            println!("  {name:<40} {value}");
+        }
+        println!("features: {}", info.features.join(", "));
+        println!(
+            "timing: {}",
+            if device.has_timestamps() {
+                "GPU timestamps"
+            } else {
+                "wall clock (no TIMESTAMP_QUERY)"
+            }
+        );
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let device = open_device(&cli.device)?;
+    match cli.command {
+        Command::Info => info(&device),
+        Command::Bench {
+            filter,
+            json,
+            repeats,
+            quick,
+        } => {
+            let opts = bench::Options {
+                filter,
+                repeats,
+                quick,
+            };
+            eprintln!("kiln bench on {}", device.name());
+            let records = bench::run(&device, &opts).map_err(|e| e.to_string())?;
+            print!("{}", bench::table(&records));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+                std::fs::write(&path, text + "\n")
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `args` (program name first) and runs the command; errors print as `kiln: error: ...`.
+pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The `kiln` binary as a user runs it: `info`, `bench --json`, and clear errors for bad choices.
+
+use std::process::Command;
+
+fn kiln(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .expect("run kiln");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn info_lists_adapters_and_the_choice() {
+    let (ok, stdout, stderr) = kiln(&["info"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("adapters (best first):"), "{stdout}");
+    assert!(stdout.contains("chosen: "), "{stdout}");
+    let (ok, stdout, _) = kiln(&["--device", "cpu", "info"]);
+    assert!(ok);
+    assert!(stdout.contains("chosen: cpu (reference)"), "{stdout}");
+}
+
+#[test]
+fn bench_writes_json_records_with_the_documented_fields() {
+    let path = std::env::temp_dir().join(format!("kiln-bench-{}.json", std::process::id()));
+    let path_s = path.to_str().unwrap();
+    let (ok, stdout, stderr) = kiln(&["bench", "--quick", "--repeats", "1", "--json", path_s]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("tuned is"), "{stdout}");
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let kernels: Vec<&str> = records
+        .iter()
+        .map(|r| r["kernel"].as_str().unwrap())
+        .collect();
+    for k in [
+        "matmul",
+        "elementwise",
+        "reduce",
+        "softmax",
+        "embedding",
+        "dropout",
+        "optim",
+        "dispatch_overhead",
+    ] {
+        assert!(kernels.contains(&k), "no {k} record in {kernels:?}");
+    }
+    for r in &records {
+        for field in [
+            "kernel",
+            "variant",
+            "shape",
+            "median_ms",
+            "dispatches",
+            "adapter",
+            "timing",
+        ] {
+            assert!(r.get(field).is_some(), "{field} missing from {r}");
+        }
+        assert!(r["median_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            r.get("gflops").is_some()
+                || r.get("gbps").is_some()
+                || r["kernel"] == "dispatch_overhead"
+        );
+    }
+    let variants: Vec<&str> = records
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
+    assert!(variants.contains(&"naive") && variants.contains(&"tuned"));
+}
+
+#[test]
+fn bench_filter_picks_kernels() {
+    let (ok, stdout, stderr) = kiln(&["bench", "--quick", "--repeats", "1", "--filter", "softmax"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("softmax") && !stdout.contains("matmul"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_device_choices_are_clear_errors() {
+    let (ok, _, stderr) = kiln(&["--device", "tpu", "info"]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid device choice `tpu`"), "{stderr}");
+    let (ok, _, stderr) = kiln(&["--device", "name:no-such-adapter", "info"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("no GPU adapter matches") && stderr.contains("lavapipe"),
+        "{stderr}"
+    );
+}
