@@ -48,7 +48,7 @@ fn dropout_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let i = flat_index(wid, nwg, lid);
     if (i >= p.n) {
         return;
     }

@@ -20,10 +20,6 @@ struct EmbeddingParams {
 @group(0) @binding(4) var<storage, read> dout: array<f32>;      // (N, E)
 @group(0) @binding(5) var<storage, read_write> dtable: array<f32>; // (V, E), accumulated (+=)
 
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
-
 @compute @workgroup_size(256)
 fn embedding_forward(
     @builtin(workgroup_id) wid: vec3<u32>,

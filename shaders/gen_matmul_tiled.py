@@ -86,7 +86,7 @@ fn matmul_tiled(
 ) {{
     let tiles_n = (p.n + TN - 1u) / TN;
     let tiles_m = (p.m + TM - 1u) / TM;
-    let tile = wid.y * nwg.x + wid.x;
+    let tile = group_index(wid, nwg);
     // Uniform across the workgroup: the whole group leaves together, barriers stay uniform.
     if (tile >= tiles_n * tiles_m * p.batch) {{
         return;

@@ -29,14 +29,6 @@ override ACT: u32 = 0u;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
-fn sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
 fn epilogue(v: f32, col: u32) -> f32 {
     var x = v;
     if (HAS_BIAS) {
@@ -71,7 +63,7 @@ fn matmul_naive(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let idx = group_index(wid, nwg) * 64u + lid;
     let per_batch = p.m * p.n;
     if (idx >= p.batch * per_batch) {
         return;
@@ -145,7 +137,7 @@ fn matmul_tiled(
 ) {
     let tiles_n = (p.n + TN - 1u) / TN;
     let tiles_m = (p.m + TM - 1u) / TM;
-    let tile = wid.y * nwg.x + wid.x;
+    let tile = group_index(wid, nwg);
     // Uniform across the workgroup: the whole group leaves together, barriers stay uniform.
     if (tile >= tiles_n * tiles_m * p.batch) {
         return;

@@ -26,10 +26,6 @@ struct OptimParams {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>; // Adam first moment / SGD velocity
 @group(0) @binding(4) var<storage, read_write> v: array<f32>; // Adam second moment
 
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
-
 @compute @workgroup_size(256)
 fn adam_update(
     @builtin(workgroup_id) wid: vec3<u32>,

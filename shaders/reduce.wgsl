@@ -26,10 +26,6 @@ const WG: u32 = 64u;
 var<workgroup> part: array<f32, 64>;
 var<workgroup> part_index: array<u32, 64>;
 
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.y * nwg.x + wid.x;
-}
-
 fn combine(u: f32, v: f32) -> f32 {
     if (OP == 2u) {
         return max(u, v);

@@ -1,4 +1,5 @@
-//! The WGSL sources, one file per kernel family under `shaders/`, embedded at build time.
+//! The WGSL sources, one file per kernel family under `shaders/`, embedded at build time, each
+//! preceded by `shaders/common.wgsl` (shared helpers; WGSL has no includes).
 
 /// A kernel family: one WGSL file, several entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -11,6 +12,9 @@ pub enum ShaderFamily {
     Optim,
     Loss,
 }
+
+/// The prelude prepended to every family.
+pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 impl ShaderFamily {
     pub const ALL: [ShaderFamily; 7] = [
@@ -36,15 +40,24 @@ impl ShaderFamily {
         }
     }
 
+    /// The WGSL compiled for this family: `shaders/common.wgsl` followed by the family's file.
     pub fn source(self) -> &'static str {
+        macro_rules! family {
+            ($file:literal) => {
+                concat!(
+                    include_str!("../../../shaders/common.wgsl"),
+                    include_str!(concat!("../../../shaders/", $file))
+                )
+            };
+        }
         match self {
-            ShaderFamily::Matmul => include_str!("../../../shaders/matmul.wgsl"),
-            ShaderFamily::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
-            ShaderFamily::Reduce => include_str!("../../../shaders/reduce.wgsl"),
-            ShaderFamily::Embedding => include_str!("../../../shaders/embedding.wgsl"),
-            ShaderFamily::Dropout => include_str!("../../../shaders/dropout.wgsl"),
-            ShaderFamily::Optim => include_str!("../../../shaders/optim.wgsl"),
-            ShaderFamily::Loss => include_str!("../../../shaders/loss.wgsl"),
+            ShaderFamily::Matmul => family!("matmul.wgsl"),
+            ShaderFamily::Elementwise => family!("elementwise.wgsl"),
+            ShaderFamily::Reduce => family!("reduce.wgsl"),
+            ShaderFamily::Embedding => family!("embedding.wgsl"),
+            ShaderFamily::Dropout => family!("dropout.wgsl"),
+            ShaderFamily::Optim => family!("optim.wgsl"),
+            ShaderFamily::Loss => family!("loss.wgsl"),
         }
     }
 }
