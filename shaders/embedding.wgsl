@@ -3,8 +3,10 @@
 // Dimension letters: N (number of ids, e.g. B*T), E (embedding width), V (vocabulary).
 // table (V, E), ids (N), out (N, E). An id >= V reads nothing and yields zeros; the host refuses
 // such ids with a typed error before launch, the guard only keeps the GPU inside the buffer.
-// Backward is deterministic without atomics: the thread for (i, e) owns row ids[i] only when i is
-// the first occurrence of that id, and sums dout over every occurrence in index order.
+// Backward is deterministic without atomics, in two passes: `embedding_links` finds, for each
+// position, the next position holding the same id (O(N^2) over u32 ids only); then in
+// `embedding_backward` the thread for (i, e) owns row ids[i] when i is that id's first occurrence
+// and walks the chain, summing dout in index order.
 
 struct EmbeddingParams {
     n: u32,
@@ -19,6 +21,10 @@ struct EmbeddingParams {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>; // (N, E)
 @group(0) @binding(4) var<storage, read> dout: array<f32>;      // (N, E)
 @group(0) @binding(5) var<storage, read_write> dtable: array<f32>; // (V, E), accumulated (+=)
+// links[i] = next position after i with the same id (N when none); links[N + i] = 1 when i is
+// the first occurrence of its id, else 0.
+@group(0) @binding(6) var<storage, read_write> links: array<u32>;        // (2 * N)
+@group(0) @binding(7) var<storage, read> links_in: array<u32>;           // (2 * N)
 
 @compute @workgroup_size(256)
 fn embedding_forward(
@@ -41,6 +47,35 @@ fn embedding_forward(
 }
 
 @compute @workgroup_size(256)
+fn embedding_links(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let id = ids[i];
+    var first = 1u;
+    for (var j = 0u; j < i; j = j + 1u) {
+        if (ids[j] == id) {
+            first = 0u;
+            break;
+        }
+    }
+    var next = p.n;
+    for (var j = i + 1u; j < p.n; j = j + 1u) {
+        if (ids[j] == id) {
+            next = j;
+            break;
+        }
+    }
+    links[i] = next;
+    links[p.n + i] = first;
+}
+
+@compute @workgroup_size(256)
 fn embedding_backward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -53,19 +88,12 @@ fn embedding_backward(
     let i = idx / p.dim;
     let e = idx % p.dim;
     let id = ids[i];
-    if (id >= p.vocab) {
+    if (id >= p.vocab || links_in[p.n + i] == 0u) {
         return;
     }
-    for (var j = 0u; j < i; j = j + 1u) {
-        if (ids[j] == id) {
-            return;
-        }
-    }
     var acc = 0.0;
-    for (var j = i; j < p.n; j = j + 1u) {
-        if (ids[j] == id) {
-            acc = acc + dout[j * p.dim + e];
-        }
+    for (var j = i; j < p.n; j = links_in[j]) {
+        acc = acc + dout[j * p.dim + e];
     }
     dtable[id * p.dim + e] = dtable[id * p.dim + e] + acc;
 }

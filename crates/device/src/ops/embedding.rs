@@ -86,7 +86,7 @@ impl Device {
     }
 
     /// dtable (V, E) += the rows of dout (ids.shape..., E) summed by id. Deterministic: each row's
-    /// sum runs in id-position order, with no atomics.
+    /// sum runs in id-position order, with no atomics (two dispatches: links, then sums).
     pub fn embedding_backward(&self, dtable: &Tensor, dout: &Tensor, ids: &Tensor) -> Result<()> {
         let op = "embedding_backward";
         self.check(op, dtable)?;
@@ -114,14 +114,25 @@ impl Device {
                 self.host_store(dtable, &d);
                 Ok(())
             }
-            Backend::Gpu(g) => g.launch(Launch {
-                family: ShaderFamily::Embedding,
-                entry: "embedding_backward",
-                overrides: &[],
-                params: bytemuck::bytes_of(&p),
-                bindings: &[(2, ids), (4, dout), (5, dtable)],
-                workgroups: groups(dout.len(), 256),
-            }),
+            Backend::Gpu(g) => {
+                let links = self.alloc(op, DType::U32, &[2 * ids.len()])?;
+                g.launch(Launch {
+                    family: ShaderFamily::Embedding,
+                    entry: "embedding_links",
+                    overrides: &[],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(2, ids), (6, &links)],
+                    workgroups: groups(ids.len(), 256),
+                })?;
+                g.launch(Launch {
+                    family: ShaderFamily::Embedding,
+                    entry: "embedding_backward",
+                    overrides: &[],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(2, ids), (4, dout), (5, dtable), (7, &links)],
+                    workgroups: groups(dout.len(), 256),
+                })
+            }
         }
     }
 }
