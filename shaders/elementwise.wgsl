@@ -2,7 +2,7 @@
 //
 // `binary`: out[i] = a[i] OP b[i % b_len]; b_len == N (same shape), the row length (row broadcast)
 // or 1 (scalar). `unary`: out[i] = f(x[i]). `unary_backward`: dx[i] = dy[i] * f'(x[i]).
-// `fill`: out[i] = scalar.
+// `fill`: out[i] = scalar. `axpy`: out[i] += scalar * x[i] (in place).
 // Bindings: 0 params, 1 x, 2 y, 3 out; each entry uses only the ones it names (`unary`: 1, 3;
 // `fill`: 3), and the launcher binds by number.
 
@@ -112,4 +112,18 @@ fn fill(
         return;
     }
     out[i] = p.scalar;
+}
+
+// out[i] += scalar * x[i], in place: gradient accumulation into a parameter's gradient view.
+@compute @workgroup_size(256)
+fn axpy(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = out[i] + p.scalar * x[i];
 }

@@ -137,3 +137,43 @@ fn cce_logits_backward(
         out[base + j] = (s * total - labels[base + j]) * p.scale;
     }
 }
+
+// Metrics, per sample: 1 where the prediction is right, else 0. Binary: (pred > threshold) ==
+// (label > 0.5), threshold in `scale` (Keras's binary_accuracy). Categorical: argmax(pred) ==
+// argmax(labels), first maximum on ties.
+@compute @workgroup_size(256)
+fn binary_correct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = select(0.0, 1.0, (pred[i] > p.scale) == (labels[i] > 0.5));
+}
+
+@compute @workgroup_size(256)
+fn categorical_correct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = flat_index(wid, nwg, lid);
+    if (row >= p.n) {
+        return;
+    }
+    let base = row * p.classes;
+    var bp = 0u;
+    var bl = 0u;
+    for (var j = 1u; j < p.classes; j = j + 1u) {
+        if (pred[base + j] > pred[base + bp]) {
+            bp = j;
+        }
+        if (labels[base + j] > labels[base + bl]) {
+            bl = j;
+        }
+    }
+    out[row] = select(0.0, 1.0, bp == bl);
+}

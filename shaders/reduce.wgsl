@@ -4,6 +4,8 @@
 // One workgroup of 64 threads per output element: strided partial results, then a tree in
 // workgroup memory, so the order of summation is fixed and runs are deterministic.
 // `softmax` works on the last axis, (ROWS, LEN), one workgroup per row, max-subtracted.
+// `softmax_backward`: from y = softmax(x) and dy, dx = y * (dy - sum(dy * y)); with LOG, y is
+// log_softmax(x) and dx = dy - exp(y) * sum(dy).
 
 struct ReduceParams {
     outer: u32,
@@ -21,6 +23,7 @@ override LOG: bool = false;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out_index: array<u32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
 
 const WG: u32 = 64u;
 var<workgroup> part: array<f32, 64>;
@@ -153,6 +156,44 @@ fn softmax(
             out[base + l] = z - log_total;
         } else {
             out[base + l] = exp(z) / total;
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn softmax_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = group_index(wid, nwg);
+    if (row >= p.outer) {
+        return;
+    }
+    let base = row * p.len;
+    var acc = 0.0;
+    for (var l = lid; l < p.len; l = l + WG) {
+        if (LOG) {
+            acc = acc + dy[base + l];
+        } else {
+            acc = acc + dy[base + l] * x[base + l];
+        }
+    }
+    part[lid] = acc;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            part[lid] = part[lid] + part[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = part[0];
+    for (var l = lid; l < p.len; l = l + WG) {
+        let y = x[base + l];
+        if (LOG) {
+            out[base + l] = dy[base + l] - exp(y) * total;
+        } else {
+            out[base + l] = y * (dy[base + l] - total);
         }
     }
 }

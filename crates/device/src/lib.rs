@@ -28,7 +28,7 @@ pub use device::{Device, DeviceInfo};
 pub use error::{Error, Result};
 pub use gpu::dispatch_dims;
 pub use gpu::pipeline::PipelineKey;
-pub use ops::loss::Loss;
+pub use ops::loss::{Loss, Metric};
 pub use params::{
     Activation, AdamConfig, BinaryOp, MatmulSpec, MatmulVariant, ReduceOp, SgdConfig, UnaryOp,
 };

@@ -341,3 +341,61 @@ pub fn cce_logits_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &m
         }
     }
 }
+
+/// out[i] += scalar * x[i] (in place).
+pub fn axpy(p: &ElementwiseParams, x: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        out[i] += p.scalar * x[i];
+    }
+}
+
+/// Rows of (outer, len): dx = y * (dy - sum(dy * y)) for y = softmax(x); with `log`, y is
+/// log_softmax(x) and dx = dy - exp(y) * sum(dy).
+pub fn softmax_backward(p: &ReduceParams, log: bool, y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let len = p.len as usize;
+    for row in 0..p.outer as usize {
+        let r = row * len..(row + 1) * len;
+        let total: f32 = if log {
+            dy[r.clone()].iter().sum()
+        } else {
+            dy[r.clone()]
+                .iter()
+                .zip(&y[r.clone()])
+                .map(|(d, y)| d * y)
+                .sum()
+        };
+        for i in r {
+            dx[i] = if log {
+                dy[i] - y[i].exp() * total
+            } else {
+                y[i] * (dy[i] - total)
+            };
+        }
+    }
+}
+
+/// 1 where (pred > threshold) == (label > 0.5); the threshold travels in `scale`.
+pub fn binary_correct(p: &LossParams, pred: &[f32], labels: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        out[i] = ((pred[i] > p.scale) == (labels[i] > 0.5)) as u32 as f32;
+    }
+}
+
+fn first_argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for j in 1..row.len() {
+        if row[j] > row[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+/// 1 where argmax(pred row) == argmax(label row).
+pub fn categorical_correct(p: &LossParams, pred: &[f32], labels: &[f32], out: &mut [f32]) {
+    let c = p.classes as usize;
+    for row in 0..p.n as usize {
+        let r = row * c..(row + 1) * c;
+        out[row] = (first_argmax(&pred[r.clone()]) == first_argmax(&labels[r])) as u32 as f32;
+    }
+}

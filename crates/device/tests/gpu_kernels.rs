@@ -513,3 +513,88 @@ fn losses_forward_and_backward() {
         }
     }
 }
+
+#[test]
+fn axpy_accumulates_in_place_into_views() {
+    let Some((gpu, cpu)) = devices("axpy") else {
+        return;
+    };
+    for &n in &LENGTHS {
+        let x = random_f32(30, n, -1.0, 1.0);
+        let start = random_f32(31, n, -1.0, 1.0);
+        same_on_both(
+            &format!("axpy n={n}"),
+            &gpu,
+            &cpu,
+            Tolerance::ELEMENTWISE,
+            |d| {
+                let (_, views) = d.packed_zeros(&[vec![3], vec![n]]).unwrap();
+                d.write_f32(&views[1], &start).unwrap();
+                let xt = d.from_f32(&x, &[n]).unwrap();
+                d.axpy(&views[1], &xt, 0.5).unwrap();
+                d.axpy(&views[1], &xt, -2.0).unwrap();
+                views[1].clone()
+            },
+        );
+    }
+    let t = gpu.from_f32(&[1.0, 2.0], &[2]).unwrap();
+    gpu.zero_(&t).unwrap();
+    assert_eq!(gpu.to_f32(&t).unwrap(), vec![0.0, 0.0]);
+}
+
+#[test]
+fn softmax_backward_matches_reference() {
+    let Some((gpu, cpu)) = devices("softmax_backward") else {
+        return;
+    };
+    for (rows, cols) in [(1, 1), (7, 13), (3, 1000)] {
+        let x = random_f32(32, rows * cols, -5.0, 5.0);
+        let dy = random_f32(33, rows * cols, -1.0, 1.0);
+        for log in [false, true] {
+            let name = format!("softmax_backward log={log} {rows}x{cols}");
+            same_on_both(&name, &gpu, &cpu, Tolerance::reduction(cols), |d| {
+                let xt = d.from_f32(&x, &[rows, cols]).unwrap();
+                let y = if log {
+                    d.log_softmax(&xt).unwrap()
+                } else {
+                    d.softmax(&xt).unwrap()
+                };
+                d.softmax_backward(&y, &d.from_f32(&dy, &[rows, cols]).unwrap(), log)
+                    .unwrap()
+            });
+        }
+    }
+}
+
+#[test]
+fn accuracy_metrics_match_reference() {
+    let Some((gpu, cpu)) = devices("metrics") else {
+        return;
+    };
+    let n = 1001;
+    let p = random_f32(34, n, 0.0, 1.0);
+    let y: Vec<f32> = random_u32(35, n, 2).into_iter().map(|v| v as f32).collect();
+    same_on_both("binary accuracy", &gpu, &cpu, Tolerance::EXACT, |d| {
+        let m = Metric::BinaryAccuracy { threshold: 0.5 };
+        d.metric(
+            m,
+            &d.from_f32(&p, &[n]).unwrap(),
+            &d.from_f32(&y, &[n]).unwrap(),
+        )
+        .unwrap()
+    });
+    let (rows, cols) = (129, 10);
+    let logits = random_f32(36, rows * cols, -3.0, 3.0);
+    let one_hot: Vec<f32> = (0..rows * cols)
+        .map(|i| (i % cols == (i / cols) % cols) as u32 as f32)
+        .collect();
+    same_on_both("categorical accuracy", &gpu, &cpu, Tolerance::EXACT, |d| {
+        let l = d.from_f32(&logits, &[rows, cols]).unwrap();
+        d.metric(
+            Metric::CategoricalAccuracy,
+            &l,
+            &d.from_f32(&one_hot, &[rows, cols]).unwrap(),
+        )
+        .unwrap()
+    });
+}

@@ -147,4 +147,50 @@ impl Device {
             }
         }
     }
+
+    /// dst += scale * x, in place (gradient accumulation). dst may be a view of a packed buffer.
+    pub fn axpy(&self, dst: &Tensor, x: &Tensor, scale: f32) -> Result<()> {
+        let name = "axpy";
+        self.check(name, dst)?;
+        self.check(name, x)?;
+        if dst.len() != x.len() {
+            return Err(Error::shape(
+                name,
+                format!("{:?} like dst", dst.shape()),
+                shape_str(x.shape()),
+            ));
+        }
+        if dst.same_storage(x) {
+            return Err(Error::invalid(name, "dst and x must be separate buffers"));
+        }
+        let p = params(dst.len(), dst.len(), scale);
+        match self.backend() {
+            Backend::Cpu => {
+                let mut out = self.host_f32(dst);
+                reference::axpy(&p, &self.host_f32(x), &mut out);
+                self.count_dispatch();
+                self.host_store(dst, &out);
+                Ok(())
+            }
+            Backend::Gpu(_) => self.elementwise_launch("axpy", 0, p, &[(1, x), (3, dst)]),
+        }
+    }
+
+    /// Sets every element of `t` (or of the view) to zero, in place.
+    pub fn zero_(&self, t: &Tensor) -> Result<()> {
+        self.check("zero_", t)?;
+        match self.backend() {
+            Backend::Cpu => {
+                self.host_store(t, &vec![0.0; t.len()]);
+                Ok(())
+            }
+            Backend::Gpu(g) => {
+                let crate::tensor::Storage::Gpu(b) = &t.storage else {
+                    return Err(Error::DeviceMismatch { op: "zero_" });
+                };
+                g.record(|enc| enc.clear_buffer(&b.buffer, t.byte_offset(), Some(t.byte_len())));
+                Ok(())
+            }
+        }
+    }
 }

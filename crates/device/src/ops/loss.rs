@@ -18,6 +18,16 @@ pub enum Loss {
     CceLogits,
 }
 
+/// Which per-sample accuracy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Metric {
+    /// (pred > threshold) == (label > 0.5): pred holds probabilities (threshold 0.5) or logits
+    /// (threshold 0).
+    BinaryAccuracy { threshold: f32 },
+    /// argmax(pred) == argmax(labels) over the last axis.
+    CategoricalAccuracy,
+}
+
 type RefFn = fn(&LossParams, &[f32], &[f32], &mut [f32]);
 
 impl Loss {
@@ -141,5 +151,25 @@ impl Device {
         let (p, _) = self.loss_params(loss, pred, target, scale)?;
         let (_, bwd, _, f) = loss.entries();
         self.loss_run(bwd, f, &p, pred, target, pred.shape())
+    }
+
+    /// Per-sample 1 (right) or 0 (wrong); sum or average them on the device.
+    pub fn metric(&self, metric: Metric, pred: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let (loss, entry, f, scale): (Loss, _, RefFn, f32) = match metric {
+            Metric::BinaryAccuracy { threshold } => (
+                Loss::Bce,
+                "binary_correct",
+                reference::binary_correct,
+                threshold,
+            ),
+            Metric::CategoricalAccuracy => (
+                Loss::CceLogits,
+                "categorical_correct",
+                reference::categorical_correct,
+                0.0,
+            ),
+        };
+        let (p, shape) = self.loss_params(loss, pred, labels, scale)?;
+        self.loss_run(entry, f, &p, pred, labels, &shape)
     }
 }

@@ -121,4 +121,49 @@ impl Device {
             }
         }
     }
+
+    /// Gradient of softmax (or, with `log`, of log_softmax) over the last axis, from its output
+    /// `y` and the upstream gradient `dy`.
+    pub fn softmax_backward(&self, y: &Tensor, dy: &Tensor, log: bool) -> Result<Tensor> {
+        let name = "softmax_backward";
+        self.check(name, y)?;
+        self.check(name, dy)?;
+        if y.shape() != dy.shape() {
+            return Err(Error::shape(
+                name,
+                format!("dy of shape {:?}", y.shape()),
+                shape_str(dy.shape()),
+            ));
+        }
+        let last = y
+            .rank()
+            .checked_sub(1)
+            .ok_or_else(|| Error::invalid(name, "scalar input"))?;
+        let p = ReduceParams::for_axis(y.shape(), last);
+        match self.backend() {
+            Backend::Cpu => {
+                let mut dx = vec![0.0; y.len()];
+                reference::softmax_backward(
+                    &p,
+                    log,
+                    &self.host_f32(y),
+                    &self.host_f32(dy),
+                    &mut dx,
+                );
+                Ok(self.host_tensor(dx, y.shape()))
+            }
+            Backend::Gpu(g) => {
+                let dx = self.alloc(name, DType::F32, y.shape())?;
+                g.launch(Launch {
+                    family: ShaderFamily::Reduce,
+                    entry: "softmax_backward",
+                    overrides: &[("LOG", log as u32 as f64)],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(1, y), (2, &dx), (4, dy)],
+                    workgroups: p.outer as u64,
+                })?;
+                Ok(dx)
+            }
+        }
+    }
 }
