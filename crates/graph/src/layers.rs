@@ -1,0 +1,368 @@
+//! Layers with Keras's semantics and initializers, built `Config -> init(&mut ParamBuilder)`, and
+//! the [`Sequential`] container. Configs serialize (they travel inside checkpoints and saved models
+//! so that a model can be rebuilt from its file).
+//!
+//! Shapes: B batch; layers see per-sample shapes, with the batch in front at run time.
+
+use kiln_device::{Tensor, UnaryOp};
+use serde::{Deserialize, Serialize};
+
+use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
+use crate::tape::{Tape, Var};
+use crate::{Error, Result};
+
+/// Activation functions a layer can apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    #[default]
+    Linear,
+    Relu,
+    Sigmoid,
+    Tanh,
+    Step,
+    Softmax,
+}
+
+impl Activation {
+    pub fn apply(self, tape: &Tape, x: &Var) -> Result<Var> {
+        let op = match self {
+            Activation::Linear => return Ok(x.clone()),
+            Activation::Softmax => return tape.softmax(x),
+            Activation::Relu => UnaryOp::Relu,
+            Activation::Sigmoid => UnaryOp::Sigmoid,
+            Activation::Tanh => UnaryOp::Tanh,
+            Activation::Step => UnaryOp::Step,
+        };
+        tape.unary(op, x)
+    }
+}
+
+/// One layer's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LayerConfig {
+    /// y = act(x · kernel + bias) on the last axis. kernel (in, units): glorot_uniform; bias zeros.
+    Dense {
+        units: usize,
+        #[serde(default)]
+        activation: Activation,
+        #[serde(default = "yes")]
+        use_bias: bool,
+    },
+    /// Token ids (u32) to vectors; table (vocab, dim) uniform in [-0.05, 0.05].
+    Embedding {
+        vocab: usize,
+        dim: usize,
+    },
+    /// Drops a fraction `rate` of activations while training (scaling the rest), identity otherwise.
+    Dropout {
+        rate: f32,
+    },
+    Activation {
+        activation: Activation,
+    },
+    /// (B, d1, d2, ...) to (B, d1 * d2 * ...).
+    Flatten,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What [`Sequential`] is built from: the per-sample input shape and the layers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SequentialConfig {
+    /// Per-sample input shape, without the batch (e.g. [31] ids, or [2] features).
+    pub input: Vec<usize>,
+    pub layers: Vec<LayerConfig>,
+}
+
+#[derive(Clone, Debug)]
+enum Layer {
+    Dense {
+        kernel: ParamId,
+        bias: Option<ParamId>,
+        activation: Activation,
+    },
+    Embedding {
+        table: ParamId,
+    },
+    Dropout {
+        rate: f32,
+    },
+    Activation {
+        activation: Activation,
+    },
+    Flatten,
+}
+
+/// A stack of layers applied in order.
+#[derive(Clone, Debug)]
+pub struct Sequential {
+    config: SequentialConfig,
+    names: Vec<String>,
+    layers: Vec<Layer>,
+    /// Per-sample output shape of each layer.
+    shapes: Vec<Vec<usize>>,
+}
+
+/// One row of [`Sequential::summary`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryRow {
+    pub name: String,
+    pub kind: &'static str,
+    pub output: Vec<usize>,
+    pub params: usize,
+}
+
+impl SequentialConfig {
+    /// Registers every parameter (Keras names: dense_1.kernel, embedding_1.embeddings, ...) and
+    /// checks that the shapes chain.
+    pub fn init(&self, b: &mut ParamBuilder) -> Result<Sequential> {
+        let mut counts = std::collections::HashMap::<&str, usize>::new();
+        let mut shape = self.input.clone();
+        let (mut names, mut layers, mut shapes) = (vec![], vec![], vec![]);
+        for (i, cfg) in self.layers.iter().enumerate() {
+            let kind = kind_of(cfg);
+            let n = counts.entry(kind).or_default();
+            *n += 1;
+            let name = format!("{kind}_{n}");
+            let bad = |msg: String| Error::model(format!("layer {} ({name})", i + 1), msg);
+            let layer = match *cfg {
+                LayerConfig::Dense {
+                    units,
+                    activation,
+                    use_bias,
+                } => {
+                    let &input = shape
+                        .last()
+                        .ok_or_else(|| bad("needs an input with a last axis".into()))?;
+                    let kernel = b.add(
+                        format!("{name}.kernel"),
+                        &[input, units],
+                        Init::GlorotUniform,
+                    )?;
+                    let bias = if use_bias {
+                        Some(b.add(format!("{name}.bias"), &[units], Init::Zeros)?)
+                    } else {
+                        None
+                    };
+                    *shape.last_mut().expect("checked") = units;
+                    Layer::Dense {
+                        kernel,
+                        bias,
+                        activation,
+                    }
+                }
+                LayerConfig::Embedding { vocab, dim } => {
+                    if i != 0 {
+                        return Err(bad(
+                            "an embedding must be the first layer (it reads token ids)".into(),
+                        ));
+                    }
+                    let table = b.add(
+                        format!("{name}.embeddings"),
+                        &[vocab, dim],
+                        Init::Uniform(-0.05, 0.05),
+                    )?;
+                    shape.push(dim);
+                    Layer::Embedding { table }
+                }
+                LayerConfig::Dropout { rate } => {
+                    if !(0.0..1.0).contains(&rate) {
+                        return Err(bad(format!("dropout rate {rate} must be in [0, 1)")));
+                    }
+                    Layer::Dropout { rate }
+                }
+                LayerConfig::Activation { activation } => Layer::Activation { activation },
+                LayerConfig::Flatten => {
+                    shape = vec![shape.iter().product()];
+                    Layer::Flatten
+                }
+            };
+            names.push(name);
+            layers.push(layer);
+            shapes.push(shape.clone());
+        }
+        Ok(Sequential {
+            config: self.clone(),
+            names,
+            layers,
+            shapes,
+        })
+    }
+}
+
+fn kind_of(cfg: &LayerConfig) -> &'static str {
+    match cfg {
+        LayerConfig::Dense { .. } => "dense",
+        LayerConfig::Embedding { .. } => "embedding",
+        LayerConfig::Dropout { .. } => "dropout",
+        LayerConfig::Activation { .. } => "activation",
+        LayerConfig::Flatten => "flatten",
+    }
+}
+
+impl Sequential {
+    pub fn config(&self) -> &SequentialConfig {
+        &self.config
+    }
+
+    /// Per-sample output shape.
+    pub fn output_shape(&self) -> &[usize] {
+        self.shapes.last().map_or(&self.config.input, |s| s)
+    }
+
+    /// Whether the model reads token ids (its first layer is an embedding).
+    pub fn takes_ids(&self) -> bool {
+        matches!(self.layers.first(), Some(Layer::Embedding { .. }))
+    }
+
+    /// Runs the layers on a batch `x` of shape (B, input...): u32 ids for an embedding model, f32
+    /// otherwise.
+    pub fn forward(&self, tape: &Tape, params: &ParamStore, x: &Tensor) -> Result<Var> {
+        let batch = *x
+            .shape()
+            .first()
+            .ok_or_else(|| Error::model("input", "a batch dimension is needed"))?;
+        if x.shape()[1..] != self.config.input[..] {
+            return Err(Error::model(
+                "input",
+                format!(
+                    "per-sample shape {:?}, the model expects {:?}",
+                    &x.shape()[1..],
+                    self.config.input
+                ),
+            ));
+        }
+        let mut h: Option<Var> = None;
+        for layer in &self.layers {
+            let next = match (layer, &h) {
+                (Layer::Embedding { table }, None) => {
+                    tape.embedding(&tape.param(params, *table), x)?
+                }
+                (_, None) => {
+                    let input = tape.constant(x.clone());
+                    h = Some(input);
+                    self.apply(tape, params, layer, h.as_ref().expect("set"), batch)?
+                }
+                (_, Some(v)) => self.apply(tape, params, layer, v, batch)?,
+            };
+            h = Some(next);
+        }
+        h.ok_or_else(|| Error::model("model", "no layers"))
+    }
+
+    fn apply(
+        &self,
+        tape: &Tape,
+        params: &ParamStore,
+        layer: &Layer,
+        x: &Var,
+        batch: usize,
+    ) -> Result<Var> {
+        match layer {
+            Layer::Dense {
+                kernel,
+                bias,
+                activation,
+            } => {
+                let shape = x.shape().to_vec();
+                let input = *shape.last().expect("rank >= 1");
+                let rows = x.value().len() / input;
+                let x2 = if shape.len() == 2 {
+                    x.clone()
+                } else {
+                    tape.reshape(x, &[rows, input])?
+                };
+                let mut y = tape.matmul(&x2, &tape.param(params, *kernel), false, false)?;
+                if let Some(bias) = bias {
+                    y = tape.add(&y, &tape.param(params, *bias))?;
+                }
+                if shape.len() != 2 {
+                    let mut out = shape.clone();
+                    *out.last_mut().expect("rank >= 1") = y.shape()[1];
+                    y = tape.reshape(&y, &out)?;
+                }
+                activation.apply(tape, &y)
+            }
+            Layer::Embedding { .. } => Err(Error::model(
+                "embedding",
+                "an embedding must be the first layer",
+            )),
+            Layer::Dropout { rate } => tape.dropout(x, *rate),
+            Layer::Activation { activation } => activation.apply(tape, x),
+            Layer::Flatten => {
+                let n = x.value().len() / batch;
+                tape.reshape(x, &[batch, n])
+            }
+        }
+    }
+
+    /// Layer, output shape and parameter count, as Keras's `summary()`.
+    pub fn summary(&self, params: &ParamStore) -> Vec<SummaryRow> {
+        self.layers
+            .iter()
+            .zip(&self.names)
+            .zip(&self.shapes)
+            .map(|((layer, name), shape)| {
+                let ids: Vec<ParamId> = match layer {
+                    Layer::Dense { kernel, bias, .. } => {
+                        std::iter::once(*kernel).chain(*bias).collect()
+                    }
+                    Layer::Embedding { table } => vec![*table],
+                    _ => vec![],
+                };
+                SummaryRow {
+                    name: name.clone(),
+                    kind: match layer {
+                        Layer::Dense { .. } => "Dense",
+                        Layer::Embedding { .. } => "Embedding",
+                        Layer::Dropout { .. } => "Dropout",
+                        Layer::Activation { .. } => "Activation",
+                        Layer::Flatten => "Flatten",
+                    },
+                    output: shape.clone(),
+                    params: ids
+                        .iter()
+                        .map(|&id| params.shape(id).iter().product::<usize>())
+                        .sum(),
+                }
+            })
+            .collect()
+    }
+
+    /// The summary as a table.
+    pub fn summary_table(&self, params: &ParamStore) -> String {
+        let rows = self.summary(params);
+        let mut out = format!(
+            "{:<28} {:<22} {:>10}\n",
+            "Layer (type)", "Output Shape", "Param #"
+        );
+        out += &"=".repeat(62);
+        out += "\n";
+        for r in &rows {
+            let shape = format!(
+                "(None, {})",
+                r.output
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            out += &format!(
+                "{:<28} {:<22} {:>10}\n",
+                format!("{} ({})", r.name, r.kind),
+                shape,
+                r.params
+            );
+        }
+        out += &"=".repeat(62);
+        out += &format!(
+            "\nTotal params: {}\n",
+            rows.iter().map(|r| r.params).sum::<usize>()
+        );
+        out
+    }
+}

@@ -1,0 +1,195 @@
+//! Differentiable ops: each computes its value with device kernels and records, on the tape, the
+//! backward that turns d(output) into d(inputs). Shapes follow kiln-device: a second operand may
+//! broadcast over the leading dimensions of the first (a bias row) or be a single element.
+
+use kiln_device::{BinaryOp, Device, Loss, MatmulSpec, ReduceOp, Tensor, UnaryOp};
+
+use crate::tape::{Tape, Var};
+use crate::{Error, Result};
+
+/// Sums a gradient of `full` shape down to `target` shape (undoing a broadcast).
+fn unbroadcast(d: &Device, grad: &Tensor, target: &[usize]) -> Result<Tensor> {
+    if grad.shape() == target {
+        return Ok(grad.clone());
+    }
+    let n: usize = target.iter().product();
+    let rows = grad.len() / n;
+    let summed = d.reduce(ReduceOp::Sum, &grad.reshape(&[rows, n])?, 0)?;
+    Ok(summed.reshape(target)?)
+}
+
+impl Tape {
+    /// a op b, b broadcasting over a's leading dimensions (or a single element).
+    pub fn binary(&self, op: BinaryOp, a: &Var, b: &Var) -> Result<Var> {
+        let d = self.device();
+        let value = d.binary(op, a.value(), b.value())?;
+        let (av, bv) = (a.value().clone(), b.value().clone());
+        Ok(self.record(value, &[a, b], move |d, dy| {
+            let (da, db_full) = match op {
+                BinaryOp::Add => (dy.clone(), dy.clone()),
+                BinaryOp::Sub => (dy.clone(), d.scale(dy, -1.0)?),
+                BinaryOp::Mul => (d.mul(dy, &bv)?, d.mul(dy, &av)?),
+                BinaryOp::Div => {
+                    // d/db (a / b) = -a / b^2 = -(a / b) / b
+                    let q = d.binary(BinaryOp::Div, &av, &bv)?;
+                    let q = d.binary(BinaryOp::Div, &q, &bv)?;
+                    (
+                        d.binary(BinaryOp::Div, dy, &bv)?,
+                        d.scale(&d.mul(dy, &q)?, -1.0)?,
+                    )
+                }
+            };
+            let db = unbroadcast(d, &db_full, bv.shape())?;
+            Ok(vec![Some(da), Some(db)])
+        }))
+    }
+
+    pub fn add(&self, a: &Var, b: &Var) -> Result<Var> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    pub fn sub(&self, a: &Var, b: &Var) -> Result<Var> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+
+    pub fn mul(&self, a: &Var, b: &Var) -> Result<Var> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    pub fn div(&self, a: &Var, b: &Var) -> Result<Var> {
+        self.binary(BinaryOp::Div, a, b)
+    }
+
+    /// f(x) elementwise; backward dx = dy * f'(x).
+    pub fn unary(&self, op: UnaryOp, x: &Var) -> Result<Var> {
+        let value = self.device().unary(op, x.value())?;
+        let xv = x.value().clone();
+        Ok(self.record(value, &[x], move |d, dy| {
+            Ok(vec![Some(d.unary_backward(op, &xv, dy)?)])
+        }))
+    }
+
+    /// Rank-2 matrix product with optional stored transposes.
+    /// Backward: dA = dC · op(B)^T, dB = op(A)^T · dC, expressed with the transpose flags.
+    pub fn matmul(&self, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> Result<Var> {
+        if a.shape().len() != 2 || b.shape().len() != 2 {
+            return Err(Error::model(
+                "matmul",
+                format!(
+                    "rank-2 operands expected, got {:?} and {:?}",
+                    a.shape(),
+                    b.shape()
+                ),
+            ));
+        }
+        let spec = |ta, tb| MatmulSpec {
+            trans_a: ta,
+            trans_b: tb,
+            ..Default::default()
+        };
+        let value = self
+            .device()
+            .matmul(a.value(), b.value(), None, spec(trans_a, trans_b))?;
+        let (av, bv) = (a.value().clone(), b.value().clone());
+        Ok(self.record(value, &[a, b], move |d, dc| {
+            let da = if trans_a {
+                d.matmul(&bv, dc, None, spec(trans_b, true))?
+            } else {
+                d.matmul(dc, &bv, None, spec(false, !trans_b))?
+            };
+            let db = if trans_b {
+                d.matmul(dc, &av, None, spec(true, trans_a))?
+            } else {
+                d.matmul(&av, dc, None, spec(!trans_a, false))?
+            };
+            Ok(vec![Some(da), Some(db)])
+        }))
+    }
+
+    /// Softmax over the last axis.
+    pub fn softmax(&self, x: &Var) -> Result<Var> {
+        self.softmax_impl(x, false)
+    }
+
+    /// log(softmax(x)) over the last axis.
+    pub fn log_softmax(&self, x: &Var) -> Result<Var> {
+        self.softmax_impl(x, true)
+    }
+
+    fn softmax_impl(&self, x: &Var, log: bool) -> Result<Var> {
+        let d = self.device();
+        let y = if log {
+            d.log_softmax(x.value())?
+        } else {
+            d.softmax(x.value())?
+        };
+        let yv = y.clone();
+        Ok(self.record(y, &[x], move |d, dy| {
+            Ok(vec![Some(d.softmax_backward(&yv, dy, log)?)])
+        }))
+    }
+
+    /// Mean of all elements, shape [1].
+    pub fn mean(&self, x: &Var) -> Result<Var> {
+        let d = self.device();
+        let n = x.value().len();
+        let value = d.reduce(ReduceOp::Mean, &x.value().reshape(&[1, n])?, 1)?;
+        let shape = x.shape().to_vec();
+        Ok(self.record(value, &[x], move |d, dy| {
+            let spread = d.full(&shape, 1.0 / n as f32)?;
+            Ok(vec![Some(d.mul(&spread, dy)?)])
+        }))
+    }
+
+    /// The same values under another shape.
+    pub fn reshape(&self, x: &Var, shape: &[usize]) -> Result<Var> {
+        let value = x.value().reshape(shape)?;
+        let from = x.shape().to_vec();
+        Ok(self.record(value, &[x], move |_, dy| Ok(vec![Some(dy.reshape(&from)?)])))
+    }
+
+    /// Rows of `table` (V, E) picked by `ids` (u32, any shape); output ids.shape + [E]. The table's
+    /// gradient is scattered straight into its gradient view (deterministic, no atomics).
+    pub fn embedding(&self, table: &Var, ids: &Tensor) -> Result<Var> {
+        let value = self.device().embedding(table.value(), ids)?;
+        let (ids, sink) = (ids.clone(), table.grad_sink.clone());
+        let table_shape = table.shape().to_vec();
+        Ok(self.record(value, &[table], move |d, dy| match sink {
+            Some(sink) => {
+                d.embedding_backward(&sink, dy, &ids)?;
+                Ok(vec![None])
+            }
+            None => {
+                let dtable = d.zeros(&table_shape)?;
+                d.embedding_backward(&dtable, dy, &ids)?;
+                Ok(vec![Some(dtable)])
+            }
+        }))
+    }
+
+    /// Inverted dropout while training (mask from the tape's seed and counter); identity otherwise.
+    pub fn dropout(&self, x: &Var, rate: f32) -> Result<Var> {
+        if !self.is_training() || rate == 0.0 {
+            return Ok(x.clone());
+        }
+        let offset = self.rng_offset.get();
+        self.rng_offset
+            .set(offset.wrapping_add(x.value().len() as u32));
+        let (y, mask) = self.device().dropout(x.value(), rate, self.seed, offset)?;
+        Ok(self.record(y, &[x], move |d, dy| Ok(vec![Some(d.mul(dy, &mask)?)])))
+    }
+
+    /// Mean loss over samples, shape [1]: per element for the binary losses, per row for
+    /// categorical. Backward: the fused loss gradient scaled by 1/N times d(loss).
+    pub fn loss(&self, loss: Loss, pred: &Var, target: &Tensor) -> Result<Var> {
+        let d = self.device();
+        let per_sample = d.loss_forward(loss, pred.value(), target)?;
+        let n = per_sample.len();
+        let value = d.reduce(ReduceOp::Mean, &per_sample.reshape(&[1, n])?, 1)?;
+        let (pv, tv) = (pred.value().clone(), target.clone());
+        Ok(self.record(value, &[pred], move |d, dy| {
+            let g = d.loss_backward(loss, &pv, &tv, 1.0 / n as f32)?;
+            Ok(vec![Some(d.mul(&g, dy)?)])
+        }))
+    }
+}

@@ -1,0 +1,140 @@
+//! Optimizers over a [`ParamStore`]'s packed buffers: one fused dispatch per step, whatever the
+//! number of parameters. State (moments, velocity, step count) lives on the device and travels
+//! in checkpoints.
+
+use kiln_device::{AdamConfig, SgdConfig, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::params::ParamStore;
+use crate::Result;
+
+/// Which optimizer, with its hyperparameters. Defaults are Keras's.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum OptimizerConfig {
+    Adam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+    },
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        nesterov: bool,
+    },
+}
+
+impl OptimizerConfig {
+    /// Keras's Adam: lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-7.
+    pub fn adam() -> Self {
+        let d = AdamConfig::default();
+        OptimizerConfig::Adam {
+            lr: d.lr,
+            beta1: d.beta1,
+            beta2: d.beta2,
+            eps: d.eps,
+        }
+    }
+
+    pub fn sgd(lr: f32, momentum: f32) -> Self {
+        OptimizerConfig::Sgd {
+            lr,
+            momentum,
+            nesterov: false,
+        }
+    }
+}
+
+pub struct Optimizer {
+    config: OptimizerConfig,
+    step: u64,
+    /// Adam's first moment or SGD's velocity, packed like the parameters.
+    m: Tensor,
+    /// Adam's second moment (unused by SGD).
+    v: Tensor,
+}
+
+impl Optimizer {
+    pub fn new(config: OptimizerConfig, params: &ParamStore) -> Result<Optimizer> {
+        let d = params.device();
+        let len = params.values_flat().len();
+        Ok(Optimizer {
+            config,
+            step: 0,
+            m: d.zeros(&[len])?,
+            v: d.zeros(&[len])?,
+        })
+    }
+
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// Updates taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// One update of every parameter from the accumulated gradients.
+    pub fn step(&mut self, params: &ParamStore) -> Result<()> {
+        self.step += 1;
+        let d = params.device();
+        let (w, g) = (params.values_flat(), params.grads_flat());
+        match self.config {
+            OptimizerConfig::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            } => d.adam_update(
+                &AdamConfig {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                },
+                self.step,
+                w,
+                g,
+                &self.m,
+                &self.v,
+            )?,
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            } => d.sgd_update(
+                &SgdConfig {
+                    lr,
+                    momentum,
+                    nesterov,
+                },
+                w,
+                g,
+                &self.m,
+            )?,
+        }
+        Ok(())
+    }
+
+    /// (step, m, v) on the host, for checkpoints.
+    pub fn state(&self, params: &ParamStore) -> Result<(u64, Vec<f32>, Vec<f32>)> {
+        let d = params.device();
+        Ok((self.step, d.to_f32(&self.m)?, d.to_f32(&self.v)?))
+    }
+
+    pub fn load_state(
+        &mut self,
+        params: &ParamStore,
+        step: u64,
+        m: &[f32],
+        v: &[f32],
+    ) -> Result<()> {
+        let d = params.device();
+        d.write_f32(&self.m, m)?;
+        d.write_f32(&self.v, v)?;
+        self.step = step;
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! Reverse-mode autodiff. A [`Tape`] records, for each op whose inputs need gradients, a closure
+//! holding what its backward needs. [`Tape::backward`] walks the records in reverse, hands each its
+//! output gradient, and routes the input gradients: to the next record, or (for parameters) added
+//! into the parameter's view of the packed gradient buffer. A record is dropped as soon as its
+//! backward has run, returning its saved tensors to the allocator: memory per step stays flat.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use kiln_device::{Device, Tensor};
+
+use crate::params::{ParamId, ParamStore};
+use crate::Result;
+
+/// A value on the tape. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Var {
+    pub(crate) id: usize,
+    value: Tensor,
+    pub(crate) requires_grad: bool,
+    /// For parameters: the gradient view that backward accumulates into (`+=`).
+    pub(crate) grad_sink: Option<Tensor>,
+}
+
+impl Var {
+    pub fn value(&self) -> &Tensor {
+        &self.value
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+
+    pub fn requires_grad(&self) -> bool {
+        self.requires_grad
+    }
+}
+
+pub(crate) type BackwardFn = Box<dyn FnOnce(&Device, &Tensor) -> Result<Vec<Option<Tensor>>>>;
+
+struct Record {
+    inputs: Vec<Var>,
+    output: usize,
+    backward: BackwardFn,
+}
+
+/// One forward pass's record. `training` turns dropout on; `Tape::inference` records nothing.
+pub struct Tape {
+    device: Device,
+    records: RefCell<Vec<Record>>,
+    next_id: Cell<usize>,
+    recording: bool,
+    training: bool,
+    /// Counter offset for the dropout generator, advanced by each dropout call.
+    pub(crate) rng_offset: Cell<u32>,
+    pub(crate) seed: u64,
+}
+
+impl Tape {
+    /// A tape for a training step: records backward closures, dropout active.
+    pub fn training(device: &Device, seed: u64, rng_offset: u32) -> Tape {
+        Tape::new(device, true, true, seed, rng_offset)
+    }
+
+    /// No recording, dropout off: evaluation and prediction.
+    pub fn inference(device: &Device) -> Tape {
+        Tape::new(device, false, false, 0, 0)
+    }
+
+    /// Records gradients but keeps dropout off (gradient checks).
+    pub fn recording(device: &Device) -> Tape {
+        Tape::new(device, true, false, 0, 0)
+    }
+
+    fn new(device: &Device, recording: bool, training: bool, seed: u64, rng_offset: u32) -> Tape {
+        Tape {
+            device: device.clone(),
+            records: RefCell::new(vec![]),
+            next_id: Cell::new(0),
+            recording,
+            training,
+            rng_offset: Cell::new(rng_offset),
+            seed,
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    fn fresh_id(&self) -> usize {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// A value that needs no gradient (inputs, labels).
+    pub fn constant(&self, value: Tensor) -> Var {
+        Var {
+            id: self.fresh_id(),
+            value,
+            requires_grad: false,
+            grad_sink: None,
+        }
+    }
+
+    /// A parameter: its gradient accumulates into the store's packed gradient buffer.
+    pub fn param(&self, store: &ParamStore, id: ParamId) -> Var {
+        Var {
+            id: self.fresh_id(),
+            value: store.value(id).clone(),
+            requires_grad: self.recording,
+            grad_sink: Some(store.grad(id).clone()),
+        }
+    }
+
+    /// The result of an op. Records `backward` only when recording and some input needs a
+    /// gradient; it receives d(output) and returns one gradient (or None) per input.
+    pub(crate) fn record(
+        &self,
+        value: Tensor,
+        inputs: &[&Var],
+        backward: impl FnOnce(&Device, &Tensor) -> Result<Vec<Option<Tensor>>> + 'static,
+    ) -> Var {
+        let id = self.fresh_id();
+        let requires_grad = self.recording && inputs.iter().any(|v| v.requires_grad);
+        if requires_grad {
+            self.records.borrow_mut().push(Record {
+                inputs: inputs.iter().map(|v| (*v).clone()).collect(),
+                output: id,
+                backward: Box::new(backward),
+            });
+        }
+        Var {
+            id,
+            value,
+            requires_grad,
+            grad_sink: None,
+        }
+    }
+
+    /// Back-propagates from `loss` (seeded with ones), accumulating into parameter gradients.
+    /// Consumes the records: call once per tape.
+    pub fn backward(&self, loss: &Var) -> Result<()> {
+        let mut grads: HashMap<usize, Tensor> = HashMap::new();
+        if !loss.requires_grad {
+            return Ok(());
+        }
+        grads.insert(loss.id, self.device.full(loss.shape(), 1.0)?);
+        let records = std::mem::take(&mut *self.records.borrow_mut());
+        for record in records.into_iter().rev() {
+            let Some(dout) = grads.remove(&record.output) else {
+                continue;
+            };
+            let dins = (record.backward)(&self.device, &dout)?;
+            for (input, din) in record.inputs.iter().zip(dins) {
+                let Some(din) = din else { continue };
+                if !input.requires_grad {
+                    continue;
+                }
+                if let Some(sink) = &input.grad_sink {
+                    self.device.axpy(sink, &din.reshape(sink.shape())?, 1.0)?;
+                } else if let Some(prev) = grads.remove(&input.id) {
+                    grads.insert(input.id, self.device.add(&prev, &din)?);
+                } else {
+                    grads.insert(input.id, din);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,343 @@
+//! Gradients three ways: every op and layer against central finite differences (CPU device), and
+//! every layer's GPU gradients against the CPU's.
+
+use kiln_device::testing::{assert_close, gpu_device, random_f32, Tolerance};
+use kiln_device::{Device, Loss, Tensor, UnaryOp};
+use kiln_graph::Activation as Act;
+use kiln_graph::*;
+
+const EPS: f32 = 3e-3;
+const TOL: Tolerance = Tolerance {
+    abs: 2e-3,
+    rel: 2e-2,
+};
+
+/// Scalar objective mean(f(params) * r) for a fixed random r, so every output element matters.
+fn objective(tape: &Tape, out: &Var) -> Var {
+    let r = random_f32(999, out.value().len(), -1.0, 1.0);
+    let r = tape.constant(tape.device().from_f32(&r, out.shape()).unwrap());
+    tape.mean(&tape.mul(out, &r).unwrap()).unwrap()
+}
+
+/// Checks d objective / d parameter for every element of every parameter of `store`, analytic
+/// (one recording forward + backward) against central differences (inference forwards).
+fn gradcheck_store(name: &str, store: &ParamStore, f: impl Fn(&Tape, &ParamStore) -> Result<Var>) {
+    let d = store.device().clone();
+    let tape = Tape::recording(&d);
+    let loss = objective(&tape, &f(&tape, store).unwrap());
+    tape.backward(&loss).unwrap();
+    let eval = || -> f32 {
+        let tape = Tape::inference(&d);
+        d.to_f32(objective(&tape, &f(&tape, store).unwrap()).value())
+            .unwrap()[0]
+    };
+    for id in store.ids() {
+        let analytic = d.to_f32(store.grad(id)).unwrap();
+        let base = d.to_f32(store.value(id)).unwrap();
+        let mut numeric = vec![0.0; base.len()];
+        for i in 0..base.len() {
+            let mut v = base.clone();
+            v[i] = base[i] + EPS;
+            d.write_f32(store.value(id), &v).unwrap();
+            let up = eval();
+            v[i] = base[i] - EPS;
+            d.write_f32(store.value(id), &v).unwrap();
+            let down = eval();
+            numeric[i] = (up - down) / (2.0 * EPS);
+        }
+        d.write_f32(store.value(id), &base).unwrap();
+        assert_close(
+            &format!("{name}: d/d {}", store.name(id)),
+            &analytic,
+            &numeric,
+            TOL,
+        );
+    }
+}
+
+/// Gradcheck of an op: its inputs become parameters p0, p1, ... with the given values.
+fn gradcheck(
+    name: &str,
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    f: impl Fn(&Tape, &[Var]) -> Result<Var>,
+) {
+    let mut b = ParamBuilder::new(0);
+    for (i, (shape, v)) in inputs.iter().enumerate() {
+        b.add(format!("p{i}"), shape, Init::Values(v.clone()))
+            .unwrap();
+    }
+    let store = b.build(&Device::cpu()).unwrap();
+    gradcheck_store(name, &store, |t, s| {
+        let vars: Vec<Var> = s.ids().map(|id| t.param(s, id)).collect();
+        f(t, &vars)
+    });
+}
+
+fn rand(seed: u64, shape: &[usize], lo: f32, hi: f32) -> (Vec<usize>, Vec<f32>) {
+    (
+        shape.to_vec(),
+        random_f32(seed, shape.iter().product(), lo, hi),
+    )
+}
+
+/// Values in [0.1, 1] with random signs: away from the kinks of relu and step.
+fn away_from_zero(seed: u64, shape: &[usize]) -> (Vec<usize>, Vec<f32>) {
+    let (s, v) = rand(seed, shape, 0.1, 1.0);
+    let signs = random_f32(seed + 1, v.len(), -1.0, 1.0);
+    (
+        s,
+        v.iter()
+            .zip(signs)
+            .map(|(x, s)| if s < 0.0 { -x } else { *x })
+            .collect(),
+    )
+}
+
+#[test]
+fn binary_ops_with_broadcast() {
+    let a = rand(1, &[3, 4], -1.0, 1.0);
+    for b in [
+        rand(2, &[3, 4], 0.5, 2.0),
+        rand(3, &[4], 0.5, 2.0),
+        rand(4, &[1], 0.5, 2.0),
+    ] {
+        let label = format!("{:?}", b.0);
+        gradcheck(&format!("add {label}"), &[a.clone(), b.clone()], |t, v| {
+            t.add(&v[0], &v[1])
+        });
+        gradcheck(&format!("sub {label}"), &[a.clone(), b.clone()], |t, v| {
+            t.sub(&v[0], &v[1])
+        });
+        gradcheck(&format!("mul {label}"), &[a.clone(), b.clone()], |t, v| {
+            t.mul(&v[0], &v[1])
+        });
+        gradcheck(&format!("div {label}"), &[a.clone(), b.clone()], |t, v| {
+            t.div(&v[0], &v[1])
+        });
+    }
+}
+
+#[test]
+fn unary_ops() {
+    for op in UnaryOp::ALL {
+        let x = if op == UnaryOp::Log {
+            rand(5, &[2, 5], 0.2, 3.0)
+        } else {
+            away_from_zero(6, &[2, 5])
+        };
+        gradcheck(&format!("{op:?}"), &[x], move |t, v| t.unary(op, &v[0]));
+    }
+}
+
+#[test]
+fn matmul_with_every_transpose() {
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a = rand(7, if ta { &[5, 3] } else { &[3, 5] }, -1.0, 1.0);
+        let b = rand(8, if tb { &[4, 5] } else { &[5, 4] }, -1.0, 1.0);
+        gradcheck(&format!("matmul ta={ta} tb={tb}"), &[a, b], move |t, v| {
+            t.matmul(&v[0], &v[1], ta, tb)
+        });
+    }
+}
+
+#[test]
+fn softmax_log_softmax_mean_reshape() {
+    let x = rand(9, &[3, 6], -2.0, 2.0);
+    gradcheck("softmax", &[x.clone()], |t, v| t.softmax(&v[0]));
+    gradcheck("log_softmax", &[x.clone()], |t, v| t.log_softmax(&v[0]));
+    gradcheck("mean", &[x.clone()], |t, v| t.mean(&v[0]));
+    let w = rand(10, &[9, 2], -1.0, 1.0);
+    gradcheck("reshape then matmul", &[x, w], |t, v| {
+        t.matmul(&t.reshape(&v[0], &[2, 9])?, &v[1], false, false)
+    });
+}
+
+#[test]
+fn embedding_table_gradient_with_repeated_ids() {
+    let table = rand(11, &[6, 3], -0.5, 0.5);
+    gradcheck("embedding", &[table], |t, v| {
+        let ids = t.device().from_u32(&[2, 0, 2, 5, 2], &[5]).unwrap();
+        t.embedding(&v[0], &ids)
+    });
+}
+
+#[test]
+fn losses() {
+    let d = Device::cpu();
+    let labels: Tensor = d
+        .from_f32(&[1.0, 0.0, 1.0, 1.0, 0.0, 0.0], &[6, 1])
+        .unwrap();
+    let probs = rand(12, &[6, 1], 0.05, 0.95);
+    let logits = rand(13, &[6, 1], -3.0, 3.0);
+    let l1 = labels.clone();
+    gradcheck("bce", &[probs], move |t, v| t.loss(Loss::Bce, &v[0], &l1));
+    let l2 = labels.clone();
+    gradcheck("bce logits", &[logits], move |t, v| {
+        t.loss(Loss::BceLogits, &v[0], &l2)
+    });
+    let one_hot = d
+        .from_f32(&[0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0], &[3, 3])
+        .unwrap();
+    gradcheck(
+        "cce logits",
+        &[rand(14, &[3, 3], -2.0, 2.0)],
+        move |t, v| t.loss(Loss::CceLogits, &v[0], &one_hot),
+    );
+}
+
+#[test]
+fn dropout_backward_is_its_mask() {
+    let d = Device::cpu();
+    let mut b = ParamBuilder::new(0);
+    let id = b.add("x", &[1000], Init::Values(vec![1.0; 1000])).unwrap();
+    let store = b.build(&d).unwrap();
+    let tape = Tape::training(&d, 7, 0);
+    let y = tape.dropout(&tape.param(&store, id), 0.25).unwrap();
+    let out = d.to_f32(y.value()).unwrap();
+    let loss = tape.mean(&y).unwrap();
+    tape.backward(&loss).unwrap();
+    let grad = d.to_f32(store.grad(id)).unwrap();
+    let want: Vec<f32> = out.iter().map(|v| v / 1000.0).collect();
+    assert_close("dropout grad", &grad, &want, Tolerance::ELEMENTWISE);
+    assert!(out.iter().any(|&v| v == 0.0) && out.iter().any(|&v| v > 1.0));
+    // Inference: identity.
+    let t2 = Tape::inference(&d);
+    let x = t2.param(&store, id);
+    assert_eq!(
+        d.to_f32(t2.dropout(&x, 0.25).unwrap().value()).unwrap(),
+        vec![1.0; 1000]
+    );
+}
+
+fn layer_models() -> Vec<(&'static str, SequentialConfig, Vec<usize>)> {
+    use LayerConfig::*;
+    let dense = |units, activation| Dense {
+        units,
+        activation,
+        use_bias: true,
+    };
+    vec![
+        (
+            "dense relu",
+            SequentialConfig {
+                input: vec![4],
+                layers: vec![dense(5, Act::Relu)],
+            },
+            vec![3, 4],
+        ),
+        (
+            "dense sigmoid",
+            SequentialConfig {
+                input: vec![4],
+                layers: vec![dense(3, Act::Sigmoid)],
+            },
+            vec![3, 4],
+        ),
+        (
+            "dense tanh no bias",
+            SequentialConfig {
+                input: vec![4],
+                layers: vec![Dense {
+                    units: 3,
+                    activation: Act::Tanh,
+                    use_bias: false,
+                }],
+            },
+            vec![2, 4],
+        ),
+        (
+            "dense softmax",
+            SequentialConfig {
+                input: vec![4],
+                layers: vec![dense(3, Act::Softmax)],
+            },
+            vec![2, 4],
+        ),
+        (
+            "dense on a sequence, flatten, activation",
+            SequentialConfig {
+                input: vec![3, 4],
+                layers: vec![
+                    dense(2, Act::Linear),
+                    Flatten,
+                    Activation {
+                        activation: Act::Tanh,
+                    },
+                ],
+            },
+            vec![2, 3, 4],
+        ),
+        (
+            "embedding, flatten, dense",
+            SequentialConfig {
+                input: vec![3],
+                layers: vec![
+                    Embedding { vocab: 7, dim: 2 },
+                    Flatten,
+                    Dropout { rate: 0.5 },
+                    dense(2, Act::Sigmoid),
+                ],
+            },
+            vec![4, 3],
+        ),
+    ]
+}
+
+fn model_input(d: &Device, model: &Sequential, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    if model.takes_ids() {
+        d.from_u32(
+            &(0..n as u32).map(|i| (i * 5 + 1) % 7).collect::<Vec<_>>(),
+            shape,
+        )
+        .unwrap()
+    } else {
+        d.from_f32(&random_f32(20, n, -1.0, 1.0), shape).unwrap()
+    }
+}
+
+#[test]
+fn every_layer_against_finite_differences() {
+    for (name, config, x_shape) in layer_models() {
+        let d = Device::cpu();
+        let mut b = ParamBuilder::new(3);
+        let model = config.init(&mut b).unwrap();
+        let store = b.build(&d).unwrap();
+        let x = model_input(&d, &model, &x_shape);
+        gradcheck_store(name, &store, |t, s| model.forward(t, s, &x));
+    }
+}
+
+/// Parameter gradients of one training-mode step (dropout active, same seed) on a device.
+fn layer_grads(d: &Device, config: &SequentialConfig, x_shape: &[usize]) -> Vec<Vec<f32>> {
+    let mut b = ParamBuilder::new(3);
+    let model = config.init(&mut b).unwrap();
+    let store = b.build(d).unwrap();
+    let x = model_input(d, &model, x_shape);
+    let tape = Tape::training(d, 11, 0);
+    let loss = objective(&tape, &model.forward(&tape, &store, &x).unwrap());
+    tape.backward(&loss).unwrap();
+    store
+        .ids()
+        .map(|id| d.to_f32(store.grad(id)).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_layer_gives_the_same_gradients_on_gpu_and_cpu() {
+    let Some(gpu) = gpu_device("layer_gradients_gpu_vs_cpu") else {
+        return;
+    };
+    for (name, config, x_shape) in layer_models() {
+        let g = layer_grads(&gpu, &config, &x_shape);
+        let c = layer_grads(&Device::cpu(), &config, &x_shape);
+        for (i, (g, c)) in g.iter().zip(&c).enumerate() {
+            assert_close(
+                &format!("{name} param {i}"),
+                g,
+                c,
+                Tolerance::new(1e-6, 1e-4),
+            );
+        }
+    }
+}
