@@ -1,4 +1,4 @@
-//! The `kiln` command line: `kiln info`, `kiln bench`. `cargo bench` runs `kiln bench` through
+//! The `kiln` command line: `kiln train`, `kiln info`, `kiln bench`. `cargo bench` runs `kiln bench` through
 //! [`main_with`].
 
 use std::path::PathBuf;
@@ -26,6 +26,30 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Train a model: writes OUT/model.safetensors, OUT/checkpoints/, OUT/history.{csv,json,png}.
+    Train {
+        /// Which model: spirals (two spirals, an MLP) or xor.
+        #[arg(default_value = "spirals")]
+        model: String,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long)]
+        batch: Option<usize>,
+        #[arg(long, default_value_t = 2019)]
+        seed: u64,
+        /// Learning rate (default: the model's).
+        #[arg(long)]
+        lr: Option<f32>,
+        /// Output folder (default runs/<model>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue from the newest checkpoint in OUT/checkpoints.
+        #[arg(long)]
+        resume: bool,
+        /// No progress bars (one line per epoch).
+        #[arg(long)]
+        quiet: bool,
+    },
     /// List every adapter, and the chosen one's limits and features.
     Info,
     /// Run kernel variants side by side and report median time, GFLOP/s or GB/s, and dispatches.
@@ -88,9 +112,95 @@ fn info(device: &Device) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+fn train(
+    device: &Device,
+    model: &str,
+    epochs: Option<usize>,
+    batch: Option<usize>,
+    lr: Option<f32>,
+    seed: u64,
+    out: Option<PathBuf>,
+    resume: bool,
+    quiet: bool,
+) -> Result<(), String> {
+    let mut job = crate::models::job(model, seed).ok_or_else(|| {
+        format!(
+            "unknown model `{model}`; choose one of {}",
+            crate::models::NAMES.join(", ")
+        )
+    })?;
+    if let Some(e) = epochs {
+        job.config.epochs = e;
+    }
+    if let Some(b) = batch {
+        job.config.batch = b;
+    }
+    if let Some(lr) = lr {
+        job.config.optimizer = job.config.optimizer.with_lr(lr);
+    }
+    let out = out.unwrap_or_else(|| crate::models::default_out(job.name));
+    let has_checkpoints = kiln_graph::checkpoint::latest(&out.join("checkpoints")).is_some();
+    if has_checkpoints && !resume {
+        return Err(format!(
+            "{} already holds a run's checkpoints; pass --resume to continue it, or --out for a new folder",
+            out.display()
+        ));
+    }
+    let mut builder = kiln_graph::ParamBuilder::new(seed);
+    let model = job.model.init(&mut builder).map_err(|e| e.to_string())?;
+    let params = builder.build(device).map_err(|e| e.to_string())?;
+    if !quiet {
+        eprintln!(
+            "training {} on {}\n{}",
+            job.name,
+            device.name(),
+            model.summary_table(&params)
+        );
+    }
+    let opts = kiln_graph::RunOptions {
+        out: out.clone(),
+        resume,
+        quiet,
+    };
+    let trained = kiln_graph::fit(
+        &model,
+        &params,
+        &job.train,
+        job.val.as_ref(),
+        &job.config,
+        &opts,
+    )
+    .map_err(|e| e.to_string())?;
+    let (loss, acc) = kiln_graph::evaluate(
+        &model,
+        &params,
+        &job.train,
+        job.config.batch,
+        job.config.loss,
+    )
+    .map_err(|e| e.to_string())?;
+    println!("final training loss {loss:.4}, accuracy {acc:.4}");
+    if let Some((epoch, a)) = trained.history.best_val_accuracy() {
+        println!("best validation accuracy {a:.4} at epoch {epoch}");
+    }
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     let device = open_device(&cli.device)?;
     match cli.command {
+        Command::Train {
+            model,
+            epochs,
+            batch,
+            lr,
+            seed,
+            out,
+            resume,
+            quiet,
+        } => train(&device, &model, epochs, batch, lr, seed, out, resume, quiet)?,
         Command::Info => info(&device),
         Command::Bench {
             filter,

@@ -5,6 +5,8 @@
 
 pub mod bench;
 pub mod cli;
+pub mod data;
+pub mod models;
 
 pub use kiln_device as device;
 pub use kiln_graph as graph;

@@ -453,6 +453,51 @@ impl Device {
         Ok(out)
     }
 
+    /// Copies `src` into `dst` starting at element `at` (recorded like a kernel, no host round trip).
+    pub fn copy_into(&self, dst: &Tensor, at: usize, src: &Tensor) -> Result<()> {
+        let op = "copy_into";
+        self.check_device(op, dst)?;
+        self.check_device(op, src)?;
+        if dst.dtype != src.dtype {
+            return Err(Error::DType {
+                op,
+                arg: "src",
+                expected: dst.dtype,
+                got: src.dtype,
+            });
+        }
+        if at + src.len() > dst.len() {
+            return Err(Error::shape(
+                op,
+                format!("room for {} elements at {at} in {:?}", src.len(), dst.shape),
+                format!("{:?}", src.shape),
+            ));
+        }
+        match (&dst.storage, &src.storage) {
+            (Storage::Cpu(d), Storage::Cpu(s)) => {
+                let words = s.words.read().unwrap()[src.offset..src.offset + src.len()].to_vec();
+                d.words.write().unwrap()[dst.offset + at..dst.offset + at + words.len()]
+                    .copy_from_slice(&words);
+                Ok(())
+            }
+            (Storage::Gpu(d), Storage::Gpu(s)) => {
+                let g = self.gpu().ok_or(Error::DeviceMismatch { op })?;
+                let dst_at = dst.byte_offset() + at as u64 * 4;
+                g.record(|enc| {
+                    enc.copy_buffer_to_buffer(
+                        &s.buffer,
+                        src.byte_offset(),
+                        &d.buffer,
+                        dst_at,
+                        src.byte_len(),
+                    )
+                });
+                Ok(())
+            }
+            _ => Err(Error::DeviceMismatch { op }),
+        }
+    }
+
     pub(crate) fn check_device(&self, op: &'static str, t: &Tensor) -> Result<()> {
         let ok = match (&self.inner.backend, &t.storage) {
             (Backend::Gpu(g), _) => g.owns(t),

@@ -383,3 +383,18 @@ fn packed_views_are_aligned_and_independent() {
         assert_eq!(d.to_f32(&y).unwrap(), vec![2.0, 4.0, 6.0, 8.0]);
     }
 }
+
+#[test]
+fn copy_into_places_values_at_an_offset() {
+    for d in each_device("copy_into") {
+        let dst = d.zeros(&[6]).unwrap();
+        let src = d.from_f32(&[1.0, 2.0], &[2]).unwrap();
+        d.copy_into(&dst, 3, &src).unwrap();
+        d.copy_into(&dst, 0, &src).unwrap();
+        assert_eq!(d.to_f32(&dst).unwrap(), vec![1.0, 2.0, 0.0, 1.0, 2.0, 0.0]);
+        assert!(matches!(
+            d.copy_into(&dst, 5, &src),
+            Err(Error::ShapeMismatch { .. })
+        ));
+    }
+}

@@ -37,6 +37,27 @@ impl OptimizerConfig {
         }
     }
 
+    /// The same optimizer with another learning rate.
+    pub fn with_lr(self, lr: f32) -> Self {
+        match self {
+            OptimizerConfig::Adam {
+                beta1, beta2, eps, ..
+            } => OptimizerConfig::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            },
+            OptimizerConfig::Sgd {
+                momentum, nesterov, ..
+            } => OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            },
+        }
+    }
+
     pub fn sgd(lr: f32, momentum: f32) -> Self {
         OptimizerConfig::Sgd {
             lr,

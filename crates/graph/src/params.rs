@@ -215,7 +215,7 @@ impl ParamStore {
     }
 
     /// Every parameter's values on the host, by name.
-    pub fn to_host(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn to_host(&self) -> Result<Vec<crate::checkpoint::NamedTensor>> {
         let flat = self.device.to_f32(&self.values_flat)?;
         let align = self.device.pack_alignment();
         let mut offset = 0;
@@ -234,7 +234,7 @@ impl ParamStore {
 
     /// Overwrites the values from named host tensors. Every parameter must be present with its
     /// shape; missing, extra or mis-shaped tensors are refused together, by name.
-    pub fn load(&self, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    pub fn load(&self, tensors: &[crate::checkpoint::NamedTensor]) -> Result<()> {
         let mut problems = vec![];
         for (name, shape) in self.names.iter().zip(&self.shapes) {
             match tensors.iter().find(|t| &t.0 == name) {

@@ -1,0 +1,168 @@
+//! Checkpoints and saved models in safetensors. Parameters are stored by name (`param.<name>`),
+//! optimizer state as flat tensors (`optim.m`, `optim.v`); epoch, step, seed, configs and history
+//! go in the metadata. Files are written atomically (temporary file in the same folder, fsync,
+//! rename), so a crash leaves either the previous file or the new one, never a torn one.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::{Error, Result};
+
+/// A parameter's name, shape and values on the host.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+pub const FORMAT: &str = "kiln-1";
+
+/// What a checkpoint holds, on the host.
+#[derive(Clone, Debug, Default)]
+pub struct Checkpoint {
+    pub params: Vec<NamedTensor>,
+    /// Optimizer state: step count, first and second moments (packed like the parameters).
+    pub optimizer: Option<(u64, Vec<f32>, Vec<f32>)>,
+    /// Free-form metadata: epoch, seed, model and training configs (JSON), history (JSON).
+    pub metadata: HashMap<String, String>,
+}
+
+fn bytes_of(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn floats_of(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all(); // make the rename itself durable where the platform allows
+    }
+    Ok(())
+}
+
+impl Checkpoint {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .params
+            .iter()
+            .map(|(name, shape, v)| (format!("param.{name}"), shape.clone(), bytes_of(v)))
+            .collect();
+        let mut metadata = self.metadata.clone();
+        metadata.insert("format".into(), FORMAT.into());
+        if let Some((step, m, v)) = &self.optimizer {
+            buffers.push(("optim.m".into(), vec![m.len()], bytes_of(m)));
+            buffers.push(("optim.v".into(), vec![v.len()], bytes_of(v)));
+            metadata.insert("optim.step".into(), step.to_string());
+        }
+        let views = buffers
+            .iter()
+            .map(|(name, shape, b)| {
+                TensorView::new(Dtype::F32, shape.clone(), b).map(|v| (name.clone(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Checkpoint {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        let bytes =
+            safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Checkpoint {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        write_atomic(path, &bytes)
+    }
+
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let bad = |message: String| Error::Checkpoint {
+            path: path.into(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        if metadata.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(bad(format!(
+                "not a kiln file (format {:?}, expected {FORMAT})",
+                metadata.get("format")
+            )));
+        }
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        let mut params = vec![];
+        let (mut m, mut v) = (None, None);
+        for (name, view) in st.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(bad(format!(
+                    "tensor {name} is {:?}, expected F32",
+                    view.dtype()
+                )));
+            }
+            let values = floats_of(view.data());
+            match name.as_str() {
+                "optim.m" => m = Some(values),
+                "optim.v" => v = Some(values),
+                _ => match name.strip_prefix("param.") {
+                    Some(p) => params.push((p.to_string(), view.shape().to_vec(), values)),
+                    None => return Err(bad(format!("unexpected tensor {name}"))),
+                },
+            }
+        }
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let optimizer = match (m, v, metadata.get("optim.step")) {
+            (Some(m), Some(v), Some(step)) => Some((
+                step.parse()
+                    .map_err(|_| bad(format!("bad optim.step {step}")))?,
+                m,
+                v,
+            )),
+            (None, None, None) => None,
+            _ => return Err(bad("incomplete optimizer state".into())),
+        };
+        Ok(Checkpoint {
+            params,
+            optimizer,
+            metadata,
+        })
+    }
+
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+}
+
+/// `dir/epoch-0007.safetensors`.
+pub fn epoch_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("epoch-{epoch:04}.safetensors"))
+}
+
+/// The checkpoint with the highest epoch number in `dir`, if any.
+pub fn latest(dir: &Path) -> Option<(usize, PathBuf)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = name
+                .strip_prefix("epoch-")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n)
+}

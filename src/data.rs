@@ -1,0 +1,38 @@
+//! Built-in datasets that need no files: XOR and two interleaved spirals (seeded), for the small
+//! non-linear problems the seed's neural-network post motivates. No GPU here; loaders for the
+//! embedded Quora and MNIST data come with their issues.
+
+use kiln_graph::{Dataset, Inputs};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
+
+/// The four XOR points, label 1 where exactly one input is 1.
+pub fn xor() -> Dataset {
+    Dataset {
+        inputs: Inputs::F32(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]),
+        sample_shape: vec![2],
+        targets: vec![0.0, 1.0, 1.0, 0.0],
+        target_shape: vec![1],
+    }
+}
+
+/// Two spirals of `per_class` points each, 1.5 turns, a little noise; labels 0 and 1.
+pub fn spirals(per_class: usize, seed: u64) -> Dataset {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut x, mut y) = (vec![], vec![]);
+    for class in 0..2 {
+        for i in 0..per_class {
+            let t = i as f32 / per_class as f32;
+            let angle = t * 3.0 * std::f32::consts::PI + class as f32 * std::f32::consts::PI;
+            let r = 0.1 + 0.9 * t;
+            x.push(r * angle.cos() + rng.random_range(-0.02..0.02));
+            x.push(r * angle.sin() + rng.random_range(-0.02..0.02));
+            y.push(class as f32);
+        }
+    }
+    Dataset {
+        inputs: Inputs::F32(x),
+        sample_shape: vec![2],
+        targets: y,
+        target_shape: vec![1],
+    }
+}
