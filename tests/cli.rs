@@ -99,3 +99,69 @@ fn bad_device_choices_are_clear_errors() {
         "{stderr}"
     );
 }
+
+fn weights(path: &std::path::Path) -> Vec<kiln::graph::checkpoint::NamedTensor> {
+    kiln::graph::checkpoint::Checkpoint::load(path)
+        .unwrap()
+        .params
+}
+
+#[test]
+fn a_killed_training_run_resumes_to_the_same_weights_and_is_never_overwritten() {
+    let base = std::env::temp_dir().join(format!("kiln-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (full, killed) = (base.join("full"), base.join("killed"));
+    let args = |out: &std::path::Path| {
+        vec![
+            "train".to_string(),
+            "spirals".into(),
+            "--epochs".into(),
+            "40".into(),
+            "--quiet".into(),
+            "--out".into(),
+            out.display().to_string(),
+        ]
+    };
+    let (ok, _, stderr) = kiln(&args(&full).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args(&killed))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let third = killed.join("checkpoints/epoch-0003.safetensors");
+    let start = std::time::Instant::now();
+    while !third.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    assert!(third.exists(), "the run never reached epoch 3");
+
+    let (ok, _, stderr) = kiln(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        !ok && stderr.contains("--resume"),
+        "a second run must not overwrite the first: {stderr}"
+    );
+
+    let mut resume = args(&killed);
+    resume.push("--resume".into());
+    let (ok, _, stderr) = kiln(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        weights(&full.join("model.safetensors")),
+        weights(&killed.join("model.safetensors"))
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn train_refuses_an_unknown_model() {
+    let (ok, _, stderr) = kiln(&["train", "mnist-but-not-yet"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unknown model `mnist-but-not-yet`; choose one of spirals, xor"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,297 @@
+//! Tier 3: training. Small models must learn; runs must be reproducible, resumable and safe.
+
+use std::path::{Path, PathBuf};
+
+use kiln_device::testing::{assert_close, gpu_device, random_f32, Tolerance};
+use kiln_device::Device;
+use kiln_graph::checkpoint::{self, Checkpoint};
+use kiln_graph::*;
+
+fn dense(units: usize, activation: Activation) -> LayerConfig {
+    LayerConfig::Dense {
+        units,
+        activation,
+        use_bias: true,
+    }
+}
+
+/// A small classifier with dropout, on seeded blobs: exercises every part of a step.
+fn setup() -> (SequentialConfig, Dataset, TrainConfig) {
+    let n = 96;
+    let x = random_f32(1, n * 4, -1.0, 1.0);
+    let y: Vec<f32> = (0..n)
+        .map(|i| (x[i * 4] + x[i * 4 + 1] * x[i * 4 + 2] > 0.0) as u32 as f32)
+        .collect();
+    let model = SequentialConfig {
+        input: vec![4],
+        layers: vec![
+            dense(16, Activation::Relu),
+            LayerConfig::Dropout { rate: 0.2 },
+            dense(1, Activation::Sigmoid),
+        ],
+    };
+    let data = Dataset {
+        inputs: Inputs::F32(x),
+        sample_shape: vec![4],
+        targets: y,
+        target_shape: vec![1],
+    };
+    let config = TrainConfig {
+        epochs: 4,
+        batch: 16,
+        seed: 5,
+        loss: LossKind::BinaryCrossentropy,
+        optimizer: OptimizerConfig::adam(),
+        report_every: 4,
+    };
+    (model, data, config)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn run(
+    d: &Device,
+    out: &Path,
+    epochs: usize,
+    resume: bool,
+) -> (History, Vec<checkpoint::NamedTensor>) {
+    let (model_cfg, data, mut cfg) = setup();
+    cfg.epochs = epochs;
+    let mut b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&mut b).unwrap();
+    let params = b.build(d).unwrap();
+    let opts = RunOptions {
+        out: out.to_path_buf(),
+        resume,
+        quiet: true,
+    };
+    let trained = fit(&model, &params, &data, None, &cfg, &opts).unwrap();
+    (trained.history, params.to_host().unwrap())
+}
+
+/// The per-step losses of the first `steps` steps, computed by hand with the public API.
+fn step_losses(d: &Device, steps: usize) -> Vec<f32> {
+    let (model_cfg, data, cfg) = setup();
+    let mut b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&mut b).unwrap();
+    let params = b.build(d).unwrap();
+    let mut opt = Optimizer::new(cfg.optimizer, &params).unwrap();
+    let mut losses = vec![];
+    for step in 0..steps {
+        let idx: Vec<usize> = (0..cfg.batch)
+            .map(|i| (step * cfg.batch + i) % data.len())
+            .collect();
+        let batch = data.select(&idx);
+        let Inputs::F32(xv) = &batch.inputs else {
+            unreachable!()
+        };
+        let x = d.from_f32(xv, &[idx.len(), 4]).unwrap();
+        let y = d.from_f32(&batch.targets, &[idx.len(), 1]).unwrap();
+        params.zero_grad().unwrap();
+        let tape = Tape::training(d, 77 + step as u64, 0);
+        let out = model.forward(&tape, &params, &x).unwrap();
+        let loss = tape
+            .loss(LossKind::BinaryCrossentropy.loss(), &out, &y)
+            .unwrap();
+        tape.backward(&loss).unwrap();
+        opt.step(&params).unwrap();
+        losses.push(d.to_f32(loss.value()).unwrap()[0]);
+    }
+    losses
+}
+
+#[test]
+fn the_first_20_steps_give_the_same_losses_on_gpu_and_cpu() {
+    let Some(gpu) = gpu_device("first_20_steps_gpu_vs_cpu") else {
+        return;
+    };
+    let g = step_losses(&gpu, 20);
+    let c = step_losses(&Device::cpu(), 20);
+    assert_close("losses", &g, &c, Tolerance::new(1e-5, 1e-4));
+    assert!(g.iter().all(|l| l.is_finite()), "{g:?}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_loss_curve() {
+    let d = gpu_device("same_seed_same_curve").unwrap_or_else(Device::cpu);
+    let (a, wa) = run(&d, &temp_dir("seed-a"), 3, false);
+    let (b, wb) = run(&d, &temp_dir("seed-b"), 3, false);
+    let losses = |h: &History| {
+        h.epochs
+            .iter()
+            .map(|e| (e.loss, e.accuracy))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(losses(&a), losses(&b));
+    assert_eq!(wa, wb);
+}
+
+#[test]
+fn resumed_training_reaches_the_same_weights_as_an_uninterrupted_run() {
+    let d = gpu_device("resume_equals_uninterrupted").unwrap_or_else(Device::cpu);
+    let (full_history, full) = run(&d, &temp_dir("full"), 4, false);
+    let dir = temp_dir("interrupted");
+    run(&d, &dir, 2, false); // the run "dies" after epoch 2's checkpoint
+    let (resumed_history, resumed) = run(&d, &dir, 4, true);
+    assert_eq!(full, resumed, "weights differ after resuming");
+    assert_eq!(full_history.epochs.len(), resumed_history.epochs.len());
+    assert_eq!(full_history.epochs[3].loss, resumed_history.epochs[3].loss);
+    assert_eq!(checkpoint::latest(&dir.join("checkpoints")).unwrap().0, 4);
+    for f in [
+        "history.csv",
+        "history.json",
+        "history.png",
+        "model.safetensors",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+}
+
+#[test]
+fn a_checkpoint_with_missing_or_mismatched_tensors_is_refused_by_name() {
+    let d = Device::cpu();
+    let dir = temp_dir("mismatch");
+    run(&d, &dir, 1, false);
+    let path = checkpoint::epoch_path(&dir.join("checkpoints"), 1);
+    let mut ck = Checkpoint::load(&path).unwrap();
+    let (model_cfg, _, cfg) = setup();
+    let mut b = ParamBuilder::new(cfg.seed);
+    model_cfg.init(&mut b).unwrap();
+    let params = b.build(&d).unwrap();
+    params.load(&ck.params).unwrap();
+
+    ck.params.retain(|(name, _, _)| name != "dense_2.bias");
+    ck.params[0].1 = vec![3, 3];
+    let err = params.load(&ck.params).unwrap_err().to_string();
+    assert!(err.contains("missing `dense_2.bias`"), "{err}");
+    assert!(
+        err.contains("`dense_1.bias` has shape [3, 3]") || err.contains("has shape [3, 3]"),
+        "{err}"
+    );
+
+    // A file that is not a kiln checkpoint, and a truncated one.
+    std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint").unwrap();
+    assert!(matches!(
+        Checkpoint::load(&dir.join("junk.safetensors")),
+        Err(Error::Checkpoint { .. })
+    ));
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(dir.join("torn.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    assert!(Checkpoint::load(&dir.join("torn.safetensors")).is_err());
+}
+
+#[test]
+fn resuming_with_another_model_is_refused() {
+    let d = Device::cpu();
+    let dir = temp_dir("other-model");
+    run(&d, &dir, 1, false);
+    let (_, data, cfg) = setup();
+    let other = SequentialConfig {
+        input: vec![4],
+        layers: vec![dense(1, Activation::Sigmoid)],
+    };
+    let mut b = ParamBuilder::new(1);
+    let model = other.init(&mut b).unwrap();
+    let params = b.build(&d).unwrap();
+    let opts = RunOptions {
+        out: dir,
+        resume: true,
+        quiet: true,
+    };
+    let err = fit(&model, &params, &data, None, &cfg, &opts)
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("different model configuration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_at_its_step_and_keeps_the_last_good_checkpoint() {
+    let d = Device::cpu();
+    let dir = temp_dir("nan");
+    let (model_cfg, data, mut cfg) = setup();
+    let mut b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&mut b).unwrap();
+    let params = b.build(&d).unwrap();
+    // One sane epoch, then a learning rate that overflows the weights.
+    cfg.epochs = 1;
+    let opts = RunOptions {
+        out: dir.clone(),
+        resume: false,
+        quiet: true,
+    };
+    fit(&model, &params, &data, None, &cfg, &opts).unwrap();
+    let good = std::fs::read(checkpoint::epoch_path(&dir.join("checkpoints"), 1)).unwrap();
+    cfg.epochs = 3;
+    cfg.optimizer = OptimizerConfig::sgd(1e38, 0.0);
+    let opts = RunOptions {
+        out: dir.clone(),
+        resume: true,
+        quiet: true,
+    };
+    match fit(&model, &params, &data, None, &cfg, &opts) {
+        Err(Error::NonFinite { step, epoch, .. }) => {
+            assert_eq!(epoch, 2);
+            assert!(
+                step >= 7 && step <= 12,
+                "step {step} is within epoch 2 (steps 7..=12)"
+            );
+        }
+        Err(e) => panic!("expected NonFinite, got {e}"),
+        Ok(_) => panic!("training went on with a non-finite loss"),
+    }
+    assert_eq!(
+        checkpoint::latest(&dir.join("checkpoints")).unwrap().0,
+        1,
+        "no checkpoint of the bad epoch"
+    );
+    assert_eq!(
+        std::fs::read(checkpoint::epoch_path(&dir.join("checkpoints"), 1)).unwrap(),
+        good
+    );
+}
+
+#[test]
+fn xor_and_spirals_style_problems_are_learned_to_full_accuracy() {
+    let d = gpu_device("xor_learns").unwrap_or_else(Device::cpu);
+    let model_cfg = SequentialConfig {
+        input: vec![2],
+        layers: vec![dense(8, Activation::Tanh), dense(1, Activation::Sigmoid)],
+    };
+    let data = Dataset {
+        inputs: Inputs::F32(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]),
+        sample_shape: vec![2],
+        targets: vec![0.0, 1.0, 1.0, 0.0],
+        target_shape: vec![1],
+    };
+    let cfg = TrainConfig {
+        epochs: 300,
+        batch: 4,
+        seed: 3,
+        loss: LossKind::BinaryCrossentropy,
+        optimizer: OptimizerConfig::Adam {
+            lr: 0.05,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+        },
+        report_every: 50,
+    };
+    let mut b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&mut b).unwrap();
+    let params = b.build(&d).unwrap();
+    let opts = RunOptions {
+        out: temp_dir("xor"),
+        resume: false,
+        quiet: true,
+    };
+    fit(&model, &params, &data, None, &cfg, &opts).unwrap();
+    let (loss, acc) = evaluate(&model, &params, &data, 4, LossKind::BinaryCrossentropy).unwrap();
+    assert_eq!(acc, 1.0, "loss {loss}");
+}
