@@ -257,41 +257,105 @@ fn a_non_finite_loss_stops_training_at_its_step_and_keeps_the_last_good_checkpoi
     );
 }
 
+fn each_device(test: &str) -> Vec<Device> {
+    let mut v = vec![Device::cpu()];
+    v.extend(gpu_device(test));
+    v
+}
+
+/// The seed's network (fixed weights, sigmoid hidden layers, identity output) against f64 by hand.
 #[test]
-fn xor_and_spirals_style_problems_are_learned_to_full_accuracy() {
-    let d = gpu_device("xor_learns").unwrap_or_else(Device::cpu);
-    let model_cfg = SequentialConfig {
+fn the_seed_network_gives_the_hand_computed_output_on_every_device() {
+    let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let a1 = [s(5.0), s(11.0), s(17.0)];
+    let a2 = [
+        s(a1[0] + 3.0 * a1[1] + 5.0 * a1[2]),
+        s(2.0 * a1[0] + 4.0 * a1[1] + 6.0 * a1[2]),
+    ];
+    let want = [
+        (a2[0] + 3.0 * a2[1]) as f32,
+        (2.0 * a2[0] + 4.0 * a2[1]) as f32,
+    ];
+    let layer = |units, activation| LayerConfig::Dense {
+        units,
+        activation,
+        use_bias: false,
+    };
+    let config = SequentialConfig {
         input: vec![2],
-        layers: vec![dense(8, Activation::Tanh), dense(1, Activation::Sigmoid)],
+        layers: vec![
+            layer(3, Activation::Sigmoid),
+            layer(2, Activation::Sigmoid),
+            layer(2, Activation::Linear),
+        ],
     };
-    let data = Dataset {
-        inputs: Inputs::F32(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]),
-        sample_shape: vec![2],
-        targets: vec![0.0, 1.0, 1.0, 0.0],
-        target_shape: vec![1],
-    };
-    let cfg = TrainConfig {
-        epochs: 300,
-        batch: 4,
-        seed: 3,
-        loss: LossKind::BinaryCrossentropy,
-        optimizer: OptimizerConfig::Adam {
-            lr: 0.05,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-7,
-        },
-        report_every: 50,
-    };
-    let mut b = ParamBuilder::new(cfg.seed);
-    let model = model_cfg.init(&mut b).unwrap();
-    let params = b.build(&d).unwrap();
-    let opts = RunOptions {
-        out: temp_dir("xor"),
-        resume: false,
-        quiet: true,
-    };
-    fit(&model, &params, &data, None, &cfg, &opts).unwrap();
-    let (loss, acc) = evaluate(&model, &params, &data, 4, LossKind::BinaryCrossentropy).unwrap();
-    assert_eq!(acc, 1.0, "loss {loss}");
+    for d in each_device("seed_network") {
+        let mut b = ParamBuilder::new(0);
+        let model = config.init(&mut b).unwrap();
+        let params = b.build(&d).unwrap();
+        let weights = [
+            vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0],
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            vec![1.0, 2.0, 3.0, 4.0],
+        ];
+        for (id, w) in params.ids().collect::<Vec<_>>().into_iter().zip(weights) {
+            d.write_f32(params.value(id), &w).unwrap();
+        }
+        let x = d.from_f32(&[1.0, 2.0], &[1, 2]).unwrap();
+        let y = d
+            .to_f32(
+                model
+                    .forward(&Tape::inference(&d), &params, &x)
+                    .unwrap()
+                    .value(),
+            )
+            .unwrap();
+        assert_close(
+            &format!("seed network on {}", d.name()),
+            &y,
+            &want,
+            Tolerance::new(1e-6, 1e-6),
+        );
+    }
+}
+
+#[test]
+fn xor_is_learned_to_full_accuracy_on_every_device() {
+    for d in each_device("xor_learns") {
+        let model_cfg = SequentialConfig {
+            input: vec![2],
+            layers: vec![dense(8, Activation::Tanh), dense(1, Activation::Sigmoid)],
+        };
+        let data = Dataset {
+            inputs: Inputs::F32(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]),
+            sample_shape: vec![2],
+            targets: vec![0.0, 1.0, 1.0, 0.0],
+            target_shape: vec![1],
+        };
+        let cfg = TrainConfig {
+            epochs: 300,
+            batch: 4,
+            seed: 3,
+            loss: LossKind::BinaryCrossentropy,
+            optimizer: OptimizerConfig::Adam {
+                lr: 0.05,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-7,
+            },
+            report_every: 50,
+        };
+        let mut b = ParamBuilder::new(cfg.seed);
+        let model = model_cfg.init(&mut b).unwrap();
+        let params = b.build(&d).unwrap();
+        let opts = RunOptions {
+            out: temp_dir(&format!("xor-{}", d.is_gpu())),
+            resume: false,
+            quiet: true,
+        };
+        fit(&model, &params, &data, None, &cfg, &opts).unwrap();
+        let (loss, acc) =
+            evaluate(&model, &params, &data, 4, LossKind::BinaryCrossentropy).unwrap();
+        assert_eq!(acc, 1.0, "{}: loss {loss}", d.name());
+    }
 }
