@@ -239,7 +239,7 @@ fn a_non_finite_loss_stops_training_at_its_step_and_keeps_the_last_good_checkpoi
         Err(Error::NonFinite { step, epoch, .. }) => {
             assert_eq!(epoch, 2);
             assert!(
-                step >= 7 && step <= 12,
+                (7..=12).contains(&step),
                 "step {step} is within epoch 2 (steps 7..=12)"
             );
         }
