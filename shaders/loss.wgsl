@@ -4,6 +4,9 @@
 //   q = clamp(p, EPS, 1 - EPS);  l = -(y * log(q + EPS) + (1 - y) * log(1 - q + EPS))
 //   the clamp passes no gradient outside [EPS, 1 - EPS], as tf.clip_by_value does.
 // Binary cross-entropy from logits:  l = max(x, 0) - x * y + log(1 + exp(-|x|)),  dl/dx = sigmoid(x) - y.
+// Categorical cross-entropy from probabilities, as Keras computes it: q = p / sum(p), clamped to
+//   [EPS, 1 - EPS]; l = -sum_j y_j log(q_j);  dl/dp_k = (sum of y_j over unclamped j) / sum(p)
+//   - y_k / p_k where q_k is unclamped (the clamp passes no gradient).
 // Categorical cross-entropy from logits, rows of length C with target distributions y:
 //   l = sum_j y_j * (logsumexp(x) - x_j),  dl/dx_j = softmax(x)_j * sum(y) - y_j.
 
@@ -135,6 +138,64 @@ fn cce_logits_backward(
     for (var j = 0u; j < p.classes; j = j + 1u) {
         let s = exp(pred[base + j] - st.x - st.y);
         out[base + j] = (s * total - labels[base + j]) * p.scale;
+    }
+}
+
+fn row_sum(base: u32) -> f32 {
+    var total = 0.0;
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        total = total + pred[base + j];
+    }
+    return total;
+}
+
+fn unclamped(q: f32) -> bool {
+    return q >= EPS && q <= 1.0 - EPS;
+}
+
+@compute @workgroup_size(256)
+fn cce_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = flat_index(wid, nwg, lid);
+    if (row >= p.n) {
+        return;
+    }
+    let base = row * p.classes;
+    let total = row_sum(base);
+    var l = 0.0;
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        l = l - labels[base + j] * log(clamp(pred[base + j] / total, EPS, 1.0 - EPS));
+    }
+    out[row] = l;
+}
+
+@compute @workgroup_size(256)
+fn cce_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = flat_index(wid, nwg, lid);
+    if (row >= p.n) {
+        return;
+    }
+    let base = row * p.classes;
+    let total = row_sum(base);
+    var y_in = 0.0;
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        if (unclamped(pred[base + j] / total)) {
+            y_in = y_in + labels[base + j];
+        }
+    }
+    for (var k = 0u; k < p.classes; k = k + 1u) {
+        var g = y_in / total;
+        if (unclamped(pred[base + k] / total)) {
+            g = g - labels[base + k] / pred[base + k];
+        }
+        out[base + k] = g * p.scale;
     }
 }
 

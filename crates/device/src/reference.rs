@@ -306,6 +306,46 @@ pub fn bce_logits_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &m
     }
 }
 
+fn unclamped(q: f32) -> bool {
+    (BCE_EPS..=1.0 - BCE_EPS).contains(&q)
+}
+
+/// Per row: q = p / sum(p) clamped to [EPS, 1 - EPS]; -sum_j y_j log(q_j) (Keras on probabilities).
+pub fn cce_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    let c = p.classes as usize;
+    for row in 0..p.n as usize {
+        let r = row * c..(row + 1) * c;
+        let total: f32 = pred[r.clone()].iter().sum();
+        let mut l = 0.0f32;
+        for j in r {
+            l -= target[j] * (pred[j] / total).clamp(BCE_EPS, 1.0 - BCE_EPS).ln();
+        }
+        out[row] = l;
+    }
+}
+
+/// Per row: (sum of y over unclamped j) / sum(p) - y_k / p_k where q_k is unclamped, scaled.
+pub fn cce_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    let c = p.classes as usize;
+    for row in 0..p.n as usize {
+        let r = row * c..(row + 1) * c;
+        let total: f32 = pred[r.clone()].iter().sum();
+        let mut y_in = 0.0f32;
+        for j in r.clone() {
+            if unclamped(pred[j] / total) {
+                y_in += target[j];
+            }
+        }
+        for k in r {
+            let mut g = y_in / total;
+            if unclamped(pred[k] / total) {
+                g -= target[k] / pred[k];
+            }
+            out[k] = g * p.scale;
+        }
+    }
+}
+
 fn row_stats(row: &[f32]) -> (f32, f32) {
     let max = row.iter().copied().fold(f32::MIN, f32::max);
     let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();

@@ -468,6 +468,7 @@ fn losses_forward_and_backward() {
         let probs = random_f32(20, n, 0.001, 0.999);
         let labels: Vec<f32> = random_u32(21, n, 2).into_iter().map(|v| v as f32).collect();
         let logits = random_f32(22, n, -30.0, 30.0);
+        let row_probs = random_f32(23, n, 0.01, 1.0);
         let one_hot: Vec<f32> = (0..n)
             .map(|i| {
                 if i % cols == (i / cols) % cols {
@@ -481,6 +482,7 @@ fn losses_forward_and_backward() {
             (Loss::Bce, &probs, &labels),
             (Loss::BceLogits, &logits, &labels),
             (Loss::CceLogits, &logits, &one_hot),
+            (Loss::Cce, &row_probs, &one_hot),
         ];
         for (loss, pred, target) in cases {
             let tol = Tolerance::TRANSCENDENTAL;

@@ -212,6 +212,17 @@ fn cross_entropies_match_closed_forms() {
         .unwrap();
     let want = (1.0f64 + (-10.0f64).exp() + (-20.0f64).exp()).ln() as f32;
     assert_close("cce", &l, &[want], Tolerance::new(1e-9, 1e-3));
+    // On probabilities: rows are normalised first, so [2, 1, 1] with class 0 costs -ln(0.5).
+    let p = d.from_f32(&[2.0, 1.0, 1.0], &[1, 3]).unwrap();
+    let l = d
+        .to_f32(&d.loss_forward(Loss::Cce, &p, &y).unwrap())
+        .unwrap();
+    assert_close(
+        "cce probabilities",
+        &l,
+        &[std::f32::consts::LN_2],
+        Tolerance::new(1e-6, 1e-6),
+    );
 }
 
 #[test]

@@ -97,6 +97,31 @@ enum Layer {
     Flatten,
 }
 
+/// What the training loop needs of a model: a forward pass over a batch, and a description that
+/// rebuilds it (stored in checkpoints and saved models; resuming checks it).
+pub trait Module {
+    /// Runs the model on a batch `x` (batch first): f32 features or u32 ids.
+    fn forward(&self, tape: &Tape, params: &ParamStore, x: &Tensor) -> Result<Var>;
+    /// The configuration as JSON.
+    fn config_json(&self) -> String;
+    /// Layer, output shape, parameter count, as Keras's `summary()`.
+    fn summary_table(&self, params: &ParamStore) -> String;
+}
+
+impl Module for Sequential {
+    fn forward(&self, tape: &Tape, params: &ParamStore, x: &Tensor) -> Result<Var> {
+        Sequential::forward(self, tape, params, x)
+    }
+
+    fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).expect("configs serialize")
+    }
+
+    fn summary_table(&self, params: &ParamStore) -> String {
+        Sequential::summary_table(self, params)
+    }
+}
+
 /// A stack of layers applied in order.
 #[derive(Clone, Debug)]
 pub struct Sequential {

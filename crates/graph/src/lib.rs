@@ -19,7 +19,7 @@ pub mod train;
 pub use error::{Error, Result};
 pub use history::{EpochStats, History};
 pub use kiln_device;
-pub use layers::{Activation, LayerConfig, Sequential, SequentialConfig, SummaryRow};
+pub use layers::{Activation, LayerConfig, Module, Sequential, SequentialConfig, SummaryRow};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use params::{Init, ParamBuilder, ParamId, ParamStore};
 pub use tape::{Tape, Var};

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::history::{EpochStats, History};
-use crate::layers::{Sequential, SequentialConfig};
+use crate::layers::{Module, SequentialConfig};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::params::ParamStore;
 use crate::tape::Tape;
@@ -122,6 +122,8 @@ pub enum LossKind {
     /// On probabilities (a sigmoid output), clamped as Keras does.
     BinaryCrossentropy,
     BinaryCrossentropyFromLogits,
+    /// On probabilities (a softmax output), with one-hot (or distribution) targets.
+    CategoricalCrossentropy,
     /// On logits, with one-hot (or distribution) targets.
     CategoricalCrossentropyFromLogits,
 }
@@ -131,6 +133,7 @@ impl LossKind {
         match self {
             LossKind::BinaryCrossentropy => Loss::Bce,
             LossKind::BinaryCrossentropyFromLogits => Loss::BceLogits,
+            LossKind::CategoricalCrossentropy => Loss::Cce,
             LossKind::CategoricalCrossentropyFromLogits => Loss::CceLogits,
         }
     }
@@ -139,7 +142,9 @@ impl LossKind {
         match self {
             LossKind::BinaryCrossentropy => Metric::BinaryAccuracy { threshold: 0.5 },
             LossKind::BinaryCrossentropyFromLogits => Metric::BinaryAccuracy { threshold: 0.0 },
-            LossKind::CategoricalCrossentropyFromLogits => Metric::CategoricalAccuracy,
+            LossKind::CategoricalCrossentropy | LossKind::CategoricalCrossentropyFromLogits => {
+                Metric::CategoricalAccuracy
+            }
         }
     }
 }
@@ -166,7 +171,7 @@ pub struct RunOptions {
 
 /// Loss and accuracy of a model on a dataset, computed on the device, read once.
 pub fn evaluate(
-    model: &Sequential,
+    model: &dyn Module,
     params: &ParamStore,
     data: &Dataset,
     batch: usize,
@@ -221,7 +226,7 @@ pub struct Trained {
 
 fn save_checkpoint(
     path: &Path,
-    model: &Sequential,
+    model: &dyn Module,
     params: &ParamStore,
     opt: &Optimizer,
     cfg: &TrainConfig,
@@ -231,10 +236,7 @@ fn save_checkpoint(
     let mut metadata = std::collections::HashMap::new();
     metadata.insert("epoch".into(), epoch.to_string());
     metadata.insert("seed".into(), cfg.seed.to_string());
-    metadata.insert(
-        "model_config".into(),
-        serde_json::to_string(model.config()).expect("serializes"),
-    );
+    metadata.insert("model_config".into(), model.config_json());
     metadata.insert(
         "train_config".into(),
         serde_json::to_string(cfg).expect("serializes"),
@@ -254,15 +256,12 @@ fn save_checkpoint(
 /// Writes the final model: weights plus the config that rebuilds it.
 pub fn save_model(
     path: &Path,
-    model: &Sequential,
+    model: &dyn Module,
     params: &ParamStore,
     extra: &[(&str, String)],
 ) -> Result<()> {
     let mut metadata = std::collections::HashMap::new();
-    metadata.insert(
-        "model_config".into(),
-        serde_json::to_string(model.config()).expect("serializes"),
-    );
+    metadata.insert("model_config".into(), model.config_json());
     for (k, v) in extra {
         metadata.insert((*k).into(), v.clone());
     }
@@ -320,7 +319,7 @@ fn per_step(c: &Counters, steps: usize) -> [f64; 5] {
 /// With `resume`, continues from the newest checkpoint in `out/checkpoints` and reaches the same
 /// weights as an uninterrupted run on the same device.
 pub fn fit(
-    model: &Sequential,
+    model: &dyn Module,
     params: &ParamStore,
     train: &Dataset,
     val: Option<&Dataset>,
@@ -348,7 +347,7 @@ pub fn fit(
         if let Some((epoch, path)) = checkpoint::latest(&ck_dir) {
             let ck = Checkpoint::load(&path)?;
             let saved_model = ck.meta("model_config").unwrap_or_default();
-            if saved_model != serde_json::to_string(model.config()).expect("serializes") {
+            if saved_model != model.config_json() {
                 return Err(Error::Checkpoint {
                     path,
                     message: "it was written by a different model configuration".into(),

@@ -180,10 +180,17 @@ fn losses() {
     let one_hot = d
         .from_f32(&[0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0], &[3, 3])
         .unwrap();
+    let oh = one_hot.clone();
     gradcheck(
         "cce logits",
         &[rand(14, &[3, 3], -2.0, 2.0)],
-        move |t, v| t.loss(Loss::CceLogits, &v[0], &one_hot),
+        move |t, v| t.loss(Loss::CceLogits, &v[0], &oh),
+    );
+    // On probabilities (unnormalised rows: Keras divides by the row sum first).
+    gradcheck(
+        "cce probabilities",
+        &[rand(15, &[3, 3], 0.1, 1.0)],
+        move |t, v| t.loss(Loss::Cce, &v[0], &one_hot),
     );
 }
 

@@ -359,3 +359,81 @@ fn xor_is_learned_to_full_accuracy_on_every_device() {
         assert_eq!(acc, 1.0, "{}: loss {loss}", d.name());
     }
 }
+
+#[test]
+fn memory_per_training_step_is_flat() {
+    let Some(d) = kiln_device::testing::private_gpu_device("memory_flat") else {
+        return;
+    };
+    let (model_cfg, data, cfg) = setup();
+    let mut b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&mut b).unwrap();
+    let params = b.build(&d).unwrap();
+    let mut opt = Optimizer::new(cfg.optimizer, &params).unwrap();
+    let mut live = vec![];
+    for step in 0..8 {
+        let idx: Vec<usize> = (0..cfg.batch)
+            .map(|i| (step * cfg.batch + i) % data.len())
+            .collect();
+        let batch = data.select(&idx);
+        let Inputs::F32(xv) = &batch.inputs else {
+            unreachable!()
+        };
+        let x = d.from_f32(xv, &[idx.len(), 4]).unwrap();
+        let y = d.from_f32(&batch.targets, &[idx.len(), 1]).unwrap();
+        params.zero_grad().unwrap();
+        let tape = Tape::training(&d, step as u64, 0);
+        let out = model.forward(&tape, &params, &x).unwrap();
+        let loss = tape
+            .loss(LossKind::BinaryCrossentropy.loss(), &out, &y)
+            .unwrap();
+        tape.backward(&loss).unwrap();
+        opt.step(&params).unwrap();
+        drop((tape, out, loss, x, y));
+        d.sync().unwrap();
+        let c = d.counters();
+        live.push((c.bytes_live, c.buffers_created));
+    }
+    assert!(
+        live[2..].iter().all(|&v| v == live[2]),
+        "bytes live / buffers created per step: {live:?}"
+    );
+}
+
+#[test]
+fn orthogonal_init_gives_orthonormal_rows_or_columns() {
+    for (rows, cols) in [(4, 4), (3, 8), (8, 3)] {
+        let mut b = ParamBuilder::new(9);
+        let id = b.add("q", &[rows, cols], Init::Orthogonal).unwrap();
+        let q = b
+            .build(&Device::cpu())
+            .unwrap()
+            .to_host()
+            .unwrap()
+            .remove(id.0)
+            .2;
+        // Gram matrix of the shorter side must be the identity.
+        let (n, m) = if rows <= cols {
+            (rows, cols)
+        } else {
+            (cols, rows)
+        };
+        let at = |i: usize, k: usize| {
+            if rows <= cols {
+                q[i * cols + k]
+            } else {
+                q[k * cols + i]
+            }
+        };
+        for i in 0..n {
+            for j in 0..n {
+                let dot: f32 = (0..m).map(|k| at(i, k) * at(j, k)).sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!(
+                    (dot - want).abs() < 1e-5,
+                    "{rows}x{cols}: <{i},{j}> = {dot}"
+                );
+            }
+        }
+    }
+}

@@ -14,6 +14,9 @@ pub enum Loss {
     Bce,
     /// Binary cross-entropy on logits.
     BceLogits,
+    /// Categorical cross-entropy on probabilities (last axis = classes), normalised and clamped as
+    /// Keras does.
+    Cce,
     /// Categorical cross-entropy on logits (last axis = classes), targets as distributions.
     CceLogits,
 }
@@ -45,6 +48,12 @@ impl Loss {
                 reference::bce_logits_forward,
                 reference::bce_logits_backward,
             ),
+            Loss::Cce => (
+                "cce_forward",
+                "cce_backward",
+                reference::cce_forward,
+                reference::cce_backward,
+            ),
             Loss::CceLogits => (
                 "cce_logits_forward",
                 "cce_logits_backward",
@@ -74,7 +83,7 @@ impl Device {
                 shape_str(target.shape()),
             ));
         }
-        if loss == Loss::CceLogits {
+        if matches!(loss, Loss::Cce | Loss::CceLogits) {
             let classes = *pred
                 .shape()
                 .last()
