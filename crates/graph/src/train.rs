@@ -236,6 +236,10 @@ fn save_checkpoint(
     let mut metadata = std::collections::HashMap::new();
     metadata.insert("epoch".into(), epoch.to_string());
     metadata.insert("seed".into(), cfg.seed.to_string());
+    // Every random draw derives from these: the epoch's shuffle from (seed, epoch), each step's
+    // dropout key from (seed, step); restoring them restores the generators exactly.
+    let rng = serde_json::json!({"seed": cfg.seed, "epoch": epoch, "step": opt.steps(), "shuffle": "StdRng(seed, epoch)", "dropout": "Threefry-2x32 key seed ^ (step + 1) * 0x9E3779B97F4A7C15"});
+    metadata.insert("rng_state".into(), rng.to_string());
     metadata.insert("model_config".into(), model.config_json());
     metadata.insert(
         "train_config".into(),

@@ -140,7 +140,11 @@ fn resumed_training_reaches_the_same_weights_as_an_uninterrupted_run() {
     assert_eq!(full, resumed, "weights differ after resuming");
     assert_eq!(full_history.epochs.len(), resumed_history.epochs.len());
     assert_eq!(full_history.epochs[3].loss, resumed_history.epochs[3].loss);
-    assert_eq!(checkpoint::latest(&dir.join("checkpoints")).unwrap().0, 4);
+    let (_, last) = checkpoint::latest(&dir.join("checkpoints")).unwrap();
+    let ck = Checkpoint::load(&last).unwrap();
+    assert_eq!(ck.meta("epoch"), Some("4"));
+    let rng: serde_json::Value = serde_json::from_str(ck.meta("rng_state").unwrap()).unwrap();
+    assert_eq!(rng["step"], 24, "4 epochs of 6 steps");
     for f in [
         "history.csv",
         "history.json",
