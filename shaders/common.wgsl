@@ -19,3 +19,31 @@ fn sigmoid(x: f32) -> f32 {
     let e = exp(x);
     return e / (1.0 + e);
 }
+
+fn rotl(v: u32, r: u32) -> u32 {
+    return (v << r) | (v >> (32u - r));
+}
+
+// One Threefry round: x0 += x1; x1 = rotl(x1, r) ^ x0.
+fn mix(x: vec2<u32>, r: u32) -> vec2<u32> {
+    let x0 = x.x + x.y;
+    return vec2<u32>(x0, rotl(x.y, r) ^ x0);
+}
+
+// 20 rounds, unrolled with constant rotations (13 15 26 6 | 17 29 16 24) and a key injection
+// every four rounds; no local arrays, which some backends would keep in memory.
+fn threefry2x32(c0: u32, c1: u32, k0: u32, k1: u32) -> vec2<u32> {
+    let k2 = 0x1BD11BDAu ^ k0 ^ k1;
+    var x = vec2<u32>(c0 + k0, c1 + k1);
+    x = mix(mix(mix(mix(x, 13u), 15u), 26u), 6u);
+    x = x + vec2<u32>(k1, k2 + 1u);
+    x = mix(mix(mix(mix(x, 17u), 29u), 16u), 24u);
+    x = x + vec2<u32>(k2, k0 + 2u);
+    x = mix(mix(mix(mix(x, 13u), 15u), 26u), 6u);
+    x = x + vec2<u32>(k0, k1 + 3u);
+    x = mix(mix(mix(mix(x, 17u), 29u), 16u), 24u);
+    x = x + vec2<u32>(k1, k2 + 4u);
+    x = mix(mix(mix(mix(x, 13u), 15u), 26u), 6u);
+    x = x + vec2<u32>(k2, k0 + 5u);
+    return x;
+}

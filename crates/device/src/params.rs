@@ -353,3 +353,201 @@ pub struct LossParams {
 
 /// Keras's fuzz factor for cross-entropy on probabilities.
 pub const BCE_EPS: f32 = 1e-7;
+
+/// Stride, zero padding and dilation of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dSpec {
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+}
+
+impl Default for Conv2dSpec {
+    fn default() -> Self {
+        Conv2dSpec {
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+        }
+    }
+}
+
+/// Which convolution kernel: im2col + tuned matmul (the default) or the direct loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ConvVariant {
+    #[default]
+    Im2col,
+    Direct,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ConvParams {
+    pub n: u32,
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub f: u32,
+    pub fh: u32,
+    pub fw: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub dil: u32,
+    pub oh: u32,
+    pub ow: u32,
+}
+
+/// One output size: (size + 2 * pad - dil * (k - 1) - 1) / stride + 1, which must be a positive
+/// whole number.
+fn conv_out(axis: &str, size: usize, k: usize, spec: &Conv2dSpec) -> Result<usize, String> {
+    let span = spec.dilation * (k.max(1) - 1) + 1;
+    let room = (size + 2 * spec.padding) as i64 - span as i64;
+    if room < 0 {
+        return Err(format!(
+            "{axis}: input {size} + 2 x padding {} is smaller than the filter's span {span}: no output",
+            spec.padding
+        ));
+    }
+    if room as usize % spec.stride != 0 {
+        return Err(format!(
+            "{axis}: ({size} + 2 x {} - {span}) / stride {} + 1 = {:.2} is not a whole number; change padding or stride",
+            spec.padding,
+            spec.stride,
+            room as f64 / spec.stride as f64 + 1.0
+        ));
+    }
+    Ok(room as usize / spec.stride + 1)
+}
+
+impl ConvParams {
+    /// From x (N, C, H, W) and weight (F, C, FH, FW) shapes; checks channels and output sizes.
+    pub fn new(x: &[usize], weight: &[usize], spec: &Conv2dSpec) -> Result<ConvParams, String> {
+        let &[n, c, h, w] = x else {
+            return Err(format!("input must be (N, C, H, W), got {x:?}"));
+        };
+        let &[f, wc, fh, fw] = weight else {
+            return Err(format!("weight must be (F, C, FH, FW), got {weight:?}"));
+        };
+        if wc != c {
+            return Err(format!("weight has {wc} input channels, the input {c}"));
+        }
+        if spec.stride == 0 || spec.dilation == 0 {
+            return Err("stride and dilation must be at least 1".into());
+        }
+        let oh = conv_out("height", h, fh, spec)?;
+        let ow = conv_out("width", w, fw, spec)?;
+        let u = |v: usize| v as u32;
+        Ok(ConvParams {
+            n: u(n),
+            c: u(c),
+            h: u(h),
+            w: u(w),
+            f: u(f),
+            fh: u(fh),
+            fw: u(fw),
+            stride: u(spec.stride),
+            pad: u(spec.padding),
+            dil: u(spec.dilation),
+            oh: u(oh),
+            ow: u(ow),
+        })
+    }
+
+    pub fn out_h(&self) -> usize {
+        self.oh as usize
+    }
+
+    pub fn out_w(&self) -> usize {
+        self.ow as usize
+    }
+
+    /// Rows of the im2col matrix: C * FH * FW.
+    pub fn k(&self) -> usize {
+        (self.c * self.fh * self.fw) as usize
+    }
+
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.n as usize, self.f as usize, self.out_h(), self.out_w()]
+    }
+
+    pub fn cols_shape(&self) -> [usize; 3] {
+        [self.n as usize, self.k(), self.out_h() * self.out_w()]
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * self.n as f64 * self.f as f64 * (self.oh * self.ow) as f64 * self.k() as f64
+    }
+}
+
+/// Which pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolMode {
+    Max,
+    Avg,
+    /// Zeiler & Fergus: sample by value while training, probability-weighted average otherwise.
+    Stochastic,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct PoolParams {
+    pub n: u32,
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub offset: u32,
+}
+
+impl PoolParams {
+    /// Window (kh, kw) at `stride` over x (N, C, H, W), no padding, sizes rounded down as Keras does.
+    pub fn new(x: &[usize], kh: usize, kw: usize, stride: usize) -> Result<PoolParams, String> {
+        let &[n, c, h, w] = x else {
+            return Err(format!("input must be (N, C, H, W), got {x:?}"));
+        };
+        if kh == 0 || kw == 0 || stride == 0 {
+            return Err("pool size and stride must be at least 1".into());
+        }
+        if kh > h || kw > w {
+            return Err(format!("a {kh}x{kw} window does not fit a {h}x{w} input"));
+        }
+        let u = |v: usize| v as u32;
+        Ok(PoolParams {
+            n: u(n),
+            c: u(c),
+            h: u(h),
+            w: u(w),
+            kh: u(kh),
+            kw: u(kw),
+            stride: u(stride),
+            oh: u((h - kh) / stride + 1),
+            ow: u((w - kw) / stride + 1),
+            seed_lo: 0,
+            seed_hi: 0,
+            offset: 0,
+        })
+    }
+
+    pub fn out_shape(&self) -> [usize; 4] {
+        [
+            self.n as usize,
+            self.c as usize,
+            self.oh as usize,
+            self.ow as usize,
+        ]
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.out_shape().iter().product()
+    }
+
+    pub fn in_len(&self) -> usize {
+        (self.n * self.c * self.h * self.w) as usize
+    }
+}

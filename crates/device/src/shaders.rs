@@ -11,13 +11,15 @@ pub enum ShaderFamily {
     Dropout,
     Optim,
     Loss,
+    Conv,
+    Pool,
 }
 
 /// The prelude prepended to every family.
 pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 impl ShaderFamily {
-    pub const ALL: [ShaderFamily; 7] = [
+    pub const ALL: [ShaderFamily; 9] = [
         ShaderFamily::Matmul,
         ShaderFamily::Elementwise,
         ShaderFamily::Reduce,
@@ -25,6 +27,8 @@ impl ShaderFamily {
         ShaderFamily::Dropout,
         ShaderFamily::Optim,
         ShaderFamily::Loss,
+        ShaderFamily::Conv,
+        ShaderFamily::Pool,
     ];
 
     /// The file name under `shaders/`.
@@ -37,6 +41,8 @@ impl ShaderFamily {
             ShaderFamily::Dropout => "dropout.wgsl",
             ShaderFamily::Optim => "optim.wgsl",
             ShaderFamily::Loss => "loss.wgsl",
+            ShaderFamily::Conv => "conv.wgsl",
+            ShaderFamily::Pool => "pool.wgsl",
         }
     }
 
@@ -58,6 +64,8 @@ impl ShaderFamily {
             ShaderFamily::Dropout => family!("dropout.wgsl"),
             ShaderFamily::Optim => family!("optim.wgsl"),
             ShaderFamily::Loss => family!("loss.wgsl"),
+            ShaderFamily::Conv => family!("conv.wgsl"),
+            ShaderFamily::Pool => family!("pool.wgsl"),
         }
     }
 }

@@ -2,12 +2,14 @@
 //! Each validates its arguments (typed errors naming op and shapes), allocates its output, then
 //! either records a dispatch (wgpu) or runs the reference (CPU device). Launchers never submit.
 
+pub(crate) mod conv;
 mod dropout;
 mod elementwise;
 mod embedding;
 pub(crate) mod loss;
 mod matmul;
 mod optim;
+pub(crate) mod pool;
 mod reduce;
 
 /// Workgroups for `n` threads at `size` threads each.

@@ -8,6 +8,9 @@
 // Index loops on purpose: they read like the kernels they specify.
 #![allow(clippy::needless_range_loop)]
 
+mod conv;
+pub use conv::*;
+
 use crate::params::{
     Activation, BinaryOp, DropoutParams, ElementwiseParams, EmbeddingParams, LossParams,
     MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams, UnaryOp, BCE_EPS,

@@ -1,0 +1,196 @@
+//! Max, average and stochastic pooling, and their gather-based backward.
+
+use crate::device::Backend;
+use crate::gpu::Launch;
+use crate::ops::groups;
+use crate::params::{PoolMode, PoolParams};
+use crate::shaders::ShaderFamily;
+use crate::{reference, DType, Device, Error, Result, Tensor};
+
+/// A pooling layer's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub mode: PoolMode,
+    pub size: (usize, usize),
+    pub stride: usize,
+    /// Stochastic pooling samples while training and averages by probability otherwise.
+    pub training: bool,
+    /// Key and counter offset of the stochastic pooling generator.
+    pub seed: u64,
+    pub offset: u32,
+}
+
+impl PoolSpec {
+    pub fn new(mode: PoolMode, size: usize, stride: usize) -> PoolSpec {
+        PoolSpec {
+            mode,
+            size: (size, size),
+            stride,
+            training: false,
+            seed: 0,
+            offset: 0,
+        }
+    }
+}
+
+/// A pooling result: the output and, for max and training-time stochastic pooling, the pick of
+/// each window (flat input index) that backward routes through.
+pub struct Pooled {
+    pub y: Tensor,
+    pub picks: Option<Tensor>,
+}
+
+impl Device {
+    fn pool_params(
+        &self,
+        op: &'static str,
+        x_shape: &[usize],
+        spec: &PoolSpec,
+    ) -> Result<PoolParams> {
+        let mut p = PoolParams::new(x_shape, spec.size.0, spec.size.1, spec.stride)
+            .map_err(|what| Error::InvalidArgument { op, what })?;
+        p.seed_lo = spec.seed as u32;
+        p.seed_hi = (spec.seed >> 32) as u32;
+        p.offset = spec.offset;
+        Ok(p)
+    }
+
+    fn pool_launch(
+        &self,
+        entry: &'static str,
+        p: &PoolParams,
+        threads: usize,
+        bindings: &[(u32, &Tensor)],
+    ) -> Result<()> {
+        let g = self.gpu().expect("GPU launch on a GPU device");
+        g.launch(Launch {
+            family: ShaderFamily::Pool,
+            entry,
+            overrides: &[],
+            params: bytemuck::bytes_of(p),
+            bindings,
+            workgroups: groups(threads, 256),
+        })
+    }
+
+    /// Pools x (N, C, H, W) to (N, C, OH, OW).
+    pub fn pool2d(&self, x: &Tensor, spec: &PoolSpec) -> Result<Pooled> {
+        let op = "pool2d";
+        self.check(op, x)?;
+        let p = self.pool_params(op, x.shape(), spec)?;
+        let shape = p.out_shape();
+        let routed = matches!(spec.mode, PoolMode::Max)
+            || (spec.mode == PoolMode::Stochastic && spec.training);
+        match self.backend() {
+            Backend::Cpu => {
+                let xh = self.host_f32(x);
+                let mut y = vec![0.0; p.out_len()];
+                let mut picks = vec![0u32; p.out_len()];
+                match (spec.mode, spec.training) {
+                    (PoolMode::Max, _) => {
+                        reference::max_pool2d_forward(&p, &xh, &mut y, &mut picks)
+                    }
+                    (PoolMode::Avg, _) => reference::avg_pool2d_forward(&p, &xh, &mut y),
+                    (PoolMode::Stochastic, true) => {
+                        reference::stochastic_pool2d_forward(&p, &xh, &mut y, &mut picks)
+                    }
+                    (PoolMode::Stochastic, false) => {
+                        reference::stochastic_pool2d_eval(&p, &xh, &mut y)
+                    }
+                }
+                let y = self.host_tensor(y, &shape);
+                let picks = if routed {
+                    Some(self.from_u32(&picks, &shape)?)
+                } else {
+                    None
+                };
+                Ok(Pooled { y, picks })
+            }
+            Backend::Gpu(_) => {
+                let y = self.alloc(op, DType::F32, &shape)?;
+                let picks = if routed {
+                    Some(self.alloc(op, DType::U32, &shape)?)
+                } else {
+                    None
+                };
+                let n = y.len();
+                match (spec.mode, spec.training, &picks) {
+                    (PoolMode::Max, _, Some(a)) => {
+                        self.pool_launch("max_pool2d_forward", &p, n, &[(1, x), (2, &y), (3, a)])?
+                    }
+                    (PoolMode::Stochastic, true, Some(a)) => self.pool_launch(
+                        "stochastic_pool2d_forward",
+                        &p,
+                        n,
+                        &[(1, x), (2, &y), (3, a)],
+                    )?,
+                    (PoolMode::Avg, _, _) => {
+                        self.pool_launch("avg_pool2d_forward", &p, n, &[(1, x), (2, &y)])?
+                    }
+                    (PoolMode::Stochastic, false, _) => {
+                        self.pool_launch("stochastic_pool2d_eval", &p, n, &[(1, x), (2, &y)])?
+                    }
+                    _ => unreachable!("picks exist exactly for routed modes"),
+                }
+                Ok(Pooled { y, picks })
+            }
+        }
+    }
+
+    /// dx (x_shape) from dy: routed through `picks` (max, training-time stochastic) or spread evenly
+    /// (average). Inference-time stochastic pooling has no backward.
+    pub fn pool2d_backward(
+        &self,
+        x_shape: &[usize],
+        dy: &Tensor,
+        pooled: &Pooled,
+        spec: &PoolSpec,
+    ) -> Result<Tensor> {
+        let op = "pool2d_backward";
+        self.check(op, dy)?;
+        let p = self.pool_params(op, x_shape, spec)?;
+        if dy.shape() != p.out_shape() {
+            return Err(Error::shape(
+                op,
+                format!("dy of shape {:?}", p.out_shape()),
+                format!("{:?}", dy.shape()),
+            ));
+        }
+        if spec.mode == PoolMode::Stochastic && !spec.training {
+            return Err(Error::invalid(
+                op,
+                "stochastic pooling in inference mode has no backward; pool with training = true",
+            ));
+        }
+        match (self.backend(), &pooled.picks) {
+            (Backend::Cpu, picks) => {
+                let mut dx = vec![0.0; p.in_len()];
+                match picks {
+                    Some(a) => reference::pool2d_route_backward(
+                        &p,
+                        &self.host_f32(dy),
+                        &self.host_u32(a),
+                        &mut dx,
+                    ),
+                    None => reference::avg_pool2d_backward(&p, &self.host_f32(dy), &mut dx),
+                }
+                Ok(self.host_tensor(dx, x_shape))
+            }
+            (Backend::Gpu(_), picks) => {
+                let dx = self.alloc(op, DType::F32, x_shape)?;
+                match picks {
+                    Some(a) => self.pool_launch(
+                        "pool2d_route_backward",
+                        &p,
+                        dx.len(),
+                        &[(4, dy), (5, a), (6, &dx)],
+                    )?,
+                    None => {
+                        self.pool_launch("avg_pool2d_backward", &p, dx.len(), &[(4, dy), (6, &dx)])?
+                    }
+                }
+                Ok(dx)
+            }
+        }
+    }
+}
