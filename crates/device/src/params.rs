@@ -408,7 +408,7 @@ fn conv_out(axis: &str, size: usize, k: usize, spec: &Conv2dSpec) -> Result<usiz
             spec.padding
         ));
     }
-    if room as usize % spec.stride != 0 {
+    if !(room as usize).is_multiple_of(spec.stride) {
         return Err(format!(
             "{axis}: ({size} + 2 x {} - {span}) / stride {} + 1 = {:.2} is not a whole number; change padding or stride",
             spec.padding,

@@ -4,7 +4,8 @@
 //!
 //! Shapes: B batch; layers see per-sample shapes, with the batch in front at run time.
 
-use kiln_device::{Tensor, UnaryOp};
+use kiln_device::params::{ConvParams, PoolParams};
+use kiln_device::{Conv2dSpec, PoolMode, Tensor, UnaryOp};
 use serde::{Deserialize, Serialize};
 
 use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
@@ -64,6 +65,38 @@ pub enum LayerConfig {
     },
     /// (B, d1, d2, ...) to (B, d1 * d2 * ...).
     Flatten,
+    /// 2-D convolution over (B, C, H, W): kernel (filters, C, k, k) glorot_uniform with Keras's fans,
+    /// bias zeros; output (B, filters, OH, OW).
+    Conv2d {
+        filters: usize,
+        kernel: usize,
+        #[serde(default = "one")]
+        stride: usize,
+        #[serde(default)]
+        padding: usize,
+        #[serde(default)]
+        activation: Activation,
+    },
+    /// Window `size` at `stride` (default: the size), no padding, sizes rounded down.
+    MaxPool2d {
+        size: usize,
+        stride: Option<usize>,
+    },
+    AvgPool2d {
+        size: usize,
+        stride: Option<usize>,
+    },
+    /// Zeiler & Fergus: samples by value while training, probability-weighted average otherwise.
+    StochasticPool2d {
+        size: usize,
+        stride: Option<usize>,
+    },
+    /// (B, C, H, W) to (B, C), the mean of each channel.
+    GlobalAvgPool,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn yes() -> bool {
@@ -95,6 +128,18 @@ enum Layer {
         activation: Activation,
     },
     Flatten,
+    Conv2d {
+        kernel: ParamId,
+        bias: ParamId,
+        spec: Conv2dSpec,
+        activation: Activation,
+    },
+    Pool {
+        mode: PoolMode,
+        size: (usize, usize),
+        stride: usize,
+    },
+    GlobalAvgPool,
 }
 
 /// What the training loop needs of a model: a forward pass over a batch, and a description that
@@ -205,6 +250,74 @@ impl SequentialConfig {
                     shape = vec![shape.iter().product()];
                     Layer::Flatten
                 }
+                LayerConfig::Conv2d {
+                    filters,
+                    kernel,
+                    stride,
+                    padding,
+                    activation,
+                } => {
+                    let &[c, h, w] = &shape[..] else {
+                        return Err(bad(format!(
+                            "a convolution needs (C, H, W) inputs, got {shape:?}"
+                        )));
+                    };
+                    let spec = Conv2dSpec {
+                        stride,
+                        padding,
+                        dilation: 1,
+                    };
+                    let p = ConvParams::new(&[1, c, h, w], &[filters, c, kernel, kernel], &spec)
+                        .map_err(bad)?;
+                    let fans = Init::GlorotUniformFans {
+                        fan_in: c * kernel * kernel,
+                        fan_out: filters * kernel * kernel,
+                    };
+                    let kernel_id = b.add(
+                        format!("{name}.kernel"),
+                        &[filters, c, kernel, kernel],
+                        fans,
+                    )?;
+                    let bias = b.add(format!("{name}.bias"), &[filters], Init::Zeros)?;
+                    shape = vec![filters, p.out_h(), p.out_w()];
+                    Layer::Conv2d {
+                        kernel: kernel_id,
+                        bias,
+                        spec,
+                        activation,
+                    }
+                }
+                LayerConfig::MaxPool2d { size, stride }
+                | LayerConfig::AvgPool2d { size, stride }
+                | LayerConfig::StochasticPool2d { size, stride } => {
+                    let &[c, h, w] = &shape[..] else {
+                        return Err(bad(format!(
+                            "pooling needs (C, H, W) inputs, got {shape:?}"
+                        )));
+                    };
+                    let stride = stride.unwrap_or(size);
+                    let p = PoolParams::new(&[1, c, h, w], size, size, stride).map_err(bad)?;
+                    shape = vec![c, p.oh as usize, p.ow as usize];
+                    let mode = match cfg {
+                        LayerConfig::MaxPool2d { .. } => PoolMode::Max,
+                        LayerConfig::AvgPool2d { .. } => PoolMode::Avg,
+                        _ => PoolMode::Stochastic,
+                    };
+                    Layer::Pool {
+                        mode,
+                        size: (size, size),
+                        stride,
+                    }
+                }
+                LayerConfig::GlobalAvgPool => {
+                    let &[c, _, _] = &shape[..] else {
+                        return Err(bad(format!(
+                            "global pooling needs (C, H, W) inputs, got {shape:?}"
+                        )));
+                    };
+                    shape = vec![c];
+                    Layer::GlobalAvgPool
+                }
             };
             names.push(name);
             layers.push(layer);
@@ -226,6 +339,11 @@ fn kind_of(cfg: &LayerConfig) -> &'static str {
         LayerConfig::Dropout { .. } => "dropout",
         LayerConfig::Activation { .. } => "activation",
         LayerConfig::Flatten => "flatten",
+        LayerConfig::Conv2d { .. } => "conv2d",
+        LayerConfig::MaxPool2d { .. } => "max_pooling2d",
+        LayerConfig::AvgPool2d { .. } => "average_pooling2d",
+        LayerConfig::StochasticPool2d { .. } => "stochastic_pooling2d",
+        LayerConfig::GlobalAvgPool => "global_average_pooling2d",
     }
 }
 
@@ -322,6 +440,31 @@ impl Sequential {
                 let n = x.value().len() / batch;
                 tape.reshape(x, &[batch, n])
             }
+            Layer::Conv2d {
+                kernel,
+                bias,
+                spec,
+                activation,
+            } => {
+                let y = tape.conv2d(
+                    x,
+                    &tape.param(params, *kernel),
+                    Some(&tape.param(params, *bias)),
+                    *spec,
+                )?;
+                activation.apply(tape, &y)
+            }
+            Layer::Pool { mode, size, stride } => tape.pool2d(x, *mode, *size, *stride),
+            Layer::GlobalAvgPool => {
+                let &[_, c, h, w] = x.shape() else {
+                    return Err(Error::model(
+                        "global pooling",
+                        format!("(B, C, H, W) input expected, got {:?}", x.shape()),
+                    ));
+                };
+                let y = tape.pool2d(x, PoolMode::Avg, (h, w), 1)?;
+                tape.reshape(&y, &[batch, c])
+            }
         }
     }
 
@@ -347,6 +490,20 @@ impl Sequential {
                         Layer::Dropout { .. } => "Dropout",
                         Layer::Activation { .. } => "Activation",
                         Layer::Flatten => "Flatten",
+                        Layer::Conv2d { .. } => "Conv2D",
+                        Layer::Pool {
+                            mode: PoolMode::Max,
+                            ..
+                        } => "MaxPooling2D",
+                        Layer::Pool {
+                            mode: PoolMode::Avg,
+                            ..
+                        } => "AveragePooling2D",
+                        Layer::Pool {
+                            mode: PoolMode::Stochastic,
+                            ..
+                        } => "StochasticPooling2D",
+                        Layer::GlobalAvgPool => "GlobalAveragePooling2D",
                     },
                     output: shape.clone(),
                     params: ids

@@ -2,7 +2,10 @@
 //! backward that turns d(output) into d(inputs). Shapes follow kiln-device: a second operand may
 //! broadcast over the leading dimensions of the first (a bias row) or be a single element.
 
-use kiln_device::{BinaryOp, Device, Loss, MatmulSpec, ReduceOp, Tensor, UnaryOp};
+use kiln_device::{
+    BinaryOp, Conv2dSpec, ConvVariant, Device, Loss, MatmulSpec, PoolMode, PoolSpec, ReduceOp,
+    Tensor, UnaryOp,
+};
 
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
@@ -190,6 +193,56 @@ impl Tape {
         Ok(self.record(value, &[pred], move |d, dy| {
             let g = d.loss_backward(loss, &pv, &tv, 1.0 / n as f32)?;
             Ok(vec![Some(d.mul(&g, dy)?)])
+        }))
+    }
+
+    /// y (N, F, OH, OW) = conv(x (N, C, H, W), w (F, C, FH, FW)) + b (F), through im2col and the
+    /// tuned matmul. Backward: kiln-device's conv2d_backward (col2im for dx, GEMMs for dw).
+    pub fn conv2d(&self, x: &Var, w: &Var, b: Option<&Var>, spec: Conv2dSpec) -> Result<Var> {
+        let value = self.device().conv2d(
+            x.value(),
+            w.value(),
+            b.map(Var::value),
+            &spec,
+            ConvVariant::Im2col,
+        )?;
+        let (xv, wv, has_bias) = (x.value().clone(), w.value().clone(), b.is_some());
+        let inputs: Vec<&Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
+        Ok(self.record(value, &inputs, move |d, dy| {
+            let g = d.conv2d_backward(&xv, &wv, dy, &spec, has_bias)?;
+            let mut grads = vec![Some(g.dx), Some(g.dweight)];
+            if has_bias {
+                grads.push(g.dbias);
+            }
+            Ok(grads)
+        }))
+    }
+
+    /// Pooling of x (N, C, H, W). Stochastic pooling samples while the tape trains (from the tape's
+    /// seed, advancing its counter) and averages by probability otherwise.
+    pub fn pool2d(
+        &self,
+        x: &Var,
+        mode: PoolMode,
+        size: (usize, usize),
+        stride: usize,
+    ) -> Result<Var> {
+        let offset = self.rng_offset.get();
+        let spec = PoolSpec {
+            mode,
+            size,
+            stride,
+            training: self.is_training(),
+            seed: self.seed,
+            offset,
+        };
+        let pooled = self.device().pool2d(x.value(), &spec)?;
+        self.rng_offset
+            .set(offset.wrapping_add(pooled.y.len() as u32));
+        let x_shape = x.shape().to_vec();
+        let value = pooled.y.clone();
+        Ok(self.record(value, &[x], move |d, dy| {
+            Ok(vec![Some(d.pool2d_backward(&x_shape, dy, &pooled, &spec)?)])
         }))
     }
 }

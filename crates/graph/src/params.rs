@@ -16,6 +16,11 @@ pub struct ParamId(pub usize);
 pub enum Init {
     /// U(-l, l) with l = sqrt(6 / (fan_in + fan_out)); fans from the first and last dimensions.
     GlorotUniform,
+    /// Glorot uniform with given fans (convolution kernels: C*FH*FW in, F*FH*FW out, as Keras).
+    GlorotUniformFans {
+        fan_in: usize,
+        fan_out: usize,
+    },
     Zeros,
     /// U(lo, hi); Keras's embeddings use U(-0.05, 0.05).
     Uniform(f32, f32),
@@ -93,7 +98,11 @@ impl ParamBuilder {
         };
         let values = match init {
             Init::Zeros => vec![0.0; len],
-            Init::GlorotUniform => {
+            Init::GlorotUniform | Init::GlorotUniformFans { .. } => {
+                let (fan_in, fan_out) = match init {
+                    Init::GlorotUniformFans { fan_in, fan_out } => (fan_in, fan_out),
+                    _ => (fan_in, fan_out),
+                };
                 let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
                 (0..len)
                     .map(|_| self.rng.random_range(-limit..limit))

@@ -292,6 +292,59 @@ fn layer_models() -> Vec<(&'static str, SequentialConfig, Vec<usize>)> {
     ]
 }
 
+fn conv_models() -> Vec<(&'static str, SequentialConfig, Vec<usize>)> {
+    use LayerConfig::*;
+    let conv = |filters, kernel, stride, padding, activation| Conv2d {
+        filters,
+        kernel,
+        stride,
+        padding,
+        activation,
+    };
+    vec![
+        (
+            "conv relu, max pool, flatten, dense",
+            SequentialConfig {
+                input: vec![2, 6, 6],
+                layers: vec![
+                    conv(3, 3, 1, 1, Act::Sigmoid),
+                    MaxPool2d {
+                        size: 2,
+                        stride: None,
+                    },
+                    Flatten,
+                    Dense {
+                        units: 2,
+                        activation: Act::Linear,
+                        use_bias: true,
+                    },
+                ],
+            },
+            vec![2, 2, 6, 6],
+        ),
+        (
+            "conv stride 2, avg pool, global avg pool, dense",
+            SequentialConfig {
+                input: vec![1, 7, 7],
+                layers: vec![
+                    conv(2, 3, 2, 0, Act::Tanh),
+                    AvgPool2d {
+                        size: 2,
+                        stride: Some(1),
+                    },
+                    GlobalAvgPool,
+                    Dense {
+                        units: 1,
+                        activation: Act::Sigmoid,
+                        use_bias: true,
+                    },
+                ],
+            },
+            vec![3, 1, 7, 7],
+        ),
+    ]
+}
+
 fn model_input(d: &Device, model: &Sequential, shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
     if model.takes_ids() {
@@ -307,7 +360,7 @@ fn model_input(d: &Device, model: &Sequential, shape: &[usize]) -> Tensor {
 
 #[test]
 fn every_layer_against_finite_differences() {
-    for (name, config, x_shape) in layer_models() {
+    for (name, config, x_shape) in layer_models().into_iter().chain(conv_models()) {
         let d = Device::cpu();
         let mut b = ParamBuilder::new(3);
         let model = config.init(&mut b).unwrap();
@@ -337,7 +390,34 @@ fn every_layer_gives_the_same_gradients_on_gpu_and_cpu() {
     let Some(gpu) = gpu_device("layer_gradients_gpu_vs_cpu") else {
         return;
     };
-    for (name, config, x_shape) in layer_models() {
+    let stochastic = SequentialConfig {
+        input: vec![2, 6, 6],
+        layers: vec![
+            LayerConfig::Conv2d {
+                filters: 3,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                activation: Act::Relu,
+            },
+            LayerConfig::StochasticPool2d {
+                size: 2,
+                stride: None,
+            },
+            LayerConfig::Flatten,
+            LayerConfig::Dense {
+                units: 2,
+                activation: Act::Linear,
+                use_bias: true,
+            },
+        ],
+    };
+    let extra = vec![(
+        "conv, stochastic pool (training), dense",
+        stochastic,
+        vec![2, 2, 6, 6],
+    )];
+    for (name, config, x_shape) in layer_models().into_iter().chain(conv_models()).chain(extra) {
         let g = layer_grads(&gpu, &config, &x_shape);
         let c = layer_grads(&Device::cpu(), &config, &x_shape);
         for (i, (g, c)) in g.iter().zip(&c).enumerate() {
