@@ -11,7 +11,7 @@ use kiln::graph::{evaluate, fit, ParamBuilder, RunOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::from_env()?;
-    let job = kiln::models::job("xor", 3).expect("xor is a built-in job");
+    let job = kiln::models::job("xor", 3, &Default::default())?.expect("xor is a built-in job");
     let mut b = ParamBuilder::new(job.config.seed);
     let model = job.model.init(&mut b)?;
     let params = b.build(&device)?;

@@ -22,6 +22,9 @@ pub struct Record {
     pub gflops: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gbps: Option<f64>,
+    /// Training cases: samples (images) per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples_per_sec: Option<f64>,
     /// Dispatches per run.
     pub dispatches: u64,
     /// "gpu-timestamp" or "wall-clock".
@@ -106,6 +109,7 @@ fn measure(device: &Device, case: &Case, repeats: usize) -> Result<Record> {
         median_ms,
         gflops,
         gbps,
+        samples_per_sec: None,
         dispatches,
         timing,
         adapter: device.name(),
@@ -258,6 +262,166 @@ fn memory_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
     Ok(cases)
 }
 
+fn conv_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
+    // (N, C, H, W, F): MNIST's two convolutions at batch 64, and a larger layer.
+    let shapes: &[(usize, usize, usize, usize, usize)] = if quick {
+        &[(4, 1, 28, 28, 8), (4, 8, 13, 13, 16)]
+    } else {
+        &[
+            (64, 1, 28, 28, 32),
+            (64, 32, 13, 13, 64),
+            (32, 64, 32, 32, 128),
+        ]
+    };
+    let mut cases = vec![];
+    for &(n, c, h, w, f) in shapes {
+        let spec = Conv2dSpec::default();
+        let x = d.from_f32(&random_f32(9, n * c * h * w, -1.0, 1.0), &[n, c, h, w])?;
+        let wt = d.from_f32(&random_f32(10, f * c * 9, -1.0, 1.0), &[f, c, 3, 3])?;
+        let p = kiln_device::params::ConvParams::new(x.shape(), wt.shape(), &spec)
+            .map_err(|what| Error::InvalidArgument { op: "bench", what })?;
+        let dy = d.from_f32(
+            &random_f32(11, p.out_shape().iter().product(), -1.0, 1.0),
+            &p.out_shape(),
+        )?;
+        let shape = format!("{n}x{c}x{h}x{w} -> {f}, 3x3");
+        for (variant, name) in [
+            (ConvVariant::Im2col, "im2col"),
+            (ConvVariant::Direct, "direct"),
+        ] {
+            let (x, wt) = (x.clone(), wt.clone());
+            cases.push(Case {
+                kernel: "conv2d_forward",
+                variant: name,
+                shape: shape.clone(),
+                work: Work::Flops(p.flops()),
+                run: Box::new(move || Ok(vec![d.conv2d(&x, &wt, None, &spec, variant)?])),
+            });
+        }
+        let (x, wt, dy) = (x.clone(), wt.clone(), dy.clone());
+        cases.push(Case {
+            kernel: "conv2d_backward",
+            variant: "im2col",
+            shape,
+            work: Work::Flops(2.0 * p.flops()),
+            run: Box::new(move || {
+                let g = d.conv2d_backward(&x, &wt, &dy, &spec, true)?;
+                Ok(vec![g.dx, g.dweight])
+            }),
+        });
+    }
+    let (n, c, h, w) = if quick {
+        (4, 8, 26, 26)
+    } else {
+        (64, 32, 26, 26)
+    };
+    let x = d.from_f32(&random_f32(12, n * c * h * w, 0.0, 1.0), &[n, c, h, w])?;
+    let bytes = (n * c * h * w) as f64 * 4.0 * 1.25; // read x, write a quarter
+    for (mode, name) in [
+        (PoolMode::Max, "max"),
+        (PoolMode::Avg, "avg"),
+        (PoolMode::Stochastic, "stochastic"),
+    ] {
+        let mut spec = PoolSpec::new(mode, 2, 2);
+        spec.training = true;
+        let x1 = x.clone();
+        cases.push(Case {
+            kernel: "pool2d_forward",
+            variant: name,
+            shape: format!("{n}x{c}x{h}x{w}, 2x2"),
+            work: Work::Bytes(bytes),
+            run: Box::new(move || Ok(vec![d.pool2d(&x1, &spec)?.y])),
+        });
+        let x2 = x.clone();
+        cases.push(Case {
+            kernel: "pool2d_backward",
+            variant: name,
+            shape: format!("{n}x{c}x{h}x{w}, 2x2"),
+            work: Work::Bytes(bytes),
+            run: Box::new(move || {
+                let pooled = d.pool2d(&x2, &spec)?;
+                let dy = d.full(pooled.y.shape(), 1.0)?;
+                Ok(vec![d.pool2d_backward(x2.shape(), &dy, &pooled, &spec)?])
+            }),
+        });
+    }
+    Ok(cases)
+}
+
+/// Training steps of the LeNet-style MNIST stack (batch 64, random images): images/s and the
+/// device work per step.
+fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
+    use kiln_graph::{LossKind, Optimizer, OptimizerConfig, ParamBuilder, Tape};
+    let batch = if quick { 8 } else { 64 };
+    let steps = if quick { 2 } else { 5 };
+    let config =
+        crate::models::lenet("max").map_err(|what| Error::InvalidArgument { op: "bench", what })?;
+    let mut b = ParamBuilder::new(1);
+    let model = config.init(&mut b).map_err(|e| Error::InvalidArgument {
+        op: "bench",
+        what: e.to_string(),
+    })?;
+    let params = b.build(d).map_err(|e| Error::InvalidArgument {
+        op: "bench",
+        what: e.to_string(),
+    })?;
+    let mut opt =
+        Optimizer::new(OptimizerConfig::adam(), &params).map_err(|e| Error::InvalidArgument {
+            op: "bench",
+            what: e.to_string(),
+        })?;
+    let x = d.from_f32(&random_f32(13, batch * 784, 0.0, 1.0), &[batch, 1, 28, 28])?;
+    let labels: Vec<f32> = (0..batch * 10)
+        .map(|i| ((i % 10) == (i / 10) % 10) as u32 as f32)
+        .collect();
+    let y = d.from_f32(&labels, &[batch, 10])?;
+    let graph_err = |e: kiln_graph::Error| Error::InvalidArgument {
+        op: "bench",
+        what: e.to_string(),
+    };
+    let mut step = |s: u64| -> Result<()> {
+        params.zero_grad().map_err(graph_err)?;
+        let tape = Tape::training(d, s, 0);
+        let out = model.forward(&tape, &params, &x).map_err(graph_err)?;
+        let loss = tape
+            .loss(LossKind::CategoricalCrossentropyFromLogits.loss(), &out, &y)
+            .map_err(graph_err)?;
+        tape.backward(&loss).map_err(graph_err)?;
+        opt.step(&params).map_err(graph_err)?;
+        Ok(())
+    };
+    step(0)?;
+    d.sync()?;
+    let mut times = vec![];
+    let before = d.counters();
+    for r in 0..repeats.max(1) {
+        let start = Instant::now();
+        for s in 0..steps {
+            step(1 + (r * steps + s) as u64)?;
+        }
+        d.sync()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+    }
+    let spent = d.counters().since(&before);
+    let n_steps = (repeats.max(1) * steps) as u64;
+    let ms = median(times);
+    Ok(Record {
+        kernel: "lenet_training_step".into(),
+        variant: "adam, max pool".into(),
+        shape: format!(
+            "batch {batch}, {} submits per step",
+            spent.submits / n_steps
+        ),
+        median_ms: ms,
+        gflops: None,
+        gbps: None,
+        samples_per_sec: Some(batch as f64 / ms * 1e3),
+        dispatches: spent.dispatches / n_steps,
+        timing: "wall-clock",
+        adapter: d.name(),
+    })
+}
+
 /// Wall-clock cost of recording `count` small dispatches and submitting them (not waiting for the
 /// GPU to run them), per dispatch: the framework's own overhead.
 fn dispatch_overhead(d: &Device, count: usize, repeats: usize) -> Result<Record> {
@@ -289,6 +453,7 @@ fn dispatch_overhead(d: &Device, count: usize, repeats: usize) -> Result<Record>
         median_ms: median(times) / count as f64,
         gflops: None,
         gbps: None,
+        samples_per_sec: None,
         dispatches: spent.dispatches / repeats.max(1) as u64,
         timing: "wall-clock",
         adapter: d.name(),
@@ -301,8 +466,12 @@ pub fn run(device: &Device, opts: &Options) -> Result<Vec<Record>> {
     let mut records = vec![];
     let mut cases = matmul_cases(device, opts.quick)?;
     cases.extend(memory_cases(device, opts.quick)?);
+    cases.extend(conv_cases(device, opts.quick)?);
     for case in cases.iter().filter(|c| wanted(c.kernel)) {
         records.push(measure(device, case, opts.repeats)?);
+    }
+    if wanted("lenet_training_step") {
+        records.push(lenet_training(device, opts.quick, opts.repeats)?);
     }
     if wanted("dispatch_overhead") {
         records.push(dispatch_overhead(device, 1000, opts.repeats)?);
@@ -330,18 +499,27 @@ pub fn table(records: &[Record]) -> String {
             r.timing
         );
     }
-    for r in records.iter().filter(|r| r.variant == "tuned") {
-        let naive = records
-            .iter()
-            .find(|n| n.kernel == r.kernel && n.shape == r.shape && n.variant == "naive");
-        if let Some(n) = naive {
-            out += &format!(
-                "{} {}: tuned is {:.1}x naive\n",
-                r.kernel,
-                r.shape,
-                n.median_ms / r.median_ms
-            );
+    for (fast, slow) in [("tuned", "naive"), ("im2col", "direct")] {
+        for r in records.iter().filter(|r| r.variant == fast) {
+            let other = records
+                .iter()
+                .find(|n| n.kernel == r.kernel && n.shape == r.shape && n.variant == slow);
+            if let Some(n) = other {
+                out += &format!(
+                    "{} {}: {fast} is {:.1}x {slow}\n",
+                    r.kernel,
+                    r.shape,
+                    n.median_ms / r.median_ms
+                );
+            }
         }
+    }
+    if let Some(r) = records.iter().find(|r| r.kernel == "lenet_training_step") {
+        out += &format!(
+            "LeNet training: {:.0} images/s ({:.1} ms per step)\n",
+            r.samples_per_sec.unwrap_or(0.0),
+            r.median_ms
+        );
     }
     if let Some(r) = records.iter().find(|r| r.kernel == "dispatch_overhead") {
         out += &format!(

@@ -27,28 +27,23 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a model: writes OUT/model.safetensors, OUT/checkpoints/, OUT/history.{csv,json,png}.
-    Train {
-        /// Which model: spirals (two spirals, an MLP) or xor.
-        #[arg(default_value = "spirals")]
-        model: String,
+    Train(TrainArgs),
+    /// Evaluate a saved model: accuracy and loss on the test set, a confusion matrix, pictures.
+    Eval {
+        /// Which data: mnist.
+        task: String,
+        /// The saved model (OUT/model.safetensors of a `kiln train` run).
         #[arg(long)]
-        epochs: Option<usize>,
+        model: PathBuf,
+        /// Folder with the IDX files (default: the embedded data/mnist).
         #[arg(long)]
-        batch: Option<usize>,
-        #[arg(long, default_value_t = 2019)]
-        seed: u64,
-        /// Learning rate (default: the model's).
+        data: Option<PathBuf>,
+        /// Print a JSON report instead of text.
         #[arg(long)]
-        lr: Option<f32>,
-        /// Output folder (default runs/<model>).
+        json: bool,
+        /// Where to draw test_digits.png and confusion.png (default: the model's folder).
         #[arg(long)]
-        out: Option<PathBuf>,
-        /// Continue from the newest checkpoint in OUT/checkpoints.
-        #[arg(long)]
-        resume: bool,
-        /// No progress bars (one line per epoch).
-        #[arg(long)]
-        quiet: bool,
+        pictures: Option<PathBuf>,
     },
     /// List every adapter, and the chosen one's limits and features.
     Info,
@@ -68,6 +63,38 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+}
+
+/// `kiln train`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Which model: spirals (two spirals, an MLP), xor, or mnist (a LeNet-style CNN).
+    #[arg(default_value = "spirals")]
+    model: String,
+    /// mnist: pooling, max | avg | stochastic.
+    #[arg(long)]
+    pool: Option<String>,
+    /// mnist: folder with the IDX files (default: the embedded data/mnist).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    #[arg(long, default_value_t = 2019)]
+    seed: u64,
+    /// Learning rate (default: the model's).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Output folder (default runs/<model>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the newest checkpoint in OUT/checkpoints.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bars (one line per epoch).
+    #[arg(long)]
+    quiet: bool,
 }
 
 fn open_device(choice: &str) -> Result<Device, String> {
@@ -112,19 +139,22 @@ fn info(device: &Device) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn train(
-    device: &Device,
-    model: &str,
-    epochs: Option<usize>,
-    batch: Option<usize>,
-    lr: Option<f32>,
-    seed: u64,
-    out: Option<PathBuf>,
-    resume: bool,
-    quiet: bool,
-) -> Result<(), String> {
-    let mut job = crate::models::job(model, seed).ok_or_else(|| {
+fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
+    let TrainArgs {
+        model,
+        pool,
+        data,
+        epochs,
+        batch,
+        lr,
+        seed,
+        out,
+        resume,
+        quiet,
+    } = args;
+    let model = model.as_str();
+    let job_opts = crate::models::JobOptions { pool, data };
+    let mut job = crate::models::job(model, seed, &job_opts)?.ok_or_else(|| {
         format!(
             "unknown model `{model}`; choose one of {}",
             crate::models::NAMES.join(", ")
@@ -191,16 +221,48 @@ fn train(
 fn run(cli: Cli) -> Result<(), String> {
     let device = open_device(&cli.device)?;
     match cli.command {
-        Command::Train {
+        Command::Train(args) => train(&device, args)?,
+        Command::Eval {
+            task,
             model,
-            epochs,
-            batch,
-            lr,
-            seed,
-            out,
-            resume,
-            quiet,
-        } => train(&device, &model, epochs, batch, lr, seed, out, resume, quiet)?,
+            data,
+            json,
+            pictures,
+        } => {
+            if task != "mnist" {
+                return Err(format!("unknown task `{task}`; kiln eval knows mnist"));
+            }
+            let data = data.unwrap_or_else(crate::data::mnist::default_dir);
+            let pictures =
+                pictures.unwrap_or_else(|| model.parent().map(PathBuf::from).unwrap_or_default());
+            let report = crate::eval::mnist(&device, &model, &data, Some(&pictures))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!(
+                    "{}: {} test images, accuracy {:.4}, loss {:.4}",
+                    model.display(),
+                    report.samples,
+                    report.accuracy,
+                    report.loss
+                );
+                println!("confusion (rows: true digit, columns: predicted):");
+                for (t, row) in report.confusion.iter().enumerate() {
+                    println!(
+                        "  {t}: {}",
+                        row.iter().map(|c| format!("{c:5}")).collect::<String>()
+                    );
+                }
+                println!(
+                    "pictures: {}, {}",
+                    pictures.join("test_digits.png").display(),
+                    pictures.join("confusion.png").display()
+                );
+            }
+        }
         Command::Info => info(&device),
         Command::Bench {
             filter,

@@ -6,7 +6,9 @@
 pub mod bench;
 pub mod cli;
 pub mod data;
+pub mod eval;
 pub mod models;
+pub mod pictures;
 
 pub use kiln_device as device;
 pub use kiln_graph as graph;

@@ -25,10 +25,74 @@ fn dense(units: usize, activation: Activation) -> LayerConfig {
     }
 }
 
-pub const NAMES: [&str; 2] = ["spirals", "xor"];
+pub const NAMES: [&str; 3] = ["mnist", "spirals", "xor"];
 
-/// The job called `name` (seeded by `seed`), or None.
-pub fn job(name: &str, seed: u64) -> Option<Job> {
+/// Choices some jobs take.
+#[derive(Clone, Debug, Default)]
+pub struct JobOptions {
+    /// mnist: max, avg or stochastic.
+    pub pool: Option<String>,
+    /// mnist: a folder with the four IDX files (default: the embedded copy).
+    pub data: Option<PathBuf>,
+}
+
+/// The LeNet-style stack `kiln train mnist` trains: conv -> relu -> pool -> conv -> relu -> pool ->
+/// dense -> dense (logits).
+pub fn lenet(pool: &str) -> Result<SequentialConfig, String> {
+    let pool = |size| match pool {
+        "max" => Ok(LayerConfig::MaxPool2d { size, stride: None }),
+        "avg" => Ok(LayerConfig::AvgPool2d { size, stride: None }),
+        "stochastic" => Ok(LayerConfig::StochasticPool2d { size, stride: None }),
+        other => Err(format!(
+            "unknown pooling `{other}`; choose max, avg or stochastic"
+        )),
+    };
+    let conv = |filters| LayerConfig::Conv2d {
+        filters,
+        kernel: 3,
+        stride: 1,
+        padding: 0,
+        activation: Activation::Relu,
+    };
+    Ok(SequentialConfig {
+        input: vec![1, 28, 28],
+        layers: vec![
+            conv(32),
+            pool(2)?,
+            conv(64),
+            pool(2)?,
+            LayerConfig::Flatten,
+            dense(128, Activation::Relu),
+            LayerConfig::Dropout { rate: 0.25 },
+            dense(10, Activation::Linear),
+        ],
+    })
+}
+
+/// The job called `name` (seeded by `seed`); Ok(None) for an unknown name.
+pub fn job(name: &str, seed: u64, opts: &JobOptions) -> Result<Option<Job>, String> {
+    if name == "mnist" {
+        let dir = opts.data.clone().unwrap_or_else(data::mnist::default_dir);
+        let (train, test) = data::mnist::load(&dir).map_err(|e| e.to_string())?;
+        return Ok(Some(Job {
+            name: "mnist",
+            model: lenet(opts.pool.as_deref().unwrap_or("max"))?,
+            train,
+            val: Some(test),
+            config: TrainConfig {
+                epochs: 10,
+                batch: 64,
+                seed,
+                loss: LossKind::CategoricalCrossentropyFromLogits,
+                optimizer: OptimizerConfig::adam(),
+                report_every: 50,
+            },
+        }));
+    }
+    Ok(builtin(name, seed))
+}
+
+fn builtin(name: &str, seed: u64) -> Option<Job> {
     match name {
         "spirals" => {
             let (train, val) = data::spirals(200, seed).split(0.2, seed);

@@ -47,6 +47,11 @@ fn bench_writes_json_records_with_the_documented_fields() {
         "embedding",
         "dropout",
         "optim",
+        "conv2d_forward",
+        "conv2d_backward",
+        "pool2d_forward",
+        "pool2d_backward",
+        "lenet_training_step",
         "dispatch_overhead",
     ] {
         assert!(kernels.contains(&k), "no {k} record in {kernels:?}");
@@ -64,11 +69,10 @@ fn bench_writes_json_records_with_the_documented_fields() {
             assert!(r.get(field).is_some(), "{field} missing from {r}");
         }
         assert!(r["median_ms"].as_f64().unwrap() > 0.0, "{r}");
-        assert!(
-            r.get("gflops").is_some()
-                || r.get("gbps").is_some()
-                || r["kernel"] == "dispatch_overhead"
-        );
+        let rate = ["gflops", "gbps", "samples_per_sec"]
+            .iter()
+            .any(|k| r.get(*k).is_some());
+        assert!(rate || r["kernel"] == "dispatch_overhead", "{r}");
     }
     let variants: Vec<&str> = records
         .iter()
@@ -161,7 +165,7 @@ fn train_refuses_an_unknown_model() {
     let (ok, _, stderr) = kiln(&["train", "mnist-but-not-yet"]);
     assert!(!ok);
     assert!(
-        stderr.contains("unknown model `mnist-but-not-yet`; choose one of spirals, xor"),
+        stderr.contains("unknown model `mnist-but-not-yet`; choose one of mnist, spirals, xor"),
         "{stderr}"
     );
 }

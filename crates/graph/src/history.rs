@@ -32,7 +32,8 @@ pub struct History {
 
 static FONT_REGISTERED: std::sync::Once = std::sync::Once::new();
 
-fn register_font() {
+/// Makes "sans-serif" available to plotters (the embedded DejaVu Sans); idempotent.
+pub fn register_font() {
     FONT_REGISTERED.call_once(|| {
         // DejaVu Sans (see assets/DejaVuSans.LICENSE), embedded so plots have text on any machine.
         let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");

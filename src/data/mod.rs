@@ -1,6 +1,8 @@
 //! Built-in datasets that need no files: XOR and two interleaved spirals (seeded), for the small
-//! non-linear problems the seed's neural-network post motivates. No GPU here; loaders for the
-//! embedded Quora and MNIST data come with their issues.
+//! non-linear problems the seed's neural-network post motivates; and MNIST (`mnist`), shipped in the
+//! project's `data/`. No GPU here.
+
+pub mod mnist;
 
 use kiln_graph::{Dataset, Inputs};
 use rand::{rngs::StdRng, RngExt, SeedableRng};

@@ -1,0 +1,170 @@
+//! MNIST from its IDX files (gzip): magic numbers, dimensions and the md5 of the decompressed
+//! data are checked; a truncated or corrupt file is an error naming the file and what is wrong.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use kiln_graph::{Dataset, Inputs};
+use md5::{Digest, Md5};
+
+/// A problem with a data file.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {message}")]
+    Bad { path: PathBuf, message: String },
+    #[error("{path}: {source}. The embedded data lives in the project's data/ folder; pass --data DIR for another copy")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// (file, magic, dimensions after the count, md5 of the decompressed bytes)
+const FILES: [(&str, u32, &[usize], &str); 4] = [
+    (
+        "train-images-idx3-ubyte.gz",
+        2051,
+        &[28, 28],
+        "6bbc9ace898e44ae57da46a324031adb",
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        2049,
+        &[],
+        "a25bea736e30d166cdddb491f175f624",
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
+        2051,
+        &[28, 28],
+        "2646ac647ad5339dbf082846283269ea",
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        2049,
+        &[],
+        "27ae3e4e09519cfbb04c329615203637",
+    ),
+];
+
+/// The folder holding the embedded copy (`data/mnist` in the project).
+pub fn default_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
+}
+
+/// Decompresses and checks one IDX file; returns (count, payload bytes).
+pub fn read_idx(
+    path: &Path,
+    magic: u32,
+    dims: &[usize],
+    md5_hex: Option<&str>,
+) -> Result<(usize, Vec<u8>), DataError> {
+    let bad = |message: String| DataError::Bad {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut bytes = vec![];
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            bad(format!(
+                "not a complete gzip stream ({e}); the file is truncated or corrupt"
+            ))
+        })?;
+    if let Some(want) = md5_hex {
+        let got: String = Md5::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if got != want {
+            return Err(bad(format!("md5 of the decompressed data is {got}, expected {want}: the file is corrupt or not MNIST")));
+        }
+    }
+    let header = 4 * (2 + dims.len());
+    if bytes.len() < header {
+        return Err(bad(format!(
+            "{} bytes, too short for an IDX header",
+            bytes.len()
+        )));
+    }
+    let word = |i: usize| {
+        u32::from_be_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ])
+    };
+    if word(0) != magic {
+        return Err(bad(format!("magic number {}, expected {magic}", word(0))));
+    }
+    let count = word(1) as usize;
+    for (k, &d) in dims.iter().enumerate() {
+        if word(2 + k) as usize != d {
+            return Err(bad(format!(
+                "dimension {} is {}, expected {d}",
+                k + 1,
+                word(2 + k)
+            )));
+        }
+    }
+    let per: usize = dims.iter().product();
+    let want = header + count * per;
+    if bytes.len() != want {
+        return Err(bad(format!(
+            "{} bytes for {count} items, expected {want}",
+            bytes.len()
+        )));
+    }
+    Ok((count, bytes[header..].to_vec()))
+}
+
+/// Images scaled to [0, 1] as (N, 1, 28, 28), labels one-hot (N, 10).
+fn dataset(
+    dir: &Path,
+    images: usize,
+    labels: usize,
+    check_md5: bool,
+) -> Result<Dataset, DataError> {
+    let (fi, mi, di, hi) = FILES[images];
+    let (fl, ml, dl, hl) = FILES[labels];
+    let (n, pixels) = read_idx(&dir.join(fi), mi, di, check_md5.then_some(hi))?;
+    let (m, classes) = read_idx(&dir.join(fl), ml, dl, check_md5.then_some(hl))?;
+    if n != m {
+        return Err(DataError::Bad {
+            path: dir.join(fl),
+            message: format!("{m} labels for {n} images"),
+        });
+    }
+    if let Some(bad) = classes.iter().find(|&&c| c > 9) {
+        return Err(DataError::Bad {
+            path: dir.join(fl),
+            message: format!("label {bad} is not a digit"),
+        });
+    }
+    let mut one_hot = vec![0.0f32; n * 10];
+    for (i, &c) in classes.iter().enumerate() {
+        one_hot[i * 10 + c as usize] = 1.0;
+    }
+    Ok(Dataset {
+        inputs: Inputs::F32(pixels.iter().map(|&p| p as f32 / 255.0).collect()),
+        sample_shape: vec![1, 28, 28],
+        targets: one_hot,
+        target_shape: vec![10],
+    })
+}
+
+/// (train, test) from `dir` (the canonical files, md5-checked).
+pub fn load(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
+    Ok((dataset(dir, 0, 1, true)?, dataset(dir, 2, 3, true)?))
+}
+
+/// The test set only.
+pub fn load_test(dir: &Path) -> Result<Dataset, DataError> {
+    dataset(dir, 2, 3, true)
+}

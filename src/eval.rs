@@ -1,0 +1,98 @@
+//! `kiln eval mnist`: a saved model on the test set: accuracy, loss, a confusion matrix, and
+//! pictures (a grid of test digits with predicted and true labels; the confusion matrix).
+
+use std::path::{Path, PathBuf};
+
+use kiln_device::Device;
+use kiln_graph::{evaluate, train::load_model, Inputs, LossKind, ParamBuilder, Tape};
+use serde::Serialize;
+
+use crate::{data, pictures};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub model: PathBuf,
+    pub samples: usize,
+    pub accuracy: f32,
+    pub loss: f32,
+    /// confusion[true][predicted]
+    pub confusion: [[usize; 10]; 10],
+}
+
+/// Evaluates the model at `model_path` on the MNIST test set in `data_dir`; draws pictures into
+/// `pictures_dir` when given.
+pub fn mnist(
+    device: &Device,
+    model_path: &Path,
+    data_dir: &Path,
+    pictures_dir: Option<&Path>,
+) -> Result<Report, String> {
+    let (config, ck) = load_model(model_path).map_err(|e| e.to_string())?;
+    let mut b = ParamBuilder::new(0);
+    let model = config.init(&mut b).map_err(|e| e.to_string())?;
+    let params = b.build(device).map_err(|e| e.to_string())?;
+    params
+        .load(&ck.params)
+        .map_err(|e| format!("{}: {e}", model_path.display()))?;
+    let test = data::mnist::load_test(data_dir).map_err(|e| e.to_string())?;
+    let loss = LossKind::CategoricalCrossentropyFromLogits;
+    let (avg_loss, accuracy) =
+        evaluate(&model, &params, &test, 256, loss).map_err(|e| e.to_string())?;
+
+    // Predictions, batch by batch: one argmax readback per batch.
+    let mut predicted = Vec::with_capacity(test.len());
+    for start in (0..test.len()).step_by(256) {
+        let idx: Vec<usize> = (start..(start + 256).min(test.len())).collect();
+        let batch = test.select(&idx);
+        let Inputs::F32(pixels) = &batch.inputs else {
+            unreachable!("MNIST inputs are f32")
+        };
+        let x = device
+            .from_f32(pixels, &[idx.len(), 1, 28, 28])
+            .map_err(|e| e.to_string())?;
+        let logits = model
+            .forward(&Tape::inference(device), &params, &x)
+            .map_err(|e| e.to_string())?;
+        let arg = device
+            .argmax(logits.value(), 1)
+            .map_err(|e| e.to_string())?;
+        predicted.extend(
+            device
+                .to_u32(&arg)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|v| v as usize),
+        );
+    }
+    let truth: Vec<usize> = test
+        .targets
+        .chunks(10)
+        .map(|r| r.iter().position(|&v| v == 1.0).unwrap_or(0))
+        .collect();
+    let mut confusion = [[0usize; 10]; 10];
+    for (&t, &p) in truth.iter().zip(&predicted) {
+        confusion[t][p] += 1;
+    }
+    if let Some(dir) = pictures_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let Inputs::F32(pixels) = &test.inputs else {
+            unreachable!()
+        };
+        pictures::digit_grid(
+            &dir.join("test_digits.png"),
+            pixels,
+            &predicted,
+            &truth,
+            100,
+        )?;
+        let title = format!("MNIST test: accuracy {:.2}%", 100.0 * accuracy);
+        pictures::confusion_matrix(&dir.join("confusion.png"), &confusion, &title)?;
+    }
+    Ok(Report {
+        model: model_path.to_path_buf(),
+        samples: test.len(),
+        accuracy,
+        loss: avg_loss,
+        confusion,
+    })
+}
