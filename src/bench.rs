@@ -305,8 +305,8 @@ fn conv_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
             shape,
             work: Work::Flops(2.0 * p.flops()),
             run: Box::new(move || {
-                let g = d.conv2d_backward(&x, &wt, &dy, &spec, true)?;
-                Ok(vec![g.dx, g.dweight])
+                let g = d.conv2d_backward(&x, &wt, &dy, &spec, true, true)?;
+                Ok(vec![g.dx.unwrap(), g.dweight])
             }),
         });
     }

@@ -127,8 +127,8 @@ fn conv_kernels_match_the_reference_on_the_gpu() {
             let dy = d
                 .from_f32(&random_f32(300, y.len(), -1.0, 1.0), y.shape())
                 .unwrap();
-            let g = d.conv2d_backward(&x, &w, &dy, &spec, true).unwrap();
-            [y, cols, g.dx, g.dweight, g.dbias.unwrap()].map(|t| d.to_f32(&t).unwrap())
+            let g = d.conv2d_backward(&x, &w, &dy, &spec, true, true).unwrap();
+            [y, cols, g.dx.unwrap(), g.dweight, g.dbias.unwrap()].map(|t| d.to_f32(&t).unwrap())
         };
         let want = run(&cpu, ConvVariant::Direct);
         let k = ws[1] * ws[2] * ws[3];
@@ -210,12 +210,13 @@ fn conv_backward_matches_finite_differences() {
             &dy,
             &spec,
             true,
+            true,
         )
         .unwrap();
     let tol = Tolerance::new(2e-3, 1e-2);
     assert_close(
         "dx",
-        &d.to_f32(&g.dx).unwrap(),
+        &d.to_f32(g.dx.as_ref().unwrap()).unwrap(),
         &numeric_grad(&xv, &r, |x| conv(x, &wv, &bv)),
         tol,
     );
@@ -366,5 +367,28 @@ fn global_average_pooling_is_a_window_the_size_of_the_image() {
             .map(|c| c.iter().sum::<f32>() / 20.0)
             .collect();
         assert_close("global average", &y, &want, Tolerance::reduction(20));
+    }
+}
+
+#[test]
+fn conv_backward_can_skip_the_input_gradient() {
+    for d in each_device("conv_backward_without_dx") {
+        let x = d
+            .from_f32(&random_f32(1, 2 * 3 * 6 * 6, -1.0, 1.0), &[2, 3, 6, 6])
+            .unwrap();
+        let w = d
+            .from_f32(&random_f32(2, 4 * 3 * 9, -1.0, 1.0), &[4, 3, 3, 3])
+            .unwrap();
+        let dy = d
+            .from_f32(&random_f32(3, 2 * 4 * 16, -1.0, 1.0), &[2, 4, 4, 4])
+            .unwrap();
+        let spec = Conv2dSpec::default();
+        let with = d.conv2d_backward(&x, &w, &dy, &spec, false, true).unwrap();
+        let without = d.conv2d_backward(&x, &w, &dy, &spec, false, false).unwrap();
+        assert!(without.dx.is_none() && with.dx.is_some() && without.dbias.is_none());
+        assert_eq!(
+            d.to_f32(&with.dweight).unwrap(),
+            d.to_f32(&without.dweight).unwrap()
+        );
     }
 }

@@ -206,11 +206,16 @@ impl Tape {
             &spec,
             ConvVariant::Im2col,
         )?;
-        let (xv, wv, has_bias) = (x.value().clone(), w.value().clone(), b.is_some());
+        let (xv, wv, has_bias, need_dx) = (
+            x.value().clone(),
+            w.value().clone(),
+            b.is_some(),
+            x.requires_grad(),
+        );
         let inputs: Vec<&Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
         Ok(self.record(value, &inputs, move |d, dy| {
-            let g = d.conv2d_backward(&xv, &wv, dy, &spec, has_bias)?;
-            let mut grads = vec![Some(g.dx), Some(g.dweight)];
+            let g = d.conv2d_backward(&xv, &wv, dy, &spec, has_bias, need_dx)?;
+            let mut grads = vec![g.dx, Some(g.dweight)];
             if has_bias {
                 grads.push(g.dbias);
             }

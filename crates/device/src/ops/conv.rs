@@ -10,8 +10,8 @@ use crate::{reference, DType, Device, Error, Result, Tensor};
 
 /// Gradients of a convolution.
 pub struct Conv2dGrads {
-    /// (N, C, H, W)
-    pub dx: Tensor,
+    /// (N, C, H, W); None when not asked for (a first layer's input needs no gradient)
+    pub dx: Option<Tensor>,
     /// (F, C, FH, FW)
     pub dweight: Tensor,
     /// (F), when the forward had a bias
@@ -152,8 +152,9 @@ impl Device {
         Ok(y)
     }
 
-    /// Gradients of conv2d from dy (N, F, OH, OW): dweight = sum_n dy_n · cols_n^T, dx = col2im(w^T · dy),
-    /// dbias = dy summed over N, OH, OW.
+    /// Gradients of conv2d from dy (N, F, OH, OW): dweight = sum_n dy_n · cols_n^T,
+    /// dx = col2im(w^T · dy), dbias = dy summed over N, OH, OW. `with_dx = false` skips the input
+    /// gradient (its GEMM and col2im), which a network's first layer never needs.
     pub fn conv2d_backward(
         &self,
         x: &Tensor,
@@ -161,6 +162,7 @@ impl Device {
         dy: &Tensor,
         spec: &Conv2dSpec,
         with_bias: bool,
+        with_dx: bool,
     ) -> Result<Conv2dGrads> {
         let op = "conv2d_backward";
         let p = self.conv_params(op, x, weight, spec)?;
@@ -187,17 +189,21 @@ impl Device {
         let dweight = self
             .reduce(ReduceOp::Sum, &per_image, 0)?
             .reshape(weight.shape())?;
-        let w2 = weight.reshape(&[f, k])?;
-        let dcols = self.matmul(
-            &w2,
-            &dy3,
-            None,
-            MatmulSpec {
-                trans_a: true,
-                ..Default::default()
-            },
-        )?;
-        let dx = self.col2im_p(&p, &dcols)?;
+        let dx = if with_dx {
+            let w2 = weight.reshape(&[f, k])?;
+            let dcols = self.matmul(
+                &w2,
+                &dy3,
+                None,
+                MatmulSpec {
+                    trans_a: true,
+                    ..Default::default()
+                },
+            )?;
+            Some(self.col2im_p(&p, &dcols)?)
+        } else {
+            None
+        };
         let dbias = if with_bias {
             Some(self.reduce(ReduceOp::Sum, &self.reduce(ReduceOp::Sum, &dy3, 2)?, 0)?)
         } else {
