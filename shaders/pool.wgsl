@@ -32,7 +32,7 @@ struct PoolParams {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;       // (N, C, OH, OW)
 @group(0) @binding(3) var<storage, read_write> arg: array<u32>;     // (N, C, OH, OW)
 @group(0) @binding(4) var<storage, read> dy: array<f32>;            // (N, C, OH, OW)
-@group(0) @binding(5) var<storage, read> arg_in: array<u32>;        // (N, C, OH, OW)
+@group(0) @binding(5) var<storage, read> arg_in: array<u32>;        // (N, C, OH, OW); unread unless ROUTED
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;      // (N, C, H, W)
 
 // Flat index of the window's top-left input pixel, for output `o`.
@@ -162,9 +162,12 @@ fn covering(i: u32, k: u32, out: u32) -> vec2<u32> {
     return vec2<u32>(first, last + 1u);
 }
 
-// Max and stochastic (training) pooling: dx[i] = sum of dy over the windows whose pick is i.
+// dx[i] = sum over the windows covering i of: dy where the window's pick is i (ROUTED: max and
+// training-time stochastic pooling), or dy / (kh * kw) (average pooling).
+override ROUTED: bool = true;
+
 @compute @workgroup_size(256)
-fn pool2d_route_backward(
+fn pool2d_backward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -182,34 +185,14 @@ fn pool2d_route_backward(
     for (var oy = ry.x; oy < ry.y; oy = oy + 1u) {
         for (var ox = rx.x; ox < rx.y; ox = ox + 1u) {
             let o = (nc * p.oh + oy) * p.ow + ox;
-            if (arg_in[o] == i) {
+            if (!ROUTED || arg_in[o] == i) {
                 acc = acc + dy[o];
             }
         }
     }
-    dx[i] = acc;
-}
-
-@compute @workgroup_size(256)
-fn avg_pool2d_backward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = flat_index(wid, nwg, lid);
-    if (i >= p.n * p.c * p.h * p.w) {
-        return;
+    if (ROUTED) {
+        dx[i] = acc;
+    } else {
+        dx[i] = acc / f32(p.kh * p.kw);
     }
-    let ix = i % p.w;
-    let iy = (i / p.w) % p.h;
-    let nc = i / (p.w * p.h);
-    let ry = covering(iy, p.kh, p.oh);
-    let rx = covering(ix, p.kw, p.ow);
-    var acc = 0.0;
-    for (var oy = ry.x; oy < ry.y; oy = oy + 1u) {
-        for (var ox = rx.x; ox < rx.y; ox = ox + 1u) {
-            acc = acc + dy[(nc * p.oh + oy) * p.ow + ox];
-        }
-    }
-    dx[i] = acc / f32(p.kh * p.kw);
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use kiln_device::testing::{assert_close, gpu_device, random_f32, Tolerance};
-use kiln_device::Device;
+use kiln_device::{Device, Tensor};
 use kiln_graph::checkpoint::{self, Checkpoint};
 use kiln_graph::*;
 
@@ -73,35 +73,60 @@ fn run(
     (trained.history, params.to_host().unwrap())
 }
 
-/// The per-step losses of the first `steps` steps, computed by hand with the public API.
-fn step_losses(d: &Device, steps: usize) -> Vec<f32> {
+/// The small model of `setup`, built on `d`, with its optimizer.
+struct Bench {
+    model: Sequential,
+    params: ParamStore,
+    opt: Optimizer,
+    data: Dataset,
+    batch: usize,
+}
+
+fn bench(d: &Device) -> Bench {
     let (model_cfg, data, cfg) = setup();
     let mut b = ParamBuilder::new(cfg.seed);
     let model = model_cfg.init(&mut b).unwrap();
     let params = b.build(d).unwrap();
-    let mut opt = Optimizer::new(cfg.optimizer, &params).unwrap();
-    let mut losses = vec![];
-    for step in 0..steps {
-        let idx: Vec<usize> = (0..cfg.batch)
-            .map(|i| (step * cfg.batch + i) % data.len())
+    let opt = Optimizer::new(cfg.optimizer, &params).unwrap();
+    Bench {
+        model,
+        params,
+        opt,
+        data,
+        batch: cfg.batch,
+    }
+}
+
+impl Bench {
+    /// One training step by hand with the public API (batch `step`, dropout key `seed`); its loss.
+    fn step(&mut self, d: &Device, step: usize, seed: u64) -> Tensor {
+        let idx: Vec<usize> = (0..self.batch)
+            .map(|i| (step * self.batch + i) % self.data.len())
             .collect();
-        let batch = data.select(&idx);
+        let batch = self.data.select(&idx);
         let Inputs::F32(xv) = &batch.inputs else {
             unreachable!()
         };
         let x = d.from_f32(xv, &[idx.len(), 4]).unwrap();
         let y = d.from_f32(&batch.targets, &[idx.len(), 1]).unwrap();
-        params.zero_grad().unwrap();
-        let tape = Tape::training(d, 77 + step as u64, 0);
-        let out = model.forward(&tape, &params, &x).unwrap();
+        self.params.zero_grad().unwrap();
+        let tape = Tape::training(d, seed, 0);
+        let out = self.model.forward(&tape, &self.params, &x).unwrap();
         let loss = tape
             .loss(LossKind::BinaryCrossentropy.loss(), &out, &y)
             .unwrap();
         tape.backward(&loss).unwrap();
-        opt.step(&params).unwrap();
-        losses.push(d.to_f32(loss.value()).unwrap()[0]);
+        self.opt.step(&self.params).unwrap();
+        loss.value().clone()
     }
-    losses
+}
+
+/// The per-step losses of the first `steps` steps.
+fn step_losses(d: &Device, steps: usize) -> Vec<f32> {
+    let mut b = bench(d);
+    (0..steps)
+        .map(|s| d.to_f32(&b.step(d, s, 77 + s as u64)).unwrap()[0])
+        .collect()
 }
 
 #[test]
@@ -369,31 +394,10 @@ fn memory_per_training_step_is_flat() {
     let Some(d) = kiln_device::testing::private_gpu_device("memory_flat") else {
         return;
     };
-    let (model_cfg, data, cfg) = setup();
-    let mut b = ParamBuilder::new(cfg.seed);
-    let model = model_cfg.init(&mut b).unwrap();
-    let params = b.build(&d).unwrap();
-    let mut opt = Optimizer::new(cfg.optimizer, &params).unwrap();
+    let mut b = bench(&d);
     let mut live = vec![];
     for step in 0..8 {
-        let idx: Vec<usize> = (0..cfg.batch)
-            .map(|i| (step * cfg.batch + i) % data.len())
-            .collect();
-        let batch = data.select(&idx);
-        let Inputs::F32(xv) = &batch.inputs else {
-            unreachable!()
-        };
-        let x = d.from_f32(xv, &[idx.len(), 4]).unwrap();
-        let y = d.from_f32(&batch.targets, &[idx.len(), 1]).unwrap();
-        params.zero_grad().unwrap();
-        let tape = Tape::training(&d, step as u64, 0);
-        let out = model.forward(&tape, &params, &x).unwrap();
-        let loss = tape
-            .loss(LossKind::BinaryCrossentropy.loss(), &out, &y)
-            .unwrap();
-        tape.backward(&loss).unwrap();
-        opt.step(&params).unwrap();
-        drop((tape, out, loss, x, y));
+        drop(b.step(&d, step, step as u64));
         d.sync().unwrap();
         let c = d.counters();
         live.push((c.bytes_live, c.buffers_created));

@@ -176,19 +176,17 @@ impl Device {
                 }
                 Ok(self.host_tensor(dx, x_shape))
             }
-            (Backend::Gpu(_), picks) => {
+            (Backend::Gpu(g), picks) => {
                 let dx = self.alloc(op, DType::F32, x_shape)?;
-                match picks {
-                    Some(a) => self.pool_launch(
-                        "pool2d_route_backward",
-                        &p,
-                        dx.len(),
-                        &[(4, dy), (5, a), (6, &dx)],
-                    )?,
-                    None => {
-                        self.pool_launch("avg_pool2d_backward", &p, dx.len(), &[(4, dy), (6, &dx)])?
-                    }
-                }
+                // Average pooling reads no picks; dy stands in at binding 5 (the layout has it).
+                g.launch(Launch {
+                    family: ShaderFamily::Pool,
+                    entry: "pool2d_backward",
+                    overrides: &[("ROUTED", picks.is_some() as u32 as f64)],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(4, dy), (5, picks.as_ref().unwrap_or(dy)), (6, &dx)],
+                    workgroups: groups(dx.len(), 256),
+                })?;
                 Ok(dx)
             }
         }
