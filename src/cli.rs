@@ -86,7 +86,8 @@ pub struct TrainArgs {
     /// Learning rate (default: the model's).
     #[arg(long)]
     lr: Option<f32>,
-    /// Output folder (default runs/<model>).
+    /// Output folder (default: runs/<model>, or runs/<model>-2, ... when that exists; with --resume,
+    /// the newest of them).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from the newest checkpoint in OUT/checkpoints.
@@ -169,7 +170,7 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
     if let Some(lr) = lr {
         job.config.optimizer = job.config.optimizer.with_lr(lr);
     }
-    let out = out.unwrap_or_else(|| crate::models::default_out(job.name));
+    let out = out.unwrap_or_else(|| crate::models::default_out(job.name, resume));
     let has_checkpoints = kiln_graph::checkpoint::latest(&out.join("checkpoints")).is_some();
     if has_checkpoints && !resume {
         return Err(format!(

@@ -149,7 +149,23 @@ fn builtin(name: &str, seed: u64) -> Option<Job> {
     }
 }
 
-/// `runs/<name>` unless given.
-pub fn default_out(name: &str) -> PathBuf {
-    PathBuf::from("runs").join(name)
+/// The default output folder of job `name`: for a new run the first free one of `runs/<name>`,
+/// `runs/<name>-2`, ...; to resume, the newest of those that exists.
+pub fn default_out(name: &str, resume: bool) -> PathBuf {
+    let candidate = |k: usize| {
+        PathBuf::from("runs").join(if k == 1 {
+            name.to_string()
+        } else {
+            format!("{name}-{k}")
+        })
+    };
+    let mut k = 1;
+    while candidate(k).exists() {
+        k += 1;
+    }
+    if resume && k > 1 {
+        candidate(k - 1)
+    } else {
+        candidate(k)
+    }
 }

@@ -169,3 +169,36 @@ fn train_refuses_an_unknown_model() {
         "{stderr}"
     );
 }
+
+#[test]
+fn default_run_folders_never_collide_and_resume_takes_the_newest() {
+    let cwd = std::env::temp_dir().join(format!("kiln-default-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["train", "xor", "--epochs", "2", "--quiet"]);
+    let second = run(&["train", "xor", "--epochs", "2", "--quiet"]);
+    assert!(cwd.join("runs/xor/model.safetensors").exists());
+    assert!(second.contains("runs/xor-2"), "{second}");
+    let resumed = run(&["train", "xor", "--epochs", "3", "--quiet", "--resume"]);
+    assert!(resumed.contains("runs/xor-2"), "{resumed}");
+    assert!(cwd
+        .join("runs/xor-2/checkpoints/epoch-0003.safetensors")
+        .exists());
+    assert!(!cwd
+        .join("runs/xor/checkpoints/epoch-0003.safetensors")
+        .exists());
+    let _ = std::fs::remove_dir_all(&cwd);
+}
