@@ -84,3 +84,106 @@ fn the_embedded_mnist_test_set_loads_with_its_checksums() {
     // The first test digit is a 7.
     assert_eq!(test.targets[..10].iter().position(|&v| v == 1.0), Some(7));
 }
+
+mod qqp {
+    use super::dir;
+    use kiln::data::qqp::*;
+
+    #[test]
+    fn the_embedded_quora_file_has_every_pair_and_the_quoted_newline() {
+        let (format, pairs, report) = load(&default_path(), true).unwrap();
+        assert_eq!(format, Format::QuoraTsv);
+        assert_eq!(
+            (report.rows, report.kept, report.skipped()),
+            (9998, 9998, 0)
+        );
+        let dups = pairs.iter().filter(|p| p.label == Some(1)).count();
+        assert_eq!((pairs.len() - dups, dups), (6288, 3710));
+        assert!(
+            pairs
+                .iter()
+                .any(|p| p.q1.contains('\n') || p.q2.contains('\n')),
+            "the record with a newline inside quotes"
+        );
+        assert_eq!(
+            pairs[0].q1,
+            "What is the step by step guide to invest in share market in india?"
+        );
+    }
+
+    #[test]
+    fn kaggle_formats_and_bad_rows_are_counted_or_refused() {
+        let d = dir("qqp");
+        let train = d.join("train.csv");
+        std::fs::write(
+            &train,
+            "\"id\",\"qid1\",\"qid2\",\"question1\",\"question2\",\"is_duplicate\"\n\
+             \"0\",\"1\",\"2\",\"What is one?\",\"What is 1?\",\"1\"\n\
+             \"1\",\"3\",\"4\",\"A \"\"quoted\"\"\nquestion\",\"Another\",\"0\"\n\
+             \"2\",\"5\",\"6\",\"\",\"Empty first\",\"0\"\n\
+             \"3\",\"7\",\"8\",\"Bad label\",\"here\",\"2\"\n\
+             \"4\",\"9\",\"10\",\"Short row\"\n",
+        )
+        .unwrap();
+        let (format, pairs, report) = load(&train, false).unwrap();
+        assert_eq!(format, Format::KaggleTrain);
+        assert_eq!((report.rows, report.kept), (5, 2));
+        assert_eq!(
+            (
+                report.empty_question,
+                report.bad_label,
+                report.missing_field
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(pairs[1].q1, "A \"quoted\"\nquestion");
+        assert!(
+            report
+                .to_string()
+                .contains("skipped 1 with a missing field"),
+            "{report}"
+        );
+        let err = load(&train, true).unwrap_err().to_string();
+        assert!(
+            err.contains("train.csv") && err.contains("record 3 (id 2) has an empty question"),
+            "{err}"
+        );
+
+        let test = d.join("test.csv");
+        std::fs::write(
+            &test,
+            "\"test_id\",\"question1\",\"question2\"\n\"0\",\"How?\",\"Why?\"\n",
+        )
+        .unwrap();
+        let (format, pairs, _) = load(&test, true).unwrap();
+        assert_eq!((format, pairs[0].label), (Format::KaggleTest, None));
+
+        let other = d.join("other.csv");
+        std::fs::write(&other, "a,b,c\n1,2,3\n").unwrap();
+        assert!(load(&other, false)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown header"));
+    }
+
+    #[test]
+    fn the_tokenizer_orders_by_frequency_and_pads_and_truncates_like_keras() {
+        let t = Tokenizer::fit(
+            ["The cat, the DOG!", "the bird and the cat", "a 2nd dog"],
+            None,
+        );
+        // the: 4, cat: 2, dog: 2 (cat first seen earlier), then once-seen words in order of appearance.
+        assert_eq!(&t.words[..4], &["the", "cat", "dog", "bird"]);
+        assert_eq!((t.id("the"), t.id("cat"), t.id("unknown")), (2, 3, OOV));
+        assert_eq!(t.encode("The cat sat", 5), vec![2, 3, OOV, PAD, PAD]);
+        assert_eq!(
+            t.encode("a b c d e f the", 3),
+            vec![OOV, OOV, 2],
+            "front truncated"
+        );
+        assert_eq!(t.encode_pair("the", "cat", 2), vec![2, 0, 3, 0]);
+        let capped = Tokenizer::fit(["the cat, the dog"], Some(1));
+        assert_eq!((capped.vocab_size(), capped.id("cat")), (3, OOV));
+        assert_eq!(Tokenizer::from_json(&t.to_json()).unwrap(), t);
+    }
+}

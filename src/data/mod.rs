@@ -3,6 +3,7 @@
 //! project's `data/`. No GPU here.
 
 pub mod mnist;
+pub mod qqp;
 
 use kiln_graph::{Dataset, Inputs};
 use rand::{rngs::StdRng, RngExt, SeedableRng};

@@ -1,0 +1,244 @@
+//! Quora Question Pairs: loaders for Quora's original TSV and Kaggle's `train.csv` / `test.csv`,
+//! and the tokenizer of the seed's pipeline.
+//!
+//! Formats are told apart by their header. Fields are parsed with a quote-aware reader (a question
+//! may hold a newline). Rows with a missing field, an empty question or a label that is not 0/1 are
+//! counted and reported, or refused with `strict`; never dropped silently.
+//!
+//! Tokenizer: lowercase, letters and digits kept (anything else separates words), a word index
+//! ordered by frequency (ties by first appearance, as Keras's `Tokenizer`) fitted on the training
+//! split only; id 0 is padding, id 1 out-of-vocabulary, words from 2. Each question is padded at the
+//! end and truncated at the front to a fixed length (Keras's `pad_sequences(padding='post')`,
+//! whose default truncation is 'pre'), and a pair is q1 followed by q2.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::mnist::DataError;
+
+/// The embedded copy: the first 9,998 pairs of Quora's release.
+pub fn default_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/qqp/mini_quora_duplicate_questions.tsv")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pair {
+    /// `id` (training files) or `test_id` (Kaggle's test.csv).
+    pub id: String,
+    pub q1: String,
+    pub q2: String,
+    /// None in Kaggle's test.csv.
+    pub label: Option<u8>,
+}
+
+/// Which file layout a header names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    QuoraTsv,
+    KaggleTrain,
+    KaggleTest,
+}
+
+/// What a load found, row by row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    pub rows: usize,
+    pub kept: usize,
+    pub missing_field: usize,
+    pub empty_question: usize,
+    pub bad_label: usize,
+    /// The first few problems, "record N: what".
+    pub examples: Vec<String>,
+}
+
+impl LoadReport {
+    pub fn skipped(&self) -> usize {
+        self.missing_field + self.empty_question + self.bad_label
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} rows, {} kept; skipped {} with a missing field, {} with an empty question, {} with a label not 0/1",
+            self.rows, self.kept, self.missing_field, self.empty_question, self.bad_label
+        )?;
+        if !self.examples.is_empty() {
+            write!(f, " (e.g. {})", self.examples.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+fn detect(header: &str) -> Option<(Format, u8)> {
+    let h = header.trim_start_matches('\u{feff}').trim();
+    if h.starts_with("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate") {
+        Some((Format::QuoraTsv, b'\t'))
+    } else if h.starts_with("\"id\",\"qid1\"")
+        || h.starts_with("id,qid1,qid2,question1,question2,is_duplicate")
+    {
+        Some((Format::KaggleTrain, b','))
+    } else if h.starts_with("\"test_id\"") || h.starts_with("test_id,question1,question2") {
+        Some((Format::KaggleTest, b','))
+    } else {
+        None
+    }
+}
+
+/// Reads pairs from either format. With `strict`, any bad row is an error naming it.
+pub fn load(path: &Path, strict: bool) -> Result<(Format, Vec<Pair>, LoadReport), DataError> {
+    let bad = |message: String| DataError::Bad {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let header = text.lines().next().unwrap_or_default();
+    let (format, delimiter) = detect(header).ok_or_else(|| {
+        bad(format!(
+            "unknown header {:?}; expected Quora's TSV (id qid1 qid2 question1 question2 is_duplicate) or Kaggle's train.csv / test.csv",
+            header.chars().take(80).collect::<String>()
+        ))
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let (mut pairs, mut report) = (vec![], LoadReport::default());
+    for (n, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| bad(format!("record {}: {e}", n + 1)))?;
+        report.rows += 1;
+        let field = |i: usize| record.get(i).map(str::to_string);
+        let (id, q1, q2, label) = match format {
+            Format::QuoraTsv | Format::KaggleTrain => {
+                (field(0), field(3), field(4), Some(field(5)))
+            }
+            Format::KaggleTest => (field(0), field(1), field(2), None),
+        };
+        let problem = match (&id, &q1, &q2, &label) {
+            (None, _, _, _) | (_, None, _, _) | (_, _, None, _) | (_, _, _, Some(None)) => {
+                report.missing_field += 1;
+                Some("a missing field")
+            }
+            (_, Some(a), Some(b), _) if a.trim().is_empty() || b.trim().is_empty() => {
+                report.empty_question += 1;
+                Some("an empty question")
+            }
+            (_, _, _, Some(Some(l))) if l.trim() != "0" && l.trim() != "1" => {
+                report.bad_label += 1;
+                Some("a label that is not 0 or 1")
+            }
+            _ => None,
+        };
+        if let Some(what) = problem {
+            let where_ = format!("record {} (id {})", n + 1, id.clone().unwrap_or_default());
+            if strict {
+                return Err(bad(format!(
+                    "{where_} has {what}; drop --strict to skip such rows"
+                )));
+            }
+            if report.examples.len() < 3 {
+                report.examples.push(format!("{where_}: {what}"));
+            }
+            continue;
+        }
+        pairs.push(Pair {
+            id: id.expect("checked"),
+            q1: q1.expect("checked"),
+            q2: q2.expect("checked"),
+            label: label.map(|l| l.expect("checked").trim().parse().expect("checked 0/1")),
+        });
+        report.kept += 1;
+    }
+    Ok((format, pairs, report))
+}
+
+/// Lowercased words: runs of letters and digits.
+pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+pub const PAD: u32 = 0;
+pub const OOV: u32 = 1;
+
+/// A word index, fitted on training text; saved with the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tokenizer {
+    /// Words by id - 2 (id 0 is padding, id 1 out-of-vocabulary).
+    pub words: Vec<String>,
+    #[serde(skip)]
+    index: HashMap<String, u32>,
+}
+
+impl Tokenizer {
+    /// Fits on `texts`: words by descending frequency, ties in order of first appearance; at most
+    /// `cap` words when given.
+    pub fn fit<'a>(texts: impl IntoIterator<Item = &'a str>, cap: Option<usize>) -> Tokenizer {
+        let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+        let mut order = 0;
+        for text in texts {
+            for w in words(text) {
+                let e = counts.entry(w).or_insert_with(|| {
+                    order += 1;
+                    (0, order)
+                });
+                e.0 += 1;
+            }
+        }
+        let mut ranked: Vec<(String, (usize, usize))> = counts.into_iter().collect();
+        ranked.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)));
+        ranked.truncate(cap.unwrap_or(usize::MAX));
+        Tokenizer::from_words(ranked.into_iter().map(|(w, _)| w).collect())
+    }
+
+    pub fn from_words(words: Vec<String>) -> Tokenizer {
+        let index = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i as u32 + 2))
+            .collect();
+        Tokenizer { words, index }
+    }
+
+    /// Ids 0 (padding), 1 (out-of-vocabulary) and the words.
+    pub fn vocab_size(&self) -> usize {
+        self.words.len() + 2
+    }
+
+    pub fn id(&self, word: &str) -> u32 {
+        self.index.get(word).copied().unwrap_or(OOV)
+    }
+
+    /// `len` ids: the text's words, the front truncated when longer, zeros after when shorter.
+    pub fn encode(&self, text: &str, len: usize) -> Vec<u32> {
+        let ids: Vec<u32> = words(text).map(|w| self.id(&w)).collect();
+        let mut out: Vec<u32> = ids[ids.len().saturating_sub(len)..].to_vec();
+        out.resize(len, PAD);
+        out
+    }
+
+    /// q1's ids then q2's, each `len` long.
+    pub fn encode_pair(&self, q1: &str, q2: &str, len: usize) -> Vec<u32> {
+        let mut v = self.encode(q1, len);
+        v.extend(self.encode(q2, len));
+        v
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.words).expect("words serialize")
+    }
+
+    pub fn from_json(text: &str) -> Result<Tokenizer, String> {
+        serde_json::from_str(text)
+            .map(Tokenizer::from_words)
+            .map_err(|e| format!("vocabulary: {e}"))
+    }
+}
