@@ -44,6 +44,9 @@ pub enum Command {
         /// Where to draw test_digits.png and confusion.png (default: the model's folder).
         #[arg(long)]
         pictures: Option<PathBuf>,
+        /// Evaluate on the first N test images only.
+        #[arg(long)]
+        limit: Option<usize>,
     },
     /// List every adapter, and the chosen one's limits and features.
     Info,
@@ -96,6 +99,9 @@ pub struct TrainArgs {
     /// No progress bars (one line per epoch).
     #[arg(long)]
     quiet: bool,
+    /// mnist: train on the first N images only (validate on N / 5): a smoke run.
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 fn open_device(choice: &str) -> Result<Device, String> {
@@ -152,9 +158,10 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         out,
         resume,
         quiet,
+        limit,
     } = args;
     let model = model.as_str();
-    let job_opts = crate::models::JobOptions { pool, data };
+    let job_opts = crate::models::JobOptions { pool, data, limit };
     let mut job = crate::models::job(model, seed, &job_opts)?.ok_or_else(|| {
         format!(
             "unknown model `{model}`; choose one of {}",
@@ -229,6 +236,7 @@ fn run(cli: Cli) -> Result<(), String> {
             data,
             json,
             pictures,
+            limit,
         } => {
             if task != "mnist" {
                 return Err(format!("unknown task `{task}`; kiln eval knows mnist"));
@@ -236,7 +244,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let data = data.unwrap_or_else(crate::data::mnist::default_dir);
             let pictures =
                 pictures.unwrap_or_else(|| model.parent().map(PathBuf::from).unwrap_or_default());
-            let report = crate::eval::mnist(&device, &model, &data, Some(&pictures))?;
+            let report = crate::eval::mnist(&device, &model, &data, Some(&pictures), limit)?;
             if json {
                 println!(
                     "{}",

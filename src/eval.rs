@@ -26,6 +26,7 @@ pub fn mnist(
     model_path: &Path,
     data_dir: &Path,
     pictures_dir: Option<&Path>,
+    limit: Option<usize>,
 ) -> Result<Report, String> {
     let (config, ck) = load_model(model_path).map_err(|e| e.to_string())?;
     let mut b = ParamBuilder::new(0);
@@ -34,7 +35,10 @@ pub fn mnist(
     params
         .load(&ck.params)
         .map_err(|e| format!("{}: {e}", model_path.display()))?;
-    let test = data::mnist::load_test(data_dir).map_err(|e| e.to_string())?;
+    let test = crate::models::first(
+        data::mnist::load_test(data_dir).map_err(|e| e.to_string())?,
+        limit,
+    );
     let loss = LossKind::CategoricalCrossentropyFromLogits;
     let (avg_loss, accuracy) =
         evaluate(&model, &params, &test, 256, loss).map_err(|e| e.to_string())?;
@@ -83,7 +87,7 @@ pub fn mnist(
             pixels,
             &predicted,
             &truth,
-            100,
+            100.min(predicted.len()),
         )?;
         let title = format!("MNIST test: accuracy {:.2}%", 100.0 * accuracy);
         pictures::confusion_matrix(&dir.join("confusion.png"), &confusion, &title)?;

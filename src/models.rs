@@ -34,6 +34,16 @@ pub struct JobOptions {
     pub pool: Option<String>,
     /// mnist: a folder with the four IDX files (default: the embedded copy).
     pub data: Option<PathBuf>,
+    /// Use only the first N training samples (and N / 5 validation samples): smoke runs.
+    pub limit: Option<usize>,
+}
+
+/// The first `n` samples of `d` (all when `n` is None or larger).
+pub fn first(d: Dataset, n: Option<usize>) -> Dataset {
+    match n {
+        Some(n) if n < d.len() => d.select(&(0..n).collect::<Vec<_>>()),
+        _ => d,
+    }
 }
 
 /// The LeNet-style stack `kiln train mnist` trains: conv -> relu -> pool -> conv -> relu -> pool ->
@@ -74,6 +84,10 @@ pub fn job(name: &str, seed: u64, opts: &JobOptions) -> Result<Option<Job>, Stri
     if name == "mnist" {
         let dir = opts.data.clone().unwrap_or_else(data::mnist::default_dir);
         let (train, test) = data::mnist::load(&dir).map_err(|e| e.to_string())?;
+        let (train, test) = (
+            first(train, opts.limit),
+            first(test, opts.limit.map(|n| (n / 5).max(1))),
+        );
         return Ok(Some(Job {
             name: "mnist",
             model: lenet(opts.pool.as_deref().unwrap_or("max"))?,

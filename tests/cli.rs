@@ -202,3 +202,45 @@ fn default_run_folders_never_collide_and_resume_takes_the_newest() {
         .exists());
     let _ = std::fs::remove_dir_all(&cwd);
 }
+
+#[test]
+fn mnist_trains_on_a_slice_and_evaluates_with_pictures() {
+    let out = std::env::temp_dir().join(format!("kiln-mnist-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = out.display().to_string();
+    let (ok, _, stderr) = kiln(&[
+        "train", "mnist", "--limit", "256", "--epochs", "1", "--batch", "32", "--quiet", "--out",
+        &o,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("epoch 1/1") && stderr.contains("val_accuracy"),
+        "{stderr}"
+    );
+    let model = out.join("model.safetensors").display().to_string();
+    let (ok, stdout, stderr) = kiln(&["eval", "mnist", "--model", &model, "--limit", "200"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("200 test images, accuracy"), "{stdout}");
+    for f in ["test_digits.png", "confusion.png", "history.png"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let (ok, stdout, _) = kiln(&[
+        "eval", "mnist", "--model", &model, "--limit", "50", "--json",
+    ]);
+    assert!(ok);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let total: u64 = report["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!((report["samples"].as_u64(), total), (Some(50), 50));
+    let (ok, _, stderr) = kiln(&["train", "mnist", "--pool", "median", "--out", &o]);
+    assert!(
+        !ok && stderr.contains("unknown pooling `median`"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
