@@ -86,26 +86,26 @@ impl History {
                 .flatten()
                 .filter(|v| v.is_finite())
                 .collect();
-            let lo = values
-                .iter()
-                .copied()
-                .fold(f32::INFINITY, f32::min)
-                .min(0.0);
-            let hi = values
-                .iter()
-                .copied()
-                .fold(f32::NEG_INFINITY, f32::max)
-                .max(lo + 1e-3);
+            let min = values.iter().copied().fold(f32::INFINITY, f32::min);
+            let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            // Loss from zero; accuracy fitted to the data, where the differences are small.
+            let lo = if name == "loss" {
+                min.min(0.0)
+            } else {
+                (min - 0.1 * (max - min).max(0.01)).max(0.0)
+            };
+            let hi = max.max(lo + 1e-3);
             let mut chart = ChartBuilder::on(&area)
                 .caption(name, ("sans-serif", 18))
                 .margin(12)
                 .x_label_area_size(32)
                 .y_label_area_size(48)
-                .build_cartesian_2d(1f32..last as f32 + 0.001, lo..hi * 1.05)
+                .build_cartesian_2d(1f32..last as f32 + 0.001, lo..hi + 0.05 * (hi - lo))
                 .map_err(|e| err(&e))?;
             chart
                 .configure_mesh()
                 .x_desc("epoch")
+                .x_labels(last.clamp(2, 11))
                 .x_label_formatter(&|x| format!("{x:.0}"))
                 .label_style(("sans-serif", 13))
                 .draw()
