@@ -32,7 +32,7 @@ struct PoolParams {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;       // (N, C, OH, OW)
 @group(0) @binding(3) var<storage, read_write> arg: array<u32>;     // (N, C, OH, OW)
 @group(0) @binding(4) var<storage, read> dy: array<f32>;            // (N, C, OH, OW)
-@group(0) @binding(5) var<storage, read> arg_in: array<u32>;        // (N, C, OH, OW); unread unless ROUTED
+@group(0) @binding(5) var<storage, read> arg_in: array<u32>;        // (N, C, OH, OW); read in MODE 0 only
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;      // (N, C, H, W)
 
 // Flat index of the window's top-left input pixel, for output `o`.
@@ -162,9 +162,27 @@ fn covering(i: u32, k: u32, out: u32) -> vec2<u32> {
     return vec2<u32>(first, last + 1u);
 }
 
-// dx[i] = sum over the windows covering i of: dy where the window's pick is i (ROUTED: max and
-// training-time stochastic pooling), or dy / (kh * kw) (average pooling).
-override ROUTED: bool = true;
+// dx[i] = sum over the windows covering i of (MODE):
+//   0: dy where the window's pick is i (max and training-time stochastic pooling);
+//   1: dy / (kh * kw) (average pooling);
+//   2: dy * (2 a_i S - Q) / S^2 with S = sum(a), Q = sum(a^2) over the window, a = max(x, 0)
+//      (inference-time stochastic pooling, y = Q / S; 0 where a_i = 0 or S = 0).
+override MODE: u32 = 0u;
+
+// (S, Q) of the window of output o.
+fn window_sums(o: u32) -> vec2<f32> {
+    let base = window_base(o);
+    var s = 0.0;
+    var q = 0.0;
+    for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
+        for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
+            let a = max(x[base + ky * p.w + kx], 0.0);
+            s = s + a;
+            q = q + a * a;
+        }
+    }
+    return vec2<f32>(s, q);
+}
 
 @compute @workgroup_size(256)
 fn pool2d_backward(
@@ -185,14 +203,24 @@ fn pool2d_backward(
     for (var oy = ry.x; oy < ry.y; oy = oy + 1u) {
         for (var ox = rx.x; ox < rx.y; ox = ox + 1u) {
             let o = (nc * p.oh + oy) * p.ow + ox;
-            if (!ROUTED || arg_in[o] == i) {
+            if (MODE == 0u) {
+                if (arg_in[o] == i) {
+                    acc = acc + dy[o];
+                }
+            } else if (MODE == 1u) {
                 acc = acc + dy[o];
+            } else {
+                let a = max(x[i], 0.0);
+                let sq = window_sums(o);
+                if (a > 0.0 && sq.x > 0.0) {
+                    acc = acc + dy[o] * (2.0 * a * sq.x - sq.y) / (sq.x * sq.x);
+                }
             }
         }
     }
-    if (ROUTED) {
-        dx[i] = acc;
-    } else {
+    if (MODE == 1u) {
         dx[i] = acc / f32(p.kh * p.kw);
+    } else {
+        dx[i] = acc;
     }
 }

@@ -244,10 +244,10 @@ impl Tape {
         let pooled = self.device().pool2d(x.value(), &spec)?;
         self.rng_offset
             .set(offset.wrapping_add(pooled.y.len() as u32));
-        let x_shape = x.shape().to_vec();
+        let xv = x.value().clone();
         let value = pooled.y.clone();
         Ok(self.record(value, &[x], move |d, dy| {
-            Ok(vec![Some(d.pool2d_backward(&x_shape, dy, &pooled, &spec)?)])
+            Ok(vec![Some(d.pool2d_backward(&xv, dy, &pooled, &spec)?)])
         }))
     }
 }

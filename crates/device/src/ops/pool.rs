@@ -137,18 +137,19 @@ impl Device {
         }
     }
 
-    /// dx (x_shape) from dy: routed through `picks` (max, training-time stochastic) or spread evenly
-    /// (average). Inference-time stochastic pooling has no backward.
+    /// dx (x's shape) from dy: routed through `picks` (max, training-time stochastic), spread evenly
+    /// (average), or through d(sum(a^2) / sum(a)) (inference-time stochastic).
     pub fn pool2d_backward(
         &self,
-        x_shape: &[usize],
+        x: &Tensor,
         dy: &Tensor,
         pooled: &Pooled,
         spec: &PoolSpec,
     ) -> Result<Tensor> {
         let op = "pool2d_backward";
+        self.check(op, x)?;
         self.check(op, dy)?;
-        let p = self.pool_params(op, x_shape, spec)?;
+        let p = self.pool_params(op, x.shape(), spec)?;
         if dy.shape() != p.out_shape() {
             return Err(Error::shape(
                 op,
@@ -156,35 +157,47 @@ impl Device {
                 format!("{:?}", dy.shape()),
             ));
         }
-        if spec.mode == PoolMode::Stochastic && !spec.training {
-            return Err(Error::invalid(
-                op,
-                "stochastic pooling in inference mode has no backward; pool with training = true",
-            ));
-        }
-        match (self.backend(), &pooled.picks) {
-            (Backend::Cpu, picks) => {
+        // 0: routed by pick, 1: average, 2: inference-time stochastic.
+        let mode = match (&pooled.picks, spec.mode) {
+            (Some(_), _) => 0u32,
+            (None, PoolMode::Avg) => 1,
+            (None, PoolMode::Stochastic) => 2,
+            (None, PoolMode::Max) => {
+                return Err(Error::invalid(op, "max pooling's picks are missing"))
+            }
+        };
+        match self.backend() {
+            Backend::Cpu => {
                 let mut dx = vec![0.0; p.in_len()];
-                match picks {
-                    Some(a) => reference::pool2d_route_backward(
+                let dyh = self.host_f32(dy);
+                match &pooled.picks {
+                    Some(a) => {
+                        reference::pool2d_route_backward(&p, &dyh, &self.host_u32(a), &mut dx)
+                    }
+                    None if mode == 1 => reference::avg_pool2d_backward(&p, &dyh, &mut dx),
+                    None => reference::stochastic_pool2d_eval_backward(
                         &p,
-                        &self.host_f32(dy),
-                        &self.host_u32(a),
+                        &self.host_f32(x),
+                        &dyh,
                         &mut dx,
                     ),
-                    None => reference::avg_pool2d_backward(&p, &self.host_f32(dy), &mut dx),
                 }
-                Ok(self.host_tensor(dx, x_shape))
+                Ok(self.host_tensor(dx, x.shape()))
             }
-            (Backend::Gpu(g), picks) => {
-                let dx = self.alloc(op, DType::F32, x_shape)?;
-                // Average pooling reads no picks; dy stands in at binding 5 (the layout has it).
+            Backend::Gpu(g) => {
+                let dx = self.alloc(op, DType::F32, x.shape())?;
+                // Without picks, dy stands in at binding 5 (the layout has it, MODE decides reads).
                 g.launch(Launch {
                     family: ShaderFamily::Pool,
                     entry: "pool2d_backward",
-                    overrides: &[("ROUTED", picks.is_some() as u32 as f64)],
+                    overrides: &[("MODE", mode as f64)],
                     params: bytemuck::bytes_of(&p),
-                    bindings: &[(4, dy), (5, picks.as_ref().unwrap_or(dy)), (6, &dx)],
+                    bindings: &[
+                        (1, x),
+                        (4, dy),
+                        (5, pooled.picks.as_ref().unwrap_or(dy)),
+                        (6, &dx),
+                    ],
                     workgroups: groups(dx.len(), 256),
                 })?;
                 Ok(dx)

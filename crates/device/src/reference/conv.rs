@@ -153,3 +153,20 @@ pub fn avg_pool2d_backward(p: &PoolParams, dy: &[f32], dx: &mut [f32]) {
         }
     }
 }
+
+/// Inference-time stochastic pooling, y = Q / S per window: dx[i] += dy * (2 a_i S - Q) / S^2 over
+/// the windows covering i, with a = max(x, 0) (0 where a_i = 0 or S = 0).
+pub fn stochastic_pool2d_eval_backward(p: &PoolParams, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    dx.iter_mut().for_each(|v| *v = 0.0);
+    for o in 0..p.out_len() {
+        let (s, q) = window(p, o)
+            .map(|i| x[i].max(0.0))
+            .fold((0.0f32, 0.0f32), |(s, q), a| (s + a, q + a * a));
+        for i in window(p, o) {
+            let a = x[i].max(0.0);
+            if a > 0.0 && s > 0.0 {
+                dx[i] += dy[o] * (2.0 * a * s - q) / (s * s);
+            }
+        }
+    }
+}
