@@ -178,30 +178,64 @@ pub fn evaluate(
     loss: LossKind,
 ) -> Result<(f32, f32)> {
     let d = params.device();
-    let sums = d.zeros(&[2])?;
+    let sums = Sums::new(d)?;
     for start in (0..data.len()).step_by(batch.max(1)) {
         let idx: Vec<usize> = (start..(start + batch).min(data.len())).collect();
         let (x, y) = data.select(&idx).upload(d)?;
         let tape = Tape::inference(d);
         let out = model.forward(&tape, params, &x)?;
-        accumulate(d, &sums, &out.value().reshape(y.shape())?, &y, loss)?;
+        let pred = out.value().reshape(y.shape())?;
+        let per = d.loss_forward(loss.loss(), &pred, &y)?;
+        let mean = d.reduce(ReduceOp::Mean, &per.reshape(&[1, per.len()])?, 1)?;
+        sums.add(d, &mean, idx.len(), &pred, &y, loss)?;
     }
-    let s = d.to_f32(&sums)?;
-    Ok((s[0] / data.len() as f32, s[1] / data.len() as f32))
+    let (l, c) = sums.read(d)?;
+    Ok((l / data.len() as f32, c / data.len() as f32))
 }
 
-/// sums[0] += sum of per-sample losses, sums[1] += number right.
-fn accumulate(d: &Device, sums: &Tensor, pred: &Tensor, y: &Tensor, loss: LossKind) -> Result<()> {
-    let per = d.loss_forward(loss.loss(), pred, y)?;
-    let correct = d.metric(loss.metric(), pred, y)?;
-    let total = |t: &Tensor| -> Result<Tensor> {
-        Ok(d.reduce(ReduceOp::Sum, &t.reshape(&[1, t.len()])?, 1)?)
-    };
-    let both = d.zeros(&[2])?;
-    d.copy_into(&both, 0, &total(&per)?)?;
-    d.copy_into(&both, 1, &total(&correct)?)?;
-    d.axpy(sums, &both, 1.0)?;
-    Ok(())
+/// Running sums of one pass over data, on the device: the loss summed over samples and the number
+/// right, as two aligned views of one buffer, so that both are `axpy` targets and one readback
+/// returns both.
+struct Sums {
+    flat: Tensor,
+    loss: Tensor,
+    correct: Tensor,
+}
+
+impl Sums {
+    fn new(d: &Device) -> Result<Sums> {
+        let (flat, mut views) = d.packed_zeros(&[vec![1], vec![1]])?;
+        let correct = views.pop().expect("two views");
+        let loss = views.pop().expect("two views");
+        Ok(Sums {
+            flat,
+            loss,
+            correct,
+        })
+    }
+
+    /// Adds `n` samples' mean loss (a [1] tensor already on the device) and their correct count.
+    fn add(
+        &self,
+        d: &Device,
+        mean_loss: &Tensor,
+        n: usize,
+        pred: &Tensor,
+        y: &Tensor,
+        loss: LossKind,
+    ) -> Result<()> {
+        d.axpy(&self.loss, mean_loss, n as f32)?;
+        let correct = d.metric(loss.metric(), pred, y)?;
+        let total = d.reduce(ReduceOp::Sum, &correct.reshape(&[1, correct.len()])?, 1)?;
+        d.axpy(&self.correct, &total, 1.0)?;
+        Ok(())
+    }
+
+    /// (loss sum, correct count): one readback.
+    fn read(&self, d: &Device) -> Result<(f32, f32)> {
+        let v = d.to_f32(&self.flat)?;
+        Ok((v[0], v[d.pack_alignment()]))
+    }
 }
 
 /// The key of step `step`'s dropout masks: one independent stream per step (Threefry keys).
@@ -381,7 +415,7 @@ pub fn fit(
         let started = Instant::now();
         let before = d.counters();
         let order = epoch_order(train.len(), cfg.seed, epoch);
-        let sums = d.zeros(&[2])?;
+        let sums = Sums::new(&d)?;
         let bar = progress(opts.quiet, steps_per_epoch, epoch, cfg.epochs);
         let mut seen = 0usize;
         let mut pending = 0usize;
@@ -395,7 +429,7 @@ pub fn fit(
             let loss = tape.loss(cfg.loss.loss(), &tape.reshape(&out, y.shape())?, &y)?;
             tape.backward(&loss)?;
             opt.step(params)?;
-            accumulate(&d, &sums, &pred, &y, cfg.loss)?;
+            sums.add(&d, loss.value(), chunk.len(), &pred, &y, cfg.loss)?;
             d.copy_into(&step_losses, pending, loss.value())?;
             pending += 1;
             seen += chunk.len();
@@ -411,17 +445,17 @@ pub fn fit(
                         checkpoints: ck_dir,
                     });
                 }
-                let s = d.to_f32(&sums)?;
+                let s = sums.read(&d)?;
                 bar.set_message(format!(
                     "loss {:.4} acc {:.4}",
-                    s[0] / seen as f32,
-                    s[1] / seen as f32
+                    s.0 / seen as f32,
+                    s.1 / seen as f32
                 ));
                 pending = 0;
             }
         }
         bar.finish_and_clear();
-        let s = d.to_f32(&sums)?;
+        let s = sums.read(&d)?;
         let seconds = started.elapsed().as_secs_f64();
         let work = d.counters().since(&before);
         let (val_loss, val_accuracy) = match val {
@@ -434,8 +468,8 @@ pub fn fit(
         let [dispatches, submits, readbacks, up, down] = per_step(&work, steps_per_epoch);
         let stats = EpochStats {
             epoch,
-            loss: s[0] / train.len() as f32,
-            accuracy: s[1] / train.len() as f32,
+            loss: s.0 / train.len() as f32,
+            accuracy: s.1 / train.len() as f32,
             val_loss,
             val_accuracy,
             seconds,
