@@ -29,6 +29,27 @@ const WG: u32 = 64u;
 var<workgroup> part: array<f32, 64>;
 var<workgroup> part_index: array<u32, 64>;
 
+// Combines every thread's `v` over the workgroup, the maximum when `take_max` and the sum
+// otherwise, in a fixed tree order, and returns it to every thread. Call from uniform control flow;
+// it ends with a barrier, so `part` may be written again straight after.
+fn workgroup_reduce(lid: u32, v: f32, take_max: bool) -> f32 {
+    part[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            if (take_max) {
+                part[lid] = max(part[lid], part[lid + s]);
+            } else {
+                part[lid] = part[lid] + part[lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    let r = part[0];
+    workgroupBarrier();
+    return r;
+}
+
 fn combine(u: f32, v: f32) -> f32 {
     if (OP == 2u) {
         return max(u, v);
@@ -51,16 +72,8 @@ fn reduce(
     for (var l = lid; l < p.len; l = l + WG) {
         acc = combine(acc, x[base + l * p.inner]);
     }
-    part[lid] = acc;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            part[lid] = combine(part[lid], part[lid + s]);
-        }
-        workgroupBarrier();
-    }
+    var r = workgroup_reduce(lid, acc, OP == 2u);
     if (lid == 0u) {
-        var r = part[0];
         if (OP == 1u) {
             r = r / f32(p.len);
         }
@@ -126,29 +139,12 @@ fn softmax(
     for (var l = lid; l < p.len; l = l + WG) {
         m = max(m, x[base + l]);
     }
-    part[lid] = m;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            part[lid] = max(part[lid], part[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let row_max = part[0];
-    workgroupBarrier();
+    let row_max = workgroup_reduce(lid, m, true);
     var acc = 0.0;
     for (var l = lid; l < p.len; l = l + WG) {
         acc = acc + exp(x[base + l] - row_max);
     }
-    part[lid] = acc;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            part[lid] = part[lid] + part[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = part[0];
+    let total = workgroup_reduce(lid, acc, false);
     let log_total = log(total);
     for (var l = lid; l < p.len; l = l + WG) {
         let z = x[base + l] - row_max;
@@ -179,15 +175,7 @@ fn softmax_backward(
             acc = acc + dy[base + l] * x[base + l];
         }
     }
-    part[lid] = acc;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            part[lid] = part[lid] + part[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = part[0];
+    let total = workgroup_reduce(lid, acc, false);
     for (var l = lid; l < p.len; l = l + WG) {
         let y = x[base + l];
         if (LOG) {
