@@ -30,10 +30,11 @@ pub use gpu::dispatch_dims;
 pub use gpu::pipeline::PipelineKey;
 pub use ops::conv::Conv2dGrads;
 pub use ops::loss::{Loss, Metric};
+pub use ops::lstm::{LstmGrads, LstmOutputGrads, LstmState};
 pub use ops::pool::{PoolSpec, Pooled};
 pub use params::{
-    Activation, AdamConfig, BinaryOp, Conv2dSpec, ConvVariant, MatmulSpec, MatmulVariant, PoolMode,
-    ReduceOp, SgdConfig, UnaryOp,
+    Activation, AdamConfig, BinaryOp, Conv2dSpec, ConvVariant, LstmParams, MatmulSpec,
+    MatmulVariant, PoolMode, ReduceOp, SgdConfig, UnaryOp,
 };
 pub use shaders::ShaderFamily;
 pub use tensor::{DType, Tensor};

@@ -551,3 +551,51 @@ impl PoolParams {
         (self.n * self.c * self.h * self.w) as usize
     }
 }
+
+/// The fused LSTM recurrence (shaders/lstm.wgsl). One struct for both passes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct LstmParams {
+    /// Batch (B).
+    pub batch: u32,
+    /// Timesteps (T).
+    pub steps: u32,
+    /// Hidden units (H).
+    pub hidden: u32,
+    /// Directions (D): 1, or 2 for a bidirectional layer.
+    pub dirs: u32,
+    /// Batch rows per workgroup.
+    pub rows: u32,
+    /// 1 when an initial state (h0, c0) is given.
+    pub has_init: u32,
+    /// 1 when padding ids (0) mask steps.
+    pub has_mask: u32,
+    /// 1 when the whole output sequence is written.
+    pub write_seq: u32,
+    /// Backward: 1 when a gradient of the output sequence is given.
+    pub has_dy: u32,
+    /// Backward: 1 when gradients of the last states are given.
+    pub has_dlast: u32,
+    pub _pad: [u32; 2],
+}
+
+impl LstmParams {
+    /// Workgroup memory of the fused kernels, in floats (16 KiB, WebGPU's guaranteed minimum).
+    pub const SHARED_FLOATS: usize = 4096;
+
+    /// Largest hidden size the fused kernels take: backward double-buffers one row's 4H gate
+    /// gradients in workgroup memory.
+    pub const MAX_HIDDEN: usize = Self::SHARED_FLOATS / 8;
+
+    /// Batch rows per workgroup: enough to give 256 threads one cell each, within workgroup memory.
+    pub fn rows_for(batch: usize, hidden: usize) -> usize {
+        (256 / hidden.max(1))
+            .min(Self::SHARED_FLOATS / (8 * hidden.max(1)))
+            .clamp(1, batch.max(1))
+    }
+
+    /// Workgroups: one per (direction, block of `rows` batch rows).
+    pub fn workgroups(&self) -> u64 {
+        self.batch.div_ceil(self.rows) as u64 * self.dirs as u64
+    }
+}

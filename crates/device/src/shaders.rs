@@ -13,13 +13,14 @@ pub enum ShaderFamily {
     Loss,
     Conv,
     Pool,
+    Lstm,
 }
 
 /// The prelude prepended to every family.
 pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 impl ShaderFamily {
-    pub const ALL: [ShaderFamily; 9] = [
+    pub const ALL: [ShaderFamily; 10] = [
         ShaderFamily::Matmul,
         ShaderFamily::Elementwise,
         ShaderFamily::Reduce,
@@ -29,6 +30,7 @@ impl ShaderFamily {
         ShaderFamily::Loss,
         ShaderFamily::Conv,
         ShaderFamily::Pool,
+        ShaderFamily::Lstm,
     ];
 
     /// The file name under `shaders/`.
@@ -43,6 +45,7 @@ impl ShaderFamily {
             ShaderFamily::Loss => "loss.wgsl",
             ShaderFamily::Conv => "conv.wgsl",
             ShaderFamily::Pool => "pool.wgsl",
+            ShaderFamily::Lstm => "lstm.wgsl",
         }
     }
 
@@ -66,6 +69,7 @@ impl ShaderFamily {
             ShaderFamily::Loss => family!("loss.wgsl"),
             ShaderFamily::Conv => family!("conv.wgsl"),
             ShaderFamily::Pool => family!("pool.wgsl"),
+            ShaderFamily::Lstm => family!("lstm.wgsl"),
         }
     }
 }

@@ -39,6 +39,14 @@ impl Tolerance {
         }
     }
 
+    /// The looser of two tolerances, bound by bound.
+    pub fn max(self, other: Tolerance) -> Tolerance {
+        Tolerance {
+            abs: self.abs.max(other.abs),
+            rel: self.rel.max(other.rel),
+        }
+    }
+
     pub fn accepts(&self, got: f32, want: f32) -> bool {
         if got.is_nan() || want.is_nan() {
             return got.is_nan() && want.is_nan();

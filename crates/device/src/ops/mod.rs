@@ -7,6 +7,7 @@ mod dropout;
 mod elementwise;
 mod embedding;
 pub(crate) mod loss;
+pub(crate) mod lstm;
 mod matmul;
 mod optim;
 pub(crate) mod pool;

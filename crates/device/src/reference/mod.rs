@@ -9,7 +9,9 @@
 #![allow(clippy::needless_range_loop)]
 
 mod conv;
+mod lstm;
 pub use conv::*;
+pub use lstm::*;
 
 use crate::params::{
     Activation, BinaryOp, DropoutParams, ElementwiseParams, EmbeddingParams, LossParams,

@@ -1,0 +1,514 @@
+//! The LSTM layer on the device: one GEMM for the input projection of every step and direction,
+//! one persistent dispatch for the recurrence (shaders/lstm.wgsl), and, backward, one persistent
+//! dispatch for backpropagation through time followed by the weight-gradient GEMMs.
+//!
+//! Weights follow Keras's layout per direction, stacked on a leading direction axis D (1, or 2 for
+//! a bidirectional layer with 0 = forward, 1 = backward): kernel (D, E, 4H), recurrent (D, H, 4H),
+//! bias (D, 4H), gates in the order i, f, g (candidate), o.
+
+use crate::device::Backend;
+use crate::gpu::Launch;
+use crate::ops::shape_str;
+use crate::params::{LstmParams, MatmulSpec, ReduceOp};
+use crate::reference::{self, LstmBackwardIn, LstmForwardOut};
+use crate::shaders::ShaderFamily;
+use crate::{DType, Device, Error, Result, Tensor};
+
+/// What the forward pass keeps for the backward pass, and its outputs.
+#[derive(Clone, Debug)]
+pub struct LstmState {
+    /// (B, T, D*H): every step's hidden state, directions concatenated; only with
+    /// `return_sequences`.
+    pub y: Option<Tensor>,
+    /// (B, D*H): each direction's state after its last processed step (forward: t = T-1,
+    /// backward: t = 0), as Keras's Bidirectional returns it.
+    pub h_last: Tensor,
+    /// (B, D*H): the matching cell states.
+    pub c_last: Tensor,
+    /// (D, B*T, 5H): activated gates i, f, g, o and the cell state, per step.
+    pub cache: Tensor,
+    /// (D, B*T, H): the hidden state each step started from.
+    pub hprev: Tensor,
+    pub params: LstmParams,
+}
+
+/// Gradients of one LSTM layer.
+#[derive(Clone, Debug)]
+pub struct LstmGrads {
+    /// (B, T, E), when asked for.
+    pub dx: Option<Tensor>,
+    pub dkernel: Tensor,
+    pub drecurrent: Tensor,
+    pub dbias: Tensor,
+    /// (2, D, B, H): d(h0) then d(c0), when an initial state was given.
+    pub dinit: Option<Tensor>,
+}
+
+/// Gradients reaching the layer's outputs; absent ones are zero.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LstmOutputGrads<'a> {
+    pub dy: Option<&'a Tensor>,
+    pub dh_last: Option<&'a Tensor>,
+    pub dc_last: Option<&'a Tensor>,
+}
+
+/// Checks the shapes of an LSTM call and derives the kernel params.
+fn lstm_params(
+    op: &'static str,
+    x: &[usize],
+    kernel: &[usize],
+    recurrent: &[usize],
+    bias: &[usize],
+) -> Result<LstmParams> {
+    let &[batch, steps, e] = x else {
+        return Err(Error::shape(op, "x of shape [B, T, E]", shape_str(x)));
+    };
+    let &[dirs, ke, h4] = kernel else {
+        return Err(Error::shape(
+            op,
+            "kernel of shape [D, E, 4H] (D = 1, or 2 for bidirectional)",
+            shape_str(kernel),
+        ));
+    };
+    let hidden = h4 / 4;
+    if !(1..=2).contains(&dirs) || ke != e || h4 % 4 != 0 || hidden == 0 {
+        return Err(Error::shape(
+            op,
+            format!("kernel of shape [1 or 2, {e}, 4H]"),
+            shape_str(kernel),
+        ));
+    }
+    if recurrent != [dirs, hidden, h4] {
+        return Err(Error::shape(
+            op,
+            format!("recurrent kernel of shape [{dirs}, {hidden}, {h4}]"),
+            shape_str(recurrent),
+        ));
+    }
+    if bias != [dirs, h4] {
+        return Err(Error::shape(
+            op,
+            format!("bias of shape [{dirs}, {h4}]"),
+            shape_str(bias),
+        ));
+    }
+    if batch == 0 || steps == 0 {
+        return Err(Error::invalid(
+            op,
+            format!("empty input {x:?}: batch and steps must be at least 1"),
+        ));
+    }
+    if hidden > LstmParams::MAX_HIDDEN {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "hidden size {hidden} is above the fused kernel's limit of {}; use the unfused \
+                 LSTM (kiln-graph's LstmPath::Unfused) for wider layers",
+                LstmParams::MAX_HIDDEN
+            ),
+        ));
+    }
+    let fits = |v: usize| u32::try_from(v).ok();
+    let total = dirs * batch * steps * 5 * hidden;
+    if fits(total).is_none() {
+        return Err(Error::invalid(
+            op,
+            format!("{x:?} with H = {hidden} is past u32 indexing"),
+        ));
+    }
+    Ok(LstmParams {
+        batch: batch as u32,
+        steps: steps as u32,
+        hidden: hidden as u32,
+        dirs: dirs as u32,
+        rows: LstmParams::rows_for(batch, hidden) as u32,
+        ..Default::default()
+    })
+}
+
+impl Device {
+    fn check_lstm_extras(
+        &self,
+        op: &'static str,
+        p: &LstmParams,
+        init: Option<&Tensor>,
+        ids: Option<&Tensor>,
+    ) -> Result<()> {
+        let (b, t, h, d) = (
+            p.batch as usize,
+            p.steps as usize,
+            p.hidden as usize,
+            p.dirs as usize,
+        );
+        if let Some(init) = init {
+            self.check(op, init)?;
+            if init.shape() != [2, d, b, h] {
+                return Err(Error::shape(
+                    op,
+                    format!("initial state of shape [2, {d}, {b}, {h}] (h0 then c0)"),
+                    shape_str(init.shape()),
+                ));
+            }
+        }
+        if let Some(ids) = ids {
+            self.check_device(op, ids)?;
+            if ids.dtype() != DType::U32 {
+                return Err(Error::DType {
+                    op,
+                    arg: "mask ids",
+                    expected: DType::U32,
+                    got: ids.dtype(),
+                });
+            }
+            if ids.shape() != [b, t] {
+                return Err(Error::shape(
+                    op,
+                    format!("mask ids of shape [{b}, {t}]"),
+                    shape_str(ids.shape()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The recurrence alone, given the input projection xproj (D, B*T, 4H) without bias.
+    /// `ids` (B, T, u32) masks the steps whose id is 0 (Keras's `mask_zero`): a masked step
+    /// carries h and c through unchanged.
+    pub fn lstm_recurrence(
+        &self,
+        xproj: &Tensor,
+        recurrent: &Tensor,
+        bias: &Tensor,
+        init: Option<&Tensor>,
+        ids: Option<&Tensor>,
+        batch_steps: (usize, usize),
+        return_sequences: bool,
+    ) -> Result<LstmState> {
+        let op = "lstm_recurrence";
+        for t in [xproj, recurrent, bias] {
+            self.check(op, t)?;
+        }
+        let (b, t) = batch_steps;
+        let h4 = recurrent.shape().last().copied().unwrap_or(0);
+        let dirs = recurrent.shape().first().copied().unwrap_or(0);
+        let kernel_shape = [dirs, 1, h4];
+        let mut p = lstm_params(
+            op,
+            &[b, t, 1],
+            &kernel_shape,
+            recurrent.shape(),
+            bias.shape(),
+        )?;
+        if xproj.shape() != [dirs, b * t, h4] {
+            return Err(Error::shape(
+                op,
+                format!("xproj of shape [{dirs}, {}, {h4}]", b * t),
+                shape_str(xproj.shape()),
+            ));
+        }
+        self.check_lstm_extras(op, &p, init, ids)?;
+        p.has_init = init.is_some() as u32;
+        p.has_mask = ids.is_some() as u32;
+        p.write_seq = return_sequences as u32;
+        let (h, d) = (p.hidden as usize, dirs);
+        let cache_shape = [d, b * t, 5 * h];
+        let hprev_shape = [d, b * t, h];
+        let y_shape = [b, t, d * h];
+        let last_shape = [b, d * h];
+        match self.backend() {
+            Backend::Cpu => {
+                let mut cache = vec![0.0; d * b * t * 5 * h];
+                let mut hprev = vec![0.0; d * b * t * h];
+                let mut y = return_sequences.then(|| vec![0.0; b * t * d * h]);
+                let mut hlast = vec![0.0; b * d * h];
+                let mut clast = vec![0.0; b * d * h];
+                let init_h = init.map(|i| self.host_f32(i));
+                let ids_h = ids.map(|i| self.host_u32(i));
+                reference::lstm_forward(
+                    &p,
+                    &self.host_f32(xproj),
+                    &self.host_f32(recurrent),
+                    &self.host_f32(bias),
+                    init_h.as_deref(),
+                    ids_h.as_deref(),
+                    LstmForwardOut {
+                        cache: &mut cache,
+                        hprev: &mut hprev,
+                        y: y.as_deref_mut(),
+                        hlast: &mut hlast,
+                        clast: &mut clast,
+                    },
+                );
+                self.count_dispatch();
+                Ok(LstmState {
+                    y: y.map(|y| self.host_tensor(y, &y_shape)),
+                    h_last: self.host_tensor(hlast, &last_shape),
+                    c_last: self.host_tensor(clast, &last_shape),
+                    cache: self.host_tensor(cache, &cache_shape),
+                    hprev: self.host_tensor(hprev, &hprev_shape),
+                    params: p,
+                })
+            }
+            Backend::Gpu(g) => {
+                let cache = self.alloc(op, DType::F32, &cache_shape)?;
+                let hprev = self.alloc(op, DType::F32, &hprev_shape)?;
+                let y = if return_sequences {
+                    self.alloc(op, DType::F32, &y_shape)?
+                } else {
+                    // Never written (WRITE_SEQ is 0); binding 8 needs a writable buffer.
+                    self.alloc(op, DType::F32, &[1])?
+                };
+                let h_last = self.alloc(op, DType::F32, &last_shape)?;
+                let c_last = self.alloc(op, DType::F32, &last_shape)?;
+                g.launch(Launch {
+                    family: ShaderFamily::Lstm,
+                    entry: "lstm_forward",
+                    overrides: &[],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[
+                        (1, xproj),
+                        (2, recurrent),
+                        (3, bias),
+                        (4, init.unwrap_or(xproj)),
+                        (5, ids.unwrap_or(xproj)),
+                        (6, &cache),
+                        (7, &hprev),
+                        (8, &y),
+                        (9, &h_last),
+                        (10, &c_last),
+                    ],
+                    workgroups: p.workgroups(),
+                })?;
+                Ok(LstmState {
+                    y: return_sequences.then_some(y),
+                    h_last,
+                    c_last,
+                    cache,
+                    hprev,
+                    params: p,
+                })
+            }
+        }
+    }
+
+    /// Backpropagation through time over the recurrence: returns dz (D, B*T, 4H), the gradient of
+    /// the gates' pre-activations, and (2, D, B, H) = d(h0), d(c0).
+    pub fn lstm_recurrence_backward(
+        &self,
+        state: &LstmState,
+        recurrent: &Tensor,
+        init: Option<&Tensor>,
+        ids: Option<&Tensor>,
+        grads: LstmOutputGrads<'_>,
+    ) -> Result<(Tensor, Tensor)> {
+        let op = "lstm_recurrence_backward";
+        let mut p = state.params;
+        let (b, t, h, d) = (
+            p.batch as usize,
+            p.steps as usize,
+            p.hidden as usize,
+            p.dirs as usize,
+        );
+        self.check(op, recurrent)?;
+        if recurrent.shape() != [d, h, 4 * h] {
+            return Err(Error::shape(
+                op,
+                format!("recurrent kernel of shape [{d}, {h}, {}]", 4 * h),
+                shape_str(recurrent.shape()),
+            ));
+        }
+        self.check_lstm_extras(op, &p, init, ids)?;
+        for (name, g, want) in [
+            ("dy", grads.dy, vec![b, t, d * h]),
+            ("dh_last", grads.dh_last, vec![b, d * h]),
+            ("dc_last", grads.dc_last, vec![b, d * h]),
+        ] {
+            if let Some(g) = g {
+                self.check(op, g)?;
+                if g.shape() != want.as_slice() {
+                    return Err(Error::shape(
+                        op,
+                        format!("{name} of shape {want:?}"),
+                        shape_str(g.shape()),
+                    ));
+                }
+            }
+        }
+        p.has_init = init.is_some() as u32;
+        p.has_mask = ids.is_some() as u32;
+        p.has_dy = grads.dy.is_some() as u32;
+        p.has_dlast = (grads.dh_last.is_some() || grads.dc_last.is_some()) as u32;
+        // The kernel reads both last-state gradients when either is given.
+        let zeros_last;
+        let (dh_last, dc_last) = match (grads.dh_last, grads.dc_last) {
+            (Some(dh), Some(dc)) => (Some(dh), Some(dc)),
+            (Some(dh), None) => {
+                zeros_last = self.zeros(&[b, d * h])?;
+                (Some(dh), Some(&zeros_last))
+            }
+            (None, Some(dc)) => {
+                zeros_last = self.zeros(&[b, d * h])?;
+                (Some(&zeros_last), Some(dc))
+            }
+            (None, None) => (None, None),
+        };
+        let dz_shape = [d, b * t, 4 * h];
+        let carry_shape = [2, d, b, h];
+        match self.backend() {
+            Backend::Cpu => {
+                let mut dz = vec![0.0; d * b * t * 4 * h];
+                let mut carry = vec![0.0; 2 * d * b * h];
+                let host = |t: Option<&Tensor>| t.map(|t| self.host_f32(t));
+                let (init_h, dy_h, dh_h, dc_h) =
+                    (host(init), host(grads.dy), host(dh_last), host(dc_last));
+                let ids_h = ids.map(|i| self.host_u32(i));
+                reference::lstm_backward(
+                    &p,
+                    &self.host_f32(recurrent),
+                    init_h.as_deref(),
+                    ids_h.as_deref(),
+                    &self.host_f32(&state.cache),
+                    LstmBackwardIn {
+                        dy: dy_h.as_deref(),
+                        dhlast: dh_h.as_deref(),
+                        dclast: dc_h.as_deref(),
+                    },
+                    &mut dz,
+                    &mut carry,
+                );
+                self.count_dispatch();
+                Ok((
+                    self.host_tensor(dz, &dz_shape),
+                    self.host_tensor(carry, &carry_shape),
+                ))
+            }
+            Backend::Gpu(g) => {
+                let dz = self.alloc(op, DType::F32, &dz_shape)?;
+                let carry = self.alloc(op, DType::F32, &carry_shape)?;
+                let stand_in = recurrent;
+                g.launch(Launch {
+                    family: ShaderFamily::Lstm,
+                    entry: "lstm_backward",
+                    overrides: &[],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[
+                        (2, recurrent),
+                        (4, init.unwrap_or(stand_in)),
+                        (5, ids.unwrap_or(stand_in)),
+                        (11, &state.cache),
+                        (12, grads.dy.unwrap_or(stand_in)),
+                        (13, dh_last.unwrap_or(stand_in)),
+                        (14, dc_last.unwrap_or(stand_in)),
+                        (15, &dz),
+                        (16, &carry),
+                    ],
+                    workgroups: p.workgroups(),
+                })?;
+                Ok((dz, carry))
+            }
+        }
+    }
+
+    /// A whole LSTM layer, forward: xproj = x . kernel (one batched GEMM over directions), then
+    /// the fused recurrence. x (B, T, E); see the module doc for the weights.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_forward(
+        &self,
+        x: &Tensor,
+        kernel: &Tensor,
+        recurrent: &Tensor,
+        bias: &Tensor,
+        init: Option<&Tensor>,
+        ids: Option<&Tensor>,
+        return_sequences: bool,
+    ) -> Result<LstmState> {
+        let op = "lstm_forward";
+        for t in [x, kernel, recurrent, bias] {
+            self.check(op, t)?;
+        }
+        lstm_params(
+            op,
+            x.shape(),
+            kernel.shape(),
+            recurrent.shape(),
+            bias.shape(),
+        )?;
+        let (b, t, e) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let xproj = self.matmul(
+            &x.reshape(&[b * t, e])?,
+            kernel,
+            None,
+            MatmulSpec::default(),
+        )?;
+        self.lstm_recurrence(&xproj, recurrent, bias, init, ids, (b, t), return_sequences)
+    }
+
+    /// A whole LSTM layer, backward: the fused BPTT dispatch, then dkernel = x^T dz and
+    /// drecurrent = hprev^T dz (batched GEMMs over directions, K = B*T), dbias = column sums of
+    /// dz, and dx = sum over directions of dz . kernel^T.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_backward(
+        &self,
+        x: &Tensor,
+        kernel: &Tensor,
+        recurrent: &Tensor,
+        state: &LstmState,
+        init: Option<&Tensor>,
+        ids: Option<&Tensor>,
+        grads: LstmOutputGrads<'_>,
+        need_dx: bool,
+    ) -> Result<LstmGrads> {
+        let op = "lstm_backward";
+        self.check(op, x)?;
+        self.check(op, kernel)?;
+        let p = state.params;
+        let (b, t, h, d) = (
+            p.batch as usize,
+            p.steps as usize,
+            p.hidden as usize,
+            p.dirs as usize,
+        );
+        let e = x.shape().last().copied().unwrap_or(0);
+        if x.shape() != [b, t, e] || kernel.shape() != [d, e, 4 * h] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "x [{b}, {t}, E] and kernel [{d}, E, {}] as in the forward pass",
+                    4 * h
+                ),
+                format!("x {:?}, kernel {:?}", x.shape(), kernel.shape()),
+            ));
+        }
+        let (dz, carry) = self.lstm_recurrence_backward(state, recurrent, init, ids, grads)?;
+        let x2 = x.reshape(&[b * t, e])?;
+        let ta = MatmulSpec {
+            trans_a: true,
+            ..Default::default()
+        };
+        let dkernel = self.matmul(&x2, &dz, None, ta)?;
+        let drecurrent = self.matmul(&state.hprev, &dz, None, ta)?;
+        let dbias = self.reduce(ReduceOp::Sum, &dz, 1)?;
+        let dx = if need_dx {
+            let tb = MatmulSpec {
+                trans_b: true,
+                ..Default::default()
+            };
+            let per_dir = self.matmul(&dz, kernel, None, tb)?;
+            let dx = if d == 1 {
+                per_dir
+            } else {
+                self.reduce(ReduceOp::Sum, &per_dir.reshape(&[d, b * t * e])?, 0)?
+            };
+            Some(dx.reshape(&[b, t, e])?)
+        } else {
+            None
+        };
+        Ok(LstmGrads {
+            dx,
+            dkernel,
+            drecurrent,
+            dbias,
+            dinit: init.map(|_| carry),
+        })
+    }
+}

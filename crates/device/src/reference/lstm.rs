@@ -1,0 +1,221 @@
+//! CPU reference of the fused LSTM recurrence (shaders/lstm.wgsl): the same loops in the same
+//! order, one cell at a time. Buffers and layouts as documented in the shader.
+
+use crate::params::LstmParams;
+use crate::reference::sigmoid;
+
+fn tanh_c(v: f32) -> f32 {
+    v.clamp(-15.0, 15.0).tanh()
+}
+
+/// Actual time of processing step `s` in direction `dir`.
+fn time_of(p: &LstmParams, s: usize, dir: usize) -> usize {
+    if dir == 1 {
+        p.steps as usize - 1 - s
+    } else {
+        s
+    }
+}
+
+fn prev_time(t: usize, dir: usize) -> usize {
+    if dir == 1 {
+        t + 1
+    } else {
+        t - 1
+    }
+}
+
+fn is_masked(p: &LstmParams, ids: Option<&[u32]>, b: usize, t: usize) -> bool {
+    p.has_mask == 1 && ids.is_some_and(|ids| ids[b * p.steps as usize + t] == 0)
+}
+
+/// Outputs of [`lstm_forward`].
+pub struct LstmForwardOut<'a> {
+    pub cache: &'a mut [f32],
+    pub hprev: &'a mut [f32],
+    pub y: Option<&'a mut [f32]>,
+    pub hlast: &'a mut [f32],
+    pub clast: &'a mut [f32],
+}
+
+/// The recurrence over every step and direction (entry point `lstm_forward`).
+pub fn lstm_forward(
+    p: &LstmParams,
+    xproj: &[f32],
+    recurrent: &[f32],
+    bias: &[f32],
+    init: Option<&[f32]>,
+    ids: Option<&[u32]>,
+    out: LstmForwardOut<'_>,
+) {
+    let (b_n, t_n, h_n, d_n) = (
+        p.batch as usize,
+        p.steps as usize,
+        p.hidden as usize,
+        p.dirs as usize,
+    );
+    let LstmForwardOut {
+        cache,
+        hprev,
+        mut y,
+        hlast,
+        clast,
+    } = out;
+    for dir in 0..d_n {
+        for b in 0..b_n {
+            let mut h_state: Vec<f32> = (0..h_n)
+                .map(|j| init.map_or(0.0, |i| i[(dir * b_n + b) * h_n + j]))
+                .collect();
+            for s in 0..t_n {
+                let t = time_of(p, s, dir);
+                let row = (dir * b_n + b) * t_n + t;
+                let mut next = vec![0.0; h_n];
+                for j in 0..h_n {
+                    let h_prev = h_state[j];
+                    let c_prev = if s == 0 {
+                        init.map_or(0.0, |i| i[((d_n + dir) * b_n + b) * h_n + j])
+                    } else {
+                        let rp = (dir * b_n + b) * t_n + prev_time(t, dir);
+                        cache[rp * 5 * h_n + 4 * h_n + j]
+                    };
+                    let (xr, br) = (row * 4 * h_n, dir * 4 * h_n);
+                    let mut z = [0.0f32; 4];
+                    for (g, zg) in z.iter_mut().enumerate() {
+                        *zg = xproj[xr + g * h_n + j] + bias[br + g * h_n + j];
+                    }
+                    let mut w = dir * h_n * 4 * h_n + j;
+                    for k in 0..h_n {
+                        let hv = h_state[k];
+                        for (g, zg) in z.iter_mut().enumerate() {
+                            *zg += hv * recurrent[w + g * h_n];
+                        }
+                        w += 4 * h_n;
+                    }
+                    let (ig, fg, gg, og) =
+                        (sigmoid(z[0]), sigmoid(z[1]), tanh_c(z[2]), sigmoid(z[3]));
+                    let mut c = fg * c_prev + ig * gg;
+                    let mut h = og * tanh_c(c);
+                    if is_masked(p, ids, b, t) {
+                        c = c_prev;
+                        h = h_prev;
+                    }
+                    let cr = row * 5 * h_n;
+                    for (g, v) in [ig, fg, gg, og, c].into_iter().enumerate() {
+                        cache[cr + g * h_n + j] = v;
+                    }
+                    hprev[row * h_n + j] = h_prev;
+                    if let Some(y) = y.as_deref_mut() {
+                        y[(b * t_n + t) * d_n * h_n + dir * h_n + j] = h;
+                    }
+                    if s + 1 == t_n {
+                        hlast[b * d_n * h_n + dir * h_n + j] = h;
+                        clast[b * d_n * h_n + dir * h_n + j] = c;
+                    }
+                    next[j] = h;
+                }
+                h_state = next;
+            }
+        }
+    }
+}
+
+/// Gradients given to [`lstm_backward`]; absent ones are zero.
+pub struct LstmBackwardIn<'a> {
+    pub dy: Option<&'a [f32]>,
+    pub dhlast: Option<&'a [f32]>,
+    pub dclast: Option<&'a [f32]>,
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Backpropagation through time (entry point `lstm_backward`): writes dz (D, B*T, 4H) and
+/// carry (2, D, B, H), which ends as d(h0) then d(c0).
+pub fn lstm_backward(
+    p: &LstmParams,
+    recurrent: &[f32],
+    init: Option<&[f32]>,
+    ids: Option<&[u32]>,
+    cache: &[f32],
+    grads: LstmBackwardIn<'_>,
+    dz: &mut [f32],
+    carry: &mut [f32],
+) {
+    let (b_n, t_n, h_n, d_n) = (
+        p.batch as usize,
+        p.steps as usize,
+        p.hidden as usize,
+        p.dirs as usize,
+    );
+    let carry_dc = d_n * b_n * h_n;
+    for dir in 0..d_n {
+        for b in 0..b_n {
+            for j in 0..h_n {
+                let ci = (dir * b_n + b) * h_n + j;
+                let out = b * d_n * h_n + dir * h_n + j;
+                carry[ci] = grads.dhlast.map_or(0.0, |d| d[out]);
+                carry[carry_dc + ci] = grads.dclast.map_or(0.0, |d| d[out]);
+            }
+            // dz of the step processed after the current one (zero before the first).
+            let mut dz_next = vec![0.0f32; 4 * h_n];
+            for s in 0..t_n {
+                let q = t_n - 1 - s;
+                let t = time_of(p, q, dir);
+                let row = (dir * b_n + b) * t_n + t;
+                let mut dz_here = vec![0.0f32; 4 * h_n];
+                for j in 0..h_n {
+                    let ci = (dir * b_n + b) * h_n + j;
+                    let mut dh = carry[ci];
+                    if let Some(dy) = grads.dy {
+                        dh += dy[(b * t_n + t) * d_n * h_n + dir * h_n + j];
+                    }
+                    let wr = (dir * h_n + j) * 4 * h_n;
+                    for k in 0..4 * h_n {
+                        dh += dz_next[k] * recurrent[wr + k];
+                    }
+                    let mut d = [0.0f32; 4];
+                    if is_masked(p, ids, b, t) {
+                        carry[ci] = dh;
+                    } else {
+                        let cr = row * 5 * h_n;
+                        let (ig, fg, gg, og, c) = (
+                            cache[cr + j],
+                            cache[cr + h_n + j],
+                            cache[cr + 2 * h_n + j],
+                            cache[cr + 3 * h_n + j],
+                            cache[cr + 4 * h_n + j],
+                        );
+                        let c_prev = if q == 0 {
+                            init.map_or(0.0, |i| i[((d_n + dir) * b_n + b) * h_n + j])
+                        } else {
+                            let rp = (dir * b_n + b) * t_n + prev_time(t, dir);
+                            cache[rp * 5 * h_n + 4 * h_n + j]
+                        };
+                        let tc = tanh_c(c);
+                        let dc = carry[carry_dc + ci] + dh * og * (1.0 - tc * tc);
+                        d = [
+                            dc * gg * ig * (1.0 - ig),
+                            dc * c_prev * fg * (1.0 - fg),
+                            dc * ig * (1.0 - gg * gg),
+                            dh * tc * og * (1.0 - og),
+                        ];
+                        carry[ci] = 0.0;
+                        carry[carry_dc + ci] = dc * fg;
+                    }
+                    for (g, v) in d.into_iter().enumerate() {
+                        dz[row * 4 * h_n + g * h_n + j] = v;
+                        dz_here[g * h_n + j] = v;
+                    }
+                }
+                dz_next = dz_here;
+            }
+            for j in 0..h_n {
+                let ci = (dir * b_n + b) * h_n + j;
+                let wr = (dir * h_n + j) * 4 * h_n;
+                let mut dh = carry[ci];
+                for k in 0..4 * h_n {
+                    dh += dz_next[k] * recurrent[wr + k];
+                }
+                carry[ci] = dh;
+            }
+        }
+    }
+}

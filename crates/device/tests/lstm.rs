@@ -1,0 +1,227 @@
+//! The fused LSTM kernels (shaders/lstm.wgsl) on the adapter against their CPU reference: forward
+//! outputs, the saved cache, and every gradient, for one and two directions, with and without an
+//! initial state, a padding mask and each kind of output gradient, at H = 1, 3, 33, 64 and T = 1
+//! to 70. The reference itself is checked against the unfused composition and finite differences
+//! in kiln-graph's tests.
+
+use kiln_device::testing::{assert_close, gpu_device, random_f32, random_u32, Tolerance};
+use kiln_device::*;
+
+struct Case {
+    b: usize,
+    t: usize,
+    e: usize,
+    h: usize,
+    d: usize,
+    init: bool,
+    mask: bool,
+    seq: bool,
+    dlast: bool,
+}
+
+fn run(dev: &Device, c: &Case, seed: u64) -> Vec<(String, Vec<f32>)> {
+    let f = |s: u64, n: usize, scale: f32| random_f32(seed * 100 + s, n, -scale, scale);
+    let x = dev
+        .from_f32(&f(1, c.b * c.t * c.e, 1.0), &[c.b, c.t, c.e])
+        .unwrap();
+    let kernel = dev
+        .from_f32(&f(2, c.d * c.e * 4 * c.h, 0.5), &[c.d, c.e, 4 * c.h])
+        .unwrap();
+    let scale = 1.0 / (c.h as f32).sqrt();
+    let recurrent = dev
+        .from_f32(&f(3, c.d * c.h * 4 * c.h, scale), &[c.d, c.h, 4 * c.h])
+        .unwrap();
+    let bias = dev
+        .from_f32(&f(4, c.d * 4 * c.h, 0.5), &[c.d, 4 * c.h])
+        .unwrap();
+    let init = c.init.then(|| {
+        dev.from_f32(&f(5, 2 * c.d * c.b * c.h, 1.0), &[2, c.d, c.b, c.h])
+            .unwrap()
+    });
+    // Ids 0..3: about a third of the steps masked, including runs and the first/last steps.
+    let ids = c.mask.then(|| {
+        dev.from_u32(&random_u32(seed + 7, c.b * c.t, 3), &[c.b, c.t])
+            .unwrap()
+    });
+    let state = dev
+        .lstm_forward(
+            &x,
+            &kernel,
+            &recurrent,
+            &bias,
+            init.as_ref(),
+            ids.as_ref(),
+            c.seq,
+        )
+        .unwrap();
+    let dy = c.seq.then(|| {
+        dev.from_f32(&f(6, c.b * c.t * c.d * c.h, 1.0), &[c.b, c.t, c.d * c.h])
+            .unwrap()
+    });
+    let dh = c.dlast.then(|| {
+        dev.from_f32(&f(8, c.b * c.d * c.h, 1.0), &[c.b, c.d * c.h])
+            .unwrap()
+    });
+    let dc = c.dlast.then(|| {
+        dev.from_f32(&f(9, c.b * c.d * c.h, 1.0), &[c.b, c.d * c.h])
+            .unwrap()
+    });
+    let grads = dev
+        .lstm_backward(
+            &x,
+            &kernel,
+            &recurrent,
+            &state,
+            init.as_ref(),
+            ids.as_ref(),
+            LstmOutputGrads {
+                dy: dy.as_ref(),
+                dh_last: dh.as_ref(),
+                dc_last: dc.as_ref(),
+            },
+            true,
+        )
+        .unwrap();
+    let mut out = vec![];
+    let mut put = |name: &str, t: &Tensor| out.push((name.to_string(), dev.to_f32(t).unwrap()));
+    if let Some(y) = &state.y {
+        put("y", y);
+    }
+    put("h_last", &state.h_last);
+    put("c_last", &state.c_last);
+    put("cache", &state.cache);
+    put("hprev", &state.hprev);
+    put("dx", grads.dx.as_ref().unwrap());
+    put("dkernel", &grads.dkernel);
+    put("drecurrent", &grads.drecurrent);
+    put("dbias", &grads.dbias);
+    if let Some(dinit) = &grads.dinit {
+        put("dinit", dinit);
+    }
+    out
+}
+
+#[test]
+fn fused_lstm_matches_reference_forward_and_backward() {
+    let Some(gpu) = gpu_device("fused_lstm_matches_reference") else {
+        return;
+    };
+    let base = Case {
+        b: 3,
+        t: 5,
+        e: 4,
+        h: 3,
+        d: 1,
+        init: false,
+        mask: false,
+        seq: true,
+        dlast: false,
+    };
+    let cases = [
+        Case { h: 1, ..base },
+        Case {
+            d: 2,
+            h: 1,
+            t: 1,
+            ..base
+        },
+        Case {
+            d: 2,
+            h: 3,
+            init: true,
+            dlast: true,
+            ..base
+        },
+        Case {
+            d: 2,
+            h: 33,
+            b: 5,
+            t: 9,
+            mask: true,
+            ..base
+        },
+        Case {
+            d: 1,
+            h: 33,
+            b: 9,
+            t: 7,
+            seq: false,
+            dlast: true,
+            ..base
+        },
+        Case {
+            d: 2,
+            h: 64,
+            b: 6,
+            t: 70,
+            e: 5,
+            mask: true,
+            init: true,
+            dlast: true,
+            ..base
+        },
+        Case {
+            d: 2,
+            h: 64,
+            b: 17,
+            t: 12,
+            e: 16,
+            ..base
+        },
+        Case {
+            d: 1,
+            h: 130,
+            b: 2,
+            t: 4,
+            e: 3,
+            seq: false,
+            dlast: true,
+            mask: true,
+            ..base
+        },
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let got = run(&gpu, c, i as u64);
+        let want = run(&Device::cpu(), c, i as u64);
+        assert_eq!(got.len(), want.len());
+        // Sums over H (forward) and over B*T (weight gradients) are rounded in another order.
+        let tol = Tolerance::reduction(4 * c.h + c.b * c.t).max(Tolerance::TRANSCENDENTAL);
+        for ((name, g), (_, w)) in got.iter().zip(&want) {
+            let what = format!(
+                "case {i} (B {} T {} E {} H {} D {} init {} mask {} seq {} dlast {}) {name}",
+                c.b, c.t, c.e, c.h, c.d, c.init, c.mask, c.seq, c.dlast
+            );
+            assert_close(&what, g, w, tol);
+        }
+    }
+}
+
+#[test]
+fn lstm_shape_errors_name_the_argument() {
+    let dev = Device::cpu();
+    let x = dev.zeros(&[2, 3, 4]).unwrap();
+    let k = dev.zeros(&[1, 4, 8]).unwrap();
+    let r = dev.zeros(&[1, 2, 8]).unwrap();
+    let bad_r = dev.zeros(&[1, 3, 8]).unwrap();
+    let b = dev.zeros(&[1, 8]).unwrap();
+    let e = dev
+        .lstm_forward(&x, &k, &bad_r, &b, None, None, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("recurrent kernel of shape [1, 2, 8]"), "{e}");
+    let ids = dev.from_u32(&[1, 2, 3], &[1, 3]).unwrap();
+    let e = dev
+        .lstm_forward(&x, &k, &r, &b, None, Some(&ids), true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mask ids of shape [2, 3]"), "{e}");
+    let wide = LstmParams::MAX_HIDDEN + 1;
+    let k = dev.zeros(&[1, 4, 4 * wide]).unwrap();
+    let r = dev.zeros(&[1, wide, 4 * wide]).unwrap();
+    let b = dev.zeros(&[1, 4 * wide]).unwrap();
+    let e = dev
+        .lstm_forward(&x, &k, &r, &b, None, None, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Unfused"), "{e}");
+}

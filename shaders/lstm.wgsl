@@ -1,0 +1,292 @@
+// The LSTM recurrence, fused and persistent: one dispatch runs every timestep of every direction.
+//
+// Dimension letters: B batch, T steps, H hidden units, D directions (1, or 2 for Bidirectional:
+// direction 0 reads t = 0..T-1, direction 1 reads t = T-1..0). Gates in Keras's order i, f, g, o
+// (g is the candidate, Keras's "c"); rows of the (D, B*T, ...) buffers are ordered (b, t) with t
+// the actual time, whatever the direction.
+//
+//   z = xproj[d, b, t] + bias[d] + h_prev . recurrent[d]          (4H)
+//   i = sigmoid(z_i)  f = sigmoid(z_f)  g = tanh(z_g)  o = sigmoid(z_o)
+//   c = f * c_prev + i * g      h = o * tanh(c)
+//   masked step (ids[b, t] == 0 when HAS_MASK): c = c_prev, h = h_prev
+//
+// xproj = x . kernel[d] for all timesteps is one batched GEMM done before this kernel; the
+// weight gradients are GEMMs done after `lstm_backward`. This file holds only what is sequential.
+//
+// Work split: a workgroup owns `rows` batch rows of one direction (workgroup g: direction
+// g / blocks, row block g % blocks) for the whole sequence. Batch rows never interact, so no
+// grid-wide barrier is needed: the hidden state (forward) or the gate gradients (backward) of the workgroup's rows live in
+// workgroup memory, double-buffered, with one barrier per step. Each thread owns cells (row, unit)
+// strided by 256; a cell's c is read back from `cache`, which the same thread wrote a step before.
+// The host picks `rows` so the shared buffers fit (forward 2*rows*H, backward 2*rows*4H floats).
+
+struct LstmParams {
+    batch: u32,
+    steps: u32,
+    hidden: u32,
+    dirs: u32,
+    rows: u32,
+    has_init: u32,
+    has_mask: u32,
+    write_seq: u32,
+    has_dy: u32,
+    has_dlast: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: LstmParams;
+// forward
+@group(0) @binding(1) var<storage, read> xproj: array<f32>;      // (D, B*T, 4H), no bias
+@group(0) @binding(2) var<storage, read> recurrent: array<f32>;  // (D, H, 4H)
+@group(0) @binding(3) var<storage, read> bias: array<f32>;       // (D, 4H)
+@group(0) @binding(4) var<storage, read> init: array<f32>;       // (2, D, B, H): h0 then c0
+@group(0) @binding(5) var<storage, read> ids: array<u32>;        // (B, T), 0 = masked
+@group(0) @binding(6) var<storage, read_write> cache: array<f32>; // (D, B*T, 5H): i f g o c
+@group(0) @binding(7) var<storage, read_write> hprev: array<f32>; // (D, B*T, H): h before the step
+@group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (B, T, D*H)
+@group(0) @binding(9) var<storage, read_write> hlast: array<f32>; // (B, D*H)
+@group(0) @binding(10) var<storage, read_write> clast: array<f32>; // (B, D*H)
+// backward
+@group(0) @binding(11) var<storage, read> cache_in: array<f32>;   // (D, B*T, 5H)
+@group(0) @binding(12) var<storage, read> dy: array<f32>;         // (B, T, D*H)
+@group(0) @binding(13) var<storage, read> dhlast: array<f32>;     // (B, D*H)
+@group(0) @binding(14) var<storage, read> dclast: array<f32>;     // (B, D*H)
+@group(0) @binding(15) var<storage, read_write> dz: array<f32>;   // (D, B*T, 4H)
+// (2, D, B, H): the carried dh and dc while the loop runs; d(h0) and d(c0) when it ends.
+@group(0) @binding(16) var<storage, read_write> carry: array<f32>;
+
+// 16 KiB: WebGPU's guaranteed minimum of workgroup memory.
+var<workgroup> sh: array<f32, 4096>;
+
+fn tanh_c(v: f32) -> f32 {
+    return tanh(clamp(v, -15.0, 15.0));
+}
+
+// Actual time of processing step s in direction dir.
+fn time_of(s: u32, dir: u32) -> u32 {
+    return select(s, p.steps - 1u - s, dir == 1u);
+}
+
+fn masked(b: u32, t: u32) -> bool {
+    return p.has_mask == 1u && ids[b * p.steps + t] == 0u;
+}
+
+@compute @workgroup_size(256)
+fn lstm_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let H = p.hidden;
+    let B = p.batch;
+    let T = p.steps;
+    let D = p.dirs;
+    let blocks = (B + p.rows - 1u) / p.rows;
+    let g = group_index(wid, nwg);
+    let dir = g / blocks;
+    let b0 = (g % blocks) * p.rows;
+    let cells = p.rows * H;
+    for (var cell = lid; cell < cells; cell += 256u) {
+        let b = b0 + cell / H;
+        var h = 0.0;
+        if (b < B && p.has_init == 1u) {
+            h = init[(dir * B + b) * H + cell % H];
+        }
+        sh[cell] = h;
+    }
+    workgroupBarrier();
+    for (var s = 0u; s < T; s += 1u) {
+        let t = time_of(s, dir);
+        let cur = (s % 2u) * cells;
+        let nxt = cells - cur;
+        for (var cell = lid; cell < cells; cell += 256u) {
+            let bl = cell / H;
+            let j = cell % H;
+            let b = b0 + bl;
+            if (b >= B) {
+                continue;
+            }
+            let row = (dir * B + b) * T + t;
+            let h_prev = sh[cur + cell];
+            var c_prev = 0.0;
+            if (s == 0u) {
+                if (p.has_init == 1u) {
+                    c_prev = init[((D + dir) * B + b) * H + j];
+                }
+            } else {
+                let t_prev = select(t - 1u, t + 1u, dir == 1u);
+                c_prev = cache[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+            }
+            let xr = row * 4u * H;
+            let br = dir * 4u * H;
+            var zi = xproj[xr + j] + bias[br + j];
+            var zf = xproj[xr + H + j] + bias[br + H + j];
+            var zg = xproj[xr + 2u * H + j] + bias[br + 2u * H + j];
+            var zo = xproj[xr + 3u * H + j] + bias[br + 3u * H + j];
+            let hb = cur + bl * H;
+            var w = dir * H * 4u * H + j;
+            for (var k = 0u; k < H; k += 1u) {
+                let hv = sh[hb + k];
+                zi += hv * recurrent[w];
+                zf += hv * recurrent[w + H];
+                zg += hv * recurrent[w + 2u * H];
+                zo += hv * recurrent[w + 3u * H];
+                w += 4u * H;
+            }
+            let ig = sigmoid(zi);
+            let fg = sigmoid(zf);
+            let gg = tanh_c(zg);
+            let og = sigmoid(zo);
+            var c = fg * c_prev + ig * gg;
+            var h = og * tanh_c(c);
+            if (masked(b, t)) {
+                c = c_prev;
+                h = h_prev;
+            }
+            let cr = row * 5u * H;
+            cache[cr + j] = ig;
+            cache[cr + H + j] = fg;
+            cache[cr + 2u * H + j] = gg;
+            cache[cr + 3u * H + j] = og;
+            cache[cr + 4u * H + j] = c;
+            hprev[row * H + j] = h_prev;
+            let out = b * D * H + dir * H + j;
+            if (p.write_seq == 1u) {
+                y[(b * T + t) * D * H + dir * H + j] = h;
+            }
+            if (s + 1u == T) {
+                hlast[out] = h;
+                clast[out] = c;
+            }
+            sh[nxt + cell] = h;
+        }
+        workgroupBarrier();
+    }
+}
+
+// Backpropagation through time, fused the same way: processing steps in reverse, the thread for
+// cell (b, j) gathers dh = dy + carried dh + dz_next . recurrent[j, :] (dz_next of the step
+// processed after this one, in workgroup memory), then the gate gradients of its unit. dz is
+// written for the weight-gradient GEMMs; dc and (through masked steps) dh are carried.
+@compute @workgroup_size(256)
+fn lstm_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let H = p.hidden;
+    let B = p.batch;
+    let T = p.steps;
+    let D = p.dirs;
+    let blocks = (B + p.rows - 1u) / p.rows;
+    let g = group_index(wid, nwg);
+    let dir = g / blocks;
+    let b0 = (g % blocks) * p.rows;
+    let cells = p.rows * H;
+    let zlen = p.rows * 4u * H;
+    let carry_dc = D * B * H;
+    for (var cell = lid; cell < cells; cell += 256u) {
+        let b = b0 + cell / H;
+        let j = cell % H;
+        if (b < B) {
+            var dh = 0.0;
+            var dc = 0.0;
+            if (p.has_dlast == 1u) {
+                dh = dhlast[b * D * H + dir * H + j];
+                dc = dclast[b * D * H + dir * H + j];
+            }
+            carry[(dir * B + b) * H + j] = dh;
+            carry[carry_dc + (dir * B + b) * H + j] = dc;
+        }
+    }
+    for (var i = lid; i < zlen; i += 256u) {
+        sh[i] = 0.0;
+    }
+    workgroupBarrier();
+    for (var s = 0u; s < T; s += 1u) {
+        let q = T - 1u - s; // processing step, run backwards
+        let t = time_of(q, dir);
+        let cur = (s % 2u) * zlen;
+        let nxt = zlen - cur;
+        for (var cell = lid; cell < cells; cell += 256u) {
+            let bl = cell / H;
+            let j = cell % H;
+            let b = b0 + bl;
+            if (b >= B) {
+                continue;
+            }
+            let row = (dir * B + b) * T + t;
+            let ci = (dir * B + b) * H + j;
+            var dh = carry[ci];
+            if (p.has_dy == 1u) {
+                dh += dy[(b * T + t) * D * H + dir * H + j];
+            }
+            let zb = cur + bl * 4u * H;
+            let wr = (dir * H + j) * 4u * H;
+            for (var k = 0u; k < 4u * H; k += 1u) {
+                dh += sh[zb + k] * recurrent[wr + k];
+            }
+            var di = 0.0;
+            var df = 0.0;
+            var dg = 0.0;
+            var do_ = 0.0;
+            if (masked(b, t)) {
+                carry[ci] = dh;
+            } else {
+                let cr = row * 5u * H;
+                let ig = cache_in[cr + j];
+                let fg = cache_in[cr + H + j];
+                let gg = cache_in[cr + 2u * H + j];
+                let og = cache_in[cr + 3u * H + j];
+                let c = cache_in[cr + 4u * H + j];
+                var c_prev = 0.0;
+                if (q == 0u) {
+                    if (p.has_init == 1u) {
+                        c_prev = init[((D + dir) * B + b) * H + j];
+                    }
+                } else {
+                    let t_prev = select(t - 1u, t + 1u, dir == 1u);
+                    c_prev = cache_in[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+                }
+                let tc = tanh_c(c);
+                let dc = carry[carry_dc + ci] + dh * og * (1.0 - tc * tc);
+                di = dc * gg * ig * (1.0 - ig);
+                df = dc * c_prev * fg * (1.0 - fg);
+                dg = dc * ig * (1.0 - gg * gg);
+                do_ = dh * tc * og * (1.0 - og);
+                carry[ci] = 0.0;
+                carry[carry_dc + ci] = dc * fg;
+            }
+            let zr = row * 4u * H;
+            dz[zr + j] = di;
+            dz[zr + H + j] = df;
+            dz[zr + 2u * H + j] = dg;
+            dz[zr + 3u * H + j] = do_;
+            let zs = nxt + bl * 4u * H;
+            sh[zs + j] = di;
+            sh[zs + H + j] = df;
+            sh[zs + 2u * H + j] = dg;
+            sh[zs + 3u * H + j] = do_;
+        }
+        workgroupBarrier();
+    }
+    // d(h0): what is carried plus the recurrent gradient of the first processed step.
+    let last = (T % 2u) * zlen;
+    for (var cell = lid; cell < cells; cell += 256u) {
+        let bl = cell / H;
+        let j = cell % H;
+        let b = b0 + bl;
+        if (b >= B) {
+            continue;
+        }
+        let ci = (dir * B + b) * H + j;
+        var dh = carry[ci];
+        let zb = last + bl * 4u * H;
+        let wr = (dir * H + j) * 4u * H;
+        for (var k = 0u; k < 4u * H; k += 1u) {
+            dh += sh[zb + k] * recurrent[wr + k];
+        }
+        carry[ci] = dh;
+    }
+}
