@@ -174,6 +174,7 @@ impl Device {
     /// The recurrence alone, given the input projection xproj (D, B*T, 4H) without bias.
     /// `ids` (B, T, u32) masks the steps whose id is 0 (Keras's `mask_zero`): a masked step
     /// carries h and c through unchanged.
+    #[allow(clippy::too_many_arguments)]
     pub fn lstm_recurrence(
         &self,
         xproj: &Tensor,
