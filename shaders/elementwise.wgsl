@@ -14,7 +14,7 @@ struct ElementwiseParams {
 }
 
 // binary: 0 add, 1 sub, 2 mul, 3 div
-// unary: 0 identity, 1 step, 2 sigmoid, 3 tanh, 4 relu, 5 exp, 6 log, 7 scale (x * scalar)
+// unary: 0 identity, 1 step, 2 sigmoid, 3 tanh, 4 relu, 5 exp, 6 log, 7 scale (x * scalar), 8 abs
 override OP: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
@@ -31,6 +31,7 @@ fn act(v: f32) -> f32 {
         case 5u: { return exp(v); }
         case 6u: { return log(v); }
         case 7u: { return v * p.scalar; }
+        case 8u: { return abs(v); }
         default: { return v; }
     }
 }
@@ -50,6 +51,7 @@ fn act_grad(v: f32) -> f32 {
         case 5u: { return exp(v); }
         case 6u: { return 1.0 / v; }
         case 7u: { return p.scalar; }
+        case 8u: { return sign(v); }
         default: { return 1.0; }
     }
 }

@@ -74,10 +74,12 @@ pub enum UnaryOp {
     Exp,
     Log,
     Scale(f32),
+    /// |x|; derivative sign(x) (0 at 0).
+    Abs,
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 8] = [
+    pub const ALL: [UnaryOp; 9] = [
         UnaryOp::Identity,
         UnaryOp::Step,
         UnaryOp::Sigmoid,
@@ -86,6 +88,7 @@ impl UnaryOp {
         UnaryOp::Exp,
         UnaryOp::Log,
         UnaryOp::Scale(0.5),
+        UnaryOp::Abs,
     ];
 
     pub(crate) fn code(self) -> u32 {
@@ -98,6 +101,7 @@ impl UnaryOp {
             UnaryOp::Exp => 5,
             UnaryOp::Log => 6,
             UnaryOp::Scale(_) => 7,
+            UnaryOp::Abs => 8,
         }
     }
 
@@ -597,5 +601,30 @@ impl LstmParams {
     /// Workgroups: one per (direction, block of `rows` batch rows).
     pub fn workgroups(&self) -> u64 {
         self.batch.div_ceil(self.rows) as u64 * self.dirs as u64
+    }
+}
+
+/// A block copy along one axis (shaders/layout.wgsl); both tensors viewed as (outer, axis, inner).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SliceParams {
+    pub outer: u32,
+    /// Entries of the axis copied.
+    pub count: u32,
+    pub inner: u32,
+    pub src_axis: u32,
+    pub src_start: u32,
+    pub dst_axis: u32,
+    pub dst_start: u32,
+    pub _pad: u32,
+}
+
+impl SliceParams {
+    pub fn len(&self) -> usize {
+        self.outer as usize * self.count as usize * self.inner as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

@@ -14,13 +14,14 @@ pub enum ShaderFamily {
     Conv,
     Pool,
     Lstm,
+    Layout,
 }
 
 /// The prelude prepended to every family.
 pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 impl ShaderFamily {
-    pub const ALL: [ShaderFamily; 10] = [
+    pub const ALL: [ShaderFamily; 11] = [
         ShaderFamily::Matmul,
         ShaderFamily::Elementwise,
         ShaderFamily::Reduce,
@@ -31,6 +32,7 @@ impl ShaderFamily {
         ShaderFamily::Conv,
         ShaderFamily::Pool,
         ShaderFamily::Lstm,
+        ShaderFamily::Layout,
     ];
 
     /// The file name under `shaders/`.
@@ -46,6 +48,7 @@ impl ShaderFamily {
             ShaderFamily::Conv => "conv.wgsl",
             ShaderFamily::Pool => "pool.wgsl",
             ShaderFamily::Lstm => "lstm.wgsl",
+            ShaderFamily::Layout => "layout.wgsl",
         }
     }
 
@@ -70,6 +73,7 @@ impl ShaderFamily {
             ShaderFamily::Conv => family!("conv.wgsl"),
             ShaderFamily::Pool => family!("pool.wgsl"),
             ShaderFamily::Lstm => family!("lstm.wgsl"),
+            ShaderFamily::Layout => family!("layout.wgsl"),
         }
     }
 }

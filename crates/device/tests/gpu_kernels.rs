@@ -600,3 +600,45 @@ fn accuracy_metrics_match_reference() {
         .unwrap()
     });
 }
+
+#[test]
+fn narrow_and_slice_assign_match_reference_on_every_axis() {
+    let Some((gpu, cpu)) = devices("narrow_and_slice_assign") else {
+        return;
+    };
+    let shape = [3, 5, 7];
+    let data = random_f32(71, 105, -1.0, 1.0);
+    for axis in 0..3 {
+        for (start, len) in [(0, 1), (1, 2), (0, shape[axis])] {
+            same_on_both("narrow", &gpu, &cpu, Tolerance::EXACT, |d| {
+                d.narrow(&d.from_f32(&data, &shape).unwrap(), axis, start, len)
+                    .unwrap()
+            });
+            for accumulate in [false, true] {
+                same_on_both("slice_assign", &gpu, &cpu, Tolerance::ELEMENTWISE, |d| {
+                    let mut block = shape;
+                    block[axis] = len;
+                    let n: usize = block.iter().product();
+                    let src = d.from_f32(&random_f32(72, n, -1.0, 1.0), &block).unwrap();
+                    let dst = d.from_f32(&data, &shape).unwrap();
+                    d.slice_assign(&dst, axis, start, &src, accumulate).unwrap();
+                    dst
+                });
+            }
+        }
+    }
+    // Host check of the layout itself: the middle axis, entries 1..3.
+    let got = cpu
+        .to_f32(&cpu.narrow(&cpu.from_f32(&data, &shape).unwrap(), 1, 1, 2).unwrap())
+        .unwrap();
+    let want: Vec<f32> = (0..3)
+        .flat_map(|o| (1..3).flat_map(move |a| (0..7).map(move |i| (o, a, i))))
+        .map(|(o, a, i)| data[(o * 5 + a) * 7 + i])
+        .collect();
+    assert_eq!(got, want);
+    let e = cpu
+        .narrow(&cpu.from_f32(&data, &shape).unwrap(), 1, 4, 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("do not fit"), "{e}");
+}

@@ -6,6 +6,7 @@ pub(crate) mod conv;
 mod dropout;
 mod elementwise;
 mod embedding;
+mod layout;
 pub(crate) mod loss;
 pub(crate) mod lstm;
 mod matmul;

@@ -15,7 +15,7 @@ pub use lstm::*;
 
 use crate::params::{
     Activation, BinaryOp, DropoutParams, ElementwiseParams, EmbeddingParams, LossParams,
-    MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams, UnaryOp, BCE_EPS,
+    MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams, SliceParams, UnaryOp, BCE_EPS,
 };
 
 pub fn sigmoid(x: f32) -> f32 {
@@ -105,6 +105,7 @@ pub fn unary_value(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Exp => x.exp(),
         UnaryOp::Log => x.ln(),
         UnaryOp::Scale(s) => x * s,
+        UnaryOp::Abs => x.abs(),
     }
 }
 
@@ -125,6 +126,15 @@ pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Exp => x.exp(),
         UnaryOp::Log => 1.0 / x,
         UnaryOp::Scale(s) => s,
+        UnaryOp::Abs => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }
     }
 }
 
@@ -442,5 +452,23 @@ pub fn categorical_correct(p: &LossParams, pred: &[f32], labels: &[f32], out: &m
     for row in 0..p.n as usize {
         let r = row * c..(row + 1) * c;
         out[row] = (first_argmax(&pred[r.clone()]) == first_argmax(&labels[r])) as u32 as f32;
+    }
+}
+
+/// dst[o, dst_start + a, i] (= or +=) src[o, src_start + a, i] (shaders/layout.wgsl).
+pub fn slice_copy(p: &SliceParams, accumulate: bool, src: &[f32], dst: &mut [f32]) {
+    let (count, inner) = (p.count as usize, p.inner as usize);
+    for o in 0..p.outer as usize {
+        for a in 0..count {
+            for i in 0..inner {
+                let s = (o * p.src_axis as usize + p.src_start as usize + a) * inner + i;
+                let d = (o * p.dst_axis as usize + p.dst_start as usize + a) * inner + i;
+                if accumulate {
+                    dst[d] += src[s];
+                } else {
+                    dst[d] = src[s];
+                }
+            }
+        }
     }
 }
