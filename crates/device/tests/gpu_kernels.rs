@@ -629,7 +629,10 @@ fn narrow_and_slice_assign_match_reference_on_every_axis() {
     }
     // Host check of the layout itself: the middle axis, entries 1..3.
     let got = cpu
-        .to_f32(&cpu.narrow(&cpu.from_f32(&data, &shape).unwrap(), 1, 1, 2).unwrap())
+        .to_f32(
+            &cpu.narrow(&cpu.from_f32(&data, &shape).unwrap(), 1, 1, 2)
+                .unwrap(),
+        )
         .unwrap();
     let want: Vec<f32> = (0..3)
         .flat_map(|o| (1..3).flat_map(move |a| (0..7).map(move |i| (o, a, i))))

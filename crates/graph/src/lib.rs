@@ -2,6 +2,7 @@
 //! initializers, losses, fused optimizers, and a training loop.
 //!
 //! - [`Tape`] / [`Var`]: record ops, `backward()` walks them in reverse (`tape.rs`, `ops.rs`).
+//! - Recurrent ops: the fused and unfused LSTM, the simple RNN (`recurrent.rs`).
 //! - [`ParamBuilder`] / [`ParamStore`]: named parameters packed into one device buffer (`params.rs`).
 //! - [`SequentialConfig`] -> [`Sequential`]: layers (`layers.rs`); [`Optimizer`]: fused Adam/SGD.
 //! - [`fit`]: the training loop (`train.rs`), [`History`] (`history.rs`), checkpoints (`checkpoint.rs`).
@@ -13,6 +14,7 @@ pub mod layers;
 mod ops;
 pub mod optim;
 pub mod params;
+pub mod recurrent;
 mod tape;
 pub mod train;
 
@@ -22,5 +24,6 @@ pub use kiln_device;
 pub use layers::{Activation, LayerConfig, Module, Sequential, SequentialConfig, SummaryRow};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use params::{Init, ParamBuilder, ParamId, ParamStore};
+pub use recurrent::{LstmOutputs, LstmPath};
 pub use tape::{Tape, Var};
 pub use train::{evaluate, fit, Dataset, Inputs, LossKind, RunOptions, TrainConfig};

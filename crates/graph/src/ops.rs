@@ -250,4 +250,48 @@ impl Tape {
             Ok(vec![Some(d.pool2d_backward(&xv, dy, &pooled, &spec)?)])
         }))
     }
+
+    /// Entries start..start+len of `axis`. Backward writes dy into a zeroed gradient of x's shape.
+    pub fn narrow(&self, x: &Var, axis: usize, start: usize, len: usize) -> Result<Var> {
+        let value = self.device().narrow(x.value(), axis, start, len)?;
+        let shape = x.shape().to_vec();
+        Ok(self.record(value, &[x], move |d, dy| {
+            let dx = d.zeros(&shape)?;
+            d.slice_assign(&dx, axis, start, dy, false)?;
+            Ok(vec![Some(dx)])
+        }))
+    }
+
+    /// Joins tensors along `axis`; the other axes must agree. Backward narrows dy back.
+    pub fn concat(&self, xs: &[&Var], axis: usize) -> Result<Var> {
+        let first = xs
+            .first()
+            .ok_or_else(|| Error::model("concat", "nothing to join"))?;
+        let mut shape = first.shape().to_vec();
+        if axis >= shape.len() {
+            return Err(Error::model(
+                "concat",
+                format!("axis {axis} out of range for shape {shape:?}"),
+            ));
+        }
+        shape[axis] = xs
+            .iter()
+            .map(|x| x.shape().get(axis).copied().unwrap_or(0))
+            .sum();
+        let d = self.device();
+        let value = d.zeros(&shape)?;
+        let mut starts = vec![];
+        let mut at = 0;
+        for x in xs {
+            d.slice_assign(&value, axis, at, x.value(), false)?;
+            starts.push((at, x.shape()[axis]));
+            at += x.shape()[axis];
+        }
+        Ok(self.record(value, xs, move |d, dy| {
+            starts
+                .iter()
+                .map(|&(start, len)| Ok(Some(d.narrow(dy, axis, start, len)?)))
+                .collect()
+        }))
+    }
 }

@@ -36,11 +36,14 @@ impl Var {
     }
 }
 
-pub(crate) type BackwardFn = Box<dyn FnOnce(&Device, &Tensor) -> Result<Vec<Option<Tensor>>>>;
+/// Receives the gradient of each output (None where nothing downstream used it; never all None)
+/// and returns one gradient (or None) per input.
+pub(crate) type BackwardFn =
+    Box<dyn FnOnce(&Device, Vec<Option<Tensor>>) -> Result<Vec<Option<Tensor>>>>;
 
 struct Record {
     inputs: Vec<Var>,
-    output: usize,
+    outputs: Vec<usize>,
     backward: BackwardFn,
 }
 
@@ -126,21 +129,39 @@ impl Tape {
         inputs: &[&Var],
         backward: impl FnOnce(&Device, &Tensor) -> Result<Vec<Option<Tensor>>> + 'static,
     ) -> Var {
-        let id = self.fresh_id();
+        let mut outputs = self.record_multi(vec![value], inputs, move |d, mut douts| {
+            let dout = douts.pop().flatten().expect("a single output's gradient");
+            backward(d, &dout)
+        });
+        outputs.pop().expect("one output")
+    }
+
+    /// An op with several outputs (the LSTM's sequence and last states). `backward` gets one
+    /// optional gradient per output.
+    pub(crate) fn record_multi(
+        &self,
+        values: Vec<Tensor>,
+        inputs: &[&Var],
+        backward: impl FnOnce(&Device, Vec<Option<Tensor>>) -> Result<Vec<Option<Tensor>>> + 'static,
+    ) -> Vec<Var> {
         let requires_grad = self.recording && inputs.iter().any(|v| v.requires_grad);
+        let outputs: Vec<Var> = values
+            .into_iter()
+            .map(|value| Var {
+                id: self.fresh_id(),
+                value,
+                requires_grad,
+                grad_sink: None,
+            })
+            .collect();
         if requires_grad {
             self.records.borrow_mut().push(Record {
                 inputs: inputs.iter().map(|v| (*v).clone()).collect(),
-                output: id,
+                outputs: outputs.iter().map(|v| v.id).collect(),
                 backward: Box::new(backward),
             });
         }
-        Var {
-            id,
-            value,
-            requires_grad,
-            grad_sink: None,
-        }
+        outputs
     }
 
     /// Back-propagates from `loss` (seeded with ones), accumulating into parameter gradients.
@@ -153,10 +174,12 @@ impl Tape {
         grads.insert(loss.id, self.device.full(loss.shape(), 1.0)?);
         let records = std::mem::take(&mut *self.records.borrow_mut());
         for record in records.into_iter().rev() {
-            let Some(dout) = grads.remove(&record.output) else {
+            let douts: Vec<Option<Tensor>> =
+                record.outputs.iter().map(|id| grads.remove(id)).collect();
+            if douts.iter().all(Option::is_none) {
                 continue;
-            };
-            let dins = (record.backward)(&self.device, &dout)?;
+            }
+            let dins = (record.backward)(&self.device, douts)?;
             for (input, din) in record.inputs.iter().zip(dins) {
                 let Some(din) = din else { continue };
                 if !input.requires_grad {

@@ -1,0 +1,317 @@
+//! Recurrent ops on the tape: the LSTM, fused (kiln-device's persistent kernels: two dispatches
+//! forward, whatever T is) or unfused (matmul and elementwise ops per timestep, the way a
+//! general-purpose framework runs it), and the simple RNN.
+//!
+//! Both LSTM paths take the same weights, Keras's layout stacked over directions D (1, or 2 for a
+//! bidirectional layer; 0 = forward, 1 = backward): kernel (D, E, 4H), recurrent (D, H, 4H),
+//! bias (D, 4H), gates i, f, g, o. The unfused path is the reference the fused one is tested
+//! against, and the fallback for layers wider than the fused kernels take.
+
+use kiln_device::{LstmOutputGrads, LstmParams, Tensor, UnaryOp};
+use serde::{Deserialize, Serialize};
+
+use crate::tape::{Tape, Var};
+use crate::{Error, Result};
+
+/// How an LSTM runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LstmPath {
+    /// The persistent WGSL kernels (hidden sizes up to [`LstmParams::MAX_HIDDEN`]; wider layers
+    /// run unfused).
+    #[default]
+    Fused,
+    /// One matmul and a dozen elementwise ops per timestep and direction.
+    Unfused,
+}
+
+/// An LSTM's outputs.
+#[derive(Clone, Debug)]
+pub struct LstmOutputs {
+    /// (B, T, D*H), with `return_sequences`.
+    pub y: Option<Var>,
+    /// (B, D*H): each direction's last state (forward at t = T-1, backward at t = 0).
+    pub h: Var,
+    /// (B, D*H): the matching cell states.
+    pub c: Var,
+}
+
+/// Per-step masks for the unfused paths: for each t, a (B, H) tensor of 1 (keep) / 0 (masked).
+fn step_masks(tape: &Tape, ids: &Tensor, hidden: usize) -> Result<Vec<Tensor>> {
+    let d = tape.device();
+    let (b, t) = (ids.shape()[0], ids.shape()[1]);
+    let host = d.to_u32(ids)?;
+    (0..t)
+        .map(|s| {
+            let m: Vec<f32> = (0..b)
+                .flat_map(|r| {
+                    let keep = if host[r * t + s] == 0 { 0.0 } else { 1.0 };
+                    std::iter::repeat_n(keep, hidden)
+                })
+                .collect();
+            Ok(d.from_f32(&m, &[b, hidden])?)
+        })
+        .collect()
+}
+
+fn check_ids(x: &[usize], ids: Option<&Tensor>) -> Result<()> {
+    if let Some(ids) = ids {
+        if ids.shape() != &x[..2] {
+            return Err(Error::model(
+                "lstm mask",
+                format!("ids of shape {:?} for input {x:?}", ids.shape()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Tape {
+    /// The fused LSTM: x (B, T, E); `init` (2, D, B, H) = h0 then c0, zeros when None; `ids`
+    /// (B, T) masks the steps whose id is 0 (state carried through).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm(
+        &self,
+        x: &Var,
+        kernel: &Var,
+        recurrent: &Var,
+        bias: &Var,
+        init: Option<&Var>,
+        ids: Option<&Tensor>,
+        return_sequences: bool,
+    ) -> Result<LstmOutputs> {
+        check_ids(x.shape(), ids)?;
+        let d = self.device();
+        let state = d.lstm_forward(
+            x.value(),
+            kernel.value(),
+            recurrent.value(),
+            bias.value(),
+            init.map(Var::value),
+            ids,
+            return_sequences,
+        )?;
+        let mut values = vec![];
+        values.extend(state.y.clone());
+        values.push(state.h_last.clone());
+        values.push(state.c_last.clone());
+        let (xv, kv, rv) = (
+            x.value().clone(),
+            kernel.value().clone(),
+            recurrent.value().clone(),
+        );
+        let (init_v, ids_v, need_dx) = (
+            init.map(|v| v.value().clone()),
+            ids.cloned(),
+            x.requires_grad(),
+        );
+        let mut inputs = vec![x, kernel, recurrent, bias];
+        inputs.extend(init);
+        let mut outs = self.record_multi(values, &inputs, move |d, douts| {
+            let mut it = douts.into_iter();
+            let dy = if return_sequences {
+                it.next().flatten()
+            } else {
+                None
+            };
+            let (dh, dc) = (it.next().flatten(), it.next().flatten());
+            let g = d.lstm_backward(
+                &xv,
+                &kv,
+                &rv,
+                &state,
+                init_v.as_ref(),
+                ids_v.as_ref(),
+                LstmOutputGrads {
+                    dy: dy.as_ref(),
+                    dh_last: dh.as_ref(),
+                    dc_last: dc.as_ref(),
+                },
+                need_dx,
+            )?;
+            let mut grads = vec![g.dx, Some(g.dkernel), Some(g.drecurrent), Some(g.dbias)];
+            if init_v.is_some() {
+                grads.push(g.dinit);
+            }
+            Ok(grads)
+        });
+        let c = outs.pop().expect("c");
+        let h = outs.pop().expect("h");
+        Ok(LstmOutputs {
+            y: outs.pop(),
+            h,
+            c,
+        })
+    }
+
+    /// The same LSTM composed of tape ops, one timestep at a time: per step and direction a matmul
+    /// h . recurrent, the gate slices, three sigmoids, two tanh and the cell arithmetic.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_unfused(
+        &self,
+        x: &Var,
+        kernel: &Var,
+        recurrent: &Var,
+        bias: &Var,
+        init: Option<&Var>,
+        ids: Option<&Tensor>,
+        return_sequences: bool,
+    ) -> Result<LstmOutputs> {
+        check_ids(x.shape(), ids)?;
+        let &[b, t, e] = x.shape() else {
+            return Err(Error::model(
+                "lstm",
+                format!("x of shape [B, T, E], got {:?}", x.shape()),
+            ));
+        };
+        let &[dirs, _, h4] = kernel.shape() else {
+            return Err(Error::model(
+                "lstm",
+                format!("kernel [D, E, 4H], got {:?}", kernel.shape()),
+            ));
+        };
+        let h = h4 / 4;
+        let masks = ids.map(|ids| step_masks(self, ids, h)).transpose()?;
+        let x2 = self.reshape(x, &[b * t, e])?;
+        let (mut ys, mut hs, mut cs) = (vec![], vec![], vec![]);
+        for dir in 0..dirs {
+            let k = self.reshape(&self.narrow(kernel, 0, dir, 1)?, &[e, h4])?;
+            let u = self.reshape(&self.narrow(recurrent, 0, dir, 1)?, &[h, h4])?;
+            let bias_d = self.reshape(&self.narrow(bias, 0, dir, 1)?, &[h4])?;
+            let xproj = self.reshape(&self.matmul(&x2, &k, false, false)?, &[b, t, h4])?;
+            let (mut hv, mut cv) = match init {
+                Some(init) => (
+                    self.reshape(
+                        &self.narrow(&self.narrow(init, 0, 0, 1)?, 1, dir, 1)?,
+                        &[b, h],
+                    )?,
+                    self.reshape(
+                        &self.narrow(&self.narrow(init, 0, 1, 1)?, 1, dir, 1)?,
+                        &[b, h],
+                    )?,
+                ),
+                None => (
+                    self.constant(self.device().zeros(&[b, h])?),
+                    self.constant(self.device().zeros(&[b, h])?),
+                ),
+            };
+            let mut seq: Vec<Option<Var>> = vec![None; t];
+            for s in 0..t {
+                let ts = if dir == 1 { t - 1 - s } else { s };
+                let xt = self.reshape(&self.narrow(&xproj, 1, ts, 1)?, &[b, h4])?;
+                let z = self.add(
+                    &self.add(&xt, &bias_d)?,
+                    &self.matmul(&hv, &u, false, false)?,
+                )?;
+                let gate = |g: usize| self.narrow(&z, 1, g * h, h);
+                let i = self.unary(UnaryOp::Sigmoid, &gate(0)?)?;
+                let f = self.unary(UnaryOp::Sigmoid, &gate(1)?)?;
+                let g = self.unary(UnaryOp::Tanh, &gate(2)?)?;
+                let o = self.unary(UnaryOp::Sigmoid, &gate(3)?)?;
+                let c_new = self.add(&self.mul(&f, &cv)?, &self.mul(&i, &g)?)?;
+                let h_new = self.mul(&o, &self.unary(UnaryOp::Tanh, &c_new)?)?;
+                (hv, cv) = match &masks {
+                    Some(m) => {
+                        // state = prev + keep * (new - prev)
+                        let keep = self.constant(m[ts].clone());
+                        (
+                            self.add(&hv, &self.mul(&keep, &self.sub(&h_new, &hv)?)?)?,
+                            self.add(&cv, &self.mul(&keep, &self.sub(&c_new, &cv)?)?)?,
+                        )
+                    }
+                    None => (h_new, c_new),
+                };
+                if return_sequences {
+                    seq[ts] = Some(self.reshape(&hv, &[b, 1, h])?);
+                }
+            }
+            if return_sequences {
+                let parts: Vec<Var> = seq.into_iter().map(|v| v.expect("every step")).collect();
+                let refs: Vec<&Var> = parts.iter().collect();
+                ys.push(self.concat(&refs, 1)?);
+            }
+            hs.push(hv);
+            cs.push(cv);
+        }
+        let join = |vs: &[Var], axis: usize| -> Result<Var> {
+            if vs.len() == 1 {
+                Ok(vs[0].clone())
+            } else {
+                self.concat(&vs.iter().collect::<Vec<_>>(), axis)
+            }
+        };
+        Ok(LstmOutputs {
+            y: if return_sequences {
+                Some(join(&ys, 2)?)
+            } else {
+                None
+            },
+            h: join(&hs, 1)?,
+            c: join(&cs, 1)?,
+        })
+    }
+
+    /// The LSTM by `path`; the fused path falls back to the unfused one above the kernels' width.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_with(
+        &self,
+        path: LstmPath,
+        x: &Var,
+        kernel: &Var,
+        recurrent: &Var,
+        bias: &Var,
+        init: Option<&Var>,
+        ids: Option<&Tensor>,
+        return_sequences: bool,
+    ) -> Result<LstmOutputs> {
+        let hidden = recurrent.shape().get(1).copied().unwrap_or(0);
+        if path == LstmPath::Fused && hidden <= LstmParams::MAX_HIDDEN {
+            self.lstm(x, kernel, recurrent, bias, init, ids, return_sequences)
+        } else {
+            self.lstm_unfused(x, kernel, recurrent, bias, init, ids, return_sequences)
+        }
+    }
+
+    /// Elman RNN, Keras's SimpleRNN: h_t = tanh(x_t . kernel + h_{t-1} . recurrent + bias), from
+    /// h = 0. x (B, T, E), kernel (E, H), recurrent (H, H), bias (H). Returns the sequence
+    /// (B, T, H) when asked, and the last state (B, H).
+    pub fn simple_rnn(
+        &self,
+        x: &Var,
+        kernel: &Var,
+        recurrent: &Var,
+        bias: &Var,
+        return_sequences: bool,
+    ) -> Result<(Option<Var>, Var)> {
+        let &[b, t, e] = x.shape() else {
+            return Err(Error::model(
+                "simple_rnn",
+                format!("x of shape [B, T, E], got {:?}", x.shape()),
+            ));
+        };
+        let h = recurrent.shape()[0];
+        let xproj = self.reshape(
+            &self.matmul(&self.reshape(x, &[b * t, e])?, kernel, false, false)?,
+            &[b, t, h],
+        )?;
+        let mut hv = self.constant(self.device().zeros(&[b, h])?);
+        let mut seq = vec![];
+        for s in 0..t {
+            let xt = self.reshape(&self.narrow(&xproj, 1, s, 1)?, &[b, h])?;
+            let z = self.add(
+                &self.add(&xt, bias)?,
+                &self.matmul(&hv, recurrent, false, false)?,
+            )?;
+            hv = self.unary(UnaryOp::Tanh, &z)?;
+            if return_sequences {
+                seq.push(self.reshape(&hv, &[b, 1, h])?);
+            }
+        }
+        let y = if return_sequences {
+            Some(self.concat(&seq.iter().collect::<Vec<_>>(), 1)?)
+        } else {
+            None
+        };
+        Ok((y, hv))
+    }
+}

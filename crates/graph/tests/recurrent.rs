@@ -1,0 +1,287 @@
+//! Recurrent ops: the fused LSTM against the unfused composition (forward and every gradient, with
+//! and without masks and initial states, H = 1, 3, 33, 64, T = 1 to 40), on the CPU device and on
+//! the adapter; both against central finite differences; the simple RNN, narrow and concat too.
+
+use kiln_device::testing::{assert_close, gpu_device, random_f32, random_u32, Tolerance};
+use kiln_device::{Device, Tensor};
+use kiln_graph::*;
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    b: usize,
+    t: usize,
+    e: usize,
+    h: usize,
+    d: usize,
+    init: bool,
+    mask: bool,
+    seq: bool,
+}
+
+/// x, kernel, recurrent, bias (and init) as parameters, so that every gradient can be read.
+fn store(dev: &Device, c: &Case, seed: u64) -> ParamStore {
+    let mut b = ParamBuilder::new(seed);
+    let v = |s: u64, n: usize, a: f32| Init::Values(random_f32(seed * 10 + s, n, -a, a));
+    let (h4, sc) = (4 * c.h, 1.0 / (c.h as f32).sqrt());
+    b.add("x", &[c.b, c.t, c.e], v(1, c.b * c.t * c.e, 1.0))
+        .unwrap();
+    b.add("kernel", &[c.d, c.e, h4], v(2, c.d * c.e * h4, 0.6))
+        .unwrap();
+    b.add("recurrent", &[c.d, c.h, h4], v(3, c.d * c.h * h4, sc))
+        .unwrap();
+    b.add("bias", &[c.d, h4], v(4, c.d * h4, 0.5)).unwrap();
+    if c.init {
+        b.add("init", &[2, c.d, c.b, c.h], v(5, 2 * c.d * c.b * c.h, 1.0))
+            .unwrap();
+    }
+    b.build(dev).unwrap()
+}
+
+fn ids(dev: &Device, c: &Case, seed: u64) -> Option<Tensor> {
+    c.mask.then(|| {
+        dev.from_u32(&random_u32(seed + 77, c.b * c.t, 3), &[c.b, c.t])
+            .unwrap()
+    })
+}
+
+/// sum over outputs of mean(output * r): every output element matters.
+fn objective(tape: &Tape, out: &LstmOutputs) -> Var {
+    let mut parts: Vec<&Var> = vec![&out.h, &out.c];
+    parts.extend(out.y.as_ref());
+    let mut total: Option<Var> = None;
+    for (i, v) in parts.into_iter().enumerate() {
+        let r = random_f32(500 + i as u64, v.value().len(), -1.0, 1.0);
+        let r = tape.constant(tape.device().from_f32(&r, v.shape()).unwrap());
+        let m = tape.mean(&tape.mul(v, &r).unwrap()).unwrap();
+        total = Some(match total {
+            Some(t) => tape.add(&t, &m).unwrap(),
+            None => m,
+        });
+    }
+    total.unwrap()
+}
+
+fn run(tape: &Tape, s: &ParamStore, c: &Case, ids: Option<&Tensor>, path: LstmPath) -> LstmOutputs {
+    let p = |name: &str| tape.param(s, s.find(name).unwrap());
+    let init = c.init.then(|| p("init"));
+    let (x, k, r, b) = (p("x"), p("kernel"), p("recurrent"), p("bias"));
+    match path {
+        LstmPath::Fused => tape.lstm(&x, &k, &r, &b, init.as_ref(), ids, c.seq),
+        LstmPath::Unfused => tape.lstm_unfused(&x, &k, &r, &b, init.as_ref(), ids, c.seq),
+    }
+    .unwrap()
+}
+
+/// Outputs and every gradient, by one path.
+fn outputs_and_grads(dev: &Device, c: &Case, seed: u64, path: LstmPath) -> Vec<(String, Vec<f32>)> {
+    let s = store(dev, c, seed);
+    let ids = ids(dev, c, seed);
+    let tape = Tape::recording(dev);
+    let out = run(&tape, &s, c, ids.as_ref(), path);
+    let mut got = vec![];
+    if let Some(y) = &out.y {
+        got.push(("y".to_string(), dev.to_f32(y.value()).unwrap()));
+    }
+    got.push(("h".into(), dev.to_f32(out.h.value()).unwrap()));
+    got.push(("c".into(), dev.to_f32(out.c.value()).unwrap()));
+    let loss = objective(&tape, &out);
+    tape.backward(&loss).unwrap();
+    for id in s.ids() {
+        got.push((format!("d{}", s.name(id)), dev.to_f32(s.grad(id)).unwrap()));
+    }
+    got
+}
+
+fn cases() -> Vec<Case> {
+    let base = Case {
+        b: 3,
+        t: 4,
+        e: 3,
+        h: 3,
+        d: 1,
+        init: false,
+        mask: false,
+        seq: true,
+    };
+    vec![
+        Case { h: 1, ..base },
+        Case { t: 1, d: 2, ..base },
+        Case {
+            d: 2,
+            init: true,
+            mask: true,
+            ..base
+        },
+        Case {
+            h: 33,
+            b: 2,
+            t: 6,
+            d: 2,
+            mask: true,
+            seq: false,
+            ..base
+        },
+        Case {
+            h: 64,
+            b: 2,
+            t: 40,
+            e: 5,
+            d: 2,
+            init: true,
+            ..base
+        },
+        Case {
+            h: 64,
+            b: 5,
+            t: 7,
+            e: 4,
+            d: 1,
+            mask: true,
+            seq: false,
+            init: true,
+            ..base
+        },
+    ]
+}
+
+fn compare_paths(dev: &Device, label: &str) {
+    for (i, c) in cases().iter().enumerate() {
+        let fused = outputs_and_grads(dev, c, i as u64, LstmPath::Fused);
+        let unfused = outputs_and_grads(dev, c, i as u64, LstmPath::Unfused);
+        assert_eq!(fused.len(), unfused.len());
+        let tol = Tolerance::reduction(4 * c.h + c.b * c.t).max(Tolerance::TRANSCENDENTAL);
+        for ((name, f), (_, u)) in fused.iter().zip(&unfused) {
+            assert_close(&format!("{label} case {i} {c:?}: {name}"), f, u, tol);
+        }
+    }
+}
+
+#[test]
+fn fused_lstm_matches_unfused_composition_on_cpu() {
+    compare_paths(&Device::cpu(), "cpu");
+}
+
+#[test]
+fn fused_lstm_matches_unfused_composition_on_gpu() {
+    let Some(gpu) = gpu_device("fused_lstm_matches_unfused_composition_on_gpu") else {
+        return;
+    };
+    compare_paths(&gpu, "gpu");
+}
+
+const EPS: f32 = 3e-3;
+const FD_TOL: Tolerance = Tolerance {
+    abs: 2e-3,
+    rel: 2e-2,
+};
+
+/// Central differences of `f` against its recorded gradients, for every parameter element.
+fn gradcheck(name: &str, s: &ParamStore, f: impl Fn(&Tape) -> Var) {
+    let d = s.device().clone();
+    let tape = Tape::recording(&d);
+    tape.backward(&f(&tape)).unwrap();
+    let eval = || d.to_f32(f(&Tape::inference(&d)).value()).unwrap()[0];
+    for id in s.ids() {
+        let analytic = d.to_f32(s.grad(id)).unwrap();
+        let base = d.to_f32(s.value(id)).unwrap();
+        let mut numeric = vec![0.0; base.len()];
+        for i in 0..base.len() {
+            let mut v = base.clone();
+            v[i] = base[i] + EPS;
+            d.write_f32(s.value(id), &v).unwrap();
+            let up = eval();
+            v[i] = base[i] - EPS;
+            d.write_f32(s.value(id), &v).unwrap();
+            numeric[i] = (up - eval()) / (2.0 * EPS);
+        }
+        d.write_f32(s.value(id), &base).unwrap();
+        assert_close(
+            &format!("{name}: d/d {}", s.name(id)),
+            &analytic,
+            &numeric,
+            FD_TOL,
+        );
+    }
+}
+
+#[test]
+fn fused_and_unfused_lstm_against_finite_differences() {
+    let dev = Device::cpu();
+    let c = Case {
+        b: 2,
+        t: 3,
+        e: 2,
+        h: 2,
+        d: 2,
+        init: true,
+        mask: true,
+        seq: true,
+    };
+    let s = store(&dev, &c, 42);
+    let ids = dev.from_u32(&[1, 0, 2, 2, 1, 0], &[2, 3]).unwrap();
+    for path in [LstmPath::Fused, LstmPath::Unfused] {
+        gradcheck(&format!("lstm {path:?}"), &s, |t| {
+            objective(t, &run(t, &s, &c, Some(&ids), path))
+        });
+        s.zero_grad().unwrap();
+    }
+}
+
+#[test]
+fn simple_rnn_narrow_and_concat_against_finite_differences() {
+    let dev = Device::cpu();
+    let mut b = ParamBuilder::new(3);
+    let v = |s: u64, n: usize| Init::Values(random_f32(s, n, -0.8, 0.8));
+    b.add("x", &[2, 4, 3], v(1, 24)).unwrap();
+    b.add("kernel", &[3, 5], v(2, 15)).unwrap();
+    b.add("recurrent", &[5, 5], v(3, 25)).unwrap();
+    b.add("bias", &[5], v(4, 5)).unwrap();
+    let s = b.build(&dev).unwrap();
+    let p = |t: &Tape, n: &str| t.param(&s, s.find(n).unwrap());
+    gradcheck("simple_rnn", &s, |t| {
+        let (y, h) = t
+            .simple_rnn(
+                &p(t, "x"),
+                &p(t, "kernel"),
+                &p(t, "recurrent"),
+                &p(t, "bias"),
+                true,
+            )
+            .unwrap();
+        let y = y.unwrap();
+        // Mix narrow and concat in: [y[:, 1:3], h as (B, 1, H)] along time.
+        let mid = t.narrow(&y, 1, 1, 2).unwrap();
+        let h3 = t.reshape(&h, &[2, 1, 5]).unwrap();
+        let joined = t.concat(&[&mid, &h3], 1).unwrap();
+        let r = random_f32(9, joined.value().len(), -1.0, 1.0);
+        let r = t.constant(t.device().from_f32(&r, joined.shape()).unwrap());
+        t.mean(&t.mul(&joined, &r).unwrap()).unwrap()
+    });
+}
+
+#[test]
+fn bidirectional_last_states_are_forward_end_and_backward_start() {
+    // With return_sequences the last states must equal y[:, T-1, :H] and y[:, 0, H:].
+    let dev = Device::cpu();
+    let c = Case {
+        b: 2,
+        t: 5,
+        e: 3,
+        h: 4,
+        d: 2,
+        init: false,
+        mask: false,
+        seq: true,
+    };
+    let s = store(&dev, &c, 7);
+    let tape = Tape::inference(&dev);
+    let out = run(&tape, &s, &c, None, LstmPath::Fused);
+    let y = dev.to_f32(out.y.unwrap().value()).unwrap();
+    let h = dev.to_f32(out.h.value()).unwrap();
+    for b in 0..2 {
+        for j in 0..4 {
+            assert_eq!(h[b * 8 + j], y[(b * 5 + 4) * 8 + j]);
+            assert_eq!(h[b * 8 + 4 + j], y[(b * 5) * 8 + 4 + j]);
+        }
+    }
+}
