@@ -139,7 +139,6 @@ fn cases() -> Vec<Case> {
             mask: true,
             seq: false,
             init: true,
-            ..base
         },
     ]
 }
