@@ -9,6 +9,7 @@ use kiln_device::{Conv2dSpec, PoolMode, Tensor, UnaryOp};
 use serde::{Deserialize, Serialize};
 
 use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
+use crate::recurrent::LstmPath;
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
 
@@ -55,6 +56,31 @@ pub enum LayerConfig {
     Embedding {
         vocab: usize,
         dim: usize,
+        /// Keras's `mask_zero`: id 0 is padding, and the recurrent layers that follow carry their
+        /// state through padded steps.
+        #[serde(default)]
+        mask_zero: bool,
+    },
+    /// LSTM over (B, T, E), Keras's semantics: gates i, f, g, o; kernel (1, E, 4H) glorot_uniform,
+    /// recurrent kernel (1, H, 4H) orthogonal, bias (1, 4H) zeros with the forget block at 1
+    /// (unit_forget_bias). Output (B, T, H) with `return_sequences`, else the last state (B, H).
+    Lstm {
+        units: usize,
+        #[serde(default)]
+        return_sequences: bool,
+    },
+    /// Keras's SimpleRNN: h = tanh(x kernel + h recurrent + bias); kernel (E, H) glorot_uniform,
+    /// recurrent (H, H) orthogonal, bias (H) zeros.
+    SimpleRnn {
+        units: usize,
+        #[serde(default)]
+        return_sequences: bool,
+    },
+    /// Runs the wrapped LSTM forward and backward in time and concatenates the two (last axis).
+    /// Weights as the LSTM's with a leading direction axis of 2 (0 forward, 1 backward). Without
+    /// `return_sequences`: [forward state at T-1, backward state at t = 0], as Keras.
+    Bidirectional {
+        layer: Box<LayerConfig>,
     },
     /// Drops a fraction `rate` of activations while training (scaling the rest), identity otherwise.
     Dropout {
@@ -121,6 +147,19 @@ enum Layer {
     Embedding {
         table: ParamId,
     },
+    Lstm {
+        kernel: ParamId,
+        recurrent: ParamId,
+        bias: ParamId,
+        return_sequences: bool,
+        bidirectional: bool,
+    },
+    SimpleRnn {
+        kernel: ParamId,
+        recurrent: ParamId,
+        bias: ParamId,
+        return_sequences: bool,
+    },
     Dropout {
         rate: f32,
     },
@@ -175,6 +214,9 @@ pub struct Sequential {
     layers: Vec<Layer>,
     /// Per-sample output shape of each layer.
     shapes: Vec<Vec<usize>>,
+    /// The embedding masks padding (id 0) for the recurrent layers.
+    mask_zero: bool,
+    lstm_path: LstmPath,
 }
 
 /// One row of [`Sequential::summary`].
@@ -193,6 +235,9 @@ impl SequentialConfig {
         let mut counts = std::collections::HashMap::<&str, usize>::new();
         let mut shape = self.input.clone();
         let (mut names, mut layers, mut shapes) = (vec![], vec![], vec![]);
+        // Whether a mask from the embedding still flows (Keras drops it after a recurrent layer
+        // that returns only its last state).
+        let mut masked = false;
         for (i, cfg) in self.layers.iter().enumerate() {
             let kind = kind_of(cfg);
             let n = counts.entry(kind).or_default();
@@ -225,7 +270,12 @@ impl SequentialConfig {
                         activation,
                     }
                 }
-                LayerConfig::Embedding { vocab, dim } => {
+                LayerConfig::Embedding {
+                    vocab,
+                    dim,
+                    mask_zero,
+                } => {
+                    masked = mask_zero;
                     if i != 0 {
                         return Err(bad(
                             "an embedding must be the first layer (it reads token ids)".into(),
@@ -238,6 +288,97 @@ impl SequentialConfig {
                     )?;
                     shape.push(dim);
                     Layer::Embedding { table }
+                }
+                LayerConfig::Lstm { .. } | LayerConfig::Bidirectional { .. } => {
+                    let (inner, bidirectional) = match cfg {
+                        LayerConfig::Bidirectional { layer } => (&**layer, true),
+                        other => (other, false),
+                    };
+                    let LayerConfig::Lstm {
+                        units,
+                        return_sequences,
+                    } = *inner
+                    else {
+                        return Err(bad(
+                            "Bidirectional wraps an Lstm layer (SimpleRnn runs one way only)"
+                                .into(),
+                        ));
+                    };
+                    let &[_, e] = &shape[..] else {
+                        return Err(bad(format!(
+                            "an LSTM needs (T, E) inputs per sample, got {shape:?}"
+                        )));
+                    };
+                    if units == 0 {
+                        return Err(bad("an LSTM needs at least one unit".into()));
+                    }
+                    let d = if bidirectional { 2 } else { 1 };
+                    let h4 = 4 * units;
+                    let kernel = b.add(
+                        format!("{name}.kernel"),
+                        &[d, e, h4],
+                        Init::GlorotUniformFans {
+                            fan_in: e,
+                            fan_out: h4,
+                        },
+                    )?;
+                    let recurrent = b.add(
+                        format!("{name}.recurrent_kernel"),
+                        &[d, units, h4],
+                        Init::Orthogonal,
+                    )?;
+                    let forget_one: Vec<f32> = (0..d * h4)
+                        .map(|i| if (i % h4) / units == 1 { 1.0 } else { 0.0 })
+                        .collect();
+                    let bias = b.add(format!("{name}.bias"), &[d, h4], Init::Values(forget_one))?;
+                    shape = if return_sequences {
+                        vec![shape[0], d * units]
+                    } else {
+                        masked = false;
+                        vec![d * units]
+                    };
+                    Layer::Lstm {
+                        kernel,
+                        recurrent,
+                        bias,
+                        return_sequences,
+                        bidirectional,
+                    }
+                }
+                LayerConfig::SimpleRnn {
+                    units,
+                    return_sequences,
+                } => {
+                    let &[_, e] = &shape[..] else {
+                        return Err(bad(format!(
+                            "an RNN needs (T, E) inputs per sample, got {shape:?}"
+                        )));
+                    };
+                    if masked {
+                        return Err(bad(
+                            "SimpleRnn does not take a padding mask; use an Lstm or drop mask_zero"
+                                .into(),
+                        ));
+                    }
+                    let kernel =
+                        b.add(format!("{name}.kernel"), &[e, units], Init::GlorotUniform)?;
+                    let recurrent = b.add(
+                        format!("{name}.recurrent_kernel"),
+                        &[units, units],
+                        Init::Orthogonal,
+                    )?;
+                    let bias = b.add(format!("{name}.bias"), &[units], Init::Zeros)?;
+                    shape = if return_sequences {
+                        vec![shape[0], units]
+                    } else {
+                        vec![units]
+                    };
+                    Layer::SimpleRnn {
+                        kernel,
+                        recurrent,
+                        bias,
+                        return_sequences,
+                    }
                 }
                 LayerConfig::Dropout { rate } => {
                     if !(0.0..1.0).contains(&rate) {
@@ -328,6 +469,14 @@ impl SequentialConfig {
             names,
             layers,
             shapes,
+            mask_zero: matches!(
+                self.layers.first(),
+                Some(LayerConfig::Embedding {
+                    mask_zero: true,
+                    ..
+                })
+            ),
+            lstm_path: LstmPath::default(),
         })
     }
 }
@@ -336,6 +485,9 @@ fn kind_of(cfg: &LayerConfig) -> &'static str {
     match cfg {
         LayerConfig::Dense { .. } => "dense",
         LayerConfig::Embedding { .. } => "embedding",
+        LayerConfig::Lstm { .. } => "lstm",
+        LayerConfig::SimpleRnn { .. } => "simple_rnn",
+        LayerConfig::Bidirectional { .. } => "bidirectional",
         LayerConfig::Dropout { .. } => "dropout",
         LayerConfig::Activation { .. } => "activation",
         LayerConfig::Flatten => "flatten",
@@ -355,6 +507,15 @@ impl Sequential {
     /// Per-sample output shape.
     pub fn output_shape(&self) -> &[usize] {
         self.shapes.last().map_or(&self.config.input, |s| s)
+    }
+
+    /// Runs the LSTM layers fused (the default) or unfused (the per-timestep composition).
+    pub fn set_lstm_path(&mut self, path: LstmPath) {
+        self.lstm_path = path;
+    }
+
+    pub fn lstm_path(&self) -> LstmPath {
+        self.lstm_path
     }
 
     /// Whether the model reads token ids (its first layer is an embedding).
@@ -380,6 +541,7 @@ impl Sequential {
             ));
         }
         let mut h: Option<Var> = None;
+        let mut mask = self.mask_zero.then(|| x.clone());
         for layer in &self.layers {
             let next = match (layer, &h) {
                 (Layer::Embedding { table }, None) => {
@@ -388,9 +550,16 @@ impl Sequential {
                 (_, None) => {
                     let input = tape.constant(x.clone());
                     h = Some(input);
-                    self.apply(tape, params, layer, h.as_ref().expect("set"), batch)?
+                    self.apply(
+                        tape,
+                        params,
+                        layer,
+                        h.as_ref().expect("set"),
+                        batch,
+                        &mut mask,
+                    )?
                 }
-                (_, Some(v)) => self.apply(tape, params, layer, v, batch)?,
+                (_, Some(v)) => self.apply(tape, params, layer, v, batch, &mut mask)?,
             };
             h = Some(next);
         }
@@ -404,8 +573,46 @@ impl Sequential {
         layer: &Layer,
         x: &Var,
         batch: usize,
+        mask: &mut Option<Tensor>,
     ) -> Result<Var> {
         match layer {
+            Layer::Lstm {
+                kernel,
+                recurrent,
+                bias,
+                return_sequences,
+                ..
+            } => {
+                let p = |id: &ParamId| tape.param(params, *id);
+                let out = tape.lstm_with(
+                    self.lstm_path,
+                    x,
+                    &p(kernel),
+                    &p(recurrent),
+                    &p(bias),
+                    None,
+                    mask.as_ref(),
+                    *return_sequences,
+                )?;
+                match out.y {
+                    Some(y) => Ok(y),
+                    None => {
+                        *mask = None;
+                        Ok(out.h)
+                    }
+                }
+            }
+            Layer::SimpleRnn {
+                kernel,
+                recurrent,
+                bias,
+                return_sequences,
+            } => {
+                let p = |id: &ParamId| tape.param(params, *id);
+                let (y, h) =
+                    tape.simple_rnn(x, &p(kernel), &p(recurrent), &p(bias), *return_sequences)?;
+                Ok(y.unwrap_or(h))
+            }
             Layer::Dense {
                 kernel,
                 bias,
@@ -480,6 +687,18 @@ impl Sequential {
                         std::iter::once(*kernel).chain(*bias).collect()
                     }
                     Layer::Embedding { table } => vec![*table],
+                    Layer::Lstm {
+                        kernel,
+                        recurrent,
+                        bias,
+                        ..
+                    }
+                    | Layer::SimpleRnn {
+                        kernel,
+                        recurrent,
+                        bias,
+                        ..
+                    } => vec![*kernel, *recurrent, *bias],
                     _ => vec![],
                 };
                 SummaryRow {
@@ -487,6 +706,12 @@ impl Sequential {
                     kind: match layer {
                         Layer::Dense { .. } => "Dense",
                         Layer::Embedding { .. } => "Embedding",
+                        Layer::Lstm {
+                            bidirectional: true,
+                            ..
+                        } => "Bidirectional",
+                        Layer::Lstm { .. } => "LSTM",
+                        Layer::SimpleRnn { .. } => "SimpleRNN",
                         Layer::Dropout { .. } => "Dropout",
                         Layer::Activation { .. } => "Activation",
                         Layer::Flatten => "Flatten",

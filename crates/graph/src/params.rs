@@ -24,7 +24,8 @@ pub enum Init {
     Zeros,
     /// U(lo, hi); Keras's embeddings use U(-0.05, 0.05).
     Uniform(f32, f32),
-    /// An orthogonal matrix (rows or columns orthonormal), for recurrent kernels.
+    /// An orthogonal matrix (rows or columns orthonormal), for recurrent kernels; for rank 3 and
+    /// up, one per leading index.
     Orthogonal,
     /// Given values (tests, the seed's fixed weights, loaded models).
     Values(Vec<f32>),
@@ -109,6 +110,14 @@ impl ParamBuilder {
                     .collect()
             }
             Init::Uniform(lo, hi) => (0..len).map(|_| self.rng.random_range(lo..hi)).collect(),
+            // A stack of matrices (a bidirectional layer's (D, H, 4H)): one orthogonal matrix each.
+            Init::Orthogonal if shape.len() >= 3 => {
+                let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+                let stack: usize = shape[..shape.len() - 2].iter().product();
+                (0..stack)
+                    .flat_map(|_| orthogonal(&mut self.rng, rows, cols))
+                    .collect()
+            }
             Init::Orthogonal => orthogonal(&mut self.rng, fan_in, fan_out),
             Init::Values(v) => {
                 if v.len() != len {

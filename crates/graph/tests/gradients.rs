@@ -281,13 +281,57 @@ fn layer_models() -> Vec<(&'static str, SequentialConfig, Vec<usize>)> {
             SequentialConfig {
                 input: vec![3],
                 layers: vec![
-                    Embedding { vocab: 7, dim: 2 },
+                    Embedding {
+                        vocab: 7,
+                        dim: 2,
+                        mask_zero: false,
+                    },
                     Flatten,
                     Dropout { rate: 0.5 },
                     dense(2, Act::Sigmoid),
                 ],
             },
             vec![4, 3],
+        ),
+        (
+            "masked embedding, bidirectional LSTM sequence, LSTM, dense",
+            SequentialConfig {
+                input: vec![4],
+                layers: vec![
+                    Embedding {
+                        vocab: 7,
+                        dim: 3,
+                        mask_zero: true,
+                    },
+                    Bidirectional {
+                        layer: Box::new(Lstm {
+                            units: 2,
+                            return_sequences: true,
+                        }),
+                    },
+                    Lstm {
+                        units: 3,
+                        return_sequences: false,
+                    },
+                    dense(1, Act::Sigmoid),
+                ],
+            },
+            vec![3, 4],
+        ),
+        (
+            "simple RNN sequence, flatten, dense",
+            SequentialConfig {
+                input: vec![3, 2],
+                layers: vec![
+                    SimpleRnn {
+                        units: 3,
+                        return_sequences: true,
+                    },
+                    Flatten,
+                    dense(2, Act::Linear),
+                ],
+            },
+            vec![2, 3, 2],
         ),
     ]
 }
