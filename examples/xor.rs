@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None,
         &job.config,
         &RunOptions {
+            metadata: vec![],
             out: out.clone(),
             resume: false,
             quiet: true,

@@ -197,6 +197,7 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         );
     }
     let opts = kiln_graph::RunOptions {
+        metadata: vec![],
         out: out.clone(),
         resume,
         quiet,

@@ -41,7 +41,7 @@ pub fn mnist(
     );
     let loss = LossKind::CategoricalCrossentropyFromLogits;
     let (avg_loss, accuracy) =
-        evaluate(&model, &params, &test, 256, loss).map_err(|e| e.to_string())?;
+        evaluate(&*model, &params, &test, 256, loss).map_err(|e| e.to_string())?;
 
     // Predictions, batch by batch: one argmax readback per batch.
     let mut predicted = Vec::with_capacity(test.len());

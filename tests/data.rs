@@ -186,4 +186,43 @@ mod qqp {
         assert_eq!((capped.vocab_size(), capped.id("cat")), (3, OOV));
         assert_eq!(Tokenizer::from_json(&t.to_json()).unwrap(), t);
     }
+
+    #[test]
+    fn the_split_is_sklearns_train_test_split_with_random_state_2019() {
+        // numpy: np.random.RandomState(2019).permutation(10) and permutation(9998)[:8].
+        assert_eq!(
+            numpy_permutation(10, 2019),
+            vec![3, 9, 4, 1, 6, 0, 5, 7, 2, 8]
+        );
+        assert_eq!(
+            &numpy_permutation(9998, 2019)[..8],
+            &[5065, 4591, 175, 6341, 7884, 8378, 654, 8205]
+        );
+        let (train, test) = sklearn_split(9998, 0.2, 2019);
+        assert_eq!((train.len(), test.len()), (7998, 2000));
+        assert_eq!(test[0], 5065);
+        let mut all: Vec<usize> = train.iter().chain(&test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..9998).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn prepare_fits_the_vocabulary_on_the_training_split_only() {
+        let p = prepare(&default_path(), &Preprocess::default(), false).unwrap();
+        assert_eq!((p.train.len(), p.val.len()), (7998, 2000));
+        assert_eq!(p.train.sample_shape, vec![62]);
+        let kiln_graph::Inputs::Ids(ids) = &p.val.inputs else {
+            panic!("ids")
+        };
+        // Some validation words were never seen in training: they map to OOV.
+        assert!(ids.contains(&OOV));
+        assert!(ids.iter().all(|&i| (i as usize) < p.tokenizer.vocab_size()));
+        let test = dir("qqp-prepare").join("test.csv");
+        std::fs::write(&test, "test_id,question1,question2\n0,How?,Why?\n").unwrap();
+        let e = prepare(&test, &Preprocess::default(), false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no labels"), "{e}");
+    }
 }

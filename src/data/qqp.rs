@@ -242,3 +242,131 @@ impl Tokenizer {
             .map_err(|e| format!("vocabulary: {e}"))
     }
 }
+
+/// numpy's legacy `np.random.RandomState(seed).permutation(n)`: MT19937 seeded by `init_genrand`,
+/// then a Fisher-Yates shuffle from the end, each index drawn by masked rejection sampling
+/// (numpy's `random_interval`). Matching it makes kiln's split sklearn's.
+pub fn numpy_permutation(n: usize, seed: u32) -> Vec<usize> {
+    let mut mt = rand_mt::Mt::new(seed);
+    let mut perm: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let max = i as u64;
+        let mut mask = max;
+        for shift in [1, 2, 4, 8, 16, 32] {
+            mask |= mask >> shift;
+        }
+        let j = loop {
+            let v = if max <= u32::MAX as u64 {
+                (mt.next_u32() as u64) & mask
+            } else {
+                mt.next_u64() & mask
+            };
+            if v <= max {
+                break v as usize;
+            }
+        };
+        perm.swap(i, j);
+    }
+    perm
+}
+
+/// sklearn's `train_test_split(..., test_size, random_state=seed)` on `n` rows: the test rows are
+/// the first ceil(test_size * n) of numpy's permutation, the training rows the rest, in that order.
+pub fn sklearn_split(n: usize, test_size: f64, seed: u32) -> (Vec<usize>, Vec<usize>) {
+    let n_test = (test_size * n as f64).ceil() as usize;
+    let perm = numpy_permutation(n, seed);
+    let (test, train) = perm.split_at(n_test.min(n));
+    (train.to_vec(), test.to_vec())
+}
+
+/// How `kiln train qqp` turns pairs into ids; the seed's settings are the defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    /// Ids per question (padded at the end, truncated at the front).
+    pub len: usize,
+    /// At most this many words in the vocabulary (the most frequent).
+    pub vocab_cap: Option<usize>,
+    /// Fraction held out for validation.
+    pub test_size: f64,
+    /// Seed of the split (sklearn's random_state).
+    pub split_seed: u32,
+}
+
+impl Default for Preprocess {
+    fn default() -> Self {
+        Preprocess {
+            len: 31,
+            vocab_cap: None,
+            test_size: 0.2,
+            split_seed: 2019,
+        }
+    }
+}
+
+/// Pairs as a dataset: ids (N, 2 * len), q1's then q2's; labels (N, 1), 0 where unknown.
+pub fn encode(pairs: &[Pair], tokenizer: &Tokenizer, len: usize) -> kiln_graph::Dataset {
+    kiln_graph::Dataset {
+        inputs: kiln_graph::Inputs::Ids(
+            pairs
+                .iter()
+                .flat_map(|p| tokenizer.encode_pair(&p.q1, &p.q2, len))
+                .collect(),
+        ),
+        sample_shape: vec![2 * len],
+        targets: pairs.iter().map(|p| p.label.unwrap_or(0) as f32).collect(),
+        target_shape: vec![1],
+    }
+}
+
+/// A labelled file, split and encoded for training.
+pub struct Prepared {
+    pub train: kiln_graph::Dataset,
+    pub val: kiln_graph::Dataset,
+    pub tokenizer: Tokenizer,
+    pub report: LoadReport,
+    pub format: Format,
+}
+
+/// Loads `path` (Quora's TSV or Kaggle's train.csv), splits it as sklearn would, fits the
+/// tokenizer on the training questions only, and encodes both splits.
+pub fn prepare(path: &Path, pre: &Preprocess, strict: bool) -> Result<Prepared, DataError> {
+    let (format, pairs, report) = load(path, strict)?;
+    if format == Format::KaggleTest {
+        return Err(DataError::Bad {
+            path: path.to_path_buf(),
+            message:
+                "Kaggle's test.csv has no labels to train on; use it with `kiln predict qqp --data`"
+                    .into(),
+        });
+    }
+    if pairs.len() < 2 {
+        return Err(DataError::Bad {
+            path: path.to_path_buf(),
+            message: format!(
+                "{} usable pairs; training needs at least 2 ({report})",
+                pairs.len()
+            ),
+        });
+    }
+    let (train_rows, val_rows) = split_rows(pairs.len(), pre);
+    let pick = |rows: &[usize]| rows.iter().map(|&i| pairs[i].clone()).collect::<Vec<_>>();
+    let (train_pairs, val_pairs) = (pick(&train_rows), pick(&val_rows));
+    let tokenizer = Tokenizer::fit(
+        train_pairs
+            .iter()
+            .flat_map(|p| [p.q1.as_str(), p.q2.as_str()]),
+        pre.vocab_cap,
+    );
+    Ok(Prepared {
+        train: encode(&train_pairs, &tokenizer, pre.len),
+        val: encode(&val_pairs, &tokenizer, pre.len),
+        tokenizer,
+        report,
+        format,
+    })
+}
+
+/// (training rows, validation rows) of a file of `n` usable pairs.
+pub fn split_rows(n: usize, pre: &Preprocess) -> (Vec<usize>, Vec<usize>) {
+    sklearn_split(n, pre.test_size, pre.split_seed)
+}

@@ -190,6 +190,8 @@ pub trait Module {
     fn config_json(&self) -> String;
     /// Layer, output shape, parameter count, as Keras's `summary()`.
     fn summary_table(&self, params: &ParamStore) -> String;
+    /// Runs the model's LSTM layers fused (the default) or unfused.
+    fn set_lstm_path(&mut self, _path: LstmPath) {}
 }
 
 impl Module for Sequential {
@@ -203,6 +205,10 @@ impl Module for Sequential {
 
     fn summary_table(&self, params: &ParamStore) -> String {
         Sequential::summary_table(self, params)
+    }
+
+    fn set_lstm_path(&mut self, path: LstmPath) {
+        Sequential::set_lstm_path(self, path)
     }
 }
 
@@ -232,6 +238,11 @@ impl SequentialConfig {
     /// Registers every parameter (Keras names: dense_1.kernel, embedding_1.embeddings, ...) and
     /// checks that the shapes chain.
     pub fn init(&self, b: &mut ParamBuilder) -> Result<Sequential> {
+        self.init_named(b, "")
+    }
+
+    /// As [`init`](Self::init), with every parameter name prefixed (models made of several stacks).
+    pub fn init_named(&self, b: &mut ParamBuilder, prefix: &str) -> Result<Sequential> {
         let mut counts = std::collections::HashMap::<&str, usize>::new();
         let mut shape = self.input.clone();
         let (mut names, mut layers, mut shapes) = (vec![], vec![], vec![]);
@@ -242,7 +253,7 @@ impl SequentialConfig {
             let kind = kind_of(cfg);
             let n = counts.entry(kind).or_default();
             *n += 1;
-            let name = format!("{kind}_{n}");
+            let name = format!("{prefix}{kind}_{n}");
             let bad = |msg: String| Error::model(format!("layer {} ({name})", i + 1), msg);
             let layer = match *cfg {
                 LayerConfig::Dense {
@@ -564,6 +575,28 @@ impl Sequential {
             h = Some(next);
         }
         h.ok_or_else(|| Error::model("model", "no layers"))
+    }
+
+    /// Runs the layers on a value already on the tape (a stack inside a larger model); the first
+    /// layer must not be an embedding.
+    pub fn forward_var(&self, tape: &Tape, params: &ParamStore, x: &Var) -> Result<Var> {
+        let batch = *x.shape().first().unwrap_or(&0);
+        if x.shape().get(1..) != Some(&self.config.input[..]) {
+            return Err(Error::model(
+                "input",
+                format!(
+                    "shape {:?}, the stack expects (B, {:?})",
+                    x.shape(),
+                    self.config.input
+                ),
+            ));
+        }
+        let mut mask = None;
+        let mut h = x.clone();
+        for layer in &self.layers {
+            h = self.apply(tape, params, layer, &h, batch, &mut mask)?;
+        }
+        Ok(h)
     }
 
     fn apply(

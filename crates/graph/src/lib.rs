@@ -15,6 +15,7 @@ mod ops;
 pub mod optim;
 pub mod params;
 pub mod recurrent;
+pub mod siamese;
 mod tape;
 pub mod train;
 
@@ -25,5 +26,6 @@ pub use layers::{Activation, LayerConfig, Module, Sequential, SequentialConfig, 
 pub use optim::{Optimizer, OptimizerConfig};
 pub use params::{Init, ParamBuilder, ParamId, ParamStore};
 pub use recurrent::{LstmOutputs, LstmPath};
+pub use siamese::{ModelConfig, Siamese, SiameseConfig};
 pub use tape::{Tape, Var};
 pub use train::{evaluate, fit, Dataset, Inputs, LossKind, RunOptions, TrainConfig};

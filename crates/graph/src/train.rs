@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::history::{EpochStats, History};
-use crate::layers::{Module, SequentialConfig};
+use crate::layers::Module;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::params::ParamStore;
+use crate::siamese::ModelConfig;
 use crate::tape::Tape;
 use crate::{Error, Result};
 
@@ -167,6 +168,9 @@ pub struct RunOptions {
     pub out: PathBuf,
     pub resume: bool,
     pub quiet: bool,
+    /// Extra metadata written into every checkpoint and saved model (e.g. a tokenizer's
+    /// vocabulary), so that a model file is self-contained.
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Loss and accuracy of a model on a dataset, computed on the device, read once.
@@ -266,8 +270,9 @@ fn save_checkpoint(
     cfg: &TrainConfig,
     history: &History,
     epoch: usize,
+    extra: &[(String, String)],
 ) -> Result<()> {
-    let mut metadata = std::collections::HashMap::new();
+    let mut metadata: std::collections::HashMap<String, String> = extra.iter().cloned().collect();
     metadata.insert("epoch".into(), epoch.to_string());
     metadata.insert("seed".into(), cfg.seed.to_string());
     // Every random draw derives from these: the epoch's shuffle from (seed, epoch), each step's
@@ -296,13 +301,10 @@ pub fn save_model(
     path: &Path,
     model: &dyn Module,
     params: &ParamStore,
-    extra: &[(&str, String)],
+    extra: &[(String, String)],
 ) -> Result<()> {
-    let mut metadata = std::collections::HashMap::new();
+    let mut metadata: std::collections::HashMap<String, String> = extra.iter().cloned().collect();
     metadata.insert("model_config".into(), model.config_json());
-    for (k, v) in extra {
-        metadata.insert((*k).into(), v.clone());
-    }
     Checkpoint {
         params: params.to_host()?,
         optimizer: None,
@@ -312,7 +314,7 @@ pub fn save_model(
 }
 
 /// Reads a saved model's config (to rebuild it) and weights.
-pub fn load_model(path: &Path) -> Result<(SequentialConfig, Checkpoint)> {
+pub fn load_model(path: &Path) -> Result<(ModelConfig, Checkpoint)> {
     let ck = Checkpoint::load(path)?;
     let cfg = ck.meta("model_config").ok_or_else(|| Error::Checkpoint {
         path: path.into(),
@@ -353,7 +355,8 @@ fn per_step(c: &Counters, steps: usize) -> [f64; 5] {
 }
 
 /// Trains `model` on `train`, validating on `val` after every epoch. Writes `out/history.*`,
-/// `out/checkpoints/epoch-NNNN.safetensors` (atomically, after every epoch) and `out/model.safetensors`.
+/// `out/checkpoints/epoch-NNNN.safetensors` (atomically, after every epoch), `out/best.safetensors`
+/// (the epoch with the best validation accuracy so far) and `out/model.safetensors` (the last).
 /// With `resume`, continues from the newest checkpoint in `out/checkpoints` and reaches the same
 /// weights as an uninterrupted run on the same device.
 pub fn fit(
@@ -497,10 +500,26 @@ pub fn fit(
             cfg,
             &history,
             epoch,
+            &opts.metadata,
         )?;
+        // The best epoch so far by validation accuracy is kept as a model of its own: a run that
+        // overfits later does not lose it.
+        if val_accuracy.is_some() && history.best_val_accuracy().map(|b| b.0) == Some(epoch) {
+            save_model(
+                &opts.out.join("best.safetensors"),
+                model,
+                params,
+                &opts.metadata,
+            )?;
+        }
         write_history(&history, &opts.out)?;
     }
-    save_model(&opts.out.join("model.safetensors"), model, params, &[])?;
+    save_model(
+        &opts.out.join("model.safetensors"),
+        model,
+        params,
+        &opts.metadata,
+    )?;
     Ok(Trained {
         history,
         optimizer: opt,

@@ -65,6 +65,7 @@ fn run(
     let model = model_cfg.init(&mut b).unwrap();
     let params = b.build(d).unwrap();
     let opts = RunOptions {
+        metadata: vec![],
         out: out.to_path_buf(),
         resume,
         quiet: true,
@@ -227,6 +228,7 @@ fn resuming_with_another_model_is_refused() {
     let model = other.init(&mut b).unwrap();
     let params = b.build(&d).unwrap();
     let opts = RunOptions {
+        metadata: vec![],
         out: dir,
         resume: true,
         quiet: true,
@@ -251,6 +253,7 @@ fn a_non_finite_loss_stops_training_at_its_step_and_keeps_the_last_good_checkpoi
     // One sane epoch, then a learning rate that overflows the weights.
     cfg.epochs = 1;
     let opts = RunOptions {
+        metadata: vec![],
         out: dir.clone(),
         resume: false,
         quiet: true,
@@ -260,6 +263,7 @@ fn a_non_finite_loss_stops_training_at_its_step_and_keeps_the_last_good_checkpoi
     cfg.epochs = 3;
     cfg.optimizer = OptimizerConfig::sgd(1e38, 0.0);
     let opts = RunOptions {
+        metadata: vec![],
         out: dir.clone(),
         resume: true,
         quiet: true,
@@ -378,6 +382,7 @@ fn xor_is_learned_to_full_accuracy_on_every_device() {
         let model = model_cfg.init(&mut b).unwrap();
         let params = b.build(&d).unwrap();
         let opts = RunOptions {
+            metadata: vec![],
             out: temp_dir(&format!("xor-{}", d.is_gpu())),
             resume: false,
             quiet: true,
