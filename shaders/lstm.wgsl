@@ -13,12 +13,14 @@
 // xproj = x . kernel[d] for all timesteps is one batched GEMM done before this kernel; the
 // weight gradients are GEMMs done after `lstm_backward`. This file holds only what is sequential.
 //
-// Work split: a workgroup owns `rows` batch rows of one direction (workgroup g: direction
+// Work split: a workgroup owns ROWS batch rows of one direction (workgroup g: direction
 // g / blocks, row block g % blocks) for the whole sequence. Batch rows never interact, so no
-// grid-wide barrier is needed: the hidden state (forward) or the gate gradients (backward) of the workgroup's rows live in
-// workgroup memory, double-buffered, with one barrier per step. Each thread owns cells (row, unit)
-// strided by 256; a cell's c is read back from `cache`, which the same thread wrote a step before.
-// The host picks `rows` so the shared buffers fit (forward 2*rows*H, backward 2*rows*4H floats).
+// grid-wide barrier is needed: the hidden state (forward) or the gate gradients (backward) of the
+// workgroup's rows live in workgroup memory, double-buffered, with one barrier per step. A thread
+// owns hidden units (j = lid, lid + WG, ...) for all ROWS rows at once: each recurrent weight it
+// loads serves ROWS rows (register blocking, as in a GEMM). A unit's c is read back from `cache`,
+// which the same thread wrote a step before. The host picks ROWS (at most 8) and WG so the shared
+// buffers fit (forward 2*ROWS*H, backward 2*ROWS*4H floats).
 
 struct LstmParams {
     batch: u32,
@@ -56,6 +58,11 @@ struct LstmParams {
 // (2, D, B, H): the carried dh and dc while the loop runs; d(h0) and d(c0) when it ends.
 @group(0) @binding(16) var<storage, read_write> carry: array<f32>;
 
+// Batch rows per workgroup (at most MAX_ROWS) and threads per workgroup.
+override ROWS: u32 = 4u;
+override WG: u32 = 64u;
+const MAX_ROWS: u32 = 8u;
+
 // 16 KiB: WebGPU's guaranteed minimum of workgroup memory.
 var<workgroup> sh: array<f32, 4096>;
 
@@ -72,7 +79,7 @@ fn masked(b: u32, t: u32) -> bool {
     return p.has_mask == 1u && ids[b * p.steps + t] == 0u;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn lstm_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -82,12 +89,12 @@ fn lstm_forward(
     let B = p.batch;
     let T = p.steps;
     let D = p.dirs;
-    let blocks = (B + p.rows - 1u) / p.rows;
+    let blocks = (B + ROWS - 1u) / ROWS;
     let g = group_index(wid, nwg);
     let dir = g / blocks;
-    let b0 = (g % blocks) * p.rows;
-    let cells = p.rows * H;
-    for (var cell = lid; cell < cells; cell += 256u) {
+    let b0 = (g % blocks) * ROWS;
+    let cells = ROWS * H;
+    for (var cell = lid; cell < cells; cell += WG) {
         let b = b0 + cell / H;
         var h = 0.0;
         if (b < B && p.has_init == 1u) {
@@ -96,80 +103,85 @@ fn lstm_forward(
         sh[cell] = h;
     }
     workgroupBarrier();
+    let br = dir * 4u * H;
     for (var s = 0u; s < T; s += 1u) {
         let t = time_of(s, dir);
         let cur = (s % 2u) * cells;
         let nxt = cells - cur;
-        for (var cell = lid; cell < cells; cell += 256u) {
-            let bl = cell / H;
-            let j = cell % H;
-            let b = b0 + bl;
-            if (b >= B) {
-                continue;
-            }
-            let row = (dir * B + b) * T + t;
-            let h_prev = sh[cur + cell];
-            var c_prev = 0.0;
-            if (s == 0u) {
-                if (p.has_init == 1u) {
-                    c_prev = init[((D + dir) * B + b) * H + j];
+        for (var j = lid; j < H; j += WG) {
+            // z[r] = (i, f, g, o) pre-activations of unit j, row b0 + r.
+            var z: array<vec4<f32>, MAX_ROWS>;
+            let bias4 = vec4<f32>(bias[br + j], bias[br + H + j], bias[br + 2u * H + j], bias[br + 3u * H + j]);
+            for (var r = 0u; r < ROWS; r += 1u) {
+                let b = b0 + r;
+                if (b < B) {
+                    let xr = ((dir * B + b) * T + t) * 4u * H;
+                    z[r] = vec4<f32>(xproj[xr + j], xproj[xr + H + j], xproj[xr + 2u * H + j], xproj[xr + 3u * H + j]) + bias4;
+                } else {
+                    z[r] = vec4<f32>(0.0);
                 }
-            } else {
-                let t_prev = select(t - 1u, t + 1u, dir == 1u);
-                c_prev = cache[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
             }
-            let xr = row * 4u * H;
-            let br = dir * 4u * H;
-            var zi = xproj[xr + j] + bias[br + j];
-            var zf = xproj[xr + H + j] + bias[br + H + j];
-            var zg = xproj[xr + 2u * H + j] + bias[br + 2u * H + j];
-            var zo = xproj[xr + 3u * H + j] + bias[br + 3u * H + j];
-            let hb = cur + bl * H;
             var w = dir * H * 4u * H + j;
             for (var k = 0u; k < H; k += 1u) {
-                let hv = sh[hb + k];
-                zi += hv * recurrent[w];
-                zf += hv * recurrent[w + H];
-                zg += hv * recurrent[w + 2u * H];
-                zo += hv * recurrent[w + 3u * H];
+                let wk = vec4<f32>(recurrent[w], recurrent[w + H], recurrent[w + 2u * H], recurrent[w + 3u * H]);
+                for (var r = 0u; r < ROWS; r += 1u) {
+                    z[r] += sh[cur + r * H + k] * wk;
+                }
                 w += 4u * H;
             }
-            let ig = sigmoid(zi);
-            let fg = sigmoid(zf);
-            let gg = tanh_c(zg);
-            let og = sigmoid(zo);
-            var c = fg * c_prev + ig * gg;
-            var h = og * tanh_c(c);
-            if (masked(b, t)) {
-                c = c_prev;
-                h = h_prev;
+            for (var r = 0u; r < ROWS; r += 1u) {
+                let b = b0 + r;
+                if (b >= B) {
+                    continue;
+                }
+                let row = (dir * B + b) * T + t;
+                let h_prev = sh[cur + r * H + j];
+                var c_prev = 0.0;
+                if (s == 0u) {
+                    if (p.has_init == 1u) {
+                        c_prev = init[((D + dir) * B + b) * H + j];
+                    }
+                } else {
+                    let t_prev = select(t - 1u, t + 1u, dir == 1u);
+                    c_prev = cache[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+                }
+                let ig = sigmoid(z[r].x);
+                let fg = sigmoid(z[r].y);
+                let gg = tanh_c(z[r].z);
+                let og = sigmoid(z[r].w);
+                var c = fg * c_prev + ig * gg;
+                var h = og * tanh_c(c);
+                if (masked(b, t)) {
+                    c = c_prev;
+                    h = h_prev;
+                }
+                let cr = row * 5u * H;
+                cache[cr + j] = ig;
+                cache[cr + H + j] = fg;
+                cache[cr + 2u * H + j] = gg;
+                cache[cr + 3u * H + j] = og;
+                cache[cr + 4u * H + j] = c;
+                hprev[row * H + j] = h_prev;
+                let out = b * D * H + dir * H + j;
+                if (p.write_seq == 1u) {
+                    y[(b * T + t) * D * H + dir * H + j] = h;
+                }
+                if (s + 1u == T) {
+                    hlast[out] = h;
+                    clast[out] = c;
+                }
+                sh[nxt + r * H + j] = h;
             }
-            let cr = row * 5u * H;
-            cache[cr + j] = ig;
-            cache[cr + H + j] = fg;
-            cache[cr + 2u * H + j] = gg;
-            cache[cr + 3u * H + j] = og;
-            cache[cr + 4u * H + j] = c;
-            hprev[row * H + j] = h_prev;
-            let out = b * D * H + dir * H + j;
-            if (p.write_seq == 1u) {
-                y[(b * T + t) * D * H + dir * H + j] = h;
-            }
-            if (s + 1u == T) {
-                hlast[out] = h;
-                clast[out] = c;
-            }
-            sh[nxt + cell] = h;
         }
         workgroupBarrier();
     }
 }
 
 // Backpropagation through time, fused the same way: processing steps in reverse, the thread for
-// cell (b, j) gathers dh = dy + carried dh + dz_next . recurrent[j, :] (dz_next of the step
-// processed after this one, in workgroup memory), then the gate gradients of its unit. dz is
-// written for the weight-gradient GEMMs; dc and (through masked steps) dh are carried.
-@compute @workgroup_size(256)
+// unit j gathers, for each of its rows, dh = dy + carried dh + dz_next . recurrent[j, :] (dz_next
+// of the step processed after this one, in workgroup memory), then the gate gradients of its
+// unit. dz is written for the weight-gradient GEMMs; dc and (through masked steps) dh are carried.
+@compute @workgroup_size(WG)
 fn lstm_backward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -179,14 +191,14 @@ fn lstm_backward(
     let B = p.batch;
     let T = p.steps;
     let D = p.dirs;
-    let blocks = (B + p.rows - 1u) / p.rows;
+    let blocks = (B + ROWS - 1u) / ROWS;
     let g = group_index(wid, nwg);
     let dir = g / blocks;
-    let b0 = (g % blocks) * p.rows;
-    let cells = p.rows * H;
-    let zlen = p.rows * 4u * H;
+    let b0 = (g % blocks) * ROWS;
+    let cells = ROWS * H;
+    let zlen = ROWS * 4u * H;
     let carry_dc = D * B * H;
-    for (var cell = lid; cell < cells; cell += 256u) {
+    for (var cell = lid; cell < cells; cell += WG) {
         let b = b0 + cell / H;
         let j = cell % H;
         if (b < B) {
@@ -200,7 +212,7 @@ fn lstm_backward(
             carry[carry_dc + (dir * B + b) * H + j] = dc;
         }
     }
-    for (var i = lid; i < zlen; i += 256u) {
+    for (var i = lid; i < zlen; i += WG) {
         sh[i] = 0.0;
     }
     workgroupBarrier();
@@ -209,80 +221,91 @@ fn lstm_backward(
         let t = time_of(q, dir);
         let cur = (s % 2u) * zlen;
         let nxt = zlen - cur;
-        for (var cell = lid; cell < cells; cell += 256u) {
-            let bl = cell / H;
-            let j = cell % H;
-            let b = b0 + bl;
-            if (b >= B) {
-                continue;
+        for (var j = lid; j < H; j += WG) {
+            var dhs: array<f32, MAX_ROWS>;
+            for (var r = 0u; r < ROWS; r += 1u) {
+                let b = b0 + r;
+                var dh = 0.0;
+                if (b < B) {
+                    dh = carry[(dir * B + b) * H + j];
+                    if (p.has_dy == 1u) {
+                        dh += dy[(b * T + t) * D * H + dir * H + j];
+                    }
+                }
+                dhs[r] = dh;
             }
-            let row = (dir * B + b) * T + t;
-            let ci = (dir * B + b) * H + j;
-            var dh = carry[ci];
-            if (p.has_dy == 1u) {
-                dh += dy[(b * T + t) * D * H + dir * H + j];
-            }
-            let zb = cur + bl * 4u * H;
             let wr = (dir * H + j) * 4u * H;
             for (var k = 0u; k < 4u * H; k += 1u) {
-                dh += sh[zb + k] * recurrent[wr + k];
-            }
-            var di = 0.0;
-            var df = 0.0;
-            var dg = 0.0;
-            var do_ = 0.0;
-            if (masked(b, t)) {
-                carry[ci] = dh;
-            } else {
-                let cr = row * 5u * H;
-                let ig = cache_in[cr + j];
-                let fg = cache_in[cr + H + j];
-                let gg = cache_in[cr + 2u * H + j];
-                let og = cache_in[cr + 3u * H + j];
-                let c = cache_in[cr + 4u * H + j];
-                var c_prev = 0.0;
-                if (q == 0u) {
-                    if (p.has_init == 1u) {
-                        c_prev = init[((D + dir) * B + b) * H + j];
-                    }
-                } else {
-                    let t_prev = select(t - 1u, t + 1u, dir == 1u);
-                    c_prev = cache_in[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+                let w = recurrent[wr + k];
+                for (var r = 0u; r < ROWS; r += 1u) {
+                    dhs[r] += sh[cur + r * 4u * H + k] * w;
                 }
-                let tc = tanh_c(c);
-                let dc = carry[carry_dc + ci] + dh * og * (1.0 - tc * tc);
-                di = dc * gg * ig * (1.0 - ig);
-                df = dc * c_prev * fg * (1.0 - fg);
-                dg = dc * ig * (1.0 - gg * gg);
-                do_ = dh * tc * og * (1.0 - og);
-                carry[ci] = 0.0;
-                carry[carry_dc + ci] = dc * fg;
             }
-            let zr = row * 4u * H;
-            dz[zr + j] = di;
-            dz[zr + H + j] = df;
-            dz[zr + 2u * H + j] = dg;
-            dz[zr + 3u * H + j] = do_;
-            let zs = nxt + bl * 4u * H;
-            sh[zs + j] = di;
-            sh[zs + H + j] = df;
-            sh[zs + 2u * H + j] = dg;
-            sh[zs + 3u * H + j] = do_;
+            for (var r = 0u; r < ROWS; r += 1u) {
+                let b = b0 + r;
+                if (b >= B) {
+                    continue;
+                }
+                let dh = dhs[r];
+                let row = (dir * B + b) * T + t;
+                let ci = (dir * B + b) * H + j;
+                var di = 0.0;
+                var df = 0.0;
+                var dg = 0.0;
+                var do_ = 0.0;
+                if (masked(b, t)) {
+                    carry[ci] = dh;
+                } else {
+                    let cr = row * 5u * H;
+                    let ig = cache_in[cr + j];
+                    let fg = cache_in[cr + H + j];
+                    let gg = cache_in[cr + 2u * H + j];
+                    let og = cache_in[cr + 3u * H + j];
+                    let c = cache_in[cr + 4u * H + j];
+                    var c_prev = 0.0;
+                    if (q == 0u) {
+                        if (p.has_init == 1u) {
+                            c_prev = init[((D + dir) * B + b) * H + j];
+                        }
+                    } else {
+                        let t_prev = select(t - 1u, t + 1u, dir == 1u);
+                        c_prev = cache_in[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+                    }
+                    let tc = tanh_c(c);
+                    let dc = carry[carry_dc + ci] + dh * og * (1.0 - tc * tc);
+                    di = dc * gg * ig * (1.0 - ig);
+                    df = dc * c_prev * fg * (1.0 - fg);
+                    dg = dc * ig * (1.0 - gg * gg);
+                    do_ = dh * tc * og * (1.0 - og);
+                    carry[ci] = 0.0;
+                    carry[carry_dc + ci] = dc * fg;
+                }
+                let zr = row * 4u * H;
+                dz[zr + j] = di;
+                dz[zr + H + j] = df;
+                dz[zr + 2u * H + j] = dg;
+                dz[zr + 3u * H + j] = do_;
+                let zs = nxt + r * 4u * H;
+                sh[zs + j] = di;
+                sh[zs + H + j] = df;
+                sh[zs + 2u * H + j] = dg;
+                sh[zs + 3u * H + j] = do_;
+            }
         }
         workgroupBarrier();
     }
     // d(h0): what is carried plus the recurrent gradient of the first processed step.
     let last = (T % 2u) * zlen;
-    for (var cell = lid; cell < cells; cell += 256u) {
-        let bl = cell / H;
+    for (var cell = lid; cell < cells; cell += WG) {
+        let r = cell / H;
         let j = cell % H;
-        let b = b0 + bl;
+        let b = b0 + r;
         if (b >= B) {
             continue;
         }
         let ci = (dir * B + b) * H + j;
         var dh = carry[ci];
-        let zb = last + bl * 4u * H;
+        let zb = last + r * 4u * H;
         let wr = (dir * H + j) * 4u * H;
         for (var k = 0u; k < 4u * H; k += 1u) {
             dh += sh[zb + k] * recurrent[wr + k];

@@ -1,8 +1,10 @@
 // Reductions along one axis and row-wise softmax.
 //
 // A tensor is viewed as (OUTER, LEN, INNER) around the reduced axis; the output is (OUTER, INNER).
-// One workgroup of 64 threads per output element: strided partial results, then a tree in
-// workgroup memory, so the order of summation is fixed and runs are deterministic.
+// `reduce`: one workgroup of 64 threads per output element: strided partial results, then a
+// tree in workgroup memory, so the order of summation is fixed and runs are deterministic.
+// `reduce_serial`: one thread per output element, summing in index order; for short axes (a sum
+// over two directions), where a workgroup per output would idle 62 of its 64 threads.
 // `softmax` works on the last axis, (ROWS, LEN), one workgroup per row, max-subtracted.
 // `softmax_backward`: from y = softmax(x) and dy, dx = y * (dy - sum(dy * y)); with LOG, y is
 // log_softmax(x) and dx = dy - exp(y) * sum(dy).
@@ -55,6 +57,27 @@ fn combine(u: f32, v: f32) -> f32 {
         return max(u, v);
     }
     return u + v;
+}
+
+@compute @workgroup_size(256)
+fn reduce_serial(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let o = flat_index(wid, nwg, lid);
+    if (o >= p.outer * p.inner) {
+        return;
+    }
+    let base = (o / p.inner) * p.len * p.inner + o % p.inner;
+    var acc = select(0.0, -3.4028235e38, OP == 2u);
+    for (var l = 0u; l < p.len; l = l + 1u) {
+        acc = combine(acc, x[base + l * p.inner]);
+    }
+    if (OP == 1u) {
+        acc = acc / f32(p.len);
+    }
+    out[o] = acc;
 }
 
 @compute @workgroup_size(64)

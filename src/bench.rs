@@ -350,44 +350,42 @@ fn conv_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
 
 /// Training steps of the LeNet-style MNIST stack (batch 64, random images): images/s and the
 /// device work per step.
-fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
-    use kiln_graph::{LossKind, Optimizer, OptimizerConfig, ParamBuilder, Tape};
-    let batch = if quick { 8 } else { 64 };
-    let steps = if quick { 2 } else { 5 };
-    let config =
-        crate::models::lenet("max").map_err(|what| Error::InvalidArgument { op: "bench", what })?;
-    let mut b = ParamBuilder::new(1);
-    let model = config.init(&mut b).map_err(|e| Error::InvalidArgument {
+fn graph_err(e: kiln_graph::Error) -> Error {
+    Error::InvalidArgument {
         op: "bench",
         what: e.to_string(),
-    })?;
-    let params = b.build(d).map_err(|e| Error::InvalidArgument {
-        op: "bench",
-        what: e.to_string(),
-    })?;
-    let mut opt =
-        Optimizer::new(OptimizerConfig::adam(), &params).map_err(|e| Error::InvalidArgument {
-            op: "bench",
-            what: e.to_string(),
-        })?;
-    let x = d.from_f32(&random_f32(13, batch * 784, 0.0, 1.0), &[batch, 1, 28, 28])?;
-    let labels: Vec<f32> = (0..batch * 10)
-        .map(|i| ((i % 10) == (i / 10) % 10) as u32 as f32)
-        .collect();
-    let y = d.from_f32(&labels, &[batch, 10])?;
-    let graph_err = |e: kiln_graph::Error| Error::InvalidArgument {
-        op: "bench",
-        what: e.to_string(),
-    };
+    }
+}
+
+/// One model's training step (forward, backward, Adam), timed by the wall clock over `steps`
+/// steps per repeat (a step submits once, so GPU timestamps would miss the host's share).
+struct TrainingCase<'a> {
+    kernel: &'static str,
+    variant: String,
+    shape: String,
+    model: Box<dyn kiln_graph::Module + 'a>,
+    params: kiln_graph::ParamStore,
+    x: Tensor,
+    y: Tensor,
+    loss: kiln_graph::LossKind,
+    batch: usize,
+}
+
+fn training_step(d: &Device, case: TrainingCase, steps: usize, repeats: usize) -> Result<Record> {
+    use kiln_graph::{Optimizer, OptimizerConfig, Tape};
+    let params = &case.params;
+    let mut opt = Optimizer::new(OptimizerConfig::adam(), params).map_err(graph_err)?;
+    let model = &case.model;
     let mut step = |s: u64| -> Result<()> {
         params.zero_grad().map_err(graph_err)?;
         let tape = Tape::training(d, s, 0);
-        let out = model.forward(&tape, &params, &x).map_err(graph_err)?;
+        let out = model.forward(&tape, params, &case.x).map_err(graph_err)?;
+        let out = tape.reshape(&out, case.y.shape()).map_err(graph_err)?;
         let loss = tape
-            .loss(LossKind::CategoricalCrossentropyFromLogits.loss(), &out, &y)
+            .loss(case.loss.loss(), &out, &case.y)
             .map_err(graph_err)?;
         tape.backward(&loss).map_err(graph_err)?;
-        opt.step(&params).map_err(graph_err)?;
+        opt.step(params).map_err(graph_err)?;
         Ok(())
     };
     step(0)?;
@@ -406,20 +404,89 @@ fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
     let n_steps = (repeats.max(1) * steps) as u64;
     let ms = median(times);
     Ok(Record {
-        kernel: "lenet_training_step".into(),
-        variant: "adam, max pool".into(),
-        shape: format!(
-            "batch {batch}, {} submits per step",
-            spent.submits / n_steps
-        ),
+        kernel: case.kernel.into(),
+        variant: case.variant,
+        shape: format!("{}, {} submits/step", case.shape, spent.submits / n_steps),
         median_ms: ms,
         gflops: None,
         gbps: None,
-        samples_per_sec: Some(batch as f64 / ms * 1e3),
+        samples_per_sec: Some(case.batch as f64 / ms * 1e3),
         dispatches: spent.dispatches / n_steps,
         timing: "wall-clock",
         adapter: d.name(),
     })
+}
+
+fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
+    let batch = if quick { 8 } else { 64 };
+    let steps = if quick { 2 } else { 5 };
+    let config =
+        crate::models::lenet("max").map_err(|what| Error::InvalidArgument { op: "bench", what })?;
+    let mut b = kiln_graph::ParamBuilder::new(1);
+    let model = config.init(&mut b).map_err(graph_err)?;
+    let params = b.build(d).map_err(graph_err)?;
+    let x = d.from_f32(&random_f32(13, batch * 784, 0.0, 1.0), &[batch, 1, 28, 28])?;
+    let labels: Vec<f32> = (0..batch * 10)
+        .map(|i| ((i % 10) == (i / 10) % 10) as u32 as f32)
+        .collect();
+    let y = d.from_f32(&labels, &[batch, 10])?;
+    let case = TrainingCase {
+        kernel: "lenet_training_step",
+        variant: "adam, max pool".into(),
+        shape: format!("batch {batch}"),
+        model: Box::new(model),
+        params,
+        x,
+        y,
+        loss: kiln_graph::LossKind::CategoricalCrossentropyFromLogits,
+        batch,
+    };
+    training_step(d, case, steps, repeats)
+}
+
+/// The seed's question-pair model (BiLSTM(units.0, sequences) -> BiLSTM(units.1) -> dense head)
+/// on `steps_t` ids per sample, with a 10,000-word vocabulary.
+fn qqp_training(
+    d: &Device,
+    batch: usize,
+    steps_t: usize,
+    units: (usize, usize),
+    path: kiln_graph::LstmPath,
+    steps: usize,
+    repeats: usize,
+) -> Result<Record> {
+    use kiln_graph::LayerConfig;
+    let vocab = 10_000;
+    let mut config = crate::models::qqp_seed(vocab, 1);
+    config.input = vec![steps_t];
+    let bilstm = |u, seq| LayerConfig::Bidirectional {
+        layer: Box::new(LayerConfig::Lstm {
+            units: u,
+            return_sequences: seq,
+        }),
+    };
+    config.layers[1] = bilstm(units.0, true);
+    config.layers[2] = bilstm(units.1, false);
+    let mut b = kiln_graph::ParamBuilder::new(1);
+    let mut model = config.init(&mut b).map_err(graph_err)?;
+    model.set_lstm_path(path);
+    let params = b.build(d).map_err(graph_err)?;
+    let ids = random_u32(17, batch * steps_t, vocab as u32);
+    let x = d.from_u32(&ids, &[batch, steps_t])?;
+    let labels: Vec<f32> = (0..batch).map(|i| (i % 2) as f32).collect();
+    let y = d.from_f32(&labels, &[batch, 1])?;
+    let case = TrainingCase {
+        kernel: "qqp_training_step",
+        variant: format!("{path:?}").to_lowercase(),
+        shape: format!("B{batch} T{steps_t} H{}/{}", units.0, units.1),
+        model: Box::new(model),
+        params,
+        x,
+        y,
+        loss: kiln_graph::LossKind::BinaryCrossentropy,
+        batch,
+    };
+    training_step(d, case, steps, repeats)
 }
 
 /// Wall-clock cost of recording `count` small dispatches and submitting them (not waiting for the
@@ -473,6 +540,33 @@ pub fn run(device: &Device, opts: &Options) -> Result<Vec<Record>> {
     if wanted("lenet_training_step") {
         records.push(lenet_training(device, opts.quick, opts.repeats)?);
     }
+    if wanted("qqp_training_step") {
+        use kiln_graph::LstmPath::{Fused, Unfused};
+        // (batch, T, units, path, steps per repeat)
+        let cases: &[(usize, usize, (usize, usize), kiln_graph::LstmPath, usize)] = if opts.quick {
+            &[(4, 6, (8, 4), Fused, 1), (4, 6, (8, 4), Unfused, 1)]
+        } else {
+            &[
+                (16, 62, (64, 32), Fused, 5),
+                (16, 62, (64, 32), Unfused, 1),
+                (16, 31, (64, 32), Fused, 5),
+                (16, 31, (64, 32), Unfused, 1),
+                (256, 62, (64, 32), Fused, 1),
+                (16, 62, (256, 256), Fused, 1),
+            ]
+        };
+        for &(batch, t, units, path, steps) in cases {
+            records.push(qqp_training(
+                device,
+                batch,
+                t,
+                units,
+                path,
+                steps,
+                opts.repeats,
+            )?);
+        }
+    }
     if wanted("dispatch_overhead") {
         records.push(dispatch_overhead(device, 1000, opts.repeats)?);
     }
@@ -520,6 +614,26 @@ pub fn table(records: &[Record]) -> String {
             r.samples_per_sec.unwrap_or(0.0),
             r.median_ms
         );
+    }
+    let qqp: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.kernel == "qqp_training_step")
+        .collect();
+    for f in qqp.iter().filter(|r| r.variant == "fused") {
+        if let Some(u) = qqp
+            .iter()
+            .find(|u| u.variant == "unfused" && u.shape == f.shape)
+        {
+            out += &format!(
+                "qqp training {}: fused {:.1} ms ({} dispatches) vs unfused {:.1} ms ({} dispatches): {:.1}x\n",
+                f.shape,
+                f.median_ms,
+                f.dispatches,
+                u.median_ms,
+                u.dispatches,
+                u.median_ms / f.median_ms
+            );
+        }
     }
     if let Some(r) = records.iter().find(|r| r.kernel == "dispatch_overhead") {
         out += &format!(

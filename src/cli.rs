@@ -71,15 +71,32 @@ pub enum Command {
 /// `kiln train`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Which model: spirals (two spirals, an MLP), xor, or mnist (a LeNet-style CNN).
+    /// Which model: spirals (two spirals, an MLP), xor, mnist (a LeNet-style CNN), or qqp (the
+    /// seed's BiLSTM question-pair classifier on Quora Question Pairs).
     #[arg(default_value = "spirals")]
     model: String,
     /// mnist: pooling, max | avg | stochastic.
     #[arg(long)]
     pool: Option<String>,
-    /// mnist: folder with the IDX files (default: the embedded data/mnist).
+    /// mnist: folder with the IDX files (default: the embedded data/mnist). qqp: Quora's TSV or
+    /// Kaggle's train.csv (default: the embedded data/qqp/mini_quora_duplicate_questions.tsv).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// qqp: seed (the tutorial's model) or siamese (one BiLSTM encoder shared by both questions).
+    #[arg(long)]
+    arch: Option<String>,
+    /// qqp: ids per question (padded at the end, truncated at the front).
+    #[arg(long, default_value_t = 31)]
+    len: usize,
+    /// qqp: keep only the N most frequent words (others become the out-of-vocabulary id).
+    #[arg(long)]
+    vocab_cap: Option<usize>,
+    /// qqp: refuse a file with bad rows instead of skipping (and reporting) them.
+    #[arg(long)]
+    strict: bool,
+    /// LSTM layers: fused (the persistent WGSL kernels) or unfused (per-timestep ops).
+    #[arg(long, default_value = "fused", value_parser = parse_lstm_path)]
+    lstm: kiln_graph::LstmPath,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -102,6 +119,14 @@ pub struct TrainArgs {
     /// mnist: train on the first N images only (validate on N / 5): a smoke run.
     #[arg(long)]
     limit: Option<usize>,
+}
+
+fn parse_lstm_path(s: &str) -> Result<kiln_graph::LstmPath, String> {
+    match s {
+        "fused" => Ok(kiln_graph::LstmPath::Fused),
+        "unfused" => Ok(kiln_graph::LstmPath::Unfused),
+        other => Err(format!("`{other}`: choose fused or unfused")),
+    }
 }
 
 fn open_device(choice: &str) -> Result<Device, String> {
@@ -159,9 +184,30 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         resume,
         quiet,
         limit,
+        arch,
+        len,
+        vocab_cap,
+        strict,
+        lstm,
     } = args;
     let model = model.as_str();
-    let job_opts = crate::models::JobOptions { pool, data, limit };
+    if len == 0 {
+        return Err("--len must be at least 1".into());
+    }
+    let job_opts = crate::models::JobOptions {
+        pool,
+        data,
+        limit,
+        arch,
+        preprocess: crate::data::qqp::Preprocess {
+            len,
+            vocab_cap,
+            split_seed: seed as u32,
+            ..Default::default()
+        },
+        strict,
+        lstm_path: lstm,
+    };
     let mut job = crate::models::job(model, seed, &job_opts)?.ok_or_else(|| {
         format!(
             "unknown model `{model}`; choose one of {}",
@@ -186,8 +232,12 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         ));
     }
     let mut builder = kiln_graph::ParamBuilder::new(seed);
-    let model = job.model.init(&mut builder).map_err(|e| e.to_string())?;
+    let mut model = job.model.init(&mut builder).map_err(|e| e.to_string())?;
+    model.set_lstm_path(lstm);
     let params = builder.build(device).map_err(|e| e.to_string())?;
+    if let Some(report) = &job.data_report {
+        eprintln!("data: {report}");
+    }
     if !quiet {
         eprintln!(
             "training {} on {}\n{}",
@@ -197,13 +247,13 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         );
     }
     let opts = kiln_graph::RunOptions {
-        metadata: vec![],
         out: out.clone(),
         resume,
         quiet,
+        metadata: job.metadata.clone(),
     };
     let trained = kiln_graph::fit(
-        &model,
+        &*model,
         &params,
         &job.train,
         job.val.as_ref(),
@@ -212,7 +262,7 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let (loss, acc) = kiln_graph::evaluate(
-        &model,
+        &*model,
         &params,
         &job.train,
         job.config.batch,

@@ -3,18 +3,24 @@
 use std::path::PathBuf;
 
 use kiln_graph::{
-    Activation, Dataset, LayerConfig, LossKind, OptimizerConfig, SequentialConfig, TrainConfig,
+    Activation, Dataset, LayerConfig, LossKind, LstmPath, ModelConfig, OptimizerConfig,
+    SequentialConfig, SiameseConfig, TrainConfig,
 };
 
 use crate::data;
+use crate::data::qqp::Preprocess;
 
 /// A model, its data and its defaults.
 pub struct Job {
     pub name: &'static str,
-    pub model: SequentialConfig,
+    pub model: ModelConfig,
     pub train: Dataset,
     pub val: Option<Dataset>,
     pub config: TrainConfig,
+    /// Saved with the model (qqp: the vocabulary and the preprocessing).
+    pub metadata: Vec<(String, String)>,
+    /// What loading the data found, for the log.
+    pub data_report: Option<String>,
 }
 
 fn dense(units: usize, activation: Activation) -> LayerConfig {
@@ -25,7 +31,7 @@ fn dense(units: usize, activation: Activation) -> LayerConfig {
     }
 }
 
-pub const NAMES: [&str; 3] = ["mnist", "spirals", "xor"];
+pub const NAMES: [&str; 4] = ["mnist", "qqp", "spirals", "xor"];
 
 /// Choices some jobs take.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +42,114 @@ pub struct JobOptions {
     pub data: Option<PathBuf>,
     /// Use only the first N training samples (and N / 5 validation samples): smoke runs.
     pub limit: Option<usize>,
+    /// qqp: seed (the tutorial's stack) or siamese (a shared encoder).
+    pub arch: Option<String>,
+    /// qqp: how pairs become ids.
+    pub preprocess: Preprocess,
+    /// qqp: refuse files with bad rows instead of skipping them.
+    pub strict: bool,
+    /// Run LSTM layers fused (default) or unfused.
+    pub lstm_path: LstmPath,
+}
+
+fn bilstm(units: usize, return_sequences: bool) -> LayerConfig {
+    LayerConfig::Bidirectional {
+        layer: Box::new(LayerConfig::Lstm {
+            units,
+            return_sequences,
+        }),
+    }
+}
+
+/// The seed tutorial's Keras model: Embedding(vocab, 64) -> BiLSTM(64, sequences) -> BiLSTM(32)
+/// -> Dense(64, relu) -> Dropout(0.2) -> Dense(1, sigmoid), on the pair's 2 * len ids.
+pub fn qqp_seed(vocab: usize, len: usize) -> SequentialConfig {
+    SequentialConfig {
+        input: vec![2 * len],
+        layers: vec![
+            LayerConfig::Embedding {
+                vocab,
+                dim: 64,
+                mask_zero: false,
+            },
+            bilstm(64, true),
+            bilstm(32, false),
+            dense(64, Activation::Relu),
+            LayerConfig::Dropout { rate: 0.2 },
+            dense(1, Activation::Sigmoid),
+        ],
+    }
+}
+
+/// Beyond the seed: the same encoder (embedding, BiLSTM 64, BiLSTM 32) shared by both questions,
+/// and the seed's head on [u, v, |u - v|, u * v].
+pub fn qqp_siamese(vocab: usize, len: usize) -> SiameseConfig {
+    SiameseConfig {
+        seq_len: len,
+        encoder: vec![
+            LayerConfig::Embedding {
+                vocab,
+                dim: 64,
+                mask_zero: false,
+            },
+            bilstm(64, true),
+            bilstm(32, false),
+        ],
+        head: vec![
+            dense(64, Activation::Relu),
+            LayerConfig::Dropout { rate: 0.2 },
+            dense(1, Activation::Sigmoid),
+        ],
+    }
+}
+
+/// The seed's training settings: batch 16, 10 epochs, binary cross-entropy, Adam.
+pub fn qqp_train_config(seed: u64) -> TrainConfig {
+    TrainConfig {
+        epochs: 10,
+        batch: 16,
+        seed,
+        loss: LossKind::BinaryCrossentropy,
+        optimizer: OptimizerConfig::adam(),
+        report_every: 50,
+    }
+}
+
+fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
+    let path = opts.data.clone().unwrap_or_else(data::qqp::default_path);
+    let prepared =
+        data::qqp::prepare(&path, &opts.preprocess, opts.strict).map_err(|e| e.to_string())?;
+    let vocab = prepared.tokenizer.vocab_size();
+    let len = opts.preprocess.len;
+    let model = match opts.arch.as_deref().unwrap_or("seed") {
+        "seed" => ModelConfig::Sequential(qqp_seed(vocab, len)),
+        "siamese" => ModelConfig::Siamese {
+            siamese: qqp_siamese(vocab, len),
+        },
+        other => return Err(format!("unknown --arch `{other}`; choose seed or siamese")),
+    };
+    let metadata = vec![
+        ("vocabulary".to_string(), prepared.tokenizer.to_json()),
+        (
+            "qqp_preprocess".to_string(),
+            serde_json::to_string(&opts.preprocess).expect("serializes"),
+        ),
+    ];
+    Ok(Job {
+        name: "qqp",
+        model,
+        train: first(prepared.train, opts.limit),
+        val: Some(first(prepared.val, opts.limit.map(|n| (n / 4).max(1)))),
+        config: qqp_train_config(seed),
+        metadata,
+        data_report: Some(format!(
+            "{} ({:?}): {}; {} words in the vocabulary",
+            path.display(),
+            prepared.format,
+            prepared.report,
+            prepared.tokenizer.words.len()
+        )),
+    })
 }
 
 /// The first `n` samples of `d` (all when `n` is None or larger).
@@ -81,6 +195,9 @@ pub fn lenet(pool: &str) -> Result<SequentialConfig, String> {
 
 /// The job called `name` (seeded by `seed`); Ok(None) for an unknown name.
 pub fn job(name: &str, seed: u64, opts: &JobOptions) -> Result<Option<Job>, String> {
+    if name == "qqp" {
+        return qqp_job(seed, opts).map(Some);
+    }
     if name == "mnist" {
         let dir = opts.data.clone().unwrap_or_else(data::mnist::default_dir);
         let (train, test) = data::mnist::load(&dir).map_err(|e| e.to_string())?;
@@ -90,7 +207,7 @@ pub fn job(name: &str, seed: u64, opts: &JobOptions) -> Result<Option<Job>, Stri
         );
         return Ok(Some(Job {
             name: "mnist",
-            model: lenet(opts.pool.as_deref().unwrap_or("max"))?,
+            model: ModelConfig::Sequential(lenet(opts.pool.as_deref().unwrap_or("max"))?),
             train,
             val: Some(test),
             config: TrainConfig {
@@ -101,6 +218,8 @@ pub fn job(name: &str, seed: u64, opts: &JobOptions) -> Result<Option<Job>, Stri
                 optimizer: OptimizerConfig::adam(),
                 report_every: 50,
             },
+            metadata: vec![],
+            data_report: None,
         }));
     }
     Ok(builtin(name, seed))
@@ -112,14 +231,14 @@ fn builtin(name: &str, seed: u64) -> Option<Job> {
             let (train, val) = data::spirals(200, seed).split(0.2, seed);
             Some(Job {
                 name: "spirals",
-                model: SequentialConfig {
+                model: ModelConfig::Sequential(SequentialConfig {
                     input: vec![2],
                     layers: vec![
                         dense(64, Activation::Relu),
                         dense(64, Activation::Relu),
                         dense(1, Activation::Sigmoid),
                     ],
-                },
+                }),
                 train,
                 val: Some(val),
                 config: TrainConfig {
@@ -135,14 +254,16 @@ fn builtin(name: &str, seed: u64) -> Option<Job> {
                     },
                     report_every: 20,
                 },
+                metadata: vec![],
+                data_report: None,
             })
         }
         "xor" => Some(Job {
             name: "xor",
-            model: SequentialConfig {
+            model: ModelConfig::Sequential(SequentialConfig {
                 input: vec![2],
                 layers: vec![dense(8, Activation::Tanh), dense(1, Activation::Sigmoid)],
-            },
+            }),
             train: data::xor(),
             val: None,
             config: TrainConfig {
@@ -158,6 +279,8 @@ fn builtin(name: &str, seed: u64) -> Option<Job> {
                 },
                 report_every: 1,
             },
+            metadata: vec![],
+            data_report: None,
         }),
         _ => None,
     }

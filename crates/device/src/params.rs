@@ -591,11 +591,25 @@ impl LstmParams {
     /// gradients in workgroup memory.
     pub const MAX_HIDDEN: usize = Self::SHARED_FLOATS / 8;
 
-    /// Batch rows per workgroup: enough to give 256 threads one cell each, within workgroup memory.
-    pub fn rows_for(batch: usize, hidden: usize) -> usize {
-        (256 / hidden.max(1))
-            .min(Self::SHARED_FLOATS / (8 * hidden.max(1)))
-            .clamp(1, batch.max(1))
+    /// Most batch rows one workgroup takes (the kernels' register block).
+    pub const MAX_ROWS: usize = 8;
+
+    /// Batch rows per workgroup. Each recurrent weight a thread loads serves every row of its
+    /// workgroup, so more rows mean fewer loads; fewer rows mean more workgroups. A CPU adapter
+    /// (a few cores) takes the most rows that fit; a GPU keeps about 256 workgroups busy first.
+    pub fn rows_for(batch: usize, hidden: usize, dirs: usize, cpu_adapter: bool) -> usize {
+        let fit = (Self::SHARED_FLOATS / (8 * hidden.max(1))).clamp(1, Self::MAX_ROWS);
+        let want = if cpu_adapter {
+            Self::MAX_ROWS
+        } else {
+            (batch * dirs / 256).max(1)
+        };
+        want.min(fit).clamp(1, batch.max(1))
+    }
+
+    /// Threads per workgroup: one per hidden unit, in whole warps of 32, at most 256.
+    pub fn threads_for(hidden: usize) -> usize {
+        hidden.next_multiple_of(32).clamp(32, 256)
     }
 
     /// Workgroups: one per (direction, block of `rows` batch rows).

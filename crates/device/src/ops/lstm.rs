@@ -121,7 +121,7 @@ fn lstm_params(
         steps: steps as u32,
         hidden: hidden as u32,
         dirs: dirs as u32,
-        rows: LstmParams::rows_for(batch, hidden) as u32,
+        rows: LstmParams::rows_for(batch, hidden, dirs, false) as u32,
         ..Default::default()
     })
 }
@@ -251,6 +251,8 @@ impl Device {
                 })
             }
             Backend::Gpu(g) => {
+                let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
+                p.rows = LstmParams::rows_for(b, h, d, cpu_adapter) as u32;
                 let cache = self.alloc(op, DType::F32, &cache_shape)?;
                 let hprev = self.alloc(op, DType::F32, &hprev_shape)?;
                 let y = if return_sequences {
@@ -264,7 +266,10 @@ impl Device {
                 g.launch(Launch {
                     family: ShaderFamily::Lstm,
                     entry: "lstm_forward",
-                    overrides: &[],
+                    overrides: &[
+                        ("ROWS", p.rows as f64),
+                        ("WG", LstmParams::threads_for(h) as f64),
+                    ],
                     params: bytemuck::bytes_of(&p),
                     bindings: &[
                         (1, xproj),
@@ -390,7 +395,10 @@ impl Device {
                 g.launch(Launch {
                     family: ShaderFamily::Lstm,
                     entry: "lstm_backward",
-                    overrides: &[],
+                    overrides: &[
+                        ("ROWS", p.rows as f64),
+                        ("WG", LstmParams::threads_for(h) as f64),
+                    ],
                     params: bytemuck::bytes_of(&p),
                     bindings: &[
                         (2, recurrent),

@@ -26,6 +26,9 @@ fn reduced_shape(
     Ok((ReduceParams::for_axis(shape, axis), out))
 }
 
+/// Axes up to this long are reduced by one thread per output (`reduce_serial`).
+const SERIAL_MAX_LEN: u32 = 32;
+
 impl Device {
     /// Sum, mean or max along `axis`; the axis is removed from the shape.
     pub fn reduce(&self, op: ReduceOp, x: &Tensor, axis: usize) -> Result<Tensor> {
@@ -40,13 +43,19 @@ impl Device {
             }
             Backend::Gpu(g) => {
                 let out = self.alloc(name, DType::F32, &shape)?;
+                // Short axes: a thread per output; otherwise a workgroup per output.
+                let (entry, workgroups) = if p.len <= SERIAL_MAX_LEN {
+                    ("reduce_serial", crate::ops::groups(p.out_len(), 256))
+                } else {
+                    ("reduce", p.out_len() as u64)
+                };
                 g.launch(Launch {
                     family: ShaderFamily::Reduce,
-                    entry: "reduce",
+                    entry,
                     overrides: &[("OP", op.code() as f64)],
                     params: bytemuck::bytes_of(&p),
                     bindings: &[(1, x), (2, &out)],
-                    workgroups: p.out_len() as u64,
+                    workgroups,
                 })?;
                 Ok(out)
             }

@@ -1,0 +1,311 @@
+//! kiln against Keras: the LSTM, Bidirectional (with and without sequences), masking, and the
+//! seed's whole model (outputs, loss and every weight's gradient), given Keras's weights. The
+//! golden file tests/golden/keras_lstm.safetensors comes from tools/keras/golden.py (TensorFlow
+//! 2.21 / Keras 3.15 on CPU); this test needs no Python. Runs on the CPU device (the kernels'
+//! reference) and, when there is one, on the adapter.
+
+use std::collections::HashMap;
+
+use kiln::models::qqp_seed;
+use kiln_device::testing::{assert_close, gpu_device, Tolerance};
+use kiln_device::{Device, Tensor};
+use kiln_graph::*;
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+struct Golden {
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    cases: Value,
+}
+
+fn golden() -> Golden {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keras_lstm.safetensors"
+    );
+    let bytes = std::fs::read(path).expect("the golden file");
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let cases = meta.metadata().as_ref().unwrap()["cases"].clone();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (name, (v.shape().to_vec(), values))
+        })
+        .collect();
+    Golden {
+        tensors,
+        cases: serde_json::from_str(&cases).unwrap(),
+    }
+}
+
+impl Golden {
+    fn get(&self, case: &str, name: &str) -> &[f32] {
+        &self.tensors[&format!("{case}/{name}")].1
+    }
+
+    fn w(&self, case: &str, i: usize) -> Vec<f32> {
+        self.get(case, &format!("w{i}")).to_vec()
+    }
+
+    fn ids(&self, case: &str) -> Vec<u32> {
+        self.get(case, "ids").iter().map(|&v| v as u32).collect()
+    }
+
+    fn dim(&self, case: &str, key: &str) -> usize {
+        self.cases[case][key].as_u64().unwrap() as usize
+    }
+}
+
+/// "Within 1e-5" of Keras, with a relative term for the few values above 1.
+const TOL: Tolerance = Tolerance {
+    abs: 1e-5,
+    rel: 1e-5,
+};
+
+fn devices() -> Vec<Device> {
+    let mut v = vec![Device::cpu()];
+    v.extend(gpu_device("keras_golden"));
+    v
+}
+
+fn cat(parts: &[Vec<f32>]) -> Vec<f32> {
+    parts.concat()
+}
+
+fn host(d: &Device, t: &Tensor) -> Vec<f32> {
+    d.to_f32(t).unwrap()
+}
+
+#[test]
+fn lstm_sequence_and_states_match_keras() {
+    let g = golden();
+    for d in devices() {
+        for case in ["lstm", "lstm_long"] {
+            let (b, t, e, h) = (
+                g.dim(case, "batch"),
+                g.dim(case, "steps"),
+                g.dim(case, "input"),
+                g.dim(case, "units"),
+            );
+            let tape = Tape::inference(&d);
+            let c = |v: &[f32], s: &[usize]| tape.constant(d.from_f32(v, s).unwrap());
+            let out = tape
+                .lstm(
+                    &c(g.get(case, "x"), &[b, t, e]),
+                    &c(&g.w(case, 0), &[1, e, 4 * h]),
+                    &c(&g.w(case, 1), &[1, h, 4 * h]),
+                    &c(&g.w(case, 2), &[1, 4 * h]),
+                    None,
+                    None,
+                    true,
+                )
+                .unwrap();
+            let what = format!("{case} on {}", d.name());
+            assert_close(
+                &format!("{what}: y"),
+                &host(&d, out.y.unwrap().value()),
+                g.get(case, "y"),
+                TOL,
+            );
+            assert_close(
+                &format!("{what}: h"),
+                &host(&d, out.h.value()),
+                g.get(case, "h"),
+                TOL,
+            );
+            assert_close(
+                &format!("{what}: c"),
+                &host(&d, out.c.value()),
+                g.get(case, "c"),
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn bidirectional_matches_keras_with_and_without_sequences() {
+    let g = golden();
+    for d in devices() {
+        for case in ["bilstm_seq", "bilstm_last"] {
+            let (b, t, e, h) = (
+                g.dim(case, "batch"),
+                g.dim(case, "steps"),
+                g.dim(case, "input"),
+                g.dim(case, "units"),
+            );
+            let seq = g.cases[case]["return_sequences"].as_bool().unwrap();
+            let tape = Tape::inference(&d);
+            let c = |v: Vec<f32>, s: &[usize]| tape.constant(d.from_f32(&v, s).unwrap());
+            for path in [LstmPath::Fused, LstmPath::Unfused] {
+                let out = tape
+                    .lstm_with(
+                        path,
+                        &c(g.get(case, "x").to_vec(), &[b, t, e]),
+                        &c(cat(&[g.w(case, 0), g.w(case, 3)]), &[2, e, 4 * h]),
+                        &c(cat(&[g.w(case, 1), g.w(case, 4)]), &[2, h, 4 * h]),
+                        &c(cat(&[g.w(case, 2), g.w(case, 5)]), &[2, 4 * h]),
+                        None,
+                        None,
+                        seq,
+                    )
+                    .unwrap();
+                let y = if seq { out.y.unwrap() } else { out.h };
+                assert_close(
+                    &format!("{case} {path:?} on {}", d.name()),
+                    &host(&d, y.value()),
+                    g.get(case, "y"),
+                    TOL,
+                );
+            }
+        }
+    }
+}
+
+/// Writes Keras's weights into a built model's parameters, in registration order, stacking each
+/// bidirectional layer's forward and backward weights on the direction axis.
+fn load_keras_weights(d: &Device, store: &ParamStore, g: &Golden, case: &str) -> Vec<usize> {
+    // Keras weight indices per kiln parameter, in kiln's registration order.
+    let mut order = vec![];
+    let mut k = 0;
+    for id in store.ids() {
+        let name = store.name(id).to_string();
+        let bidirectional = name.starts_with("bidirectional");
+        let is_lstm = bidirectional || name.starts_with("lstm");
+        let parts: Vec<usize> = if is_lstm && bidirectional {
+            // kernel, recurrent_kernel, bias are registered in Keras's order; the backward
+            // layer's weights come 3 later.
+            vec![k, k + 3]
+        } else {
+            vec![k]
+        };
+        let values = cat(&parts.iter().map(|&i| g.w(case, i)).collect::<Vec<_>>());
+        d.write_f32(store.value(id), &values).unwrap();
+        order.push(k);
+        k += 1;
+        if bidirectional && name.ends_with(".bias") {
+            k += 3;
+        }
+    }
+    order
+}
+
+#[test]
+fn masked_lstm_and_bidirectional_match_keras() {
+    let g = golden();
+    for d in devices() {
+        for case in ["masked_lstm", "masked_bilstm"] {
+            let (b, t, v, e, h) = (
+                g.dim(case, "batch"),
+                g.dim(case, "steps"),
+                g.dim(case, "vocab"),
+                g.dim(case, "input"),
+                g.dim(case, "units"),
+            );
+            let lstm = LayerConfig::Lstm {
+                units: h,
+                return_sequences: false,
+            };
+            let bidir = g.cases[case]["bidirectional"].as_bool().unwrap();
+            let config = SequentialConfig {
+                input: vec![t],
+                layers: vec![
+                    LayerConfig::Embedding {
+                        vocab: v,
+                        dim: e,
+                        mask_zero: true,
+                    },
+                    if bidir {
+                        LayerConfig::Bidirectional {
+                            layer: Box::new(lstm),
+                        }
+                    } else {
+                        lstm
+                    },
+                ],
+            };
+            let mut pb = ParamBuilder::new(0);
+            let mut model = config.init(&mut pb).unwrap();
+            let store = pb.build(&d).unwrap();
+            load_keras_weights(&d, &store, &g, case);
+            let ids = d.from_u32(&g.ids(case), &[b, t]).unwrap();
+            for path in [LstmPath::Fused, LstmPath::Unfused] {
+                model.set_lstm_path(path);
+                let y = model.forward(&Tape::inference(&d), &store, &ids).unwrap();
+                assert_close(
+                    &format!("{case} {path:?} on {}", d.name()),
+                    &host(&d, y.value()),
+                    g.get(case, "y"),
+                    TOL,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_seed_model_matches_keras_outputs_loss_and_gradients() {
+    let g = golden();
+    let case = "seed_model";
+    let (b, t, v) = (
+        g.dim(case, "batch"),
+        g.dim(case, "steps"),
+        g.dim(case, "vocab"),
+    );
+    for d in devices() {
+        let mut pb = ParamBuilder::new(0);
+        let model = qqp_seed(v, t / 2).init(&mut pb).unwrap();
+        let store = pb.build(&d).unwrap();
+        let order = load_keras_weights(&d, &store, &g, case);
+        let ids = d.from_u32(&g.ids(case), &[b, t]).unwrap();
+        let labels = d.from_f32(g.get(case, "labels"), &[b, 1]).unwrap();
+        let tape = Tape::recording(&d);
+        let p = model.forward(&tape, &store, &ids).unwrap();
+        let loss = tape
+            .loss(LossKind::BinaryCrossentropy.loss(), &p, &labels)
+            .unwrap();
+        let on = d.name();
+        assert_close(
+            &format!("seed model output on {on}"),
+            &host(&d, p.value()),
+            g.get(case, "y"),
+            TOL,
+        );
+        assert_close(
+            &format!("seed model loss on {on}"),
+            &host(&d, loss.value()),
+            g.get(case, "loss"),
+            TOL,
+        );
+        tape.backward(&loss).unwrap();
+        for (id, &k) in store.ids().zip(&order) {
+            let name = store.name(id);
+            let want = if name.starts_with("bidirectional") {
+                cat(&[
+                    g.get(case, &format!("g{k}")).to_vec(),
+                    g.get(case, &format!("g{}", k + 3)).to_vec(),
+                ])
+            } else {
+                g.get(case, &format!("g{k}")).to_vec()
+            };
+            // Gradients sum over 4 x 62 steps: a little more rounding than the forward values.
+            let tol = Tolerance {
+                abs: 2e-6,
+                rel: 1e-4,
+            };
+            assert_close(
+                &format!("d loss / d {name} on {on}"),
+                &host(&d, store.grad(id)),
+                &want,
+                tol,
+            );
+        }
+    }
+}
