@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let job = kiln::models::job("xor", 3, &Default::default())?.expect("xor is a built-in job");
     let mut b = ParamBuilder::new(job.config.seed);
     let model = job.model.init(&mut b)?;
+    let model = &*model;
     let params = b.build(&device)?;
     println!(
         "device: {}\n{}",
@@ -23,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from("runs/example-xor");
     let _ = std::fs::remove_dir_all(&out); // an example starts afresh
     fit(
-        &model,
+        model,
         &params,
         &job.train,
         None,
@@ -35,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             quiet: true,
         },
     )?;
-    let (loss, accuracy) = evaluate(&model, &params, &job.train, 4, job.config.loss)?;
+    let (loss, accuracy) = evaluate(model, &params, &job.train, 4, job.config.loss)?;
     let x = device.from_f32(&[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], &[4, 2])?;
     let p = device.to_f32(
         model

@@ -28,14 +28,17 @@ pub struct Cli {
 pub enum Command {
     /// Train a model: writes OUT/model.safetensors, OUT/checkpoints/, OUT/history.{csv,json,png}.
     Train(TrainArgs),
-    /// Evaluate a saved model: accuracy and loss on the test set, a confusion matrix, pictures.
+    /// Evaluate a saved model. mnist: accuracy and loss on the test set, a confusion matrix,
+    /// pictures. qqp: accuracy and loss on a labelled file, or on the embedded data's validation
+    /// split.
     Eval {
-        /// Which data: mnist.
+        /// Which task: mnist or qqp.
         task: String,
-        /// The saved model (OUT/model.safetensors of a `kiln train` run).
+        /// The saved model (OUT/model.safetensors or OUT/best.safetensors of a `kiln train` run).
         #[arg(long)]
         model: PathBuf,
-        /// Folder with the IDX files (default: the embedded data/mnist).
+        /// mnist: folder with the IDX files (default: the embedded data/mnist). qqp: Quora's TSV or
+        /// Kaggle's train.csv (default: the embedded data's validation split).
         #[arg(long)]
         data: Option<PathBuf>,
         /// Print a JSON report instead of text.
@@ -47,6 +50,43 @@ pub enum Command {
         /// Evaluate on the first N test images only.
         #[arg(long)]
         limit: Option<usize>,
+    },
+    /// Duplicate probability of a question pair, or a Kaggle submission file for a whole file.
+    Predict {
+        /// Which task: qqp.
+        task: String,
+        /// The saved model.
+        #[arg(long)]
+        model: PathBuf,
+        /// The two questions.
+        questions: Vec<String>,
+        /// A file of pairs (Kaggle's test.csv, train.csv or Quora's TSV): writes --out.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The submission file written with --data.
+        #[arg(long, default_value = "submission.csv")]
+        out: PathBuf,
+        /// Overwrite --out when it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write a task's encoded training and validation split as JSON (for training the same data
+    /// in another framework, e.g. tools/keras/train_qqp.py).
+    Export {
+        /// Which task: qqp.
+        task: String,
+        /// Quora's TSV or Kaggle's train.csv (default: the embedded data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Ids per question.
+        #[arg(long, default_value_t = 31)]
+        len: usize,
+        /// Seed of the split.
+        #[arg(long, default_value_t = 2019)]
+        seed: u32,
+        /// The JSON file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// List every adapter, and the chosen one's limits and features.
     Info,
@@ -289,8 +329,30 @@ fn run(cli: Cli) -> Result<(), String> {
             pictures,
             limit,
         } => {
+            if task == "qqp" {
+                let r = crate::qqp::eval(&device, &model, data.as_deref(), limit)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+                    );
+                } else {
+                    println!(
+                        "{}: {} pairs of {} ({}): accuracy {:.4}, loss {:.4}",
+                        model.display(),
+                        r.pairs,
+                        r.data.display(),
+                        r.rows,
+                        r.accuracy,
+                        r.loss
+                    );
+                }
+                return Ok(());
+            }
             if task != "mnist" {
-                return Err(format!("unknown task `{task}`; kiln eval knows mnist"));
+                return Err(format!(
+                    "unknown task `{task}`; kiln eval knows mnist and qqp"
+                ));
             }
             let data = data.unwrap_or_else(crate::data::mnist::default_dir);
             let pictures =
@@ -322,6 +384,59 @@ fn run(cli: Cli) -> Result<(), String> {
                     pictures.join("confusion.png").display()
                 );
             }
+        }
+        Command::Predict {
+            task,
+            model,
+            questions,
+            data,
+            out,
+            force,
+        } => {
+            if task != "qqp" {
+                return Err(format!("unknown task `{task}`; kiln predict knows qqp"));
+            }
+            match (data, questions.as_slice()) {
+                (Some(data), []) => {
+                    let n = crate::qqp::submission(&device, &model, &data, &out, force)?;
+                    println!("wrote {} ({n} pairs)", out.display());
+                }
+                (None, [q1, q2]) => {
+                    let m = crate::qqp::load(&device, &model)?;
+                    let pair = crate::data::qqp::Pair {
+                        id: "0".into(),
+                        q1: q1.clone(),
+                        q2: q2.clone(),
+                        label: None,
+                    };
+                    let p = m.predict(&device, &[pair])?[0];
+                    println!("{p:.4}");
+                }
+                _ => {
+                    return Err(
+                        "give two questions, or --data FILE for a submission file (not both)"
+                            .into(),
+                    )
+                }
+            }
+        }
+        Command::Export {
+            task,
+            data,
+            len,
+            seed,
+            out,
+        } => {
+            if task != "qqp" {
+                return Err(format!("unknown task `{task}`; kiln export knows qqp"));
+            }
+            let pre = crate::data::qqp::Preprocess {
+                len,
+                split_seed: seed,
+                ..Default::default()
+            };
+            crate::qqp::export(data.as_deref(), &pre, &out)?;
+            eprintln!("wrote {}", out.display());
         }
         Command::Info => info(&device),
         Command::Bench {

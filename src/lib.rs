@@ -9,6 +9,7 @@ pub mod data;
 pub mod eval;
 pub mod models;
 pub mod pictures;
+pub mod qqp;
 
 pub use kiln_device as device;
 pub use kiln_graph as graph;

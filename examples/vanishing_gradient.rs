@@ -1,0 +1,250 @@
+//! The problem LSTM was built to solve, in one picture (the seed's RNN post).
+//!
+//!     cargo run --release --example vanishing_gradient
+//!
+//! Task: a sequence of T = 40 steps of a random -1/+1 value and a marker set at t = 0 only; the
+//! label is 1 when the marked (first) value is +1. The answer sits 39 steps of noise before the
+//! end, where the recurrent layers hand over their state.
+//! A SimpleRnn(16) and an Lstm(16), each under a Dense(1, sigmoid), train with Adam on fresh
+//! batches. Before and after training, the example measures the norm of d(loss)/d(x_t), the
+//! gradient that reaches each timestep, and plots both layers on a log scale:
+//! runs/example-vanishing-gradient/gradient_norms.png. Through tanh and a recurrent matrix the
+//! simple RNN's gradient shrinks geometrically with distance; the LSTM's cell state carries it.
+
+use std::path::PathBuf;
+
+use kiln::device::Device;
+use kiln::graph::{
+    Activation, Init, LayerConfig, LossKind, Optimizer, OptimizerConfig, ParamBuilder,
+    SequentialConfig, Tape,
+};
+use plotters::prelude::*;
+use rand::{rngs::StdRng, RngExt, SeedableRng};
+
+const T: usize = 60;
+const BATCH: usize = 64;
+const STEPS: usize = 600;
+/// Size of the values: strong enough inputs drive tanh into saturation.
+const AMP: f32 = 3.0;
+/// The LSTM's initial forget-gate bias (Keras: 1).
+const FORGET_BIAS: f32 = 3.0;
+
+/// x (BATCH, T, 2): channel 0 a random -1/+1 at every step, channel 1 a marker, 1 at t = 0 only;
+/// the label is 1 when the marked value is +1. Everything after t = 0 is noise to ignore.
+fn batch(rng: &mut StdRng) -> (Vec<f32>, Vec<f32>) {
+    let mut x = vec![0.0; BATCH * T * 2];
+    for b in 0..BATCH {
+        for t in 0..T {
+            x[(b * T + t) * 2] = if rng.random_range(0..2) == 1 { AMP } else { -AMP };
+        }
+        x[b * T * 2 + 1] = 1.0;
+    }
+    let y = (0..BATCH)
+        .map(|b| (x[b * T * 2] > 0.0) as u32 as f32)
+        .collect();
+    (x, y)
+}
+
+struct Run {
+    name: &'static str,
+    before: Vec<f32>,
+    after: Vec<f32>,
+    accuracy: f32,
+}
+
+fn train(
+    device: &Device,
+    name: &'static str,
+    layer: LayerConfig,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let config = SequentialConfig {
+        input: vec![T, 2],
+        layers: vec![
+            layer,
+            LayerConfig::Dense {
+                units: 1,
+                activation: Activation::Sigmoid,
+                use_bias: true,
+            },
+        ],
+    };
+    let mut b = ParamBuilder::new(7);
+    let model = config.init(&mut b)?;
+    let params = b.build(device)?;
+    if let Some(bias) = params.find("lstm_1.bias") {
+        // Forget gate bias FORGET_BIAS instead of Keras's 1: f = sigmoid(3) = 0.95 keeps 0.95^k of
+        // the cell's gradient k steps back, where sigmoid(1) = 0.73 keeps 0.73^k.
+        let mut v = device.to_f32(params.value(bias))?;
+        let h = v.len() / 4;
+        v[h..2 * h].iter_mut().for_each(|f| *f = FORGET_BIAS);
+        device.write_f32(params.value(bias), &v)?;
+    }
+    // The input as a parameter of its own, so that backward leaves d(loss)/dx in its gradient.
+    let mut xb = ParamBuilder::new(0);
+    let x_id = xb.add("x", &[BATCH, T, 2], Init::Zeros)?;
+    let x_store = xb.build(device)?;
+    let mut rng = StdRng::seed_from_u64(11);
+    let probe = batch(&mut StdRng::seed_from_u64(99));
+    let loss_kind = LossKind::BinaryCrossentropy.loss();
+
+    let grad_norms =
+        |rng_x: &(Vec<f32>, Vec<f32>)| -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+            device.write_f32(x_store.value(x_id), &rng_x.0)?;
+            x_store.zero_grad()?;
+            params.zero_grad()?;
+            let tape = Tape::recording(device);
+            let out = model.forward_var(&tape, &params, &tape.param(&x_store, x_id))?;
+            let y = device.from_f32(&rng_x.1, &[BATCH, 1])?;
+            let loss = tape.loss(loss_kind, &out, &y)?;
+            tape.backward(&loss)?;
+            let g = device.to_f32(x_store.grad(x_id))?;
+            Ok((0..T)
+                .map(|t| (0..BATCH).map(|b| g[b * T + t].powi(2)).sum::<f32>().sqrt())
+                .collect())
+        };
+
+    let before = grad_norms(&probe)?;
+    let mut opt = Optimizer::new(OptimizerConfig::adam().with_lr(0.01), &params)?;
+    for step in 0..STEPS {
+        let (x, y) = batch(&mut rng);
+        params.zero_grad()?;
+        let tape = Tape::training(device, step as u64, 0);
+        let out = model.forward(&tape, &params, &device.from_f32(&x, &[BATCH, T, 2])?)?;
+        let loss = tape.loss(loss_kind, &out, &device.from_f32(&y, &[BATCH, 1])?)?;
+        tape.backward(&loss)?;
+        opt.step(&params)?;
+    }
+    let after = grad_norms(&probe)?;
+    let p = device.to_f32(
+        model
+            .forward(
+                &Tape::inference(device),
+                &params,
+                &device.from_f32(&probe.0, &[BATCH, T, 2])?,
+            )?
+            .value(),
+    )?;
+    let correct = p
+        .iter()
+        .zip(&probe.1)
+        .filter(|(p, y)| (**p > 0.5) == (**y > 0.5))
+        .count();
+    Ok(Run {
+        name,
+        before,
+        after,
+        accuracy: correct as f32 / BATCH as f32,
+    })
+}
+
+fn plot(path: &PathBuf, runs: &[Run]) -> Result<(), Box<dyn std::error::Error>> {
+    kiln::graph::history::register_font();
+    let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let all = runs.iter().flat_map(|r| r.before.iter().chain(&r.after));
+    let lo = all
+        .clone()
+        .copied()
+        .filter(|v| *v > 0.0)
+        .fold(f32::INFINITY, f32::min);
+    let hi = all.copied().fold(0.0f32, f32::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Gradient reaching each timestep, |d loss / d x_t| (answer at t = 0)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0..T - 1, ((lo * 0.5).max(1e-30)..hi * 2.0).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("timestep t")
+        .y_desc("gradient norm")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .draw()?;
+    let colors = [RED, BLUE];
+    for (run, color) in runs.iter().zip(colors) {
+        for (values, when, dashed) in [
+            (&run.before, "untrained", true),
+            (&run.after, "trained", false),
+        ] {
+            let points: Vec<(usize, f32)> = values
+                .iter()
+                .enumerate()
+                .map(|(t, &v)| (t, v.max(lo * 0.5)))
+                .collect();
+            let label = format!("{} ({when})", run.name);
+            if dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(2)))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            } else {
+                chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(3)))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                    });
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let device = Device::from_env()?;
+    println!(
+        "device: {}; T = {T}, batch {BATCH}, {STEPS} Adam steps each",
+        device.name()
+    );
+    let runs = [
+        train(
+            &device,
+            "SimpleRnn(16)",
+            LayerConfig::SimpleRnn {
+                units: 16,
+                return_sequences: false,
+            },
+        )?,
+        train(
+            &device,
+            "Lstm(16)",
+            LayerConfig::Lstm {
+                units: 16,
+                return_sequences: false,
+            },
+        )?,
+    ];
+    println!(
+        "{:<14} {:>9} {:>10} {:>12} {:>12} {:>12}",
+        "layer", "accuracy", "", "|g| at t=0", "t=T/2", "t=T-1"
+    );
+    for r in &runs {
+        for (when, g) in [("untrained", &r.before), ("trained", &r.after)] {
+            println!(
+                "{:<14} {:>9.3} {:>10} {:>12.3e} {:>12.3e} {:>12.3e}",
+                r.name,
+                r.accuracy,
+                when,
+                g[0],
+                g[T / 2],
+                g[T - 1]
+            );
+        }
+    }
+    let out = PathBuf::from("runs/example-vanishing-gradient");
+    std::fs::create_dir_all(&out)?;
+    let path = out.join("gradient_norms.png");
+    plot(&path, &runs)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! `kiln eval qqp`, `kiln predict qqp` and `kiln export qqp`: a saved question-pair model (its
+//! vocabulary and preprocessing travel in the model file's metadata) on either data format.
+
+use std::path::{Path, PathBuf};
+
+use kiln_device::Device;
+use kiln_graph::{evaluate, train::load_model, LossKind, Module, ParamBuilder, ParamStore, Tape};
+use serde::Serialize;
+
+use crate::data::qqp::{self, Format, Pair, Preprocess, Tokenizer};
+
+/// A saved model, rebuilt, with what turns text into its inputs.
+pub struct Loaded {
+    pub model: Box<dyn Module>,
+    pub params: ParamStore,
+    pub tokenizer: Tokenizer,
+    pub preprocess: Preprocess,
+}
+
+/// Rebuilds the model at `path` on `device`.
+pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
+    let (config, ck) = load_model(path).map_err(|e| e.to_string())?;
+    let missing = |what: &str| {
+        format!(
+            "{}: no {what} in the model's metadata; is it a `kiln train qqp` model?",
+            path.display()
+        )
+    };
+    let tokenizer =
+        Tokenizer::from_json(ck.meta("vocabulary").ok_or_else(|| missing("vocabulary"))?)?;
+    let preprocess: Preprocess = serde_json::from_str(
+        ck.meta("qqp_preprocess")
+            .ok_or_else(|| missing("qqp_preprocess"))?,
+    )
+    .map_err(|e| format!("{}: qqp_preprocess: {e}", path.display()))?;
+    let mut b = ParamBuilder::new(0);
+    let model = config.init(&mut b).map_err(|e| e.to_string())?;
+    let params = b.build(device).map_err(|e| e.to_string())?;
+    params
+        .load(&ck.params)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Loaded {
+        model,
+        params,
+        tokenizer,
+        preprocess,
+    })
+}
+
+impl Loaded {
+    /// Duplicate probabilities of `pairs`, in batches of 256.
+    pub fn predict(&self, device: &Device, pairs: &[Pair]) -> Result<Vec<f32>, String> {
+        let len = self.preprocess.len;
+        let mut out = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(256) {
+            let ids: Vec<u32> = chunk
+                .iter()
+                .flat_map(|p| self.tokenizer.encode_pair(&p.q1, &p.q2, len))
+                .collect();
+            let x = device
+                .from_u32(&ids, &[chunk.len(), 2 * len])
+                .map_err(|e| e.to_string())?;
+            let p = self
+                .model
+                .forward(&Tape::inference(device), &self.params, &x)
+                .map_err(|e| e.to_string())?;
+            out.extend(device.to_f32(p.value()).map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EvalReport {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    /// "validation split" (the embedded data, split as in training) or "all rows".
+    pub rows: String,
+    pub pairs: usize,
+    pub accuracy: f32,
+    pub loss: f32,
+    pub skipped_rows: usize,
+}
+
+/// Accuracy and loss of a saved model: on `data` (every usable row), or without it on the
+/// embedded data's validation split, rebuilt from the seed saved with the model.
+pub fn eval(
+    device: &Device,
+    model_path: &Path,
+    data: Option<&Path>,
+    limit: Option<usize>,
+) -> Result<EvalReport, String> {
+    let m = load(device, model_path)?;
+    let path = data
+        .map(Path::to_path_buf)
+        .unwrap_or_else(qqp::default_path);
+    let (format, pairs, report) = qqp::load(&path, false).map_err(|e| e.to_string())?;
+    if format == Format::KaggleTest {
+        return Err(format!(
+            "{}: Kaggle's test.csv has no labels; use `kiln predict qqp --data` for a submission file",
+            path.display()
+        ));
+    }
+    let (pairs, rows) = match data {
+        Some(_) => (pairs, "all rows"),
+        None => {
+            let (_, val) = qqp::split_rows(pairs.len(), &m.preprocess);
+            (
+                val.iter().map(|&i| pairs[i].clone()).collect(),
+                "validation split",
+            )
+        }
+    };
+    let pairs: Vec<Pair> = pairs
+        .into_iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
+    if pairs.is_empty() {
+        return Err(format!("{}: no usable pairs ({report})", path.display()));
+    }
+    let dataset = qqp::encode(&pairs, &m.tokenizer, m.preprocess.len);
+    let (loss, accuracy) = evaluate(
+        &*m.model,
+        &m.params,
+        &dataset,
+        256,
+        LossKind::BinaryCrossentropy,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(EvalReport {
+        model: model_path.to_path_buf(),
+        data: path,
+        rows: rows.into(),
+        pairs: pairs.len(),
+        accuracy,
+        loss,
+        skipped_rows: report.skipped(),
+    })
+}
+
+/// Writes one probability per pair of `data` to `out` as a Kaggle submission
+/// (`test_id,is_duplicate` for test.csv, `id,is_duplicate` otherwise). Refuses to overwrite an
+/// existing file unless `force`.
+pub fn submission(
+    device: &Device,
+    model_path: &Path,
+    data: &Path,
+    out: &Path,
+    force: bool,
+) -> Result<usize, String> {
+    if out.exists() && !force {
+        return Err(format!(
+            "{} exists; pass --force to overwrite it, or --out for another file",
+            out.display()
+        ));
+    }
+    let m = load(device, model_path)?;
+    let (format, pairs, report) = qqp::load(data, false).map_err(|e| e.to_string())?;
+    if report.skipped() > 0 {
+        eprintln!("kiln: {}: {report}", data.display());
+    }
+    let probs = m.predict(device, &pairs)?;
+    let id_column = if format == Format::KaggleTest {
+        "test_id"
+    } else {
+        "id"
+    };
+    let tmp = out.with_extension("csv.partial");
+    let mut w = csv::Writer::from_path(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    w.write_record([id_column, "is_duplicate"])
+        .map_err(|e| e.to_string())?;
+    for (p, prob) in pairs.iter().zip(&probs) {
+        w.write_record([p.id.as_str(), &format!("{prob:.6}")])
+            .map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())?;
+    drop(w);
+    std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(pairs.len())
+}
+
+#[derive(Serialize)]
+struct Split {
+    ids: Vec<Vec<u32>>,
+    labels: Vec<f32>,
+}
+
+#[derive(Serialize)]
+struct Export {
+    source: PathBuf,
+    vocab_size: usize,
+    preprocess: Preprocess,
+    train: Split,
+    val: Split,
+}
+
+/// Writes the encoded split as JSON, so that another framework (tools/keras/train_qqp.py) trains
+/// on exactly kiln's inputs.
+pub fn export(data: Option<&Path>, pre: &Preprocess, out: &Path) -> Result<(), String> {
+    let path = data
+        .map(Path::to_path_buf)
+        .unwrap_or_else(qqp::default_path);
+    let p = qqp::prepare(&path, pre, false).map_err(|e| e.to_string())?;
+    let split = |d: &kiln_graph::Dataset| {
+        let kiln_graph::Inputs::Ids(ids) = &d.inputs else {
+            unreachable!("qqp inputs are ids")
+        };
+        Split {
+            ids: ids.chunks(2 * pre.len).map(<[u32]>::to_vec).collect(),
+            labels: d.targets.clone(),
+        }
+    };
+    let e = Export {
+        source: path.clone(),
+        vocab_size: p.tokenizer.vocab_size(),
+        preprocess: pre.clone(),
+        train: split(&p.train),
+        val: split(&p.val),
+    };
+    let text = serde_json::to_string(&e).map_err(|e| e.to_string())?;
+    std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))
+}
