@@ -35,7 +35,11 @@ fn batch(rng: &mut StdRng) -> (Vec<f32>, Vec<f32>) {
     let mut x = vec![0.0; BATCH * T * 2];
     for b in 0..BATCH {
         for t in 0..T {
-            x[(b * T + t) * 2] = if rng.random_range(0..2) == 1 { AMP } else { -AMP };
+            x[(b * T + t) * 2] = if rng.random_range(0..2) == 1 {
+                AMP
+            } else {
+                -AMP
+            };
         }
         x[b * T * 2 + 1] = 1.0;
     }

@@ -244,3 +244,181 @@ fn mnist_trains_on_a_slice_and_evaluates_with_pictures() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn qqp_trains_evaluates_predicts_and_exports_on_both_formats() {
+    let dir = std::env::temp_dir().join(format!("kiln-qqp-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("run");
+    let o = out.display().to_string();
+    // A Kaggle train.csv (with one bad row) and test.csv of our own.
+    let train_csv = dir.join("train.csv");
+    let mut rows =
+        String::from("\"id\",\"qid1\",\"qid2\",\"question1\",\"question2\",\"is_duplicate\"\n");
+    for i in 0..40 {
+        rows += &format!(
+            "\"{i}\",\"{}\",\"{}\",\"How do I learn topic {}?\",\"What is the way to learn topic {}?\",\"{}\"\n",
+            2 * i,
+            2 * i + 1,
+            i % 7,
+            (i + i % 2) % 7,
+            1 - i % 2
+        );
+    }
+    rows += "\"40\",\"80\",\"81\",\"\",\"An empty first question\",\"0\"\n";
+    std::fs::write(&train_csv, rows).unwrap();
+    let test_csv = dir.join("test.csv");
+    std::fs::write(
+        &test_csv,
+        "\"test_id\",\"question1\",\"question2\"\n\"0\",\"How do I learn topic 3?\",\"What is topic 3?\"\n\"1\",\"Why?\",\"How?\"\n",
+    )
+    .unwrap();
+
+    // The embedded Quora TSV, a slice, fused and unfused.
+    for (lstm, arch) in [("fused", "seed"), ("unfused", "siamese")] {
+        let run = dir.join(format!("run-{lstm}"));
+        let (ok, _, stderr) = kiln(&[
+            "train",
+            "qqp",
+            "--limit",
+            "32",
+            "--epochs",
+            "1",
+            "--len",
+            "6",
+            "--quiet",
+            "--lstm",
+            lstm,
+            "--arch",
+            arch,
+            "--out",
+            &run.display().to_string(),
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(
+            stderr.contains("9998 rows, 9998 kept") && stderr.contains("val_accuracy"),
+            "{stderr}"
+        );
+        assert!(run.join("best.safetensors").exists());
+    }
+    // Kaggle's train.csv: the bad row is reported, not silently dropped; --strict refuses it.
+    let (ok, _, stderr) = kiln(&[
+        "train",
+        "qqp",
+        "--data",
+        &train_csv.display().to_string(),
+        "--epochs",
+        "1",
+        "--len",
+        "8",
+        "--quiet",
+        "--out",
+        &o,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("41 rows, 40 kept") && stderr.contains("1 with an empty question"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = kiln(&[
+        "train",
+        "qqp",
+        "--data",
+        &train_csv.display().to_string(),
+        "--strict",
+        "--out",
+        &dir.join("strict").display().to_string(),
+    ]);
+    assert!(!ok && stderr.contains("has an empty question"), "{stderr}");
+
+    let model = out.join("model.safetensors").display().to_string();
+    let (ok, stdout, stderr) = kiln(&[
+        "eval",
+        "qqp",
+        "--model",
+        &model,
+        "--data",
+        &train_csv.display().to_string(),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["pairs"].as_u64(), Some(40));
+    assert!(r["accuracy"].as_f64().unwrap() >= 0.0 && r["loss"].as_f64().unwrap() > 0.0);
+    let (ok, stdout, stderr) = kiln(&["eval", "qqp", "--model", &model, "--limit", "20"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("20 pairs") && stdout.contains("validation split"),
+        "{stdout}"
+    );
+
+    let (ok, stdout, stderr) = kiln(&[
+        "predict",
+        "qqp",
+        "--model",
+        &model,
+        "How do I learn topic 3?",
+        "What is topic 3?",
+    ]);
+    assert!(ok, "{stderr}");
+    let p: f32 = stdout.trim().parse().unwrap();
+    assert!((0.0..=1.0).contains(&p), "{stdout}");
+    let sub = dir.join("submission.csv");
+    let s = sub.display().to_string();
+    let args = [
+        "predict",
+        "qqp",
+        "--model",
+        &model,
+        "--data",
+        &test_csv.display().to_string(),
+        "--out",
+        &s,
+    ];
+    let (ok, _, stderr) = kiln(&args);
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&sub).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], "test_id,is_duplicate");
+    assert!(
+        lines[1].starts_with("0,") && lines[2].starts_with("1,"),
+        "{text}"
+    );
+    // An existing submission is never overwritten without --force.
+    let (ok, _, stderr) = kiln(&args);
+    assert!(!ok && stderr.contains("--force"), "{stderr}");
+    let (ok, _, stderr) = kiln(&[
+        "eval",
+        "qqp",
+        "--model",
+        &model,
+        "--data",
+        &test_csv.display().to_string(),
+    ]);
+    assert!(!ok && stderr.contains("no labels"), "{stderr}");
+    let (ok, _, stderr) = kiln(&["predict", "qqp", "--model", &model, "only one question"]);
+    assert!(!ok && stderr.contains("two questions"), "{stderr}");
+
+    let export = dir.join("export.json");
+    let (ok, _, stderr) = kiln(&[
+        "export",
+        "qqp",
+        "--data",
+        &train_csv.display().to_string(),
+        "--len",
+        "8",
+        "--out",
+        &export.display().to_string(),
+    ]);
+    assert!(ok, "{stderr}");
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert_eq!(
+        e["train"]["ids"].as_array().unwrap().len() + e["val"]["ids"].as_array().unwrap().len(),
+        40
+    );
+    assert_eq!(e["train"]["ids"][0].as_array().unwrap().len(), 16);
+    let _ = std::fs::remove_dir_all(&dir);
+}

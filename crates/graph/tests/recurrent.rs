@@ -284,3 +284,48 @@ fn bidirectional_last_states_are_forward_end_and_backward_start() {
         }
     }
 }
+
+#[test]
+fn siamese_model_against_finite_differences() {
+    let dev = Device::cpu();
+    let config = SiameseConfig {
+        seq_len: 3,
+        encoder: vec![
+            LayerConfig::Embedding {
+                vocab: 6,
+                dim: 2,
+                mask_zero: true,
+            },
+            LayerConfig::Bidirectional {
+                layer: Box::new(LayerConfig::Lstm {
+                    units: 2,
+                    return_sequences: false,
+                }),
+            },
+        ],
+        head: vec![LayerConfig::Dense {
+            units: 1,
+            activation: Activation::Sigmoid,
+            use_bias: true,
+        }],
+    };
+    let mut b = ParamBuilder::new(5);
+    let model = config.init(&mut b).unwrap();
+    let s = b.build(&dev).unwrap();
+    assert!(
+        s.find("encoder.bidirectional_1.kernel").is_some()
+            && s.find("head.dense_1.kernel").is_some()
+    );
+    let ids = dev
+        .from_u32(&[1, 2, 0, 3, 4, 5, 5, 0, 0, 2, 2, 1], &[2, 6])
+        .unwrap();
+    let labels = dev.from_f32(&[1.0, 0.0], &[2, 1]).unwrap();
+    gradcheck("siamese", &s, |t| {
+        let p = model.forward(t, &s, &ids).unwrap();
+        t.loss(LossKind::BinaryCrossentropy.loss(), &p, &labels)
+            .unwrap()
+    });
+    // The config round-trips through a saved model's JSON.
+    let back: ModelConfig = serde_json::from_str(&model.config_json()).unwrap();
+    assert_eq!(back, ModelConfig::Siamese { siamese: config });
+}
