@@ -543,7 +543,8 @@ pub fn run(device: &Device, opts: &Options) -> Result<Vec<Record>> {
     if wanted("qqp_training_step") {
         use kiln_graph::LstmPath::{Fused, Unfused};
         // (batch, T, units, path, steps per repeat)
-        let cases: &[(usize, usize, (usize, usize), kiln_graph::LstmPath, usize)] = if opts.quick {
+        type QqpCase = (usize, usize, (usize, usize), kiln_graph::LstmPath, usize);
+        let cases: &[QqpCase] = if opts.quick {
             &[(4, 6, (8, 4), Fused, 1), (4, 6, (8, 4), Unfused, 1)]
         } else {
             &[

@@ -118,6 +118,15 @@ fn fused_lstm_matches_reference_forward_and_backward() {
         dlast: false,
     };
     let cases = [
+        Case {
+            b: 1,
+            d: 2,
+            h: 5,
+            t: 3,
+            init: true,
+            dlast: true,
+            ..base
+        },
         Case { h: 1, ..base },
         Case {
             d: 2,

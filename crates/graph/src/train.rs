@@ -263,16 +263,17 @@ pub struct Trained {
 }
 
 fn save_checkpoint(
-    path: &Path,
+    opts: &RunOptions,
     model: &dyn Module,
     params: &ParamStore,
     opt: &Optimizer,
     cfg: &TrainConfig,
     history: &History,
     epoch: usize,
-    extra: &[(String, String)],
 ) -> Result<()> {
-    let mut metadata: std::collections::HashMap<String, String> = extra.iter().cloned().collect();
+    let path = checkpoint::epoch_path(&opts.out.join("checkpoints"), epoch);
+    let mut metadata: std::collections::HashMap<String, String> =
+        opts.metadata.iter().cloned().collect();
     metadata.insert("epoch".into(), epoch.to_string());
     metadata.insert("seed".into(), cfg.seed.to_string());
     // Every random draw derives from these: the epoch's shuffle from (seed, epoch), each step's
@@ -293,7 +294,7 @@ fn save_checkpoint(
         optimizer: Some(opt.state(params)?),
         metadata,
     }
-    .save(path)
+    .save(&path)
 }
 
 /// Writes the final model: weights plus the config that rebuilds it.
@@ -492,16 +493,7 @@ pub fn fit(
             cfg.epochs, stats.loss, stats.accuracy, stats.samples_per_sec
         );
         history.epochs.push(stats);
-        save_checkpoint(
-            &checkpoint::epoch_path(&ck_dir, epoch),
-            model,
-            params,
-            &opt,
-            cfg,
-            &history,
-            epoch,
-            &opts.metadata,
-        )?;
+        save_checkpoint(opts, model, params, &opt, cfg, &history, epoch)?;
         // The best epoch so far by validation accuracy is kept as a model of its own: a run that
         // overfits later does not lose it.
         if val_accuracy.is_some() && history.best_val_accuracy().map(|b| b.0) == Some(epoch) {
