@@ -134,6 +134,10 @@ pub struct TrainArgs {
     /// qqp: refuse a file with bad rows instead of skipping (and reporting) them.
     #[arg(long)]
     strict: bool,
+    /// qqp: seed of the 80/20 split (sklearn's random_state); --seed drives initialization,
+    /// shuffling and dropout.
+    #[arg(long, default_value_t = 2019)]
+    split_seed: u32,
     /// LSTM layers: fused (the persistent WGSL kernels) or unfused (per-timestep ops).
     #[arg(long, default_value = "fused", value_parser = parse_lstm_path)]
     lstm: kiln_graph::LstmPath,
@@ -229,6 +233,7 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         vocab_cap,
         strict,
         lstm,
+        split_seed,
     } = args;
     let model = model.as_str();
     if len == 0 {
@@ -242,7 +247,7 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         preprocess: crate::data::qqp::Preprocess {
             len,
             vocab_cap,
-            split_seed: seed as u32,
+            split_seed,
             ..Default::default()
         },
         strict,
