@@ -75,6 +75,13 @@ fn time_of(s: u32, dir: u32) -> u32 {
     return select(s, p.steps - 1u - s, dir == 1u);
 }
 
+// (direction, first batch row) of this workgroup.
+fn block_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    let blocks = (p.batch + ROWS - 1u) / ROWS;
+    let g = group_index(wid, nwg);
+    return vec2<u32>(g / blocks, (g % blocks) * ROWS);
+}
+
 fn masked(b: u32, t: u32) -> bool {
     return p.has_mask == 1u && ids[b * p.steps + t] == 0u;
 }
@@ -89,10 +96,9 @@ fn lstm_forward(
     let B = p.batch;
     let T = p.steps;
     let D = p.dirs;
-    let blocks = (B + ROWS - 1u) / ROWS;
-    let g = group_index(wid, nwg);
-    let dir = g / blocks;
-    let b0 = (g % blocks) * ROWS;
+    let block = block_of(wid, nwg);
+    let dir = block.x;
+    let b0 = block.y;
     let cells = ROWS * H;
     for (var cell = lid; cell < cells; cell += WG) {
         let b = b0 + cell / H;
@@ -191,10 +197,9 @@ fn lstm_backward(
     let B = p.batch;
     let T = p.steps;
     let D = p.dirs;
-    let blocks = (B + ROWS - 1u) / ROWS;
-    let g = group_index(wid, nwg);
-    let dir = g / blocks;
-    let b0 = (g % blocks) * ROWS;
+    let block = block_of(wid, nwg);
+    let dir = block.x;
+    let b0 = block.y;
     let cells = ROWS * H;
     let zlen = ROWS * 4u * H;
     let carry_dc = D * B * H;

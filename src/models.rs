@@ -64,42 +64,43 @@ fn bilstm(units: usize, return_sequences: bool) -> LayerConfig {
 /// The seed tutorial's Keras model: Embedding(vocab, 64) -> BiLSTM(64, sequences) -> BiLSTM(32)
 /// -> Dense(64, relu) -> Dropout(0.2) -> Dense(1, sigmoid), on the pair's 2 * len ids.
 pub fn qqp_seed(vocab: usize, len: usize) -> SequentialConfig {
+    let mut layers = qqp_encoder(vocab);
+    layers.extend(qqp_head());
     SequentialConfig {
         input: vec![2 * len],
-        layers: vec![
-            LayerConfig::Embedding {
-                vocab,
-                dim: 64,
-                mask_zero: false,
-            },
-            bilstm(64, true),
-            bilstm(32, false),
-            dense(64, Activation::Relu),
-            LayerConfig::Dropout { rate: 0.2 },
-            dense(1, Activation::Sigmoid),
-        ],
+        layers,
     }
 }
 
-/// Beyond the seed: the same encoder (embedding, BiLSTM 64, BiLSTM 32) shared by both questions,
-/// and the seed's head on [u, v, |u - v|, u * v].
+/// Embedding(vocab, 64) -> BiLSTM(64, sequences) -> BiLSTM(32): the seed's text encoder.
+fn qqp_encoder(vocab: usize) -> Vec<LayerConfig> {
+    vec![
+        LayerConfig::Embedding {
+            vocab,
+            dim: 64,
+            mask_zero: false,
+        },
+        bilstm(64, true),
+        bilstm(32, false),
+    ]
+}
+
+/// Dense(64, relu) -> Dropout(0.2) -> Dense(1, sigmoid): the seed's classifier.
+fn qqp_head() -> Vec<LayerConfig> {
+    vec![
+        dense(64, Activation::Relu),
+        LayerConfig::Dropout { rate: 0.2 },
+        dense(1, Activation::Sigmoid),
+    ]
+}
+
+/// Beyond the seed: the same encoder shared by both questions, and the seed's head on
+/// [u, v, |u - v|, u * v].
 pub fn qqp_siamese(vocab: usize, len: usize) -> SiameseConfig {
     SiameseConfig {
         seq_len: len,
-        encoder: vec![
-            LayerConfig::Embedding {
-                vocab,
-                dim: 64,
-                mask_zero: false,
-            },
-            bilstm(64, true),
-            bilstm(32, false),
-        ],
-        head: vec![
-            dense(64, Activation::Relu),
-            LayerConfig::Dropout { rate: 0.2 },
-            dense(1, Activation::Sigmoid),
-        ],
+        encoder: qqp_encoder(vocab),
+        head: qqp_head(),
     }
 }
 
