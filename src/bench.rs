@@ -27,6 +27,9 @@ pub struct Record {
     pub samples_per_sec: Option<f64>,
     /// Dispatches per run.
     pub dispatches: u64,
+    /// Training cases: queue submits per step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submits_per_step: Option<f64>,
     /// "gpu-timestamp" or "wall-clock".
     pub timing: &'static str,
     pub adapter: String,
@@ -111,6 +114,7 @@ fn measure(device: &Device, case: &Case, repeats: usize) -> Result<Record> {
         gbps,
         samples_per_sec: None,
         dispatches,
+        submits_per_step: None,
         timing,
         adapter: device.name(),
     })
@@ -406,12 +410,13 @@ fn training_step(d: &Device, case: TrainingCase, steps: usize, repeats: usize) -
     Ok(Record {
         kernel: case.kernel.into(),
         variant: case.variant,
-        shape: format!("{}, {} submits/step", case.shape, spent.submits / n_steps),
+        shape: case.shape,
         median_ms: ms,
         gflops: None,
         gbps: None,
         samples_per_sec: Some(case.batch as f64 / ms * 1e3),
         dispatches: spent.dispatches / n_steps,
+        submits_per_step: Some(spent.submits as f64 / n_steps as f64),
         timing: "wall-clock",
         adapter: d.name(),
     })
@@ -522,6 +527,7 @@ fn dispatch_overhead(d: &Device, count: usize, repeats: usize) -> Result<Record>
         gbps: None,
         samples_per_sec: None,
         dispatches: spent.dispatches / repeats.max(1) as u64,
+        submits_per_step: None,
         timing: "wall-clock",
         adapter: d.name(),
     })
@@ -553,7 +559,9 @@ pub fn run(device: &Device, opts: &Options) -> Result<Vec<Record>> {
                 (16, 31, (64, 32), Fused, 5),
                 (16, 31, (64, 32), Unfused, 1),
                 (256, 62, (64, 32), Fused, 1),
+                (256, 62, (64, 32), Unfused, 1),
                 (16, 62, (256, 256), Fused, 1),
+                (16, 62, (256, 256), Unfused, 1),
             ]
         };
         for &(batch, t, units, path, steps) in cases {
@@ -626,10 +634,11 @@ pub fn table(records: &[Record]) -> String {
             .find(|u| u.variant == "unfused" && u.shape == f.shape)
         {
             out += &format!(
-                "qqp training {}: fused {:.1} ms ({} dispatches) vs unfused {:.1} ms ({} dispatches): {:.1}x\n",
+                "qqp training {}: fused {:.1} ms ({} dispatches, {:.1} submits per step) vs unfused {:.1} ms ({} dispatches): {:.1}x\n",
                 f.shape,
                 f.median_ms,
                 f.dispatches,
+                f.submits_per_step.unwrap_or(0.0),
                 u.median_ms,
                 u.dispatches,
                 u.median_ms / f.median_ms
