@@ -52,6 +52,7 @@ fn bench_writes_json_records_with_the_documented_fields() {
         "pool2d_forward",
         "pool2d_backward",
         "lenet_training_step",
+        "qqp_training_step",
         "dispatch_overhead",
     ] {
         assert!(kernels.contains(&k), "no {k} record in {kernels:?}");
@@ -79,6 +80,18 @@ fn bench_writes_json_records_with_the_documented_fields() {
         .map(|r| r["variant"].as_str().unwrap())
         .collect();
     assert!(variants.contains(&"naive") && variants.contains(&"tuned"));
+    // The fused LSTM path records a fixed handful of dispatches per step; the unfused one a
+    // dozen or more per timestep, layer and direction.
+    let qqp = |variant: &str| {
+        records
+            .iter()
+            .find(|r| r["kernel"] == "qqp_training_step" && r["variant"] == variant)
+            .unwrap_or_else(|| panic!("no {variant} qqp record"))
+    };
+    let (fused, unfused) = (qqp("fused"), qqp("unfused"));
+    assert!(fused["submits_per_step"].as_f64().is_some(), "{fused}");
+    let count = |r: &serde_json::Value| r["dispatches"].as_u64().unwrap();
+    assert!(10 * count(fused) < count(unfused), "{fused} {unfused}");
 }
 
 #[test]
