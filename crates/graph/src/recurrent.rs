@@ -7,7 +7,7 @@
 //! bias (D, 4H), gates i, f, g, o. The unfused path is the reference the fused one is tested
 //! against, and the fallback for layers wider than the fused kernels take.
 
-use kiln_device::{LstmOutputGrads, LstmParams, Tensor, UnaryOp};
+use kiln_device::{LstmOutputGrads, Tensor, UnaryOp};
 use serde::{Deserialize, Serialize};
 
 use crate::tape::{Tape, Var};
@@ -17,7 +17,7 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LstmPath {
-    /// The persistent WGSL kernels (hidden sizes up to [`LstmParams::MAX_HIDDEN`]; wider layers
+    /// The persistent WGSL kernels (hidden sizes up to [`kiln_device::LstmParams::MAX_HIDDEN`]; wider layers
     /// run unfused).
     #[default]
     Fused,
@@ -251,7 +251,8 @@ impl Tape {
         })
     }
 
-    /// The LSTM by `path`; the fused path falls back to the unfused one above the kernels' width.
+    /// The LSTM by `path`; the fused path falls back to the unfused one where the kernels do not
+    /// run (wider than [`kiln_device::LstmParams::MAX_HIDDEN`], or an adapter short of their limits).
     #[allow(clippy::too_many_arguments)]
     pub fn lstm_with(
         &self,
@@ -265,7 +266,7 @@ impl Tape {
         return_sequences: bool,
     ) -> Result<LstmOutputs> {
         let hidden = recurrent.shape().get(1).copied().unwrap_or(0);
-        if path == LstmPath::Fused && hidden <= LstmParams::MAX_HIDDEN {
+        if path == LstmPath::Fused && self.device().lstm_fused_supported(hidden) {
             self.lstm(x, kernel, recurrent, bias, init, ids, return_sequences)
         } else {
             self.lstm_unfused(x, kernel, recurrent, bias, init, ids, return_sequences)

@@ -126,7 +126,28 @@ fn lstm_params(
     })
 }
 
+/// Storage buffers the forward kernel binds at once.
+const LSTM_STORAGE_BUFFERS: u32 = 10;
+
 impl Device {
+    /// Whether the fused LSTM kernels run here for `hidden` units: the width fits workgroup
+    /// memory, and the adapter binds enough storage buffers (10) and workgroup memory (16 KiB).
+    /// Where not, kiln-graph runs the unfused composition instead.
+    pub fn lstm_fused_supported(&self, hidden: usize) -> bool {
+        if hidden == 0 || hidden > LstmParams::MAX_HIDDEN {
+            return false;
+        }
+        match self.backend() {
+            Backend::Cpu => true,
+            Backend::Gpu(g) => {
+                g.limits.max_storage_buffers_per_shader_stage >= LSTM_STORAGE_BUFFERS
+                    && g.limits.max_compute_workgroup_storage_size as usize
+                        >= 4 * LstmParams::SHARED_FLOATS
+                    && g.limits.max_compute_invocations_per_workgroup >= 256
+            }
+        }
+    }
+
     fn check_lstm_extras(
         &self,
         op: &'static str,
@@ -191,6 +212,16 @@ impl Device {
         }
         let (b, t) = batch_steps;
         let h4 = recurrent.shape().last().copied().unwrap_or(0);
+        if h4 / 4 <= LstmParams::MAX_HIDDEN && !self.lstm_fused_supported(h4 / 4) {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "this adapter lacks what the fused LSTM needs ({LSTM_STORAGE_BUFFERS} storage \
+                     buffers per stage, 16 KiB of workgroup memory, 256 threads per workgroup); \
+                     use the unfused LSTM (kiln-graph's LstmPath::Unfused)"
+                ),
+            ));
+        }
         let dirs = recurrent.shape().first().copied().unwrap_or(0);
         let kernel_shape = [dirs, 1, h4];
         let mut p = lstm_params(
