@@ -178,7 +178,8 @@ fn train_refuses_an_unknown_model() {
     let (ok, _, stderr) = kiln(&["train", "mnist-but-not-yet"]);
     assert!(!ok);
     assert!(
-        stderr.contains("unknown model `mnist-but-not-yet`; choose one of mnist, qqp, spirals, xor"),
+        stderr
+            .contains("unknown model `mnist-but-not-yet`; choose one of mnist, qqp, spirals, xor"),
         "{stderr}"
     );
 }
