@@ -63,8 +63,19 @@ override ROWS: u32 = 4u;
 override WG: u32 = 64u;
 const MAX_ROWS: u32 = 8u;
 
-// 16 KiB: WebGPU's guaranteed minimum of workgroup memory.
-var<workgroup> sh: array<f32, 4096>;
+// 16 KiB: WebGPU's guaranteed minimum of workgroup memory, as vec4s: the inner loops read four
+// values of h (forward) or dz (backward) at a time.
+var<workgroup> shv: array<vec4<f32>, 1024>;
+
+fn set_shared(i: u32, v: f32) {
+    shv[i / 4u][i % 4u] = v;
+}
+
+// The four gate weights (i, f, g, o) of one input for unit j: recurrent[w + g*H], w at (k, j).
+fn gates_of(w: u32) -> vec4<f32> {
+    let H = p.hidden;
+    return vec4<f32>(recurrent[w], recurrent[w + H], recurrent[w + 2u * H], recurrent[w + 3u * H]);
+}
 
 fn tanh_c(v: f32) -> f32 {
     return tanh(clamp(v, -15.0, 15.0));
@@ -99,14 +110,18 @@ fn lstm_forward(
     let block = block_of(wid, nwg);
     let dir = block.x;
     let b0 = block.y;
-    let cells = ROWS * H;
+    // Rows of h in workgroup memory are HP = H rounded up to 4 long (zero padded), so that the
+    // inner loop reads 4 of them at once.
+    let HP = (H + 3u) / 4u * 4u;
+    let cells = ROWS * HP;
     for (var cell = lid; cell < cells; cell += WG) {
-        let b = b0 + cell / H;
+        let b = b0 + cell / HP;
+        let j = cell % HP;
         var h = 0.0;
-        if (b < B && p.has_init == 1u) {
-            h = init[(dir * B + b) * H + cell % H];
+        if (b < B && j < H && p.has_init == 1u) {
+            h = init[(dir * B + b) * H + j];
         }
-        sh[cell] = h;
+        set_shared(cell, h);
     }
     workgroupBarrier();
     let br = dir * 4u * H;
@@ -128,12 +143,22 @@ fn lstm_forward(
                 }
             }
             var w = dir * H * 4u * H + j;
-            for (var k = 0u; k < H; k += 1u) {
-                let wk = vec4<f32>(recurrent[w], recurrent[w + H], recurrent[w + 2u * H], recurrent[w + 3u * H]);
+            for (var k = 0u; k < H; k += 4u) {
+                // Weights of inputs k..k+3 (zero past H, where h is zero padding too).
+                let w0 = gates_of(w);
+                let w1 = select(vec4<f32>(0.0), gates_of(w + 4u * H), k + 1u < H);
+                let w2 = select(vec4<f32>(0.0), gates_of(w + 8u * H), k + 2u < H);
+                let w3 = select(vec4<f32>(0.0), gates_of(w + 12u * H), k + 3u < H);
                 for (var r = 0u; r < ROWS; r += 1u) {
-                    z[r] += sh[cur + r * H + k] * wk;
+                    let h4 = shv[(cur + r * HP + k) / 4u];
+                    var acc = z[r];
+                    acc += h4.x * w0;
+                    acc += h4.y * w1;
+                    acc += h4.z * w2;
+                    acc += h4.w * w3;
+                    z[r] = acc;
                 }
-                w += 4u * H;
+                w += 16u * H;
             }
             for (var r = 0u; r < ROWS; r += 1u) {
                 let b = b0 + r;
@@ -141,7 +166,7 @@ fn lstm_forward(
                     continue;
                 }
                 let row = (dir * B + b) * T + t;
-                let h_prev = sh[cur + r * H + j];
+                let h_prev = shv[(cur + r * HP + j) / 4u][j % 4u];
                 var c_prev = 0.0;
                 if (s == 0u) {
                     if (p.has_init == 1u) {
@@ -176,7 +201,7 @@ fn lstm_forward(
                     hlast[out] = h;
                     clast[out] = c;
                 }
-                sh[nxt + r * H + j] = h;
+                set_shared(nxt + r * HP + j, h);
             }
         }
         workgroupBarrier();
@@ -217,8 +242,8 @@ fn lstm_backward(
             carry[carry_dc + (dir * B + b) * H + j] = dc;
         }
     }
-    for (var i = lid; i < zlen; i += WG) {
-        sh[i] = 0.0;
+    for (var i = lid; i < zlen / 4u; i += WG) {
+        shv[i] = vec4<f32>(0.0);
     }
     workgroupBarrier();
     for (var s = 0u; s < T; s += 1u) {
@@ -240,10 +265,16 @@ fn lstm_backward(
                 dhs[r] = dh;
             }
             let wr = (dir * H + j) * 4u * H;
-            for (var k = 0u; k < 4u * H; k += 1u) {
-                let w = recurrent[wr + k];
+            for (var k = 0u; k < 4u * H; k += 4u) {
+                let w4 = vec4<f32>(recurrent[wr + k], recurrent[wr + k + 1u], recurrent[wr + k + 2u], recurrent[wr + k + 3u]);
                 for (var r = 0u; r < ROWS; r += 1u) {
-                    dhs[r] += sh[cur + r * 4u * H + k] * w;
+                    let d4 = shv[(cur + r * 4u * H + k) / 4u];
+                    var acc = dhs[r];
+                    acc += d4.x * w4.x;
+                    acc += d4.y * w4.y;
+                    acc += d4.z * w4.z;
+                    acc += d4.w * w4.w;
+                    dhs[r] = acc;
                 }
             }
             for (var r = 0u; r < ROWS; r += 1u) {
@@ -291,10 +322,10 @@ fn lstm_backward(
                 dz[zr + 2u * H + j] = dg;
                 dz[zr + 3u * H + j] = do_;
                 let zs = nxt + r * 4u * H;
-                sh[zs + j] = di;
-                sh[zs + H + j] = df;
-                sh[zs + 2u * H + j] = dg;
-                sh[zs + 3u * H + j] = do_;
+                set_shared(zs + j, di);
+                set_shared(zs + H + j, df);
+                set_shared(zs + 2u * H + j, dg);
+                set_shared(zs + 3u * H + j, do_);
             }
         }
         workgroupBarrier();
@@ -313,7 +344,7 @@ fn lstm_backward(
         let zb = last + r * 4u * H;
         let wr = (dir * H + j) * 4u * H;
         for (var k = 0u; k < 4u * H; k += 1u) {
-            dh += sh[zb + k] * recurrent[wr + k];
+            dh += shv[(zb + k) / 4u][(zb + k) % 4u] * recurrent[wr + k];
         }
         carry[ci] = dh;
     }
