@@ -8,7 +8,7 @@
 //   z = xproj[d, b, t] + bias[d] + h_prev . recurrent[d]          (4H)
 //   i = sigmoid(z_i)  f = sigmoid(z_f)  g = tanh(z_g)  o = sigmoid(z_o)
 //   c = f * c_prev + i * g      h = o * tanh(c)
-//   masked step (ids[b, t] == 0 when HAS_MASK): c = c_prev, h = h_prev
+//   masked step (ids[b, t] == 0 when has_mask): c = c_prev, h = h_prev
 //
 // xproj = x . kernel[d] for all timesteps is one batched GEMM done before this kernel; the
 // weight gradients are GEMMs done after `lstm_backward`. This file holds only what is sequential.
@@ -20,7 +20,7 @@
 // owns hidden units (j = lid, lid + WG, ...) for all ROWS rows at once: each recurrent weight it
 // loads serves ROWS rows (register blocking, as in a GEMM). A unit's c is read back from `cache`,
 // which the same thread wrote a step before. The host picks ROWS (at most 8) and WG so the shared
-// buffers fit (forward 2*ROWS*H, backward 2*ROWS*4H floats).
+// buffers fit (forward 2*ROWS*HP with HP = H rounded up to 4, backward 2*ROWS*4H floats).
 
 struct LstmParams {
     batch: u32,
