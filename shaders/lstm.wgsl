@@ -8,7 +8,8 @@
 //   z = xproj[d, b, t] + bias[d] + h_prev . recurrent[d]          (4H)
 //   i = sigmoid(z_i)  f = sigmoid(z_f)  g = tanh(z_g)  o = sigmoid(z_o)
 //   c = f * c_prev + i * g      h = o * tanh(c)
-//   masked step (ids[b, t] == 0 when has_mask): c = c_prev, h = h_prev
+//   masked step (ids[b, t] == 0 when has_mask): c = c_prev, h = h_prev; its output y is h, or 0
+//   with zero_masked (Keras's Bidirectional), whose gradient then stops there
 //
 // xproj = x . kernel[d] for all timesteps is one batched GEMM done before this kernel; the
 // weight gradients are GEMMs done after `lstm_backward`. This file holds only what is sequential.
@@ -33,8 +34,8 @@ struct LstmParams {
     write_seq: u32,
     has_dy: u32,
     has_dlast: u32,
-    _pad0: u32,
-    _pad1: u32,
+    zero_masked: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: LstmParams;
@@ -182,9 +183,11 @@ fn lstm_forward(
                 let og = sigmoid(z[r].w);
                 var c = fg * c_prev + ig * gg;
                 var h = og * tanh_c(c);
+                var y_out = h;
                 if (masked(b, t)) {
                     c = c_prev;
                     h = h_prev;
+                    y_out = select(h, 0.0, p.zero_masked == 1u);
                 }
                 let cr = row * 5u * H;
                 cache[cr + j] = ig;
@@ -195,7 +198,7 @@ fn lstm_forward(
                 hprev[row * H + j] = h_prev;
                 let out = b * D * H + dir * H + j;
                 if (p.write_seq == 1u) {
-                    y[(b * T + t) * D * H + dir * H + j] = h;
+                    y[(b * T + t) * D * H + dir * H + j] = y_out;
                 }
                 if (s + 1u == T) {
                     hlast[out] = h;
@@ -258,7 +261,7 @@ fn lstm_backward(
                 var dh = 0.0;
                 if (b < B) {
                     dh = carry[(dir * B + b) * H + j];
-                    if (p.has_dy == 1u) {
+                    if (p.has_dy == 1u && !(p.zero_masked == 1u && masked(b, t))) {
                         dh += dy[(b * T + t) * D * H + dir * H + j];
                     }
                 }

@@ -201,7 +201,12 @@ fn load_keras_weights(d: &Device, store: &ParamStore, g: &Golden, case: &str) ->
 fn masked_lstm_and_bidirectional_match_keras() {
     let g = golden();
     for d in devices() {
-        for case in ["masked_lstm", "masked_bilstm"] {
+        for case in [
+            "masked_lstm",
+            "masked_bilstm",
+            "masked_lstm_seq",
+            "masked_bilstm_seq",
+        ] {
             let (b, t, v, e, h) = (
                 g.dim(case, "batch"),
                 g.dim(case, "steps"),
@@ -211,7 +216,7 @@ fn masked_lstm_and_bidirectional_match_keras() {
             );
             let lstm = LayerConfig::Lstm {
                 units: h,
-                return_sequences: false,
+                return_sequences: g.cases[case]["return_sequences"].as_bool() == Some(true),
             };
             let bidir = g.cases[case]["bidirectional"].as_bool().unwrap();
             let config = SequentialConfig {

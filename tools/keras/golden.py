@@ -122,5 +122,22 @@ put(case, "loss", [float(loss)])
 for i, g in enumerate(tape.gradient(loss, model.trainable_weights)):
     put(case, f"g{i}", tf.convert_to_tensor(g))
 
+# 5. Masked sequences: Keras's LSTM repeats the carried h at a masked step; its Bidirectional
+# outputs zeros there (zero_output_for_mask).
+for case, bidir in {"masked_lstm_seq": False, "masked_bilstm_seq": True}.items():
+    b, t, v, e, h = 3, 7, 9, 4, 3
+    model = keras.Sequential([keras.Input((t,), dtype="int32"), keras.layers.Embedding(v, e, mask_zero=True)])
+    lstm = keras.layers.LSTM(h, return_sequences=True)
+    model.add(keras.layers.Bidirectional(lstm) if bidir else lstm)
+    randomize(model)
+    ids = rng.integers(1, v, (b, t)).astype(np.int32)
+    ids[0, 5:] = 0
+    ids[1, :2] = 0
+    ids[2, 3] = 0
+    put(case, "ids", ids)
+    cases[case] = {"kind": "masked", "bidirectional": bidir, "return_sequences": True, "batch": b,
+                   "steps": t, "vocab": v, "input": e, "units": h, "weights": weights(case, model)}
+    put(case, "y", model(ids))
+
 save_file(tensors, OUT, metadata={"cases": json.dumps(cases), "keras": keras.__version__, "tensorflow": tf.__version__})
 print(f"wrote {OUT}: {len(tensors)} tensors, {os.path.getsize(OUT)} bytes")

@@ -580,7 +580,10 @@ pub struct LstmParams {
     pub has_dy: u32,
     /// Backward: 1 when gradients of the last states are given.
     pub has_dlast: u32,
-    pub _pad: [u32; 2],
+    /// 1 when masked steps output zeros instead of the carried h (Keras's Bidirectional with a
+    /// mask and sequences; a unidirectional Keras LSTM repeats the carried h).
+    pub zero_masked: u32,
+    pub _pad: u32,
 }
 
 impl LstmParams {

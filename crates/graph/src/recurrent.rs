@@ -222,7 +222,12 @@ impl Tape {
                     None => (h_new, c_new),
                 };
                 if return_sequences {
-                    seq[ts] = Some(self.reshape(&hv, &[b, 1, h])?);
+                    // Keras's Bidirectional outputs zeros at masked steps; its LSTM repeats h.
+                    let out = match &masks {
+                        Some(m) if dirs == 2 => self.mul(&hv, &self.constant(m[ts].clone()))?,
+                        _ => hv.clone(),
+                    };
+                    seq[ts] = Some(self.reshape(&out, &[b, 1, h])?);
                 }
             }
             if return_sequences {

@@ -194,7 +194,8 @@ impl Device {
 
     /// The recurrence alone, given the input projection xproj (D, B*T, 4H) without bias.
     /// `ids` (B, T, u32) masks the steps whose id is 0 (Keras's `mask_zero`): a masked step
-    /// carries h and c through unchanged.
+    /// carries h and c through unchanged. Its output in the sequence is that carried h for one
+    /// direction (Keras's LSTM) and zero for two (Keras's Bidirectional, `zero_output_for_mask`).
     #[allow(clippy::too_many_arguments)]
     pub fn lstm_recurrence(
         &self,
@@ -242,6 +243,8 @@ impl Device {
         p.has_init = init.is_some() as u32;
         p.has_mask = ids.is_some() as u32;
         p.write_seq = return_sequences as u32;
+        // As Keras: Bidirectional sets zero_output_for_mask on its layers when it returns sequences.
+        p.zero_masked = (ids.is_some() && return_sequences && dirs == 2) as u32;
         let (h, d) = (p.hidden as usize, dirs);
         let cache_shape = [d, b * t, 5 * h];
         let hprev_shape = [d, b * t, h];

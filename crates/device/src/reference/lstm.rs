@@ -95,9 +95,11 @@ pub fn lstm_forward(
                         (sigmoid(z[0]), sigmoid(z[1]), tanh_c(z[2]), sigmoid(z[3]));
                     let mut c = fg * c_prev + ig * gg;
                     let mut h = og * tanh_c(c);
+                    let mut y_out = h;
                     if is_masked(p, ids, b, t) {
                         c = c_prev;
                         h = h_prev;
+                        y_out = if p.zero_masked == 1 { 0.0 } else { h };
                     }
                     let cr = row * 5 * h_n;
                     for (g, v) in [ig, fg, gg, og, c].into_iter().enumerate() {
@@ -105,7 +107,7 @@ pub fn lstm_forward(
                     }
                     hprev[row * h_n + j] = h_prev;
                     if let Some(y) = y.as_deref_mut() {
-                        y[(b * t_n + t) * d_n * h_n + dir * h_n + j] = h;
+                        y[(b * t_n + t) * d_n * h_n + dir * h_n + j] = y_out;
                     }
                     if s + 1 == t_n {
                         hlast[b * d_n * h_n + dir * h_n + j] = h;
@@ -164,7 +166,8 @@ pub fn lstm_backward(
                 for j in 0..h_n {
                     let ci = (dir * b_n + b) * h_n + j;
                     let mut dh = carry[ci];
-                    if let Some(dy) = grads.dy {
+                    let output_zeroed = p.zero_masked == 1 && is_masked(p, ids, b, t);
+                    if let (Some(dy), false) = (grads.dy, output_zeroed) {
                         dh += dy[(b * t_n + t) * d_n * h_n + dir * h_n + j];
                     }
                     let wr = (dir * h_n + j) * 4 * h_n;
