@@ -33,9 +33,9 @@ struct LstmParams {
     has_mask: u32,
     write_seq: u32,
     has_dy: u32,
-    has_dlast: u32,
+    has_dh_last: u32,
     zero_masked: u32,
-    _pad: u32,
+    has_dc_last: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: LstmParams;
@@ -237,8 +237,10 @@ fn lstm_backward(
         if (b < B) {
             var dh = 0.0;
             var dc = 0.0;
-            if (p.has_dlast == 1u) {
+            if (p.has_dh_last == 1u) {
                 dh = dhlast[b * D * H + dir * H + j];
+            }
+            if (p.has_dc_last == 1u) {
                 dc = dclast[b * D * H + dir * H + j];
             }
             carry[(dir * B + b) * H + j] = dh;

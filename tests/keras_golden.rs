@@ -178,8 +178,7 @@ fn load_keras_weights(d: &Device, store: &ParamStore, g: &Golden, case: &str) ->
     for id in store.ids() {
         let name = store.name(id).to_string();
         let bidirectional = name.starts_with("bidirectional");
-        let is_lstm = bidirectional || name.starts_with("lstm");
-        let parts: Vec<usize> = if is_lstm && bidirectional {
+        let parts: Vec<usize> = if bidirectional {
             // kernel, recurrent_kernel, bias are registered in Keras's order; the backward
             // layer's weights come 3 later.
             vec![k, k + 3]

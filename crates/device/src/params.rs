@@ -578,12 +578,13 @@ pub struct LstmParams {
     pub write_seq: u32,
     /// Backward: 1 when a gradient of the output sequence is given.
     pub has_dy: u32,
-    /// Backward: 1 when gradients of the last states are given.
-    pub has_dlast: u32,
+    /// Backward: 1 when the gradient of the last hidden state is given.
+    pub has_dh_last: u32,
     /// 1 when masked steps output zeros instead of the carried h (Keras's Bidirectional with a
     /// mask and sequences; a unidirectional Keras LSTM repeats the carried h).
     pub zero_masked: u32,
-    pub _pad: u32,
+    /// Backward: 1 when the gradient of the last cell state is given.
+    pub has_dc_last: u32,
 }
 
 impl LstmParams {

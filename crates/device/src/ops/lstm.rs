@@ -121,7 +121,8 @@ fn lstm_params(
         steps: steps as u32,
         hidden: hidden as u32,
         dirs: dirs as u32,
-        rows: LstmParams::rows_for(batch, hidden, dirs, false) as u32,
+        // The GPU launcher picks the rows per workgroup for its adapter; the reference ignores it.
+        rows: 1,
         ..Default::default()
     })
 }
@@ -377,21 +378,9 @@ impl Device {
         p.has_init = init.is_some() as u32;
         p.has_mask = ids.is_some() as u32;
         p.has_dy = grads.dy.is_some() as u32;
-        p.has_dlast = (grads.dh_last.is_some() || grads.dc_last.is_some()) as u32;
-        // The kernel reads both last-state gradients when either is given.
-        let zeros_last;
-        let (dh_last, dc_last) = match (grads.dh_last, grads.dc_last) {
-            (Some(dh), Some(dc)) => (Some(dh), Some(dc)),
-            (Some(dh), None) => {
-                zeros_last = self.zeros(&[b, d * h])?;
-                (Some(dh), Some(&zeros_last))
-            }
-            (None, Some(dc)) => {
-                zeros_last = self.zeros(&[b, d * h])?;
-                (Some(&zeros_last), Some(dc))
-            }
-            (None, None) => (None, None),
-        };
+        p.has_dh_last = grads.dh_last.is_some() as u32;
+        p.has_dc_last = grads.dc_last.is_some() as u32;
+        let (dh_last, dc_last) = (grads.dh_last, grads.dc_last);
         let dz_shape = [d, b * t, 4 * h];
         let carry_shape = [2, d, b, h];
         match self.backend() {
