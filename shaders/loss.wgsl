@@ -9,12 +9,15 @@
 //   - y_k / p_k where q_k is unclamped (the clamp passes no gradient).
 // Categorical cross-entropy from logits, rows of length C with target distributions y:
 //   l = sum_j y_j * (logsumexp(x) - x_j),  dl/dx_j = softmax(x)_j * sum(y) - y_j.
+// Regression, per element, e = p - y: squared error e^2 (dl/dp = 2e); absolute error |e|
+//   (dl/dp = sign(e), 0 at 0); Huber e^2/2 for |e| <= delta, delta (|e| - delta/2) beyond
+//   (dl/dp = clamp(e, -delta, delta)), as Keras.
 
 struct LossParams {
     n: u32,      // elements (binary) or rows (categorical)
     classes: u32,
     scale: f32,
-    _pad: u32,
+    delta: f32,  // Huber's threshold
 }
 
 const EPS: f32 = 1e-7;
@@ -237,4 +240,88 @@ fn categorical_correct(
         }
     }
     out[row] = select(0.0, 1.0, bp == bl);
+}
+
+@compute @workgroup_size(256)
+fn mse_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let e = pred[i] - labels[i];
+    out[i] = e * e;
+}
+
+@compute @workgroup_size(256)
+fn mse_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = 2.0 * (pred[i] - labels[i]) * p.scale;
+}
+
+@compute @workgroup_size(256)
+fn mae_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = abs(pred[i] - labels[i]);
+}
+
+@compute @workgroup_size(256)
+fn mae_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = sign(pred[i] - labels[i]) * p.scale;
+}
+
+@compute @workgroup_size(256)
+fn huber_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let a = abs(pred[i] - labels[i]);
+    if (a <= p.delta) {
+        out[i] = 0.5 * a * a;
+    } else {
+        out[i] = p.delta * (a - 0.5 * p.delta);
+    }
+}
+
+@compute @workgroup_size(256)
+fn huber_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = clamp(pred[i] - labels[i], -p.delta, p.delta) * p.scale;
 }

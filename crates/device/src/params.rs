@@ -352,7 +352,8 @@ pub struct LossParams {
     pub classes: u32,
     /// Gradient scale, e.g. 1/N for a mean loss.
     pub scale: f32,
-    pub _pad: u32,
+    /// Huber's threshold between the quadratic and the linear part (other losses ignore it).
+    pub delta: f32,
 }
 
 /// Keras's fuzz factor for cross-entropy on probabilities.

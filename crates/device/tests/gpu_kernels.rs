@@ -483,6 +483,10 @@ fn losses_forward_and_backward() {
             (Loss::BceLogits, &logits, &labels),
             (Loss::CceLogits, &logits, &one_hot),
             (Loss::Cce, &row_probs, &one_hot),
+            (Loss::Mse, &logits, &probs),
+            (Loss::Mae, &logits, &probs),
+            (Loss::Huber { delta: 1.0 }, &probs, &row_probs),
+            (Loss::Huber { delta: 7.5 }, &logits, &labels),
         ];
         for (loss, pred, target) in cases {
             let tol = Tolerance::TRANSCENDENTAL;

@@ -226,6 +226,39 @@ fn cross_entropies_match_closed_forms() {
 }
 
 #[test]
+fn regression_losses_match_hand_worked_values() {
+    // e = p - y = [0.5, 3, 0]: squared [0.25, 9, 0], absolute [0.5, 3, 0], Huber (delta 1)
+    // [0.125, 1 * (3 - 0.5), 0]; gradients 2e, sign(e), clamp(e, -1, 1).
+    let d = Device::cpu();
+    let p = d.from_f32(&[1.0, 3.0, -2.0], &[3]).unwrap();
+    let y = d.from_f32(&[0.5, 0.0, -2.0], &[3]).unwrap();
+    let huber = Loss::Huber { delta: 1.0 };
+    for (loss, value, grad) in [
+        (Loss::Mse, [0.25, 9.0, 0.0], [1.0, 6.0, 0.0]),
+        (Loss::Mae, [0.5, 3.0, 0.0], [1.0, 1.0, 0.0]),
+        (huber, [0.125, 2.5, 0.0], [0.5, 1.0, 0.0]),
+    ] {
+        let got = d.to_f32(&d.loss_forward(loss, &p, &y).unwrap()).unwrap();
+        assert_close(
+            &format!("{loss:?}"),
+            &got,
+            &value,
+            Tolerance::new(1e-6, 1e-6),
+        );
+        let got = d
+            .to_f32(&d.loss_backward(loss, &p, &y, 1.0).unwrap())
+            .unwrap();
+        assert_close(
+            &format!("d {loss:?}"),
+            &got,
+            &grad,
+            Tolerance::new(1e-6, 1e-6),
+        );
+    }
+    assert!(d.loss_forward(Loss::Huber { delta: 0.0 }, &p, &y).is_err());
+}
+
+#[test]
 fn embedding_backward_sums_repeated_ids_into_one_row() {
     let p = EmbeddingParams {
         n: 3,

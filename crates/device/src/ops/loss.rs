@@ -1,4 +1,4 @@
-//! Cross-entropy losses: per-sample values, and gradients scaled for a mean.
+//! Losses (cross-entropies and regression): per-sample values, and gradients scaled for a mean.
 
 use crate::device::Backend;
 use crate::gpu::Launch;
@@ -8,7 +8,7 @@ use crate::shaders::ShaderFamily;
 use crate::{reference, DType, Device, Error, Result, Tensor};
 
 /// Which loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loss {
     /// Binary cross-entropy on probabilities, clamped as Keras does.
     Bce,
@@ -19,6 +19,12 @@ pub enum Loss {
     Cce,
     /// Categorical cross-entropy on logits (last axis = classes), targets as distributions.
     CceLogits,
+    /// Squared error (p - y)^2, per element.
+    Mse,
+    /// Absolute error |p - y|, per element (gradient sign(p - y), 0 at 0).
+    Mae,
+    /// Huber: (p - y)^2 / 2 within `delta` of the target, delta * (|p - y| - delta / 2) beyond.
+    Huber { delta: f32 },
 }
 
 /// Which per-sample accuracy.
@@ -60,6 +66,33 @@ impl Loss {
                 reference::cce_logits_forward,
                 reference::cce_logits_backward,
             ),
+            Loss::Mse => (
+                "mse_forward",
+                "mse_backward",
+                reference::mse_forward,
+                reference::mse_backward,
+            ),
+            Loss::Mae => (
+                "mae_forward",
+                "mae_backward",
+                reference::mae_forward,
+                reference::mae_backward,
+            ),
+            Loss::Huber { .. } => (
+                "huber_forward",
+                "huber_backward",
+                reference::huber_forward,
+                reference::huber_backward,
+            ),
+        }
+    }
+}
+
+impl Loss {
+    fn delta(self) -> f32 {
+        match self {
+            Loss::Huber { delta } => delta,
+            _ => 0.0,
         }
     }
 }
@@ -83,6 +116,14 @@ impl Device {
                 shape_str(target.shape()),
             ));
         }
+        if let Loss::Huber { delta } = loss {
+            if !(delta.is_finite() && delta > 0.0) {
+                return Err(Error::invalid(
+                    op,
+                    format!("Huber delta {delta}: must be positive and finite"),
+                ));
+            }
+        }
         if matches!(loss, Loss::Cce | Loss::CceLogits) {
             let classes = *pred
                 .shape()
@@ -96,7 +137,7 @@ impl Device {
                     n: rows as u32,
                     classes: classes as u32,
                     scale,
-                    _pad: 0,
+                    delta: 0.0,
                 },
                 shape,
             ));
@@ -106,7 +147,7 @@ impl Device {
                 n: pred.len() as u32,
                 classes: 1,
                 scale,
-                _pad: 0,
+                delta: loss.delta(),
             },
             pred.shape().to_vec(),
         ))
@@ -142,7 +183,8 @@ impl Device {
         }
     }
 
-    /// Per-sample losses (per element for the binary losses, per row for categorical).
+    /// Per-sample losses (per element for the binary and regression losses, per row for
+    /// categorical).
     pub fn loss_forward(&self, loss: Loss, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
         let (p, shape) = self.loss_params(loss, pred, target, 1.0)?;
         let (fwd, _, f, _) = loss.entries();

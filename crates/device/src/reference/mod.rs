@@ -288,6 +288,62 @@ pub fn sgd_update(p: &OptimParams, w: &mut [f32], g: &[f32], u: &mut [f32]) {
     }
 }
 
+/// (p - y)^2 per element.
+pub fn mse_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let e = pred[i] - target[i];
+        out[i] = e * e;
+    }
+}
+
+/// 2 (p - y) * scale.
+pub fn mse_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        out[i] = 2.0 * (pred[i] - target[i]) * p.scale;
+    }
+}
+
+/// |p - y| per element.
+pub fn mae_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        out[i] = (pred[i] - target[i]).abs();
+    }
+}
+
+/// sign(p - y) * scale, 0 where p = y.
+pub fn mae_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let e = pred[i] - target[i];
+        let s = if e > 0.0 {
+            1.0
+        } else if e < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        out[i] = s * p.scale;
+    }
+}
+
+/// e^2 / 2 where |e| <= delta, delta * (|e| - delta / 2) beyond (e = p - y), as Keras's Huber.
+pub fn huber_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let a = (pred[i] - target[i]).abs();
+        out[i] = if a <= p.delta {
+            0.5 * a * a
+        } else {
+            p.delta * (a - 0.5 * p.delta)
+        };
+    }
+}
+
+/// e clamped to [-delta, delta], times scale.
+pub fn huber_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
+    for i in 0..p.n as usize {
+        out[i] = (pred[i] - target[i]).clamp(-p.delta, p.delta) * p.scale;
+    }
+}
+
 pub fn bce_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
     for i in 0..p.n as usize {
         let q = pred[i].clamp(BCE_EPS, 1.0 - BCE_EPS);
