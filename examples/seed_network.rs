@@ -7,7 +7,8 @@
 //! layers, identity output, no biases. Prints the output and the value computed by hand in f64.
 
 use kiln::device::Device;
-use kiln::graph::{Activation, LayerConfig, ParamBuilder, SequentialConfig, Tape};
+use kiln::graph::layers::DenseConfig;
+use kiln::graph::{Activation, ParamBuilder, SequentialConfig, Tape};
 
 /// The seed network's output computed by hand, in f64.
 fn by_hand() -> [f64; 2] {
@@ -25,21 +26,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(note) = device.note() {
         eprintln!("{note}");
     }
-    let layer = |units, activation| LayerConfig::Dense {
-        units,
-        activation,
-        use_bias: false,
+    let layer = |units, activation| {
+        DenseConfig::new(units)
+            .activation(activation)
+            .use_bias(false)
     };
-    let config = SequentialConfig {
-        input: vec![2],
-        layers: vec![
-            layer(3, Activation::Sigmoid),
-            layer(2, Activation::Sigmoid),
-            layer(2, Activation::Linear),
-        ],
-    };
-    let mut b = ParamBuilder::new(0);
-    let model = config.init(&mut b)?;
+    let config = SequentialConfig::new(&[2])
+        .add(layer(3, Activation::Sigmoid))
+        .add(layer(2, Activation::Sigmoid))
+        .add(layer(2, Activation::Linear));
+    let b = ParamBuilder::new(0);
+    let model = config.init(&b)?;
     let params = b.build(&device)?;
     // The seed's fixed weights replace the initial ones.
     let weights = [
@@ -50,12 +47,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (id, w) in params.ids().collect::<Vec<_>>().into_iter().zip(weights) {
         device.write_f32(params.value(id), &w)?;
     }
-    let x = device.from_f32(&[1.0, 2.0], &[1, 2])?;
-    let y = device.to_f32(
-        model
-            .forward(&Tape::inference(&device), &params, &x)?
-            .value(),
-    )?;
+    let tape = Tape::inference(&device);
+    let x = tape.constant(device.from_f32(&[1.0, 2.0], &[1, 2])?);
+    let y = device.to_f32(model.forward(&tape, &params, &x)?.value())?;
     let want = by_hand();
     println!("device: {}", device.name());
     println!("output:        [{:.6}, {:.6}]", y[0], y[1]);

@@ -24,9 +24,10 @@
 use std::path::PathBuf;
 
 use kiln::device::Device;
+use kiln::graph::layers::{DenseConfig, LstmConfig, SimpleRnnConfig};
 use kiln::graph::{
-    Activation, Init, LayerConfig, LossKind, Optimizer, OptimizerConfig, ParamBuilder,
-    SequentialConfig, Tape,
+    train_step, Activation, Batch, LayerConfig, LossKind, Objective, Optimizer, OptimizerConfig,
+    ParamBuilder, SequentialConfig, Tape,
 };
 use plotters::prelude::*;
 use rand::{rngs::StdRng, RngExt, SeedableRng};
@@ -71,19 +72,11 @@ fn train(
     name: &'static str,
     layer: LayerConfig,
 ) -> Result<Run, Box<dyn std::error::Error>> {
-    let config = SequentialConfig {
-        input: vec![T, 2],
-        layers: vec![
-            layer,
-            LayerConfig::Dense {
-                units: 1,
-                activation: Activation::Sigmoid,
-                use_bias: true,
-            },
-        ],
-    };
-    let mut b = ParamBuilder::new(7);
-    let model = config.init(&mut b)?;
+    let config = SequentialConfig::new(&[T, 2])
+        .add(layer)
+        .add(DenseConfig::new(1).activation(Activation::Sigmoid));
+    let b = ParamBuilder::new(7);
+    let model = config.init(&b)?;
     let params = b.build(device)?;
     if let Some(bias) = params.find("lstm_1.bias") {
         // Forget-gate bias FORGET_BIAS instead of Keras's 1: f = sigmoid(3) = 0.95 keeps 0.95^k of
@@ -93,51 +86,45 @@ fn train(
         v[h..2 * h].iter_mut().for_each(|f| *f = FORGET_BIAS);
         device.write_f32(params.value(bias), &v)?;
     }
-    // The input as a parameter of its own, so that backward leaves d(loss)/dx in its gradient.
-    let mut xb = ParamBuilder::new(0);
-    let x_id = xb.add("x", &[BATCH, T, 2], Init::Zeros)?;
-    let x_store = xb.build(device)?;
     let mut rng = StdRng::seed_from_u64(11);
     let probe = batch(&mut StdRng::seed_from_u64(99));
-    let loss_kind = LossKind::BinaryCrossentropy.loss();
+    let loss = LossKind::BinaryCrossentropy;
 
+    // d(loss)/dx through the tape: x is an input whose gradient the tape keeps.
     let grad_norms =
-        |rng_x: &(Vec<f32>, Vec<f32>)| -> Result<Vec<f32>, Box<dyn std::error::Error>> {
-            device.write_f32(x_store.value(x_id), &rng_x.0)?;
-            x_store.zero_grad()?;
-            params.zero_grad()?;
+        |(x, y): &(Vec<f32>, Vec<f32>)| -> Result<Vec<f32>, Box<dyn std::error::Error>> {
             let tape = Tape::recording(device);
-            let out = model.forward_var(&tape, &params, &tape.param(&x_store, x_id))?;
-            let y = device.from_f32(&rng_x.1, &[BATCH, 1])?;
-            let loss = tape.loss(loss_kind, &out, &y)?;
-            tape.backward(&loss)?;
-            let g = device.to_f32(x_store.grad(x_id))?;
+            let x = tape.input(device.from_f32(x, &[BATCH, T, 2])?);
+            let out = model.forward(&tape, &params, &x)?;
+            let l = loss.loss(&tape, &out, &device.from_f32(y, &[BATCH, 1])?)?;
+            tape.backward(&l)?;
+            let g = device.to_f32(&tape.grad(&x).ok_or("x gets a gradient")?)?;
+            // The norm over the batch and both channels of each timestep's gradient.
             Ok((0..T)
-                .map(|t| (0..BATCH).map(|b| g[b * T + t].powi(2)).sum::<f32>().sqrt())
+                .map(|t| {
+                    (0..BATCH)
+                        .flat_map(|b| g[(b * T + t) * 2..(b * T + t) * 2 + 2].iter())
+                        .map(|v| v * v)
+                        .sum::<f32>()
+                        .sqrt()
+                })
                 .collect())
         };
 
     let before = grad_norms(&probe)?;
     let mut opt = Optimizer::new(OptimizerConfig::adam().with_lr(0.01), &params)?;
-    for step in 0..STEPS {
+    for _ in 0..STEPS {
         let (x, y) = batch(&mut rng);
-        params.zero_grad()?;
-        let tape = Tape::training(device, step as u64, 0);
-        let out = model.forward(&tape, &params, &device.from_f32(&x, &[BATCH, T, 2])?)?;
-        let loss = tape.loss(loss_kind, &out, &device.from_f32(&y, &[BATCH, 1])?)?;
-        tape.backward(&loss)?;
-        opt.step(&params)?;
+        let batch = Batch {
+            inputs: vec![device.from_f32(&x, &[BATCH, T, 2])?],
+            target: device.from_f32(&y, &[BATCH, 1])?,
+        };
+        train_step(&model, &params, &mut opt, &loss, &batch, 7)?;
     }
     let after = grad_norms(&probe)?;
-    let p = device.to_f32(
-        model
-            .forward(
-                &Tape::inference(device),
-                &params,
-                &device.from_f32(&probe.0, &[BATCH, T, 2])?,
-            )?
-            .value(),
-    )?;
+    let tape = Tape::inference(device);
+    let x = tape.constant(device.from_f32(&probe.0, &[BATCH, T, 2])?);
+    let p = device.to_f32(model.forward(&tape, &params, &x)?.value())?;
     let correct = p
         .iter()
         .zip(&probe.1)
@@ -152,7 +139,7 @@ fn train(
 }
 
 fn plot(path: &PathBuf, runs: &[Run]) -> Result<(), Box<dyn std::error::Error>> {
-    kiln::graph::history::register_font();
+    kiln::train::history::register_font();
     let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let all = runs.iter().flat_map(|r| r.before.iter());
@@ -213,22 +200,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         device.name()
     );
     let runs = [
-        train(
-            &device,
-            "SimpleRnn(16)",
-            LayerConfig::SimpleRnn {
-                units: 16,
-                return_sequences: false,
-            },
-        )?,
-        train(
-            &device,
-            "Lstm(16)",
-            LayerConfig::Lstm {
-                units: 16,
-                return_sequences: false,
-            },
-        )?,
+        train(&device, "SimpleRnn(16)", SimpleRnnConfig::new(16).into())?,
+        train(&device, "Lstm(16)", LstmConfig::new(16).into())?,
     ];
     println!(
         "{:<14} {:>9} {:>10} {:>12} {:>12} {:>12}",

@@ -367,29 +367,21 @@ struct TrainingCase<'a> {
     kernel: &'static str,
     variant: String,
     shape: String,
-    model: Box<dyn kiln_graph::Module + 'a>,
+    model: Box<dyn kiln_graph::Model + 'a>,
     params: kiln_graph::ParamStore,
-    x: Tensor,
-    y: Tensor,
+    batch_data: kiln_graph::Batch,
     loss: kiln_graph::LossKind,
     batch: usize,
 }
 
 fn training_step(d: &Device, case: TrainingCase, steps: usize, repeats: usize) -> Result<Record> {
-    use kiln_graph::{Optimizer, OptimizerConfig, Tape};
+    use kiln_graph::{train_step, Optimizer, OptimizerConfig};
     let params = &case.params;
     let mut opt = Optimizer::new(OptimizerConfig::adam(), params).map_err(graph_err)?;
-    let model = &case.model;
-    let mut step = |s: u64| -> Result<()> {
-        params.zero_grad().map_err(graph_err)?;
-        let tape = Tape::training(d, s, 0);
-        let out = model.forward(&tape, params, &case.x).map_err(graph_err)?;
-        let out = tape.reshape(&out, case.y.shape()).map_err(graph_err)?;
-        let loss = tape
-            .loss(case.loss.loss(), &out, &case.y)
-            .map_err(graph_err)?;
-        tape.backward(&loss).map_err(graph_err)?;
-        opt.step(params).map_err(graph_err)?;
+    let model = &*case.model;
+    // The same step `fit` takes (kiln_graph::train_step), without fit's metric accumulation.
+    let mut step = |_s: u64| -> Result<()> {
+        train_step(model, params, &mut opt, &case.loss, &case.batch_data, 0).map_err(graph_err)?;
         Ok(())
     };
     step(0)?;
@@ -427,8 +419,8 @@ fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
     let steps = if quick { 2 } else { 5 };
     let config =
         crate::models::lenet("max").map_err(|what| Error::InvalidArgument { op: "bench", what })?;
-    let mut b = kiln_graph::ParamBuilder::new(1);
-    let model = config.init(&mut b).map_err(graph_err)?;
+    let b = kiln_graph::ParamBuilder::new(1);
+    let model = config.init(&b).map_err(graph_err)?;
     let params = b.build(d).map_err(graph_err)?;
     let x = d.from_f32(&random_f32(13, batch * 784, 0.0, 1.0), &[batch, 1, 28, 28])?;
     let labels: Vec<f32> = (0..batch * 10)
@@ -441,8 +433,10 @@ fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
         shape: format!("batch {batch}"),
         model: Box::new(model),
         params,
-        x,
-        y,
+        batch_data: kiln_graph::Batch {
+            inputs: vec![x],
+            target: y,
+        },
         loss: kiln_graph::LossKind::CategoricalCrossentropyFromLogits,
         batch,
     };
@@ -460,20 +454,15 @@ fn qqp_training(
     steps: usize,
     repeats: usize,
 ) -> Result<Record> {
-    use kiln_graph::LayerConfig;
+    use kiln_graph::layers::{BidirectionalConfig, LstmConfig};
     let vocab = 10_000;
     let mut config = crate::models::qqp_seed(vocab, 1);
     config.input = vec![steps_t];
-    let bilstm = |u, seq| LayerConfig::Bidirectional {
-        layer: Box::new(LayerConfig::Lstm {
-            units: u,
-            return_sequences: seq,
-        }),
-    };
+    let bilstm = |u, seq| BidirectionalConfig::new(LstmConfig::new(u).return_sequences(seq)).into();
     config.layers[1] = bilstm(units.0, true);
     config.layers[2] = bilstm(units.1, false);
-    let mut b = kiln_graph::ParamBuilder::new(1);
-    let mut model = config.init(&mut b).map_err(graph_err)?;
+    let b = kiln_graph::ParamBuilder::new(1);
+    let mut model = config.init(&b).map_err(graph_err)?;
     model.set_lstm_path(path);
     let params = b.build(d).map_err(graph_err)?;
     let ids = random_u32(17, batch * steps_t, vocab as u32);
@@ -486,8 +475,10 @@ fn qqp_training(
         shape: format!("B{batch} T{steps_t} H{}/{}", units.0, units.1),
         model: Box::new(model),
         params,
-        x,
-        y,
+        batch_data: kiln_graph::Batch {
+            inputs: vec![x],
+            target: y,
+        },
         loss: kiln_graph::LossKind::BinaryCrossentropy,
         batch,
     };

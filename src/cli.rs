@@ -276,8 +276,8 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
             out.display()
         ));
     }
-    let mut builder = kiln_graph::ParamBuilder::new(seed);
-    let mut model = job.model.init(&mut builder).map_err(|e| e.to_string())?;
+    let builder = kiln_graph::ParamBuilder::new(seed);
+    let mut model = job.model.init(&builder).map_err(|e| e.to_string())?;
     model.set_lstm_path(lstm);
     let params = builder.build(device).map_err(|e| e.to_string())?;
     if let Some(report) = &job.data_report {
@@ -291,13 +291,13 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
             model.summary_table(&params)
         );
     }
-    let opts = kiln_graph::RunOptions {
-        out: out.clone(),
+    let opts = kiln_train::RunOptions {
+        out: Some(out.clone()),
         resume,
-        quiet,
+        verbose: if quiet { 2 } else { 1 },
         metadata: job.metadata.clone(),
     };
-    let trained = kiln_graph::fit(
+    let trained = kiln_train::fit(
         &*model,
         &params,
         &job.train,
@@ -306,17 +306,18 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         &opts,
     )
     .map_err(|e| e.to_string())?;
-    let (loss, acc) = kiln_graph::evaluate(
+    let (loss, metric) = kiln_train::evaluate(
         &*model,
         &params,
         &job.train,
         job.config.batch,
-        job.config.loss,
+        &job.config.loss,
     )
     .map_err(|e| e.to_string())?;
-    println!("final training loss {loss:.4}, accuracy {acc:.4}");
-    if let Some((epoch, a)) = trained.history.best_val_accuracy() {
-        println!("best validation accuracy {a:.4} at epoch {epoch}");
+    let name = &trained.history.metric;
+    println!("final training loss {loss:.4}, {name} {metric:.4}");
+    if let Some((epoch, a)) = trained.history.best_val() {
+        println!("best validation {name} {a:.4} at epoch {epoch}");
     }
     println!("wrote {}", out.display());
     Ok(())

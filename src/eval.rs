@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use kiln_device::Device;
-use kiln_graph::{evaluate, train::load_model, Inputs, LossKind, ParamBuilder, Tape};
+use kiln_graph::{LossKind, ParamBuilder};
+use kiln_train::{evaluate, load_model, predict, Values};
 use serde::Serialize;
 
 use crate::{data, pictures};
@@ -28,9 +29,10 @@ pub fn mnist(
     pictures_dir: Option<&Path>,
     limit: Option<usize>,
 ) -> Result<Report, String> {
-    let (config, ck) = load_model(model_path).map_err(|e| e.to_string())?;
-    let mut b = ParamBuilder::new(0);
-    let model = config.init(&mut b).map_err(|e| e.to_string())?;
+    let (config, ck) =
+        load_model::<crate::models::ModelConfig>(model_path).map_err(|e| e.to_string())?;
+    let b = ParamBuilder::new(0);
+    let model = config.init(&b).map_err(|e| e.to_string())?;
     let params = b.build(device).map_err(|e| e.to_string())?;
     params
         .load(&ck.params)
@@ -41,35 +43,22 @@ pub fn mnist(
     );
     let loss = LossKind::CategoricalCrossentropyFromLogits;
     let (avg_loss, accuracy) =
-        evaluate(&*model, &params, &test, 256, loss).map_err(|e| e.to_string())?;
+        evaluate(&*model, &params, &test, 256, &loss).map_err(|e| e.to_string())?;
 
-    // Predictions, batch by batch: one argmax readback per batch.
-    let mut predicted = Vec::with_capacity(test.len());
-    for start in (0..test.len()).step_by(256) {
-        let idx: Vec<usize> = (start..(start + 256).min(test.len())).collect();
-        let batch = test.select(&idx);
-        let Inputs::F32(pixels) = &batch.inputs else {
-            unreachable!("MNIST inputs are f32")
-        };
-        let x = device
-            .from_f32(pixels, &[idx.len(), 1, 28, 28])
-            .map_err(|e| e.to_string())?;
-        let logits = model
-            .forward(&Tape::inference(device), &params, &x)
-            .map_err(|e| e.to_string())?;
-        let arg = device
-            .argmax(logits.value(), 1)
-            .map_err(|e| e.to_string())?;
-        predicted.extend(
-            device
-                .to_u32(&arg)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|v| v as usize),
-        );
-    }
-    let truth: Vec<usize> = test
-        .targets
+    // Predictions: the logits, then the argmax of each row.
+    let (logits, _) = predict(&*model, &params, &test.inputs, 256).map_err(|e| e.to_string())?;
+    let predicted: Vec<usize> = logits
+        .chunks(10)
+        .map(|r| {
+            (0..r.len())
+                .max_by(|&a, &b| r[a].total_cmp(&r[b]).then(b.cmp(&a)))
+                .unwrap_or(0)
+        })
+        .collect();
+    let Values::F32(targets) = &test.targets.values else {
+        unreachable!("MNIST targets are one-hot f32")
+    };
+    let truth: Vec<usize> = targets
         .chunks(10)
         .map(|r| r.iter().position(|&v| v == 1.0).unwrap_or(0))
         .collect();
@@ -79,8 +68,8 @@ pub fn mnist(
     }
     if let Some(dir) = pictures_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let Inputs::F32(pixels) = &test.inputs else {
-            unreachable!()
+        let Values::F32(pixels) = &test.input().values else {
+            unreachable!("MNIST inputs are f32")
         };
         pictures::digit_grid(
             &dir.join("test_digits.png"),

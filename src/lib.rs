@@ -1,6 +1,6 @@
 //! kiln: deep-learning training on any GPU, every kernel a WGSL compute shader run through wgpu.
 //!
-//! This facade re-exports the layers ([`device`], [`graph`]) and holds what the `kiln` binary and
+//! This facade re-exports the layers ([`device`], [`graph`], [`train`]) and holds what the `kiln` binary and
 //! `cargo bench` share: the benchmark harness ([`bench`]) and the command line ([`cli`]).
 
 pub mod bench;
@@ -10,6 +10,8 @@ pub mod eval;
 pub mod models;
 pub mod pictures;
 pub mod qqp;
+pub mod siamese;
 
 pub use kiln_device as device;
 pub use kiln_graph as graph;
+pub use kiln_train as train;

@@ -2,13 +2,43 @@
 
 use std::path::PathBuf;
 
-use kiln_graph::{
-    Activation, Dataset, LayerConfig, LossKind, LstmPath, ModelConfig, OptimizerConfig,
-    SequentialConfig, SiameseConfig, TrainConfig,
+use kiln_graph::layers::{
+    AvgPool2dConfig, BidirectionalConfig, Conv2dConfig, DenseConfig, DropoutConfig,
+    EmbeddingConfig, FlattenConfig, LstmConfig, MaxPool2dConfig, StochasticPool2dConfig,
 };
+use kiln_graph::{
+    Activation, LayerConfig, LossKind, LstmPath, Model, OptimizerConfig, ParamBuilder,
+    SequentialConfig,
+};
+use kiln_train::{Dataset, TrainConfig};
+use serde::{Deserialize, Serialize};
 
 use crate::data;
 use crate::data::qqp::Preprocess;
+pub use crate::siamese::{Siamese, SiameseConfig};
+
+/// Any model `kiln` builds from a saved config: a Sequential stack or the siamese pair model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelConfig {
+    /// Layers in order.
+    Sequential(SequentialConfig),
+    /// One encoder shared by both questions, and a head.
+    Siamese {
+        /// The siamese model's config.
+        siamese: SiameseConfig,
+    },
+}
+
+impl ModelConfig {
+    /// Builds the model, registering its parameters in `pb`.
+    pub fn init(&self, pb: &ParamBuilder) -> kiln_graph::Result<Box<dyn Model>> {
+        Ok(match self {
+            ModelConfig::Sequential(c) => Box::new(c.init(pb)?),
+            ModelConfig::Siamese { siamese } => Box::new(siamese.init(pb)?),
+        })
+    }
+}
 
 /// A model, its data and its defaults.
 pub struct Job {
@@ -24,11 +54,7 @@ pub struct Job {
 }
 
 fn dense(units: usize, activation: Activation) -> LayerConfig {
-    LayerConfig::Dense {
-        units,
-        activation,
-        use_bias: true,
-    }
+    DenseConfig::new(units).activation(activation).into()
 }
 
 pub const NAMES: [&str; 4] = ["mnist", "qqp", "spirals", "xor"];
@@ -53,12 +79,7 @@ pub struct JobOptions {
 }
 
 fn bilstm(units: usize, return_sequences: bool) -> LayerConfig {
-    LayerConfig::Bidirectional {
-        layer: Box::new(LayerConfig::Lstm {
-            units,
-            return_sequences,
-        }),
-    }
+    BidirectionalConfig::new(LstmConfig::new(units).return_sequences(return_sequences)).into()
 }
 
 /// The seed tutorial's Keras model: Embedding(vocab, 64) -> BiLSTM(64, sequences) -> BiLSTM(32)
@@ -75,11 +96,7 @@ pub fn qqp_seed(vocab: usize, len: usize) -> SequentialConfig {
 /// Embedding(vocab, 64) -> BiLSTM(64, sequences) -> BiLSTM(32): the seed's text encoder.
 fn qqp_encoder(vocab: usize) -> Vec<LayerConfig> {
     vec![
-        LayerConfig::Embedding {
-            vocab,
-            dim: 64,
-            mask_zero: false,
-        },
+        EmbeddingConfig::new(vocab, 64).into(),
         bilstm(64, true),
         bilstm(32, false),
     ]
@@ -89,7 +106,7 @@ fn qqp_encoder(vocab: usize) -> Vec<LayerConfig> {
 fn qqp_head() -> Vec<LayerConfig> {
     vec![
         dense(64, Activation::Relu),
-        LayerConfig::Dropout { rate: 0.2 },
+        DropoutConfig::new(0.2).into(),
         dense(1, Activation::Sigmoid),
     ]
 }
@@ -155,29 +172,24 @@ fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
 
 /// The first `n` samples of `d` (all when `n` is None or larger).
 pub fn first(d: Dataset, n: Option<usize>) -> Dataset {
-    match n {
-        Some(n) if n < d.len() => d.select(&(0..n).collect::<Vec<_>>()),
-        _ => d,
-    }
+    d.first(n)
 }
 
 /// The LeNet-style stack `kiln train mnist` trains: conv -> relu -> pool -> conv -> relu -> pool ->
 /// dense -> dense (logits).
 pub fn lenet(pool: &str) -> Result<SequentialConfig, String> {
     let pool = |size| match pool {
-        "max" => Ok(LayerConfig::MaxPool2d { size, stride: None }),
-        "avg" => Ok(LayerConfig::AvgPool2d { size, stride: None }),
-        "stochastic" => Ok(LayerConfig::StochasticPool2d { size, stride: None }),
+        "max" => Ok(LayerConfig::from(MaxPool2dConfig::new(size))),
+        "avg" => Ok(AvgPool2dConfig::new(size).into()),
+        "stochastic" => Ok(StochasticPool2dConfig::new(size).into()),
         other => Err(format!(
             "unknown pooling `{other}`; choose max, avg or stochastic"
         )),
     };
-    let conv = |filters| LayerConfig::Conv2d {
-        filters,
-        kernel: 3,
-        stride: 1,
-        padding: 0,
-        activation: Activation::Relu,
+    let conv = |filters| -> LayerConfig {
+        Conv2dConfig::new(filters, 3)
+            .activation(Activation::Relu)
+            .into()
     };
     Ok(SequentialConfig {
         input: vec![1, 28, 28],
@@ -186,9 +198,9 @@ pub fn lenet(pool: &str) -> Result<SequentialConfig, String> {
             pool(2)?,
             conv(64),
             pool(2)?,
-            LayerConfig::Flatten,
+            FlattenConfig::new().into(),
             dense(128, Activation::Relu),
-            LayerConfig::Dropout { rate: 0.25 },
+            DropoutConfig::new(0.25).into(),
             dense(10, Activation::Linear),
         ],
     })

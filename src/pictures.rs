@@ -17,7 +17,7 @@ pub fn digit_grid(
     truth: &[usize],
     count: usize,
 ) -> Result<(), String> {
-    kiln_graph::history::register_font();
+    kiln_train::history::register_font();
     let cols = 10;
     let rows = count.div_ceil(cols);
     let (cell, caption) = (84u32, 18u32);
@@ -60,7 +60,7 @@ pub fn confusion_matrix(
     confusion: &[[usize; 10]; 10],
     title: &str,
 ) -> Result<(), String> {
-    kiln_graph::history::register_font();
+    kiln_train::history::register_font();
     let (cell, margin) = (52i32, 60i32);
     let size = (margin + 10 * cell + 20) as u32;
     let root = BitMapBackend::new(path, (size, size + 30)).into_drawing_area();

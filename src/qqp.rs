@@ -4,14 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use kiln_device::Device;
-use kiln_graph::{evaluate, train::load_model, LossKind, Module, ParamBuilder, ParamStore, Tape};
+use kiln_graph::{LossKind, Model, ParamBuilder, ParamStore};
+use kiln_train::{evaluate, load_model, predict, Column, Values};
 use serde::Serialize;
 
 use crate::data::qqp::{self, Format, Pair, Preprocess, Tokenizer};
 
 /// A saved model, rebuilt, with what turns text into its inputs.
 pub struct Loaded {
-    pub model: Box<dyn Module>,
+    pub model: Box<dyn Model>,
     pub params: ParamStore,
     pub tokenizer: Tokenizer,
     pub preprocess: Preprocess,
@@ -19,7 +20,7 @@ pub struct Loaded {
 
 /// Rebuilds the model at `path` on `device`.
 pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
-    let (config, ck) = load_model(path).map_err(|e| e.to_string())?;
+    let (config, ck) = load_model::<crate::models::ModelConfig>(path).map_err(|e| e.to_string())?;
     let missing = |what: &str| {
         format!(
             "{}: no {what} in the model's metadata; is it a `kiln train qqp` model?",
@@ -33,8 +34,8 @@ pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
             .ok_or_else(|| missing("qqp_preprocess"))?,
     )
     .map_err(|e| format!("{}: qqp_preprocess: {e}", path.display()))?;
-    let mut b = ParamBuilder::new(0);
-    let model = config.init(&mut b).map_err(|e| e.to_string())?;
+    let b = ParamBuilder::new(0);
+    let model = config.init(&b).map_err(|e| e.to_string())?;
     let params = b.build(device).map_err(|e| e.to_string())?;
     params
         .load(&ck.params)
@@ -49,24 +50,20 @@ pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
 
 impl Loaded {
     /// Duplicate probabilities of `pairs`, in batches of 256.
-    pub fn predict(&self, device: &Device, pairs: &[Pair]) -> Result<Vec<f32>, String> {
+    pub fn predict(&self, _device: &Device, pairs: &[Pair]) -> Result<Vec<f32>, String> {
         let len = self.preprocess.len;
-        let mut out = Vec::with_capacity(pairs.len());
-        for chunk in pairs.chunks(256) {
-            let ids: Vec<u32> = chunk
-                .iter()
-                .flat_map(|p| self.tokenizer.encode_pair(&p.q1, &p.q2, len))
-                .collect();
-            let x = device
-                .from_u32(&ids, &[chunk.len(), 2 * len])
-                .map_err(|e| e.to_string())?;
-            let p = self
-                .model
-                .forward(&Tape::inference(device), &self.params, &x)
-                .map_err(|e| e.to_string())?;
-            out.extend(device.to_f32(p.value()).map_err(|e| e.to_string())?);
-        }
-        Ok(out)
+        let ids: Vec<u32> = pairs
+            .iter()
+            .flat_map(|p| self.tokenizer.encode_pair(&p.q1, &p.q2, len))
+            .collect();
+        let (probs, _) = predict(
+            &*self.model,
+            &self.params,
+            &[Column::ids(ids, &[2 * len])],
+            256,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(probs)
     }
 }
 
@@ -124,7 +121,7 @@ pub fn eval(
         &m.params,
         &dataset,
         256,
-        LossKind::BinaryCrossentropy,
+        &LossKind::BinaryCrossentropy,
     )
     .map_err(|e| e.to_string())?;
     Ok(EvalReport {
@@ -201,13 +198,13 @@ pub fn export(data: Option<&Path>, pre: &Preprocess, out: &Path) -> Result<(), S
         .map(Path::to_path_buf)
         .unwrap_or_else(qqp::default_path);
     let p = qqp::prepare(&path, pre, false).map_err(|e| e.to_string())?;
-    let split = |d: &kiln_graph::Dataset| {
-        let kiln_graph::Inputs::Ids(ids) = &d.inputs else {
-            unreachable!("qqp inputs are ids")
+    let split = |d: &kiln_train::Dataset| {
+        let (Values::Ids(ids), Values::F32(labels)) = (&d.input().values, &d.targets.values) else {
+            unreachable!("qqp inputs are ids, labels f32")
         };
         Split {
             ids: ids.chunks(2 * pre.len).map(<[u32]>::to_vec).collect(),
-            labels: d.targets.clone(),
+            labels: labels.clone(),
         }
     };
     let e = Export {

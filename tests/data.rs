@@ -76,13 +76,16 @@ fn a_good_file_reads_and_broken_ones_are_named() {
 fn the_embedded_mnist_test_set_loads_with_its_checksums() {
     let test = kiln::data::mnist::load_test(&kiln::data::mnist::default_dir()).unwrap();
     assert_eq!(test.len(), 10_000);
-    assert_eq!(test.sample_shape, vec![1, 28, 28]);
-    let kiln::graph::Inputs::F32(pixels) = &test.inputs else {
+    assert_eq!(test.input().shape, vec![1, 28, 28]);
+    let kiln::train::Values::F32(pixels) = &test.input().values else {
         panic!("f32 pixels")
     };
     assert!(pixels.iter().all(|&p| (0.0..=1.0).contains(&p)));
     // The first test digit is a 7.
-    assert_eq!(test.targets[..10].iter().position(|&v| v == 1.0), Some(7));
+    let kiln::train::Values::F32(targets) = &test.targets.values else {
+        panic!("one-hot f32 targets")
+    };
+    assert_eq!(targets[..10].iter().position(|&v| v == 1.0), Some(7));
 }
 
 mod qqp {
@@ -210,8 +213,8 @@ mod qqp {
     fn prepare_fits_the_vocabulary_on_the_training_split_only() {
         let p = prepare(&default_path(), &Preprocess::default(), false).unwrap();
         assert_eq!((p.train.len(), p.val.len()), (7998, 2000));
-        assert_eq!(p.train.sample_shape, vec![62]);
-        let kiln_graph::Inputs::Ids(ids) = &p.val.inputs else {
+        assert_eq!(p.train.input().shape, vec![62]);
+        let kiln::train::Values::Ids(ids) = &p.val.input().values else {
             panic!("ids")
         };
         // Some validation words were never seen in training: they map to OOV.

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use kiln::models::qqp_seed;
 use kiln_device::testing::{assert_close, gpu_device, Tolerance};
 use kiln_device::{Device, Tensor};
+use kiln_graph::layers::{BidirectionalConfig, EmbeddingConfig, LstmConfig};
 use kiln_graph::*;
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -213,36 +214,27 @@ fn masked_lstm_and_bidirectional_match_keras() {
                 g.dim(case, "input"),
                 g.dim(case, "units"),
             );
-            let lstm = LayerConfig::Lstm {
-                units: h,
-                return_sequences: g.cases[case]["return_sequences"].as_bool() == Some(true),
-            };
+            let lstm = LstmConfig::new(h)
+                .return_sequences(g.cases[case]["return_sequences"].as_bool() == Some(true));
             let bidir = g.cases[case]["bidirectional"].as_bool().unwrap();
-            let config = SequentialConfig {
-                input: vec![t],
-                layers: vec![
-                    LayerConfig::Embedding {
-                        vocab: v,
-                        dim: e,
-                        mask_zero: true,
-                    },
-                    if bidir {
-                        LayerConfig::Bidirectional {
-                            layer: Box::new(lstm),
-                        }
-                    } else {
-                        lstm
-                    },
-                ],
-            };
-            let mut pb = ParamBuilder::new(0);
-            let mut model = config.init(&mut pb).unwrap();
+            let config = SequentialConfig::new(&[t])
+                .add(EmbeddingConfig::new(v, e).mask_zero(true))
+                .add(if bidir {
+                    LayerConfig::from(BidirectionalConfig::new(lstm))
+                } else {
+                    lstm.into()
+                });
+            let pb = ParamBuilder::new(0);
+            let mut model = config.init(&pb).unwrap();
             let store = pb.build(&d).unwrap();
             load_keras_weights(&d, &store, &g, case);
             let ids = d.from_u32(&g.ids(case), &[b, t]).unwrap();
             for path in [LstmPath::Fused, LstmPath::Unfused] {
                 model.set_lstm_path(path);
-                let y = model.forward(&Tape::inference(&d), &store, &ids).unwrap();
+                let tape = Tape::inference(&d);
+                let y = model
+                    .forward(&tape, &store, &tape.constant(ids.clone()))
+                    .unwrap();
                 assert_close(
                     &format!("{case} {path:?} on {}", d.name()),
                     &host(&d, y.value()),
@@ -264,16 +256,16 @@ fn the_seed_model_matches_keras_outputs_loss_and_gradients() {
         g.dim(case, "vocab"),
     );
     for d in devices() {
-        let mut pb = ParamBuilder::new(0);
-        let model = qqp_seed(v, t / 2).init(&mut pb).unwrap();
+        let pb = ParamBuilder::new(0);
+        let model = qqp_seed(v, t / 2).init(&pb).unwrap();
         let store = pb.build(&d).unwrap();
         let order = load_keras_weights(&d, &store, &g, case);
         let ids = d.from_u32(&g.ids(case), &[b, t]).unwrap();
         let labels = d.from_f32(g.get(case, "labels"), &[b, 1]).unwrap();
         let tape = Tape::recording(&d);
-        let p = model.forward(&tape, &store, &ids).unwrap();
-        let loss = tape
-            .loss(LossKind::BinaryCrossentropy.loss(), &p, &labels)
+        let p = model.forward(&tape, &store, &tape.constant(ids)).unwrap();
+        let loss = LossKind::BinaryCrossentropy
+            .loss(&tape, &p, &labels)
             .unwrap();
         let on = d.name();
         assert_close(

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use kiln_graph::{Dataset, Inputs};
+use kiln_train::{Column, Dataset};
 use md5::{Digest, Md5};
 
 /// A problem with a data file.
@@ -151,12 +151,13 @@ fn dataset(
     for (i, &c) in classes.iter().enumerate() {
         one_hot[i * 10 + c as usize] = 1.0;
     }
-    Ok(Dataset {
-        inputs: Inputs::F32(pixels.iter().map(|&p| p as f32 / 255.0).collect()),
-        sample_shape: vec![1, 28, 28],
-        targets: one_hot,
-        target_shape: vec![10],
-    })
+    Ok(Dataset::single(
+        Column::f32(
+            pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+            &[1, 28, 28],
+        ),
+        Column::f32(one_hot, &[10]),
+    ))
 }
 
 /// (train, test) from `dir` (the canonical files, md5-checked).

@@ -5,17 +5,15 @@
 pub mod mnist;
 pub mod qqp;
 
-use kiln_graph::{Dataset, Inputs};
+use kiln_train::{Column, Dataset};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 
 /// The four XOR points, label 1 where exactly one input is 1.
 pub fn xor() -> Dataset {
-    Dataset {
-        inputs: Inputs::F32(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]),
-        sample_shape: vec![2],
-        targets: vec![0.0, 1.0, 1.0, 0.0],
-        target_shape: vec![1],
-    }
+    Dataset::single(
+        Column::f32(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], &[2]),
+        Column::f32(vec![0.0, 1.0, 1.0, 0.0], &[1]),
+    )
 }
 
 /// Two spirals of `per_class` points each, 1.5 turns, a little noise; labels 0 and 1.
@@ -32,10 +30,5 @@ pub fn spirals(per_class: usize, seed: u64) -> Dataset {
             y.push(class as f32);
         }
     }
-    Dataset {
-        inputs: Inputs::F32(x),
-        sample_shape: vec![2],
-        targets: y,
-        target_shape: vec![1],
-    }
+    Dataset::single(Column::f32(x, &[2]), Column::f32(y, &[1]))
 }

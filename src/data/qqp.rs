@@ -304,24 +304,26 @@ impl Default for Preprocess {
 }
 
 /// Pairs as a dataset: ids (N, 2 * len), q1's then q2's; labels (N, 1), 0 where unknown.
-pub fn encode(pairs: &[Pair], tokenizer: &Tokenizer, len: usize) -> kiln_graph::Dataset {
-    kiln_graph::Dataset {
-        inputs: kiln_graph::Inputs::Ids(
+pub fn encode(pairs: &[Pair], tokenizer: &Tokenizer, len: usize) -> kiln_train::Dataset {
+    kiln_train::Dataset::single(
+        kiln_train::Column::ids(
             pairs
                 .iter()
                 .flat_map(|p| tokenizer.encode_pair(&p.q1, &p.q2, len))
                 .collect(),
+            &[2 * len],
         ),
-        sample_shape: vec![2 * len],
-        targets: pairs.iter().map(|p| p.label.unwrap_or(0) as f32).collect(),
-        target_shape: vec![1],
-    }
+        kiln_train::Column::f32(
+            pairs.iter().map(|p| p.label.unwrap_or(0) as f32).collect(),
+            &[1],
+        ),
+    )
 }
 
 /// A labelled file, split and encoded for training.
 pub struct Prepared {
-    pub train: kiln_graph::Dataset,
-    pub val: kiln_graph::Dataset,
+    pub train: kiln_train::Dataset,
+    pub val: kiln_train::Dataset,
     pub tokenizer: Tokenizer,
     pub report: LoadReport,
     pub format: Format,

@@ -14,11 +14,13 @@ use crate::{Error, Result};
 /// A parameter's name, shape and values on the host.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
+/// The format tag written into every file's metadata.
 pub const FORMAT: &str = "kiln-1";
 
 /// What a checkpoint holds, on the host.
 #[derive(Clone, Debug, Default)]
 pub struct Checkpoint {
+    /// Parameters by name.
     pub params: Vec<NamedTensor>,
     /// Optimizer state: step count, first and second moments (packed like the parameters).
     pub optimizer: Option<(u64, Vec<f32>, Vec<f32>)>,
@@ -56,6 +58,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 impl Checkpoint {
+    /// Writes the file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .params
@@ -87,6 +90,7 @@ impl Checkpoint {
         write_atomic(path, &bytes)
     }
 
+    /// Reads a file, refusing one that is not a kiln checkpoint or is torn.
     pub fn load(path: &Path) -> Result<Checkpoint> {
         let bad = |message: String| Error::Checkpoint {
             path: path.into(),
@@ -140,6 +144,7 @@ impl Checkpoint {
         })
     }
 
+    /// A metadata value.
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(String::as_str)
     }

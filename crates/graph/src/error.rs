@@ -2,47 +2,118 @@
 
 use std::path::PathBuf;
 
+/// kiln-graph's result.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Everything kiln-graph (and the training loop above it) can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    /// The device refused or failed an op.
     Device(#[from] kiln_device::Error),
 
     #[error("{what}: {message}")]
-    Model { what: String, message: String },
+    /// A problem with a model, a layer or data: `what` names it, `message` says what to change.
+    Model {
+        /// The layer, input or setting at fault.
+        what: String,
+        /// What is wrong and what to change.
+        message: String,
+    },
 
     #[error("checkpoint {path}: {message}")]
-    Checkpoint { path: PathBuf, message: String },
+    /// A checkpoint or model file that cannot be used, and why.
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 
     #[error("{path}: {source}")]
+    /// A file-system error at `path`.
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The error.
         #[source]
         source: std::io::Error,
     },
 
-    #[error("loss became {value} at step {step} (epoch {epoch}); training stopped. The last good checkpoint is kept in {checkpoints}. Try a lower learning rate.")]
+    #[error("weights do not fit the model: {0}")]
+    /// A strict weight load found missing, unexpected or mis-shaped tensors.
+    Weights(WeightReport),
+
+    #[error("loss became {value} at step {step} (epoch {epoch}); training stopped.{kept} Try a lower learning rate.")]
+    /// The loss stopped being finite at `step` of `epoch`.
     NonFinite {
+        /// The loss (NaN or infinite).
         value: f32,
+        /// The step (from 1, over the whole run).
         step: u64,
+        /// The epoch.
         epoch: usize,
-        checkpoints: PathBuf,
+        /// Where the last good checkpoint is, as a sentence (empty when the run keeps none).
+        kept: String,
     },
 }
 
 impl Error {
-    pub(crate) fn model(what: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A problem with a model, a layer or data: `what` names it, `message` says what to change.
+    pub fn model(what: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Model {
             what: what.into(),
             message: message.into(),
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// A file-system error at `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// What a strict weight load found wrong, by name: parameters the file lacks, tensors the model
+/// has no parameter for, and shapes that differ.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WeightReport {
+    /// Parameters the file lacks, with their shapes.
+    pub missing: Vec<String>,
+    /// Tensors the model has no parameter for.
+    pub unexpected: Vec<String>,
+    /// Names whose shapes differ.
+    pub mismatched: Vec<String>,
+}
+
+impl WeightReport {
+    /// Whether nothing is wrong.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+}
+
+impl std::fmt::Display for WeightReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = vec![];
+        for (what, list) in [
+            ("missing from the file", &self.missing),
+            (
+                "unexpected (the model has no such parameter)",
+                &self.unexpected,
+            ),
+            ("shape differs", &self.mismatched),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{what}: {}", list.join(", ")));
+            }
+        }
+        write!(
+            f,
+            "{}. Build the model with the configuration the file was saved from (layer names come from `pp` prefixes and layer order).",
+            parts.join("; ")
+        )
     }
 }

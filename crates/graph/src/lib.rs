@@ -1,31 +1,39 @@
 //! kiln-graph: reverse-mode autodiff over kiln-device, layers with Keras's semantics and
-//! initializers, losses, fused optimizers, and a training loop.
+//! initializers, losses and fused optimizers. No files but safetensors weights, no terminal.
 //!
-//! - [`Tape`] / [`Var`]: record ops, `backward()` walks them in reverse (`tape.rs`, `ops.rs`).
+//! - [`Tape`] / [`Var`]: record ops, `backward()` walks them in reverse (`tape.rs`, `ops.rs`);
+//!   [`Tape::input`] and [`Tape::grad`] give gradients with respect to inputs.
 //! - Recurrent ops: the fused and unfused LSTM, the simple RNN (`recurrent.rs`).
-//! - [`ParamBuilder`] / [`ParamStore`]: named parameters packed into one device buffer (`params.rs`).
-//! - [`SequentialConfig`] -> [`Sequential`]: layers (`layers.rs`); [`Optimizer`]: fused Adam/SGD.
-//! - [`fit`]: the training loop (`train.rs`), [`History`] (`history.rs`), checkpoints (`checkpoint.rs`).
+//! - [`ParamBuilder`] (with `pp` prefixes) / [`ParamStore`]: named parameters packed into one
+//!   device buffer (`params.rs`); strict loading by name.
+//! - [`layers`]: one file per layer, `XConfig -> init -> X: Layer`; [`Sequential`].
+//! - [`Model`]: what training takes (`model.rs`); [`Objective`] / [`LossKind`] / [`LossFn`]:
+//!   losses and metrics (`loss.rs`); [`Optimizer`]: fused Adam/SGD; [`train_step`] (`step.rs`).
+//! - [`checkpoint`]: safetensors files, written atomically.
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 mod error;
-pub mod history;
 pub mod layers;
+mod loss;
+mod model;
 mod ops;
 pub mod optim;
 pub mod params;
 pub mod recurrent;
-pub mod siamese;
+mod step;
 mod tape;
-pub mod train;
+pub mod testing;
 
-pub use error::{Error, Result};
-pub use history::{EpochStats, History};
+pub use error::{Error, Result, WeightReport};
 pub use kiln_device;
-pub use layers::{Activation, LayerConfig, Module, Sequential, SequentialConfig, SummaryRow};
+pub use layers::{
+    Activation, Layer, LayerConfig, LayerSpec, Sequential, SequentialConfig, Signature, SummaryRow,
+};
+pub use loss::{LossFn, LossKind, Objective};
+pub use model::Model;
 pub use optim::{Optimizer, OptimizerConfig};
 pub use params::{Init, ParamBuilder, ParamId, ParamStore};
 pub use recurrent::{LstmOutputs, LstmPath};
-pub use siamese::{ModelConfig, Siamese, SiameseConfig};
+pub use step::{step_seed, train_step, Batch, StepOutput};
 pub use tape::{Tape, Var};
-pub use train::{evaluate, fit, Dataset, Inputs, LossKind, RunOptions, TrainConfig};

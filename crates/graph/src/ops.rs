@@ -47,18 +47,22 @@ impl Tape {
         }))
     }
 
+    /// a + b, broadcasting b.
     pub fn add(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(BinaryOp::Add, a, b)
     }
 
+    /// a - b, broadcasting b.
     pub fn sub(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(BinaryOp::Sub, a, b)
     }
 
+    /// a * b elementwise, broadcasting b.
     pub fn mul(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(BinaryOp::Mul, a, b)
     }
 
+    /// a / b elementwise, broadcasting b.
     pub fn div(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(BinaryOp::Div, a, b)
     }

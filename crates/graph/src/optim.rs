@@ -12,15 +12,24 @@ use crate::Result;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum OptimizerConfig {
+    /// Adam (Kingma & Ba) with Keras's defaults from [`OptimizerConfig::adam`].
     Adam {
+        /// Learning rate.
         lr: f32,
+        /// First-moment decay.
         beta1: f32,
+        /// Second-moment decay.
         beta2: f32,
+        /// Added to the denominator.
         eps: f32,
     },
+    /// Stochastic gradient descent with (optionally Nesterov) momentum.
     Sgd {
+        /// Learning rate.
         lr: f32,
+        /// Momentum (0 for none).
         momentum: f32,
+        /// Nesterov momentum.
         nesterov: bool,
     },
 }
@@ -58,6 +67,7 @@ impl OptimizerConfig {
         }
     }
 
+    /// SGD at `lr` with `momentum` (0 for none).
     pub fn sgd(lr: f32, momentum: f32) -> Self {
         OptimizerConfig::Sgd {
             lr,
@@ -67,6 +77,7 @@ impl OptimizerConfig {
     }
 }
 
+/// An optimizer's state over a [`ParamStore`]: one fused dispatch per step.
 pub struct Optimizer {
     config: OptimizerConfig,
     step: u64,
@@ -77,6 +88,7 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
+    /// An optimizer for `params`, its moments zeroed.
     pub fn new(config: OptimizerConfig, params: &ParamStore) -> Result<Optimizer> {
         let d = params.device();
         let len = params.values_flat().len();
@@ -88,6 +100,7 @@ impl Optimizer {
         })
     }
 
+    /// The settings.
     pub fn config(&self) -> &OptimizerConfig {
         &self.config
     }
@@ -145,6 +158,7 @@ impl Optimizer {
         Ok((self.step, d.to_f32(&self.m)?, d.to_f32(&self.v)?))
     }
 
+    /// Restores the step count and moments saved by [`state`](Self::state).
     pub fn load_state(
         &mut self,
         params: &ParamStore,

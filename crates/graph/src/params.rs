@@ -18,9 +18,12 @@ pub enum Init {
     GlorotUniform,
     /// Glorot uniform with given fans (convolution kernels: C*FH*FW in, F*FH*FW out, as Keras).
     GlorotUniformFans {
+        /// Inputs per output.
         fan_in: usize,
+        /// Outputs per input.
         fan_out: usize,
     },
+    /// All zeros.
     Zeros,
     /// U(lo, hi); Keras's embeddings use U(-0.05, 0.05).
     Uniform(f32, f32),
@@ -37,10 +40,29 @@ struct Spec {
     values: Vec<f32>,
 }
 
-/// Collects parameters while a model is built; `build` packs them onto a device.
-pub struct ParamBuilder {
+struct BuilderState {
     rng: StdRng,
     specs: Vec<Spec>,
+}
+
+/// Collects parameters while a model is built; `build` packs them onto a device.
+///
+/// Like candle's `VarBuilder`, a builder hands out prefixed views of itself: `pb.pp("encoder")`
+/// registers `encoder.<name>` in the same collection, so a user's struct of layers names its own
+/// weights. Clones share the collection; values are drawn in registration order from one seeded
+/// generator, so a seed fixes every initial value.
+///
+/// ```
+/// use kiln_graph::{Init, ParamBuilder};
+/// let pb = ParamBuilder::new(0);
+/// let enc = pb.pp("encoder");
+/// enc.add("w", &[2, 3], Init::GlorotUniform).unwrap();
+/// assert_eq!(pb.names(), vec!["encoder.w".to_string()]);
+/// ```
+#[derive(Clone)]
+pub struct ParamBuilder {
+    state: std::rc::Rc<std::cell::RefCell<BuilderState>>,
+    prefix: String,
 }
 
 fn orthogonal(rng: &mut StdRng, rows: usize, cols: usize) -> Vec<f32> {
@@ -78,16 +100,46 @@ fn orthogonal(rng: &mut StdRng, rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl ParamBuilder {
+    /// An empty collection whose initial values are drawn from `seed`.
     pub fn new(seed: u64) -> ParamBuilder {
         ParamBuilder {
-            rng: StdRng::seed_from_u64(seed),
-            specs: vec![],
+            state: std::rc::Rc::new(std::cell::RefCell::new(BuilderState {
+                rng: StdRng::seed_from_u64(seed),
+                specs: vec![],
+            })),
+            prefix: String::new(),
         }
     }
 
-    /// Registers a parameter; values are drawn now, in registration order (so a seed fixes them).
-    pub fn add(&mut self, name: impl Into<String>, shape: &[usize], init: Init) -> Result<ParamId> {
-        let name = name.into();
+    /// A view that registers names under `prefix.` (nested views join with dots).
+    pub fn pp(&self, prefix: impl AsRef<str>) -> ParamBuilder {
+        ParamBuilder {
+            state: self.state.clone(),
+            prefix: format!("{}{}.", self.prefix, prefix.as_ref()),
+        }
+    }
+
+    /// The prefix this view adds (`""` or `"encoder."`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The full names registered so far, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.state
+            .borrow()
+            .specs
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Registers a parameter under this view's prefix; values are drawn now, in registration
+    /// order (so a seed fixes them).
+    pub fn add(&self, name: impl AsRef<str>, shape: &[usize], init: Init) -> Result<ParamId> {
+        let name = format!("{}{}", self.prefix, name.as_ref());
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
         let len: usize = shape.iter().product();
         let (fan_in, fan_out) = match shape {
             [] => (1, 1),
@@ -106,19 +158,19 @@ impl ParamBuilder {
                 };
                 let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
                 (0..len)
-                    .map(|_| self.rng.random_range(-limit..limit))
+                    .map(|_| state.rng.random_range(-limit..limit))
                     .collect()
             }
-            Init::Uniform(lo, hi) => (0..len).map(|_| self.rng.random_range(lo..hi)).collect(),
+            Init::Uniform(lo, hi) => (0..len).map(|_| state.rng.random_range(lo..hi)).collect(),
             // A stack of matrices (a bidirectional layer's (D, H, 4H)): one orthogonal matrix each.
             Init::Orthogonal if shape.len() >= 3 => {
                 let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
                 let stack: usize = shape[..shape.len() - 2].iter().product();
                 (0..stack)
-                    .flat_map(|_| orthogonal(&mut self.rng, rows, cols))
+                    .flat_map(|_| orthogonal(&mut state.rng, rows, cols))
                     .collect()
             }
-            Init::Orthogonal => orthogonal(&mut self.rng, fan_in, fan_out),
+            Init::Orthogonal => orthogonal(&mut state.rng, fan_in, fan_out),
             Init::Values(v) => {
                 if v.len() != len {
                     return Err(Error::model(
@@ -129,30 +181,32 @@ impl ParamBuilder {
                 v
             }
         };
-        if self.specs.iter().any(|s| s.name == name) {
+        if state.specs.iter().any(|s| s.name == name) {
             return Err(Error::model(
                 &name,
-                "a parameter of this name exists already",
+                "a parameter of this name exists already (give each layer its own `pp` prefix)",
             ));
         }
-        self.specs.push(Spec {
+        state.specs.push(Spec {
             name,
             shape: shape.to_vec(),
             values,
         });
-        Ok(ParamId(self.specs.len() - 1))
+        Ok(ParamId(state.specs.len() - 1))
     }
 
-    pub fn build(self, device: &Device) -> Result<ParamStore> {
-        let shapes: Vec<Vec<usize>> = self.specs.iter().map(|s| s.shape.clone()).collect();
+    /// Packs every registered parameter (of all views) onto `device`.
+    pub fn build(&self, device: &Device) -> Result<ParamStore> {
+        let state = self.state.borrow();
+        let shapes: Vec<Vec<usize>> = state.specs.iter().map(|s| s.shape.clone()).collect();
         let (values_flat, values) = device.packed_zeros(&shapes)?;
         let (grads_flat, grads) = device.packed_zeros(&shapes)?;
-        for (view, spec) in values.iter().zip(&self.specs) {
+        for (view, spec) in values.iter().zip(&state.specs) {
             device.write_f32(view, &spec.values)?;
         }
         Ok(ParamStore {
             device: device.clone(),
-            names: self.specs.into_iter().map(|s| s.name).collect(),
+            names: state.specs.iter().map(|s| s.name.clone()).collect(),
             shapes,
             values_flat,
             values,
@@ -174,30 +228,37 @@ pub struct ParamStore {
 }
 
 impl ParamStore {
+    /// The device holding the parameters.
     pub fn device(&self) -> &Device {
         &self.device
     }
 
+    /// Number of parameters (tensors).
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 
+    /// A parameter's full name (`encoder.dense_1.kernel`).
     pub fn name(&self, id: ParamId) -> &str {
         &self.names[id.0]
     }
 
+    /// A parameter's shape.
     pub fn shape(&self, id: ParamId) -> &[usize] {
         &self.shapes[id.0]
     }
 
+    /// A parameter's values: a view into the packed buffer.
     pub fn value(&self, id: ParamId) -> &Tensor {
         &self.values[id.0]
     }
 
+    /// A parameter's gradient: a view into the packed gradient buffer.
     pub fn grad(&self, id: ParamId) -> &Tensor {
         &self.grads[id.0]
     }
@@ -207,14 +268,17 @@ impl ParamStore {
         &self.values_flat
     }
 
+    /// The packed gradient buffer.
     pub fn grads_flat(&self) -> &Tensor {
         &self.grads_flat
     }
 
+    /// Every parameter's id, in registration order.
     pub fn ids(&self) -> impl Iterator<Item = ParamId> {
         (0..self.names.len()).map(ParamId)
     }
 
+    /// The parameter called `name`.
     pub fn find(&self, name: &str) -> Option<ParamId> {
         self.names.iter().position(|n| n == name).map(ParamId)
     }
@@ -250,26 +314,27 @@ impl ParamStore {
         Ok(out)
     }
 
-    /// Overwrites the values from named host tensors. Every parameter must be present with its
-    /// shape; missing, extra or mis-shaped tensors are refused together, by name.
+    /// Overwrites the values from named host tensors, strictly (PyTorch's `load_state_dict`):
+    /// every parameter must be present with its shape and no other tensor may be. Missing,
+    /// unexpected and mis-shaped tensors are refused together, by name, before anything is written.
     pub fn load(&self, tensors: &[crate::checkpoint::NamedTensor]) -> Result<()> {
-        let mut problems = vec![];
+        let mut report = crate::error::WeightReport::default();
         for (name, shape) in self.names.iter().zip(&self.shapes) {
             match tensors.iter().find(|t| &t.0 == name) {
-                None => problems.push(format!("missing `{name}` {shape:?}")),
-                Some((_, s, _)) if s != shape => problems.push(format!(
-                    "`{name}` has shape {s:?}, the model wants {shape:?}"
-                )),
+                None => report.missing.push(format!("{name} {shape:?}")),
+                Some((_, s, v)) if s != shape || v.len() != s.iter().product::<usize>() => report
+                    .mismatched
+                    .push(format!("{name}: file {s:?}, model {shape:?}")),
                 Some(_) => {}
             }
         }
         for (name, shape, _) in tensors {
             if !self.names.contains(name) {
-                problems.push(format!("unexpected `{name}` {shape:?}"));
+                report.unexpected.push(format!("{name} {shape:?}"));
             }
         }
-        if !problems.is_empty() {
-            return Err(Error::model("loading parameters", problems.join("; ")));
+        if !report.is_empty() {
+            return Err(Error::Weights(report));
         }
         for (id, name) in self.names.iter().enumerate() {
             let (_, _, values) = tensors
@@ -279,5 +344,30 @@ impl ParamStore {
             self.device.write_f32(&self.values[id], values)?;
         }
         Ok(())
+    }
+
+    /// Writes every parameter (by name) to a safetensors file, atomically, with `metadata`.
+    pub fn save_weights(
+        &self,
+        path: &std::path::Path,
+        metadata: &[(String, String)],
+    ) -> Result<()> {
+        crate::checkpoint::Checkpoint {
+            params: self.to_host()?,
+            optimizer: None,
+            metadata: metadata.iter().cloned().collect(),
+        }
+        .save(path)
+    }
+
+    /// Loads a safetensors file written by [`save_weights`](Self::save_weights) (or a checkpoint)
+    /// into this store, strictly, as [`load`](Self::load). Returns the file's metadata.
+    pub fn load_weights(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let ck = crate::checkpoint::Checkpoint::load(path)?;
+        self.load(&ck.params)?;
+        Ok(ck.metadata)
     }
 }

@@ -23,14 +23,17 @@ pub struct Var {
 }
 
 impl Var {
+    /// The value.
     pub fn value(&self) -> &Tensor {
         &self.value
     }
 
+    /// The value's shape.
     pub fn shape(&self) -> &[usize] {
         self.value.shape()
     }
 
+    /// Whether backward computes a gradient for it.
     pub fn requires_grad(&self) -> bool {
         self.requires_grad
     }
@@ -57,6 +60,9 @@ pub struct Tape {
     /// Counter offset for the dropout generator, advanced by each dropout call.
     pub(crate) rng_offset: Cell<u32>,
     pub(crate) seed: u64,
+    /// Ids of the values made by [`Tape::input`], and after `backward` their gradients.
+    watched: RefCell<Vec<usize>>,
+    input_grads: RefCell<HashMap<usize, Tensor>>,
 }
 
 impl Tape {
@@ -84,13 +90,17 @@ impl Tape {
             training,
             rng_offset: Cell::new(rng_offset),
             seed,
+            watched: RefCell::new(vec![]),
+            input_grads: RefCell::new(HashMap::new()),
         }
     }
 
+    /// The device the tape records on.
     pub fn device(&self) -> &Device {
         &self.device
     }
 
+    /// Whether dropout is active.
     pub fn is_training(&self) -> bool {
         self.training
     }
@@ -109,6 +119,29 @@ impl Tape {
             requires_grad: false,
             grad_sink: None,
         }
+    }
+
+    /// An input whose gradient is wanted: after [`backward`](Self::backward), [`grad`](Self::grad)
+    /// returns d(loss)/d(input) (saliency maps, adversarial examples, the gradient reaching each
+    /// timestep). On a tape that does not record it is a constant.
+    pub fn input(&self, value: Tensor) -> Var {
+        let var = Var {
+            id: self.fresh_id(),
+            value,
+            requires_grad: self.recording,
+            grad_sink: None,
+        };
+        if self.recording {
+            self.watched.borrow_mut().push(var.id);
+        }
+        var
+    }
+
+    /// The gradient that the last [`backward`](Self::backward) reached `x` with, for a value made
+    /// by [`input`](Self::input); None when the loss does not depend on it or before backward.
+    /// (Parameter gradients live in the [`ParamStore`].)
+    pub fn grad(&self, x: &Var) -> Option<Tensor> {
+        self.input_grads.borrow().get(&x.id).cloned()
     }
 
     /// A parameter: its gradient accumulates into the store's packed gradient buffer.
@@ -164,8 +197,9 @@ impl Tape {
         outputs
     }
 
-    /// Back-propagates from `loss` (seeded with ones), accumulating into parameter gradients.
-    /// Consumes the records: call once per tape.
+    /// Back-propagates from `loss` (seeded with ones), accumulating into parameter gradients and
+    /// keeping the gradients of [`input`](Self::input)s for [`grad`](Self::grad). Consumes the
+    /// records: call once per tape.
     pub fn backward(&self, loss: &Var) -> Result<()> {
         let mut grads: HashMap<usize, Tensor> = HashMap::new();
         if !loss.requires_grad {
@@ -192,6 +226,14 @@ impl Tape {
                 } else {
                     grads.insert(input.id, din);
                 }
+            }
+        }
+        // What is left are gradients of leaves: keep those of the watched inputs.
+        let watched = self.watched.borrow();
+        let mut kept = self.input_grads.borrow_mut();
+        for id in watched.iter() {
+            if let Some(g) = grads.remove(id) {
+                kept.insert(*id, g);
             }
         }
         Ok(())

@@ -3,6 +3,7 @@
 
 use kiln_device::testing::{assert_close, gpu_device, random_f32, Tolerance};
 use kiln_device::{Device, Loss, Tensor, UnaryOp};
+use kiln_graph::layers::*;
 use kiln_graph::Activation as Act;
 use kiln_graph::*;
 
@@ -61,7 +62,7 @@ fn gradcheck(
     inputs: &[(Vec<usize>, Vec<f32>)],
     f: impl Fn(&Tape, &[Var]) -> Result<Var>,
 ) {
-    let mut b = ParamBuilder::new(0);
+    let b = ParamBuilder::new(0);
     for (i, (shape, v)) in inputs.iter().enumerate() {
         b.add(format!("p{i}"), shape, Init::Values(v.clone()))
             .unwrap();
@@ -195,9 +196,131 @@ fn losses() {
 }
 
 #[test]
+fn regression_and_sparse_losses() {
+    let d = Device::cpu();
+    // Predictions kept away from the targets by more than the step, where |e| has no kink, and
+    // across Huber's delta on both sides.
+    let target = d
+        .from_f32(&[0.5, -1.0, 2.0, 0.0, 1.0, -2.0], &[3, 2])
+        .unwrap();
+    let pred = (vec![3, 2], vec![1.3, -0.2, -0.5, 0.6, 1.4, 1.0]);
+    for kind in [
+        LossKind::MeanSquaredError,
+        LossKind::MeanAbsoluteError,
+        LossKind::Huber { delta: 1.0 },
+        LossKind::Huber { delta: 0.5 },
+    ] {
+        let y = target.clone();
+        gradcheck(
+            &format!("{kind:?}"),
+            std::slice::from_ref(&pred),
+            move |t, v| kind.loss(t, &v[0], &y),
+        );
+    }
+    // Sparse categorical: class ids against the one-hot losses they stand for.
+    let ids = d.from_u32(&[1, 0, 2], &[3, 1]).unwrap();
+    let one_hot = d
+        .from_f32(&[0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0], &[3, 3])
+        .unwrap();
+    let logits = d
+        .from_f32(&[0.3, -1.0, 2.0, 0.5, 0.1, -0.4, 1.5, 0.0, 0.2], &[3, 3])
+        .unwrap();
+    for (sparse, dense) in [
+        (
+            LossKind::SparseCategoricalCrossentropyFromLogits,
+            LossKind::CategoricalCrossentropyFromLogits,
+        ),
+        (
+            LossKind::SparseCategoricalCrossentropy,
+            LossKind::CategoricalCrossentropy,
+        ),
+    ] {
+        let t = Tape::inference(&d);
+        let p = t.constant(
+            d.from_f32(
+                &d.to_f32(&logits)
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.abs() + 0.1)
+                    .collect::<Vec<_>>(),
+                &[3, 3],
+            )
+            .unwrap(),
+        );
+        let a = d
+            .to_f32(sparse.loss(&t, &p, &ids).unwrap().value())
+            .unwrap();
+        let b = d
+            .to_f32(dense.loss(&t, &p, &one_hot).unwrap().value())
+            .unwrap();
+        assert_eq!(a, b, "{sparse:?}");
+        let acc = |k: LossKind, y: &Tensor| {
+            d.to_f32(&k.metric_sum(&d, p.value(), y).unwrap().unwrap())
+                .unwrap()
+        };
+        assert_eq!(
+            acc(sparse, &ids),
+            acc(dense, &one_hot),
+            "{sparse:?} accuracy"
+        );
+    }
+    // Targets that do not fit are refused with what to change.
+    let t = Tape::inference(&d);
+    let p = t.constant(logits.clone());
+    let err = LossKind::SparseCategoricalCrossentropyFromLogits
+        .loss(&t, &p, &one_hot)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one class id"), "{err}");
+    let err = LossKind::MeanSquaredError
+        .loss(&t, &p, &ids)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("as many target values"), "{err}");
+}
+
+#[test]
+fn input_gradients_against_finite_differences() {
+    // d(loss)/dx through a dense layer and a tanh, from tape.input and tape.grad.
+    let d = Device::cpu();
+    let b = ParamBuilder::new(4);
+    let dense = DenseConfig::new(3)
+        .activation(Act::Tanh)
+        .init(&b.pp("fc"), &[4])
+        .unwrap();
+    let store = b.build(&d).unwrap();
+    let x0 = random_f32(31, 8, -1.0, 1.0);
+    let f = |t: &Tape, x: &Var| objective(t, &dense.forward(t, &store, x).unwrap());
+    let tape = Tape::recording(&d);
+    let x = tape.input(d.from_f32(&x0, &[2, 4]).unwrap());
+    tape.backward(&f(&tape, &x)).unwrap();
+    let analytic = d.to_f32(&tape.grad(&x).expect("x has a gradient")).unwrap();
+    let eval = |v: &[f32]| {
+        let t = Tape::inference(&d);
+        let x = t.constant(d.from_f32(v, &[2, 4]).unwrap());
+        d.to_f32(f(&t, &x).value()).unwrap()[0]
+    };
+    let numeric: Vec<f32> = (0..x0.len())
+        .map(|i| {
+            let (mut up, mut down) = (x0.clone(), x0.clone());
+            up[i] += EPS;
+            down[i] -= EPS;
+            (eval(&up) - eval(&down)) / (2.0 * EPS)
+        })
+        .collect();
+    assert_close("d loss / d x", &analytic, &numeric, TOL);
+    // A constant gets none, and neither does an input the loss does not depend on.
+    let tape = Tape::recording(&d);
+    let unused = tape.input(d.from_f32(&x0, &[2, 4]).unwrap());
+    let c = tape.constant(d.from_f32(&x0, &[2, 4]).unwrap());
+    tape.backward(&f(&tape, &c)).unwrap();
+    assert!(tape.grad(&c).is_none() && tape.grad(&unused).is_none());
+}
+
+#[test]
 fn dropout_backward_is_its_mask() {
     let d = Device::cpu();
-    let mut b = ParamBuilder::new(0);
+    let b = ParamBuilder::new(0);
     let id = b.add("x", &[1000], Init::Values(vec![1.0; 1000])).unwrap();
     let store = b.build(&d).unwrap();
     let tape = Tape::training(&d, 7, 0);
@@ -219,171 +342,88 @@ fn dropout_backward_is_its_mask() {
 }
 
 fn layer_models() -> Vec<(&'static str, SequentialConfig, Vec<usize>)> {
-    use LayerConfig::*;
-    let dense = |units, activation| Dense {
-        units,
-        activation,
-        use_bias: true,
-    };
+    let dense = |units, activation| DenseConfig::new(units).activation(activation);
+    let seq = |input: &[usize]| SequentialConfig::new(input);
     vec![
-        (
-            "dense relu",
-            SequentialConfig {
-                input: vec![4],
-                layers: vec![dense(5, Act::Relu)],
-            },
-            vec![3, 4],
-        ),
+        ("dense relu", seq(&[4]).add(dense(5, Act::Relu)), vec![3, 4]),
         (
             "dense sigmoid",
-            SequentialConfig {
-                input: vec![4],
-                layers: vec![dense(3, Act::Sigmoid)],
-            },
+            seq(&[4]).add(dense(3, Act::Sigmoid)),
             vec![3, 4],
         ),
         (
             "dense tanh no bias",
-            SequentialConfig {
-                input: vec![4],
-                layers: vec![Dense {
-                    units: 3,
-                    activation: Act::Tanh,
-                    use_bias: false,
-                }],
-            },
+            seq(&[4]).add(dense(3, Act::Tanh).use_bias(false)),
             vec![2, 4],
         ),
         (
             "dense softmax",
-            SequentialConfig {
-                input: vec![4],
-                layers: vec![dense(3, Act::Softmax)],
-            },
+            seq(&[4]).add(dense(3, Act::Softmax)),
             vec![2, 4],
         ),
         (
             "dense on a sequence, flatten, activation",
-            SequentialConfig {
-                input: vec![3, 4],
-                layers: vec![
-                    dense(2, Act::Linear),
-                    Flatten,
-                    Activation {
-                        activation: Act::Tanh,
-                    },
-                ],
-            },
+            seq(&[3, 4])
+                .add(dense(2, Act::Linear))
+                .add(FlattenConfig::new())
+                .add(ActivationConfig::new(Act::Tanh)),
             vec![2, 3, 4],
         ),
         (
             "embedding, flatten, dense",
-            SequentialConfig {
-                input: vec![3],
-                layers: vec![
-                    Embedding {
-                        vocab: 7,
-                        dim: 2,
-                        mask_zero: false,
-                    },
-                    Flatten,
-                    Dropout { rate: 0.5 },
-                    dense(2, Act::Sigmoid),
-                ],
-            },
+            seq(&[3])
+                .add(EmbeddingConfig::new(7, 2))
+                .add(FlattenConfig::new())
+                .add(DropoutConfig::new(0.5))
+                .add(dense(2, Act::Sigmoid)),
             vec![4, 3],
         ),
         (
             "masked embedding, bidirectional LSTM sequence, LSTM, dense",
-            SequentialConfig {
-                input: vec![4],
-                layers: vec![
-                    Embedding {
-                        vocab: 7,
-                        dim: 3,
-                        mask_zero: true,
-                    },
-                    Bidirectional {
-                        layer: Box::new(Lstm {
-                            units: 2,
-                            return_sequences: true,
-                        }),
-                    },
-                    Lstm {
-                        units: 3,
-                        return_sequences: false,
-                    },
-                    dense(1, Act::Sigmoid),
-                ],
-            },
+            seq(&[4])
+                .add(EmbeddingConfig::new(7, 3).mask_zero(true))
+                .add(BidirectionalConfig::new(
+                    LstmConfig::new(2).return_sequences(true),
+                ))
+                .add(LstmConfig::new(3))
+                .add(dense(1, Act::Sigmoid)),
             vec![3, 4],
         ),
         (
             "simple RNN sequence, flatten, dense",
-            SequentialConfig {
-                input: vec![3, 2],
-                layers: vec![
-                    SimpleRnn {
-                        units: 3,
-                        return_sequences: true,
-                    },
-                    Flatten,
-                    dense(2, Act::Linear),
-                ],
-            },
+            seq(&[3, 2])
+                .add(SimpleRnnConfig::new(3).return_sequences(true))
+                .add(FlattenConfig::new())
+                .add(dense(2, Act::Linear)),
             vec![2, 3, 2],
         ),
     ]
 }
 
 fn conv_models() -> Vec<(&'static str, SequentialConfig, Vec<usize>)> {
-    use LayerConfig::*;
-    let conv = |filters, kernel, stride, padding, activation| Conv2d {
-        filters,
-        kernel,
-        stride,
-        padding,
-        activation,
+    let conv = |filters, kernel, stride, padding, activation| {
+        Conv2dConfig::new(filters, kernel)
+            .stride(stride)
+            .padding(padding)
+            .activation(activation)
     };
     vec![
         (
             "conv relu, max pool, flatten, dense",
-            SequentialConfig {
-                input: vec![2, 6, 6],
-                layers: vec![
-                    conv(3, 3, 1, 1, Act::Sigmoid),
-                    MaxPool2d {
-                        size: 2,
-                        stride: None,
-                    },
-                    Flatten,
-                    Dense {
-                        units: 2,
-                        activation: Act::Linear,
-                        use_bias: true,
-                    },
-                ],
-            },
+            SequentialConfig::new(&[2, 6, 6])
+                .add(conv(3, 3, 1, 1, Act::Sigmoid))
+                .add(MaxPool2dConfig::new(2))
+                .add(FlattenConfig::new())
+                .add(DenseConfig::new(2)),
             vec![2, 2, 6, 6],
         ),
         (
             "conv stride 2, avg pool, global avg pool, dense",
-            SequentialConfig {
-                input: vec![1, 7, 7],
-                layers: vec![
-                    conv(2, 3, 2, 0, Act::Tanh),
-                    AvgPool2d {
-                        size: 2,
-                        stride: Some(1),
-                    },
-                    GlobalAvgPool,
-                    Dense {
-                        units: 1,
-                        activation: Act::Sigmoid,
-                        use_bias: true,
-                    },
-                ],
-            },
+            SequentialConfig::new(&[1, 7, 7])
+                .add(conv(2, 3, 2, 0, Act::Tanh))
+                .add(AvgPool2dConfig::new(2).stride(1))
+                .add(GlobalAvgPoolConfig::new())
+                .add(DenseConfig::new(1).activation(Act::Sigmoid)),
             vec![3, 1, 7, 7],
         ),
     ]
@@ -406,21 +446,24 @@ fn model_input(d: &Device, model: &Sequential, shape: &[usize]) -> Tensor {
 fn every_layer_against_finite_differences() {
     for (name, config, x_shape) in layer_models().into_iter().chain(conv_models()) {
         let d = Device::cpu();
-        let mut b = ParamBuilder::new(3);
-        let model = config.init(&mut b).unwrap();
+        let b = ParamBuilder::new(3);
+        let model = config.init(&b).unwrap();
         let store = b.build(&d).unwrap();
         let x = model_input(&d, &model, &x_shape);
-        gradcheck_store(name, &store, |t, s| model.forward(t, s, &x));
+        gradcheck_store(name, &store, |t, s| {
+            model.forward(t, s, &t.constant(x.clone()))
+        });
     }
 }
 
 /// Parameter gradients of one training-mode step (dropout active, same seed) on a device.
 fn layer_grads(d: &Device, config: &SequentialConfig, x_shape: &[usize]) -> Vec<Vec<f32>> {
-    let mut b = ParamBuilder::new(3);
-    let model = config.init(&mut b).unwrap();
+    let b = ParamBuilder::new(3);
+    let model = config.init(&b).unwrap();
     let store = b.build(d).unwrap();
     let x = model_input(d, &model, x_shape);
     let tape = Tape::training(d, 11, 0);
+    let x = tape.constant(x);
     let loss = objective(&tape, &model.forward(&tape, &store, &x).unwrap());
     tape.backward(&loss).unwrap();
     store
@@ -434,28 +477,11 @@ fn every_layer_gives_the_same_gradients_on_gpu_and_cpu() {
     let Some(gpu) = gpu_device("layer_gradients_gpu_vs_cpu") else {
         return;
     };
-    let stochastic = SequentialConfig {
-        input: vec![2, 6, 6],
-        layers: vec![
-            LayerConfig::Conv2d {
-                filters: 3,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-                activation: Act::Relu,
-            },
-            LayerConfig::StochasticPool2d {
-                size: 2,
-                stride: None,
-            },
-            LayerConfig::Flatten,
-            LayerConfig::Dense {
-                units: 2,
-                activation: Act::Linear,
-                use_bias: true,
-            },
-        ],
-    };
+    let stochastic = SequentialConfig::new(&[2, 6, 6])
+        .add(Conv2dConfig::new(3, 3).padding(1).activation(Act::Relu))
+        .add(StochasticPool2dConfig::new(2))
+        .add(FlattenConfig::new())
+        .add(DenseConfig::new(2));
     let extra = vec![(
         "conv, stochastic pool (training), dense",
         stochastic,

@@ -20,7 +20,7 @@ struct Case {
 
 /// x, kernel, recurrent, bias (and init) as parameters, so that every gradient can be read.
 fn store(dev: &Device, c: &Case, seed: u64) -> ParamStore {
-    let mut b = ParamBuilder::new(seed);
+    let b = ParamBuilder::new(seed);
     let v = |s: u64, n: usize, a: f32| Init::Values(random_f32(seed * 10 + s, n, -a, a));
     let (h4, sc) = (4 * c.h, 1.0 / (c.h as f32).sqrt());
     b.add("x", &[c.b, c.t, c.e], v(1, c.b * c.t * c.e, 1.0))
@@ -176,31 +176,7 @@ const FD_TOL: Tolerance = Tolerance {
 
 /// Central differences of `f` against its recorded gradients, for every parameter element.
 fn gradcheck(name: &str, s: &ParamStore, f: impl Fn(&Tape) -> Var) {
-    let d = s.device().clone();
-    let tape = Tape::recording(&d);
-    tape.backward(&f(&tape)).unwrap();
-    let eval = || d.to_f32(f(&Tape::inference(&d)).value()).unwrap()[0];
-    for id in s.ids() {
-        let analytic = d.to_f32(s.grad(id)).unwrap();
-        let base = d.to_f32(s.value(id)).unwrap();
-        let mut numeric = vec![0.0; base.len()];
-        for i in 0..base.len() {
-            let mut v = base.clone();
-            v[i] = base[i] + EPS;
-            d.write_f32(s.value(id), &v).unwrap();
-            let up = eval();
-            v[i] = base[i] - EPS;
-            d.write_f32(s.value(id), &v).unwrap();
-            numeric[i] = (up - eval()) / (2.0 * EPS);
-        }
-        d.write_f32(s.value(id), &base).unwrap();
-        assert_close(
-            &format!("{name}: d/d {}", s.name(id)),
-            &analytic,
-            &numeric,
-            FD_TOL,
-        );
-    }
+    kiln_graph::testing::check_param_gradients(name, s, EPS, FD_TOL, f);
 }
 
 #[test]
@@ -229,7 +205,7 @@ fn fused_and_unfused_lstm_against_finite_differences() {
 #[test]
 fn simple_rnn_narrow_and_concat_against_finite_differences() {
     let dev = Device::cpu();
-    let mut b = ParamBuilder::new(3);
+    let b = ParamBuilder::new(3);
     let v = |s: u64, n: usize| Init::Values(random_f32(s, n, -0.8, 0.8));
     b.add("x", &[2, 4, 3], v(1, 24)).unwrap();
     b.add("kernel", &[3, 5], v(2, 15)).unwrap();
@@ -283,49 +259,4 @@ fn bidirectional_last_states_are_forward_end_and_backward_start() {
             assert_eq!(h[b * 8 + 4 + j], y[(b * 5) * 8 + 4 + j]);
         }
     }
-}
-
-#[test]
-fn siamese_model_against_finite_differences() {
-    let dev = Device::cpu();
-    let config = SiameseConfig {
-        seq_len: 3,
-        encoder: vec![
-            LayerConfig::Embedding {
-                vocab: 6,
-                dim: 2,
-                mask_zero: true,
-            },
-            LayerConfig::Bidirectional {
-                layer: Box::new(LayerConfig::Lstm {
-                    units: 2,
-                    return_sequences: false,
-                }),
-            },
-        ],
-        head: vec![LayerConfig::Dense {
-            units: 1,
-            activation: Activation::Sigmoid,
-            use_bias: true,
-        }],
-    };
-    let mut b = ParamBuilder::new(5);
-    let model = config.init(&mut b).unwrap();
-    let s = b.build(&dev).unwrap();
-    assert!(
-        s.find("encoder.bidirectional_1.kernel").is_some()
-            && s.find("head.dense_1.kernel").is_some()
-    );
-    let ids = dev
-        .from_u32(&[1, 2, 0, 3, 4, 5, 5, 0, 0, 2, 2, 1], &[2, 6])
-        .unwrap();
-    let labels = dev.from_f32(&[1.0, 0.0], &[2, 1]).unwrap();
-    gradcheck("siamese", &s, |t| {
-        let p = model.forward(t, &s, &ids).unwrap();
-        t.loss(LossKind::BinaryCrossentropy.loss(), &p, &labels)
-            .unwrap()
-    });
-    // The config round-trips through a saved model's JSON.
-    let back: ModelConfig = serde_json::from_str(&model.config_json()).unwrap();
-    assert_eq!(back, ModelConfig::Siamese { siamese: config });
 }

@@ -1,4 +1,4 @@
-//! Per-epoch training history: written as CSV and JSON, and plotted to PNG (loss and accuracy,
+//! Per-epoch training history: written as CSV and JSON, and plotted to PNG (loss and the metric,
 //! train and validation), after every epoch.
 
 use std::path::Path;
@@ -6,28 +6,68 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use kiln_graph::{Error, Result};
 
 /// One epoch's figures. Counters are per training step (averaged over the epoch).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
+    /// The epoch (from 1).
     pub epoch: usize,
+    /// Mean training loss.
     pub loss: f32,
-    pub accuracy: f32,
+    /// The objective's metric ([`History::metric`]: accuracy, mae), over the training samples.
+    #[serde(alias = "accuracy")]
+    pub metric: f32,
+    /// Validation loss, when there is validation data.
     pub val_loss: Option<f32>,
-    pub val_accuracy: Option<f32>,
+    #[serde(alias = "val_accuracy")]
+    /// Validation metric.
+    pub val_metric: Option<f32>,
+    /// Wall time of the epoch's training.
     pub seconds: f64,
+    /// Training samples per second.
     pub samples_per_sec: f64,
+    /// Dispatches per step.
     pub dispatches_per_step: f64,
+    /// Submits per step.
     pub submits_per_step: f64,
+    /// Readbacks per step.
     pub readbacks_per_step: f64,
+    /// Bytes uploaded per step.
     pub bytes_up_per_step: f64,
+    /// Bytes read back per step.
     pub bytes_down_per_step: f64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Every epoch of a run, and which metric its `metric` columns hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct History {
+    /// One entry per finished epoch.
     pub epochs: Vec<EpochStats>,
+    /// The metric's name (`accuracy`, `mae`).
+    #[serde(default = "accuracy")]
+    pub metric: String,
+    /// Whether a higher metric is better (accuracy) or a lower (errors).
+    #[serde(default = "yes")]
+    pub higher_is_better: bool,
+}
+
+fn accuracy() -> String {
+    "accuracy".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            epochs: vec![],
+            metric: accuracy(),
+            higher_is_better: true,
+        }
+    }
 }
 
 static FONT_REGISTERED: std::sync::Once = std::sync::Once::new();
@@ -42,13 +82,26 @@ pub fn register_font() {
 }
 
 impl History {
-    pub fn best_val_accuracy(&self) -> Option<(usize, f32)> {
+    /// The epoch with the best validation metric, and that metric (the last of equals, as a max by value).
+    pub fn best_val(&self) -> Option<(usize, f32)> {
+        let better = |a: f32, b: f32| {
+            if self.higher_is_better {
+                a > b
+            } else {
+                a < b
+            }
+        };
         self.epochs
             .iter()
-            .filter_map(|e| e.val_accuracy.map(|a| (e.epoch, a)))
-            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .filter_map(|e| e.val_metric.map(|a| (e.epoch, a)))
+            .filter(|(_, a)| a.is_finite())
+            .fold(None, |best: Option<(usize, f32)>, (e, a)| match best {
+                Some((_, b)) if better(b, a) => best,
+                _ => Some((e, a)),
+            })
     }
 
+    /// Writes the epochs as CSV.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
         let mut w = csv::Writer::from_path(path).map_err(|e| Error::io(path, e.into()))?;
         for e in &self.epochs {
@@ -57,12 +110,13 @@ impl History {
         w.flush().map_err(|e| Error::io(path, e))
     }
 
+    /// Writes the epochs as JSON.
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.epochs).expect("history serializes");
         std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
     }
 
-    /// Two panels, loss and accuracy per epoch, train solid and validation dashed.
+    /// Two panels, loss and the metric per epoch, train solid and validation dashed.
     pub fn plot(&self, path: &Path, title: &str) -> Result<()> {
         register_font();
         let err = |e: &dyn std::fmt::Display| Error::io(path, std::io::Error::other(e.to_string()));
@@ -76,7 +130,7 @@ impl History {
         type Pick = fn(&EpochStats) -> Option<f32>;
         let panels: [(&str, Pick, Pick, _); 2] = [
             ("loss", |e| Some(e.loss), |e| e.val_loss, left),
-            ("accuracy", |e| Some(e.accuracy), |e| e.val_accuracy, right),
+            (&self.metric, |e| Some(e.metric), |e| e.val_metric, right),
         ];
         for (name, train, val, area) in panels {
             let values: Vec<f32> = self
@@ -88,8 +142,8 @@ impl History {
                 .collect();
             let min = values.iter().copied().fold(f32::INFINITY, f32::min);
             let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            // Loss from zero; accuracy fitted to the data, where the differences are small.
-            let lo = if name == "loss" {
+            // Loss and errors from zero; accuracy fitted to the data, where differences are small.
+            let lo = if name != "accuracy" {
                 min.min(0.0)
             } else {
                 (min - 0.1 * (max - min).max(0.01)).max(0.0)

@@ -5,14 +5,12 @@ use std::path::{Path, PathBuf};
 use kiln_device::testing::{assert_close, gpu_device, random_f32, Tolerance};
 use kiln_device::{Device, Tensor};
 use kiln_graph::checkpoint::{self, Checkpoint};
+use kiln_graph::layers::{DenseConfig, DropoutConfig};
 use kiln_graph::*;
+use kiln_train::*;
 
 fn dense(units: usize, activation: Activation) -> LayerConfig {
-    LayerConfig::Dense {
-        units,
-        activation,
-        use_bias: true,
-    }
+    DenseConfig::new(units).activation(activation).into()
 }
 
 /// A small classifier with dropout, on seeded blobs: exercises every part of a step.
@@ -22,20 +20,11 @@ fn setup() -> (SequentialConfig, Dataset, TrainConfig) {
     let y: Vec<f32> = (0..n)
         .map(|i| (x[i * 4] + x[i * 4 + 1] * x[i * 4 + 2] > 0.0) as u32 as f32)
         .collect();
-    let model = SequentialConfig {
-        input: vec![4],
-        layers: vec![
-            dense(16, Activation::Relu),
-            LayerConfig::Dropout { rate: 0.2 },
-            dense(1, Activation::Sigmoid),
-        ],
-    };
-    let data = Dataset {
-        inputs: Inputs::F32(x),
-        sample_shape: vec![4],
-        targets: y,
-        target_shape: vec![1],
-    };
+    let model = SequentialConfig::new(&[4])
+        .add(dense(16, Activation::Relu))
+        .add(DropoutConfig::new(0.2))
+        .add(dense(1, Activation::Sigmoid));
+    let data = Dataset::single(Column::f32(x, &[4]), Column::f32(y, &[1]));
     let config = TrainConfig {
         epochs: 4,
         batch: 16,
@@ -61,14 +50,14 @@ fn run(
 ) -> (History, Vec<checkpoint::NamedTensor>) {
     let (model_cfg, data, mut cfg) = setup();
     cfg.epochs = epochs;
-    let mut b = ParamBuilder::new(cfg.seed);
-    let model = model_cfg.init(&mut b).unwrap();
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
     let params = b.build(d).unwrap();
     let opts = RunOptions {
         metadata: vec![],
-        out: out.to_path_buf(),
+        out: Some(out.to_path_buf()),
         resume,
-        quiet: true,
+        verbose: 0,
     };
     let trained = fit(&model, &params, &data, None, &cfg, &opts).unwrap();
     (trained.history, params.to_host().unwrap())
@@ -85,8 +74,8 @@ struct Bench {
 
 fn bench(d: &Device) -> Bench {
     let (model_cfg, data, cfg) = setup();
-    let mut b = ParamBuilder::new(cfg.seed);
-    let model = model_cfg.init(&mut b).unwrap();
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
     let params = b.build(d).unwrap();
     let opt = Optimizer::new(cfg.optimizer, &params).unwrap();
     Bench {
@@ -104,17 +93,13 @@ impl Bench {
         let idx: Vec<usize> = (0..self.batch)
             .map(|i| (step * self.batch + i) % self.data.len())
             .collect();
-        let batch = self.data.select(&idx);
-        let Inputs::F32(xv) = &batch.inputs else {
-            unreachable!()
-        };
-        let x = d.from_f32(xv, &[idx.len(), 4]).unwrap();
-        let y = d.from_f32(&batch.targets, &[idx.len(), 1]).unwrap();
+        let batch = self.data.batch(&idx, d).unwrap();
         self.params.zero_grad().unwrap();
         let tape = Tape::training(d, seed, 0);
+        let x = tape.constant(batch.inputs[0].clone());
         let out = self.model.forward(&tape, &self.params, &x).unwrap();
-        let loss = tape
-            .loss(LossKind::BinaryCrossentropy.loss(), &out, &y)
+        let loss = LossKind::BinaryCrossentropy
+            .loss(&tape, &out, &batch.target)
             .unwrap();
         tape.backward(&loss).unwrap();
         self.opt.step(&self.params).unwrap();
@@ -149,7 +134,7 @@ fn the_same_seed_gives_the_same_loss_curve() {
     let losses = |h: &History| {
         h.epochs
             .iter()
-            .map(|e| (e.loss, e.accuracy))
+            .map(|e| (e.loss, e.metric))
             .collect::<Vec<_>>()
     };
     assert_eq!(losses(&a), losses(&b));
@@ -189,17 +174,31 @@ fn a_checkpoint_with_missing_or_mismatched_tensors_is_refused_by_name() {
     let path = checkpoint::epoch_path(&dir.join("checkpoints"), 1);
     let mut ck = Checkpoint::load(&path).unwrap();
     let (model_cfg, _, cfg) = setup();
-    let mut b = ParamBuilder::new(cfg.seed);
-    model_cfg.init(&mut b).unwrap();
+    let b = ParamBuilder::new(cfg.seed);
+    model_cfg.init(&b).unwrap();
     let params = b.build(&d).unwrap();
     params.load(&ck.params).unwrap();
 
     ck.params.retain(|(name, _, _)| name != "dense_2.bias");
     ck.params[0].1 = vec![3, 3];
-    let err = params.load(&ck.params).unwrap_err().to_string();
-    assert!(err.contains("missing `dense_2.bias`"), "{err}");
+    match params.load(&ck.params).unwrap_err() {
+        Error::Weights(report) => {
+            assert_eq!(report.missing, ["dense_2.bias [1]"]);
+            assert!(report.unexpected.is_empty(), "{report}");
+            assert_eq!(report.mismatched.len(), 1, "{report}");
+            assert!(
+                report.mismatched[0].contains("file [3, 3], model"),
+                "{report}"
+            );
+        }
+        other => panic!("expected a weight report, got {other}"),
+    }
+    // An extra tensor is named as unexpected.
+    let mut extra = params.to_host().unwrap();
+    extra.push(("dense_9.kernel".into(), vec![1], vec![0.0]));
+    let err = params.load(&extra).unwrap_err().to_string();
     assert!(
-        err.contains("`dense_1.bias` has shape [3, 3]") || err.contains("has shape [3, 3]"),
+        err.contains("unexpected") && err.contains("dense_9.kernel"),
         "{err}"
     );
 
@@ -220,18 +219,15 @@ fn resuming_with_another_model_is_refused() {
     let dir = temp_dir("other-model");
     run(&d, &dir, 1, false);
     let (_, data, cfg) = setup();
-    let other = SequentialConfig {
-        input: vec![4],
-        layers: vec![dense(1, Activation::Sigmoid)],
-    };
-    let mut b = ParamBuilder::new(1);
-    let model = other.init(&mut b).unwrap();
+    let other = SequentialConfig::new(&[4]).add(dense(1, Activation::Sigmoid));
+    let b = ParamBuilder::new(1);
+    let model = other.init(&b).unwrap();
     let params = b.build(&d).unwrap();
     let opts = RunOptions {
         metadata: vec![],
-        out: dir,
+        out: Some(dir),
         resume: true,
-        quiet: true,
+        verbose: 0,
     };
     let err = fit(&model, &params, &data, None, &cfg, &opts)
         .err()
@@ -247,16 +243,16 @@ fn a_non_finite_loss_stops_training_at_its_step_and_keeps_the_last_good_checkpoi
     let d = Device::cpu();
     let dir = temp_dir("nan");
     let (model_cfg, data, mut cfg) = setup();
-    let mut b = ParamBuilder::new(cfg.seed);
-    let model = model_cfg.init(&mut b).unwrap();
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
     let params = b.build(&d).unwrap();
     // One sane epoch, then a learning rate that overflows the weights.
     cfg.epochs = 1;
     let opts = RunOptions {
         metadata: vec![],
-        out: dir.clone(),
+        out: Some(dir.clone()),
         resume: false,
-        quiet: true,
+        verbose: 0,
     };
     fit(&model, &params, &data, None, &cfg, &opts).unwrap();
     let good = std::fs::read(checkpoint::epoch_path(&dir.join("checkpoints"), 1)).unwrap();
@@ -264,9 +260,9 @@ fn a_non_finite_loss_stops_training_at_its_step_and_keeps_the_last_good_checkpoi
     cfg.optimizer = OptimizerConfig::sgd(1e38, 0.0);
     let opts = RunOptions {
         metadata: vec![],
-        out: dir.clone(),
+        out: Some(dir.clone()),
         resume: true,
-        quiet: true,
+        verbose: 0,
     };
     match fit(&model, &params, &data, None, &cfg, &opts) {
         Err(Error::NonFinite { step, epoch, .. }) => {
@@ -309,22 +305,18 @@ fn the_seed_network_gives_the_hand_computed_output_on_every_device() {
         (a2[0] + 3.0 * a2[1]) as f32,
         (2.0 * a2[0] + 4.0 * a2[1]) as f32,
     ];
-    let layer = |units, activation| LayerConfig::Dense {
-        units,
-        activation,
-        use_bias: false,
+    let layer = |units, activation| {
+        DenseConfig::new(units)
+            .activation(activation)
+            .use_bias(false)
     };
-    let config = SequentialConfig {
-        input: vec![2],
-        layers: vec![
-            layer(3, Activation::Sigmoid),
-            layer(2, Activation::Sigmoid),
-            layer(2, Activation::Linear),
-        ],
-    };
+    let config = SequentialConfig::new(&[2])
+        .add(layer(3, Activation::Sigmoid))
+        .add(layer(2, Activation::Sigmoid))
+        .add(layer(2, Activation::Linear));
     for d in each_device("seed_network") {
-        let mut b = ParamBuilder::new(0);
-        let model = config.init(&mut b).unwrap();
+        let b = ParamBuilder::new(0);
+        let model = config.init(&b).unwrap();
         let params = b.build(&d).unwrap();
         let weights = [
             vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0],
@@ -334,15 +326,8 @@ fn the_seed_network_gives_the_hand_computed_output_on_every_device() {
         for (id, w) in params.ids().collect::<Vec<_>>().into_iter().zip(weights) {
             d.write_f32(params.value(id), &w).unwrap();
         }
-        let x = d.from_f32(&[1.0, 2.0], &[1, 2]).unwrap();
-        let y = d
-            .to_f32(
-                model
-                    .forward(&Tape::inference(&d), &params, &x)
-                    .unwrap()
-                    .value(),
-            )
-            .unwrap();
+        let (y, shape) = predict(&model, &params, &[Column::f32(vec![1.0, 2.0], &[2])], 1).unwrap();
+        assert_eq!(shape, [1, 2]);
         assert_close(
             &format!("seed network on {}", d.name()),
             &y,
@@ -355,16 +340,13 @@ fn the_seed_network_gives_the_hand_computed_output_on_every_device() {
 #[test]
 fn xor_is_learned_to_full_accuracy_on_every_device() {
     for d in each_device("xor_learns") {
-        let model_cfg = SequentialConfig {
-            input: vec![2],
-            layers: vec![dense(8, Activation::Tanh), dense(1, Activation::Sigmoid)],
-        };
-        let data = Dataset {
-            inputs: Inputs::F32(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]),
-            sample_shape: vec![2],
-            targets: vec![0.0, 1.0, 1.0, 0.0],
-            target_shape: vec![1],
-        };
+        let model_cfg = SequentialConfig::new(&[2])
+            .add(dense(8, Activation::Tanh))
+            .add(dense(1, Activation::Sigmoid));
+        let data = Dataset::single(
+            Column::f32(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], &[2]),
+            Column::f32(vec![0.0, 1.0, 1.0, 0.0], &[1]),
+        );
         let cfg = TrainConfig {
             epochs: 300,
             batch: 4,
@@ -378,18 +360,18 @@ fn xor_is_learned_to_full_accuracy_on_every_device() {
             },
             report_every: 50,
         };
-        let mut b = ParamBuilder::new(cfg.seed);
-        let model = model_cfg.init(&mut b).unwrap();
+        let b = ParamBuilder::new(cfg.seed);
+        let model = model_cfg.init(&b).unwrap();
         let params = b.build(&d).unwrap();
         let opts = RunOptions {
             metadata: vec![],
-            out: temp_dir(&format!("xor-{}", d.is_gpu())),
+            out: Some(temp_dir(&format!("xor-{}", d.is_gpu()))),
             resume: false,
-            quiet: true,
+            verbose: 0,
         };
         fit(&model, &params, &data, None, &cfg, &opts).unwrap();
         let (loss, acc) =
-            evaluate(&model, &params, &data, 4, LossKind::BinaryCrossentropy).unwrap();
+            evaluate(&model, &params, &data, 4, &LossKind::BinaryCrossentropy).unwrap();
         assert_eq!(acc, 1.0, "{}: loss {loss}", d.name());
     }
 }
@@ -416,7 +398,7 @@ fn memory_per_training_step_is_flat() {
 #[test]
 fn orthogonal_init_gives_orthonormal_rows_or_columns() {
     for (rows, cols) in [(4, 4), (3, 8), (8, 3)] {
-        let mut b = ParamBuilder::new(9);
+        let b = ParamBuilder::new(9);
         let id = b.add("q", &[rows, cols], Init::Orthogonal).unwrap();
         let q = b
             .build(&Device::cpu())

@@ -1,0 +1,213 @@
+//! Layers with Keras's semantics and initializers, one file each. A layer is a config (serde,
+//! builder methods, Keras defaults) whose `init(&ParamBuilder, input shape)` registers its
+//! parameters and returns a module with `forward`, as burn's `LstmConfig::new(..).init(..)` and
+//! candle's `lstm(.., vb.pp("enc"))`:
+//!
+//! ```
+//! use kiln_graph::layers::{Activation, DenseConfig};
+//! use kiln_graph::{Layer, ParamBuilder, Tape};
+//! use kiln_graph::kiln_device::Device;
+//!
+//! let device = Device::cpu();
+//! let pb = ParamBuilder::new(0);
+//! let dense = DenseConfig::new(3).activation(Activation::Relu).init(&pb.pp("head"), &[4]).unwrap();
+//! let params = pb.build(&device).unwrap();
+//! assert_eq!(params.name(dense.kernel()), "head.kernel");
+//! let tape = Tape::inference(&device);
+//! let x = tape.constant(device.from_f32(&[1.0; 8], &[2, 4]).unwrap());
+//! assert_eq!(dense.forward(&tape, &params, &x).unwrap().shape(), &[2, 3]);
+//! ```
+//!
+//! [`LayerConfig`] is the serde front end of model files: one variant per layer config, listed
+//! once in `layer_registry!`. Adding a layer is its own file plus one line there.
+//!
+//! Shapes: B batch; a layer is initialised with, and reports, per-sample shapes; at run time the
+//! batch is in front.
+
+mod activation;
+mod conv2d;
+mod dense;
+mod dropout;
+mod embedding;
+mod flatten;
+mod lstm;
+mod pool;
+mod sequential;
+mod simple_rnn;
+
+pub use activation::{Activation, ActivationConfig, ActivationLayer};
+pub use conv2d::{Conv2d, Conv2dConfig};
+pub use dense::{Dense, DenseConfig};
+pub use dropout::{Dropout, DropoutConfig};
+pub use embedding::{Embedding, EmbeddingConfig};
+pub use flatten::{Flatten, FlattenConfig};
+pub use lstm::{BidirectionalConfig, Lstm, LstmConfig};
+pub use pool::{
+    AvgPool2dConfig, GlobalAvgPool, GlobalAvgPoolConfig, MaxPool2dConfig, Pool2d,
+    StochasticPool2dConfig,
+};
+pub use sequential::{Sequential, SequentialConfig, SummaryRow};
+pub use simple_rnn::{SimpleRnn, SimpleRnnConfig};
+
+use kiln_device::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::params::{ParamBuilder, ParamId, ParamStore};
+use crate::recurrent::LstmPath;
+use crate::tape::{Tape, Var};
+use crate::{Error, Result};
+
+/// What flows into or out of a layer, per sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// Per-sample shape, without the batch.
+    pub shape: Vec<usize>,
+    /// u32 token ids rather than f32 values.
+    pub ids: bool,
+    /// A padding mask (Keras's `mask_zero`) comes with the values.
+    pub masked: bool,
+}
+
+impl Signature {
+    /// f32 values of per-sample shape `shape`, unmasked.
+    pub fn values(shape: &[usize]) -> Signature {
+        Signature {
+            shape: shape.to_vec(),
+            ids: false,
+            masked: false,
+        }
+    }
+
+    /// The same flags with another shape.
+    pub fn with_shape(&self, shape: Vec<usize>) -> Signature {
+        Signature {
+            shape,
+            ..self.clone()
+        }
+    }
+}
+
+/// A built layer: parameters (by id into a [`ParamStore`]) and a forward pass.
+pub trait Layer {
+    /// Keras's class name, as `summary()` prints it (`Dense`, `Bidirectional`).
+    fn kind(&self) -> &'static str;
+
+    /// Per-sample output shape.
+    fn output_shape(&self) -> &[usize];
+
+    /// The layer's parameters, in registration order.
+    fn params(&self) -> Vec<ParamId> {
+        vec![]
+    }
+
+    /// Runs the layer on a batch (batch first).
+    fn forward(&self, tape: &Tape, params: &ParamStore, x: &Var) -> Result<Var>;
+
+    /// Runs the layer with Keras's mask propagation: `mask` is the (B, T) token ids whose zeros
+    /// mark padding. The default passes the mask through unchanged; an embedding with
+    /// `mask_zero` makes one, recurrent layers use (and, returning only a last state, drop) it.
+    fn forward_masked(
+        &self,
+        tape: &Tape,
+        params: &ParamStore,
+        x: &Var,
+        mask: Option<Tensor>,
+    ) -> Result<(Var, Option<Tensor>)> {
+        Ok((self.forward(tape, params, x)?, mask))
+    }
+
+    /// Runs LSTM layers fused (the default) or unfused; other layers ignore it.
+    fn set_lstm_path(&mut self, _path: LstmPath) {}
+}
+
+/// A layer config as [`Sequential`] (and model files) use it: builds the layer for an input.
+pub trait LayerSpec {
+    /// The stem of Keras's automatic names (`dense` gives `dense_1`, `dense_2`, ...).
+    fn name_stem(&self) -> &'static str;
+
+    /// Checks the input against the layer, registers its parameters in `pb` and returns the
+    /// layer with its output signature. Nothing touches a device here.
+    fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)>;
+}
+
+/// An error in building a layer: the layer named by `what`, and what to change.
+pub(crate) fn bad(what: &str, message: impl Into<String>) -> Error {
+    Error::model(what, message)
+}
+
+/// Refuses token ids where a layer needs values.
+pub(crate) fn needs_values(what: &str, input: &Signature) -> Result<()> {
+    if input.ids {
+        return Err(bad(
+            what,
+            "takes f32 values, not token ids; put an Embedding first",
+        ));
+    }
+    Ok(())
+}
+
+/// Lists every layer config once: the serde enum of model files ([`LayerConfig`], tagged by
+/// `"type"` in snake case), its conversions from each config, and the dispatch to [`LayerSpec`].
+macro_rules! layer_registry {
+    ($($(#[$doc:meta])* $variant:ident($config:ty)),* $(,)?) => {
+        /// One layer of a model file: `{"type": "dense", "units": 64, ...}`. Every variant holds
+        /// the layer's own config.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum LayerConfig {
+            $($(#[$doc])* $variant($config),)*
+        }
+
+        impl LayerConfig {
+            /// The config as a [`LayerSpec`].
+            pub fn spec(&self) -> &dyn LayerSpec {
+                match self {
+                    $(LayerConfig::$variant(c) => c,)*
+                }
+            }
+        }
+
+        $(impl From<$config> for LayerConfig {
+            fn from(c: $config) -> Self {
+                LayerConfig::$variant(c)
+            }
+        })*
+    };
+}
+
+layer_registry! {
+    /// y = act(x · kernel + bias) on the last axis.
+    Dense(DenseConfig),
+    /// Token ids to vectors.
+    Embedding(EmbeddingConfig),
+    /// Keras's LSTM.
+    Lstm(LstmConfig),
+    /// Keras's SimpleRNN.
+    SimpleRnn(SimpleRnnConfig),
+    /// An LSTM run forward and backward in time, concatenated.
+    Bidirectional(BidirectionalConfig),
+    /// Drops activations while training.
+    Dropout(DropoutConfig),
+    /// An activation function on its own.
+    Activation(ActivationConfig),
+    /// (B, d1, d2, ...) to (B, d1 * d2 * ...).
+    Flatten(FlattenConfig),
+    /// 2-D convolution over (B, C, H, W).
+    Conv2d(Conv2dConfig),
+    /// Max pooling over (B, C, H, W).
+    MaxPool2d(MaxPool2dConfig),
+    /// Average pooling over (B, C, H, W).
+    AvgPool2d(AvgPool2dConfig),
+    /// Stochastic pooling (Zeiler & Fergus) over (B, C, H, W).
+    StochasticPool2d(StochasticPool2dConfig),
+    /// (B, C, H, W) to (B, C), the mean of each channel.
+    GlobalAvgPool(GlobalAvgPoolConfig),
+}
+
+pub(crate) fn yes() -> bool {
+    true
+}
+
+pub(crate) fn one() -> usize {
+    1
+}

@@ -1,0 +1,63 @@
+//! kiln-train: the training loop above kiln-graph. [`Fit`] trains any [`kiln_graph::Model`] on
+//! a [`Dataset`] (one column per model input) through [`kiln_graph::train_step`], with the
+//! built-in losses or one of the user's own; callbacks attach progress ([`Progress`]), history
+//! files and plots ([`HistoryFiles`]) and checkpoints with resume ([`Checkpoints`]).
+//! [`fit`] is the usual combination; [`evaluate`] and [`predict`] run a trained model.
+#![warn(missing_docs)]
+
+pub mod callbacks;
+pub mod data;
+mod fit;
+pub mod history;
+
+use std::path::PathBuf;
+
+pub use callbacks::{
+    load_model, save_model, write_history, BatchEnd, Callback, Checkpoints, FitState, HistoryFiles,
+    Progress,
+};
+pub use data::{Column, Dataset, Values};
+pub use fit::{evaluate, predict, Fit, TrainConfig, Trained};
+pub use history::{EpochStats, History};
+pub use kiln_graph;
+
+use kiln_graph::{Model, ParamStore, Result};
+
+/// Where and how loudly [`fit`] runs.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The run's folder (history, checkpoints, models); None writes nothing.
+    pub out: Option<PathBuf>,
+    /// Continue from the newest checkpoint in `out`.
+    pub resume: bool,
+    /// As Keras's `verbose`: 0 prints nothing, 1 a progress bar and a line per epoch, 2 the
+    /// lines alone.
+    pub verbose: u8,
+    /// Extra metadata written into every checkpoint and saved model (e.g. a tokenizer's
+    /// vocabulary), so that a model file is self-contained.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Trains with the usual callbacks: checkpoints and history files in `opts.out` (when given),
+/// then progress (`opts.verbose`).
+pub fn fit(
+    model: &dyn Model,
+    params: &ParamStore,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+) -> Result<Trained> {
+    let mut run = Fit::new(cfg.clone());
+    if let Some(out) = &opts.out {
+        run = run
+            .callback(Checkpoints::new(out, opts.resume, opts.metadata.clone()))
+            .callback(HistoryFiles::new(out));
+    }
+    match opts.verbose {
+        0 => {}
+        1 => run = run.callback(Progress::new()),
+        _ => run = run.callback(Progress::lines()),
+    }
+    run.run(model, params, train, val)
+}
