@@ -91,7 +91,6 @@ impl LayerSpec for ActivationConfig {
     }
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
-        super::needs_values("Activation", input)?;
-        Ok((Box::new(self.init(pb, &input.shape)?), input.clone()))
+        super::build_on_values("Activation", input, |shape| self.init(pb, shape))
     }
 }

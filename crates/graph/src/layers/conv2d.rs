@@ -132,9 +132,6 @@ impl LayerSpec for Conv2dConfig {
     }
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
-        super::needs_values("Conv2D", input)?;
-        let layer = self.init(pb, &input.shape)?;
-        let out = input.with_shape(layer.out.clone());
-        Ok((Box::new(layer), out))
+        super::build_on_values("Conv2D", input, |shape| self.init(pb, shape))
     }
 }

@@ -133,9 +133,6 @@ impl LayerSpec for DenseConfig {
     }
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
-        super::needs_values("Dense", input)?;
-        let layer = self.init(pb, &input.shape)?;
-        let out = input.with_shape(layer.out.clone());
-        Ok((Box::new(layer), out))
+        super::build_on_values("Dense", input, |shape| self.init(pb, shape))
     }
 }

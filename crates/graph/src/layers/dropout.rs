@@ -63,7 +63,6 @@ impl LayerSpec for DropoutConfig {
     }
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
-        super::needs_values("Dropout", input)?;
-        Ok((Box::new(self.init(pb, &input.shape)?), input.clone()))
+        super::build_on_values("Dropout", input, |shape| self.init(pb, shape))
     }
 }

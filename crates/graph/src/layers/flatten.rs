@@ -53,9 +53,6 @@ impl LayerSpec for FlattenConfig {
     }
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
-        super::needs_values("Flatten", input)?;
-        let layer = self.init(pb, &input.shape)?;
-        let out = input.with_shape(layer.out.clone());
-        Ok((Box::new(layer), out))
+        super::build_on_values("Flatten", input, |shape| self.init(pb, shape))
     }
 }

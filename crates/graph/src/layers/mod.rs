@@ -146,6 +146,19 @@ pub(crate) fn needs_values(what: &str, input: &Signature) -> Result<()> {
     Ok(())
 }
 
+/// The usual [`LayerSpec::build`]: values in (not ids), the layer built for the input's shape, the
+/// input's flags (mask) passed on with the layer's output shape.
+pub(crate) fn build_on_values<L: Layer + 'static>(
+    kind: &str,
+    input: &Signature,
+    init: impl FnOnce(&[usize]) -> Result<L>,
+) -> Result<(Box<dyn Layer>, Signature)> {
+    needs_values(kind, input)?;
+    let layer = init(&input.shape)?;
+    let out = input.with_shape(layer.output_shape().to_vec());
+    Ok((Box::new(layer), out))
+}
+
 /// Lists every layer config once: the serde enum of model files ([`LayerConfig`], tagged by
 /// `"type"` in snake case), its conversions from each config, and the dispatch to [`LayerSpec`].
 macro_rules! layer_registry {

@@ -106,10 +106,7 @@ macro_rules! pool_config {
                 pb: &ParamBuilder,
                 input: &Signature,
             ) -> Result<(Box<dyn Layer>, Signature)> {
-                super::needs_values(pool_kind($mode), input)?;
-                let layer = self.init(pb, &input.shape)?;
-                let out = input.with_shape(layer.out.clone());
-                Ok((Box::new(layer), out))
+                super::build_on_values(pool_kind($mode), input, |shape| self.init(pb, shape))
             }
         }
     };
@@ -189,9 +186,8 @@ impl LayerSpec for GlobalAvgPoolConfig {
     }
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
-        super::needs_values("GlobalAveragePooling2D", input)?;
-        let layer = self.init(pb, &input.shape)?;
-        let out = input.with_shape(layer.out.clone());
-        Ok((Box::new(layer), out))
+        super::build_on_values("GlobalAveragePooling2D", input, |shape| {
+            self.init(pb, shape)
+        })
     }
 }

@@ -121,15 +121,12 @@ impl LayerSpec for SimpleRnnConfig {
     }
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
-        super::needs_values("SimpleRNN", input)?;
         if input.masked {
             return Err(bad(
                 "SimpleRNN",
                 "does not take a padding mask; use an Lstm or drop mask_zero",
             ));
         }
-        let layer = self.init(pb, &input.shape)?;
-        let out = input.with_shape(layer.out.clone());
-        Ok((Box::new(layer), out))
+        super::build_on_values("SimpleRNN", input, |shape| self.init(pb, shape))
     }
 }
