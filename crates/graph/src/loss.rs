@@ -10,7 +10,7 @@ use crate::{Error, Result};
 
 /// What training minimises, and the metric reported beside it.
 pub trait Objective {
-    /// The batch's mean loss, a [1] value on the tape. `pred` is the model's output, `target`
+    /// The batch's mean loss, a `[1]` value on the tape. `pred` is the model's output, `target`
     /// the batch's targets (as the dataset holds them).
     fn loss(&self, tape: &Tape, pred: &Var, target: &Tensor) -> Result<Var>;
 
@@ -19,7 +19,7 @@ pub trait Objective {
         None
     }
 
-    /// The batch's metric summed over its samples, a [1] tensor on the device (accuracy: the
+    /// The batch's metric summed over its samples, a `[1]` tensor on the device (accuracy: the
     /// number right; mae: the sum of the per-sample mean absolute errors). Nothing is read back.
     fn metric_sum(
         &self,
@@ -198,7 +198,7 @@ impl Objective for LossKind {
 pub struct LossFn<F>(F);
 
 impl<F: Fn(&Tape, &Var, &Tensor) -> Result<Var>> LossFn<F> {
-    /// Wraps `f`, which returns the batch's mean loss as a [1] value.
+    /// Wraps `f`, which returns the batch's mean loss as a `[1]` value.
     pub fn new(f: F) -> Self {
         LossFn(f)
     }

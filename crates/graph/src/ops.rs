@@ -136,7 +136,7 @@ impl Tape {
         }))
     }
 
-    /// Mean of all elements, shape [1].
+    /// Mean of all elements, shape `[1]`.
     pub fn mean(&self, x: &Var) -> Result<Var> {
         let d = self.device();
         let n = x.value().len();
@@ -155,7 +155,7 @@ impl Tape {
         Ok(self.record(value, &[x], move |_, dy| Ok(vec![Some(dy.reshape(&from)?)])))
     }
 
-    /// Rows of `table` (V, E) picked by `ids` (u32, any shape); output ids.shape + [E]. The table's
+    /// Rows of `table` (V, E) picked by `ids` (u32, any shape); output `ids.shape + [E]`. The table's
     /// gradient is scattered straight into its gradient view (deterministic, no atomics).
     pub fn embedding(&self, table: &Var, ids: &Tensor) -> Result<Var> {
         let value = self.device().embedding(table.value(), ids)?;
@@ -186,7 +186,7 @@ impl Tape {
         Ok(self.record(y, &[x], move |d, dy| Ok(vec![Some(d.mul(dy, &mask)?)])))
     }
 
-    /// Mean loss over samples, shape [1]: per element for the binary losses, per row for
+    /// Mean loss over samples, shape `[1]`: per element for the binary losses, per row for
     /// categorical. Backward: the fused loss gradient scaled by 1/N times d(loss).
     pub fn loss(&self, loss: Loss, pred: &Var, target: &Tensor) -> Result<Var> {
         let d = self.device();

@@ -24,7 +24,7 @@ pub struct Batch {
 /// What a step leaves on the device.
 #[derive(Clone, Debug)]
 pub struct StepOutput {
-    /// The batch's mean loss, [1].
+    /// The batch's mean loss, `[1]`.
     pub loss: Tensor,
     /// The model's output.
     pub pred: Tensor,

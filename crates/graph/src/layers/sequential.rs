@@ -17,7 +17,7 @@ use crate::{Error, Result};
 /// What [`Sequential`] is built from: the per-sample input shape and the layers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SequentialConfig {
-    /// Per-sample input shape, without the batch (e.g. [31] ids, or [2] features).
+    /// Per-sample input shape, without the batch (e.g. `[31]` ids, or `[2]` features).
     pub input: Vec<usize>,
     /// The layers, first to last.
     pub layers: Vec<LayerConfig>,
