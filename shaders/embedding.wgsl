@@ -1,4 +1,4 @@
-// Embedding lookup and its backward.
+// Embedding lookup and its backward; one-hot rows (a lookup into the identity, without one).
 //
 // Dimension letters: N (number of ids, e.g. B*T), E (embedding width), V (vocabulary).
 // table (V, E), ids (N), out (N, E). An id >= V reads nothing and yields zeros; the host refuses
@@ -44,6 +44,20 @@ fn embedding_forward(
         v = table[id * p.dim + e];
     }
     out[idx] = v;
+}
+
+// out (N, V): row i is 1 at column ids[i] and 0 elsewhere (all zeros for an id >= V). dim = V.
+@compute @workgroup_size(256)
+fn one_hot(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = flat_index(wid, nwg, lid);
+    if (idx >= p.n * p.dim) {
+        return;
+    }
+    out[idx] = select(0.0, 1.0, ids[idx / p.dim] == idx % p.dim);
 }
 
 @compute @workgroup_size(256)

@@ -380,18 +380,18 @@ fn training_step(d: &Device, case: TrainingCase, steps: usize, repeats: usize) -
     let mut opt = Optimizer::new(OptimizerConfig::adam(), params).map_err(graph_err)?;
     let model = &*case.model;
     // The same step `fit` takes (kiln_graph::train_step), without fit's metric accumulation.
-    let mut step = |_s: u64| -> Result<()> {
+    let mut step = || -> Result<()> {
         train_step(model, params, &mut opt, &case.loss, &case.batch_data, 0).map_err(graph_err)?;
         Ok(())
     };
-    step(0)?;
+    step()?;
     d.sync()?;
     let mut times = vec![];
     let before = d.counters();
-    for r in 0..repeats.max(1) {
+    for _ in 0..repeats.max(1) {
         let start = Instant::now();
-        for s in 0..steps {
-            step(1 + (r * steps + s) as u64)?;
+        for _ in 0..steps {
+            step()?;
         }
         d.sync()?;
         times.push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);

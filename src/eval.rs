@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use kiln_device::Device;
-use kiln_graph::{LossKind, ParamBuilder};
-use kiln_train::{evaluate, load_model, predict, Values};
+use kiln_graph::{LossKind, ParamBuilder, Tape};
+use kiln_train::{evaluate, load_model, Values};
 use serde::Serialize;
 
 use crate::{data, pictures};
@@ -45,16 +45,31 @@ pub fn mnist(
     let (avg_loss, accuracy) =
         evaluate(&*model, &params, &test, 256, &loss).map_err(|e| e.to_string())?;
 
-    // Predictions: the logits, then the argmax of each row.
-    let (logits, _) = predict(&*model, &params, &test.inputs, 256).map_err(|e| e.to_string())?;
-    let predicted: Vec<usize> = logits
-        .chunks(10)
-        .map(|r| {
-            (0..r.len())
-                .max_by(|&a, &b| r[a].total_cmp(&r[b]).then(b.cmp(&a)))
-                .unwrap_or(0)
-        })
-        .collect();
+    // Predictions, batch by batch: one argmax readback per batch.
+    let mut predicted = Vec::with_capacity(test.len());
+    for start in (0..test.len()).step_by(256) {
+        let idx: Vec<usize> = (start..(start + 256).min(test.len())).collect();
+        let tape = Tape::inference(device);
+        let x = tape.constant(
+            test.input()
+                .select(&idx)
+                .upload(device)
+                .map_err(|e| e.to_string())?,
+        );
+        let logits = model
+            .forward(&tape, &params, &[x])
+            .map_err(|e| e.to_string())?;
+        let arg = device
+            .argmax(logits.value(), 1)
+            .map_err(|e| e.to_string())?;
+        predicted.extend(
+            device
+                .to_u32(&arg)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|v| v as usize),
+        );
+    }
     let Values::F32(targets) = &test.targets.values else {
         unreachable!("MNIST targets are one-hot f32")
     };

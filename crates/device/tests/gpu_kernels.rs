@@ -314,6 +314,13 @@ fn embedding_forward_and_deterministic_backward() {
             d.embedding(&table_t, &d.from_u32(&ids, &[n]).unwrap())
                 .unwrap()
         });
+        same_on_both(
+            &format!("one_hot V={vocab} N={n}"),
+            &gpu,
+            &cpu,
+            Tolerance::EXACT,
+            |d| d.one_hot(&d.from_u32(&ids, &[n]).unwrap(), vocab).unwrap(),
+        );
         let backward = |d: &Device| {
             let dtable = d.from_f32(&vec![1.0; vocab * dim], &[vocab, dim]).unwrap();
             let dout_t = d.from_f32(&dout, &[n, dim]).unwrap();

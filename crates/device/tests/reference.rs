@@ -259,6 +259,21 @@ fn regression_losses_match_hand_worked_values() {
 }
 
 #[test]
+fn one_hot_rows_and_out_of_range_ids() {
+    let d = Device::cpu();
+    let ids = d.from_u32(&[2, 0, 2], &[3, 1]).unwrap();
+    let y = d.one_hot(&ids, 3).unwrap();
+    assert_eq!(y.shape(), &[3, 1, 3]);
+    assert_eq!(
+        d.to_f32(&y).unwrap(),
+        [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    );
+    // An id past the classes is refused by name, as the embedding refuses one past its table.
+    let err = d.one_hot(&ids, 2).unwrap_err().to_string();
+    assert!(err.contains("one_hot"), "{err}");
+}
+
+#[test]
 fn embedding_backward_sums_repeated_ids_into_one_row() {
     let p = EmbeddingParams {
         n: 3,

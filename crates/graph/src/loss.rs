@@ -110,7 +110,7 @@ impl LossKind {
     }
 
     /// The targets the device kernels compare `pred` with: class ids become one-hot rows for the
-    /// sparse losses (an embedding lookup into the identity); others must hold as many values as
+    /// sparse losses (kiln-device's `one_hot`); others must hold as many values as
     /// the prediction and take its shape.
     pub fn dense_target(self, device: &Device, pred: &[usize], target: &Tensor) -> Result<Tensor> {
         let pred_len: usize = pred.iter().product();
@@ -127,12 +127,8 @@ impl LossKind {
                     ),
                 ));
             }
-            let eye: Vec<f32> = (0..classes * classes)
-                .map(|i| if i / classes == i % classes { 1.0 } else { 0.0 })
-                .collect();
-            let eye = device.from_f32(&eye, &[classes, classes])?;
             return Ok(device
-                .embedding(&eye, &target.reshape(&[rows])?)?
+                .one_hot(&target.reshape(&[rows])?, classes)?
                 .reshape(pred)?);
         }
         if target.len() != pred_len {

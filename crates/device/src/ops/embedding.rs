@@ -1,4 +1,4 @@
-//! Embedding gather and its deterministic backward.
+//! Embedding gather and its deterministic backward; one-hot rows from ids.
 
 use crate::device::Backend;
 use crate::gpu::Launch;
@@ -78,6 +78,34 @@ impl Device {
                     overrides: &[],
                     params: bytemuck::bytes_of(&p),
                     bindings: &[(1, table), (2, ids), (3, &out)],
+                    workgroups: groups(out.len(), 256),
+                })?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// out (ids.shape..., classes): one-hot rows, 1 at each id's column (class-index targets as
+    /// the distributions the categorical losses take). Ids must be below `classes`.
+    pub fn one_hot(&self, ids: &Tensor, classes: usize) -> Result<Tensor> {
+        let op = "one_hot";
+        let p = self.embedding_params(op, &[classes, classes], ids)?;
+        let mut shape = ids.shape().to_vec();
+        shape.push(classes);
+        match self.backend() {
+            Backend::Cpu => {
+                let mut out = vec![0.0; ids.len() * classes];
+                reference::one_hot(&p, &self.host_u32(ids), &mut out);
+                Ok(self.host_tensor(out, &shape))
+            }
+            Backend::Gpu(g) => {
+                let out = self.alloc(op, DType::F32, &shape)?;
+                g.launch(Launch {
+                    family: ShaderFamily::Embedding,
+                    entry: "one_hot",
+                    overrides: &[],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(2, ids), (3, &out)],
                     workgroups: groups(out.len(), 256),
                 })?;
                 Ok(out)

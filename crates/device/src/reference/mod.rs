@@ -213,6 +213,16 @@ pub fn embedding_forward(p: &EmbeddingParams, table: &[f32], ids: &[u32], out: &
     }
 }
 
+/// out (N, V): 1 at column ids[i] of row i, 0 elsewhere (a row of zeros for an id >= V); dim = V.
+pub fn one_hot(p: &EmbeddingParams, ids: &[u32], out: &mut [f32]) {
+    let dim = p.dim as usize;
+    for (i, &id) in ids.iter().enumerate().take(p.n as usize) {
+        for e in 0..dim {
+            out[i * dim + e] = if id as usize == e { 1.0 } else { 0.0 };
+        }
+    }
+}
+
 /// dtable (V, E) += scatter of dout (N, E) by ids, summed per row in index order (deterministic).
 pub fn embedding_backward(p: &EmbeddingParams, dout: &[f32], ids: &[u32], dtable: &mut [f32]) {
     let dim = p.dim as usize;
