@@ -417,8 +417,7 @@ fn training_step(d: &Device, case: TrainingCase, steps: usize, repeats: usize) -
 fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
     let batch = if quick { 8 } else { 64 };
     let steps = if quick { 2 } else { 5 };
-    let config =
-        crate::models::lenet("max").map_err(|what| Error::InvalidArgument { op: "bench", what })?;
+    let config = crate::models::lenet(crate::models::Pool::Max);
     let b = kiln_graph::ParamBuilder::new(1);
     let model = config.init(&b).map_err(graph_err)?;
     let params = b.build(d).map_err(graph_err)?;

@@ -1,13 +1,15 @@
 //! The `kiln` command line: `kiln train`, `kiln info`, `kiln bench`. `cargo bench` runs `kiln bench` through
 //! [`main_with`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use kiln_device::{list_adapters, Device, DeviceChoice};
 
 use crate::bench;
+use crate::files::Task;
+use crate::models::{Arch, Job, JobName, ModelConfig, Pool};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,46 +28,77 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train a model: writes OUT/model.safetensors, OUT/checkpoints/, OUT/history.{csv,json,png}.
+    /// Train a built-in job, or a model file (`--model`) on the job's data or on your own
+    /// (`--data`): writes OUT/model.safetensors, OUT/checkpoints/, OUT/history.{csv,json,png}.
     Train(TrainArgs),
-    /// Evaluate a saved model. mnist: accuracy and loss on the test set, a confusion matrix,
-    /// pictures. qqp: accuracy and loss on a labelled file, or on the embedded data's validation
-    /// split.
+    /// Print a built-in job's model as a model file (JSON) to start your own from:
+    /// `kiln model mnist > model.json`.
+    Model {
+        /// Which job's model.
+        job: JobName,
+        /// mnist: the pooling.
+        #[arg(long)]
+        pool: Option<Pool>,
+        /// qqp: the architecture.
+        #[arg(long)]
+        arch: Option<Arch>,
+        /// qqp: the data whose vocabulary sizes the embedding (default: the embedded data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// qqp: ids per question.
+        #[arg(long)]
+        len: Option<usize>,
+        /// qqp: keep only the N most frequent words.
+        #[arg(long)]
+        vocab_cap: Option<usize>,
+    },
+    /// Evaluate a saved model: loss and accuracy (or mean absolute error). mnist also draws a
+    /// confusion matrix and pictures; qqp takes a labelled file or the embedded data's validation
+    /// split; a model trained with `--model --data` takes a file or folder like the one it
+    /// learned from.
     Eval {
-        /// Which task: mnist or qqp.
-        task: String,
+        /// mnist or qqp for the built-in jobs' models; leave it out for a model trained from a
+        /// data file.
+        task: Option<EvalTask>,
         /// The saved model (OUT/model.safetensors or OUT/best.safetensors of a `kiln train` run).
         #[arg(long)]
         model: PathBuf,
         /// mnist: folder with the IDX files (default: the embedded data/mnist). qqp: Quora's TSV or
-        /// Kaggle's train.csv (default: the embedded data's validation split).
+        /// Kaggle's train.csv (default: the embedded data's validation split). Other models: a
+        /// labelled CSV or image folder.
         #[arg(long)]
         data: Option<PathBuf>,
         /// Print a JSON report instead of text.
         #[arg(long)]
         json: bool,
-        /// Where to draw test_digits.png and confusion.png (default: the model's folder).
+        /// mnist: where to draw test_digits.png and confusion.png (default: the model's folder).
         #[arg(long)]
         pictures: Option<PathBuf>,
-        /// Evaluate on the first N test images only.
+        /// mnist, qqp: evaluate on the first N samples only.
         #[arg(long)]
         limit: Option<usize>,
+        /// Models trained from a data file: refuse a file with rows that cannot be evaluated
+        /// instead of skipping (and reporting) them.
+        #[arg(long)]
+        strict: bool,
     },
-    /// Duplicate probability of a question pair, or a Kaggle submission file for a whole file.
+    /// Predictions: a question pair's duplicate probability (qqp), or a CSV with one row per
+    /// input row (qqp: a Kaggle submission; models trained from a data file: the predicted class
+    /// or value, and each class's probability).
     Predict {
-        /// Which task: qqp.
-        task: String,
+        /// qqp for the seed's model; leave it out for a model trained from a data file.
+        task: Option<PredictTask>,
         /// The saved model.
         #[arg(long)]
         model: PathBuf,
-        /// The two questions.
+        /// qqp: the two questions.
         questions: Vec<String>,
-        /// A file of pairs (Kaggle's test.csv, train.csv or Quora's TSV): writes --out.
+        /// A file (or image folder) to predict every row of: writes --out.
         #[arg(long)]
         data: Option<PathBuf>,
-        /// The submission file written with --data.
-        #[arg(long, default_value = "submission.csv")]
-        out: PathBuf,
+        /// The CSV written with --data (default: submission.csv for qqp, else predictions.csv).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Overwrite --out when it exists.
         #[arg(long)]
         force: bool,
@@ -73,8 +106,8 @@ pub enum Command {
     /// Write a task's encoded training and validation split as JSON (for training the same data
     /// in another framework, e.g. tools/keras/train_qqp.py).
     Export {
-        /// Which task: qqp.
-        task: String,
+        /// Which task.
+        task: PredictTask,
         /// Quora's TSV or Kaggle's train.csv (default: the embedded data).
         #[arg(long)]
         data: Option<PathBuf>,
@@ -108,49 +141,102 @@ pub enum Command {
     },
 }
 
+/// Tasks `kiln eval` knows by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EvalTask {
+    /// A `kiln train mnist` model on the MNIST test set.
+    Mnist,
+    /// A `kiln train qqp` model on labelled question pairs.
+    Qqp,
+}
+
+/// Tasks `kiln predict` and `kiln export` know by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PredictTask {
+    /// Quora Question Pairs.
+    Qqp,
+}
+
+/// How LSTM layers run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LstmArg {
+    /// The persistent fused WGSL kernels.
+    #[default]
+    Fused,
+    /// Per-timestep ops (the reference path).
+    Unfused,
+}
+
+impl From<LstmArg> for kiln_graph::LstmPath {
+    fn from(a: LstmArg) -> Self {
+        match a {
+            LstmArg::Fused => kiln_graph::LstmPath::Fused,
+            LstmArg::Unfused => kiln_graph::LstmPath::Unfused,
+        }
+    }
+}
+
 /// `kiln train`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Which model: spirals (two spirals, an MLP), xor, mnist (a LeNet-style CNN), or qqp (the
-    /// seed's BiLSTM question-pair classifier on Quora Question Pairs).
-    #[arg(default_value = "spirals")]
-    model: String,
-    /// mnist: pooling, max | avg | stochastic.
+    /// The built-in job (default: spirals). Leave it out with --model and --data to train a model
+    /// file on data of your own.
+    job: Option<JobName>,
+    /// A model file (JSON; `kiln model <job>` prints one to start from): trained on the job's
+    /// data, or with --data on a file or folder of your own.
     #[arg(long)]
-    pool: Option<String>,
+    model: Option<PathBuf>,
     /// mnist: folder with the IDX files (default: the embedded data/mnist). qqp: Quora's TSV or
     /// Kaggle's train.csv (default: the embedded data/qqp/mini_quora_duplicate_questions.tsv).
+    /// With --model and no job: a CSV (numeric or text columns and a label) or an image folder
+    /// (one subfolder per class).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// qqp: seed (the tutorial's model) or siamese (one BiLSTM encoder shared by both questions).
+    /// --model --data: classification or regression (default: inferred and reported).
     #[arg(long)]
-    arch: Option<String>,
-    /// qqp: ids per question (padded at the end, truncated at the front).
-    #[arg(long, default_value_t = 31)]
-    len: usize,
+    task: Option<Task>,
+    /// --model --data: the label column (default: one named label, target, class or y, else the
+    /// last).
+    #[arg(long)]
+    label: Option<String>,
+    /// --model --data: the input columns, comma-separated (default: all but the label).
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// mnist: the pooling (default max).
+    #[arg(long)]
+    pool: Option<Pool>,
+    /// qqp: the architecture (default seed).
+    #[arg(long)]
+    arch: Option<Arch>,
+    /// qqp: ids per question, padded at the end, truncated at the front (default 31).
+    #[arg(long)]
+    len: Option<usize>,
     /// qqp: keep only the N most frequent words (others become the out-of-vocabulary id).
     #[arg(long)]
     vocab_cap: Option<usize>,
-    /// qqp: refuse a file with bad rows instead of skipping (and reporting) them.
+    /// qqp, --data files: refuse a file with bad rows instead of skipping (and reporting) them.
     #[arg(long)]
     strict: bool,
-    /// qqp: seed of the 80/20 split (sklearn's random_state); --seed drives initialization,
-    /// shuffling and dropout.
-    #[arg(long, default_value_t = 2019)]
-    split_seed: u32,
+    /// qqp, --data files: seed of the 80/20 split (sklearn's random_state; default 2019);
+    /// --seed drives initialization, shuffling and dropout.
+    #[arg(long)]
+    split_seed: Option<u32>,
     /// LSTM layers: fused (the persistent WGSL kernels) or unfused (per-timestep ops).
-    #[arg(long, default_value = "fused", value_parser = parse_lstm_path)]
-    lstm: kiln_graph::LstmPath,
+    #[arg(long, value_enum, default_value_t = LstmArg::Fused)]
+    lstm: LstmArg,
+    /// Passes over the training data (default: the job's; 10 for model files).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Samples per step (default: the job's; 32 for model files).
     #[arg(long)]
     batch: Option<usize>,
+    /// Seed of initialization, shuffling and dropout.
     #[arg(long, default_value_t = 2019)]
     seed: u64,
     /// Learning rate (default: the model's).
     #[arg(long)]
     lr: Option<f32>,
-    /// Output folder (default: runs/<model>, or runs/<model>-2, ... when that exists; with --resume,
+    /// Output folder (default: runs/<job>, or runs/<job>-2, ... when that exists; with --resume,
     /// the newest of them).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -160,17 +246,150 @@ pub struct TrainArgs {
     /// No progress bars (one line per epoch).
     #[arg(long)]
     quiet: bool,
-    /// mnist: train on the first N images only (validate on N / 5): a smoke run.
+    /// mnist, qqp, --data files: train on the first N samples only (validate on a fifth or a
+    /// quarter as many): a smoke run.
     #[arg(long)]
     limit: Option<usize>,
 }
 
-fn parse_lstm_path(s: &str) -> Result<kiln_graph::LstmPath, String> {
-    match s {
-        "fused" => Ok(kiln_graph::LstmPath::Fused),
-        "unfused" => Ok(kiln_graph::LstmPath::Unfused),
-        other => Err(format!("`{other}`: choose fused or unfused")),
+/// What `kiln train` runs: a built-in job, maybe with a model file of one's own, or a model file
+/// on data of one's own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Target {
+    Job(JobName),
+    Files,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Job(j) => write!(f, "kiln train {}", j.as_str()),
+            Target::Files => write!(f, "kiln train --model FILE --data FILE"),
+        }
     }
+}
+
+/// Refuses flags that `target` does not take, naming those that do.
+fn check_flags(args: &TrainArgs, target: Target) -> Result<(), String> {
+    use JobName::*;
+    let job = |j| Target::Job(j);
+    let with_model = args.model.is_some();
+    let flags: [(&str, bool, &[Target], &str); 11] = [
+        ("--pool", args.pool.is_some(), &[job(Mnist)], "mnist"),
+        ("--arch", args.arch.is_some(), &[job(Qqp)], "qqp"),
+        ("--len", args.len.is_some(), &[job(Qqp)], "qqp"),
+        ("--vocab-cap", args.vocab_cap.is_some(), &[job(Qqp)], "qqp"),
+        (
+            "--strict",
+            args.strict,
+            &[job(Qqp), Target::Files],
+            "qqp and --model --data",
+        ),
+        (
+            "--split-seed",
+            args.split_seed.is_some(),
+            &[job(Qqp), Target::Files],
+            "qqp and --model --data",
+        ),
+        (
+            "--data",
+            args.data.is_some(),
+            &[job(Mnist), job(Qqp), Target::Files],
+            "mnist, qqp and --model",
+        ),
+        (
+            "--limit",
+            args.limit.is_some(),
+            &[job(Mnist), job(Qqp), Target::Files],
+            "mnist, qqp and --model --data",
+        ),
+        (
+            "--task",
+            args.task.is_some(),
+            &[Target::Files],
+            "--model --data",
+        ),
+        (
+            "--label",
+            args.label.is_some(),
+            &[Target::Files],
+            "--model --data",
+        ),
+        (
+            "--columns",
+            args.columns.is_some(),
+            &[Target::Files],
+            "--model --data",
+        ),
+    ];
+    for (flag, given, takes, who) in flags {
+        if given && !takes.contains(&target) {
+            return Err(format!(
+                "{flag} applies to {who} only; `{target}` does not take it"
+            ));
+        }
+    }
+    if with_model && (args.pool.is_some() || args.arch.is_some()) {
+        return Err(
+            "--pool and --arch shape the built-in models; with --model the model file sets its layers"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Which target the arguments name, or why they name none.
+fn target(args: &TrainArgs) -> Result<Target, String> {
+    match (args.job, &args.model, &args.data) {
+        (Some(j), _, _) => Ok(Target::Job(j)),
+        (None, Some(_), Some(_)) => Ok(Target::Files),
+        (None, Some(_), None) => Err(
+            "--model needs data: --data FILE (a CSV) or --data DIR (an image folder), or a built-in job's data: `kiln train mnist --model FILE`"
+                .into(),
+        ),
+        (None, None, _) => Ok(Target::Job(JobName::Spirals)),
+    }
+}
+
+fn read_model_file(path: &Path) -> Result<ModelConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read model file {}: {e}", path.display()))?;
+    ModelConfig::from_json(&text).map_err(|e| format!("model file {}: {e}", path.display()))
+}
+
+/// Puts a model file's model on a built-in job's data, checking that it reads that data.
+fn swap_model(job: &mut Job, config: ModelConfig, path: &Path) -> Result<(), String> {
+    let o = config
+        .outline()
+        .map_err(|e| format!("model file {}: {e}", path.display()))?;
+    let input = job.train.input();
+    let ids = matches!(input.values, kiln_train::Values::Ids(_));
+    if o.input != input.shape || o.takes_ids != ids {
+        return Err(format!(
+            "model file {}: takes {} of shape {:?}, but {}'s data is {} of shape {:?}; set \"input\" to {:?}{}",
+            path.display(),
+            if o.takes_ids { "ids" } else { "values" },
+            o.input,
+            job.name,
+            if ids { "ids" } else { "values" },
+            input.shape,
+            input.shape,
+            if ids { " and start with an embedding" } else { "" }
+        ));
+    }
+    if let (Some(v), kiln_train::Values::Ids(all)) = (o.vocab, &input.values) {
+        let need = all.iter().max().map_or(0, |&m| m as usize + 1);
+        if v < need {
+            return Err(format!(
+                "model file {}: the embedding has {v} rows but {}'s data uses ids up to {}; set \"vocab\" to at least {need}",
+                path.display(),
+                job.name,
+                need - 1
+            ));
+        }
+    }
+    job.model = config;
+    Ok(())
 }
 
 fn open_device(choice: &str) -> Result<Device, String> {
@@ -215,11 +434,80 @@ fn info(device: &Device) {
     }
 }
 
-fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
-    let TrainArgs {
-        model,
-        pool,
+fn job_options(
+    pool: Option<Pool>,
+    arch: Option<Arch>,
+    data: Option<PathBuf>,
+    len: Option<usize>,
+    vocab_cap: Option<usize>,
+) -> Result<crate::models::JobOptions, String> {
+    let len = len.unwrap_or(31);
+    if len == 0 {
+        return Err("--len must be at least 1".into());
+    }
+    if vocab_cap == Some(0) {
+        return Err("--vocab-cap must be at least 1".into());
+    }
+    Ok(crate::models::JobOptions {
+        pool: pool.unwrap_or_default(),
+        arch: arch.unwrap_or_default(),
         data,
+        preprocess: crate::data::qqp::Preprocess {
+            len,
+            vocab_cap,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
+    let target = target(&args)?;
+    check_flags(&args, target)?;
+    let model_file = match &args.model {
+        Some(p) => Some(read_model_file(p)?),
+        None => None,
+    };
+    let mut job = match target {
+        Target::Job(name) => {
+            let mut opts = job_options(
+                args.pool,
+                args.arch,
+                args.data.clone(),
+                args.len,
+                args.vocab_cap,
+            )?;
+            opts.limit = args.limit;
+            opts.strict = args.strict;
+            opts.lstm_path = args.lstm.into();
+            opts.preprocess.split_seed = args.split_seed.unwrap_or(2019);
+            let mut job = crate::models::job(name, args.seed, &opts)?;
+            if let (Some(config), Some(path)) = (model_file, &args.model) {
+                swap_model(&mut job, config, path)?;
+            }
+            job
+        }
+        Target::Files => {
+            let path = args.model.as_deref().expect("Files has a model");
+            let data = args.data.as_deref().expect("Files has data");
+            let opts = crate::files::FileOptions {
+                task: args.task,
+                label: args.label.clone(),
+                columns: args.columns.clone(),
+                strict: args.strict,
+                split_seed: args.split_seed.unwrap_or(2019),
+                limit: args.limit,
+            };
+            let mut job =
+                crate::files::job(model_file.expect("read above"), data, args.seed, &opts)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            job.name = path
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().to_string());
+            job
+        }
+    };
+    let TrainArgs {
         epochs,
         batch,
         lr,
@@ -227,38 +515,9 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         out,
         resume,
         quiet,
-        limit,
-        arch,
-        len,
-        vocab_cap,
-        strict,
         lstm,
-        split_seed,
+        ..
     } = args;
-    let model = model.as_str();
-    if len == 0 {
-        return Err("--len must be at least 1".into());
-    }
-    let job_opts = crate::models::JobOptions {
-        pool,
-        data,
-        limit,
-        arch,
-        preprocess: crate::data::qqp::Preprocess {
-            len,
-            vocab_cap,
-            split_seed,
-            ..Default::default()
-        },
-        strict,
-        lstm_path: lstm,
-    };
-    let mut job = crate::models::job(model, seed, &job_opts)?.ok_or_else(|| {
-        format!(
-            "unknown model `{model}`; choose one of {}",
-            crate::models::NAMES.join(", ")
-        )
-    })?;
     if let Some(e) = epochs {
         job.config.epochs = e;
     }
@@ -268,7 +527,8 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
     if let Some(lr) = lr {
         job.config.optimizer = job.config.optimizer.with_lr(lr);
     }
-    let out = out.unwrap_or_else(|| crate::models::default_out(job.name, resume));
+    let lstm: kiln_graph::LstmPath = lstm.into();
+    let out = out.unwrap_or_else(|| crate::models::default_out(&job.name, resume));
     let has_checkpoints = kiln_graph::checkpoint::latest(&out.join("checkpoints")).is_some();
     if has_checkpoints && !resume {
         return Err(format!(
@@ -327,6 +587,36 @@ fn run(cli: Cli) -> Result<(), String> {
     let device = open_device(&cli.device)?;
     match cli.command {
         Command::Train(args) => train(&device, args)?,
+        Command::Model {
+            job,
+            pool,
+            arch,
+            data,
+            len,
+            vocab_cap,
+        } => {
+            let given = [
+                ("--pool", pool.is_some(), JobName::Mnist),
+                ("--arch", arch.is_some(), JobName::Qqp),
+                ("--data", data.is_some(), JobName::Qqp),
+                ("--len", len.is_some(), JobName::Qqp),
+                ("--vocab-cap", vocab_cap.is_some(), JobName::Qqp),
+            ];
+            for (flag, is_given, only) in given {
+                if is_given && job != only {
+                    return Err(format!(
+                        "{flag} applies to `kiln model {}` only",
+                        only.as_str()
+                    ));
+                }
+            }
+            let opts = job_options(pool, arch, data, len, vocab_cap)?;
+            let job = crate::models::job(job, 0, &opts)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&job.model).map_err(|e| e.to_string())?
+            );
+        }
         Command::Eval {
             task,
             model,
@@ -334,8 +624,48 @@ fn run(cli: Cli) -> Result<(), String> {
             json,
             pictures,
             limit,
+            strict,
         } => {
-            if task == "qqp" {
+            let Some(task) = task else {
+                if pictures.is_some() || limit.is_some() {
+                    return Err("--pictures and --limit apply to `kiln eval mnist` and `kiln eval qqp` only".into());
+                }
+                let data = data.ok_or(
+                    "a model trained from a data file is evaluated on one like it: --data FILE or --data DIR",
+                )?;
+                let r = crate::files::eval(&device, &model, &data, strict)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+                    );
+                } else {
+                    println!(
+                        "{}: {} rows of {}: {} {:.4}, loss {:.4}",
+                        model.display(),
+                        r.rows,
+                        r.data.display(),
+                        r.metric,
+                        r.value,
+                        r.loss
+                    );
+                    if r.skipped > 0 {
+                        println!(
+                            "skipped {} rows (--strict refuses them): {}",
+                            r.skipped,
+                            r.skipped_examples.join("; ")
+                        );
+                    }
+                }
+                return Ok(());
+            };
+            if strict {
+                return Err("--strict applies to models trained from a data file (`kiln eval --model M --data F`)".into());
+            }
+            if task == EvalTask::Qqp {
+                if pictures.is_some() {
+                    return Err("--pictures applies to `kiln eval mnist` only".into());
+                }
                 let r = crate::qqp::eval(&device, &model, data.as_deref(), limit)?;
                 if json {
                     println!(
@@ -354,11 +684,6 @@ fn run(cli: Cli) -> Result<(), String> {
                     );
                 }
                 return Ok(());
-            }
-            if task != "mnist" {
-                return Err(format!(
-                    "unknown task `{task}`; kiln eval knows mnist and qqp"
-                ));
             }
             let data = data.unwrap_or_else(crate::data::mnist::default_dir);
             let pictures =
@@ -399,11 +724,19 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
             force,
         } => {
-            if task != "qqp" {
-                return Err(format!("unknown task `{task}`; kiln predict knows qqp"));
-            }
+            let Some(PredictTask::Qqp) = task else {
+                if !questions.is_empty() {
+                    return Err("give a model trained from a data file --data FILE (or DIR); questions on the command line are for `kiln predict qqp`".into());
+                }
+                let data = data.ok_or("--data FILE (or DIR): what to predict")?;
+                let out = out.unwrap_or_else(|| PathBuf::from("predictions.csv"));
+                let n = crate::files::predict(&device, &model, &data, &out, force)?;
+                println!("wrote {} ({n} rows)", out.display());
+                return Ok(());
+            };
             match (data, questions.as_slice()) {
                 (Some(data), []) => {
+                    let out = out.unwrap_or_else(|| PathBuf::from("submission.csv"));
                     let n = crate::qqp::submission(&device, &model, &data, &out, force)?;
                     println!("wrote {} ({n} pairs)", out.display());
                 }
@@ -433,9 +766,7 @@ fn run(cli: Cli) -> Result<(), String> {
             seed,
             out,
         } => {
-            if task != "qqp" {
-                return Err(format!("unknown task `{task}`; kiln export knows qqp"));
-            }
+            let PredictTask::Qqp = task;
             let pre = crate::data::qqp::Preprocess {
                 len,
                 split_seed: seed,

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod files;
 pub mod models;
 pub mod pictures;
 pub mod qqp;

@@ -17,8 +17,9 @@ use crate::data;
 use crate::data::qqp::Preprocess;
 pub use crate::siamese::{Siamese, SiameseConfig};
 
-/// Any model `kiln` builds from a saved config: a Sequential stack or the siamese pair model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Any model `kiln` builds from a model file or a saved config: a Sequential stack
+/// (`{"input": [..], "layers": [..]}`) or the siamese pair model (`{"siamese": {..}}`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ModelConfig {
     /// Layers in order.
@@ -30,7 +31,61 @@ pub enum ModelConfig {
     },
 }
 
+/// Picks the form by its keys, so an error names the layer or field at fault instead of serde's
+/// "did not match any variant".
+impl<'de> Deserialize<'de> for ModelConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        let Some(obj) = v.as_object() else {
+            return Err(D::Error::custom(
+                "a model file is a JSON object: {\"input\": [...], \"layers\": [...]} (`kiln model xor` prints one)",
+            ));
+        };
+        if obj.contains_key("siamese") {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Wrapped {
+                siamese: SiameseConfig,
+            }
+            let w: Wrapped = serde_json::from_value(v).map_err(D::Error::custom)?;
+            return Ok(ModelConfig::Siamese { siamese: w.siamese });
+        }
+        serde_json::from_value(v)
+            .map(ModelConfig::Sequential)
+            .map_err(D::Error::custom)
+    }
+}
+
+/// What the data side needs to know of a model, read from its config without allocating.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outline {
+    /// Per-sample input shape.
+    pub input: Vec<usize>,
+    /// Whether the input is token ids (the model starts with an embedding).
+    pub takes_ids: bool,
+    /// The embedding's rows, when it starts with one.
+    pub vocab: Option<usize>,
+    /// Output values per sample.
+    pub outputs: usize,
+    /// The last layer's activation (linear when it has none).
+    pub activation: Activation,
+}
+
+fn last_activation(layers: &[LayerConfig]) -> Activation {
+    match layers.last() {
+        Some(LayerConfig::Dense(d)) => d.activation,
+        Some(LayerConfig::Activation(a)) => a.activation,
+        _ => Activation::Linear,
+    }
+}
+
 impl ModelConfig {
+    /// Reads the model from JSON text (a model file), with errors that name the layer or field.
+    pub fn from_json(text: &str) -> Result<ModelConfig, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
     /// Builds the model, registering its parameters in `pb`.
     pub fn init(&self, pb: &ParamBuilder) -> kiln_graph::Result<Box<dyn Model>> {
         Ok(match self {
@@ -38,11 +93,45 @@ impl ModelConfig {
             ModelConfig::Siamese { siamese } => Box::new(siamese.init(pb)?),
         })
     }
+
+    /// Checks that the layers chain (building on a throwaway builder: nothing is allocated or
+    /// drawn) and reads the input and output.
+    pub fn outline(&self) -> Result<Outline, String> {
+        let pb = ParamBuilder::new(0);
+        Ok(match self {
+            ModelConfig::Sequential(c) => {
+                let m = c.init(&pb).map_err(|e| e.to_string())?;
+                Outline {
+                    input: c.input.clone(),
+                    takes_ids: m.takes_ids(),
+                    vocab: match c.layers.first() {
+                        Some(LayerConfig::Embedding(e)) => Some(e.vocab),
+                        _ => None,
+                    },
+                    outputs: m.output_shape().iter().product(),
+                    activation: last_activation(&c.layers),
+                }
+            }
+            ModelConfig::Siamese { siamese } => {
+                let m = siamese.init(&pb).map_err(|e| e.to_string())?;
+                Outline {
+                    input: vec![2 * siamese.seq_len],
+                    takes_ids: true,
+                    vocab: match siamese.encoder.first() {
+                        Some(LayerConfig::Embedding(e)) => Some(e.vocab),
+                        _ => None,
+                    },
+                    outputs: m.output_width(),
+                    activation: last_activation(&siamese.head),
+                }
+            }
+        })
+    }
 }
 
 /// A model, its data and its defaults.
 pub struct Job {
-    pub name: &'static str,
+    pub name: String,
     pub model: ModelConfig,
     pub train: Dataset,
     pub val: Option<Dataset>,
@@ -57,19 +146,64 @@ fn dense(units: usize, activation: Activation) -> LayerConfig {
     DenseConfig::new(units).activation(activation).into()
 }
 
-pub const NAMES: [&str; 4] = ["mnist", "qqp", "spirals", "xor"];
+/// The built-in jobs: a model, its data and its training settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobName {
+    /// Two interleaved spirals (generated), an MLP.
+    Spirals,
+    /// The four XOR points, a 2-8-1 MLP.
+    Xor,
+    /// MNIST digits (embedded), a LeNet-style CNN.
+    Mnist,
+    /// Quora Question Pairs (embedded sample), the seed tutorial's BiLSTM classifier.
+    Qqp,
+}
+
+impl JobName {
+    /// The name on the command line and of the default run folder.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobName::Spirals => "spirals",
+            JobName::Xor => "xor",
+            JobName::Mnist => "mnist",
+            JobName::Qqp => "qqp",
+        }
+    }
+}
+
+/// mnist's pooling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pool {
+    /// Max pooling.
+    #[default]
+    Max,
+    /// Average pooling.
+    Avg,
+    /// Stochastic pooling (Zeiler and Fergus): sampled in training, probability-weighted after.
+    Stochastic,
+}
+
+/// qqp's architecture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// The seed tutorial's model on the two questions' ids one after the other.
+    #[default]
+    Seed,
+    /// One BiLSTM encoder shared by both questions, the seed's head on [u, v, |u - v|, u * v].
+    Siamese,
+}
 
 /// Choices some jobs take.
 #[derive(Clone, Debug, Default)]
 pub struct JobOptions {
-    /// mnist: max, avg or stochastic.
-    pub pool: Option<String>,
+    /// mnist: the pooling.
+    pub pool: Pool,
     /// mnist: a folder with the four IDX files (default: the embedded copy).
     pub data: Option<PathBuf>,
     /// Use only the first N training samples (and N / 5 validation samples): smoke runs.
     pub limit: Option<usize>,
-    /// qqp: seed (the tutorial's stack) or siamese (a shared encoder).
-    pub arch: Option<String>,
+    /// qqp: the architecture.
+    pub arch: Arch,
     /// qqp: how pairs become ids.
     pub preprocess: Preprocess,
     /// qqp: refuse files with bad rows instead of skipping them.
@@ -139,12 +273,11 @@ fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
         data::qqp::prepare(&path, &opts.preprocess, opts.strict).map_err(|e| e.to_string())?;
     let vocab = prepared.tokenizer.vocab_size();
     let len = opts.preprocess.len;
-    let model = match opts.arch.as_deref().unwrap_or("seed") {
-        "seed" => ModelConfig::Sequential(qqp_seed(vocab, len)),
-        "siamese" => ModelConfig::Siamese {
+    let model = match opts.arch {
+        Arch::Seed => ModelConfig::Sequential(qqp_seed(vocab, len)),
+        Arch::Siamese => ModelConfig::Siamese {
             siamese: qqp_siamese(vocab, len),
         },
-        other => return Err(format!("unknown --arch `{other}`; choose seed or siamese")),
     };
     let metadata = vec![
         ("vocabulary".to_string(), prepared.tokenizer.to_json()),
@@ -154,7 +287,7 @@ fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
         ),
     ];
     Ok(Job {
-        name: "qqp",
+        name: "qqp".into(),
         model,
         train: first(prepared.train, opts.limit),
         val: Some(first(prepared.val, opts.limit.map(|n| (n / 4).max(1)))),
@@ -177,50 +310,47 @@ pub fn first(d: Dataset, n: Option<usize>) -> Dataset {
 
 /// The LeNet-style stack `kiln train mnist` trains: conv -> relu -> pool -> conv -> relu -> pool ->
 /// dense -> dense (logits).
-pub fn lenet(pool: &str) -> Result<SequentialConfig, String> {
+pub fn lenet(pool: Pool) -> SequentialConfig {
     let pool = |size| match pool {
-        "max" => Ok(LayerConfig::from(MaxPool2dConfig::new(size))),
-        "avg" => Ok(AvgPool2dConfig::new(size).into()),
-        "stochastic" => Ok(StochasticPool2dConfig::new(size).into()),
-        other => Err(format!(
-            "unknown pooling `{other}`; choose max, avg or stochastic"
-        )),
+        Pool::Max => LayerConfig::from(MaxPool2dConfig::new(size)),
+        Pool::Avg => AvgPool2dConfig::new(size).into(),
+        Pool::Stochastic => StochasticPool2dConfig::new(size).into(),
     };
     let conv = |filters| -> LayerConfig {
         Conv2dConfig::new(filters, 3)
             .activation(Activation::Relu)
             .into()
     };
-    Ok(SequentialConfig {
+    SequentialConfig {
         input: vec![1, 28, 28],
         layers: vec![
             conv(32),
-            pool(2)?,
+            pool(2),
             conv(64),
-            pool(2)?,
+            pool(2),
             FlattenConfig::new().into(),
             dense(128, Activation::Relu),
             DropoutConfig::new(0.25).into(),
             dense(10, Activation::Linear),
         ],
-    })
+    }
 }
 
-/// The job called `name` (seeded by `seed`); Ok(None) for an unknown name.
-pub fn job(name: &str, seed: u64, opts: &JobOptions) -> Result<Option<Job>, String> {
-    if name == "qqp" {
-        return qqp_job(seed, opts).map(Some);
+/// The built-in job `name`, seeded by `seed`.
+pub fn job(name: JobName, seed: u64, opts: &JobOptions) -> Result<Job, String> {
+    if name == JobName::Qqp {
+        return qqp_job(seed, opts);
     }
-    if name == "mnist" {
+    if name == JobName::Mnist {
         let dir = opts.data.clone().unwrap_or_else(data::mnist::default_dir);
         let (train, test) = data::mnist::load(&dir).map_err(|e| e.to_string())?;
         let (train, test) = (
             first(train, opts.limit),
             first(test, opts.limit.map(|n| (n / 5).max(1))),
         );
-        return Ok(Some(Job {
-            name: "mnist",
-            model: ModelConfig::Sequential(lenet(opts.pool.as_deref().unwrap_or("max"))?),
+        return Ok(Job {
+            name: "mnist".into(),
+            model: ModelConfig::Sequential(lenet(opts.pool)),
             train,
             val: Some(test),
             config: TrainConfig {
@@ -233,17 +363,17 @@ pub fn job(name: &str, seed: u64, opts: &JobOptions) -> Result<Option<Job>, Stri
             },
             metadata: vec![],
             data_report: None,
-        }));
+        });
     }
     Ok(builtin(name, seed))
 }
 
-fn builtin(name: &str, seed: u64) -> Option<Job> {
+fn builtin(name: JobName, seed: u64) -> Job {
     match name {
-        "spirals" => {
+        JobName::Spirals => {
             let (train, val) = data::spirals(200, seed).split(0.2, seed);
-            Some(Job {
-                name: "spirals",
+            Job {
+                name: "spirals".into(),
                 model: ModelConfig::Sequential(SequentialConfig {
                     input: vec![2],
                     layers: vec![
@@ -269,10 +399,10 @@ fn builtin(name: &str, seed: u64) -> Option<Job> {
                 },
                 metadata: vec![],
                 data_report: None,
-            })
+            }
         }
-        "xor" => Some(Job {
-            name: "xor",
+        _ => Job {
+            name: "xor".into(),
             model: ModelConfig::Sequential(SequentialConfig {
                 input: vec![2],
                 layers: vec![dense(8, Activation::Tanh), dense(1, Activation::Sigmoid)],
@@ -294,8 +424,7 @@ fn builtin(name: &str, seed: u64) -> Option<Job> {
             },
             metadata: vec![],
             data_report: None,
-        }),
-        _ => None,
+        },
     }
 }
 

@@ -15,12 +15,15 @@ use serde::{Deserialize, Serialize};
 
 /// What a [`Siamese`] is built from (and what its saved files hold).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SiameseConfig {
     /// Ids per question.
     pub seq_len: usize,
     /// Applied to each question: an embedding, then layers down to one vector per question.
+    #[serde(deserialize_with = "kiln_graph::layers::deserialize_layers")]
     pub encoder: Vec<LayerConfig>,
     /// Applied to [u, v, |u - v|, u * v].
+    #[serde(deserialize_with = "kiln_graph::layers::deserialize_layers")]
     pub head: Vec<LayerConfig>,
 }
 
@@ -58,6 +61,13 @@ impl SiameseConfig {
             encoder,
             head,
         })
+    }
+}
+
+impl Siamese {
+    /// Output values per pair.
+    pub fn output_width(&self) -> usize {
+        self.head.output_shape().iter().product()
     }
 }
 

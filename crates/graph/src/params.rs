@@ -37,7 +37,7 @@ pub enum Init {
 struct Spec {
     name: String,
     shape: Vec<usize>,
-    values: Vec<f32>,
+    init: Init,
 }
 
 struct BuilderState {
@@ -134,53 +134,30 @@ impl ParamBuilder {
             .collect()
     }
 
-    /// Registers a parameter under this view's prefix; values are drawn now, in registration
-    /// order (so a seed fixes them).
+    /// Registers a parameter under this view's prefix. Nothing is allocated or drawn yet: a
+    /// model can be built and its shapes checked before any memory is spent; `build` draws the
+    /// values in registration order (so a seed fixes them).
     pub fn add(&self, name: impl AsRef<str>, shape: &[usize], init: Init) -> Result<ParamId> {
         let name = format!("{}{}", self.prefix, name.as_ref());
+        let len = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= u32::MAX as usize)
+            .ok_or_else(|| {
+                Error::model(
+                    &name,
+                    format!("shape {shape:?} has too many elements for one tensor"),
+                )
+            })?;
+        if let Init::Values(v) = &init {
+            if v.len() != len {
+                return Err(Error::model(
+                    &name,
+                    format!("{} values for shape {shape:?}", v.len()),
+                ));
+            }
+        }
         let mut state = self.state.borrow_mut();
-        let state = &mut *state;
-        let len: usize = shape.iter().product();
-        let (fan_in, fan_out) = match shape {
-            [] => (1, 1),
-            [n] => (*n, *n),
-            _ => (
-                shape[..shape.len() - 1].iter().product(),
-                shape[shape.len() - 1],
-            ),
-        };
-        let values = match init {
-            Init::Zeros => vec![0.0; len],
-            Init::GlorotUniform | Init::GlorotUniformFans { .. } => {
-                let (fan_in, fan_out) = match init {
-                    Init::GlorotUniformFans { fan_in, fan_out } => (fan_in, fan_out),
-                    _ => (fan_in, fan_out),
-                };
-                let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-                (0..len)
-                    .map(|_| state.rng.random_range(-limit..limit))
-                    .collect()
-            }
-            Init::Uniform(lo, hi) => (0..len).map(|_| state.rng.random_range(lo..hi)).collect(),
-            // A stack of matrices (a bidirectional layer's (D, H, 4H)): one orthogonal matrix each.
-            Init::Orthogonal if shape.len() >= 3 => {
-                let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
-                let stack: usize = shape[..shape.len() - 2].iter().product();
-                (0..stack)
-                    .flat_map(|_| orthogonal(&mut state.rng, rows, cols))
-                    .collect()
-            }
-            Init::Orthogonal => orthogonal(&mut state.rng, fan_in, fan_out),
-            Init::Values(v) => {
-                if v.len() != len {
-                    return Err(Error::model(
-                        &name,
-                        format!("{} values for shape {shape:?}", v.len()),
-                    ));
-                }
-                v
-            }
-        };
         if state.specs.iter().any(|s| s.name == name) {
             return Err(Error::model(
                 &name,
@@ -190,19 +167,32 @@ impl ParamBuilder {
         state.specs.push(Spec {
             name,
             shape: shape.to_vec(),
-            values,
+            init,
         });
         Ok(ParamId(state.specs.len() - 1))
     }
 
-    /// Packs every registered parameter (of all views) onto `device`.
+    /// The number of scalars registered so far (all views).
+    pub fn numel(&self) -> usize {
+        self.state
+            .borrow()
+            .specs
+            .iter()
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Packs every registered parameter (of all views) onto `device`: the buffers first (so a
+    /// model too large for the adapter fails before any value is drawn), then each parameter's
+    /// initial values, in registration order.
     pub fn build(&self, device: &Device) -> Result<ParamStore> {
-        let state = self.state.borrow();
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
         let shapes: Vec<Vec<usize>> = state.specs.iter().map(|s| s.shape.clone()).collect();
         let (values_flat, values) = device.packed_zeros(&shapes)?;
         let (grads_flat, grads) = device.packed_zeros(&shapes)?;
         for (view, spec) in values.iter().zip(&state.specs) {
-            device.write_f32(view, &spec.values)?;
+            device.write_f32(view, &draw(&mut state.rng, &spec.shape, &spec.init))?;
         }
         Ok(ParamStore {
             device: device.clone(),
@@ -213,6 +203,41 @@ impl ParamBuilder {
             grads_flat,
             grads,
         })
+    }
+}
+
+/// A parameter's initial values under `init`.
+fn draw(rng: &mut StdRng, shape: &[usize], init: &Init) -> Vec<f32> {
+    let len: usize = shape.iter().product();
+    let (fan_in, fan_out) = match shape {
+        [] => (1, 1),
+        [n] => (*n, *n),
+        _ => (
+            shape[..shape.len() - 1].iter().product(),
+            shape[shape.len() - 1],
+        ),
+    };
+    match *init {
+        Init::Zeros => vec![0.0; len],
+        Init::GlorotUniform | Init::GlorotUniformFans { .. } => {
+            let (fan_in, fan_out) = match *init {
+                Init::GlorotUniformFans { fan_in, fan_out } => (fan_in, fan_out),
+                _ => (fan_in, fan_out),
+            };
+            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+            (0..len).map(|_| rng.random_range(-limit..limit)).collect()
+        }
+        Init::Uniform(lo, hi) => (0..len).map(|_| rng.random_range(lo..hi)).collect(),
+        // A stack of matrices (a bidirectional layer's (D, H, 4H)): one orthogonal matrix each.
+        Init::Orthogonal if shape.len() >= 3 => {
+            let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+            let stack: usize = shape[..shape.len() - 2].iter().product();
+            (0..stack)
+                .flat_map(|_| orthogonal(rng, rows, cols))
+                .collect()
+        }
+        Init::Orthogonal => orthogonal(rng, fan_in, fan_out),
+        Init::Values(ref v) => v.clone(),
     }
 }
 

@@ -44,6 +44,7 @@ impl Activation {
 
 /// An activation as a layer of its own (Keras's `Activation`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActivationConfig {
     /// The function.
     pub activation: Activation,

@@ -14,6 +14,7 @@ use crate::Result;
 /// Keras's `Conv2D(filters, kernel_size, strides, padding)` with square kernels; `padding` is
 /// the number of zero rows and columns added on each side.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Conv2dConfig {
     /// Output channels.
     pub filters: usize,

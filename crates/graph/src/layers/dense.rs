@@ -10,6 +10,7 @@ use crate::Result;
 
 /// Keras's `Dense(units, activation, use_bias)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DenseConfig {
     /// Output features.
     pub units: usize,

@@ -10,6 +10,7 @@ use crate::Result;
 
 /// Keras's `Dropout(rate)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DropoutConfig {
     /// The fraction dropped, in [0, 1).
     pub rate: f32,

@@ -12,6 +12,7 @@ use crate::Result;
 
 /// Keras's `Embedding(vocab, dim, mask_zero)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EmbeddingConfig {
     /// Number of ids (ids must be below it).
     pub vocab: usize,

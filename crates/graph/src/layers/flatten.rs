@@ -9,6 +9,7 @@ use crate::Result;
 
 /// Keras's `Flatten()`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FlattenConfig {}
 
 impl FlattenConfig {

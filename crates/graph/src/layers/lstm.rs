@@ -15,6 +15,7 @@ use crate::Result;
 
 /// Keras's `LSTM(units, return_sequences)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LstmConfig {
     /// Hidden units H.
     pub units: usize,
@@ -25,8 +26,10 @@ pub struct LstmConfig {
 
 /// Keras's `Bidirectional(LSTM(...))`: the LSTM run forward and backward, outputs concatenated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BidirectionalConfig {
     /// The wrapped layer (an LSTM).
+    #[serde(deserialize_with = "super::deserialize_boxed_layer")]
     pub layer: Box<LayerConfig>,
 }
 

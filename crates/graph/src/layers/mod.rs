@@ -172,6 +172,11 @@ macro_rules! layer_registry {
         }
 
         impl LayerConfig {
+            /// The `type` names of model files, in registry order (`dense`, `embedding`, ...).
+            pub fn types() -> Vec<String> {
+                vec![$(snake_case(stringify!($variant))),*]
+            }
+
             /// The config as a [`LayerSpec`].
             pub fn spec(&self) -> &dyn LayerSpec {
                 match self {
@@ -217,10 +222,140 @@ layer_registry! {
     GlobalAvgPool(GlobalAvgPoolConfig),
 }
 
+fn snake_case(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+impl LayerConfig {
+    /// Parses one layer of a model file, with an error that names the layer (`position`, counted
+    /// from 1), what is wrong and the fix: a missing or unknown `type`, a missing or unknown field.
+    pub fn from_json_value(position: usize, value: serde_json::Value) -> Result<LayerConfig> {
+        let what = format!("layer {position}");
+        let Some(ty) = value
+            .get("type")
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+        else {
+            return Err(bad(
+                &what,
+                format!(
+                    "has no \"type\"; give one of {} (`kiln model mnist` prints a complete file)",
+                    LayerConfig::types().join(", ")
+                ),
+            ));
+        };
+        if !LayerConfig::types().contains(&ty) {
+            return Err(bad(
+                &what,
+                format!(
+                    "unknown layer type `{ty}`; kiln knows {}",
+                    LayerConfig::types().join(", ")
+                ),
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| {
+            bad(
+                &format!("{what} ({ty})"),
+                format!("{e}; `kiln model <job>` prints complete files to start from"),
+            )
+        })
+    }
+}
+
+/// serde's `deserialize_with` for a `Vec<LayerConfig>` field of one's own model config: each
+/// layer parsed by [`LayerConfig::from_json_value`], so errors name the layer.
+pub fn deserialize_layers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<LayerConfig>, D::Error> {
+    Vec::<serde_json::Value>::deserialize(d)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| LayerConfig::from_json_value(i + 1, v))
+        .collect::<Result<_>>()
+        .map_err(serde::de::Error::custom)
+}
+
+pub(crate) fn deserialize_boxed_layer<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Box<LayerConfig>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    LayerConfig::from_json_value(1, v)
+        .map(Box::new)
+        .map_err(serde::de::Error::custom)
+}
+
 pub(crate) fn yes() -> bool {
     true
 }
 
 pub(crate) fn one() -> usize {
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> std::result::Result<SequentialConfig, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn model_files_with_bad_layers_are_refused_naming_the_layer_and_the_fix() {
+        let e = parse(
+            r#"{"input":[2],"layers":[{"type":"dense","units":4},{"type":"dnse","units":1}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("layer 2")
+                && e.contains("unknown layer type `dnse`")
+                && e.contains("dense, embedding"),
+            "{e}"
+        );
+        let e = parse(r#"{"input":[2],"layers":[{"type":"dense"}]}"#).unwrap_err();
+        assert!(
+            e.contains("layer 1 (dense)") && e.contains("missing field `units`"),
+            "{e}"
+        );
+        let e = parse(r#"{"input":[2],"layers":[{"type":"dense","units":1,"activaton":"relu"}]}"#)
+            .unwrap_err();
+        assert!(e.contains("unknown field `activaton`"), "{e}");
+        let e = parse(r#"{"input":[2],"layers":[{"units":1}]}"#).unwrap_err();
+        assert!(
+            e.contains("layer 1") && e.contains("has no \"type\""),
+            "{e}"
+        );
+        let e = parse(r#"{"input":[5],"layers":[{"type":"embedding","vocab":9,"dim":4},{"type":"bidirectional","layer":{"type":"lstm"}}]}"#)
+            .unwrap_err();
+        assert!(
+            e.contains("(lstm)") && e.contains("missing field `units`"),
+            "{e}"
+        );
+        let ok = parse(r#"{"input":[2],"layers":[{"type":"dense","units":3,"activation":"relu"},{"type":"dense","units":1}]}"#)
+            .unwrap();
+        assert_eq!(ok.layers.len(), 2);
+        assert_eq!(LayerConfig::types()[..3], ["dense", "embedding", "lstm"]);
+        assert!(LayerConfig::types().contains(&"global_avg_pool".to_string()));
+    }
+
+    #[test]
+    fn shapes_that_do_not_chain_are_refused_before_anything_is_allocated() {
+        // A 1e11-row embedding followed by a conv2d on a sequence: refused at init (no device, no
+        // values drawn), naming the layer.
+        let cfg = parse(r#"{"input":[8],"layers":[{"type":"embedding","vocab":100000000000,"dim":4},{"type":"conv2d","filters":2,"kernel":3}]}"#)
+            .unwrap();
+        let e = cfg
+            .init(&ParamBuilder::new(0))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("layer 1") || e.contains("layer 2"), "{e}");
+    }
 }

@@ -71,6 +71,7 @@ macro_rules! pool_config {
     ($(#[$doc:meta])* $name:ident, $mode:expr, $stem:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
         pub struct $name {
             /// Window height and width.
             pub size: usize,
@@ -133,6 +134,7 @@ pool_config!(
 
 /// Keras's `GlobalAveragePooling2D`: (B, C, H, W) to (B, C).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GlobalAvgPoolConfig {}
 
 impl GlobalAvgPoolConfig {

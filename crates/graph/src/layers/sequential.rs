@@ -16,10 +16,12 @@ use crate::{Error, Result};
 
 /// What [`Sequential`] is built from: the per-sample input shape and the layers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SequentialConfig {
     /// Per-sample input shape, without the batch (e.g. `[31]` ids, or `[2]` features).
     pub input: Vec<usize>,
     /// The layers, first to last.
+    #[serde(deserialize_with = "super::deserialize_layers")]
     pub layers: Vec<LayerConfig>,
 }
 

@@ -11,6 +11,7 @@ use crate::Result;
 
 /// Keras's `SimpleRNN(units, return_sequences)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SimpleRnnConfig {
     /// Hidden units H.
     pub units: usize,
