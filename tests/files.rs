@@ -78,6 +78,7 @@ fn a_numeric_table_trains_a_classifier_and_a_regressor_from_model_files() {
     write(
         &d.join("mlp.json"),
         r#"{"input": [3], "layers": [{"type": "dense", "units": 16, "activation": "relu"},
+            {"type": "layer_normalization"},
             {"type": "dense", "units": 3, "activation": "softmax"}]}"#,
     );
     let run = d.join("cls");
@@ -233,22 +234,33 @@ fn a_text_table_trains_through_the_tokenizer_capped_to_the_embedding() {
         ["bad", "awful", "poor", "hate"],
     );
     let filler = ["the", "a", "movie", "was", "it", "really", "plot", "so"];
-    let mut csv = String::from("id,review,label\n");
+    // A text pair: the one sentiment word is in the title or in the review.
+    let mut csv = String::from("id,title,review,label\n");
     for i in 0..240 {
         let y = i % 2;
-        let mut words: Vec<&str> = (0..3)
-            .map(|_| filler[rng.random_range(0..filler.len())])
+        let mut texts: Vec<Vec<&str>> = (0..2)
+            .map(|_| {
+                (0..3)
+                    .map(|_| filler[rng.random_range(0..filler.len())])
+                    .collect()
+            })
             .collect();
-        words.insert(
+        texts[rng.random_range(0..2)].insert(
             rng.random_range(0..4),
             if y == 1 { pos[i % 4] } else { neg[i % 4] },
         );
-        writeln!(csv, "{i},\"{}\",{y}", words.join(" ")).unwrap();
+        writeln!(
+            csv,
+            "{i},{},\"{}\",{y}",
+            texts[0].join(" "),
+            texts[1].join(" ")
+        )
+        .unwrap();
     }
     write(&d.join("reviews.csv"), &csv);
     write(
         &d.join("text.json"),
-        r#"{"input": [6], "layers": [{"type": "embedding", "vocab": 24, "dim": 8},
+        r#"{"input": [8], "layers": [{"type": "embedding", "vocab": 24, "dim": 8},
             {"type": "lstm", "units": 8}, {"type": "dense", "units": 1, "activation": "sigmoid"}]}"#,
     );
     let run = d.join("run");
@@ -265,7 +277,7 @@ fn a_text_table_trains_through_the_tokenizer_capped_to_the_embedding() {
         "--quiet",
     ]);
     assert!(
-        log.contains("text inputs review") && log.contains("not used: id"),
+        log.contains("text inputs title, review") && log.contains("not used: id"),
         "{log}"
     );
     let (_, acc, _) = eval_metric(&run.join("model.safetensors"), &d.join("reviews.csv"));
@@ -273,7 +285,7 @@ fn a_text_table_trains_through_the_tokenizer_capped_to_the_embedding() {
     // An empty review is a valid (empty) input: predicted, not dropped.
     write(
         &d.join("new.csv"),
-        "review\n\"so good\"\n\"\"\n\"awful plot\"\n",
+        "title,review\nmovie,\"so good\"\n,\"\"\n\"awful plot\",it\n",
     );
     let out = d.join("p.csv");
     ok(&[
@@ -292,6 +304,24 @@ fn a_text_table_trains_through_the_tokenizer_capped_to_the_embedding() {
         lines[1].starts_with("2,1,") && lines[3].starts_with("4,0,"),
         "{text}"
     );
+    // The tokenizer keeps at most vocab - 2 words, so a tiny embedding never sees an id past it.
+    write(
+        &d.join("tiny.json"),
+        r#"{"input": [8], "layers": [{"type": "embedding", "vocab": 5, "dim": 2},
+            {"type": "lstm", "units": 2}, {"type": "dense", "units": 1, "activation": "sigmoid"}]}"#,
+    );
+    ok(&[
+        "train",
+        "--model",
+        p(&d.join("tiny.json")),
+        "--data",
+        p(&d.join("reviews.csv")),
+        "--out",
+        p(&d.join("tiny")),
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
 }
 
 fn bar_image(vertical: bool, size: u32, at: u32, rgb: bool) -> image::DynamicImage {

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use kiln::models::qqp_seed;
 use kiln_device::testing::{assert_close, gpu_device, Tolerance};
 use kiln_device::{Device, Tensor};
-use kiln_graph::layers::{BidirectionalConfig, EmbeddingConfig, LstmConfig};
+use kiln_graph::layers::{
+    BidirectionalConfig, EmbeddingConfig, LayerNormalizationConfig, LstmConfig,
+};
 use kiln_graph::*;
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -20,10 +22,13 @@ struct Golden {
 }
 
 fn golden() -> Golden {
-    let path = concat!(
+    golden_file(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/golden/keras_lstm.safetensors"
-    );
+    ))
+}
+
+fn golden_file(path: &str) -> Golden {
     let bytes = std::fs::read(path).expect("the golden file");
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let cases = meta.metadata().as_ref().unwrap()["cases"].clone();
@@ -302,6 +307,67 @@ fn the_seed_model_matches_keras_outputs_loss_and_gradients() {
                 &want,
                 tol,
             );
+        }
+    }
+}
+
+/// LayerNormalization (tools/keras/golden_layers.py): outputs and the gradients of sum(y * r)
+/// with respect to the input, gamma and beta, with Keras's epsilon, a larger one that matters,
+/// and without scale and offset.
+#[test]
+fn layer_normalization_matches_keras() {
+    let g = golden_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keras_layers.safetensors"
+    ));
+    for case in ["layer_norm", "layer_norm_eps", "layer_norm_plain"] {
+        let settings = &g.cases[case];
+        let config = LayerNormalizationConfig::new()
+            .epsilon(settings["epsilon"].as_f64().unwrap() as f32)
+            .center(settings["center"].as_bool().unwrap())
+            .scale(settings["scale"].as_bool().unwrap());
+        let x_shape = g.tensors[&format!("{case}/x")].0.clone();
+        for d in devices() {
+            let pb = ParamBuilder::new(0);
+            let layer = config.init(&pb, &x_shape[1..]).unwrap();
+            let params = pb.build(&d).unwrap();
+            // Keras's weight order: gamma, then beta.
+            let ids: Vec<ParamId> = layer.params();
+            for (i, &id) in ids.iter().enumerate() {
+                d.write_f32(params.value(id), &g.w(case, i)).unwrap();
+            }
+            let tape = Tape::recording(&d);
+            let x = tape.input(d.from_f32(g.get(case, "x"), &x_shape).unwrap());
+            let y = layer.forward(&tape, &params, &x).unwrap();
+            let r = tape.constant(d.from_f32(g.get(case, "r"), y.shape()).unwrap());
+            let prod = tape.mul(&y, &r).unwrap();
+            let n = prod.value().len();
+            // sum(y * r) = n * mean(y * r)
+            let loss = tape
+                .unary(
+                    kiln_device::UnaryOp::Scale(n as f32),
+                    &tape.mean(&prod).unwrap(),
+                )
+                .unwrap();
+            tape.backward(&loss).unwrap();
+            let what = format!("{case} on {}", d.name());
+            assert_close(
+                &format!("{what}: y"),
+                &d.to_f32(y.value()).unwrap(),
+                g.get(case, "y"),
+                TOL,
+            );
+            let dx = d.to_f32(&tape.grad(&x).unwrap()).unwrap();
+            assert_close(&format!("{what}: dx"), &dx, g.get(case, "dx"), TOL);
+            for (i, &id) in ids.iter().enumerate() {
+                let dw = d.to_f32(params.grad(id)).unwrap();
+                assert_close(
+                    &format!("{what}: dw{i}"),
+                    &dw,
+                    g.get(case, &format!("dw{i}")),
+                    TOL,
+                );
+            }
         }
     }
 }

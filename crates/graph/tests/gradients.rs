@@ -390,6 +390,27 @@ fn layer_models() -> Vec<(&'static str, SequentialConfig, Vec<usize>)> {
             vec![3, 4],
         ),
         (
+            // gradients reach dense_1 through the normalization's input gradient
+            "dense on a sequence, layer normalization, dense",
+            seq(&[3, 4])
+                .add(dense(5, Act::Tanh))
+                .add(LayerNormalizationConfig::new())
+                .add(dense(2, Act::Linear)),
+            vec![2, 3, 4],
+        ),
+        (
+            "layer normalization without scale or offset, dense",
+            seq(&[6])
+                .add(
+                    LayerNormalizationConfig::new()
+                        .center(false)
+                        .scale(false)
+                        .epsilon(1e-2),
+                )
+                .add(dense(2, Act::Sigmoid)),
+            vec![3, 6],
+        ),
+        (
             "simple RNN sequence, flatten, dense",
             seq(&[3, 2])
                 .add(SimpleRnnConfig::new(3).return_sequences(true))

@@ -30,6 +30,7 @@ mod dense;
 mod dropout;
 mod embedding;
 mod flatten;
+mod layer_norm;
 mod lstm;
 mod pool;
 mod sequential;
@@ -41,6 +42,7 @@ pub use dense::{Dense, DenseConfig};
 pub use dropout::{Dropout, DropoutConfig};
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::{Flatten, FlattenConfig};
+pub use layer_norm::{LayerNormalization, LayerNormalizationConfig};
 pub use lstm::{BidirectionalConfig, Lstm, LstmConfig};
 pub use pool::{
     AvgPool2dConfig, GlobalAvgPool, GlobalAvgPoolConfig, MaxPool2dConfig, Pool2d,
@@ -220,6 +222,8 @@ layer_registry! {
     StochasticPool2d(StochasticPool2dConfig),
     /// (B, C, H, W) to (B, C), the mean of each channel.
     GlobalAvgPool(GlobalAvgPoolConfig),
+    /// Each sample's last axis to mean 0, variance 1, then gamma and beta.
+    LayerNormalization(LayerNormalizationConfig),
 }
 
 fn snake_case(camel: &str) -> String {

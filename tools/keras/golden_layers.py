@@ -1,0 +1,71 @@
+"""Golden values from Keras (TensorFlow CPU) for kiln's layers beyond the seed's model.
+
+Writes tests/golden/keras_layers.safetensors: for each case the input, the layer's weights in
+Keras's order, a random cotangent r, Keras's output y, and the gradients of sum(y * r) with
+respect to the input and every weight. Case settings are in the file's metadata. kiln's test
+(tests/keras_golden.rs) reads the file; it needs no Python.
+
+    python -m venv .venv && .venv/bin/pip install tensorflow-cpu safetensors numpy
+    .venv/bin/python tools/keras/golden_layers.py
+
+Recorded with the versions printed into the file's metadata (`versions`).
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import numpy as np
+import tensorflow as tf
+import keras
+from safetensors.numpy import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "golden", "keras_layers.safetensors")
+rng = np.random.default_rng(2026)
+tensors = {}
+cases = {}
+
+
+def put(case, name, value):
+    tensors[f"{case}/{name}"] = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+
+
+def record(case, layer, x, settings):
+    """Runs `layer` on x, with random weights, and stores y and the gradients of sum(y * r)."""
+    layer.build(x.shape)
+    ws = [rng.uniform(-1.5, 1.5, w.shape).astype(np.float32) for w in layer.get_weights()]
+    layer.set_weights(ws)
+    xv = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        y = layer(xv)
+        r = rng.uniform(-1, 1, y.shape).astype(np.float32)
+        loss = tf.reduce_sum(y * r)
+    grads = tape.gradient(loss, [xv] + layer.trainable_weights)
+    put(case, "x", x)
+    put(case, "r", r)
+    put(case, "y", y)
+    put(case, "dx", grads[0])
+    for i, (w, g) in enumerate(zip(ws, grads[1:])):
+        put(case, f"w{i}", w)
+        put(case, f"dw{i}", g)
+    cases[case] = dict(settings, weights=[w.name for w in layer.weights])
+
+
+# LayerNormalization over the last axis: Keras's epsilon, and a larger one on rows whose variance
+# is small next to it (so that epsilon matters); without scale and offset.
+x = rng.uniform(-2, 2, (2, 3, 5)).astype(np.float32)
+record("layer_norm", keras.layers.LayerNormalization(), x, {"epsilon": 1e-3, "center": True, "scale": True})
+x = (rng.uniform(-0.05, 0.05, (4, 6)) + rng.uniform(-1, 1, (4, 1))).astype(np.float32)
+record("layer_norm_eps", keras.layers.LayerNormalization(epsilon=0.01), x, {"epsilon": 0.01, "center": True, "scale": True})
+x = rng.uniform(-3, 3, (3, 7)).astype(np.float32)
+record("layer_norm_plain", keras.layers.LayerNormalization(center=False, scale=False), x,
+       {"epsilon": 1e-3, "center": False, "scale": False})
+
+meta = {
+    "cases": json.dumps(cases),
+    "versions": json.dumps({"tensorflow": tf.__version__, "keras": keras.__version__}),
+}
+save_file(tensors, OUT, metadata=meta)
+print(f"wrote {OUT}: {len(cases)} cases, {len(tensors)} tensors, TF {tf.__version__}, Keras {keras.__version__}")
