@@ -18,7 +18,7 @@ use crate::models::{Arch, Job, JobName, ModelConfig, Pool};
     about = "Deep-learning training on any GPU through WGSL and wgpu"
 )]
 pub struct Cli {
-    /// Device: auto (best GPU, else CPU), cpu, gpu, vulkan, metal, dx12, gl, or name:<adapter substring>.
+    /// Device: auto (best GPU, else CPU), cpu, gpu, vulkan, metal, dx12, gl, or name:SUBSTRING (of the adapter name).
     #[arg(long, global = true, env = "KILN_DEVICE", default_value = "auto")]
     pub device: String,
 
@@ -236,7 +236,7 @@ pub struct TrainArgs {
     /// Learning rate (default: the model's).
     #[arg(long)]
     lr: Option<f32>,
-    /// Output folder (default: runs/<job>, or runs/<job>-2, ... when that exists; with --resume,
+    /// Output folder (default: runs/JOB, or runs/JOB-2, ... when that exists; with --resume,
     /// the newest of them).
     #[arg(long)]
     out: Option<PathBuf>,

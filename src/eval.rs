@@ -16,7 +16,7 @@ pub struct Report {
     pub samples: usize,
     pub accuracy: f32,
     pub loss: f32,
-    /// confusion[true][predicted]
+    /// `confusion[true][predicted]`
     pub confusion: [[usize; 10]; 10],
 }
 

@@ -1,7 +1,7 @@
 //! kiln: deep-learning training on any GPU, every kernel a WGSL compute shader run through wgpu.
 //!
 //! This facade re-exports the layers ([`device`], [`graph`], [`train`]) and holds what the `kiln` binary and
-//! `cargo bench` share: the benchmark harness ([`bench`]) and the command line ([`cli`]).
+//! `cargo bench` share: the benchmark harness ([`bench`](mod@bench)) and the command line ([`cli`]).
 
 pub mod bench;
 pub mod cli;

@@ -4,6 +4,7 @@
 
 use crate::{Error, Result};
 
+/// What to install when no adapter is found.
 pub const NO_ADAPTER_HINT: &str = "Install a Vulkan driver; on Linux without a GPU, Mesa's software \
 adapter works: `apt-get install mesa-vulkan-drivers libvulkan1` (lavapipe). Or pass `--device cpu`.";
 
@@ -17,7 +18,9 @@ pub enum DeviceChoice {
     Cpu,
     /// Any GPU adapter, or the best one of a backend, or one whose name contains a substring.
     Gpu {
+        /// Only adapters of this backend.
         backend: Option<wgpu::Backend>,
+        /// Only adapters whose name contains this (case-insensitive).
         name: Option<String>,
     },
 }
@@ -113,13 +116,18 @@ pub fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 /// One adapter as `kiln info` shows it.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// The adapter's name (`NVIDIA H200`, `llvmpipe (LLVM 15.0.7, 256 bits)`).
     pub name: String,
+    /// Vulkan, Metal, Dx12 or Gl.
     pub backend: String,
+    /// Discrete, integrated, virtual or CPU.
     pub device_type: String,
+    /// The driver and its version.
     pub driver: String,
 }
 
 impl AdapterSummary {
+    /// The summary of wgpu's adapter info.
     pub fn from_info(info: &wgpu::AdapterInfo) -> AdapterSummary {
         AdapterSummary {
             name: info.name.clone(),

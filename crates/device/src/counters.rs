@@ -12,10 +12,13 @@ pub struct Counters {
     pub submits: u64,
     /// Host reads of device data.
     pub readbacks: u64,
+    /// Bytes uploaded to the device.
     pub bytes_up: u64,
+    /// Bytes read back from the device.
     pub bytes_down: u64,
     /// Tensors' buffers alive now, and their bytes (rounded to the allocator's size classes).
     pub buffers_live: u64,
+    /// Their bytes.
     pub bytes_live: u64,
     /// The most `bytes_live` has been.
     pub peak_bytes: u64,

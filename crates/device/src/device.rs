@@ -29,8 +29,11 @@ pub struct Device {
 /// What `kiln info` prints about the device in use.
 #[derive(Clone, Debug)]
 pub struct DeviceInfo {
+    /// The adapter (none for the CPU device).
     pub adapter: Option<AdapterSummary>,
+    /// The adapter's features that kiln uses.
     pub features: Vec<String>,
+    /// The adapter's limits, by wgpu's names.
     pub limits: Vec<(&'static str, u64)>,
 }
 
@@ -115,6 +118,7 @@ impl Device {
         &self.inner.backend
     }
 
+    /// Whether this is a GPU device (any wgpu adapter, software ones included).
     pub fn is_gpu(&self) -> bool {
         matches!(self.inner.backend, Backend::Gpu(_))
     }
@@ -132,6 +136,7 @@ impl Device {
         }
     }
 
+    /// The adapter, its features and limits (what `kiln info` prints).
     pub fn info(&self) -> DeviceInfo {
         match &self.inner.backend {
             Backend::Cpu => DeviceInfo {
@@ -184,6 +189,7 @@ impl Device {
         }
     }
 
+    /// Whether kernel times come from GPU timestamps (else the wall clock).
     pub fn has_timestamps(&self) -> bool {
         matches!(&self.inner.backend, Backend::Gpu(g) if g.has_timestamps())
     }
@@ -202,6 +208,7 @@ impl Device {
         Ok((value?, ms))
     }
 
+    /// The counters so far (dispatches, submits, readbacks, bytes, live buffers).
     pub fn counters(&self) -> Counters {
         self.inner.counters.snapshot()
     }
@@ -362,6 +369,7 @@ impl Device {
         }
     }
 
+    /// A tensor of `shape` holding `data` (row-major), uploaded.
     pub fn from_f32(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         self.upload_words("from_f32", bytemuck::cast_slice(data), DType::F32, shape)
     }
@@ -380,6 +388,7 @@ impl Device {
         self.write_words(t, bytemuck::cast_slice(data))
     }
 
+    /// A zeroed tensor of `shape`.
     pub fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
         let t = self.alloc("zeros", DType::F32, shape)?;
         if let (Some(g), Storage::Gpu(b)) = (self.gpu(), &t.storage) {
@@ -432,6 +441,7 @@ impl Device {
         Ok(bytemuck::cast_slice(&self.read_words(t)?).to_vec())
     }
 
+    /// A u32 tensor's values, read back.
     pub fn to_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
         self.check_device("to_u32", t)?;
         if t.dtype != DType::U32 {

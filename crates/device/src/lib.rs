@@ -5,10 +5,22 @@
 //! - A caching allocator (`gpu::pool`), a pipeline cache keyed by (family, entry, overrides)
 //!   (`gpu::pipeline`), command batching with one params arena per submit (`gpu`).
 //! - WGSL kernels, one file per family under `shaders/` ([`ShaderFamily`]); their launchers are the
-//!   ops on [`Device`] (`ops/`), and their plain-Rust specs are in [`reference`].
+//!   ops on [`Device`] (`ops/`), and their plain-Rust specs are in [`reference`](mod@reference).
+//!
+//! ```
+//! use kiln_device::{Device, MatmulSpec};
+//!
+//! let d = Device::cpu(); // or Device::new(&"gpu".parse()?)? for the best adapter
+//! let a = d.from_f32(&[1.0, 2.0, 3.0, 4.0], &[2, 2])?;
+//! let c = d.matmul(&a, &a, None, MatmulSpec::default())?;
+//! assert_eq!(d.to_f32(&c)?, vec![7.0, 10.0, 15.0, 22.0]);
+//! # Ok::<(), kiln_device::Error>(())
+//! ```
 //!
 //! Dimension letters: B batch, M/N/K matmul rows/columns/reduction, N ids, E embedding width,
 //! V vocabulary, C classes.
+
+#![warn(missing_docs)]
 
 pub mod adapter;
 pub mod counters;

@@ -8,10 +8,15 @@ use bytemuck::{Pod, Zeroable};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Activation {
     #[default]
+    /// y = x.
     Identity,
+    /// max(x, 0).
     Relu,
+    /// 1 / (1 + e^-x).
     Sigmoid,
+    /// tanh(x).
     Tanh,
+    /// 1 where x > 0, else 0.
     Step,
 }
 
@@ -27,6 +32,7 @@ impl Activation {
         }
     }
 
+    /// The same function as a unary op.
     pub fn as_unary(self) -> UnaryOp {
         match self {
             Activation::Identity => UnaryOp::Identity,
@@ -38,21 +44,28 @@ impl Activation {
     }
 }
 
+/// Elementwise binary ops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
+    /// a + b.
     Add,
+    /// a - b.
     Sub,
+    /// a * b.
     Mul,
+    /// a / b.
     Div,
 }
 
 impl BinaryOp {
+    /// Every op, for tests.
     pub const ALL: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
 
     pub(crate) fn code(self) -> u32 {
         self as u32
     }
 
+    /// The op on two scalars (the reference).
     pub fn apply(self, a: f32, b: f32) -> f32 {
         match self {
             BinaryOp::Add => a + b,
@@ -66,19 +79,28 @@ impl BinaryOp {
 /// Unary functions; `Scale(s)` multiplies by a constant.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
+    /// y = x.
     Identity,
+    /// 1 where x > 0, else 0.
     Step,
+    /// 1 / (1 + e^-x).
     Sigmoid,
+    /// tanh(x).
     Tanh,
+    /// max(x, 0).
     Relu,
+    /// e^x.
     Exp,
+    /// ln(x).
     Log,
+    /// x times a constant.
     Scale(f32),
     /// |x|; derivative sign(x) (0 at 0).
     Abs,
 }
 
 impl UnaryOp {
+    /// Every op, for tests.
     pub const ALL: [UnaryOp; 9] = [
         UnaryOp::Identity,
         UnaryOp::Step,
@@ -113,10 +135,14 @@ impl UnaryOp {
     }
 }
 
+/// Reductions along an axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
+    /// The sum.
     Sum,
+    /// The mean.
     Mean,
+    /// The maximum.
     Max,
 }
 
@@ -129,8 +155,10 @@ impl ReduceOp {
 /// Which matmul kernel runs. `Tiled` is the default; `Naive` is the baseline benchmarks compare to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum MatmulVariant {
+    /// One thread per output element: the baseline.
     Naive,
     #[default]
+    /// Workgroup tiles in shared memory with a register block per thread.
     Tiled,
 }
 
@@ -141,32 +169,44 @@ pub struct MatmulSpec {
     pub trans_a: bool,
     /// B is stored (N, K) instead of (K, N).
     pub trans_b: bool,
+    /// Applied to C in the epilogue.
     pub activation: Activation,
+    /// Which kernel.
     pub variant: MatmulVariant,
 }
 
+/// Parameters of the matmul kernels: C (batch, M, N) = A (batch, M, K) B (batch, K, N).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct MatmulParams {
+    /// Batch entries.
     pub batch: u32,
+    /// Rows of C.
     pub m: u32,
+    /// Columns of C.
     pub n: u32,
+    /// The reduced dimension.
     pub k: u32,
     /// Elements between consecutive batch entries of A; 0 broadcasts A.
     pub a_batch_stride: u32,
+    /// Elements between consecutive batch entries of B; 0 broadcasts B.
     pub b_batch_stride: u32,
+    /// WGSL padding to 16 bytes.
     pub _pad: [u32; 2],
 }
 
 impl MatmulParams {
     /// Rows and columns of C per workgroup of `matmul_tiled` (its TM and TN).
     pub const TILE_M: u32 = 128;
+    /// Columns of C per workgroup of `matmul_tiled` (its TN).
     pub const TILE_N: u32 = 64;
 
+    /// Elements of C.
     pub fn out_len(&self) -> usize {
         self.batch as usize * self.m as usize * self.n as usize
     }
 
+    /// Floating-point operations: 2 * batch * M * N * K.
     pub fn flops(&self) -> f64 {
         2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
     }
@@ -179,13 +219,17 @@ impl MatmulParams {
     }
 }
 
+/// Parameters of the elementwise kernels.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct ElementwiseParams {
+    /// Elements of the output.
     pub n: u32,
     /// Length of the second operand: n (same shape), a row length (row broadcast) or 1.
     pub b_len: u32,
+    /// The constant of `UnaryOp::Scale`, `fill` and `axpy`.
     pub scalar: f32,
+    /// WGSL padding to 16 bytes.
     pub _pad: u32,
 }
 
@@ -193,13 +237,18 @@ pub struct ElementwiseParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ReduceParams {
+    /// Product of the dimensions before the axis.
     pub outer: u32,
+    /// The axis's length.
     pub len: u32,
+    /// Product of the dimensions after it.
     pub inner: u32,
+    /// WGSL padding to 16 bytes.
     pub _pad: u32,
 }
 
 impl ReduceParams {
+    /// The split of `shape` around `axis`.
     pub fn for_axis(shape: &[usize], axis: usize) -> ReduceParams {
         let outer: usize = shape[..axis].iter().product();
         let inner: usize = shape[axis + 1..].iter().product();
@@ -211,11 +260,13 @@ impl ReduceParams {
         }
     }
 
+    /// Elements of the result (outer * inner).
     pub fn out_len(&self) -> usize {
         self.outer as usize * self.inner as usize
     }
 }
 
+/// Parameters of the embedding kernels.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct EmbeddingParams {
@@ -225,23 +276,32 @@ pub struct EmbeddingParams {
     pub dim: u32,
     /// Vocabulary size (V).
     pub vocab: u32,
+    /// WGSL padding to 16 bytes.
     pub _pad: u32,
 }
 
+/// Parameters of the dropout kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct DropoutParams {
+    /// Elements.
     pub n: u32,
+    /// Low word of the Threefry key.
     pub seed_lo: u32,
+    /// High word of the Threefry key.
     pub seed_hi: u32,
     /// Counter of element 0: advance it between calls so masks differ from step to step.
     pub offset: u32,
+    /// Probability of keeping an element (1 - rate).
     pub keep_prob: f32,
+    /// Scale of kept elements: 1 / keep_prob (0 when nothing is kept).
     pub scale: f32,
+    /// WGSL padding to 16 bytes.
     pub _pad: [u32; 2],
 }
 
 impl DropoutParams {
+    /// Dropping a fraction `rate` of `n` elements with key `seed`, counters from `offset`.
     pub fn new(n: u32, rate: f32, seed: u64, offset: u32) -> DropoutParams {
         let keep_prob = 1.0 - rate;
         DropoutParams {
@@ -260,26 +320,36 @@ impl DropoutParams {
     }
 }
 
+/// Parameters of the optimizer kernels.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct OptimParams {
+    /// Elements of the packed parameter buffer.
     pub n: u32,
     /// Adam: the bias-corrected step size; SGD: the learning rate.
     pub alpha: f32,
     /// Adam: beta1; SGD: momentum.
     pub beta1: f32,
+    /// Adam: the second-moment decay.
     pub beta2: f32,
+    /// Adam: added to the root of the second moment.
     pub eps: f32,
+    /// SGD: 1 for Nesterov momentum.
     pub nesterov: u32,
+    /// WGSL padding to 16 bytes.
     pub _pad: [u32; 2],
 }
 
 /// Adam's hyperparameters; `Default` is Keras's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
+    /// Learning rate.
     pub lr: f32,
+    /// First-moment decay.
     pub beta1: f32,
+    /// Second-moment decay.
     pub beta2: f32,
+    /// Added to the root of the second moment (Keras: 1e-7).
     pub eps: f32,
 }
 
@@ -315,8 +385,11 @@ impl AdamConfig {
 /// SGD's hyperparameters; `Default` is Keras's (lr 0.01, no momentum).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdConfig {
+    /// Learning rate.
     pub lr: f32,
+    /// Momentum (0: plain SGD).
     pub momentum: f32,
+    /// Nesterov momentum.
     pub nesterov: bool,
 }
 
@@ -331,6 +404,7 @@ impl Default for SgdConfig {
 }
 
 impl SgdConfig {
+    /// Parameters of an update over `n` elements.
     pub fn params(&self, n: u32) -> OptimParams {
         OptimParams {
             n,
@@ -344,11 +418,13 @@ impl SgdConfig {
     }
 }
 
+/// Parameters of the loss kernels.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct LossParams {
     /// Elements (binary losses) or rows (categorical).
     pub n: u32,
+    /// Classes per row (categorical losses).
     pub classes: u32,
     /// Gradient scale, e.g. 1/N for a mean loss.
     pub scale: f32,
@@ -362,8 +438,11 @@ pub const BCE_EPS: f32 = 1e-7;
 /// Stride, zero padding and dilation of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dSpec {
+    /// Step between windows.
     pub stride: usize,
+    /// Zeros added on each side.
     pub padding: usize,
+    /// Spacing of the filter's taps.
     pub dilation: usize,
 }
 
@@ -381,24 +460,39 @@ impl Default for Conv2dSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum ConvVariant {
     #[default]
+    /// Unfold patches (im2col), then one tuned matmul.
     Im2col,
+    /// One thread per output: the baseline.
     Direct,
 }
 
+/// Parameters of the convolution kernels: x (N, C, H, W), weight (F, C, FH, FW), y (N, F, OH, OW).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ConvParams {
+    /// Batch (N).
     pub n: u32,
+    /// Input channels (C).
     pub c: u32,
+    /// Input height (H).
     pub h: u32,
+    /// Input width (W).
     pub w: u32,
+    /// Filters (F).
     pub f: u32,
+    /// Filter height (FH).
     pub fh: u32,
+    /// Filter width (FW).
     pub fw: u32,
+    /// Stride.
     pub stride: u32,
+    /// Zero padding on each side.
     pub pad: u32,
+    /// Dilation.
     pub dil: u32,
+    /// Output height (OH).
     pub oh: u32,
+    /// Output width (OW).
     pub ow: u32,
 }
 
@@ -458,10 +552,12 @@ impl ConvParams {
         })
     }
 
+    /// Output height.
     pub fn out_h(&self) -> usize {
         self.oh as usize
     }
 
+    /// Output width.
     pub fn out_w(&self) -> usize {
         self.ow as usize
     }
@@ -471,14 +567,17 @@ impl ConvParams {
         (self.c * self.fh * self.fw) as usize
     }
 
+    /// (N, F, OH, OW).
     pub fn out_shape(&self) -> [usize; 4] {
         [self.n as usize, self.f as usize, self.out_h(), self.out_w()]
     }
 
+    /// (N, C * FH * FW, OH * OW): the im2col matrix.
     pub fn cols_shape(&self) -> [usize; 3] {
         [self.n as usize, self.k(), self.out_h() * self.out_w()]
     }
 
+    /// Floating-point operations of the forward: 2 * N * F * OH * OW * C * FH * FW.
     pub fn flops(&self) -> f64 {
         2.0 * self.n as f64 * self.f as f64 * (self.oh * self.ow) as f64 * self.k() as f64
     }
@@ -487,26 +586,41 @@ impl ConvParams {
 /// Which pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PoolMode {
+    /// The window's largest value.
     Max,
+    /// The window's mean.
     Avg,
     /// Zeiler & Fergus: sample by value while training, probability-weighted average otherwise.
     Stochastic,
 }
 
+/// Parameters of the pooling kernels: x (N, C, H, W), windows (KH, KW) at a stride, y (N, C, OH, OW).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PoolParams {
+    /// Batch (N).
     pub n: u32,
+    /// Channels (C).
     pub c: u32,
+    /// Input height (H).
     pub h: u32,
+    /// Input width (W).
     pub w: u32,
+    /// Window height.
     pub kh: u32,
+    /// Window width.
     pub kw: u32,
+    /// Step between windows.
     pub stride: u32,
+    /// Output height.
     pub oh: u32,
+    /// Output width.
     pub ow: u32,
+    /// Low word of the stochastic pooling key.
     pub seed_lo: u32,
+    /// High word of the stochastic pooling key.
     pub seed_hi: u32,
+    /// Counter offset of the stochastic pooling generator.
     pub offset: u32,
 }
 
@@ -539,6 +653,7 @@ impl PoolParams {
         })
     }
 
+    /// (N, C, OH, OW).
     pub fn out_shape(&self) -> [usize; 4] {
         [
             self.n as usize,
@@ -548,10 +663,12 @@ impl PoolParams {
         ]
     }
 
+    /// Elements of the output.
     pub fn out_len(&self) -> usize {
         self.out_shape().iter().product()
     }
 
+    /// Elements of the input.
     pub fn in_len(&self) -> usize {
         (self.n * self.c * self.h * self.w) as usize
     }
@@ -627,22 +744,31 @@ impl LstmParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct SliceParams {
+    /// Product of the dimensions before the axis.
     pub outer: u32,
     /// Entries of the axis copied.
     pub count: u32,
+    /// Product of the dimensions after the axis.
     pub inner: u32,
+    /// The axis's length in the source.
     pub src_axis: u32,
+    /// First entry copied from the source.
     pub src_start: u32,
+    /// The axis's length in the destination.
     pub dst_axis: u32,
+    /// First entry written in the destination.
     pub dst_start: u32,
+    /// WGSL padding to 16 bytes.
     pub _pad: u32,
 }
 
 impl SliceParams {
+    /// Elements copied.
     pub fn len(&self) -> usize {
         self.outer as usize * self.count as usize * self.inner as usize
     }
 
+    /// Whether nothing is copied.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

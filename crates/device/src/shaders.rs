@@ -4,16 +4,27 @@
 /// A kernel family: one WGSL file, several entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderFamily {
+    /// shaders/matmul.wgsl: naive and tiled matmul with an activation epilogue.
     Matmul,
+    /// shaders/elementwise.wgsl: binary ops with broadcast, unary ops and their derivatives, fill.
     Elementwise,
+    /// shaders/reduce.wgsl: sum, mean, max and argmax along an axis; softmax.
     Reduce,
+    /// shaders/embedding.wgsl: lookups, their backward, one-hot rows.
     Embedding,
+    /// shaders/dropout.wgsl: counter-based (Threefry) masks.
     Dropout,
+    /// shaders/optim.wgsl: Adam and SGD over packed parameters.
     Optim,
+    /// shaders/loss.wgsl: losses, their gradients and metrics.
     Loss,
+    /// shaders/conv.wgsl: im2col, col2im and the direct convolution.
     Conv,
+    /// shaders/pool.wgsl: max, average and stochastic pooling.
     Pool,
+    /// shaders/lstm.wgsl: the fused LSTM recurrence, forward and backward.
     Lstm,
+    /// shaders/layout.wgsl: block copies along an axis (narrow, concat).
     Layout,
 }
 
@@ -21,6 +32,7 @@ pub enum ShaderFamily {
 pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 impl ShaderFamily {
+    /// Every family, in order.
     pub const ALL: [ShaderFamily; 11] = [
         ShaderFamily::Matmul,
         ShaderFamily::Elementwise,

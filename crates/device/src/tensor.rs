@@ -8,7 +8,9 @@ use crate::counters::CounterCells;
 use crate::gpu::pool::PooledBuffer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A tensor's element type.
 pub enum DType {
+    /// 32-bit floats.
     F32,
     /// Token ids, class labels, argmax indices.
     U32,
@@ -65,22 +67,27 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// Its shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Its element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
+    /// Its number of elements.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Its number of dimensions.
     pub fn rank(&self) -> usize {
         self.shape.len()
     }

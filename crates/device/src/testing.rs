@@ -9,11 +9,14 @@ use crate::{Device, DeviceChoice};
 /// `|got - want| <= abs + rel * |want|`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
+    /// Absolute part.
     pub abs: f32,
+    /// Relative part (times |want|).
     pub rel: f32,
 }
 
 impl Tolerance {
+    /// Bit-for-bit equality.
     pub const EXACT: Tolerance = Tolerance { abs: 0.0, rel: 0.0 };
     /// Same formula, different evaluation order or fused multiply-add: a few ulps.
     pub const ELEMENTWISE: Tolerance = Tolerance {
@@ -26,6 +29,7 @@ impl Tolerance {
         rel: 1e-4,
     };
 
+    /// A tolerance of `abs + rel * |want|`.
     pub const fn new(abs: f32, rel: f32) -> Tolerance {
         Tolerance { abs, rel }
     }
@@ -47,6 +51,7 @@ impl Tolerance {
         }
     }
 
+    /// Whether `got` is within this tolerance of `want`.
     pub fn accepts(&self, got: f32, want: f32) -> bool {
         if got.is_nan() || want.is_nan() {
             return got.is_nan() && want.is_nan();

@@ -51,6 +51,22 @@ struct Record {
 }
 
 /// One forward pass's record. `training` turns dropout on; `Tape::inference` records nothing.
+///
+/// Gradients reach parameters (into the store's gradient buffer) and inputs (`Tape::input`):
+///
+/// ```
+/// use kiln_graph::kiln_device::Device;
+/// use kiln_graph::Tape;
+///
+/// let d = Device::cpu();
+/// let tape = Tape::recording(&d);
+/// let x = tape.input(d.from_f32(&[1.0, -2.0, 3.0], &[1, 3])?);
+/// let loss = tape.mean(&tape.mul(&x, &x)?)?; // mean(x^2)
+/// tape.backward(&loss)?;
+/// let dx = d.to_f32(&tape.grad(&x).expect("x is an input"))?;
+/// assert_eq!(dx, vec![2.0 / 3.0, -4.0 / 3.0, 2.0]); // 2x / n
+/// # Ok::<(), kiln_graph::Error>(())
+/// ```
 pub struct Tape {
     device: Device,
     records: RefCell<Vec<Record>>,

@@ -3,6 +3,34 @@
 //! built-in losses or one of the user's own; callbacks attach progress ([`Progress`]), history
 //! files and plots ([`HistoryFiles`]) and checkpoints with resume ([`Checkpoints`]).
 //! [`fit`] is the usual combination; [`evaluate`] and [`predict`] run a trained model.
+//!
+//! ```
+//! use kiln_graph::kiln_device::Device;
+//! use kiln_graph::layers::{Activation, DenseConfig};
+//! use kiln_graph::{LossKind, OptimizerConfig, ParamBuilder, SequentialConfig};
+//! use kiln_train::{fit, Column, Dataset, RunOptions, TrainConfig};
+//!
+//! // XOR: four points, an 8-unit hidden layer.
+//! let xor = Dataset::single(
+//!     Column::f32(vec![0., 0., 0., 1., 1., 0., 1., 1.], &[2]),
+//!     Column::f32(vec![0., 1., 1., 0.], &[1]),
+//! );
+//! let pb = ParamBuilder::new(1);
+//! let model = SequentialConfig::new(&[2])
+//!     .add(DenseConfig::new(8).activation(Activation::Tanh))
+//!     .add(DenseConfig::new(1).activation(Activation::Sigmoid))
+//!     .init(&pb)?;
+//! let params = pb.build(&Device::cpu())?;
+//! let config = TrainConfig::new(LossKind::BinaryCrossentropy)
+//!     .epochs(300)
+//!     .batch(4)
+//!     .optimizer(OptimizerConfig::adam().with_lr(0.05));
+//! // No output folder and verbose 0: nothing is written or printed.
+//! let trained = fit(&model, &params, &xor, None, &config, &RunOptions::default())?;
+//! assert_eq!(trained.history.epochs.len(), 300);
+//! assert_eq!(trained.history.epochs.last().unwrap().metric, 1.0); // accuracy
+//! # Ok::<(), kiln_graph::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod callbacks;

@@ -13,13 +13,16 @@ use crate::{Error, Result};
 /// What identifies a compiled pipeline.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
+    /// The shader file.
     pub family: ShaderFamily,
+    /// The entry point.
     pub entry: &'static str,
     /// Override constants by name, values as f64 bits (WGSL overrides are set as f64).
     pub overrides: Vec<(&'static str, u64)>,
 }
 
 impl PipelineKey {
+    /// A key with no override constants; add them with `with`.
     pub fn new(
         family: ShaderFamily,
         entry: &'static str,

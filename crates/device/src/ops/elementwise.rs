@@ -64,10 +64,12 @@ impl Device {
         }
     }
 
+    /// a + b, b broadcasting over a's leading dimensions (or a single element).
     pub fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Add, a, b)
     }
 
+    /// a * b elementwise, b broadcasting as in [`Device::add`].
     pub fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Mul, a, b)
     }
@@ -91,6 +93,7 @@ impl Device {
         }
     }
 
+    /// x * s.
     pub fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor> {
         self.unary(UnaryOp::Scale(s), x)
     }

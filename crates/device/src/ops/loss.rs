@@ -24,7 +24,10 @@ pub enum Loss {
     /// Absolute error |p - y|, per element (gradient sign(p - y), 0 at 0).
     Mae,
     /// Huber: (p - y)^2 / 2 within `delta` of the target, delta * (|p - y| - delta / 2) beyond.
-    Huber { delta: f32 },
+    Huber {
+        /// The threshold between the quadratic and the linear part.
+        delta: f32,
+    },
 }
 
 /// Which per-sample accuracy.
@@ -32,7 +35,10 @@ pub enum Loss {
 pub enum Metric {
     /// (pred > threshold) == (label > 0.5): pred holds probabilities (threshold 0.5) or logits
     /// (threshold 0).
-    BinaryAccuracy { threshold: f32 },
+    BinaryAccuracy {
+        /// 0.5 for probabilities, 0 for logits.
+        threshold: f32,
+    },
     /// argmax(pred) == argmax(labels) over the last axis.
     CategoricalAccuracy,
 }

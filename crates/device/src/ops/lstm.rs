@@ -29,6 +29,7 @@ pub struct LstmState {
     pub cache: Tensor,
     /// (D, B*T, H): the hidden state each step started from.
     pub hprev: Tensor,
+    /// The kernel parameters the forward ran with (the backward takes the same).
     pub params: LstmParams,
 }
 
@@ -37,8 +38,11 @@ pub struct LstmState {
 pub struct LstmGrads {
     /// (B, T, E), when asked for.
     pub dx: Option<Tensor>,
+    /// (D, E, 4H): the input kernel's gradient.
     pub dkernel: Tensor,
+    /// (D, H, 4H): the recurrent kernel's gradient.
     pub drecurrent: Tensor,
+    /// (D, 4H): the bias's gradient.
     pub dbias: Tensor,
     /// (2, D, B, H): d(h0) then d(c0), when an initial state was given.
     pub dinit: Option<Tensor>,
@@ -47,8 +51,11 @@ pub struct LstmGrads {
 /// Gradients reaching the layer's outputs; absent ones are zero.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LstmOutputGrads<'a> {
+    /// (B, T, D*H): the gradient of the output sequence.
     pub dy: Option<&'a Tensor>,
+    /// (B, D*H): the gradient of the last hidden states.
     pub dh_last: Option<&'a Tensor>,
+    /// (B, D*H): the gradient of the last cell states.
     pub dc_last: Option<&'a Tensor>,
 }
 

@@ -10,17 +10,22 @@ use crate::{reference, DType, Device, Error, Result, Tensor};
 /// A pooling layer's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolSpec {
+    /// Max, average or stochastic.
     pub mode: PoolMode,
+    /// Window height and width.
     pub size: (usize, usize),
+    /// Step between windows.
     pub stride: usize,
     /// Stochastic pooling samples while training and averages by probability otherwise.
     pub training: bool,
     /// Key and counter offset of the stochastic pooling generator.
     pub seed: u64,
+    /// Counter offset of the generator (advance it between calls).
     pub offset: u32,
 }
 
 impl PoolSpec {
+    /// Square windows of `size` at `stride`, inference mode.
     pub fn new(mode: PoolMode, size: usize, stride: usize) -> PoolSpec {
         PoolSpec {
             mode,
@@ -36,7 +41,9 @@ impl PoolSpec {
 /// A pooling result: the output and, for max and training-time stochastic pooling, the pick of
 /// each window (flat input index) that backward routes through.
 pub struct Pooled {
+    /// (N, C, OH, OW).
     pub y: Tensor,
+    /// The flat input index each window picked (max, and stochastic while training).
     pub picks: Option<Tensor>,
 }
 

@@ -50,7 +50,7 @@ pub fn col2im(p: &ConvParams, dcols: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// y[n, f, :] += bias[f], in place.
+/// `y[n, f, :]` += `bias[f]`, in place.
 pub fn bias_channels(p: &ConvParams, bias: &[f32], y: &mut [f32]) {
     let hw = p.out_h() * p.out_w();
     for (i, v) in y.iter_mut().enumerate() {
@@ -97,6 +97,7 @@ pub fn max_pool2d_forward(p: &PoolParams, x: &[f32], y: &mut [f32], arg: &mut [u
     }
 }
 
+/// Average pooling: each window's mean.
 pub fn avg_pool2d_forward(p: &PoolParams, x: &[f32], y: &mut [f32]) {
     for o in 0..p.out_len() {
         y[o] = window(p, o).map(|i| x[i]).sum::<f32>() / (p.kh * p.kw) as f32;
@@ -133,7 +134,7 @@ pub fn stochastic_pool2d_eval(p: &PoolParams, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// dx[i] = sum of dy over windows whose recorded pick is i (max and stochastic pooling).
+/// `dx[i]` = sum of dy over windows whose recorded pick is i (max and stochastic pooling).
 pub fn pool2d_route_backward(p: &PoolParams, dy: &[f32], arg: &[u32], dx: &mut [f32]) {
     dx.iter_mut().for_each(|v| *v = 0.0);
     for o in 0..p.out_len() {
@@ -143,7 +144,7 @@ pub fn pool2d_route_backward(p: &PoolParams, dy: &[f32], arg: &[u32], dx: &mut [
     }
 }
 
-/// dx[i] = sum of dy / (kh * kw) over windows covering i.
+/// `dx[i]` = sum of dy / (kh * kw) over windows covering i.
 pub fn avg_pool2d_backward(p: &PoolParams, dy: &[f32], dx: &mut [f32]) {
     dx.iter_mut().for_each(|v| *v = 0.0);
     let area = (p.kh * p.kw) as f32;
@@ -154,7 +155,7 @@ pub fn avg_pool2d_backward(p: &PoolParams, dy: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// Inference-time stochastic pooling, y = Q / S per window: dx[i] += dy * (2 a_i S - Q) / S^2 over
+/// Inference-time stochastic pooling, y = Q / S per window: `dx[i]` += dy * (2 a_i S - Q) / S^2 over
 /// the windows covering i, with a = max(x, 0) (0 where a_i = 0 or S = 0).
 pub fn stochastic_pool2d_eval_backward(p: &PoolParams, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     dx.iter_mut().for_each(|v| *v = 0.0);

@@ -31,10 +31,15 @@ fn is_masked(p: &LstmParams, ids: Option<&[u32]>, b: usize, t: usize) -> bool {
 
 /// Outputs of [`lstm_forward`].
 pub struct LstmForwardOut<'a> {
+    /// (D, B*T, 5H): activated gates i, f, g, o and the cell state, per step.
     pub cache: &'a mut [f32],
+    /// (D, B*T, H): the hidden state each step started from.
     pub hprev: &'a mut [f32],
+    /// (B, T, D*H): the output sequence, when wanted.
     pub y: Option<&'a mut [f32]>,
+    /// (B, D*H): the last hidden states.
     pub hlast: &'a mut [f32],
+    /// (B, D*H): the last cell states.
     pub clast: &'a mut [f32],
 }
 
@@ -123,8 +128,11 @@ pub fn lstm_forward(
 
 /// Gradients given to [`lstm_backward`]; absent ones are zero.
 pub struct LstmBackwardIn<'a> {
+    /// (B, T, D*H): the gradient of the output sequence.
     pub dy: Option<&'a [f32]>,
+    /// (B, D*H): the gradient of the last hidden states.
     pub dhlast: Option<&'a [f32]>,
+    /// (B, D*H): the gradient of the last cell states.
     pub dclast: Option<&'a [f32]>,
 }
 

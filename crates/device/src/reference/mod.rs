@@ -18,6 +18,7 @@ use crate::params::{
     MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams, SliceParams, UnaryOp, BCE_EPS,
 };
 
+/// 1 / (1 + e^-x), without overflow for large |x|.
 pub fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
@@ -31,6 +32,7 @@ fn tanh(x: f32) -> f32 {
     x.clamp(-15.0, 15.0).tanh()
 }
 
+/// An activation's value at x.
 pub fn activation(act: Activation, x: f32) -> f32 {
     match act {
         Activation::Identity => x,
@@ -88,13 +90,14 @@ pub fn matmul(
     }
 }
 
-/// out[i] = a[i] op b[i % b_len]
+/// `out[i] = a[i] op b[i % b_len]`
 pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
     for i in 0..p.n as usize {
         out[i] = op.apply(a[i], b[i % p.b_len as usize]);
     }
 }
 
+/// A unary op's value at x.
 pub fn unary_value(op: UnaryOp, x: f32) -> f32 {
     match op {
         UnaryOp::Identity => x,
@@ -138,14 +141,14 @@ pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
     }
 }
 
-/// out[i] = f(x[i])
+/// `out[i] = f(x[i])`
 pub fn unary(p: &ElementwiseParams, op: UnaryOp, x: &[f32], out: &mut [f32]) {
     for i in 0..p.n as usize {
         out[i] = unary_value(op, x[i]);
     }
 }
 
-/// dx[i] = dy[i] * f'(x[i]), with x the forward input.
+/// `dx[i] = dy[i] * f'(x[i])`, with x the forward input.
 pub fn unary_backward(p: &ElementwiseParams, op: UnaryOp, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     for i in 0..p.n as usize {
         dx[i] = dy[i] * unary_derivative(op, x[i]);
@@ -199,7 +202,7 @@ pub fn softmax(p: &ReduceParams, log: bool, x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// out (N, E) = table[ids] (V, E); ids at or past V give zeros (the host refuses them first).
+/// out (N, E) = `table[ids]` (V, E); ids at or past V give zeros (the host refuses them first).
 pub fn embedding_forward(p: &EmbeddingParams, table: &[f32], ids: &[u32], out: &mut [f32]) {
     let dim = p.dim as usize;
     for (i, &id) in ids.iter().enumerate().take(p.n as usize) {
@@ -213,7 +216,7 @@ pub fn embedding_forward(p: &EmbeddingParams, table: &[f32], ids: &[u32], out: &
     }
 }
 
-/// out (N, V): 1 at column ids[i] of row i, 0 elsewhere (a row of zeros for an id >= V); dim = V.
+/// out (N, V): 1 at column `ids[i]` of row i, 0 elsewhere (a row of zeros for an id >= V); dim = V.
 pub fn one_hot(p: &EmbeddingParams, ids: &[u32], out: &mut [f32]) {
     let dim = p.dim as usize;
     for (i, &id) in ids.iter().enumerate().take(p.n as usize) {
@@ -263,7 +266,7 @@ pub fn threefry2x32(counter: [u32; 2], key: [u32; 2]) -> [u32; 2] {
     [x0, x1]
 }
 
-/// out = x * mask, mask[i] = scale where the element is kept, 0 where dropped.
+/// out = x * mask, `mask[i]` = scale where the element is kept, 0 where dropped.
 pub fn dropout_forward(p: &DropoutParams, x: &[f32], out: &mut [f32], mask: &mut [f32]) {
     for i in 0..p.n as usize {
         let bits = threefry2x32([p.offset.wrapping_add(i as u32), 0], [p.seed_lo, p.seed_hi])[0];
@@ -354,6 +357,7 @@ pub fn huber_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f
     }
 }
 
+/// Binary cross-entropy of probabilities, per element, clamped to [BCE_EPS, 1 - BCE_EPS] as Keras does.
 pub fn bce_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
     for i in 0..p.n as usize {
         let q = pred[i].clamp(BCE_EPS, 1.0 - BCE_EPS);
@@ -362,6 +366,7 @@ pub fn bce_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]
     }
 }
 
+/// Its gradient with respect to the probabilities, times `p.scale`.
 pub fn bce_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
     for i in 0..p.n as usize {
         let (x, y) = (pred[i], target[i]);
@@ -374,6 +379,7 @@ pub fn bce_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32
     }
 }
 
+/// Binary cross-entropy of logits, per element, in the overflow-free form.
 pub fn bce_logits_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
     for i in 0..p.n as usize {
         let x = pred[i];
@@ -381,6 +387,7 @@ pub fn bce_logits_forward(p: &LossParams, pred: &[f32], target: &[f32], out: &mu
     }
 }
 
+/// Its gradient with respect to the logits (sigmoid(x) - y), times `p.scale`.
 pub fn bce_logits_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &mut [f32]) {
     for i in 0..p.n as usize {
         out[i] = (sigmoid(pred[i]) - target[i]) * p.scale;
@@ -463,7 +470,7 @@ pub fn cce_logits_backward(p: &LossParams, pred: &[f32], target: &[f32], out: &m
     }
 }
 
-/// out[i] += scalar * x[i] (in place).
+/// `out[i] += scalar * x[i]` (in place).
 pub fn axpy(p: &ElementwiseParams, x: &[f32], out: &mut [f32]) {
     for i in 0..p.n as usize {
         out[i] += p.scalar * x[i];
