@@ -461,9 +461,29 @@ fn job_options(
     })
 }
 
+/// Refuses numeric flags out of range before any data is read or memory allocated.
+fn check_numbers(args: &TrainArgs) -> Result<(), String> {
+    let mut probe = kiln_train::TrainConfig::new(kiln_graph::LossKind::MeanSquaredError);
+    if let Some(e) = args.epochs {
+        probe.epochs = e;
+    }
+    if let Some(b) = args.batch {
+        probe.batch = b;
+    }
+    if let Some(lr) = args.lr {
+        probe.optimizer = probe.optimizer.with_lr(lr);
+    }
+    probe.validate().map_err(|e| format!("--{e}"))?;
+    if args.limit == Some(0) {
+        return Err("--limit 0 trains on nothing; give at least 1".into());
+    }
+    Ok(())
+}
+
 fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
     let target = target(&args)?;
     check_flags(&args, target)?;
+    check_numbers(&args)?;
     let model_file = match &args.model {
         Some(p) => Some(read_model_file(p)?),
         None => None,
@@ -527,6 +547,7 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
     if let Some(lr) = lr {
         job.config.optimizer = job.config.optimizer.with_lr(lr);
     }
+    job.config.validate().map_err(|e| e.to_string())?;
     let lstm: kiln_graph::LstmPath = lstm.into();
     let out = out.unwrap_or_else(|| crate::models::default_out(&job.name, resume));
     let has_checkpoints = kiln_graph::checkpoint::latest(&out.join("checkpoints")).is_some();

@@ -44,10 +44,12 @@ pub enum Error {
     /// A strict weight load found missing, unexpected or mis-shaped tensors.
     Weights(WeightReport),
 
-    #[error("loss became {value} at step {step} (epoch {epoch}); training stopped.{kept} Try a lower learning rate.")]
-    /// The loss stopped being finite at `step` of `epoch`.
+    #[error("{what} became {value} at step {step} (epoch {epoch}): training diverged and stopped; no model was saved from it.{kept} Try a lower learning rate.")]
+    /// The loss or the parameters stopped being finite at `step` of `epoch`.
     NonFinite {
-        /// The loss (NaN or infinite).
+        /// "the loss" or "the parameters".
+        what: &'static str,
+        /// The loss, or the sum of the parameters (NaN or infinite).
         value: f32,
         /// The step (from 1, over the whole run).
         step: u64,
@@ -86,12 +88,17 @@ pub struct WeightReport {
     pub unexpected: Vec<String>,
     /// Names whose shapes differ.
     pub mismatched: Vec<String>,
+    /// Tensors holding NaN or infinite values (a diverged run's weights).
+    pub non_finite: Vec<String>,
 }
 
 impl WeightReport {
     /// Whether nothing is wrong.
     pub fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.mismatched.is_empty()
+            && self.non_finite.is_empty()
     }
 }
 
@@ -105,6 +112,10 @@ impl std::fmt::Display for WeightReport {
                 &self.unexpected,
             ),
             ("shape differs", &self.mismatched),
+            (
+                "NaN or infinite values (saved from a diverged run; retrain with a lower learning rate)",
+                &self.non_finite,
+            ),
         ] {
             if !list.is_empty() {
                 parts.push(format!("{what}: {}", list.join(", ")));

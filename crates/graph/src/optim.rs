@@ -6,7 +6,7 @@ use kiln_device::{AdamConfig, SgdConfig, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::params::ParamStore;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Which optimizer, with its hyperparameters. Defaults are Keras's.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,41 @@ pub enum OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// Refuses settings no run can train with: a learning rate that is not finite or not in
+    /// (0, 10], decays outside [0, 1), a non-positive epsilon.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, message: String| Err(Error::model(what, message));
+        let lr = match *self {
+            OptimizerConfig::Adam { lr, .. } | OptimizerConfig::Sgd { lr, .. } => lr,
+        };
+        if !(lr.is_finite() && lr > 0.0 && lr <= 10.0) {
+            return bad(
+                "lr",
+                format!("the learning rate {lr:?} must be a number in (0, 10] (Adam's default is 0.001)"),
+            );
+        }
+        let decay = |name: &str, v: f32| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                bad(name, format!("{v:?} must be in [0, 1)"))
+            }
+        };
+        match *self {
+            OptimizerConfig::Adam {
+                beta1, beta2, eps, ..
+            } => {
+                decay("beta1", beta1)?;
+                decay("beta2", beta2)?;
+                if !(eps.is_finite() && eps > 0.0) {
+                    return bad("epsilon", format!("{eps:?} must be positive and finite"));
+                }
+            }
+            OptimizerConfig::Sgd { momentum, .. } => decay("momentum", momentum)?,
+        }
+        Ok(())
+    }
+
     /// Keras's Adam: lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-7.
     pub fn adam() -> Self {
         let d = AdamConfig::default();

@@ -350,7 +350,14 @@ impl ParamStore {
                 Some((_, s, v)) if s != shape || v.len() != s.iter().product::<usize>() => report
                     .mismatched
                     .push(format!("{name}: file {s:?}, model {shape:?}")),
-                Some(_) => {}
+                Some((_, _, v)) => {
+                    let bad = v.iter().filter(|x| !x.is_finite()).count();
+                    if bad > 0 {
+                        report
+                            .non_finite
+                            .push(format!("{name} ({bad} of {} values)", v.len()));
+                    }
+                }
             }
         }
         for (name, shape, _) in tensors {

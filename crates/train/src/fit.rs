@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use kiln_device::{Counters, Device, Tensor};
+use kiln_device::{Counters, Device, ReduceOp, Tensor};
 use kiln_graph::{
     kiln_device, train_step, Error, LossKind, Model, Objective, Optimizer, OptimizerConfig,
     ParamStore, Result, Tape,
@@ -72,6 +72,19 @@ impl TrainConfig {
     pub fn optimizer(mut self, optimizer: OptimizerConfig) -> Self {
         self.optimizer = optimizer;
         self
+    }
+
+    /// Refuses settings that cannot train, before anything is allocated: no epochs, an empty
+    /// batch, a loss's or an optimizer's setting out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::model("epochs", "0 trains nothing; give at least 1"));
+        }
+        if self.batch == 0 {
+            return Err(Error::model("batch", "0 samples per step; give at least 1"));
+        }
+        self.loss.validate()?;
+        self.optimizer.validate()
     }
 }
 
@@ -261,12 +274,9 @@ impl<'a> Fit<'a> {
         if let Some(v) = val {
             v.validate()?;
         }
-        cfg.loss.validate()?;
-        if cfg.batch == 0 || train.is_empty() {
-            return Err(Error::model(
-                "fit",
-                "batch size and training set must be non-empty",
-            ));
+        cfg.validate()?;
+        if train.is_empty() {
+            return Err(Error::model("fit", "the training set is empty"));
         }
         let objective: &dyn Objective = self.objective.unwrap_or(&cfg.loss);
         let d = params.device().clone();
@@ -293,7 +303,11 @@ impl<'a> Fit<'a> {
         }
 
         let report = cfg.report_every.max(1);
-        let step_losses = d.zeros(&[report])?;
+        // The interval's step losses, then the sum of every parameter: one readback checks both
+        // (a diverged run's parameters are NaN or infinite even where a clamped loss is not).
+        let step_losses = d.zeros(&[report + 1])?;
+        let flat = params.values_flat();
+        let flat = flat.reshape(&[1, flat.len()])?;
         for epoch in state.first_epoch..=cfg.epochs {
             let started = Instant::now();
             let before = d.counters();
@@ -321,14 +335,24 @@ impl<'a> Fit<'a> {
                 seen += chunk.len();
                 let mut running = None;
                 if pending == report || i + 1 == steps_per_epoch {
+                    d.copy_into(&step_losses, report, &d.reduce(ReduceOp::Sum, &flat, 1)?)?;
                     let losses = d.to_f32(&step_losses)?;
-                    if let Some(k) = losses[..pending].iter().position(|l| !l.is_finite()) {
+                    let bad_loss = losses[..pending].iter().position(|l| !l.is_finite());
+                    let bad = match bad_loss {
+                        Some(k) => Some(("the loss", losses[k], step - (pending - 1 - k) as u64)),
+                        None if !losses[report].is_finite() => {
+                            Some(("the parameters", losses[report], step))
+                        }
+                        None => None,
+                    };
+                    if let Some((what, value, step)) = bad {
                         for cb in &mut self.callbacks {
                             cb.on_stop(&state);
                         }
                         return Err(Error::NonFinite {
-                            value: losses[k],
-                            step: step - (pending - 1 - k) as u64,
+                            what,
+                            value,
+                            step,
                             epoch,
                             kept: state
                                 .checkpoints

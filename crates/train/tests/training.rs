@@ -238,15 +238,36 @@ fn resuming_with_another_model_is_refused() {
     );
 }
 
+/// Turns one parameter into NaN after step `at`: a diverged run, without relying on a learning
+/// rate large enough to overflow (those are refused up front).
+struct Poison {
+    at: u64,
+}
+
+impl Callback for Poison {
+    fn on_batch_end(&mut self, state: &FitState, end: &BatchEnd) -> Result<()> {
+        if end.step == self.at {
+            let id = state.params.ids().next().unwrap();
+            let n = state.params.value(id).len();
+            state
+                .params
+                .device()
+                .write_f32(state.params.value(id), &vec![f32::NAN; n])?;
+        }
+        Ok(())
+    }
+}
+
 #[test]
-fn a_non_finite_loss_stops_training_at_its_step_and_keeps_the_last_good_checkpoint() {
+fn diverged_parameters_stop_training_at_the_interval_and_keep_the_last_good_checkpoint() {
     let d = Device::cpu();
     let dir = temp_dir("nan");
     let (model_cfg, data, mut cfg) = setup();
     let b = ParamBuilder::new(cfg.seed);
     let model = model_cfg.init(&b).unwrap();
     let params = b.build(&d).unwrap();
-    // One sane epoch, then a learning rate that overflows the weights.
+    // One sane epoch (6 steps), then NaN parameters after step 8 of epoch 2: the clamped binary
+    // cross-entropy stays finite, the parameter check does not.
     cfg.epochs = 1;
     let opts = RunOptions {
         metadata: vec![],
@@ -256,34 +277,93 @@ fn a_non_finite_loss_stops_training_at_its_step_and_keeps_the_last_good_checkpoi
     };
     fit(&model, &params, &data, None, &cfg, &opts).unwrap();
     let good = std::fs::read(checkpoint::epoch_path(&dir.join("checkpoints"), 1)).unwrap();
+    let model_file = std::fs::read(dir.join("model.safetensors")).unwrap();
     cfg.epochs = 3;
-    cfg.optimizer = OptimizerConfig::sgd(1e38, 0.0);
-    let opts = RunOptions {
-        metadata: vec![],
-        out: Some(dir.clone()),
-        resume: true,
-        verbose: 0,
-    };
-    match fit(&model, &params, &data, None, &cfg, &opts) {
-        Err(Error::NonFinite { step, epoch, .. }) => {
-            assert_eq!(epoch, 2);
-            assert!(
-                (7..=12).contains(&step),
-                "step {step} is within epoch 2 (steps 7..=12)"
-            );
+    let run = Fit::new(cfg.clone())
+        .callback(Checkpoints::new(&dir, true, vec![]))
+        .callback(Poison { at: 8 })
+        .run(&model, &params, &data, None);
+    match run {
+        Err(Error::NonFinite {
+            what,
+            step,
+            epoch,
+            kept,
+            ..
+        }) => {
+            assert_eq!((what, epoch), ("the parameters", 2));
+            // report_every is 4 and intervals start with the epoch: steps 7..=10 are epoch 2's
+            // first, so the NaN written after step 8 is found at step 10.
+            assert!((8..=10).contains(&step), "step {step}");
+            assert!(kept.contains("checkpoints"), "{kept}");
         }
         Err(e) => panic!("expected NonFinite, got {e}"),
-        Ok(_) => panic!("training went on with a non-finite loss"),
+        Ok(_) => panic!("training went on with NaN parameters"),
     }
-    assert_eq!(
-        checkpoint::latest(&dir.join("checkpoints")).unwrap().0,
-        1,
-        "no checkpoint of the bad epoch"
-    );
+    assert_eq!(checkpoint::latest(&dir.join("checkpoints")).unwrap().0, 1);
     assert_eq!(
         std::fs::read(checkpoint::epoch_path(&dir.join("checkpoints"), 1)).unwrap(),
         good
     );
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        model_file,
+        "no model file written from the diverged state"
+    );
+    // A non-finite loss is caught the same way, naming the loss.
+    let nan_loss = LossFn::new(|tape: &Tape, pred: &Var, _target: &Tensor| {
+        let zero = tape.constant(tape.device().full(&[1], 0.0)?);
+        let log0 = tape.unary(kiln_device::UnaryOp::Log, &zero)?; // -inf
+        tape.add(&tape.mean(pred)?, &log0)
+    });
+    let err = Fit::new(cfg.clone())
+        .loss(&nan_loss)
+        .run(&model, &params, &data, None)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().starts_with("the loss became"), "{err}");
+}
+
+#[test]
+fn settings_that_cannot_train_are_refused_before_a_step() {
+    let (model_cfg, data, cfg) = setup();
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
+    let params = b.build(&Device::cpu()).unwrap();
+    let cases: Vec<(TrainConfig, &str)> = vec![
+        (cfg.clone().epochs(0), "epochs: 0 trains nothing"),
+        (cfg.clone().batch(0), "batch: 0 samples"),
+        (
+            cfg.clone()
+                .optimizer(OptimizerConfig::adam().with_lr(f32::NAN)),
+            "lr: the learning rate NaN",
+        ),
+        (
+            cfg.clone()
+                .optimizer(OptimizerConfig::adam().with_lr(f32::INFINITY)),
+            "lr: the learning rate inf",
+        ),
+        (
+            cfg.clone().optimizer(OptimizerConfig::sgd(1e38, 0.0)),
+            "must be a number in (0, 10]",
+        ),
+        (
+            cfg.clone().optimizer(OptimizerConfig::sgd(-0.1, 0.0)),
+            "must be a number in (0, 10]",
+        ),
+        (
+            cfg.clone().optimizer(OptimizerConfig::sgd(0.1, 1.0)),
+            "momentum: 1.0 must be in [0, 1)",
+        ),
+    ];
+    for (c, want) in cases {
+        let before = params.to_host().unwrap();
+        let err = fit(&model, &params, &data, None, &c, &RunOptions::default())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains(want), "{err} (want {want})");
+        assert_eq!(params.to_host().unwrap(), before, "no step was taken");
+    }
 }
 
 fn each_device(test: &str) -> Vec<Device> {
