@@ -240,9 +240,16 @@ pub struct TrainArgs {
     /// the newest of them).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue from the newest checkpoint in OUT/checkpoints.
-    #[arg(long)]
+    /// Continue from the newest checkpoint in OUT/checkpoints (an error when there is none).
+    #[arg(long, conflicts_with = "force")]
     resume: bool,
+    /// Replace an earlier run in OUT (its models, history and checkpoints); without it such a
+    /// folder is refused.
+    #[arg(long)]
+    force: bool,
+    /// Epoch checkpoints to keep, newest first (the best model is kept apart).
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
     /// No progress bars (one line per epoch).
     #[arg(long)]
     quiet: bool,
@@ -442,9 +449,7 @@ fn job_options(
     vocab_cap: Option<usize>,
 ) -> Result<crate::models::JobOptions, String> {
     let len = len.unwrap_or(31);
-    if len == 0 {
-        return Err("--len must be at least 1".into());
-    }
+    check_len(len)?;
     if vocab_cap == Some(0) {
         return Err("--vocab-cap must be at least 1".into());
     }
@@ -459,6 +464,18 @@ fn job_options(
         },
         ..Default::default()
     })
+}
+
+/// The most ids per question `--len` takes: Quora's longest questions have about 250 words.
+const MAX_LEN: usize = 1000;
+
+fn check_len(len: usize) -> Result<(), String> {
+    if !(1..=MAX_LEN).contains(&len) {
+        return Err(format!(
+            "--len {len}: ids per question must be in 1..={MAX_LEN} (the seed uses 31)"
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses numeric flags out of range before any data is read or memory allocated.
@@ -476,6 +493,9 @@ fn check_numbers(args: &TrainArgs) -> Result<(), String> {
     probe.validate().map_err(|e| format!("--{e}"))?;
     if args.limit == Some(0) {
         return Err("--limit 0 trains on nothing; give at least 1".into());
+    }
+    if args.keep == 0 {
+        return Err("--keep 0 leaves nothing to resume from; keep at least 1".into());
     }
     Ok(())
 }
@@ -534,6 +554,8 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         seed,
         out,
         resume,
+        force,
+        keep,
         quiet,
         lstm,
         ..
@@ -550,13 +572,8 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
     job.config.validate().map_err(|e| e.to_string())?;
     let lstm: kiln_graph::LstmPath = lstm.into();
     let out = out.unwrap_or_else(|| crate::models::default_out(&job.name, resume));
-    let has_checkpoints = kiln_graph::checkpoint::latest(&out.join("checkpoints")).is_some();
-    if has_checkpoints && !resume {
-        return Err(format!(
-            "{} already holds a run's checkpoints; pass --resume to continue it, or --out for a new folder",
-            out.display()
-        ));
-    }
+    // Checked again under the folder's lock when training starts; here, before any allocation.
+    kiln_train::check_run_folder(&out, resume, force).map_err(|e| e.to_string())?;
     let builder = kiln_graph::ParamBuilder::new(seed);
     let mut model = job.model.init(&builder).map_err(|e| e.to_string())?;
     model.set_lstm_path(lstm);
@@ -575,6 +592,8 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
     let opts = kiln_train::RunOptions {
         out: Some(out.clone()),
         resume,
+        force,
+        keep: Some(keep),
         verbose: if quiet { 2 } else { 1 },
         metadata: job.metadata.clone(),
     };
@@ -788,6 +807,7 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
         } => {
             let PredictTask::Qqp = task;
+            check_len(len)?;
             let pre = crate::data::qqp::Preprocess {
                 len,
                 split_seed: seed,

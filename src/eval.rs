@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use kiln_device::Device;
-use kiln_graph::{LossKind, ParamBuilder, Tape};
-use kiln_train::{evaluate, load_model, Values};
+use kiln_graph::{LossKind, Tape};
+use kiln_train::{evaluate, Values};
 use serde::Serialize;
 
 use crate::{data, pictures};
@@ -29,14 +29,16 @@ pub fn mnist(
     pictures_dir: Option<&Path>,
     limit: Option<usize>,
 ) -> Result<Report, String> {
-    let (config, ck) =
-        load_model::<crate::models::ModelConfig>(model_path).map_err(|e| e.to_string())?;
-    let b = ParamBuilder::new(0);
-    let model = config.init(&b).map_err(|e| e.to_string())?;
-    let params = b.build(device).map_err(|e| e.to_string())?;
-    params
-        .load(&ck.params)
-        .map_err(|e| format!("{}: {e}", model_path.display()))?;
+    let saved = crate::models::load_saved(device, model_path)?;
+    if saved.outline.input != [1, 28, 28] || saved.outline.outputs != 10 {
+        return Err(format!(
+            "{}: takes {:?} and gives {} values; `kiln eval mnist` needs a model of 28x28 digits into 10 classes",
+            model_path.display(),
+            saved.outline.input,
+            saved.outline.outputs
+        ));
+    }
+    let (model, params) = (saved.model, saved.params);
     let test = crate::models::first(
         data::mnist::load_test(data_dir).map_err(|e| e.to_string())?,
         limit,

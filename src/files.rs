@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use kiln_device::Device;
-use kiln_graph::{Activation, LossKind, OptimizerConfig, ParamBuilder, ParamStore};
+use kiln_graph::{Activation, LossKind, OptimizerConfig, ParamStore};
 use kiln_train::{Column, Dataset, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -854,26 +854,19 @@ pub fn is_file_model(path: &Path) -> bool {
 
 /// Loads a model saved by `kiln train --model`.
 pub fn load(device: &Device, path: &Path) -> Result<Saved, String> {
-    let (config, ck) = kiln_train::load_model::<ModelConfig>(path).map_err(|e| e.to_string())?;
-    let spec: DataSpec = serde_json::from_str(ck.meta(META_KEY).ok_or_else(|| {
+    let saved = crate::models::load_saved(device, path)?;
+    let spec: DataSpec = serde_json::from_str(saved.checkpoint.meta(META_KEY).ok_or_else(|| {
         format!(
             "{}: no `{META_KEY}` metadata: it was not trained from a data file (eval and predict of the built-in jobs name them: `kiln eval mnist`, `kiln predict qqp`)",
             path.display()
         )
     })?)
     .map_err(|e| format!("{}: {META_KEY}: {e}", path.display()))?;
-    let outline = config.outline()?;
-    let b = ParamBuilder::new(0);
-    let model = config.init(&b).map_err(|e| e.to_string())?;
-    let params = b.build(device).map_err(|e| e.to_string())?;
-    params
-        .load(&ck.params)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Saved {
-        model,
-        params,
+        model: saved.model,
+        params: saved.params,
         spec,
-        outline,
+        outline: saved.outline,
     })
 }
 

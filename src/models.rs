@@ -129,6 +129,41 @@ impl ModelConfig {
     }
 }
 
+/// A saved model rebuilt on a device.
+pub struct Saved {
+    /// The model, built from the file's `model_config`.
+    pub model: Box<dyn Model>,
+    /// Its weights, loaded by name.
+    pub params: kiln_graph::ParamStore,
+    /// What the config says of its input and output.
+    pub outline: Outline,
+    /// The file (metadata included).
+    pub checkpoint: kiln_graph::checkpoint::Checkpoint,
+}
+
+/// Loads a model file written by `kiln train`: the config is built and checked against the
+/// stored tensors' names, shapes and values before anything is allocated (an edited config
+/// whose sizes the tensors do not have is refused, not allocated), then the weights are loaded.
+pub fn load_saved(device: &kiln_device::Device, path: &std::path::Path) -> Result<Saved, String> {
+    let at = |e: String| format!("{}: {e}", path.display());
+    let (config, checkpoint) =
+        kiln_train::load_model::<ModelConfig>(path).map_err(|e| e.to_string())?;
+    let outline = config.outline().map_err(at)?;
+    let b = ParamBuilder::new(0);
+    let model = config.init(&b).map_err(|e| at(e.to_string()))?;
+    b.check(&checkpoint.params).map_err(|e| at(e.to_string()))?;
+    let params = b.build(device).map_err(|e| at(e.to_string()))?;
+    params
+        .load(&checkpoint.params)
+        .map_err(|e| at(e.to_string()))?;
+    Ok(Saved {
+        model,
+        params,
+        outline,
+        checkpoint,
+    })
+}
+
 /// A model, its data and its defaults.
 pub struct Job {
     pub name: String,

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use kiln_device::Device;
-use kiln_graph::{LossKind, Model, ParamBuilder, ParamStore};
-use kiln_train::{evaluate, load_model, predict, Column, Values};
+use kiln_graph::{LossKind, Model, ParamStore};
+use kiln_train::{evaluate, predict, Column, Values};
 use serde::Serialize;
 
 use crate::data::qqp::{self, Format, Pair, Preprocess, Tokenizer};
@@ -20,7 +20,8 @@ pub struct Loaded {
 
 /// Rebuilds the model at `path` on `device`.
 pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
-    let (config, ck) = load_model::<crate::models::ModelConfig>(path).map_err(|e| e.to_string())?;
+    let saved = crate::models::load_saved(device, path)?;
+    let ck = &saved.checkpoint;
     let missing = |what: &str| {
         format!(
             "{}: no {what} in the model's metadata; is it a `kiln train qqp` model?",
@@ -34,15 +35,34 @@ pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
             .ok_or_else(|| missing("qqp_preprocess"))?,
     )
     .map_err(|e| format!("{}: qqp_preprocess: {e}", path.display()))?;
-    let b = ParamBuilder::new(0);
-    let model = config.init(&b).map_err(|e| e.to_string())?;
-    let params = b.build(device).map_err(|e| e.to_string())?;
-    params
-        .load(&ck.params)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if preprocess
+        .len
+        .checked_mul(2)
+        .map(|w| saved.outline.input == [w])
+        != Some(true)
+    {
+        return Err(format!(
+            "{}: qqp_preprocess.len {} does not match the model's input {:?} (two questions of len ids each); the file was edited",
+            path.display(),
+            preprocess.len,
+            saved.outline.input
+        ));
+    }
+    if saved
+        .outline
+        .vocab
+        .is_some_and(|v| v < tokenizer.vocab_size())
+    {
+        return Err(format!(
+            "{}: the vocabulary has {} ids but the model's embedding {:?} rows; the file was edited",
+            path.display(),
+            tokenizer.vocab_size(),
+            saved.outline.vocab
+        ));
+    }
     Ok(Loaded {
-        model,
-        params,
+        model: saved.model,
+        params: saved.params,
         tokenizer,
         preprocess,
     })

@@ -157,8 +157,15 @@ pub fn epoch_path(dir: &Path, epoch: usize) -> PathBuf {
 
 /// The checkpoint with the highest epoch number in `dir`, if any.
 pub fn latest(dir: &Path) -> Option<(usize, PathBuf)> {
-    std::fs::read_dir(dir)
-        .ok()?
+    all(dir).pop()
+}
+
+/// Every checkpoint in `dir` (`epoch-NNNN.safetensors`), oldest first.
+pub fn all(dir: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
@@ -169,5 +176,7 @@ pub fn latest(dir: &Path) -> Option<(usize, PathBuf)> {
                 .ok()?;
             Some((n, e.path()))
         })
-        .max_by_key(|(n, _)| *n)
+        .collect();
+    found.sort();
+    found
 }

@@ -172,6 +172,21 @@ impl ParamBuilder {
         Ok(ParamId(state.specs.len() - 1))
     }
 
+    /// Checks `tensors` (a saved model's) against the registered names and shapes, strictly, as
+    /// [`ParamStore::load`] will, but before anything is allocated: a model file whose config
+    /// was edited to sizes its tensors do not have is refused here, not after a huge allocation.
+    pub fn check(&self, tensors: &[crate::checkpoint::NamedTensor]) -> Result<()> {
+        let state = self.state.borrow();
+        let names: Vec<String> = state.specs.iter().map(|s| s.name.clone()).collect();
+        let shapes: Vec<Vec<usize>> = state.specs.iter().map(|s| s.shape.clone()).collect();
+        let report = weight_report(&names, &shapes, tensors);
+        if report.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Weights(report))
+        }
+    }
+
     /// The number of scalars registered so far (all views).
     pub fn numel(&self) -> usize {
         self.state
@@ -204,6 +219,37 @@ impl ParamBuilder {
             grads,
         })
     }
+}
+
+/// What a strict load of `tensors` into parameters `names` of `shapes` finds wrong.
+fn weight_report(
+    names: &[String],
+    shapes: &[Vec<usize>],
+    tensors: &[crate::checkpoint::NamedTensor],
+) -> crate::error::WeightReport {
+    let mut report = crate::error::WeightReport::default();
+    for (name, shape) in names.iter().zip(shapes) {
+        match tensors.iter().find(|t| &t.0 == name) {
+            None => report.missing.push(format!("{name} {shape:?}")),
+            Some((_, s, v)) if s != shape || v.len() != s.iter().product::<usize>() => report
+                .mismatched
+                .push(format!("{name}: file {s:?}, model {shape:?}")),
+            Some((_, _, v)) => {
+                let bad = v.iter().filter(|x| !x.is_finite()).count();
+                if bad > 0 {
+                    report
+                        .non_finite
+                        .push(format!("{name} ({bad} of {} values)", v.len()));
+                }
+            }
+        }
+    }
+    for (name, shape, _) in tensors {
+        if !names.contains(name) {
+            report.unexpected.push(format!("{name} {shape:?}"));
+        }
+    }
+    report
 }
 
 /// A parameter's initial values under `init`.
@@ -343,28 +389,7 @@ impl ParamStore {
     /// every parameter must be present with its shape and no other tensor may be. Missing,
     /// unexpected and mis-shaped tensors are refused together, by name, before anything is written.
     pub fn load(&self, tensors: &[crate::checkpoint::NamedTensor]) -> Result<()> {
-        let mut report = crate::error::WeightReport::default();
-        for (name, shape) in self.names.iter().zip(&self.shapes) {
-            match tensors.iter().find(|t| &t.0 == name) {
-                None => report.missing.push(format!("{name} {shape:?}")),
-                Some((_, s, v)) if s != shape || v.len() != s.iter().product::<usize>() => report
-                    .mismatched
-                    .push(format!("{name}: file {s:?}, model {shape:?}")),
-                Some((_, _, v)) => {
-                    let bad = v.iter().filter(|x| !x.is_finite()).count();
-                    if bad > 0 {
-                        report
-                            .non_finite
-                            .push(format!("{name} ({bad} of {} values)", v.len()));
-                    }
-                }
-            }
-        }
-        for (name, shape, _) in tensors {
-            if !self.names.contains(name) {
-                report.unexpected.push(format!("{name} {shape:?}"));
-            }
-        }
+        let report = weight_report(&self.names, &self.shapes, tensors);
         if !report.is_empty() {
             return Err(Error::Weights(report));
         }

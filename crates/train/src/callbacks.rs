@@ -198,15 +198,86 @@ pub fn write_history(history: &History, out: &Path) -> Result<()> {
     history.plot(&out.join("history.png"), "training history")
 }
 
+/// The files a run leaves in its folder (besides `checkpoints/`).
+const ARTEFACTS: [&str; 5] = [
+    "model.safetensors",
+    "best.safetensors",
+    "history.json",
+    "history.csv",
+    "history.png",
+];
+
+/// The lock file a run holds in its folder.
+pub const LOCK_FILE: &str = ".kiln.lock";
+
+/// What a previous run left in `out`: its model files, history files and checkpoints.
+pub fn artefacts(out: &Path) -> Vec<String> {
+    let mut found: Vec<String> = ARTEFACTS
+        .iter()
+        .filter(|f| out.join(f).exists())
+        .map(|f| f.to_string())
+        .collect();
+    let checkpoints = checkpoint::all(&out.join("checkpoints")).len();
+    if checkpoints > 0 {
+        found.push(format!("{checkpoints} checkpoint(s)"));
+    }
+    found
+}
+
+/// Whether a run may start in `out`: with `resume` there must be a checkpoint to continue from;
+/// without it the folder must hold no earlier run unless `force` (which replaces it).
+pub fn check_run_folder(out: &Path, resume: bool, force: bool) -> Result<()> {
+    let bad = |message: String| Error::Checkpoint {
+        path: out.to_path_buf(),
+        message,
+    };
+    if resume {
+        if checkpoint::latest(&out.join("checkpoints")).is_none() {
+            return Err(bad(
+                "nothing to resume: the folder holds no checkpoint (train without --resume to start a run there)".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let found = artefacts(out);
+    if !found.is_empty() && !force {
+        return Err(bad(format!(
+            "holds an earlier run ({}); pass --resume to continue it, --force to replace it, or choose another folder",
+            found.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Removes temporary files an interrupted write left in `dir` (`.tmp*`, from atomic writes).
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp") && e.path().is_file() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Checkpoints in `out/checkpoints/epoch-NNNN.safetensors` (atomically, after every epoch:
-/// parameters, optimizer state, epoch, step, seed, configs, history), `out/best.safetensors`
-/// (the epoch with the best validation metric so far) and `out/model.safetensors` (the last).
-/// With `resume`, the run continues from the newest checkpoint and reaches the same weights as an
-/// uninterrupted run on the same device.
+/// parameters, optimizer state, epoch, step, seed, configs; the newest `keep` are kept, 3 by
+/// default), the history once in `out/checkpoints/history.json`, `out/best.safetensors` (the
+/// epoch with the best validation metric so far) and `out/model.safetensors` (the last).
+///
+/// The run owns its folder: it holds an exclusive lock on `out/.kiln.lock` while it trains (a
+/// second run into the same folder is refused), refuses a folder that holds an earlier run
+/// unless it resumes it or is told to replace it (`force`), and removes temporary files that an
+/// interrupted write left behind. With `resume`, the run continues from the newest checkpoint
+/// and reaches the same weights as an uninterrupted run on the same device.
 pub struct Checkpoints {
     out: PathBuf,
     resume: bool,
+    force: bool,
+    keep: usize,
     metadata: Vec<(String, String)>,
+    lock: Option<std::fs::File>,
 }
 
 impl Checkpoints {
@@ -216,26 +287,83 @@ impl Checkpoints {
         Checkpoints {
             out: out.into(),
             resume,
+            force: false,
+            keep: 3,
             metadata,
+            lock: None,
         }
+    }
+
+    /// Replace an earlier run in the folder instead of refusing it.
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Keep the newest `keep` epoch checkpoints (at least 1; the best model is kept apart).
+    pub fn keep(mut self, keep: usize) -> Self {
+        self.keep = keep;
+        self
     }
 
     fn dir(&self) -> PathBuf {
         self.out.join("checkpoints")
     }
+
+    fn history_path(&self) -> PathBuf {
+        self.dir().join("history.json")
+    }
+
+    /// Takes the folder's lock, or says which run holds it.
+    fn lock(&mut self) -> Result<()> {
+        let path = self.out.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                self.lock = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Checkpoint {
+                path: self.out.clone(),
+                message: "another kiln run is training into this folder (it holds .kiln.lock); wait for it to finish, or choose another folder".into(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
 }
 
 impl Callback for Checkpoints {
     fn on_train_begin(&mut self, state: &mut FitState) -> Result<()> {
+        if self.keep == 0 {
+            return Err(Error::model(
+                "keep",
+                "0 checkpoints leaves nothing to resume from; keep at least 1",
+            ));
+        }
         let dir = self.dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        self.lock()?;
+        remove_stale_temps(&self.out);
+        remove_stale_temps(&dir);
+        check_run_folder(&self.out, self.resume, self.force)?;
         state.checkpoints = Some(dir.clone());
         if !self.resume {
+            // --force: the earlier run's files go, so that nothing of it is mistaken for this one's.
+            for f in ARTEFACTS {
+                let _ = std::fs::remove_file(self.out.join(f));
+            }
+            let _ = std::fs::remove_file(self.history_path());
+            for (_, p) in checkpoint::all(&dir) {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
             return Ok(());
         }
-        let Some((epoch, path)) = checkpoint::latest(&dir) else {
-            return Ok(());
-        };
+        let (epoch, path) = checkpoint::latest(&dir).expect("checked by check_run_folder");
         let ck = Checkpoint::load(&path)?;
         if let (Some(saved), Some(ours)) = (ck.meta("model_config"), state.model.config_json()) {
             if saved != ours {
@@ -251,11 +379,24 @@ impl Callback for Checkpoints {
             message: "no optimizer state".into(),
         })?;
         state.optimizer.load_state(state.params, step, &m, &v)?;
-        if let Some(h) = ck.meta("history") {
-            state.history = serde_json::from_str(h).map_err(|e| Error::Checkpoint {
-                path: path.clone(),
-                message: format!("history: {e}"),
-            })?;
+        // The history: in the checkpoint (files of earlier versions), else the run's history
+        // file, cut to the checkpoint's epoch (a kill between the two writes leaves it ahead).
+        let history = match ck.meta("history") {
+            Some(h) => Some(h.to_string()),
+            None => std::fs::read_to_string(self.history_path()).ok(),
+        };
+        if let Some(h) = history {
+            let mut restored: History =
+                serde_json::from_str(&h).map_err(|e| Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!("history: {e}"),
+                })?;
+            restored.epochs.retain(|e| e.epoch <= epoch);
+            state.history = restored;
+        } else {
+            state
+                .notes
+                .push("the run's history file is missing: the history restarts here".into());
         }
         state.first_epoch = epoch + 1;
         state.notes.push(format!(
@@ -269,6 +410,14 @@ impl Callback for Checkpoints {
         let e = state.history.epochs.last().expect("an epoch ended");
         let epoch = e.epoch;
         let cfg = state.config;
+        // The history first: a kill before the checkpoint lands leaves it one epoch ahead,
+        // which resuming cuts back.
+        checkpoint::write_atomic(
+            &self.history_path(),
+            serde_json::to_string(&state.history)
+                .expect("serializes")
+                .as_bytes(),
+        )?;
         let mut metadata: HashMap<String, String> = self.metadata.iter().cloned().collect();
         metadata.insert("epoch".into(), epoch.to_string());
         metadata.insert("seed".into(), cfg.seed.to_string());
@@ -283,16 +432,16 @@ impl Callback for Checkpoints {
             "train_config".into(),
             serde_json::to_string(cfg).expect("serializes"),
         );
-        metadata.insert(
-            "history".into(),
-            serde_json::to_string(&state.history).expect("serializes"),
-        );
         Checkpoint {
             params: state.params.to_host()?,
             optimizer: Some(state.optimizer.state(state.params)?),
             metadata,
         }
         .save(&checkpoint::epoch_path(&self.dir(), epoch))?;
+        let all = checkpoint::all(&self.dir());
+        for (_, old) in &all[..all.len().saturating_sub(self.keep)] {
+            std::fs::remove_file(old).map_err(|e| Error::io(old, e))?;
+        }
         // The best epoch so far by the validation metric is kept as a model of its own: a run
         // that overfits later does not lose it.
         if e.val_metric.is_some() && state.history.best_val().map(|b| b.0) == Some(epoch) {

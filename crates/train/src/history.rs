@@ -6,6 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use kiln_graph::checkpoint::write_atomic;
 use kiln_graph::{Error, Result};
 
 /// One epoch's figures. Counters are per training step (averaged over the epoch).
@@ -101,23 +102,42 @@ impl History {
             })
     }
 
-    /// Writes the epochs as CSV.
+    /// Writes the epochs as CSV, atomically.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
-        let mut w = csv::Writer::from_path(path).map_err(|e| Error::io(path, e.into()))?;
+        let mut w = csv::Writer::from_writer(vec![]);
         for e in &self.epochs {
             w.serialize(e).map_err(|e| Error::io(path, e.into()))?;
         }
-        w.flush().map_err(|e| Error::io(path, e))
+        let bytes = w
+            .into_inner()
+            .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+        write_atomic(path, &bytes)
     }
 
-    /// Writes the epochs as JSON.
+    /// Writes the epochs as JSON, atomically.
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.epochs).expect("history serializes");
-        std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+        write_atomic(path, (text + "\n").as_bytes())
     }
 
-    /// Two panels, loss and the metric per epoch, train solid and validation dashed.
+    /// Two panels, loss and the metric per epoch, train solid and validation dashed; drawn into
+    /// a temporary file beside `path`, then renamed over it.
     pub fn plot(&self, path: &Path, title: &str) -> Result<()> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp")
+            .suffix(".png")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        self.draw(tmp.path(), title)?;
+        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+        Ok(())
+    }
+
+    fn draw(&self, path: &Path, title: &str) -> Result<()> {
         register_font();
         let err = |e: &dyn std::fmt::Display| Error::io(path, std::io::Error::other(e.to_string()));
         let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();

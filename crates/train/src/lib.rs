@@ -41,8 +41,8 @@ pub mod history;
 use std::path::PathBuf;
 
 pub use callbacks::{
-    load_model, save_model, write_history, BatchEnd, Callback, Checkpoints, FitState, HistoryFiles,
-    Progress,
+    check_run_folder, load_model, save_model, write_history, BatchEnd, Callback, Checkpoints,
+    FitState, HistoryFiles, Progress,
 };
 pub use data::{Column, Dataset, Values};
 pub use fit::{evaluate, predict, Fit, TrainConfig, Trained};
@@ -56,8 +56,12 @@ use kiln_graph::{Model, ParamStore, Result};
 pub struct RunOptions {
     /// The run's folder (history, checkpoints, models); None writes nothing.
     pub out: Option<PathBuf>,
-    /// Continue from the newest checkpoint in `out`.
+    /// Continue from the newest checkpoint in `out` (an error when there is none).
     pub resume: bool,
+    /// Replace an earlier run in `out` (without it, a folder holding one is refused).
+    pub force: bool,
+    /// Epoch checkpoints to keep, newest first (None: 3).
+    pub keep: Option<usize>,
     /// As Keras's `verbose`: 0 prints nothing, 1 a progress bar and a line per epoch, 2 the
     /// lines alone.
     pub verbose: u8,
@@ -79,7 +83,11 @@ pub fn fit(
     let mut run = Fit::new(cfg.clone());
     if let Some(out) = &opts.out {
         run = run
-            .callback(Checkpoints::new(out, opts.resume, opts.metadata.clone()))
+            .callback(
+                Checkpoints::new(out, opts.resume, opts.metadata.clone())
+                    .force(opts.force)
+                    .keep(opts.keep.unwrap_or(3)),
+            )
             .callback(HistoryFiles::new(out));
     }
     match opts.verbose {

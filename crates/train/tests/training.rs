@@ -58,6 +58,7 @@ fn run(
         out: Some(out.to_path_buf()),
         resume,
         verbose: 0,
+        ..Default::default()
     };
     let trained = fit(&model, &params, &data, None, &cfg, &opts).unwrap();
     (trained.history, params.to_host().unwrap())
@@ -228,6 +229,7 @@ fn resuming_with_another_model_is_refused() {
         out: Some(dir),
         resume: true,
         verbose: 0,
+        ..Default::default()
     };
     let err = fit(&model, &params, &data, None, &cfg, &opts)
         .err()
@@ -274,6 +276,7 @@ fn diverged_parameters_stop_training_at_the_interval_and_keep_the_last_good_chec
         out: Some(dir.clone()),
         resume: false,
         verbose: 0,
+        ..Default::default()
     };
     fit(&model, &params, &data, None, &cfg, &opts).unwrap();
     let good = std::fs::read(checkpoint::epoch_path(&dir.join("checkpoints"), 1)).unwrap();
@@ -448,6 +451,7 @@ fn xor_is_learned_to_full_accuracy_on_every_device() {
             out: Some(temp_dir(&format!("xor-{}", d.is_gpu()))),
             resume: false,
             verbose: 0,
+            ..Default::default()
         };
         fit(&model, &params, &data, None, &cfg, &opts).unwrap();
         let (loss, acc) =
@@ -511,4 +515,117 @@ fn orthogonal_init_gives_orthonormal_rows_or_columns() {
             }
         }
     }
+}
+
+fn run_with(dir: &Path, epochs: usize, opts: RunOptions) -> Result<Trained> {
+    let (model_cfg, data, mut cfg) = setup();
+    cfg.epochs = epochs;
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
+    let params = b.build(&Device::cpu()).unwrap();
+    let opts = RunOptions {
+        out: Some(dir.to_path_buf()),
+        ..opts
+    };
+    fit(&model, &params, &data, None, &cfg, &opts)
+}
+
+#[test]
+fn a_run_owns_its_folder() {
+    let dir = temp_dir("owned");
+    // Nothing to resume is an error, not a fresh start.
+    let resume = RunOptions {
+        resume: true,
+        ..Default::default()
+    };
+    let err = run_with(&dir, 1, resume.clone()).err().expect("refused");
+    assert!(err.to_string().contains("nothing to resume"), "{err}");
+    run_with(&dir, 2, RunOptions::default()).unwrap();
+    // An earlier run is refused without --resume or --force, and replaced with --force.
+    let err = run_with(&dir, 1, RunOptions::default())
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("holds an earlier run (model.safetensors, history.json")
+            && text.contains("2 checkpoint(s)")
+            && text.contains("--force"),
+        "{text}"
+    );
+    run_with(
+        &dir,
+        1,
+        RunOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let epochs: Vec<usize> = checkpoint::all(&dir.join("checkpoints"))
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    assert_eq!(epochs, [1], "the replaced run's checkpoints are gone");
+    // A second run into a folder whose lock is held is refused.
+    let held = std::fs::File::open(dir.join(".kiln.lock")).unwrap();
+    held.lock().unwrap();
+    let err = run_with(&dir, 2, resume.clone()).err().expect("refused");
+    assert!(err.to_string().contains("another kiln run"), "{err}");
+    held.unlock().unwrap();
+    // Temporary files of interrupted writes are removed when a run starts.
+    std::fs::write(dir.join(".tmpAbC123"), b"torn").unwrap();
+    std::fs::write(dir.join("checkpoints/.tmpXyZ789"), b"torn").unwrap();
+    run_with(&dir, 2, resume.clone()).unwrap();
+    assert!(!dir.join(".tmpAbC123").exists() && !dir.join("checkpoints/.tmpXyZ789").exists());
+}
+
+#[test]
+fn checkpoints_keep_the_newest_few_and_the_history_once() {
+    let dir = temp_dir("keep");
+    let trained = run_with(
+        &dir,
+        5,
+        RunOptions {
+            keep: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let kept: Vec<usize> = checkpoint::all(&dir.join("checkpoints"))
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    assert_eq!(kept, [4, 5]);
+    let ck = Checkpoint::load(&checkpoint::epoch_path(&dir.join("checkpoints"), 5)).unwrap();
+    assert_eq!(
+        ck.meta("history"),
+        None,
+        "the history is not copied into every checkpoint"
+    );
+    let stored: History = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("checkpoints/history.json")).unwrap(),
+    )
+    .unwrap();
+    let key = |h: &History| -> Vec<(usize, f32, f32)> {
+        h.epochs
+            .iter()
+            .map(|e| (e.epoch, e.loss, e.metric))
+            .collect()
+    };
+    assert_eq!(key(&stored), key(&trained.history));
+    // A kill between the history's write and the checkpoint's leaves the history ahead:
+    // resuming cuts it back to the checkpoint.
+    std::fs::remove_file(checkpoint::epoch_path(&dir.join("checkpoints"), 5)).unwrap();
+    let resumed = run_with(
+        &dir,
+        6,
+        RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let epochs: Vec<usize> = resumed.history.epochs.iter().map(|e| e.epoch).collect();
+    assert_eq!(epochs, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(key(&resumed.history)[..4], key(&trained.history)[..4]);
 }
