@@ -699,14 +699,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
                 return Ok(());
             };
-            if strict {
-                return Err("--strict applies to models trained from a data file (`kiln eval --model M --data F`)".into());
+            if strict && task == EvalTask::Mnist {
+                return Err(
+                    "--strict applies to `kiln eval qqp` and models trained from a data file"
+                        .into(),
+                );
             }
             if task == EvalTask::Qqp {
                 if pictures.is_some() {
                     return Err("--pictures applies to `kiln eval mnist` only".into());
                 }
-                let r = crate::qqp::eval(&device, &model, data.as_deref(), limit)?;
+                let r = crate::qqp::eval(&device, &model, data.as_deref(), limit, strict)?;
                 if json {
                     println!(
                         "{}",
@@ -722,6 +725,13 @@ fn run(cli: Cli) -> Result<(), String> {
                         r.accuracy,
                         r.loss
                     );
+                    if r.skipped_rows > 0 {
+                        println!(
+                            "{}: {} (--strict refuses them)",
+                            r.data.display(),
+                            r.skipped
+                        );
+                    }
                 }
                 return Ok(());
             }

@@ -1108,14 +1108,6 @@ pub fn predict(
         w.write_record(&record).map_err(|e| e.to_string())?;
     }
     let bytes = w.into_inner().map_err(|e| e.to_string())?;
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
-    tmp.persist(out)
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+    kiln_graph::checkpoint::write_atomic(out, &bytes).map_err(|e| e.to_string())?;
     Ok(read.names.len())
 }

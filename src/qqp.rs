@@ -97,6 +97,8 @@ pub struct EvalReport {
     pub accuracy: f32,
     pub loss: f32,
     pub skipped_rows: usize,
+    /// What loading found (rows, kept, skipped and why).
+    pub skipped: String,
 }
 
 /// Accuracy and loss of a saved model: on `data` (every usable row), or without it on the
@@ -106,12 +108,16 @@ pub fn eval(
     model_path: &Path,
     data: Option<&Path>,
     limit: Option<usize>,
+    strict: bool,
 ) -> Result<EvalReport, String> {
+    if limit == Some(0) {
+        return Err("--limit 0 evaluates nothing; give at least 1".into());
+    }
     let m = load(device, model_path)?;
     let path = data
         .map(Path::to_path_buf)
         .unwrap_or_else(qqp::default_path);
-    let (format, pairs, report) = qqp::load(&path, false).map_err(|e| e.to_string())?;
+    let (format, pairs, report) = qqp::load(&path, strict).map_err(|e| e.to_string())?;
     if format == Format::KaggleTest {
         return Err(format!(
             "{}: Kaggle's test.csv has no labels; use `kiln predict qqp --data` for a submission file",
@@ -152,6 +158,7 @@ pub fn eval(
         accuracy,
         loss,
         skipped_rows: report.skipped(),
+        skipped: report.to_string(),
     })
 }
 
@@ -165,6 +172,12 @@ pub fn submission(
     out: &Path,
     force: bool,
 ) -> Result<usize, String> {
+    if out.is_dir() {
+        return Err(format!(
+            "{} is a folder; --out names the CSV file to write",
+            out.display()
+        ));
+    }
     if out.exists() && !force {
         return Err(format!(
             "{} exists; pass --force to overwrite it, or --out for another file",
@@ -172,9 +185,12 @@ pub fn submission(
         ));
     }
     let m = load(device, model_path)?;
-    let (format, pairs, report) = qqp::load(data, false).map_err(|e| e.to_string())?;
-    if report.skipped() > 0 {
-        eprintln!("kiln: {}: {report}", data.display());
+    // Every row, in order: an empty question is an empty input, labels are not needed, and a
+    // row that cannot be read refuses the file (a submission must not miss an id).
+    let (format, pairs, _) =
+        qqp::load_for(data, qqp::Purpose::Predict).map_err(|e| e.to_string())?;
+    if pairs.is_empty() {
+        return Err(format!("{}: no rows to predict", data.display()));
     }
     let probs = m.predict(device, &pairs)?;
     let id_column = if format == Format::KaggleTest {
@@ -182,17 +198,15 @@ pub fn submission(
     } else {
         "id"
     };
-    let tmp = out.with_extension("csv.partial");
-    let mut w = csv::Writer::from_path(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut w = csv::Writer::from_writer(vec![]);
     w.write_record([id_column, "is_duplicate"])
         .map_err(|e| e.to_string())?;
     for (p, prob) in pairs.iter().zip(&probs) {
         w.write_record([p.id.as_str(), &format!("{prob:.6}")])
             .map_err(|e| e.to_string())?;
     }
-    w.flush().map_err(|e| e.to_string())?;
-    drop(w);
-    std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    kiln_graph::checkpoint::write_atomic(out, &bytes).map_err(|e| e.to_string())?;
     Ok(pairs.len())
 }
 

@@ -67,6 +67,19 @@ fn a_good_file_reads_and_broken_ones_are_named() {
     let m = message(read_idx(&short, 2051, &[2, 2], None));
     assert!(m.contains("24 bytes for 3 items, expected 28"), "{m}");
 
+    // A gzip bomb: inflation stops at the size the header declares.
+    let bomb = d.join("bomb.gz");
+    gz(&bomb, &idx(2051, &[1, 2, 2], &vec![7u8; 1 << 20]));
+    let m = message(read_idx(&bomb, 2051, &[2, 2], None));
+    assert!(
+        m.contains("more data than the 1 items its header declares"),
+        "{m}"
+    );
+    let huge = d.join("huge.gz");
+    gz(&huge, &idx(2051, &[u32::MAX, 28, 28], &[0; 16]));
+    let m = message(read_idx(&huge, 2051, &[28, 28], None));
+    assert!(m.contains("over kiln's limit"), "{m}");
+
     let missing = d.join("missing.gz");
     let m = message(read_idx(&missing, 2051, &[2, 2], None));
     assert!(m.contains("missing.gz") && m.contains("--data"), "{m}");
@@ -115,6 +128,36 @@ mod qqp {
     }
 
     #[test]
+    fn an_unclosed_quote_that_swallows_records_is_reported_with_its_lines() {
+        let d = dir("swallow");
+        let tsv = d.join("quora.tsv");
+        std::fs::write(
+            &tsv,
+            "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n\
+             0\t1\t2\tWhat is one?\tWhat is 1?\t1\n\
+             1\t3\t4\t\"An unclosed quote\tAnother\t0\n\
+             2\t5\t6\tThird q\tThird other\t0\n\
+             3\t7\t8\tFourth q\tFourth other\t1\n",
+        )
+        .unwrap();
+        let (_, pairs, report) = load(&tsv, false).unwrap();
+        assert_eq!((report.rows, report.kept, report.swallowed), (2, 1, 1));
+        assert_eq!(pairs[0].id, "0");
+        let text = report.to_string();
+        assert!(
+            text.contains("record 2 (lines 3-5, id 1)") && text.contains("unclosed quote"),
+            "{text}"
+        );
+        let err = load(&tsv, true).unwrap_err().to_string();
+        assert!(
+            err.contains("lines 3-5") && err.contains("--strict"),
+            "{err}"
+        );
+        let err = load_for(&tsv, Purpose::Predict).unwrap_err().to_string();
+        assert!(err.contains("lines 3-5"), "{err}");
+    }
+
+    #[test]
     fn kaggle_formats_and_bad_rows_are_counted_or_refused() {
         let d = dir("qqp");
         let train = d.join("train.csv");
@@ -148,7 +191,8 @@ mod qqp {
         );
         let err = load(&train, true).unwrap_err().to_string();
         assert!(
-            err.contains("train.csv") && err.contains("record 3 (id 2) has an empty question"),
+            err.contains("train.csv")
+                && err.contains("record 3 (line 5, id 2) has an empty question"),
             "{err}"
         );
 
@@ -160,6 +204,22 @@ mod qqp {
         .unwrap();
         let (format, pairs, _) = load(&test, true).unwrap();
         assert_eq!((format, pairs[0].label), (Format::KaggleTest, None));
+
+        // Predictions keep every row: an empty question is an empty input, labels do not matter;
+        // a row that cannot be read refuses the file.
+        let err = load_for(&train, Purpose::Predict).unwrap_err().to_string();
+        assert!(
+            err.contains("record 5 (line 7, id 4) has a missing field")
+                && err.contains("one row per input row"),
+            "{err}"
+        );
+        let text = std::fs::read_to_string(&train).unwrap();
+        let whole = d.join("whole.csv");
+        std::fs::write(&whole, &text[..text.rfind("\"4\"").unwrap()]).unwrap();
+        let (_, pairs, _) = load_for(&whole, Purpose::Predict).unwrap();
+        let ids: Vec<&str> = pairs.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["0", "1", "2", "3"]);
+        assert_eq!((pairs[2].q1.as_str(), pairs[3].label), ("", None));
 
         let other = d.join("other.csv");
         std::fs::write(&other, "a,b,c\n1,2,3\n").unwrap();

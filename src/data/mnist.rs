@@ -53,6 +53,9 @@ pub fn default_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
 }
 
+/// The largest IDX payload kiln inflates (MNIST's training images are 47 MB).
+const MAX_IDX_BYTES: usize = 1 << 30;
+
 /// Decompresses and checks one IDX file; returns (count, payload bytes).
 pub fn read_idx(
     path: &Path,
@@ -68,14 +71,68 @@ pub fn read_idx(
         path: path.to_path_buf(),
         source,
     })?;
-    let mut bytes = vec![];
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut bytes)
-        .map_err(|e| {
+    // The header first; then exactly the payload it declares, and no more: a file that
+    // inflates past its declared size (a gzip bomb) is refused after that many bytes.
+    let gzip_error = |e: std::io::Error| {
+        bad(format!(
+            "not a complete gzip stream ({e}); the file is truncated or corrupt"
+        ))
+    };
+    let mut decoder = flate2::read::GzDecoder::new(file);
+    let header = 4 * (2 + dims.len());
+    let mut bytes = vec![0u8; header];
+    if let Err(e) = decoder.read_exact(&mut bytes) {
+        return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            bad("too short for an IDX header".into())
+        } else {
+            gzip_error(e)
+        });
+    }
+    let word = |bytes: &[u8], i: usize| {
+        u32::from_be_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ])
+    };
+    if word(&bytes, 0) != magic {
+        return Err(bad(format!(
+            "magic number {}, expected {magic}",
+            word(&bytes, 0)
+        )));
+    }
+    let count = word(&bytes, 1) as usize;
+    for (k, &d) in dims.iter().enumerate() {
+        if word(&bytes, 2 + k) as usize != d {
+            return Err(bad(format!(
+                "dimension {} is {}, expected {d}",
+                k + 1,
+                word(&bytes, 2 + k)
+            )));
+        }
+    }
+    let per: usize = dims.iter().product::<usize>().max(1);
+    let payload = count
+        .checked_mul(per)
+        .filter(|&p| p <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
             bad(format!(
-                "not a complete gzip stream ({e}); the file is truncated or corrupt"
+                "declares {count} items of {per} bytes, over kiln's limit of {MAX_IDX_BYTES} bytes for one IDX file"
             ))
         })?;
+    (&mut decoder)
+        .take(payload as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(gzip_error)?;
+    let want = header + payload;
+    if bytes.len() != want {
+        return Err(bad(if bytes.len() > want {
+            format!("more data than the {count} items its header declares")
+        } else {
+            format!("{} bytes for {count} items, expected {want}", bytes.len())
+        }));
+    }
     if let Some(want) = md5_hex {
         let got: String = Md5::digest(&bytes)
             .iter()
@@ -84,42 +141,6 @@ pub fn read_idx(
         if got != want {
             return Err(bad(format!("md5 of the decompressed data is {got}, expected {want}: the file is corrupt or not MNIST")));
         }
-    }
-    let header = 4 * (2 + dims.len());
-    if bytes.len() < header {
-        return Err(bad(format!(
-            "{} bytes, too short for an IDX header",
-            bytes.len()
-        )));
-    }
-    let word = |i: usize| {
-        u32::from_be_bytes([
-            bytes[4 * i],
-            bytes[4 * i + 1],
-            bytes[4 * i + 2],
-            bytes[4 * i + 3],
-        ])
-    };
-    if word(0) != magic {
-        return Err(bad(format!("magic number {}, expected {magic}", word(0))));
-    }
-    let count = word(1) as usize;
-    for (k, &d) in dims.iter().enumerate() {
-        if word(2 + k) as usize != d {
-            return Err(bad(format!(
-                "dimension {} is {}, expected {d}",
-                k + 1,
-                word(2 + k)
-            )));
-        }
-    }
-    let per: usize = dims.iter().product();
-    let want = header + count * per;
-    if bytes.len() != want {
-        return Err(bad(format!(
-            "{} bytes for {count} items, expected {want}",
-            bytes.len()
-        )));
     }
     Ok((count, bytes[header..].to_vec()))
 }

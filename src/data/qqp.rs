@@ -49,13 +49,16 @@ pub struct LoadReport {
     pub missing_field: usize,
     pub empty_question: usize,
     pub bad_label: usize,
-    /// The first few problems, "record N: what".
+    /// Records whose quoted field runs on over lines that are records of their own (an unclosed
+    /// quote): the lines it swallowed are not read as rows.
+    pub swallowed: usize,
+    /// The first few problems, "record N (lines a-b): what".
     pub examples: Vec<String>,
 }
 
 impl LoadReport {
     pub fn skipped(&self) -> usize {
-        self.missing_field + self.empty_question + self.bad_label
+        self.missing_field + self.empty_question + self.bad_label + self.swallowed
     }
 }
 
@@ -63,8 +66,8 @@ impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} rows, {} kept; skipped {} with a missing field, {} with an empty question, {} with a label not 0/1",
-            self.rows, self.kept, self.missing_field, self.empty_question, self.bad_label
+            "{} rows, {} kept; skipped {} with a missing field, {} with an empty question, {} with a label not 0/1, {} swallowing other records (an unclosed quote)",
+            self.rows, self.kept, self.missing_field, self.empty_question, self.bad_label, self.swallowed
         )?;
         if !self.examples.is_empty() {
             write!(f, " (e.g. {})", self.examples.join("; "))?;
@@ -88,8 +91,49 @@ fn detect(header: &str) -> Option<(Format, u8)> {
     }
 }
 
+/// The longest question a field may hold before it counts as swallowing records: Quora's
+/// longest are about 1,200 characters.
+const MAX_QUESTION_CHARS: usize = 4000;
+
+/// Whether `line` (inside a quoted field) starts the way a record of `format` starts: numeric
+/// ids and the delimiter (`12\t24\t25\t` or `"12","24","25",`).
+fn looks_like_record(line: &str, format: Format) -> bool {
+    let (delimiter, ids) = match format {
+        Format::QuoraTsv => ('\t', 3),
+        Format::KaggleTrain => (',', 3),
+        Format::KaggleTest => (',', 1),
+    };
+    let mut fields = line.split(delimiter);
+    (0..ids).all(|_| {
+        fields.next().is_some_and(|f| {
+            let f = f.trim().trim_matches('"');
+            !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit())
+        })
+    }) && fields.next().is_some()
+}
+
+/// What a file is read for: training and evaluation skip (and report) rows they cannot use, or
+/// refuse them with `strict`; prediction keeps every row it can read (an empty question is an
+/// empty input; labels are not needed) and refuses the file when a row cannot be read, so that
+/// its output has one row per input row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Labelled rows for training or evaluation.
+    Labelled { strict: bool },
+    /// Every row, in order, for predictions.
+    Predict,
+}
+
 /// Reads pairs from either format. With `strict`, any bad row is an error naming it.
 pub fn load(path: &Path, strict: bool) -> Result<(Format, Vec<Pair>, LoadReport), DataError> {
+    load_for(path, Purpose::Labelled { strict })
+}
+
+/// Reads pairs from either format for `purpose`.
+pub fn load_for(
+    path: &Path,
+    purpose: Purpose,
+) -> Result<(Format, Vec<Pair>, LoadReport), DataError> {
     let bad = |message: String| DataError::Bad {
         path: path.to_path_buf(),
         message,
@@ -110,9 +154,17 @@ pub fn load(path: &Path, strict: bool) -> Result<(Format, Vec<Pair>, LoadReport)
         .flexible(true)
         .has_headers(true)
         .from_reader(text.as_bytes());
+    let predict = purpose == Purpose::Predict;
+    let strict = matches!(purpose, Purpose::Labelled { strict: true });
     let (mut pairs, mut report) = (vec![], LoadReport::default());
-    for (n, record) in reader.records().enumerate() {
+    let mut records = reader.records().enumerate().peekable();
+    while let Some((n, record)) = records.next() {
         let record = record.map_err(|e| bad(format!("record {}: {e}", n + 1)))?;
+        let first_line = record.position().map_or(0, |p| p.line());
+        let last_line = match records.peek() {
+            Some((_, Ok(next))) => next.position().map_or(first_line, |p| p.line() - 1),
+            _ => text.lines().count() as u64,
+        };
         report.rows += 1;
         let field = |i: usize| record.get(i).map(str::to_string);
         let (id, q1, q2, label) = match format {
@@ -121,23 +173,53 @@ pub fn load(path: &Path, strict: bool) -> Result<(Format, Vec<Pair>, LoadReport)
             }
             Format::KaggleTest => (field(0), field(1), field(2), None),
         };
+        let swallows = [&q1, &q2].iter().any(|q| {
+            q.as_ref().is_some_and(|q| {
+                q.chars().count() > MAX_QUESTION_CHARS
+                    || q.lines().skip(1).any(|l| looks_like_record(l, format))
+            })
+        });
         let problem = match (&id, &q1, &q2, &label) {
-            (None, _, _, _) | (_, None, _, _) | (_, _, None, _) | (_, _, _, Some(None)) => {
+            _ if swallows => {
+                report.swallowed += 1;
+                Some("a quoted field that runs on over other records (an unclosed quote?)")
+            }
+            (None, _, _, _) | (_, None, _, _) | (_, _, None, _) => {
                 report.missing_field += 1;
                 Some("a missing field")
             }
-            (_, Some(a), Some(b), _) if a.trim().is_empty() || b.trim().is_empty() => {
+            (_, _, _, Some(None)) if !predict => {
+                report.missing_field += 1;
+                Some("a missing field")
+            }
+            (_, Some(a), Some(b), _)
+                if !predict && (a.trim().is_empty() || b.trim().is_empty()) =>
+            {
                 report.empty_question += 1;
                 Some("an empty question")
             }
-            (_, _, _, Some(Some(l))) if l.trim() != "0" && l.trim() != "1" => {
+            (_, _, _, Some(Some(l))) if !predict && l.trim() != "0" && l.trim() != "1" => {
                 report.bad_label += 1;
                 Some("a label that is not 0 or 1")
             }
             _ => None,
         };
         if let Some(what) = problem {
-            let where_ = format!("record {} (id {})", n + 1, id.clone().unwrap_or_default());
+            let lines = if last_line > first_line {
+                format!("lines {first_line}-{last_line}")
+            } else {
+                format!("line {first_line}")
+            };
+            let where_ = format!(
+                "record {} ({lines}, id {})",
+                n + 1,
+                id.clone().unwrap_or_default()
+            );
+            if predict {
+                return Err(bad(format!(
+                    "{where_} has {what}; predictions are one row per input row, so fix the file"
+                )));
+            }
             if strict {
                 return Err(bad(format!(
                     "{where_} has {what}; drop --strict to skip such rows"
@@ -152,7 +234,10 @@ pub fn load(path: &Path, strict: bool) -> Result<(Format, Vec<Pair>, LoadReport)
             id: id.expect("checked"),
             q1: q1.expect("checked"),
             q2: q2.expect("checked"),
-            label: label.map(|l| l.expect("checked").trim().parse().expect("checked 0/1")),
+            label: label
+                .flatten()
+                .and_then(|l| l.trim().parse().ok())
+                .filter(|&l: &u8| l <= 1),
         });
         report.kept += 1;
     }
