@@ -666,6 +666,9 @@ fn run(cli: Cli) -> Result<(), String> {
             limit,
             strict,
         } => {
+            if limit == Some(0) {
+                return Err("--limit 0 evaluates nothing; give at least 1".into());
+            }
             let Some(task) = task else {
                 if pictures.is_some() || limit.is_some() {
                     return Err("--pictures and --limit apply to `kiln eval mnist` and `kiln eval qqp` only".into());

@@ -1053,15 +1053,15 @@ pub fn predict(
     out: &Path,
     force: bool,
 ) -> Result<usize, String> {
-    if out.exists() && !force {
-        return Err(format!(
-            "{} exists; pass --force to overwrite it",
-            out.display()
-        ));
-    }
     if out.is_dir() {
         return Err(format!(
             "{} is a folder; --out names the CSV file to write",
+            out.display()
+        ));
+    }
+    if out.exists() && !force {
+        return Err(format!(
+            "{} exists; pass --force to overwrite it",
             out.display()
         ));
     }

@@ -12,11 +12,13 @@ use md5::{Digest, Md5};
 pub enum DataError {
     #[error("{path}: {message}")]
     Bad { path: PathBuf, message: String },
-    #[error("{path}: {source}. The embedded data lives in the project's data/ folder; pass --data DIR for another copy")]
+    #[error("{path}: {source}. {hint}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+        /// What to pass instead.
+        hint: &'static str,
     },
 }
 
@@ -70,6 +72,7 @@ pub fn read_idx(
     let file = std::fs::File::open(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
+        hint: "--data names a folder holding MNIST's four .gz IDX files (the embedded copy is the project's data/mnist)",
     })?;
     // The header first; then exactly the payload it declares, and no more: a file that
     // inflates past its declared size (a gzip bomb) is refused after that many bytes.

@@ -141,6 +141,7 @@ pub fn load_for(
     let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
+        hint: "--data names a file: Quora's TSV, or Kaggle's train.csv or test.csv",
     })?;
     let header = text.lines().next().unwrap_or_default();
     let (format, delimiter) = detect(header).ok_or_else(|| {
