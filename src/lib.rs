@@ -8,6 +8,7 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod files;
+pub mod fuzz;
 pub mod models;
 pub mod pictures;
 pub mod qqp;

@@ -25,6 +25,14 @@ pub enum Init {
     },
     /// All zeros.
     Zeros,
+    /// All ones (Keras's normalization scales).
+    Ones,
+    /// An LSTM bias, rows of (i, f, g, o) blocks of `units` each: ones in the forget block, zeros
+    /// elsewhere (Keras's `unit_forget_bias`).
+    UnitForgetBias {
+        /// Units per gate block.
+        units: usize,
+    },
     /// U(lo, hi); Keras's embeddings use U(-0.05, 0.05).
     Uniform(f32, f32),
     /// An orthogonal matrix (rows or columns orthonormal), for recurrent kernels; for rank 3 and
@@ -265,6 +273,16 @@ fn draw(rng: &mut StdRng, shape: &[usize], init: &Init) -> Vec<f32> {
     };
     match *init {
         Init::Zeros => vec![0.0; len],
+        Init::Ones => vec![1.0; len],
+        Init::UnitForgetBias { units } => (0..len)
+            .map(|i| {
+                if (i % (4 * units)) / units == 1 {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
         Init::GlorotUniform | Init::GlorotUniformFans { .. } => {
             let (fan_in, fan_out) = match *init {
                 Init::GlorotUniformFans { fan_in, fan_out } => (fan_in, fan_out),
@@ -426,5 +444,28 @@ impl ParamStore {
         let ck = crate::checkpoint::Checkpoint::load(path)?;
         self.load(&ck.params)?;
         Ok(ck.metadata)
+    }
+}
+
+#[cfg(test)]
+mod init_tests {
+    use super::*;
+
+    #[test]
+    fn lazy_initializers_give_keras_values_and_sizes_are_checked_before_drawing() {
+        let d = Device::cpu();
+        let pb = ParamBuilder::new(0);
+        let bias = pb.add("bias", &[2, 8], Init::UnitForgetBias { units: 2 }).unwrap();
+        let ones = pb.add("gamma", &[3], Init::Ones).unwrap();
+        // Registering a tensor too large for any device fails at once, drawing nothing.
+        let err = pb
+            .add("huge", &[1 << 20, 1 << 20], Init::Ones)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too many elements"), "{err}");
+        let store = pb.build(&d).unwrap();
+        let forget = [0., 0., 1., 1., 0., 0., 0., 0.];
+        assert_eq!(d.to_f32(store.value(bias)).unwrap(), [forget, forget].concat());
+        assert_eq!(d.to_f32(store.value(ones)).unwrap(), [1.0; 3]);
     }
 }

@@ -84,7 +84,7 @@ impl LayerNormalizationConfig {
             ));
         }
         let gamma = if self.scale {
-            Some(pb.add("gamma", &[features], Init::Values(vec![1.0; features]))?)
+            Some(pb.add("gamma", &[features], Init::Ones)?)
         } else {
             None
         };

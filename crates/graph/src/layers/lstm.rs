@@ -64,7 +64,10 @@ impl LstmConfig {
         if self.units == 0 {
             return Err(bad(kind, "an LSTM needs at least one unit"));
         }
-        let (units, h4) = (self.units, 4 * self.units);
+        let units = self.units;
+        let h4 = units
+            .checked_mul(4)
+            .ok_or_else(|| bad(kind, format!("{units} units is too many")))?;
         let kernel = pb.add(
             "kernel",
             &[d, e, h4],
@@ -74,10 +77,7 @@ impl LstmConfig {
             },
         )?;
         let recurrent = pb.add("recurrent_kernel", &[d, units, h4], Init::Orthogonal)?;
-        let forget_one: Vec<f32> = (0..d * h4)
-            .map(|i| if (i % h4) / units == 1 { 1.0 } else { 0.0 })
-            .collect();
-        let bias = pb.add("bias", &[d, h4], Init::Values(forget_one))?;
+        let bias = pb.add("bias", &[d, h4], Init::UnitForgetBias { units })?;
         let out = if self.return_sequences {
             vec![t, d * units]
         } else {

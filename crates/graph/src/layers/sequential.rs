@@ -45,6 +45,32 @@ impl SequentialConfig {
     /// `dense_1.kernel`, `embedding_1.embeddings`, ...). A model whose first layer is an
     /// embedding reads u32 token ids; any other reads f32 values.
     pub fn init(&self, pb: &ParamBuilder) -> Result<Sequential> {
+        let per_sample = self
+            .input
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= u32::MAX as usize);
+        match per_sample {
+            _ if self.input.is_empty() => {
+                return Err(Error::model(
+                    "input",
+                    "is empty; give the per-sample shape, e.g. [4] or [1, 28, 28]",
+                ))
+            }
+            Some(0) => {
+                return Err(Error::model(
+                    "input",
+                    format!("{:?} has a zero dimension", self.input),
+                ))
+            }
+            None => {
+                return Err(Error::model(
+                    "input",
+                    format!("{:?} has too many values per sample", self.input),
+                ))
+            }
+            Some(_) => {}
+        }
         let mut counts = HashMap::<&str, usize>::new();
         let input = Signature {
             shape: self.input.clone(),
