@@ -33,6 +33,114 @@ pub struct Record {
     /// "gpu-timestamp" or "wall-clock".
     pub timing: &'static str,
     pub adapter: String,
+    /// Long-run cases: memory early and late in the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// Memory at two points of a long training run: flat means no leak.
+#[derive(Clone, Debug, Serialize)]
+pub struct Memory {
+    /// The steps measured at (e.g. 100 and 2,000).
+    pub steps: [u64; 2],
+    /// The process's resident set (Linux's VmRSS), when the platform reports it.
+    pub rss_bytes: [Option<u64>; 2],
+    /// Bytes of live device buffers (the caching allocator's size classes).
+    pub device_bytes_live: [u64; 2],
+    /// Live device buffers.
+    pub device_buffers_live: [u64; 2],
+}
+
+/// The process's resident set size, where /proc reports it.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Records memory after two given steps, from `fit`'s batch-end callback.
+struct MemoryProbe<'a> {
+    device: &'a Device,
+    at: [u64; 2],
+    seen: Vec<(Option<u64>, u64, u64)>,
+}
+
+impl kiln_train::Callback for MemoryProbe<'_> {
+    fn on_batch_end(
+        &mut self,
+        _state: &kiln_train::FitState,
+        end: &kiln_train::BatchEnd,
+    ) -> kiln_graph::Result<()> {
+        if self.at.contains(&end.step) {
+            self.device.sync()?;
+            let c = self.device.counters();
+            self.seen.push((rss_bytes(), c.bytes_live, c.buffers_live));
+        }
+        Ok(())
+    }
+}
+
+/// The seed's model trained by `fit` (shuffles, batches, metrics, epoch ends: the loop a user
+/// runs) for `late` steps on random ids; memory at step `early` and step `late`.
+fn training_memory(d: &Device, quick: bool) -> Result<Record> {
+    let (batch, t, units, per_epoch, early, late) = if quick {
+        (4, 6, (8, 4), 10, 10, 100)
+    } else {
+        (16, 62, (64, 32), 100, 100, 2000)
+    };
+    let case = qqp_case(d, batch, t, units, kiln_graph::LstmPath::Fused)?;
+    let n = batch * per_epoch;
+    let vocab = 10_000;
+    let data = kiln_train::Dataset::single(
+        kiln_train::Column::ids(random_u32(23, n * t, vocab), &[t]),
+        kiln_train::Column::f32((0..n).map(|i| (i % 2) as f32).collect(), &[1]),
+    );
+    let config = kiln_train::TrainConfig::new(kiln_graph::LossKind::BinaryCrossentropy)
+        .epochs((late as usize).div_ceil(per_epoch))
+        .batch(batch);
+    let mut probe = MemoryProbe {
+        device: d,
+        at: [early, late],
+        seen: vec![],
+    };
+    let start = Instant::now();
+    kiln_train::Fit::new(config)
+        .callback(&mut probe)
+        .run(&*case.model, &case.params, &data, None)
+        .map_err(graph_err)?;
+    let ms = start.elapsed().as_secs_f64() * 1e3 / late as f64;
+    let [(rss_a, live_a, bufs_a), (rss_b, live_b, bufs_b)] = probe.seen[..] else {
+        unreachable!("the run reaches both steps")
+    };
+    Ok(Record {
+        kernel: "training_memory".into(),
+        variant: "fit".into(),
+        shape: format!(
+            "B{batch} T{t} H{}/{}, steps {early} and {late}",
+            units.0, units.1
+        ),
+        median_ms: ms,
+        gflops: None,
+        gbps: None,
+        samples_per_sec: Some(batch as f64 / ms * 1e3),
+        dispatches: 0,
+        submits_per_step: None,
+        timing: "wall-clock",
+        adapter: d.name(),
+        memory: Some(Memory {
+            steps: [early, late],
+            rss_bytes: [rss_a, rss_b],
+            device_bytes_live: [live_a, live_b],
+            device_buffers_live: [bufs_a, bufs_b],
+        }),
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +225,7 @@ fn measure(device: &Device, case: &Case, repeats: usize) -> Result<Record> {
         submits_per_step: None,
         timing,
         adapter: device.name(),
+        memory: None,
     })
 }
 
@@ -411,6 +520,7 @@ fn training_step(d: &Device, case: TrainingCase, steps: usize, repeats: usize) -
         submits_per_step: Some(spent.submits as f64 / n_steps as f64),
         timing: "wall-clock",
         adapter: d.name(),
+        memory: None,
     })
 }
 
@@ -443,16 +553,14 @@ fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
 }
 
 /// The seed's question-pair model (BiLSTM(units.0, sequences) -> BiLSTM(units.1) -> dense head)
-/// on `steps_t` ids per sample, with a 10,000-word vocabulary.
-fn qqp_training(
+/// on `steps_t` ids per sample, with a 10,000-word vocabulary, and one batch of random ids.
+fn qqp_case(
     d: &Device,
     batch: usize,
     steps_t: usize,
     units: (usize, usize),
     path: kiln_graph::LstmPath,
-    steps: usize,
-    repeats: usize,
-) -> Result<Record> {
+) -> Result<TrainingCase<'static>> {
     use kiln_graph::layers::{BidirectionalConfig, LstmConfig};
     let vocab = 10_000;
     let mut config = crate::models::qqp_seed(vocab, 1);
@@ -468,7 +576,7 @@ fn qqp_training(
     let x = d.from_u32(&ids, &[batch, steps_t])?;
     let labels: Vec<f32> = (0..batch).map(|i| (i % 2) as f32).collect();
     let y = d.from_f32(&labels, &[batch, 1])?;
-    let case = TrainingCase {
+    Ok(TrainingCase {
         kernel: "qqp_training_step",
         variant: format!("{path:?}").to_lowercase(),
         shape: format!("B{batch} T{steps_t} H{}/{}", units.0, units.1),
@@ -480,8 +588,7 @@ fn qqp_training(
         },
         loss: kiln_graph::LossKind::BinaryCrossentropy,
         batch,
-    };
-    training_step(d, case, steps, repeats)
+    })
 }
 
 /// Wall-clock cost of recording `count` small dispatches and submitting them (not waiting for the
@@ -520,6 +627,7 @@ fn dispatch_overhead(d: &Device, count: usize, repeats: usize) -> Result<Record>
         submits_per_step: None,
         timing: "wall-clock",
         adapter: d.name(),
+        memory: None,
     })
 }
 
@@ -555,16 +663,12 @@ pub fn run(device: &Device, opts: &Options) -> Result<Vec<Record>> {
             ]
         };
         for &(batch, t, units, path, steps) in cases {
-            records.push(qqp_training(
-                device,
-                batch,
-                t,
-                units,
-                path,
-                steps,
-                opts.repeats,
-            )?);
+            let case = qqp_case(device, batch, t, units, path)?;
+            records.push(training_step(device, case, steps, opts.repeats)?);
         }
+    }
+    if wanted("training_memory") {
+        records.push(training_memory(device, opts.quick)?);
     }
     if wanted("dispatch_overhead") {
         records.push(dispatch_overhead(device, 1000, opts.repeats)?);
@@ -640,6 +744,25 @@ pub fn table(records: &[Record]) -> String {
             "recording + submitting a small dispatch: {:.4} ms each\n",
             r.median_ms
         );
+    }
+    for r in records {
+        if let Some(m) = &r.memory {
+            let mb = |b: u64| b as f64 / (1 << 20) as f64;
+            let rss = match m.rss_bytes {
+                [Some(a), Some(b)] => format!("RSS {:.1} -> {:.1} MB", mb(a), mb(b)),
+                _ => "RSS not reported here".into(),
+            };
+            out += &format!(
+                "memory over a fit ({}): {rss}; device {:.1} -> {:.1} MB in {} -> {} buffers (steps {} -> {})\n",
+                r.shape,
+                mb(m.device_bytes_live[0]),
+                mb(m.device_bytes_live[1]),
+                m.device_buffers_live[0],
+                m.device_buffers_live[1],
+                m.steps[0],
+                m.steps[1]
+            );
+        }
     }
     out
 }

@@ -53,6 +53,7 @@ fn bench_writes_json_records_with_the_documented_fields() {
         "pool2d_backward",
         "lenet_training_step",
         "qqp_training_step",
+        "training_memory",
         "dispatch_overhead",
     ] {
         assert!(kernels.contains(&k), "no {k} record in {kernels:?}");
@@ -92,6 +93,17 @@ fn bench_writes_json_records_with_the_documented_fields() {
     assert!(fused["submits_per_step"].as_f64().is_some(), "{fused}");
     let count = |r: &serde_json::Value| r["dispatches"].as_u64().unwrap();
     assert!(10 * count(fused) < count(unfused), "{fused} {unfused}");
+    // Memory over a fit: device buffers are reused, so live bytes at the two steps are equal.
+    let memory = &records
+        .iter()
+        .find(|r| r["kernel"] == "training_memory")
+        .unwrap()["memory"];
+    let live = memory["device_bytes_live"].as_array().unwrap();
+    assert!(
+        live[0].as_u64().unwrap() > 0 && live[0] == live[1],
+        "{memory}"
+    );
+    assert!(stdout.contains("memory over a fit"), "{stdout}");
 }
 
 #[test]

@@ -455,7 +455,9 @@ mod init_tests {
     fn lazy_initializers_give_keras_values_and_sizes_are_checked_before_drawing() {
         let d = Device::cpu();
         let pb = ParamBuilder::new(0);
-        let bias = pb.add("bias", &[2, 8], Init::UnitForgetBias { units: 2 }).unwrap();
+        let bias = pb
+            .add("bias", &[2, 8], Init::UnitForgetBias { units: 2 })
+            .unwrap();
         let ones = pb.add("gamma", &[3], Init::Ones).unwrap();
         // Registering a tensor too large for any device fails at once, drawing nothing.
         let err = pb
@@ -465,7 +467,10 @@ mod init_tests {
         assert!(err.contains("too many elements"), "{err}");
         let store = pb.build(&d).unwrap();
         let forget = [0., 0., 1., 1., 0., 0., 0., 0.];
-        assert_eq!(d.to_f32(store.value(bias)).unwrap(), [forget, forget].concat());
+        assert_eq!(
+            d.to_f32(store.value(bias)).unwrap(),
+            [forget, forget].concat()
+        );
         assert_eq!(d.to_f32(store.value(ones)).unwrap(), [1.0; 3]);
     }
 }

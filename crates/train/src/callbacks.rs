@@ -80,6 +80,29 @@ pub trait Callback {
     fn on_stop(&mut self, _state: &FitState) {}
 }
 
+/// A callback lent to a run (`.callback(&mut mine)`), so that the caller reads what it gathered
+/// afterwards.
+impl<C: Callback + ?Sized> Callback for &mut C {
+    fn on_train_begin(&mut self, state: &mut FitState) -> Result<()> {
+        (**self).on_train_begin(state)
+    }
+    fn on_epoch_begin(&mut self, state: &FitState, epoch: usize) -> Result<()> {
+        (**self).on_epoch_begin(state, epoch)
+    }
+    fn on_batch_end(&mut self, state: &FitState, batch: &BatchEnd) -> Result<()> {
+        (**self).on_batch_end(state, batch)
+    }
+    fn on_epoch_end(&mut self, state: &FitState) -> Result<()> {
+        (**self).on_epoch_end(state)
+    }
+    fn on_train_end(&mut self, state: &FitState) -> Result<()> {
+        (**self).on_train_end(state)
+    }
+    fn on_stop(&mut self, state: &FitState) {
+        (**self).on_stop(state)
+    }
+}
+
 /// Progress on stderr, as Keras's `verbose`: a bar per epoch and a line at its end, or the
 /// lines alone (logs, CI).
 #[derive(Default)]
