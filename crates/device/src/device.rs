@@ -228,6 +228,15 @@ impl Device {
         }
     }
 
+    /// The keys (family, entry point, override constants) of the pipelines compiled so far: what
+    /// the launchers have used, for checking those exact kernels elsewhere (other back ends).
+    pub fn pipeline_keys(&self) -> Vec<crate::PipelineKey> {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.pipelines.keys(),
+            Backend::Cpu => vec![],
+        }
+    }
+
     /// Compiled pipelines held by the cache.
     pub fn pipelines_cached(&self) -> usize {
         match &self.inner.backend {

@@ -24,6 +24,7 @@
 
 pub mod adapter;
 pub mod counters;
+pub mod cpu;
 mod device;
 mod error;
 pub(crate) mod gpu;
@@ -43,6 +44,7 @@ pub use gpu::pipeline::PipelineKey;
 pub use ops::conv::Conv2dGrads;
 pub use ops::loss::{Loss, Metric};
 pub use ops::lstm::{LstmGrads, LstmOutputGrads, LstmState};
+pub use ops::matmul::matmul_params;
 pub use ops::pool::{PoolSpec, Pooled};
 pub use params::{
     Activation, AdamConfig, BinaryOp, Conv2dSpec, ConvVariant, LstmParams, MatmulSpec,

@@ -79,6 +79,12 @@ impl PipelineCache {
         self.pipelines.lock().unwrap().len()
     }
 
+    pub fn keys(&self) -> Vec<PipelineKey> {
+        let mut keys: Vec<PipelineKey> = self.pipelines.lock().unwrap().keys().cloned().collect();
+        keys.sort_by(|a, b| (a.family.file(), a.entry).cmp(&(b.family.file(), b.entry)));
+        keys
+    }
+
     pub fn get(&self, device: &wgpu::Device, key: &PipelineKey) -> Result<wgpu::ComputePipeline> {
         if let Some(p) = self.pipelines.lock().unwrap().get(key) {
             return Ok(p.clone());

@@ -4,7 +4,7 @@ use crate::device::Backend;
 use crate::ops::{groups, shape_str};
 use crate::params::{MatmulParams, MatmulSpec, MatmulVariant};
 use crate::shaders::ShaderFamily;
-use crate::{reference, Device, Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 /// Checks operand shapes and derives the kernel's params.
 pub fn matmul_params(
@@ -101,7 +101,12 @@ impl Device {
             Backend::Cpu => {
                 let mut c = vec![0.0; p.out_len()];
                 let bias_h = bias.map(|t| self.host_f32(t));
-                reference::matmul(
+                // Naive is the baseline here too: the reference loops; Tiled the fast sgemm.
+                let run = match spec.variant {
+                    MatmulVariant::Naive => crate::reference::matmul,
+                    MatmulVariant::Tiled => crate::cpu::matmul,
+                };
+                run(
                     &p,
                     &spec,
                     &self.host_f32(a),

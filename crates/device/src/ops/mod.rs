@@ -9,7 +9,7 @@ mod embedding;
 mod layout;
 pub(crate) mod loss;
 pub(crate) mod lstm;
-mod matmul;
+pub(crate) mod matmul;
 mod optim;
 pub(crate) mod pool;
 mod reduce;
