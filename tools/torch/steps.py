@@ -1,0 +1,124 @@
+"""PyTorch peers of kiln's GPU benchmarks, for benches/gpu/run.sh (not run by CI).
+
+Times, in one process on one device (CUDA when present, else CPU):
+- the seed model's training step (Embedding(10000, 64) -> BiLSTM(64, sequences) -> BiLSTM(32) ->
+  Dense(64, relu) -> Dropout(0.2) -> Dense(1, sigmoid), binary cross-entropy, Adam) at batch 16
+  and T = 62, with cuDNN's LSTM;
+- the LeNet-style step kiln trains on MNIST (conv 32 -> max pool -> conv 64 -> max pool -> dense
+  128 -> dropout -> dense 10, cross-entropy from logits, Adam) at batch 64;
+- a 4096^3 FP32 matmul (TF32 off, so it is the same arithmetic kiln does).
+
+Medians of timed runs after warm-up, with the device synchronised around each; JSON to --json.
+
+    python3 tools/torch/steps.py --json out/torch.json
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+
+
+def timed(fn, device, warmup=3, runs=20):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+class Seed(nn.Module):
+    def __init__(self, vocab=10000):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, 64)
+        self.l1 = nn.LSTM(64, 64, batch_first=True, bidirectional=True)
+        self.l2 = nn.LSTM(128, 32, batch_first=True, bidirectional=True)
+        self.d1 = nn.Linear(64, 64)
+        self.drop = nn.Dropout(0.2)
+        self.d2 = nn.Linear(64, 1)
+
+    def forward(self, x):
+        h, _ = self.l1(self.emb(x))
+        _, (hn, _) = self.l2(h)
+        h = torch.cat([hn[0], hn[1]], dim=1)
+        return torch.sigmoid(self.d2(self.drop(torch.relu(self.d1(h)))))
+
+
+class LeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Dropout(0.25),
+            nn.Linear(128, 10),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def step_fn(model, loss_fn, x, y):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(2019)
+    records = []
+
+    seed = Seed().to(device).train()
+    x = torch.randint(0, 10000, (16, 62), device=device)
+    y = (torch.arange(16, device=device) % 2).float().unsqueeze(1)
+    ms = timed(step_fn(seed, nn.BCELoss(), x, y), device)
+    records.append({"kernel": "qqp_training_step", "shape": "B16 T62 H64/32", "median_ms": ms,
+                    "samples_per_sec": 16 / ms * 1e3})
+
+    lenet = LeNet().to(device).train()
+    x = torch.rand(64, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (64,), device=device)
+    ms = timed(step_fn(lenet, nn.CrossEntropyLoss(), x, y), device)
+    records.append({"kernel": "lenet_training_step", "shape": "batch 64", "median_ms": ms,
+                    "samples_per_sec": 64 / ms * 1e3})
+
+    n = 4096
+    a = torch.rand(n, n, device=device)
+    b = torch.rand(n, n, device=device)
+    ms = timed(lambda: a @ b, device, runs=10)
+    records.append({"kernel": "matmul", "shape": f"{n}x{n}x{n}", "median_ms": ms,
+                    "gflops": 2 * n ** 3 / ms / 1e6})
+
+    info = {"torch": torch.__version__, "device": str(device),
+            "name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None}
+    with open(args.json, "w") as f:
+        json.dump({"info": info, "records": records}, f, indent=1)
+    for r in records:
+        print(r)
+
+
+if __name__ == "__main__":
+    main()
