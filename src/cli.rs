@@ -399,6 +399,14 @@ fn swap_model(job: &mut Job, config: ModelConfig, path: &Path) -> Result<(), Str
     Ok(())
 }
 
+fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
 fn open_device(choice: &str) -> Result<Device, String> {
     let choice: DeviceChoice = choice
         .parse()
@@ -652,10 +660,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             let opts = job_options(pool, arch, data, len, vocab_cap)?;
             let job = crate::models::job(job, 0, &opts)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&job.model).map_err(|e| e.to_string())?
-            );
+            print_json(&job.model)?;
         }
         Command::Eval {
             task,
@@ -678,10 +683,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 )?;
                 let r = crate::files::eval(&device, &model, &data, strict)?;
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
-                    );
+                    print_json(&r)?;
                 } else {
                     println!(
                         "{}: {} rows of {}: {} {:.4}, loss {:.4}",
@@ -714,10 +716,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
                 let r = crate::qqp::eval(&device, &model, data.as_deref(), limit, strict)?;
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
-                    );
+                    print_json(&r)?;
                 } else {
                     println!(
                         "{}: {} pairs of {} ({}): accuracy {:.4}, loss {:.4}",
@@ -743,10 +742,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 pictures.unwrap_or_else(|| model.parent().map(PathBuf::from).unwrap_or_default());
             let report = crate::eval::mnist(&device, &model, &data, Some(&pictures), limit)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-                );
+                print_json(&report)?;
             } else {
                 println!(
                     "{}: {} test images, accuracy {:.4}, loss {:.4}",

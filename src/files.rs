@@ -1043,6 +1043,23 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// Refuses an `--out` that is a folder, or a file that exists unless `force`.
+pub fn check_out_file(out: &Path, force: bool) -> Result<(), String> {
+    if out.is_dir() {
+        return Err(format!(
+            "{} is a folder; --out names the CSV file to write",
+            out.display()
+        ));
+    }
+    if out.exists() && !force {
+        return Err(format!(
+            "{} exists; pass --force to overwrite it, or --out for another file",
+            out.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Writes predictions for every row (or image) of `data` to `out` as CSV: `row` (the input's
 /// line number, or the image path), `prediction` (the class name or the number) and, for
 /// classification, one probability column per class. Returns the number of rows.
@@ -1053,18 +1070,7 @@ pub fn predict(
     out: &Path,
     force: bool,
 ) -> Result<usize, String> {
-    if out.is_dir() {
-        return Err(format!(
-            "{} is a folder; --out names the CSV file to write",
-            out.display()
-        ));
-    }
-    if out.exists() && !force {
-        return Err(format!(
-            "{} exists; pass --force to overwrite it",
-            out.display()
-        ));
-    }
+    check_out_file(out, force)?;
     let saved = load(device, path)?;
     let mut skipped = Skipped::default();
     let read = read_for(&saved.spec, data, false, OnBad::Refuse, &mut skipped)?;

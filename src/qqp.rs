@@ -172,18 +172,7 @@ pub fn submission(
     out: &Path,
     force: bool,
 ) -> Result<usize, String> {
-    if out.is_dir() {
-        return Err(format!(
-            "{} is a folder; --out names the CSV file to write",
-            out.display()
-        ));
-    }
-    if out.exists() && !force {
-        return Err(format!(
-            "{} exists; pass --force to overwrite it, or --out for another file",
-            out.display()
-        ));
-    }
+    crate::files::check_out_file(out, force)?;
     let m = load(device, model_path)?;
     // Every row, in order: an empty question is an empty input, labels are not needed, and a
     // row that cannot be read refuses the file (a submission must not miss an id).
