@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds what run.sh runs on a GPU machine that has no Rust toolchain: the kiln binary and the
-# GPU test tiers, stripped, into benches/gpu/bin/ (ignored by git; name it in the device run's
+# GPU test tiers, stripped, into benches/gpu/bin/ and packed as benches/gpu/bin.tgz (about 31 MB,
+# under the device tool's 64 MiB; both ignored by git: name benches/gpu/bin.tgz in the run's
 # `carry`). Run from anywhere, here on the development machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,4 +26,5 @@ strip "$bin/kiln" "$bin"/tests/*
 # Test binaries read golden files at the path they were built in; run.sh links it there.
 pwd > "$bin/manifest_dir"
 ls "$bin/tests"
-du -sh "$bin"
+tar czf benches/gpu/bin.tgz -C benches/gpu bin
+du -sh "$bin" benches/gpu/bin.tgz

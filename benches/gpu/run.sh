@@ -11,6 +11,9 @@ out=${OUT:-$root/benches/gpu/out}
 mkdir -p "$out"
 export KILN_REQUIRE_GPU=1
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+if [ ! -x "$bin/kiln" ] && [ -f "$root/benches/gpu/bin.tgz" ]; then
+    tar xzf "$root/benches/gpu/bin.tgz" -C "$root/benches/gpu"
+fi
 [ -x "$bin/kiln" ] || { echo "run benches/gpu/build.sh first (on a machine with Rust)"; exit 1; }
 built=$(cat "$bin/manifest_dir")
 if [ ! -e "$built/tests/golden" ]; then
