@@ -832,6 +832,9 @@ fn run(cli: Cli) -> Result<(), String> {
             repeats,
             quick,
         } => {
+            if repeats == 0 {
+                return Err("--repeats 0 times nothing; give at least 1".into());
+            }
             let opts = bench::Options {
                 filter,
                 repeats,

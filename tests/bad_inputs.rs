@@ -104,6 +104,7 @@ fn flags_out_of_range_or_for_another_job_are_refused() {
             2,
             &["possible values: spirals, xor, mnist, qqp"],
         ),
+        (&["bench", "--repeats", "0"], 1, &["--repeats 0"]),
         (
             &["--device", "quantum", "info"],
             1,
