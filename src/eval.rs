@@ -39,10 +39,9 @@ pub fn mnist(
         ));
     }
     let (model, params) = (saved.model, saved.params);
-    let test = crate::models::first(
-        data::mnist::load_test(data_dir).map_err(|e| e.to_string())?,
-        limit,
-    );
+    let test = data::mnist::load_test(data_dir)
+        .map_err(|e| e.to_string())?
+        .first(limit);
     let loss = LossKind::CategoricalCrossentropyFromLogits;
     let (avg_loss, accuracy) =
         evaluate(&*model, &params, &test, 256, &loss).map_err(|e| e.to_string())?;

@@ -18,13 +18,14 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kiln_device::Device;
-use kiln_graph::{Activation, LossKind, OptimizerConfig, ParamStore};
+use kiln_device::params::ReduceParams;
+use kiln_device::{reference, Device};
+use kiln_graph::{Activation, LossKind, OptimizerConfig};
 use kiln_train::{Column, Dataset, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::data::qqp::{sklearn_split, Tokenizer};
-use crate::models::{Job, ModelConfig, Outline};
+use crate::models::{Job, ModelConfig, Outline, Saved};
 
 /// What a model predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -214,12 +215,12 @@ fn read_table(path: &Path, on_bad: OnBad, skipped: &mut Skipped) -> Result<Table
     Ok(Table { header, rows })
 }
 
-fn column(path: &Path, t: &Table, name: &str) -> Result<usize, String> {
-    t.header.iter().position(|h| h == name).ok_or_else(|| {
+fn column(path: &Path, header: &[String], name: &str) -> Result<usize, String> {
+    header.iter().position(|h| h == name).ok_or_else(|| {
         format!(
             "{}: no column `{name}`; the columns are {}",
             path.display(),
-            t.header.join(", ")
+            header.join(", ")
         )
     })
 }
@@ -454,7 +455,7 @@ fn table_for_training(
             .cloned()
             .unwrap_or_default(),
     };
-    let label = column(path, &table, &label_name)?;
+    let label = column(path, &table.header, &label_name)?;
     let candidates: Vec<String> = match &opts.columns {
         Some(cols) => cols.clone(),
         None => table
@@ -466,7 +467,7 @@ fn table_for_training(
     };
     let cols: Vec<usize> = candidates
         .iter()
-        .map(|c| column(path, &table, c))
+        .map(|c| column(path, &table.header, c))
         .collect::<Result<_, _>>()?;
     // Rows with an empty label cannot be trained on.
     let mut rows = vec![];
@@ -639,15 +640,7 @@ fn encode_rows(
     rows: &[&[String]],
     path: &Path,
 ) -> Result<Column, String> {
-    let find = |name: &str| {
-        header.iter().position(|h| h == name).ok_or_else(|| {
-            format!(
-                "{}: no column `{name}` (the model was trained on it); the columns are {}",
-                path.display(),
-                header.join(", ")
-            )
-        })
-    };
+    let find = |name: &str| column(path, header, name);
     match &spec.source {
         Source::Table {
             features,
@@ -833,27 +826,8 @@ fn images_for_training(
     Ok((spec, inputs, (targets, train_rows, val_rows), note))
 }
 
-/// A model saved by `kiln train --model`, with its data spec.
-pub struct Saved {
-    /// The model.
-    pub model: Box<dyn kiln_graph::Model>,
-    /// Its weights.
-    pub params: ParamStore,
-    /// How its data was read.
-    pub spec: DataSpec,
-    /// Its input and output.
-    pub outline: Outline,
-}
-
-/// Whether the model at `path` was trained by `kiln train --model` (it carries a data spec).
-pub fn is_file_model(path: &Path) -> bool {
-    kiln_graph::checkpoint::Checkpoint::load(path)
-        .ok()
-        .is_some_and(|ck| ck.meta(META_KEY).is_some())
-}
-
-/// Loads a model saved by `kiln train --model`.
-pub fn load(device: &Device, path: &Path) -> Result<Saved, String> {
+/// Loads a model saved by `kiln train --model`, and the data spec saved with it.
+pub fn load(device: &Device, path: &Path) -> Result<(Saved, DataSpec), String> {
     let saved = crate::models::load_saved(device, path)?;
     let spec: DataSpec = serde_json::from_str(saved.checkpoint.meta(META_KEY).ok_or_else(|| {
         format!(
@@ -862,12 +836,7 @@ pub fn load(device: &Device, path: &Path) -> Result<Saved, String> {
         )
     })?)
     .map_err(|e| format!("{}: {META_KEY}: {e}", path.display()))?;
-    Ok(Saved {
-        model: saved.model,
-        params: saved.params,
-        spec,
-        outline: saved.outline,
-    })
+    Ok((saved, spec))
 }
 
 /// Inputs (and labels, when wanted) of a file or folder read the way `spec` says.
@@ -934,7 +903,7 @@ fn read_for(
         Source::Images { .. } => unreachable!(),
     };
     let label_col = if with_labels {
-        Some(column(data, &table, &label)?)
+        Some(column(data, &table.header, &label)?)
     } else {
         None
     };
@@ -942,7 +911,7 @@ fn read_for(
     let inputs = spec_inputs(&spec.source);
     let input_cols: Vec<usize> = inputs
         .iter()
-        .map(|c| column(data, &table, c))
+        .map(|c| column(data, &table.header, c))
         .collect::<Result<_, _>>()?;
     let numeric = matches!(spec.source, Source::Table { .. });
     for (line, row) in &table.rows {
@@ -1016,13 +985,13 @@ pub struct EvalReport {
 
 /// Evaluates a model saved by `kiln train --model` on labelled `data`.
 pub fn eval(device: &Device, path: &Path, data: &Path, strict: bool) -> Result<EvalReport, String> {
-    let saved = load(device, path)?;
+    let (saved, spec) = load(device, path)?;
     let mut skipped = Skipped::default();
     let on_bad = if strict { OnBad::Refuse } else { OnBad::Skip };
-    let read = read_for(&saved.spec, data, true, on_bad, &mut skipped)?;
+    let read = read_for(&spec, data, true, on_bad, &mut skipped)?;
     let labels: Vec<&str> = read.labels.iter().map(String::as_str).collect();
-    let loss = loss_for(saved.spec.task, saved.spec.classes.len(), &saved.outline)?;
-    let set = Dataset::single(read.inputs, targets(&saved.spec, &saved.outline, &labels));
+    let loss = loss_for(spec.task, spec.classes.len(), &saved.outline)?;
+    let set = Dataset::single(read.inputs, targets(&spec, &saved.outline, &labels));
     let (l, value) = kiln_train::evaluate(&*saved.model, &saved.params, &set, 256, &loss)
         .map_err(|e| e.to_string())?;
     Ok(EvalReport {
@@ -1037,10 +1006,6 @@ pub fn eval(device: &Device, path: &Path, data: &Path, strict: bool) -> Result<E
             .to_string(),
         value,
     })
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// Refuses an `--out` that is a folder, or a file that exists unless `force`.
@@ -1071,15 +1036,15 @@ pub fn predict(
     force: bool,
 ) -> Result<usize, String> {
     check_out_file(out, force)?;
-    let saved = load(device, path)?;
+    let (saved, spec) = load(device, path)?;
     let mut skipped = Skipped::default();
-    let read = read_for(&saved.spec, data, false, OnBad::Refuse, &mut skipped)?;
+    let read = read_for(&spec, data, false, OnBad::Refuse, &mut skipped)?;
     let (values, shape) = kiln_train::predict(&*saved.model, &saved.params, &[read.inputs], 256)
         .map_err(|e| e.to_string())?;
     let width: usize = shape[1..].iter().product();
-    let loss = loss_for(saved.spec.task, saved.spec.classes.len(), &saved.outline)?;
-    let classes = &saved.spec.classes;
-    let first = if matches!(saved.spec.source, Source::Images { .. }) {
+    let loss = loss_for(spec.task, spec.classes.len(), &saved.outline)?;
+    let classes = &spec.classes;
+    let first = if matches!(spec.source, Source::Images { .. }) {
         "file"
     } else {
         "line"
@@ -1088,28 +1053,37 @@ pub fn predict(
     header.extend(classes.iter().map(|c| format!("p_{c}")));
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(&header).map_err(|e| e.to_string())?;
-    for (name, row) in read.names.iter().zip(values.chunks(width)) {
+    // Each row's class probabilities (none for regression), from the output the loss reads.
+    let probs: Vec<f32> = match loss {
+        LossKind::BinaryCrossentropy => values.iter().flat_map(|&p| [1.0 - p, p]).collect(),
+        LossKind::BinaryCrossentropyFromLogits => values
+            .iter()
+            .map(|&x| reference::sigmoid(x))
+            .flat_map(|p| [1.0 - p, p])
+            .collect(),
+        LossKind::SparseCategoricalCrossentropy => values.clone(),
+        LossKind::SparseCategoricalCrossentropyFromLogits => {
+            let mut out = vec![0.0; values.len()];
+            let rows = values.len() / width;
+            reference::softmax(
+                &ReduceParams::for_axis(&[rows, width], 1),
+                false,
+                &values,
+                &mut out,
+            );
+            out
+        }
+        _ => vec![],
+    };
+    for (i, (name, row)) in read.names.iter().zip(values.chunks(width)).enumerate() {
         let mut record = vec![name.clone()];
-        let probs: Vec<f32> = match loss {
-            LossKind::BinaryCrossentropy => vec![1.0 - row[0], row[0]],
-            LossKind::BinaryCrossentropyFromLogits => vec![1.0 - sigmoid(row[0]), sigmoid(row[0])],
-            LossKind::SparseCategoricalCrossentropy => row.to_vec(),
-            LossKind::SparseCategoricalCrossentropyFromLogits => {
-                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
-                let s: f32 = e.iter().sum();
-                e.into_iter().map(|v| v / s).collect()
-            }
-            _ => vec![],
-        };
         if probs.is_empty() {
             record.push(format!("{}", row[0]));
         } else {
-            let best = (0..probs.len())
-                .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
-                .unwrap();
+            let p = &probs[i * classes.len()..(i + 1) * classes.len()];
+            let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
             record.push(classes[best].clone());
-            record.extend(probs.iter().map(|p| format!("{p:.6}")));
+            record.extend(p.iter().map(|v| format!("{v:.6}")));
         }
         w.write_record(&record).map_err(|e| e.to_string())?;
     }

@@ -324,8 +324,8 @@ fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
     Ok(Job {
         name: "qqp".into(),
         model,
-        train: first(prepared.train, opts.limit),
-        val: Some(first(prepared.val, opts.limit.map(|n| (n / 4).max(1)))),
+        train: prepared.train.first(opts.limit),
+        val: Some(prepared.val.first(opts.limit.map(|n| (n / 4).max(1)))),
         config: qqp_train_config(seed),
         metadata,
         data_report: Some(format!(
@@ -336,11 +336,6 @@ fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
             prepared.tokenizer.words.len()
         )),
     })
-}
-
-/// The first `n` samples of `d` (all when `n` is None or larger).
-pub fn first(d: Dataset, n: Option<usize>) -> Dataset {
-    d.first(n)
 }
 
 /// The LeNet-style stack `kiln train mnist` trains: conv -> relu -> pool -> conv -> relu -> pool ->
@@ -380,8 +375,8 @@ pub fn job(name: JobName, seed: u64, opts: &JobOptions) -> Result<Job, String> {
         let dir = opts.data.clone().unwrap_or_else(data::mnist::default_dir);
         let (train, test) = data::mnist::load(&dir).map_err(|e| e.to_string())?;
         let (train, test) = (
-            first(train, opts.limit),
-            first(test, opts.limit.map(|n| (n / 5).max(1))),
+            train.first(opts.limit),
+            test.first(opts.limit.map(|n| (n / 5).max(1))),
         );
         return Ok(Job {
             name: "mnist".into(),

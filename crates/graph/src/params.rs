@@ -195,16 +195,6 @@ impl ParamBuilder {
         }
     }
 
-    /// The number of scalars registered so far (all views).
-    pub fn numel(&self) -> usize {
-        self.state
-            .borrow()
-            .specs
-            .iter()
-            .map(|s| s.shape.iter().product::<usize>())
-            .sum()
-    }
-
     /// Packs every registered parameter (of all views) onto `device`: the buffers first (so a
     /// model too large for the adapter fails before any value is drawn), then each parameter's
     /// initial values, in registration order.
