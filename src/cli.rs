@@ -124,6 +124,39 @@ pub enum Command {
     /// List every adapter, and the chosen one's limits and features.
     Info,
     /// Run kernel variants side by side and report median time, GFLOP/s or GB/s, and dispatches.
+    /// Per-kernel time of a job's training step on this device: a table sorted by time, and
+    /// optionally a Chrome trace (open it in https://ui.perfetto.dev) and JSON.
+    Profile {
+        /// The built-in job whose model and first batch are profiled.
+        job: JobName,
+        /// A model file to profile on the job's data instead of the job's model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Samples per step (default: the job's batch size).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Profiled steps after one warm-up step; the table is per step.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// mnist: the pooling.
+        #[arg(long)]
+        pool: Option<Pool>,
+        /// qqp: the architecture.
+        #[arg(long)]
+        arch: Option<Arch>,
+        /// qqp: ids per question.
+        #[arg(long)]
+        len: Option<usize>,
+        /// LSTM layers: fused or unfused.
+        #[arg(long, value_enum, default_value_t = LstmArg::Fused)]
+        lstm: LstmArg,
+        /// Write a Chrome trace (JSON) of every kernel launch to this file.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Write the table as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     Bench {
         /// Only kernels whose name contains this (matmul, elementwise, reduce, softmax, embedding,
         /// dropout, optim, dispatch_overhead).
@@ -826,6 +859,48 @@ fn run(cli: Cli) -> Result<(), String> {
             eprintln!("wrote {}", out.display());
         }
         Command::Info => info(&device),
+        Command::Profile {
+            job,
+            model,
+            batch,
+            steps,
+            pool,
+            arch,
+            len,
+            lstm,
+            trace,
+            json,
+        } => {
+            let opts = job_options(pool, arch, None, len, None)?;
+            let mut j = crate::models::job(job, 0, &opts)?;
+            if let Some(path) = &model {
+                swap_model(&mut j, read_model_file(path)?, path)?;
+            }
+            let popts = crate::profile::Options {
+                steps,
+                batch,
+                lstm: lstm.into(),
+            };
+            eprintln!("kiln profile {} on {}", j.name, device.name());
+            let (report, profile) = crate::profile::run(&device, &j, &popts)?;
+            print!("{}", crate::profile::table(&report));
+            let write = |path: &Path, value: &serde_json::Value| -> Result<(), String> {
+                let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+                std::fs::write(path, text + "\n")
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+                Ok(())
+            };
+            if let Some(path) = trace {
+                write(&path, &crate::profile::chrome_trace(&report, &profile))?;
+            }
+            if let Some(path) = json {
+                write(
+                    &path,
+                    &serde_json::to_value(&report).map_err(|e| e.to_string())?,
+                )?;
+            }
+        }
         Command::Bench {
             filter,
             json,

@@ -11,6 +11,7 @@ pub mod files;
 pub mod fuzz;
 pub mod models;
 pub mod pictures;
+pub mod profile;
 pub mod qqp;
 pub mod siamese;
 

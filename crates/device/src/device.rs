@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::adapter::{self, AdapterSummary, DeviceChoice, NO_ADAPTER_HINT};
 use crate::counters::{CounterCells, Counters};
 use crate::gpu::GpuContext;
+use crate::profile::{CpuRecorder, Profile, ProfileClock, SpanGuard};
 use crate::tensor::{CpuBuffer, DType, Storage, Tensor};
 use crate::{Error, Result};
 
@@ -18,6 +19,10 @@ struct Inner {
     backend: Backend,
     counters: Arc<CounterCells>,
     note: Option<String>,
+    /// The CPU device's kernel timer (see [`Device::profile`]).
+    recorder: CpuRecorder,
+    /// A CPU device that runs only the plain reference loops ([`Device::cpu_reference`]).
+    reference_only: bool,
 }
 
 /// A compute device. Cheap to clone; clones share the device.
@@ -45,8 +50,26 @@ impl Device {
                 backend: Backend::Cpu,
                 counters: Arc::default(),
                 note: None,
+                recorder: CpuRecorder::default(),
+                reference_only: false,
             }),
         }
+    }
+
+    /// A CPU device that runs the plain reference loops ([`reference`](crate::reference))
+    /// everywhere instead of the fast kernels ([`cpu`](crate::cpu)): the spec, as a device, for
+    /// tests that compare an adapter or the fast CPU kernels against it.
+    pub fn cpu_reference() -> Device {
+        let mut d = Device::cpu();
+        Arc::get_mut(&mut d.inner)
+            .expect("fresh device")
+            .reference_only = true;
+        d
+    }
+
+    /// Whether this is the CPU device running its fast kernels (not [`Device::cpu_reference`]).
+    pub(crate) fn cpu_fast(&self) -> bool {
+        matches!(self.inner.backend, Backend::Cpu) && !self.inner.reference_only
     }
 
     /// Opens the device the choice names. `Auto` falls back to the CPU device when no adapter exists
@@ -110,6 +133,8 @@ impl Device {
                 backend: Backend::Gpu(Box::new(ctx)),
                 counters,
                 note: None,
+                recorder: CpuRecorder::default(),
+                reference_only: false,
             }),
         })
     }
@@ -132,7 +157,8 @@ impl Device {
     pub fn name(&self) -> String {
         match &self.inner.backend {
             Backend::Gpu(g) => format!("{} ({:?})", g.info.name, g.info.backend),
-            Backend::Cpu => "cpu (reference)".to_string(),
+            Backend::Cpu if self.inner.reference_only => "cpu (reference)".to_string(),
+            Backend::Cpu => "cpu".to_string(),
         }
     }
 
@@ -204,8 +230,59 @@ impl Device {
             return Ok((f()?, None));
         }
         let value = f();
-        let ms = g.end_timing()?;
-        Ok((value?, ms))
+        let spans = g.end_timing()?;
+        Ok((value?, spans.map(|(s, _)| s.iter().map(|s| s.ms).sum())))
+    }
+
+    /// Runs `f` and returns what each kernel it launched took: GPU timestamps around every compute
+    /// pass where the adapter has them (up to 1,024 passes; the rest are counted as untimed),
+    /// the wall clock around every kernel on the CPU device. Waits for the GPU before returning.
+    pub fn profile<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Profile)> {
+        match &self.inner.backend {
+            Backend::Cpu => {
+                self.inner.recorder.begin();
+                let value = f();
+                let spans = self.inner.recorder.end();
+                Ok((
+                    value?,
+                    Profile {
+                        spans,
+                        clock: ProfileClock::WallClock,
+                        untimed: 0,
+                    },
+                ))
+            }
+            Backend::Gpu(g) => {
+                if !g.begin_timing()? {
+                    let value = f()?;
+                    g.sync()?;
+                    let untimed = 0;
+                    return Ok((
+                        value,
+                        Profile {
+                            spans: vec![],
+                            clock: ProfileClock::None,
+                            untimed,
+                        },
+                    ));
+                }
+                let value = f();
+                let (spans, untimed) = g.end_timing()?.unwrap_or_default();
+                Ok((
+                    value?,
+                    Profile {
+                        spans,
+                        clock: ProfileClock::GpuTimestamps,
+                        untimed,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Times a CPU-device kernel under `name` until the guard drops, when a profile is running.
+    pub(crate) fn span(&self, name: &'static str) -> SpanGuard<'_> {
+        self.inner.recorder.span(name)
     }
 
     /// The counters so far (dispatches, submits, readbacks, bytes, live buffers).
@@ -561,7 +638,7 @@ impl Device {
     /// A new CPU tensor holding `data` (CPU device only; counts as a dispatch of the reference).
     pub(crate) fn host_tensor(&self, data: Vec<f32>, shape: &[usize]) -> Tensor {
         CounterCells::add(&self.inner.counters.dispatches, 1);
-        let words = data.iter().map(|v| v.to_bits()).collect();
+        let words = f32_words(data);
         Tensor {
             storage: Storage::Cpu(CpuBuffer::new(words, self.inner.counters.clone())),
             offset: 0,
@@ -580,7 +657,80 @@ impl Device {
             .copy_from_slice(bytemuck::cast_slice(data));
     }
 
+    /// A CPU tensor's values in place, read-only (CPU device only; no copy). Take one guard per
+    /// buffer: a write guard on storage that a read guard also holds would wait forever, so
+    /// callers check [`Tensor::same_storage`] first.
+    pub(crate) fn host_read<'t>(&self, t: &'t Tensor) -> HostRead<'t> {
+        let Storage::Cpu(c) = &t.storage else {
+            unreachable!("checked by check_device")
+        };
+        HostRead {
+            words: c.words.read().unwrap(),
+            range: t.offset..t.offset + t.len(),
+        }
+    }
+
+    /// A CPU tensor's values in place, writable (CPU device only; see [`Device::host_read`]).
+    pub(crate) fn host_write<'t>(&self, t: &'t Tensor) -> HostWrite<'t> {
+        let Storage::Cpu(c) = &t.storage else {
+            unreachable!("checked by check_device")
+        };
+        HostWrite {
+            words: c.words.write().unwrap(),
+            range: t.offset..t.offset + t.len(),
+        }
+    }
+
     pub(crate) fn count_dispatch(&self) {
         CounterCells::add(&self.inner.counters.dispatches, 1);
     }
+}
+
+/// A read guard on a CPU tensor's values ([`Device::host_read`]).
+pub(crate) struct HostRead<'a> {
+    words: std::sync::RwLockReadGuard<'a, Vec<u32>>,
+    range: std::ops::Range<usize>,
+}
+
+impl HostRead<'_> {
+    /// The values as u32 (ids).
+    pub fn u32(&self) -> &[u32] {
+        &self.words[self.range.clone()]
+    }
+}
+
+impl std::ops::Deref for HostRead<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        bytemuck::cast_slice(&self.words[self.range.clone()])
+    }
+}
+
+/// A write guard on a CPU tensor's values ([`Device::host_write`]).
+pub(crate) struct HostWrite<'a> {
+    words: std::sync::RwLockWriteGuard<'a, Vec<u32>>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for HostWrite<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        bytemuck::cast_slice(&self.words[self.range.clone()])
+    }
+}
+
+impl std::ops::DerefMut for HostWrite<'_> {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        bytemuck::cast_slice_mut(&mut self.words[self.range.clone()])
+    }
+}
+
+/// f32 values as their bit patterns, reusing the allocation (f32 and u32 share size and alignment).
+fn f32_words(data: Vec<f32>) -> Vec<u32> {
+    let mut data = std::mem::ManuallyDrop::new(data);
+    let (ptr, len, cap) = (data.as_mut_ptr(), data.len(), data.capacity());
+    // SAFETY: the allocation came from a Vec<f32>; u32 has f32's size and alignment and every bit
+    // pattern is a valid u32, so it is a valid Vec<u32> of the same length and capacity. `data`
+    // is not dropped, so the allocation has one owner.
+    unsafe { Vec::from_raw_parts(ptr.cast::<u32>(), len, cap) }
 }

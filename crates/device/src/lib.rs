@@ -30,6 +30,7 @@ mod error;
 pub(crate) mod gpu;
 mod ops;
 pub mod params;
+pub mod profile;
 pub mod reference;
 pub mod shaders;
 mod tensor;
@@ -50,5 +51,6 @@ pub use params::{
     Activation, AdamConfig, BinaryOp, Conv2dSpec, ConvVariant, LstmParams, MatmulSpec,
     MatmulVariant, PoolMode, ReduceOp, SgdConfig, UnaryOp,
 };
+pub use profile::{KernelSpan, KernelTotal, Profile, ProfileClock};
 pub use shaders::ShaderFamily;
 pub use tensor::{DType, Tensor};

@@ -3,7 +3,7 @@
 //! micro-kernel's blocks; and the same bits on every run.
 
 use kiln_device::params::{Activation, MatmulSpec};
-use kiln_device::testing::{assert_close, random_f32, Tolerance};
+use kiln_device::testing::{assert_close, random_f32, random_u32, Tolerance};
 use kiln_device::{cpu, matmul_params, reference};
 
 fn case(
@@ -83,5 +83,86 @@ fn fast_matmul_gives_the_same_bits_every_run() {
     let (first, _) = case(&[256, 300], &[300, 200], spec, true, 9);
     for _ in 0..3 {
         assert_eq!(case(&[256, 300], &[300, 200], spec, true, 9).0, first);
+    }
+}
+
+#[test]
+fn fast_optimizers_give_the_reference_bits() {
+    use kiln_device::params::{AdamConfig, SgdConfig};
+    // Past several chunks, and an odd tail.
+    let n = 3 * (1 << 14) + 77;
+    let g = random_f32(1, n, -1.0, 1.0);
+    let (w0, m0) = (random_f32(2, n, -1.0, 1.0), random_f32(3, n, -0.1, 0.1));
+    let v0 = random_f32(4, n, 0.0, 0.1);
+    let p = AdamConfig::default().params(n as u32, 3);
+    let (mut w, mut m, mut v) = (w0.clone(), m0.clone(), v0.clone());
+    cpu::adam_update(&p, &mut w, &g, &mut m, &mut v);
+    let (mut rw, mut rm, mut rv) = (w0.clone(), m0.clone(), v0.clone());
+    reference::adam_update(&p, &mut rw, &g, &mut rm, &mut rv);
+    assert_ne!(rm, m0, "the update moved the moments");
+    assert_eq!((w, m, v), (rw, rm, rv));
+
+    let p = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        nesterov: true,
+    }
+    .params(n as u32);
+    let (mut w, mut u) = (w0.clone(), m0.clone());
+    cpu::sgd_update(&p, &mut w, &g, &mut u);
+    let (mut rw, mut ru) = (w0.clone(), m0.clone());
+    reference::sgd_update(&p, &mut rw, &g, &mut ru);
+    assert_eq!((w, u), (rw, ru));
+}
+
+#[test]
+fn fast_embedding_backward_gives_the_reference_bits() {
+    use kiln_device::params::EmbeddingParams;
+    let (vocab, dim, n) = (40, 7, 500);
+    // Many repeats per id, and ids past the vocabulary (skipped).
+    let ids = random_u32(5, n, vocab + 3);
+    let dout = random_f32(6, n * dim, -1.0, 1.0);
+    let table = random_f32(7, vocab as usize * dim, -1.0, 1.0);
+    let p = EmbeddingParams {
+        n: n as u32,
+        dim: dim as u32,
+        vocab,
+        _pad: 0,
+    };
+    let (mut fast, mut slow) = (table.clone(), table.clone());
+    cpu::embedding_backward(&p, &dout, &ids, &mut fast);
+    reference::embedding_backward(&p, &dout, &ids, &mut slow);
+    assert_eq!(fast, slow);
+    assert_ne!(slow, table);
+}
+
+#[test]
+fn fast_reduce_gives_the_reference_bits() {
+    use kiln_device::params::{ReduceOp, ReduceParams};
+    let shapes: &[&[usize]] = &[
+        &[1],
+        &[5, 1],
+        &[3, 992, 256],
+        &[2, 7, 3],
+        &[70_000],
+        &[4, 9000],
+    ];
+    for shape in shapes {
+        let len: usize = shape.iter().product();
+        let mut x = random_f32(8, len, -1.0, 1.0);
+        // A run of negative zeros: a sum of them is -0.0 in the reference.
+        for v in x.iter_mut().step_by(shape[shape.len() - 1]) {
+            *v = -0.0;
+        }
+        for axis in 0..shape.len() {
+            let p = ReduceParams::for_axis(shape, axis);
+            for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+                let (mut fast, mut slow) = (vec![1.0; p.out_len()], vec![2.0; p.out_len()]);
+                cpu::reduce(&p, op, &x, &mut fast);
+                reference::reduce(&p, op, &x, &mut slow);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fast), bits(&slow), "{shape:?} axis {axis} {op:?}");
+            }
+        }
     }
 }

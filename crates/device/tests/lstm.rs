@@ -1,4 +1,5 @@
-//! The fused LSTM kernels (shaders/lstm.wgsl) on the adapter against their CPU reference: forward
+//! The fused LSTM kernels (shaders/lstm.wgsl) on the adapter, and the CPU device's fast LSTM
+//! (kiln_device::cpu), against their CPU reference: forward
 //! outputs, the saved cache, and every gradient, for one and two directions, with and without an
 //! initial state, a padding mask and each kind of output gradient, at H = 1, 3, 33, 64 and T = 1
 //! to 70. The reference itself is checked against the unfused composition and finite differences
@@ -101,11 +102,8 @@ fn run(dev: &Device, c: &Case, seed: u64) -> Vec<(String, Vec<f32>)> {
     out
 }
 
-#[test]
-fn fused_lstm_matches_reference_forward_and_backward() {
-    let Some(gpu) = gpu_device("fused_lstm_matches_reference") else {
-        return;
-    };
+/// Every option, at H = 1, 3, 5, 33, 64, 130 and T = 1 to 70.
+fn cases() -> Vec<Case> {
     let base = Case {
         b: 3,
         t: 5,
@@ -117,7 +115,7 @@ fn fused_lstm_matches_reference_forward_and_backward() {
         seq: true,
         dlast: false,
     };
-    let cases = [
+    [
         Case {
             b: 1,
             d: 2,
@@ -188,10 +186,15 @@ fn fused_lstm_matches_reference_forward_and_backward() {
             mask: true,
             ..base
         },
-    ];
-    for (i, c) in cases.iter().enumerate() {
-        let got = run(&gpu, c, i as u64);
-        let want = run(&Device::cpu(), c, i as u64);
+    ]
+    .into()
+}
+
+/// Runs every case on `dev` and on the reference loops, comparing every output and gradient.
+fn matches_reference(dev: &Device) {
+    for (i, c) in cases().iter().enumerate() {
+        let got = run(dev, c, i as u64);
+        let want = run(&Device::cpu_reference(), c, i as u64);
         assert_eq!(got.len(), want.len());
         // Sums over H (forward) and over B*T (weight gradients) are rounded in another order.
         let tol = Tolerance::reduction(4 * c.h + c.b * c.t).max(Tolerance::TRANSCENDENTAL);
@@ -202,6 +205,29 @@ fn fused_lstm_matches_reference_forward_and_backward() {
             );
             assert_close(&what, g, w, tol);
         }
+    }
+}
+
+#[test]
+fn fused_lstm_matches_reference_forward_and_backward() {
+    let Some(gpu) = gpu_device("fused_lstm_matches_reference") else {
+        return;
+    };
+    matches_reference(&gpu);
+}
+
+/// The CPU device's LSTM (kiln_device::cpu: one sgemm per step, a thread per direction).
+#[test]
+fn fast_cpu_lstm_matches_reference_forward_and_backward() {
+    matches_reference(&Device::cpu());
+}
+
+#[test]
+fn fast_cpu_lstm_gives_the_same_bits_every_run() {
+    let c = &cases()[6];
+    let first = run(&Device::cpu(), c, 6);
+    for _ in 0..3 {
+        assert_eq!(run(&Device::cpu(), c, 6), first);
     }
 }
 

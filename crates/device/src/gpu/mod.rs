@@ -12,6 +12,7 @@ pub(crate) mod pool;
 use std::sync::{Arc, Mutex};
 
 use crate::counters::CounterCells;
+use crate::profile::KernelSpan;
 use crate::shaders::ShaderFamily;
 use crate::tensor::{Storage, Tensor};
 use crate::{Error, Result};
@@ -52,6 +53,10 @@ struct Batch {
 struct Timer {
     queries: wgpu::QuerySet,
     used: u32,
+    /// The entry point of each timed pass, in order.
+    labels: Vec<&'static str>,
+    /// Passes launched past the query set's capacity.
+    untimed: u64,
 }
 
 pub(crate) struct GpuContext {
@@ -189,9 +194,14 @@ impl GpuContext {
             Some(t) if t.used + 2 <= MAX_TIMED_PASSES * 2 => {
                 let i = t.used;
                 t.used += 2;
+                t.labels.push(l.entry);
                 Some((t.queries.clone(), i))
             }
-            _ => None,
+            Some(t) => {
+                t.untimed += 1;
+                None
+            }
+            None => None,
         };
         drop(timer);
 
@@ -362,17 +372,23 @@ impl GpuContext {
             ty: wgpu::QueryType::Timestamp,
             count: MAX_TIMED_PASSES * 2,
         });
-        *self.timer.lock().unwrap() = Some(Timer { queries, used: 0 });
+        *self.timer.lock().unwrap() = Some(Timer {
+            queries,
+            used: 0,
+            labels: vec![],
+            untimed: 0,
+        });
         Ok(true)
     }
 
-    /// Stops timing and returns the summed GPU time of the timed passes, in milliseconds.
-    pub fn end_timing(&self) -> Result<Option<f64>> {
+    /// Stops timing and returns each timed pass (its entry point, start and duration, from the
+    /// first pass's start) and the count of passes past the query set's capacity.
+    pub fn end_timing(&self) -> Result<Option<(Vec<KernelSpan>, u64)>> {
         let Some(timer) = self.timer.lock().unwrap().take() else {
             return Ok(None);
         };
         if timer.used == 0 {
-            return Ok(Some(0.0));
+            return Ok(Some((vec![], timer.untimed)));
         }
         let bytes = timer.used as u64 * 8;
         let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -401,11 +417,17 @@ impl GpuContext {
             .chunks_exact(2)
             .map(|w| w[0] as u64 | (w[1] as u64) << 32)
             .collect();
-        let period = self.queue.get_timestamp_period() as f64;
-        let ns: f64 = ticks
+        let ms_per_tick = self.queue.get_timestamp_period() as f64 / 1e6;
+        let origin = ticks.iter().step_by(2).copied().min().unwrap_or(0);
+        let spans = ticks
             .chunks_exact(2)
-            .map(|p| p[1].saturating_sub(p[0]) as f64 * period)
-            .sum();
-        Ok(Some(ns / 1e6))
+            .zip(timer.labels)
+            .map(|(p, name)| KernelSpan {
+                name,
+                start_ms: p[0].saturating_sub(origin) as f64 * ms_per_tick,
+                ms: p[1].saturating_sub(p[0]) as f64 * ms_per_tick,
+            })
+            .collect();
+        Ok(Some((spans, timer.untimed)))
     }
 }

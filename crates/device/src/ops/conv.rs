@@ -63,6 +63,7 @@ impl Device {
         let shape = p.cols_shape();
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("im2col");
                 let mut cols = vec![0.0; shape.iter().product()];
                 reference::im2col(p, &self.host_f32(x), &mut cols);
                 Ok(self.host_tensor(cols, &shape))
@@ -79,6 +80,7 @@ impl Device {
         let shape = [p.n as usize, p.c as usize, p.h as usize, p.w as usize];
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("col2im");
                 let mut dx = vec![0.0; shape.iter().product()];
                 reference::col2im(p, &self.host_f32(dcols), &mut dx);
                 Ok(self.host_tensor(dx, &shape))
@@ -121,6 +123,7 @@ impl Device {
                     .reshape(&shape)?
             }
             (ConvVariant::Direct, Backend::Cpu) => {
+                let _span = self.span("conv2d_direct");
                 let mut y = vec![0.0; shape.iter().product()];
                 reference::conv2d_direct(&p, &self.host_f32(x), &self.host_f32(weight), &mut y);
                 self.host_tensor(y, &shape)
@@ -139,6 +142,7 @@ impl Device {
         if let Some(b) = bias {
             match self.backend() {
                 Backend::Cpu => {
+                    let _span = self.span("bias_channels");
                     let mut v = self.host_f32(&y);
                     reference::bias_channels(&p, &self.host_f32(b), &mut v);
                     self.count_dispatch();

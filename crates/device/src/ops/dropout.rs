@@ -26,6 +26,7 @@ impl Device {
         let p = DropoutParams::new(x.len() as u32, rate, seed, offset);
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("dropout_forward");
                 let (mut out, mut mask) = (vec![0.0; x.len()], vec![0.0; x.len()]);
                 reference::dropout_forward(&p, &self.host_f32(x), &mut out, &mut mask);
                 let mask = self.host_tensor(mask, x.shape());

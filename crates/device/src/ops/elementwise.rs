@@ -52,6 +52,7 @@ impl Device {
         let p = params(a.len(), b.len(), 0.0);
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("binary");
                 let mut out = vec![0.0; a.len()];
                 reference::binary(&p, op, &self.host_f32(a), &self.host_f32(b), &mut out);
                 Ok(self.host_tensor(out, a.shape()))
@@ -81,6 +82,7 @@ impl Device {
         let p = params(x.len(), x.len(), op.scalar());
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("unary");
                 let mut out = vec![0.0; x.len()];
                 reference::unary(&p, op, &self.host_f32(x), &mut out);
                 Ok(self.host_tensor(out, x.shape()))
@@ -113,6 +115,7 @@ impl Device {
         let p = params(x.len(), x.len(), op.scalar());
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("unary_backward");
                 let mut dx = vec![0.0; x.len()];
                 reference::unary_backward(&p, op, &self.host_f32(x), &self.host_f32(dy), &mut dx);
                 Ok(self.host_tensor(dx, x.shape()))
@@ -135,6 +138,7 @@ impl Device {
         let len: usize = shape.iter().product();
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("fill");
                 if len == 0 {
                     return Err(Error::invalid(
                         "full",
@@ -169,6 +173,7 @@ impl Device {
         let p = params(dst.len(), dst.len(), scale);
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("axpy");
                 let mut out = self.host_f32(dst);
                 reference::axpy(&p, &self.host_f32(x), &mut out);
                 self.count_dispatch();
@@ -184,7 +189,8 @@ impl Device {
         self.check("zero_", t)?;
         match self.backend() {
             Backend::Cpu => {
-                self.host_store(t, &vec![0.0; t.len()]);
+                let _span = self.span("zero");
+                self.host_write(t).fill(0.0);
                 Ok(())
             }
             Backend::Gpu(g) => {

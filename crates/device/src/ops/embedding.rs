@@ -61,11 +61,12 @@ impl Device {
         shape.push(p.dim as usize);
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("embedding_forward");
                 let mut out = vec![0.0; ids.len() * p.dim as usize];
                 reference::embedding_forward(
                     &p,
-                    &self.host_f32(table),
-                    &self.host_u32(ids),
+                    &self.host_read(table),
+                    self.host_read(ids).u32(),
                     &mut out,
                 );
                 Ok(self.host_tensor(out, &shape))
@@ -94,6 +95,7 @@ impl Device {
         shape.push(classes);
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("one_hot");
                 let mut out = vec![0.0; ids.len() * classes];
                 reference::one_hot(&p, &self.host_u32(ids), &mut out);
                 Ok(self.host_tensor(out, &shape))
@@ -131,15 +133,15 @@ impl Device {
         }
         match self.backend() {
             Backend::Cpu => {
-                let mut d = self.host_f32(dtable);
-                reference::embedding_backward(
-                    &p,
-                    &self.host_f32(dout),
-                    &self.host_u32(ids),
-                    &mut d,
-                );
+                let _span = self.span("embedding_backward");
+                let run = if self.cpu_fast() {
+                    crate::cpu::embedding_backward
+                } else {
+                    reference::embedding_backward
+                };
+                let (dout, ids) = (self.host_f32(dout), self.host_u32(ids));
+                run(&p, &dout, &ids, &mut self.host_write(dtable));
                 self.count_dispatch();
-                self.host_store(dtable, &d);
                 Ok(())
             }
             Backend::Gpu(g) => {

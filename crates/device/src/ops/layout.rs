@@ -17,6 +17,7 @@ impl Device {
     ) -> Result<()> {
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("slice_copy");
                 let mut out = self.host_f32(dst);
                 reference::slice_copy(p, accumulate, &self.host_f32(src), &mut out);
                 self.count_dispatch();

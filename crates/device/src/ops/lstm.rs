@@ -260,6 +260,7 @@ impl Device {
         let last_shape = [b, d * h];
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("lstm_forward");
                 let mut cache = vec![0.0; d * b * t * 5 * h];
                 let mut hprev = vec![0.0; d * b * t * h];
                 let mut y = return_sequences.then(|| vec![0.0; b * t * d * h]);
@@ -267,7 +268,12 @@ impl Device {
                 let mut clast = vec![0.0; b * d * h];
                 let init_h = init.map(|i| self.host_f32(i));
                 let ids_h = ids.map(|i| self.host_u32(i));
-                reference::lstm_forward(
+                let run = if self.cpu_fast() {
+                    crate::cpu::lstm_forward
+                } else {
+                    reference::lstm_forward
+                };
+                run(
                     &p,
                     &self.host_f32(xproj),
                     &self.host_f32(recurrent),
@@ -392,13 +398,19 @@ impl Device {
         let carry_shape = [2, d, b, h];
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("lstm_backward");
                 let mut dz = vec![0.0; d * b * t * 4 * h];
                 let mut carry = vec![0.0; 2 * d * b * h];
                 let host = |t: Option<&Tensor>| t.map(|t| self.host_f32(t));
                 let (init_h, dy_h, dh_h, dc_h) =
                     (host(init), host(grads.dy), host(dh_last), host(dc_last));
                 let ids_h = ids.map(|i| self.host_u32(i));
-                reference::lstm_backward(
+                let run = if self.cpu_fast() {
+                    crate::cpu::lstm_backward
+                } else {
+                    reference::lstm_backward
+                };
+                run(
                     &p,
                     &self.host_f32(recurrent),
                     init_h.as_deref(),

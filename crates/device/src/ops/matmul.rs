@@ -99,12 +99,13 @@ impl Device {
         }
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("matmul");
                 let mut c = vec![0.0; p.out_len()];
                 let bias_h = bias.map(|t| self.host_f32(t));
                 // Naive is the baseline here too: the reference loops; Tiled the fast sgemm.
                 let run = match spec.variant {
-                    MatmulVariant::Naive => crate::reference::matmul,
-                    MatmulVariant::Tiled => crate::cpu::matmul,
+                    MatmulVariant::Tiled if self.cpu_fast() => crate::cpu::matmul,
+                    _ => crate::reference::matmul,
                 };
                 run(
                     &p,

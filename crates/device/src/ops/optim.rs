@@ -66,13 +66,17 @@ impl Device {
         let p = cfg.params(w.len() as u32, step);
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("adam_update");
+                // Separate buffers (optim_check), so the four guards cannot wait on each other.
                 let (mut wh, mut mh, mut vh) =
-                    (self.host_f32(w), self.host_f32(m), self.host_f32(v));
-                reference::adam_update(&p, &mut wh, &self.host_f32(g), &mut mh, &mut vh);
+                    (self.host_write(w), self.host_write(m), self.host_write(v));
+                let run = if self.cpu_fast() {
+                    crate::cpu::adam_update
+                } else {
+                    reference::adam_update
+                };
+                run(&p, &mut wh, &self.host_read(g), &mut mh, &mut vh);
                 self.count_dispatch();
-                self.host_store(w, &wh);
-                self.host_store(m, &mh);
-                self.host_store(v, &vh);
                 Ok(())
             }
             Backend::Gpu(_) => {
@@ -88,11 +92,15 @@ impl Device {
         let p = cfg.params(w.len() as u32);
         match self.backend() {
             Backend::Cpu => {
-                let (mut wh, mut uh) = (self.host_f32(w), self.host_f32(u));
-                reference::sgd_update(&p, &mut wh, &self.host_f32(g), &mut uh);
+                let _span = self.span("sgd_update");
+                let (mut wh, mut uh) = (self.host_write(w), self.host_write(u));
+                let run = if self.cpu_fast() {
+                    crate::cpu::sgd_update
+                } else {
+                    reference::sgd_update
+                };
+                run(&p, &mut wh, &self.host_read(g), &mut uh);
                 self.count_dispatch();
-                self.host_store(w, &wh);
-                self.host_store(u, &uh);
                 Ok(())
             }
             Backend::Gpu(_) => self.optim_launch("sgd_update", &p, &[(1, w), (2, g), (3, u)]),

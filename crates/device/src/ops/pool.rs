@@ -90,6 +90,7 @@ impl Device {
             || (spec.mode == PoolMode::Stochastic && spec.training);
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("pool2d_forward");
                 let xh = self.host_f32(x);
                 let mut y = vec![0.0; p.out_len()];
                 let mut picks = vec![0u32; p.out_len()];
@@ -175,6 +176,7 @@ impl Device {
         };
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("pool2d_backward");
                 let mut dx = vec![0.0; p.in_len()];
                 let dyh = self.host_f32(dy);
                 match &pooled.picks {

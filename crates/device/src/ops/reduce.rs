@@ -37,8 +37,14 @@ impl Device {
         let (p, shape) = reduced_shape(name, x.shape(), axis)?;
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("reduce");
                 let mut out = vec![0.0; p.out_len()];
-                reference::reduce(&p, op, &self.host_f32(x), &mut out);
+                let run = if self.cpu_fast() {
+                    crate::cpu::reduce
+                } else {
+                    reference::reduce
+                };
+                run(&p, op, &self.host_read(x), &mut out);
                 Ok(self.host_tensor(out, &shape))
             }
             Backend::Gpu(g) => {
@@ -69,6 +75,7 @@ impl Device {
         let (p, shape) = reduced_shape(name, x.shape(), axis)?;
         let mut out = match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("argmax");
                 let mut idx = vec![0u32; p.out_len()];
                 reference::argmax(&p, &self.host_f32(x), &mut idx);
                 self.count_dispatch();
@@ -112,6 +119,7 @@ impl Device {
         let p = ReduceParams::for_axis(x.shape(), last);
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("softmax");
                 let mut out = vec![0.0; x.len()];
                 reference::softmax(&p, log, &self.host_f32(x), &mut out);
                 Ok(self.host_tensor(out, x.shape()))
@@ -151,6 +159,7 @@ impl Device {
         let p = ReduceParams::for_axis(y.shape(), last);
         match self.backend() {
             Backend::Cpu => {
+                let _span = self.span("softmax_backward");
                 let mut dx = vec![0.0; y.len()];
                 reference::softmax_backward(
                     &p,

@@ -4,12 +4,12 @@
 use crate::params::LstmParams;
 use crate::reference::sigmoid;
 
-fn tanh_c(v: f32) -> f32 {
+pub(crate) fn tanh_c(v: f32) -> f32 {
     v.clamp(-15.0, 15.0).tanh()
 }
 
 /// Actual time of processing step `s` in direction `dir`.
-fn time_of(p: &LstmParams, s: usize, dir: usize) -> usize {
+pub(crate) fn time_of(p: &LstmParams, s: usize, dir: usize) -> usize {
     if dir == 1 {
         p.steps as usize - 1 - s
     } else {
@@ -17,7 +17,7 @@ fn time_of(p: &LstmParams, s: usize, dir: usize) -> usize {
     }
 }
 
-fn prev_time(t: usize, dir: usize) -> usize {
+pub(crate) fn prev_time(t: usize, dir: usize) -> usize {
     if dir == 1 {
         t + 1
     } else {
@@ -25,7 +25,7 @@ fn prev_time(t: usize, dir: usize) -> usize {
     }
 }
 
-fn is_masked(p: &LstmParams, ids: Option<&[u32]>, b: usize, t: usize) -> bool {
+pub(crate) fn is_masked(p: &LstmParams, ids: Option<&[u32]>, b: usize, t: usize) -> bool {
     p.has_mask == 1 && ids.is_some_and(|ids| ids[b * p.steps as usize + t] == 0)
 }
 

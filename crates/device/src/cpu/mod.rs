@@ -1,0 +1,209 @@
+//! Fast kernels for the CPU device, run where a training step spends its time. The plain loops in
+//! [`reference`](crate::reference) stay the spec and the test oracle: every function here is
+//! tested against its reference (`tests/cpu_fast.rs`) and gives the same result run to run (work
+//! is split over output blocks, never over a sum).
+
+mod lstm;
+
+pub use lstm::{lstm_backward, lstm_forward};
+
+use rayon::prelude::*;
+
+use crate::params::{
+    EmbeddingParams, MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams,
+};
+use crate::reference::{self, activation};
+
+/// C = act(op(A) · op(B) + bias), as [`reference::matmul`](crate::reference::matmul), through
+/// matrixmultiply's packed, SIMD and multi-threaded sgemm (transposes are strides, not copies).
+pub fn matmul(
+    p: &MatmulParams,
+    spec: &MatmulSpec,
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+) {
+    let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+    // (row stride, column stride) of op(A) (M x K) and op(B) (K x N) in their stored layouts.
+    let (rsa, csa) = if spec.trans_a { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if spec.trans_b { (1, k) } else { (n, 1) };
+    for bi in 0..p.batch as usize {
+        let a0 = bi * p.a_batch_stride as usize;
+        let b0 = bi * p.b_batch_stride as usize;
+        assert!(
+            a.len() >= a0 + m * k && b.len() >= b0 + k * n,
+            "operands checked by matmul_params"
+        );
+        let cb = &mut c[bi * m * n..(bi + 1) * m * n];
+        let beta = match bias {
+            Some(bias) => {
+                for row in cb.chunks_exact_mut(n) {
+                    row.copy_from_slice(&bias[..n]);
+                }
+                1.0
+            }
+            None => 0.0,
+        };
+        gemm(
+            (m, k, n),
+            (&a[a0..], rsa, csa),
+            (&b[b0..], rsb, csb),
+            beta,
+            cb,
+        );
+        if spec.activation != crate::params::Activation::Identity {
+            for v in cb.iter_mut() {
+                *v = activation(spec.activation, *v);
+            }
+        }
+    }
+}
+
+/// C (m x n, row-major, contiguous) = A · B + beta · C, where A (m x k) and B (k x n) are given as
+/// (slice, row stride, column stride): transposes are strides, not copies.
+fn gemm(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (&[f32], usize, usize),
+    (b, rsb, csb): (&[f32], usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        (rows > 0 && cols > 0).then(|| (rows - 1) * rs + (cols - 1) * cs + 1)
+    };
+    assert!(
+        last(m, k, rsa, csa).is_none_or(|l| l <= a.len())
+            && last(k, n, rsb, csb).is_none_or(|l| l <= b.len())
+            && c.len() >= m * n,
+        "gemm operands out of bounds"
+    );
+    // SAFETY: the assert above keeps every address of A, B and C (m x n, row-major) inside its
+    // slice; C is borrowed mutably, so it aliases neither A nor B.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// Elements per task of the elementwise kernels: large enough that a task outweighs its
+/// scheduling, small enough to spread a layer's parameters over every core.
+const CHUNK: usize = 1 << 14;
+
+/// Adam in place, as [`reference::adam_update`], over chunks on rayon's threads (each element's
+/// update is independent, so the bits are the reference's).
+pub fn adam_update(p: &OptimParams, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    let n = p.n as usize;
+    w[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(g[..n].par_chunks(CHUNK))
+        .zip(m[..n].par_chunks_mut(CHUNK))
+        .zip(v[..n].par_chunks_mut(CHUNK))
+        .for_each(|(((w, g), m), v)| {
+            let p = OptimParams {
+                n: w.len() as u32,
+                ..*p
+            };
+            reference::adam_update(&p, w, g, m, v);
+        });
+}
+
+/// SGD in place, as [`reference::sgd_update`], over chunks on rayon's threads.
+pub fn sgd_update(p: &OptimParams, w: &mut [f32], g: &[f32], u: &mut [f32]) {
+    let n = p.n as usize;
+    w[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(g[..n].par_chunks(CHUNK))
+        .zip(u[..n].par_chunks_mut(CHUNK))
+        .for_each(|((w, g), u)| {
+            let p = OptimParams {
+                n: w.len() as u32,
+                ..*p
+            };
+            reference::sgd_update(&p, w, g, u);
+        });
+}
+
+/// dtable += the rows of dout summed by id, as [`reference::embedding_backward`], in
+/// O(N log N + N E) instead of O(N^2 E): positions are grouped by id (a stable sort keeps each
+/// id's positions in order), so every row's sum runs in the reference's order and gives its bits.
+pub fn embedding_backward(p: &EmbeddingParams, dout: &[f32], ids: &[u32], dtable: &mut [f32]) {
+    let (dim, n) = (p.dim as usize, p.n as usize);
+    let mut order: Vec<usize> = (0..n).filter(|&i| ids[i] < p.vocab).collect();
+    order.sort_by_key(|&i| ids[i]);
+    let mut acc = vec![0.0f32; dim];
+    for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
+        acc.fill(0.0);
+        for &i in group {
+            for (a, d) in acc.iter_mut().zip(&dout[i * dim..(i + 1) * dim]) {
+                *a += d;
+            }
+        }
+        let row = ids[group[0]] as usize * dim;
+        for (t, a) in dtable[row..row + dim].iter_mut().zip(&acc) {
+            *t += a;
+        }
+    }
+}
+
+/// Reduces the axis of (outer, len, inner), as [`reference::reduce`]: each output accumulates the
+/// axis in the same order as the reference (so the bits match), but row by row over contiguous
+/// memory instead of one strided column at a time, on rayon's threads over outer and inner blocks.
+pub fn reduce(p: &ReduceParams, op: ReduceOp, x: &[f32], out: &mut [f32]) {
+    let (len, inner) = (p.len as usize, p.inner as usize);
+    if inner == 0 || len == 0 {
+        return reference::reduce(p, op, x, out);
+    }
+    // Outputs per task: about CHUNK elements of x each.
+    let block = (CHUNK / len).clamp(64, inner.max(64));
+    out[..p.out_len()]
+        .par_chunks_mut(inner)
+        .enumerate()
+        .for_each(|(o, acc)| {
+            acc.par_chunks_mut(block)
+                .enumerate()
+                .for_each(|(blk, acc)| {
+                    let first = o * len * inner + blk * block;
+                    // Iterator::sum for f32 starts from -0.0, so a sum of negative zeros stays
+                    // negative; start where it does.
+                    acc.fill(match op {
+                        ReduceOp::Max => f32::MIN,
+                        ReduceOp::Sum | ReduceOp::Mean => -0.0,
+                    });
+                    for l in 0..len {
+                        let row = &x[first + l * inner..][..acc.len()];
+                        match op {
+                            ReduceOp::Max => {
+                                for (a, v) in acc.iter_mut().zip(row) {
+                                    *a = a.max(*v);
+                                }
+                            }
+                            ReduceOp::Sum | ReduceOp::Mean => {
+                                for (a, v) in acc.iter_mut().zip(row) {
+                                    *a += v;
+                                }
+                            }
+                        }
+                    }
+                    if op == ReduceOp::Mean {
+                        for a in acc.iter_mut() {
+                            *a /= len as f32;
+                        }
+                    }
+                });
+        });
+}
