@@ -1,6 +1,6 @@
 //! Adapter choice. By default the best GPU: discrete > integrated > virtual > software, and
 //! Vulkan/Metal/DX12 before GL. `KILN_DEVICE` or `--device` override it with a backend, an
-//! adapter-name substring, or `cpu` for the reference device.
+//! adapter-name substring, or `cpu` for the CPU device.
 
 use crate::{Error, Result};
 
@@ -14,7 +14,7 @@ pub enum DeviceChoice {
     /// The best GPU adapter, or the CPU device (with a note) when there is none.
     #[default]
     Auto,
-    /// The CPU reference device.
+    /// The CPU device (fast kernels checked against the plain reference).
     Cpu,
     /// Any GPU adapter, or the best one of a backend, or one whose name contains a substring.
     Gpu {

@@ -43,7 +43,8 @@ pub struct DeviceInfo {
 }
 
 impl Device {
-    /// The CPU reference device.
+    /// The CPU device: fast host kernels ([`cpu`](crate::cpu)) where a step spends its time, the
+    /// reference loops elsewhere.
     pub fn cpu() -> Device {
         Device {
             inner: Arc::new(Inner {
@@ -91,7 +92,7 @@ impl Device {
             if *choice == DeviceChoice::Auto {
                 let mut cpu = Device::cpu();
                 Arc::get_mut(&mut cpu.inner).expect("fresh device").note = Some(format!(
-                    "no GPU adapter found; running on the CPU reference device (slow). {NO_ADAPTER_HINT}"
+                    "no GPU adapter found; running on the CPU device. {NO_ADAPTER_HINT}"
                 ));
                 return Ok(cpu);
             }
@@ -667,6 +668,28 @@ impl Device {
         HostRead {
             words: c.words.read().unwrap(),
             range: t.offset..t.offset + t.len(),
+        }
+    }
+
+    /// Two CPU tensors' values in place, read-only, for `f`: one guard when they share storage
+    /// (a second read guard on a lock could wait behind another thread's writer forever).
+    pub(crate) fn host_read_pair<R>(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        f: impl FnOnce(&[f32], &[f32]) -> R,
+    ) -> R {
+        if a.same_storage(b) {
+            let Storage::Cpu(c) = &a.storage else {
+                unreachable!("checked by check_device")
+            };
+            let words = c.words.read().unwrap();
+            let view = |t: &Tensor| -> &[f32] {
+                bytemuck::cast_slice(&words[t.offset..t.offset + t.len()])
+            };
+            f(view(a), view(b))
+        } else {
+            f(&self.host_read(a), &self.host_read(b))
         }
     }
 

@@ -166,3 +166,108 @@ fn fast_reduce_gives_the_reference_bits() {
         }
     }
 }
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+#[test]
+fn fast_conv_kernels_give_the_reference_bits() {
+    use kiln_device::params::{Conv2dSpec, ConvParams};
+    // (x shape, weight shape, stride, pad, dilation): padding, strides, dilation, channels.
+    type Case = ([usize; 4], [usize; 4], usize, usize, usize);
+    let cases: &[Case] = &[
+        ([2, 1, 7, 7], [3, 1, 3, 3], 1, 0, 1),
+        ([3, 4, 9, 9], [5, 4, 3, 3], 2, 1, 1),
+        ([1, 2, 10, 11], [2, 2, 3, 2], 1, 2, 2),
+        ([2, 3, 7, 7], [4, 3, 5, 5], 3, 2, 1),
+        // 1x1 filters at stride 2: pixels no window reads (their gradient is an empty sum).
+        ([1, 2, 5, 5], [2, 2, 1, 1], 2, 0, 1),
+    ];
+    for (i, &(xs, ws, stride, pad, dil)) in cases.iter().enumerate() {
+        let spec = Conv2dSpec {
+            stride,
+            padding: pad,
+            dilation: dil,
+        };
+        let p = ConvParams::new(&xs, &ws, &spec).unwrap();
+        let x = random_f32(20 + i as u64, xs.iter().product(), -1.0, 1.0);
+        let cols_len = p.cols_shape().iter().product();
+        let (mut fast, mut slow) = (vec![1.0; cols_len], vec![2.0; cols_len]);
+        cpu::im2col(&p, &x, &mut fast);
+        reference::im2col(&p, &x, &mut slow);
+        assert_eq!(bits(&fast), bits(&slow), "im2col case {i}");
+
+        let dcols = random_f32(30 + i as u64, cols_len, -1.0, 1.0);
+        let (mut fast, mut slow) = (vec![1.0; x.len()], vec![2.0; x.len()]);
+        cpu::col2im(&p, &dcols, &mut fast);
+        reference::col2im(&p, &dcols, &mut slow);
+        assert_eq!(bits(&fast), bits(&slow), "col2im case {i}");
+
+        let bias = random_f32(40 + i as u64, ws[0], -1.0, 1.0);
+        let y: Vec<f32> = random_f32(50 + i as u64, p.out_shape().iter().product(), -1.0, 1.0);
+        let (mut fast, mut slow) = (y.clone(), y);
+        cpu::bias_channels(&p, &bias, &mut fast);
+        reference::bias_channels(&p, &bias, &mut slow);
+        assert_eq!(bits(&fast), bits(&slow), "bias_channels case {i}");
+    }
+}
+
+#[test]
+fn fast_max_pool_picks_and_routes_as_the_reference() {
+    use kiln_device::params::PoolParams;
+    for (i, &(shape, k, stride)) in [
+        ([2, 3, 8, 8], 2, 2),
+        ([1, 2, 9, 7], 3, 2),
+        ([2, 1, 6, 6], 2, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let p = PoolParams::new(&shape, k, k, stride).unwrap();
+        // Few distinct values, so windows hold ties: the first maximum must win.
+        let x: Vec<f32> = random_u32(60 + i as u64, shape.iter().product(), 4)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let n = p.out_len();
+        let (mut fy, mut fa) = (vec![0.0; n], vec![0; n]);
+        let (mut ry, mut ra) = (vec![1.0; n], vec![1; n]);
+        cpu::max_pool2d_forward(&p, &x, &mut fy, &mut fa);
+        reference::max_pool2d_forward(&p, &x, &mut ry, &mut ra);
+        assert_eq!((bits(&fy), &fa), (bits(&ry), &ra), "case {i}");
+        // Backward routes dy to the picks; overlapping windows (stride 1) add up.
+        let dy = random_f32(65 + i as u64, n, -1.0, 1.0);
+        let (mut fast, mut slow) = (vec![1.0; x.len()], vec![2.0; x.len()]);
+        cpu::pool2d_route_backward(&p, &dy, &fa, &mut fast);
+        reference::pool2d_route_backward(&p, &dy, &ra, &mut slow);
+        assert_eq!(bits(&fast), bits(&slow), "backward case {i}");
+    }
+}
+
+#[test]
+fn fast_elementwise_kernels_give_the_reference_bits() {
+    use kiln_device::params::{ElementwiseParams, UnaryOp};
+    let n = 2 * (1 << 14) + 5;
+    let x = random_f32(70, n, -3.0, 3.0);
+    let dy = random_f32(71, n, -1.0, 1.0);
+    let p = ElementwiseParams {
+        n: n as u32,
+        b_len: n as u32,
+        scalar: 0.5,
+        _pad: 0,
+    };
+    for op in [UnaryOp::Relu, UnaryOp::Tanh, UnaryOp::Sigmoid] {
+        let (mut fast, mut slow) = (vec![0.0; n], vec![1.0; n]);
+        cpu::unary(&p, op, &x, &mut fast);
+        reference::unary(&p, op, &x, &mut slow);
+        assert_eq!(bits(&fast), bits(&slow), "{op:?}");
+        cpu::unary_backward(&p, op, &x, &dy, &mut fast);
+        reference::unary_backward(&p, op, &x, &dy, &mut slow);
+        assert_eq!(bits(&fast), bits(&slow), "{op:?} backward");
+    }
+    let (mut fast, mut slow) = (dy.clone(), dy);
+    cpu::axpy(&p, &x, &mut fast);
+    reference::axpy(&p, &x, &mut slow);
+    assert_eq!(bits(&fast), bits(&slow), "axpy");
+}

@@ -3,14 +3,17 @@
 //! tested against its reference (`tests/cpu_fast.rs`) and gives the same result run to run (work
 //! is split over output blocks, never over a sum).
 
+mod conv;
 mod lstm;
 
+pub use conv::{bias_channels, col2im, im2col, max_pool2d_forward, pool2d_route_backward};
 pub use lstm::{lstm_backward, lstm_forward};
 
 use rayon::prelude::*;
 
 use crate::params::{
-    EmbeddingParams, MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams,
+    ElementwiseParams, EmbeddingParams, MatmulParams, MatmulSpec, OptimParams, ReduceOp,
+    ReduceParams, UnaryOp,
 };
 use crate::reference::{self, activation};
 
@@ -28,14 +31,15 @@ pub fn matmul(
     // (row stride, column stride) of op(A) (M x K) and op(B) (K x N) in their stored layouts.
     let (rsa, csa) = if spec.trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if spec.trans_b { (1, k) } else { (n, 1) };
-    for bi in 0..p.batch as usize {
+    // Batches of small products run one per rayon task (each sgemm then runs on its own); a
+    // single product, or large ones, use matrixmultiply's own threads.
+    let one = |(bi, cb): (usize, &mut [f32])| {
         let a0 = bi * p.a_batch_stride as usize;
         let b0 = bi * p.b_batch_stride as usize;
         assert!(
             a.len() >= a0 + m * k && b.len() >= b0 + k * n,
             "operands checked by matmul_params"
         );
-        let cb = &mut c[bi * m * n..(bi + 1) * m * n];
         let beta = match bias {
             Some(bias) => {
                 for row in cb.chunks_exact_mut(n) {
@@ -57,8 +61,16 @@ pub fn matmul(
                 *v = activation(spec.activation, *v);
             }
         }
+    };
+    if p.batch > 1 && m * n * k < SMALL_GEMM {
+        c.par_chunks_mut(m * n).enumerate().for_each(one);
+    } else {
+        c.chunks_mut(m * n).enumerate().for_each(one);
     }
 }
+
+/// Multiply-adds under which one product of a batch is left to a single thread.
+const SMALL_GEMM: usize = 1 << 24;
 
 /// C (m x n, row-major, contiguous) = A · B + beta · C, where A (m x k) and B (k x n) are given as
 /// (slice, row stride, column stride): transposes are strides, not copies.
@@ -168,6 +180,23 @@ pub fn reduce(p: &ReduceParams, op: ReduceOp, x: &[f32], out: &mut [f32]) {
     if inner == 0 || len == 0 {
         return reference::reduce(p, op, x, out);
     }
+    if inner == 1 {
+        // Contiguous rows: each output is one row's fold, many rows per task.
+        let rows = (CHUNK / len).max(1);
+        return out[..p.out_len()]
+            .par_chunks_mut(rows)
+            .enumerate()
+            .for_each(|(blk, out)| {
+                for (r, o) in out.iter_mut().enumerate() {
+                    let row = x[(blk * rows + r) * len..][..len].iter().copied();
+                    *o = match op {
+                        ReduceOp::Sum => row.sum(),
+                        ReduceOp::Mean => row.sum::<f32>() / len as f32,
+                        ReduceOp::Max => row.fold(f32::MIN, f32::max),
+                    };
+                }
+            });
+    }
     // Outputs per task: about CHUNK elements of x each.
     let block = (CHUNK / len).clamp(64, inner.max(64));
     out[..p.out_len()]
@@ -206,4 +235,51 @@ pub fn reduce(p: &ReduceParams, op: ReduceOp, x: &[f32], out: &mut [f32]) {
                     }
                 });
         });
+}
+
+/// Runs `f` on matching chunks of an output and one or two inputs on rayon's threads: for
+/// elementwise kernels whose reference takes (params with n = the chunk's length, inputs, output).
+fn par_elementwise<'a>(
+    n: usize,
+    out: &mut [f32],
+    ins: [&'a [f32]; 2],
+    f: impl Fn(usize, [&[f32]; 2], &mut [f32]) + Sync,
+) {
+    out[..n]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, out)| {
+            let at = |x: &'a [f32]| -> &'a [f32] {
+                if x.len() >= n {
+                    &x[i * CHUNK..i * CHUNK + out.len()]
+                } else {
+                    x
+                }
+            };
+            f(out.len(), [at(ins[0]), at(ins[1])], out)
+        });
+}
+
+/// A unary op, as [`reference::unary`], over chunks on rayon's threads.
+pub fn unary(p: &ElementwiseParams, op: UnaryOp, x: &[f32], out: &mut [f32]) {
+    par_elementwise(p.n as usize, out, [x, &[]], |n, [x, _], out| {
+        let p = ElementwiseParams { n: n as u32, ..*p };
+        reference::unary(&p, op, x, out)
+    });
+}
+
+/// dx = dy * f'(x), as [`reference::unary_backward`], over chunks on rayon's threads.
+pub fn unary_backward(p: &ElementwiseParams, op: UnaryOp, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    par_elementwise(p.n as usize, dx, [x, dy], |n, [x, dy], dx| {
+        let p = ElementwiseParams { n: n as u32, ..*p };
+        reference::unary_backward(&p, op, x, dy, dx)
+    });
+}
+
+/// out += scalar * x, as [`reference::axpy`], over chunks on rayon's threads.
+pub fn axpy(p: &ElementwiseParams, x: &[f32], out: &mut [f32]) {
+    par_elementwise(p.n as usize, out, [x, &[]], |n, [x, _], out| {
+        let p = ElementwiseParams { n: n as u32, ..*p };
+        reference::axpy(&p, x, out)
+    });
 }

@@ -65,7 +65,7 @@ impl Device {
             Backend::Cpu => {
                 let _span = self.span("im2col");
                 let mut cols = vec![0.0; shape.iter().product()];
-                reference::im2col(p, &self.host_f32(x), &mut cols);
+                host_kernel!(self, im2col)(p, &self.host_read(x), &mut cols);
                 Ok(self.host_tensor(cols, &shape))
             }
             Backend::Gpu(_) => {
@@ -82,7 +82,7 @@ impl Device {
             Backend::Cpu => {
                 let _span = self.span("col2im");
                 let mut dx = vec![0.0; shape.iter().product()];
-                reference::col2im(p, &self.host_f32(dcols), &mut dx);
+                host_kernel!(self, col2im)(p, &self.host_read(dcols), &mut dx);
                 Ok(self.host_tensor(dx, &shape))
             }
             Backend::Gpu(_) => {
@@ -143,10 +143,13 @@ impl Device {
             match self.backend() {
                 Backend::Cpu => {
                     let _span = self.span("bias_channels");
-                    let mut v = self.host_f32(&y);
-                    reference::bias_channels(&p, &self.host_f32(b), &mut v);
+                    // y is this op's fresh output, so it shares no storage with b.
+                    host_kernel!(self, bias_channels)(
+                        &p,
+                        &self.host_read(b),
+                        &mut self.host_write(&y),
+                    );
                     self.count_dispatch();
-                    self.host_store(&y, &v);
                 }
                 Backend::Gpu(_) => {
                     self.conv_launch("bias_channels", &p, y.len(), &[(5, &y), (6, b)])?

@@ -84,7 +84,7 @@ impl Device {
             Backend::Cpu => {
                 let _span = self.span("unary");
                 let mut out = vec![0.0; x.len()];
-                reference::unary(&p, op, &self.host_f32(x), &mut out);
+                host_kernel!(self, unary)(&p, op, &self.host_read(x), &mut out);
                 Ok(self.host_tensor(out, x.shape()))
             }
             Backend::Gpu(_) => {
@@ -117,7 +117,13 @@ impl Device {
             Backend::Cpu => {
                 let _span = self.span("unary_backward");
                 let mut dx = vec![0.0; x.len()];
-                reference::unary_backward(&p, op, &self.host_f32(x), &self.host_f32(dy), &mut dx);
+                host_kernel!(self, unary_backward)(
+                    &p,
+                    op,
+                    &self.host_read(x),
+                    &self.host_read(dy),
+                    &mut dx,
+                );
                 Ok(self.host_tensor(dx, x.shape()))
             }
             Backend::Gpu(_) => {
@@ -174,10 +180,9 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("axpy");
-                let mut out = self.host_f32(dst);
-                reference::axpy(&p, &self.host_f32(x), &mut out);
+                // Separate buffers (checked above), so the guards cannot wait on each other.
+                host_kernel!(self, axpy)(&p, &self.host_read(x), &mut self.host_write(dst));
                 self.count_dispatch();
-                self.host_store(dst, &out);
                 Ok(())
             }
             Backend::Gpu(_) => self.elementwise_launch("axpy", 0, p, &[(1, x), (3, dst)]),

@@ -134,11 +134,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("embedding_backward");
-                let run = if self.cpu_fast() {
-                    crate::cpu::embedding_backward
-                } else {
-                    reference::embedding_backward
-                };
+                let run = host_kernel!(self, embedding_backward);
                 let (dout, ids) = (self.host_f32(dout), self.host_u32(ids));
                 run(&p, &dout, &ids, &mut self.host_write(dtable));
                 self.count_dispatch();

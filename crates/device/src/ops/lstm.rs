@@ -10,7 +10,7 @@ use crate::device::Backend;
 use crate::gpu::Launch;
 use crate::ops::shape_str;
 use crate::params::{LstmParams, MatmulSpec, ReduceOp};
-use crate::reference::{self, LstmBackwardIn, LstmForwardOut};
+use crate::reference::{LstmBackwardIn, LstmForwardOut};
 use crate::shaders::ShaderFamily;
 use crate::{DType, Device, Error, Result, Tensor};
 
@@ -268,11 +268,7 @@ impl Device {
                 let mut clast = vec![0.0; b * d * h];
                 let init_h = init.map(|i| self.host_f32(i));
                 let ids_h = ids.map(|i| self.host_u32(i));
-                let run = if self.cpu_fast() {
-                    crate::cpu::lstm_forward
-                } else {
-                    reference::lstm_forward
-                };
+                let run = host_kernel!(self, lstm_forward);
                 run(
                     &p,
                     &self.host_f32(xproj),
@@ -405,11 +401,7 @@ impl Device {
                 let (init_h, dy_h, dh_h, dc_h) =
                     (host(init), host(grads.dy), host(dh_last), host(dc_last));
                 let ids_h = ids.map(|i| self.host_u32(i));
-                let run = if self.cpu_fast() {
-                    crate::cpu::lstm_backward
-                } else {
-                    reference::lstm_backward
-                };
+                let run = host_kernel!(self, lstm_backward);
                 run(
                     &p,
                     &self.host_f32(recurrent),

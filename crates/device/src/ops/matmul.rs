@@ -107,14 +107,7 @@ impl Device {
                     MatmulVariant::Tiled if self.cpu_fast() => crate::cpu::matmul,
                     _ => crate::reference::matmul,
                 };
-                run(
-                    &p,
-                    &spec,
-                    &self.host_f32(a),
-                    &self.host_f32(b),
-                    bias_h.as_deref(),
-                    &mut c,
-                );
+                self.host_read_pair(a, b, |a, b| run(&p, &spec, a, b, bias_h.as_deref(), &mut c));
                 Ok(self.host_tensor(c, &shape))
             }
             Backend::Gpu(g) => {

@@ -5,7 +5,7 @@ use crate::gpu::Launch;
 use crate::ops::{groups, shape_str};
 use crate::params::{AdamConfig, OptimParams, SgdConfig};
 use crate::shaders::ShaderFamily;
-use crate::{reference, Device, Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 impl Device {
     fn optim_check(&self, op: &'static str, w: &Tensor, others: &[&Tensor]) -> Result<()> {
@@ -70,11 +70,7 @@ impl Device {
                 // Separate buffers (optim_check), so the four guards cannot wait on each other.
                 let (mut wh, mut mh, mut vh) =
                     (self.host_write(w), self.host_write(m), self.host_write(v));
-                let run = if self.cpu_fast() {
-                    crate::cpu::adam_update
-                } else {
-                    reference::adam_update
-                };
+                let run = host_kernel!(self, adam_update);
                 run(&p, &mut wh, &self.host_read(g), &mut mh, &mut vh);
                 self.count_dispatch();
                 Ok(())
@@ -94,11 +90,7 @@ impl Device {
             Backend::Cpu => {
                 let _span = self.span("sgd_update");
                 let (mut wh, mut uh) = (self.host_write(w), self.host_write(u));
-                let run = if self.cpu_fast() {
-                    crate::cpu::sgd_update
-                } else {
-                    reference::sgd_update
-                };
+                let run = host_kernel!(self, sgd_update);
                 run(&p, &mut wh, &self.host_read(g), &mut uh);
                 self.count_dispatch();
                 Ok(())

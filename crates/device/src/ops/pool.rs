@@ -91,12 +91,12 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("pool2d_forward");
-                let xh = self.host_f32(x);
+                let xh = self.host_read(x);
                 let mut y = vec![0.0; p.out_len()];
                 let mut picks = vec![0u32; p.out_len()];
                 match (spec.mode, spec.training) {
                     (PoolMode::Max, _) => {
-                        reference::max_pool2d_forward(&p, &xh, &mut y, &mut picks)
+                        host_kernel!(self, max_pool2d_forward)(&p, &xh, &mut y, &mut picks)
                     }
                     (PoolMode::Avg, _) => reference::avg_pool2d_forward(&p, &xh, &mut y),
                     (PoolMode::Stochastic, true) => {
@@ -178,11 +178,14 @@ impl Device {
             Backend::Cpu => {
                 let _span = self.span("pool2d_backward");
                 let mut dx = vec![0.0; p.in_len()];
-                let dyh = self.host_f32(dy);
+                let dyh = self.host_read(dy);
                 match &pooled.picks {
-                    Some(a) => {
-                        reference::pool2d_route_backward(&p, &dyh, &self.host_u32(a), &mut dx)
-                    }
+                    Some(a) => host_kernel!(self, pool2d_route_backward)(
+                        &p,
+                        &dyh,
+                        self.host_read(a).u32(),
+                        &mut dx,
+                    ),
                     None if mode == 1 => reference::avg_pool2d_backward(&p, &dyh, &mut dx),
                     None => reference::stochastic_pool2d_eval_backward(
                         &p,

@@ -39,11 +39,7 @@ impl Device {
             Backend::Cpu => {
                 let _span = self.span("reduce");
                 let mut out = vec![0.0; p.out_len()];
-                let run = if self.cpu_fast() {
-                    crate::cpu::reduce
-                } else {
-                    reference::reduce
-                };
+                let run = host_kernel!(self, reduce);
                 run(&p, op, &self.host_read(x), &mut out);
                 Ok(self.host_tensor(out, &shape))
             }

@@ -1,0 +1,144 @@
+//! im2col, col2im and the per-channel bias on the CPU device: row loops over contiguous memory,
+//! with no per-element division, on rayon's threads over images and channels. Each gives the
+//! bits of its reference in [`reference`](crate::reference) (copies, or sums in its order).
+
+use rayon::prelude::*;
+
+use crate::params::{ConvParams, PoolParams};
+
+/// The input index range an output row reads along one axis: for output position o, input
+/// o * stride + tap * dil - pad, or None in the padding.
+fn tap(o: usize, t: usize, p: &ConvParams, size: u32) -> Option<usize> {
+    let i = (o * p.stride as usize + t * p.dil as usize) as i64 - p.pad as i64;
+    (0..size as i64).contains(&i).then_some(i as usize)
+}
+
+/// cols (N, K, OH*OW) from x (N, C, H, W), as [`reference::im2col`](crate::reference::im2col).
+pub fn im2col(p: &ConvParams, x: &[f32], cols: &mut [f32]) {
+    let (k, hw) = (p.k(), p.out_h() * p.out_w());
+    let (fh, fw, ow) = (p.fh as usize, p.fw as usize, p.ow as usize);
+    let plane = (p.h * p.w) as usize;
+    cols[..p.n as usize * k * hw]
+        .par_chunks_mut(hw)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (n, kk) = (row / k, row % k);
+            let (fx, fy, c) = (kk % fw, (kk / fw) % fh, kk / (fw * fh));
+            let src = &x[(n * p.c as usize + c) * plane..][..plane];
+            for (oy, line) in out.chunks_exact_mut(ow).enumerate() {
+                match tap(oy, fy, p, p.h) {
+                    None => line.fill(0.0),
+                    Some(iy) => {
+                        let src = &src[iy * p.w as usize..][..p.w as usize];
+                        for (ox, v) in line.iter_mut().enumerate() {
+                            *v = tap(ox, fx, p, p.w).map_or(0.0, |ix| src[ix]);
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// dx (N, C, H, W), the adjoint of im2col, as [`reference::col2im`](crate::reference::col2im):
+/// each input pixel sums its contributions in the reference's order (fy, then fx, ascending),
+/// starting from -0.0 as `Iterator::sum` does, one (image, channel) plane per task.
+pub fn col2im(p: &ConvParams, dcols: &[f32], dx: &mut [f32]) {
+    let (k, hw) = (p.k(), p.out_h() * p.out_w());
+    let (fh, fw, ow, c_n) = (p.fh as usize, p.fw as usize, p.ow as usize, p.c as usize);
+    let plane = (p.h * p.w) as usize;
+    dx[..p.n as usize * c_n * plane]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(nc, out)| {
+            let (n, c) = (nc / c_n, nc % c_n);
+            out.fill(-0.0);
+            for fy in 0..fh {
+                for fx in 0..fw {
+                    let kk = (c * fh + fy) * fw + fx;
+                    let src = &dcols[(n * k + kk) * hw..][..hw];
+                    for (oy, line) in src.chunks_exact(ow).enumerate() {
+                        let Some(iy) = tap(oy, fy, p, p.h) else {
+                            continue;
+                        };
+                        let dst = &mut out[iy * p.w as usize..][..p.w as usize];
+                        for (ox, v) in line.iter().enumerate() {
+                            if let Some(ix) = tap(ox, fx, p, p.w) {
+                                dst[ix] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// `y[n, f, :]` += `bias[f]` in place, as
+/// [`reference::bias_channels`](crate::reference::bias_channels).
+pub fn bias_channels(p: &ConvParams, bias: &[f32], y: &mut [f32]) {
+    let (hw, f) = (p.out_h() * p.out_w(), p.f as usize);
+    y.par_chunks_mut(hw).enumerate().for_each(|(nf, plane)| {
+        let b = bias[nf % f];
+        for v in plane {
+            *v += b;
+        }
+    });
+}
+
+/// Window maxima and the flat input index of each window's first maximum, as
+/// [`reference::max_pool2d_forward`](crate::reference::max_pool2d_forward) (the same comparison,
+/// so the same picks), one (image, channel) plane per task.
+pub fn max_pool2d_forward(p: &PoolParams, x: &[f32], y: &mut [f32], arg: &mut [u32]) {
+    let (oh, ow, w) = (p.oh as usize, p.ow as usize, p.w as usize);
+    let (kh, kw, stride) = (p.kh as usize, p.kw as usize, p.stride as usize);
+    let (plane_in, plane_out) = ((p.h * p.w) as usize, oh * ow);
+    y[..p.out_len()]
+        .par_chunks_mut(plane_out)
+        .zip(arg[..p.out_len()].par_chunks_mut(plane_out))
+        .enumerate()
+        .for_each(|(nc, (y, arg))| {
+            let base = nc * plane_in;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let corner = base + oy * stride * w + ox * stride;
+                    let mut best = corner;
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let i = corner + ky * w + kx;
+                            // The reference's test: a later element wins unless <= the best.
+                            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+                            if !(x[i] <= x[best]) {
+                                best = i;
+                            }
+                        }
+                    }
+                    y[oy * ow + ox] = x[best];
+                    arg[oy * ow + ox] = best as u32;
+                }
+            }
+        });
+}
+
+/// `dx[i]` = the sum of dy over the windows whose pick is i, as
+/// [`reference::pool2d_route_backward`](crate::reference::pool2d_route_backward), one (image,
+/// channel) plane per task. Picks always lie in their window's plane; should one not, the whole
+/// call falls back to the reference.
+pub fn pool2d_route_backward(p: &PoolParams, dy: &[f32], arg: &[u32], dx: &mut [f32]) {
+    let (plane_in, plane_out) = ((p.h * p.w) as usize, (p.oh * p.ow) as usize);
+    let in_plane = |o: usize| {
+        let a = arg[o] as usize;
+        a == u32::MAX as usize || a / plane_in == o / plane_out
+    };
+    if !(0..p.out_len()).all(in_plane) {
+        return crate::reference::pool2d_route_backward(p, dy, arg, dx);
+    }
+    dx.par_chunks_mut(plane_in)
+        .enumerate()
+        .for_each(|(nc, dx)| {
+            dx.fill(0.0);
+            for o in nc * plane_out..(nc + 1) * plane_out {
+                if let Some(v) = dx.get_mut((arg[o] as usize).wrapping_sub(nc * plane_in)) {
+                    *v += dy[o];
+                }
+            }
+        });
+}
