@@ -123,9 +123,8 @@ pub enum Command {
     },
     /// List every adapter, and the chosen one's limits and features.
     Info,
-    /// Run kernel variants side by side and report median time, GFLOP/s or GB/s, and dispatches.
     /// Per-kernel time of a job's training step on this device: a table sorted by time, and
-    /// optionally a Chrome trace (open it in https://ui.perfetto.dev) and JSON.
+    /// optionally a Chrome trace (open it in <https://ui.perfetto.dev>) and JSON.
     Profile {
         /// The built-in job whose model and first batch are profiled.
         job: JobName,
@@ -157,6 +156,7 @@ pub enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Run kernel variants side by side and report median time, GFLOP/s or GB/s, and dispatches.
     Bench {
         /// Only kernels whose name contains this (matmul, elementwise, reduce, softmax, embedding,
         /// dropout, optim, dispatch_overhead).

@@ -105,6 +105,12 @@ fn flags_out_of_range_or_for_another_job_are_refused() {
             &["possible values: spirals, xor, mnist, qqp"],
         ),
         (&["bench", "--repeats", "0"], 1, &["--repeats 0"]),
+        (&["profile", "xor", "--steps", "0"], 1, &["--steps 0"]),
+        (
+            &["profile", "xor", "--batch", "0"],
+            1,
+            &["--batch must be at least 1"],
+        ),
         (
             &["--device", "quantum", "info"],
             1,

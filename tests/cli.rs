@@ -1,4 +1,5 @@
-//! The `kiln` binary as a user runs it: `info`, `bench --json`, and clear errors for bad choices.
+//! The `kiln` binary as a user runs it: `info`, `bench --json`, `profile`, and clear errors for bad
+//! choices.
 
 use std::process::Command;
 
@@ -447,4 +448,49 @@ fn qqp_trains_evaluates_predicts_and_exports_on_both_formats() {
     );
     assert_eq!(e["train"]["ids"][0].as_array().unwrap().len(), 16);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn profile_prints_kernels_and_writes_a_trace_with_every_launch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trace, json) = (dir.path().join("trace.json"), dir.path().join("table.json"));
+    let (ok, stdout, stderr) = kiln(&[
+        "--device",
+        "cpu",
+        "profile",
+        "spirals",
+        "--steps",
+        "2",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("timing: wall-clock"), "{stdout}");
+    assert!(stdout.contains("matmul"), "{stdout}");
+    assert!(stdout.contains("adam_update"), "{stdout}");
+    let table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let kernels = table["kernels"].as_array().unwrap();
+    let ms: Vec<f64> = kernels
+        .iter()
+        .map(|k| k["ms_per_step"].as_f64().unwrap())
+        .collect();
+    assert!(ms.windows(2).all(|w| w[0] >= w[1]), "longest first: {ms:?}");
+    let calls: f64 = kernels
+        .iter()
+        .map(|k| k["calls_per_step"].as_f64().unwrap())
+        .sum();
+    assert_eq!(calls, table["launches_per_step"].as_f64().unwrap());
+    let percent: f64 = kernels.iter().map(|k| k["percent"].as_f64().unwrap()).sum();
+    assert!((percent - 100.0).abs() < 1e-6, "{percent}");
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    // Two profiled steps: every launch of both is one complete event.
+    assert_eq!(events.len() as f64, 2.0 * calls);
+    assert!(events
+        .iter()
+        .all(|e| e["ph"] == "X" && e["dur"].as_f64().unwrap() >= 0.0));
 }

@@ -398,3 +398,41 @@ fn copy_into_places_values_at_an_offset() {
         ));
     }
 }
+
+/// `Device::profile` names every kernel it times, in launch order, on the adapter (GPU
+/// timestamps) and on the CPU device (the wall clock).
+#[test]
+fn profile_times_every_kernel_in_order() {
+    let mut devices = vec![Device::cpu()];
+    // A device of its own: no other test launches into this profile.
+    devices.extend(private_gpu_device("profile_times_every_kernel_in_order"));
+    for d in devices {
+        let a = d.from_f32(&[0.5; 64 * 64], &[64, 64]).unwrap();
+        let ((), p) = d
+            .profile(|| {
+                let b = d.matmul(&a, &a, None, MatmulSpec::default())?;
+                let c = d.unary(UnaryOp::Tanh, &b)?;
+                d.reduce(ReduceOp::Sum, &c, 1)?;
+                Ok(())
+            })
+            .unwrap();
+        let names: Vec<_> = p.spans.iter().map(|s| s.name).collect();
+        if d.is_gpu() {
+            if !d.has_timestamps() {
+                assert_eq!(p.clock, ProfileClock::None);
+                continue;
+            }
+            assert_eq!(p.clock, ProfileClock::GpuTimestamps);
+            assert_eq!(names, ["matmul_tiled", "unary", "reduce"]);
+        } else {
+            assert_eq!(p.clock, ProfileClock::WallClock);
+            assert_eq!(names, ["matmul", "unary", "reduce"]);
+        }
+        assert!(p.spans.windows(2).all(|w| w[0].start_ms <= w[1].start_ms));
+        assert!(p.spans.iter().all(|s| s.ms >= 0.0));
+        assert_eq!(p.by_kernel().len(), 3);
+        // Outside a profile, nothing is recorded.
+        let ((), again) = d.profile(|| Ok(())).unwrap();
+        assert!(again.spans.is_empty());
+    }
+}

@@ -1,5 +1,5 @@
 //! Fast kernels for the CPU device, run where a training step spends its time. The plain loops in
-//! [`reference`](crate::reference) stay the spec and the test oracle: every function here is
+//! [`reference`](mod@crate::reference) stay the spec and the test oracle: every function here is
 //! tested against its reference (`tests/cpu_fast.rs`) and gives the same result run to run (work
 //! is split over output blocks, never over a sum).
 
@@ -17,7 +17,7 @@ use crate::params::{
 };
 use crate::reference::{self, activation};
 
-/// C = act(op(A) · op(B) + bias), as [`reference::matmul`](crate::reference::matmul), through
+/// C = act(op(A) · op(B) + bias), as [`reference::matmul`], through
 /// matrixmultiply's packed, SIMD and multi-threaded sgemm (transposes are strides, not copies).
 pub fn matmul(
     p: &MatmulParams,
