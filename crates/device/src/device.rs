@@ -7,7 +7,7 @@ use crate::adapter::{self, AdapterSummary, DeviceChoice, NO_ADAPTER_HINT};
 use crate::counters::{CounterCells, Counters};
 use crate::gpu::GpuContext;
 use crate::profile::{CpuRecorder, Profile, ProfileClock, SpanGuard};
-use crate::tensor::{CpuBuffer, DType, Storage, Tensor};
+use crate::tensor::{CpuBuffer, CpuPool, DType, Storage, Tensor};
 use crate::{Error, Result};
 
 pub(crate) enum Backend {
@@ -23,6 +23,8 @@ struct Inner {
     recorder: CpuRecorder,
     /// A CPU device that runs only the plain reference loops ([`Device::cpu_reference`]).
     reference_only: bool,
+    /// The CPU device's caching allocator.
+    cpu_pool: Arc<CpuPool>,
 }
 
 /// A compute device. Cheap to clone; clones share the device.
@@ -53,6 +55,7 @@ impl Device {
                 note: None,
                 recorder: CpuRecorder::default(),
                 reference_only: false,
+                cpu_pool: Arc::default(),
             }),
         }
     }
@@ -136,6 +139,7 @@ impl Device {
                 note: None,
                 recorder: CpuRecorder::default(),
                 reference_only: false,
+                cpu_pool: Arc::default(),
             }),
         })
     }
@@ -295,14 +299,15 @@ impl Device {
     pub fn cached_bytes(&self) -> u64 {
         match &self.inner.backend {
             Backend::Gpu(g) => g.pool.cached_bytes(),
-            Backend::Cpu => 0,
+            Backend::Cpu => self.inner.cpu_pool.cached_bytes(),
         }
     }
 
     /// Frees the allocator's cached buffers.
     pub fn empty_cache(&self) {
-        if let Backend::Gpu(g) = &self.inner.backend {
-            g.pool.empty_cache();
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.pool.empty_cache(),
+            Backend::Cpu => self.inner.cpu_pool.empty(),
         }
     }
 
@@ -404,7 +409,7 @@ impl Device {
                         limit: u32::MAX as u64 * 4,
                     });
                 }
-                Storage::Cpu(CpuBuffer::new(vec![0; len], self.inner.counters.clone()))
+                Storage::Cpu(self.cpu_buffer(self.inner.cpu_pool.take(len)))
             }
         };
         Ok(Tensor {
@@ -641,7 +646,7 @@ impl Device {
         CounterCells::add(&self.inner.counters.dispatches, 1);
         let words = f32_words(data);
         Tensor {
-            storage: Storage::Cpu(CpuBuffer::new(words, self.inner.counters.clone())),
+            storage: Storage::Cpu(self.cpu_buffer(words)),
             offset: 0,
             shape: shape.to_vec(),
             dtype: DType::F32,
@@ -704,6 +709,19 @@ impl Device {
         }
     }
 
+    /// A zeroed host vector of `len` floats for a CPU kernel's output, from the caching allocator.
+    pub(crate) fn host_zeros(&self, len: usize) -> Vec<f32> {
+        words_f32(self.inner.cpu_pool.take(len))
+    }
+
+    fn cpu_buffer(&self, words: Vec<u32>) -> Arc<CpuBuffer> {
+        CpuBuffer::new(
+            words,
+            self.inner.counters.clone(),
+            self.inner.cpu_pool.clone(),
+        )
+    }
+
     pub(crate) fn count_dispatch(&self) {
         CounterCells::add(&self.inner.counters.dispatches, 1);
     }
@@ -756,4 +774,12 @@ fn f32_words(data: Vec<f32>) -> Vec<u32> {
     // pattern is a valid u32, so it is a valid Vec<u32> of the same length and capacity. `data`
     // is not dropped, so the allocation has one owner.
     unsafe { Vec::from_raw_parts(ptr.cast::<u32>(), len, cap) }
+}
+
+/// Words as f32 values, reusing the allocation (the inverse of [`f32_words`]).
+fn words_f32(words: Vec<u32>) -> Vec<f32> {
+    let mut words = std::mem::ManuallyDrop::new(words);
+    let (ptr, len, cap) = (words.as_mut_ptr(), words.len(), words.capacity());
+    // SAFETY: as in f32_words: same size and alignment, and every bit pattern is a valid f32.
+    unsafe { Vec::from_raw_parts(ptr.cast::<f32>(), len, cap) }
 }

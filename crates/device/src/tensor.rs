@@ -25,26 +25,86 @@ impl std::fmt::Display for DType {
     }
 }
 
-/// Host-side words of a CPU-device tensor (f32 stored as bits), returned to the counters on drop.
+/// Host-side words of a CPU-device tensor (f32 stored as bits), returned to the counters and to
+/// the device's [`CpuPool`] on drop.
 pub(crate) struct CpuBuffer {
     pub words: RwLock<Vec<u32>>,
     counters: Arc<CounterCells>,
+    pool: Arc<CpuPool>,
 }
 
 impl CpuBuffer {
-    pub fn new(words: Vec<u32>, counters: Arc<CounterCells>) -> Arc<CpuBuffer> {
+    pub fn new(words: Vec<u32>, counters: Arc<CounterCells>, pool: Arc<CpuPool>) -> Arc<CpuBuffer> {
         counters.alloc(words.len() as u64 * 4);
         Arc::new(CpuBuffer {
             words: RwLock::new(words),
             counters,
+            pool,
         })
     }
 }
 
 impl Drop for CpuBuffer {
     fn drop(&mut self) {
-        let len = self.words.get_mut().map(|w| w.len()).unwrap_or(0);
-        self.counters.free(len as u64 * 4);
+        let words = std::mem::take(self.words.get_mut().unwrap_or_else(|e| e.into_inner()));
+        self.counters.free(words.len() as u64 * 4);
+        self.pool.give(words);
+    }
+}
+
+/// The CPU device's caching allocator: freed tensors' word vectors kept by length and handed out
+/// again (zeroed), so a training step that allocates the same shapes every step stops paying the
+/// operating system for fresh pages (about 14 ms of a 62 ms LeNet step here). Holds at most
+/// [`CpuPool::MAX_BYTES`].
+#[derive(Default)]
+pub(crate) struct CpuPool {
+    free: std::sync::Mutex<(std::collections::HashMap<usize, Vec<Vec<u32>>>, u64)>,
+}
+
+impl CpuPool {
+    /// The most bytes kept for reuse; beyond it, freed vectors go back to the system.
+    pub const MAX_BYTES: u64 = 1 << 30;
+
+    /// A zeroed vector of `len` words: a cached one if there is one.
+    pub fn take(&self, len: usize) -> Vec<u32> {
+        let cached = {
+            let mut free = self.free.lock().unwrap();
+            let v = free.0.get_mut(&len).and_then(Vec::pop);
+            if v.is_some() {
+                free.1 -= len as u64 * 4;
+            }
+            v
+        };
+        match cached {
+            Some(mut v) => {
+                v.fill(0);
+                v
+            }
+            None => vec![0; len],
+        }
+    }
+
+    /// Keeps `words` for reuse (unless the pool is full or it is empty).
+    pub fn give(&self, words: Vec<u32>) {
+        let bytes = words.len() as u64 * 4;
+        if bytes == 0 {
+            return;
+        }
+        let mut free = self.free.lock().unwrap();
+        if free.1 + bytes <= Self::MAX_BYTES {
+            free.1 += bytes;
+            free.0.entry(words.len()).or_default().push(words);
+        }
+    }
+
+    /// Bytes held for reuse.
+    pub fn cached_bytes(&self) -> u64 {
+        self.free.lock().unwrap().1
+    }
+
+    /// Frees every cached vector.
+    pub fn empty(&self) {
+        *self.free.lock().unwrap() = Default::default();
     }
 }
 

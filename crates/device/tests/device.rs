@@ -436,3 +436,26 @@ fn profile_times_every_kernel_in_order() {
         assert!(again.spans.is_empty());
     }
 }
+
+/// The CPU device keeps freed buffers for reuse and hands them out zeroed: a new tensor of a freed
+/// one's size reads as zeros, not as the old values.
+#[test]
+fn cpu_device_reuses_freed_buffers_zeroed() {
+    let d = Device::cpu();
+    let old = d.from_f32(&[7.0; 1000], &[1000]).unwrap();
+    assert_eq!(d.cached_bytes(), 0);
+    drop(old);
+    assert_eq!(d.cached_bytes(), 4000);
+    let z = d.zeros(&[1000]).unwrap();
+    assert_eq!(d.cached_bytes(), 0, "the freed buffer was taken again");
+    assert_eq!(d.to_f32(&z).unwrap(), vec![0.0; 1000]);
+    drop(z);
+    let live = d.counters().bytes_live;
+    d.empty_cache();
+    assert_eq!(d.cached_bytes(), 0);
+    assert_eq!(
+        d.counters().bytes_live,
+        live,
+        "cached bytes are not live tensors"
+    );
+}

@@ -64,7 +64,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("im2col");
-                let mut cols = vec![0.0; shape.iter().product()];
+                let mut cols = self.host_zeros(shape.iter().product());
                 host_kernel!(self, im2col)(p, &self.host_read(x), &mut cols);
                 Ok(self.host_tensor(cols, &shape))
             }
@@ -81,7 +81,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("col2im");
-                let mut dx = vec![0.0; shape.iter().product()];
+                let mut dx = self.host_zeros(shape.iter().product());
                 host_kernel!(self, col2im)(p, &self.host_read(dcols), &mut dx);
                 Ok(self.host_tensor(dx, &shape))
             }
@@ -124,7 +124,7 @@ impl Device {
             }
             (ConvVariant::Direct, Backend::Cpu) => {
                 let _span = self.span("conv2d_direct");
-                let mut y = vec![0.0; shape.iter().product()];
+                let mut y = self.host_zeros(shape.iter().product());
                 reference::conv2d_direct(&p, &self.host_f32(x), &self.host_f32(weight), &mut y);
                 self.host_tensor(y, &shape)
             }

@@ -27,7 +27,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("dropout_forward");
-                let (mut out, mut mask) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                let (mut out, mut mask) = (self.host_zeros(x.len()), self.host_zeros(x.len()));
                 reference::dropout_forward(&p, &self.host_f32(x), &mut out, &mut mask);
                 let mask = self.host_tensor(mask, x.shape());
                 Ok((self.host_tensor(out, x.shape()), mask))

@@ -53,7 +53,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("binary");
-                let mut out = vec![0.0; a.len()];
+                let mut out = self.host_zeros(a.len());
                 reference::binary(&p, op, &self.host_f32(a), &self.host_f32(b), &mut out);
                 Ok(self.host_tensor(out, a.shape()))
             }
@@ -83,7 +83,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("unary");
-                let mut out = vec![0.0; x.len()];
+                let mut out = self.host_zeros(x.len());
                 host_kernel!(self, unary)(&p, op, &self.host_read(x), &mut out);
                 Ok(self.host_tensor(out, x.shape()))
             }
@@ -116,7 +116,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("unary_backward");
-                let mut dx = vec![0.0; x.len()];
+                let mut dx = self.host_zeros(x.len());
                 host_kernel!(self, unary_backward)(
                     &p,
                     op,

@@ -62,7 +62,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("embedding_forward");
-                let mut out = vec![0.0; ids.len() * p.dim as usize];
+                let mut out = self.host_zeros(ids.len() * p.dim as usize);
                 reference::embedding_forward(
                     &p,
                     &self.host_read(table),
@@ -96,7 +96,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("one_hot");
-                let mut out = vec![0.0; ids.len() * classes];
+                let mut out = self.host_zeros(ids.len() * classes);
                 reference::one_hot(&p, &self.host_u32(ids), &mut out);
                 Ok(self.host_tensor(out, &shape))
             }

@@ -63,7 +63,7 @@ impl Device {
             _pad: 0,
         };
         let out = match self.backend() {
-            Backend::Cpu => self.host_tensor(vec![0.0; p.len()], &out_shape),
+            Backend::Cpu => self.host_tensor(self.host_zeros(p.len()), &out_shape),
             Backend::Gpu(_) => self.alloc(op, DType::F32, &out_shape)?,
         };
         self.slice_launch(&p, false, x, &out)?;

@@ -171,7 +171,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span(entry);
-                let mut out = vec![0.0; shape.iter().product()];
+                let mut out = self.host_zeros(shape.iter().product());
                 f(p, &self.host_f32(pred), &self.host_f32(target), &mut out);
                 Ok(self.host_tensor(out, shape))
             }

@@ -261,11 +261,11 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("lstm_forward");
-                let mut cache = vec![0.0; d * b * t * 5 * h];
-                let mut hprev = vec![0.0; d * b * t * h];
-                let mut y = return_sequences.then(|| vec![0.0; b * t * d * h]);
-                let mut hlast = vec![0.0; b * d * h];
-                let mut clast = vec![0.0; b * d * h];
+                let mut cache = self.host_zeros(d * b * t * 5 * h);
+                let mut hprev = self.host_zeros(d * b * t * h);
+                let mut y = return_sequences.then(|| self.host_zeros(b * t * d * h));
+                let mut hlast = self.host_zeros(b * d * h);
+                let mut clast = self.host_zeros(b * d * h);
                 let init_h = init.map(|i| self.host_f32(i));
                 let ids_h = ids.map(|i| self.host_u32(i));
                 let run = host_kernel!(self, lstm_forward);
@@ -395,8 +395,8 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("lstm_backward");
-                let mut dz = vec![0.0; d * b * t * 4 * h];
-                let mut carry = vec![0.0; 2 * d * b * h];
+                let mut dz = self.host_zeros(d * b * t * 4 * h);
+                let mut carry = self.host_zeros(2 * d * b * h);
                 let host = |t: Option<&Tensor>| t.map(|t| self.host_f32(t));
                 let (init_h, dy_h, dh_h, dc_h) =
                     (host(init), host(grads.dy), host(dh_last), host(dc_last));

@@ -100,7 +100,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("matmul");
-                let mut c = vec![0.0; p.out_len()];
+                let mut c = self.host_zeros(p.out_len());
                 let bias_h = bias.map(|t| self.host_f32(t));
                 // Naive is the baseline here too: the reference loops; Tiled the fast sgemm.
                 let run = match spec.variant {

@@ -92,7 +92,7 @@ impl Device {
             Backend::Cpu => {
                 let _span = self.span("pool2d_forward");
                 let xh = self.host_read(x);
-                let mut y = vec![0.0; p.out_len()];
+                let mut y = self.host_zeros(p.out_len());
                 let mut picks = vec![0u32; p.out_len()];
                 match (spec.mode, spec.training) {
                     (PoolMode::Max, _) => {
@@ -177,7 +177,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("pool2d_backward");
-                let mut dx = vec![0.0; p.in_len()];
+                let mut dx = self.host_zeros(p.in_len());
                 let dyh = self.host_read(dy);
                 match &pooled.picks {
                     Some(a) => host_kernel!(self, pool2d_route_backward)(

@@ -38,7 +38,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("reduce");
-                let mut out = vec![0.0; p.out_len()];
+                let mut out = self.host_zeros(p.out_len());
                 let run = host_kernel!(self, reduce);
                 run(&p, op, &self.host_read(x), &mut out);
                 Ok(self.host_tensor(out, &shape))
@@ -116,7 +116,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("softmax");
-                let mut out = vec![0.0; x.len()];
+                let mut out = self.host_zeros(x.len());
                 reference::softmax(&p, log, &self.host_f32(x), &mut out);
                 Ok(self.host_tensor(out, x.shape()))
             }
@@ -156,7 +156,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("softmax_backward");
-                let mut dx = vec![0.0; y.len()];
+                let mut dx = self.host_zeros(y.len());
                 reference::softmax_backward(
                     &p,
                     log,
