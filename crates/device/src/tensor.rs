@@ -58,8 +58,11 @@ impl Drop for CpuBuffer {
 /// [`CpuPool::MAX_BYTES`].
 #[derive(Default)]
 pub(crate) struct CpuPool {
-    free: std::sync::Mutex<(std::collections::HashMap<usize, Vec<Vec<u32>>>, u64)>,
+    /// Cached vectors by length, and their bytes.
+    free: std::sync::Mutex<(FreeLists, u64)>,
 }
+
+type FreeLists = std::collections::HashMap<usize, Vec<Vec<u32>>>;
 
 impl CpuPool {
     /// The most bytes kept for reuse; beyond it, freed vectors go back to the system.
