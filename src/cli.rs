@@ -156,6 +156,14 @@ pub enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Measure this adapter's kernel choices (the tiled matmul's tile per class of shapes) on the
+    /// training steps of the given jobs (default: qqp and mnist) and write them to the tuning
+    /// cache that later runs read. Without it, choices are measured at first use
+    /// (`KILN_AUTOTUNE=0` turns that off).
+    Tune {
+        /// The jobs whose training steps are tuned.
+        jobs: Vec<JobName>,
+    },
     /// Run kernel variants side by side and report median time, GFLOP/s or GB/s, and dispatches.
     Bench {
         /// Only kernels whose name contains this (matmul, elementwise, reduce, softmax, embedding,
@@ -899,6 +907,44 @@ fn run(cli: Cli) -> Result<(), String> {
                     &path,
                     &serde_json::to_value(&report).map_err(|e| e.to_string())?,
                 )?;
+            }
+        }
+        Command::Tune { jobs } => {
+            if !device.is_gpu() {
+                return Err(
+                    "kiln tune measures a GPU adapter's kernels; the CPU device has nothing to tune"
+                        .into(),
+                );
+            }
+            let jobs = if jobs.is_empty() {
+                vec![JobName::Qqp, JobName::Mnist]
+            } else {
+                jobs
+            };
+            device.set_tune_mode(kiln_device::TuneMode::Remeasure);
+            for name in jobs {
+                let opts = job_options(None, None, None, None, None)?;
+                let j = crate::models::job(name, 0, &opts)?;
+                eprintln!("tuning {} on {}", j.name, device.name());
+                let popts = crate::profile::Options {
+                    steps: 1,
+                    batch: None,
+                    lstm: kiln_graph::LstmPath::Fused,
+                };
+                crate::profile::run(&device, &j, &popts)?;
+            }
+            let choices = device.tuned_choices();
+            println!(
+                "{} shape classes tuned on {}:",
+                choices.len(),
+                device.name()
+            );
+            for (class, choice) in &choices {
+                println!("  {class:<56} {choice}");
+            }
+            match device.tune_file() {
+                Some(f) => println!("written to {}", f.display()),
+                None => println!("no cache folder (set KILN_TUNE_CACHE): kept for this run only"),
             }
         }
         Command::Bench {

@@ -76,6 +76,24 @@ impl CounterCells {
         self.bytes_live.fetch_sub(bytes, Relaxed);
     }
 
+    /// Takes back the work counted since `earlier` (dispatches, submits, readbacks, transfers,
+    /// buffers created): for kiln's own measurements (autotuning), which callers did not ask for
+    /// and must not see in their per-step figures. Pipelines compiled stay counted: they stay in
+    /// the cache and serve the caller's later launches.
+    pub fn discount(&self, earlier: &Counters) {
+        let spent = self.snapshot().since(earlier);
+        for (cell, n) in [
+            (&self.dispatches, spent.dispatches),
+            (&self.submits, spent.submits),
+            (&self.readbacks, spent.readbacks),
+            (&self.bytes_up, spent.bytes_up),
+            (&self.bytes_down, spent.bytes_down),
+            (&self.buffers_created, spent.buffers_created),
+        ] {
+            cell.fetch_sub(n, Relaxed);
+        }
+    }
+
     pub fn snapshot(&self) -> Counters {
         Counters {
             dispatches: self.dispatches.load(Relaxed),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::adapter::{self, AdapterSummary, DeviceChoice, NO_ADAPTER_HINT};
 use crate::counters::{CounterCells, Counters};
+use crate::gpu::tune::TuneMode;
 use crate::gpu::GpuContext;
 use crate::profile::{CpuRecorder, Profile, ProfileClock, SpanGuard};
 use crate::tensor::{CpuBuffer, CpuPool, DType, Storage, Tensor};
@@ -318,6 +319,25 @@ impl Device {
             Backend::Gpu(g) => g.pipelines.keys(),
             Backend::Cpu => vec![],
         }
+    }
+
+    /// How kernel choices are tuned on this adapter (see [`TuneMode`]; `KILN_AUTOTUNE` sets the
+    /// starting mode). A no-op on the CPU device.
+    pub fn set_tune_mode(&self, mode: TuneMode) {
+        if let Some(g) = self.gpu() {
+            g.tuner.set_mode(mode);
+        }
+    }
+
+    /// The tuned choices (shape class, choice) this adapter knows, from its cache file and this
+    /// process's measurements; empty on the CPU device.
+    pub fn tuned_choices(&self) -> Vec<(String, String)> {
+        self.gpu().map(|g| g.tuner.choices()).unwrap_or_default()
+    }
+
+    /// The file the tuned choices are kept in (None on the CPU device or without a cache folder).
+    pub fn tune_file(&self) -> Option<std::path::PathBuf> {
+        self.gpu().and_then(|g| g.tuner.file().cloned())
     }
 
     /// Compiled pipelines held by the cache.

@@ -42,13 +42,14 @@ pub use device::{Device, DeviceInfo};
 pub use error::{Error, Result};
 pub use gpu::dispatch_dims;
 pub use gpu::pipeline::PipelineKey;
+pub use gpu::tune::TuneMode;
 pub use ops::conv::Conv2dGrads;
 pub use ops::loss::{Loss, Metric};
 pub use ops::lstm::{LstmGrads, LstmOutputGrads, LstmState};
 pub use ops::matmul::matmul_params;
 pub use ops::pool::{PoolSpec, Pooled};
 pub use params::{
-    Activation, AdamConfig, BinaryOp, Conv2dSpec, ConvVariant, LstmParams, MatmulSpec,
+    Activation, AdamConfig, BinaryOp, Conv2dSpec, ConvVariant, LstmParams, MatmulSpec, MatmulTile,
     MatmulVariant, PoolMode, ReduceOp, SgdConfig, UnaryOp,
 };
 pub use profile::{KernelSpan, KernelTotal, Profile, ProfileClock};

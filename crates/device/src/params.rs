@@ -162,6 +162,54 @@ pub enum MatmulVariant {
     Tiled,
 }
 
+/// The tile of C one workgroup of the tiled kernel computes (shaders/gen_matmul_tiled.py).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum MatmulTile {
+    /// The launcher picks: [`MatmulTile::for_shape`], or the adapter's measured choice when
+    /// autotuning (`kiln tune`) has one for the shape's class.
+    #[default]
+    Auto,
+    /// 128 x 64 (`matmul_tiled`, 16 x 8 outputs per thread): large products.
+    Large,
+    /// 32 x 32 (`matmul_tiled_small`, 4 x 4 outputs per thread): products with few rows or
+    /// columns, where a large tile would mostly compute padding.
+    Small,
+}
+
+impl MatmulTile {
+    /// Rows and columns of C per workgroup (None for Auto).
+    pub fn dims(self) -> Option<(u32, u32)> {
+        match self {
+            MatmulTile::Auto => None,
+            MatmulTile::Large => Some((128, 64)),
+            MatmulTile::Small => Some((32, 32)),
+        }
+    }
+
+    /// The kernel's entry point (Auto: the large one's).
+    pub fn entry(self) -> &'static str {
+        match self {
+            MatmulTile::Small => "matmul_tiled_small",
+            MatmulTile::Large | MatmulTile::Auto => "matmul_tiled",
+        }
+    }
+
+    /// The default choice for an M x N product: Small when the large tiles would compute at
+    /// least twice the padded work of the small ones (M or N well under a large tile), else
+    /// Large (more reuse per loaded value).
+    pub fn for_shape(m: u32, n: u32) -> MatmulTile {
+        let padded = |t: MatmulTile| {
+            let (tm, tn) = t.dims().expect("a concrete tile");
+            m.div_ceil(tm) as u64 * tm as u64 * n.div_ceil(tn) as u64 * tn as u64
+        };
+        if padded(MatmulTile::Large) >= 2 * padded(MatmulTile::Small) {
+            MatmulTile::Small
+        } else {
+            MatmulTile::Large
+        }
+    }
+}
+
 /// How to multiply: which operands are stored transposed, the epilogue, the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct MatmulSpec {
@@ -173,6 +221,8 @@ pub struct MatmulSpec {
     pub activation: Activation,
     /// Which kernel.
     pub variant: MatmulVariant,
+    /// The tiled kernel's tile (ignored by Naive and on the CPU device).
+    pub tile: MatmulTile,
 }
 
 /// Parameters of the matmul kernels: C (batch, M, N) = A (batch, M, K) B (batch, K, N).
@@ -196,7 +246,7 @@ pub struct MatmulParams {
 }
 
 impl MatmulParams {
-    /// Rows and columns of C per workgroup of `matmul_tiled` (its TM and TN).
+    /// Rows of C per workgroup of `matmul_tiled` (its TM; [`MatmulTile::Large`]).
     pub const TILE_M: u32 = 128;
     /// Columns of C per workgroup of `matmul_tiled` (its TN).
     pub const TILE_N: u32 = 64;
@@ -211,11 +261,15 @@ impl MatmulParams {
         2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
     }
 
-    /// Workgroups of the tiled kernel: one per TILE_M x TILE_N tile of each batch entry.
+    /// Workgroups of the large tiled kernel: one per TILE_M x TILE_N tile of each batch entry.
     pub fn tiles(&self) -> u64 {
-        let tm = self.m.div_ceil(Self::TILE_M) as u64;
-        let tn = self.n.div_ceil(Self::TILE_N) as u64;
-        tm * tn * self.batch as u64
+        self.tiles_for(MatmulTile::Large)
+    }
+
+    /// Workgroups of the tiled kernel with `tile` (Auto counts as Large).
+    pub fn tiles_for(&self, tile: MatmulTile) -> u64 {
+        let (tm, tn) = tile.dims().unwrap_or((Self::TILE_M, Self::TILE_N));
+        self.m.div_ceil(tm) as u64 * self.n.div_ceil(tn) as u64 * self.batch as u64
     }
 }
 

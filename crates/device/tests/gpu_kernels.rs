@@ -6,7 +6,7 @@ use kiln_device::testing::{assert_close, gpu_device, random_f32, random_u32, Tol
 use kiln_device::*;
 
 fn devices(test: &str) -> Option<(Device, Device)> {
-    gpu_device(test).map(|g| (g, Device::cpu()))
+    gpu_device(test).map(|g| (g, Device::cpu_reference()))
 }
 
 /// Runs `f` on both devices and compares the f32 results.
@@ -49,7 +49,11 @@ fn matmul_matches_reference_for_every_variant_transpose_and_epilogue() {
         (true, Activation::Step),
     ];
     for &(m, n, k) in &SIZES {
-        for variant in [MatmulVariant::Naive, MatmulVariant::Tiled] {
+        for (variant, tile) in [
+            (MatmulVariant::Naive, MatmulTile::Auto),
+            (MatmulVariant::Tiled, MatmulTile::Large),
+            (MatmulVariant::Tiled, MatmulTile::Small),
+        ] {
             for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
                 for (bias, activation) in epilogues {
                     seed += 1;
@@ -63,6 +67,7 @@ fn matmul_matches_reference_for_every_variant_transpose_and_epilogue() {
                         trans_b,
                         activation,
                         variant,
+                        tile,
                     };
                     let name = format!("matmul {m}x{n}x{k} {spec:?} bias={bias}");
                     same_on_both(&name, &gpu, &cpu, Tolerance::reduction(k), |d| {
@@ -73,6 +78,53 @@ fn matmul_matches_reference_for_every_variant_transpose_and_epilogue() {
                     });
                 }
             }
+        }
+    }
+}
+
+/// Both tiles sum every output over K in the same order, so autotuning's choice changes speed,
+/// not results: the same bits from either, batched or not, transposed or not.
+#[test]
+fn matmul_tiles_give_the_same_bits() {
+    let Some(gpu) = gpu_device("matmul_tiles_give_the_same_bits") else {
+        return;
+    };
+    for (i, &(batch, m, n, k)) in [(1, 200, 130, 67), (3, 33, 70, 129), (1, 5, 300, 40)]
+        .iter()
+        .enumerate()
+    {
+        for (trans_a, trans_b) in [(false, false), (true, true)] {
+            let a = random_f32(i as u64, batch * m * k, -1.0, 1.0);
+            let b = random_f32(i as u64 + 50, batch * k * n, -1.0, 1.0);
+            let a_shape = if trans_a {
+                [batch, k, m]
+            } else {
+                [batch, m, k]
+            };
+            let b_shape = if trans_b {
+                [batch, n, k]
+            } else {
+                [batch, k, n]
+            };
+            let run = |tile| {
+                let spec = MatmulSpec {
+                    trans_a,
+                    trans_b,
+                    activation: Activation::Tanh,
+                    tile,
+                    ..Default::default()
+                };
+                let a_t = gpu.from_f32(&a, &a_shape).unwrap();
+                let b_t = gpu.from_f32(&b, &b_shape).unwrap();
+                let c = gpu.matmul(&a_t, &b_t, None, spec).unwrap();
+                gpu.to_f32(&c).unwrap()
+            };
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            assert_eq!(
+                bits(run(MatmulTile::Large)),
+                bits(run(MatmulTile::Small)),
+                "{batch}x{m}x{n}x{k} trans ({trans_a}, {trans_b})"
+            );
         }
     }
 }
@@ -106,15 +158,21 @@ fn matmul_past_65535_workgroups_in_one_dimension() {
     let Some((gpu, cpu)) = devices("matmul_past_65535_workgroups") else {
         return;
     };
-    // Tiled: ceil(M / TILE_M) tiles > 65,535; naive: M * N / 64 workgroups > 65,535.
-    let m = 65_536 * params::MatmulParams::TILE_M as usize + 37;
+    // Tiled: ceil(M / tile rows) tiles > 65,535; naive: M * N / 64 workgroups > 65,535. The
+    // tiles are named: this test is about dispatch sizes, not tuning.
     let (n, k) = (1, 2);
-    let a = random_f32(3, m * k, -1.0, 1.0);
-    let b = random_f32(4, k * n, -1.0, 1.0);
-    for variant in [MatmulVariant::Naive, MatmulVariant::Tiled] {
+    for (variant, tile, rows) in [
+        (MatmulVariant::Naive, MatmulTile::Auto, 64),
+        (MatmulVariant::Tiled, MatmulTile::Large, 128),
+        (MatmulVariant::Tiled, MatmulTile::Small, 32),
+    ] {
+        let m = 65_536 * rows + 37;
+        let a = random_f32(3, m * k, -1.0, 1.0);
+        let b = random_f32(4, k * n, -1.0, 1.0);
         same_on_both("tall matmul", &gpu, &cpu, Tolerance::reduction(k), |d| {
             let spec = MatmulSpec {
                 variant,
+                tile,
                 ..Default::default()
             };
             d.matmul(

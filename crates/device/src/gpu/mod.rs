@@ -8,6 +8,7 @@
 
 pub(crate) mod pipeline;
 pub(crate) mod pool;
+pub mod tune;
 
 use std::sync::{Arc, Mutex};
 
@@ -68,6 +69,8 @@ pub(crate) struct GpuContext {
     pub pool: Arc<BufferPool>,
     pub pipelines: PipelineCache,
     pub counters: Arc<CounterCells>,
+    /// Measured kernel choices for this adapter.
+    pub tuner: tune::Tuner,
     params_buffer: wgpu::Buffer,
     params_align: usize,
     batch: Mutex<Batch>,
@@ -110,6 +113,7 @@ impl GpuContext {
                 commands: 0,
             }),
             timer: Mutex::new(None),
+            tuner: tune::Tuner::new(&info),
             error,
             counters,
             device,
@@ -354,6 +358,14 @@ impl GpuContext {
         };
         staging.unmap();
         Ok(words)
+    }
+
+    /// Runs `f` with timestamp recording paused (kiln's own measurements stay out of a profile).
+    pub fn untimed<T>(&self, f: impl FnOnce() -> T) -> T {
+        let saved = self.timer.lock().unwrap().take();
+        let value = f();
+        *self.timer.lock().unwrap() = saved;
+        value
     }
 
     pub fn has_timestamps(&self) -> bool {

@@ -1,8 +1,10 @@
 //! Batched matmul with transposes and a bias/activation epilogue.
 
 use crate::device::Backend;
+use crate::gpu::tune::matmul_class;
+use crate::gpu::GpuContext;
 use crate::ops::{groups, shape_str};
-use crate::params::{MatmulParams, MatmulSpec, MatmulVariant};
+use crate::params::{MatmulParams, MatmulSpec, MatmulTile, MatmulVariant};
 use crate::shaders::ShaderFamily;
 use crate::{Device, Error, Result, Tensor};
 
@@ -112,28 +114,106 @@ impl Device {
             }
             Backend::Gpu(g) => {
                 let c = self.alloc(op, crate::DType::F32, &shape)?;
-                let (entry, workgroups) = match spec.variant {
-                    MatmulVariant::Naive => ("matmul_naive", groups(p.out_len(), 64)),
-                    MatmulVariant::Tiled => ("matmul_tiled", p.tiles()),
+                let tile = match (spec.variant, spec.tile) {
+                    (MatmulVariant::Naive, _) => None,
+                    (MatmulVariant::Tiled, MatmulTile::Auto) => {
+                        Some(self.matmul_tile(g, &p, &spec, (a, b, bias), &shape)?)
+                    }
+                    (MatmulVariant::Tiled, t) => Some(t),
                 };
-                // The shader references `bias` behind HAS_BIAS, so binding 4 is in its layout either
-                // way; without a bias, A stands in (read-only, never read).
-                let bindings = [(1, a), (2, b), (3, &c), (4, bias.unwrap_or(a))];
-                g.launch(crate::gpu::Launch {
-                    family: ShaderFamily::Matmul,
-                    entry,
-                    overrides: &[
-                        ("TRANS_A", spec.trans_a as u32 as f64),
-                        ("TRANS_B", spec.trans_b as u32 as f64),
-                        ("HAS_BIAS", bias.is_some() as u32 as f64),
-                        ("ACT", spec.activation.matmul_code() as f64),
-                    ],
-                    params: bytemuck::bytes_of(&p),
-                    bindings: &bindings,
-                    workgroups,
-                })?;
+                launch_matmul(g, &p, &spec, tile, (a, b, bias), &c)?;
                 Ok(c)
             }
         }
     }
+
+    /// The tile for an Auto matmul on this adapter: the tuned choice for the shape's class, else
+    /// (when tuning measures) each tile timed on these operands, the faster kept; else
+    /// [`MatmulTile::for_shape`]. What measuring launches and submits is not counted.
+    fn matmul_tile(
+        &self,
+        g: &GpuContext,
+        p: &MatmulParams,
+        spec: &MatmulSpec,
+        operands: (&Tensor, &Tensor, Option<&Tensor>),
+        shape: &[usize],
+    ) -> Result<MatmulTile> {
+        let class = matmul_class(p, spec);
+        if let Some(t) = g.tuner.known(&class) {
+            return Ok(t);
+        }
+        if !g.tuner.measures() {
+            return Ok(MatmulTile::for_shape(p.m, p.n));
+        }
+        let before = g.counters.snapshot();
+        let scratch = self.alloc("matmul autotune", crate::DType::F32, shape)?;
+        let best = g.untimed(|| -> Result<MatmulTile> {
+            let tiles = [MatmulTile::Large, MatmulTile::Small];
+            let overrides = matmul_overrides(spec, operands.2.is_some());
+            for tile in tiles {
+                self.compile(ShaderFamily::Matmul, tile.entry(), &overrides)?;
+            }
+            g.sync()?;
+            let mut best = (f64::INFINITY, MatmulTile::for_shape(p.m, p.n));
+            for tile in tiles {
+                // The fastest of three runs; one when a run is slow (it is measurement enough,
+                // and tuning a large product stays about twice its own cost).
+                let mut fastest = f64::INFINITY;
+                for _ in 0..3 {
+                    let start = std::time::Instant::now();
+                    launch_matmul(g, p, spec, Some(tile), operands, &scratch)?;
+                    g.sync()?;
+                    let took = start.elapsed().as_secs_f64();
+                    fastest = fastest.min(took);
+                    if took > 0.02 {
+                        break;
+                    }
+                }
+                if fastest < best.0 {
+                    best = (fastest, tile);
+                }
+            }
+            Ok(best.1)
+        })?;
+        drop(scratch);
+        g.counters.discount(&before);
+        g.tuner.record(&class, best);
+        Ok(best)
+    }
+}
+
+/// Records one matmul: the naive kernel (tile None) or the tiled one with `tile`.
+fn launch_matmul(
+    g: &GpuContext,
+    p: &MatmulParams,
+    spec: &MatmulSpec,
+    tile: Option<MatmulTile>,
+    (a, b, bias): (&Tensor, &Tensor, Option<&Tensor>),
+    c: &Tensor,
+) -> Result<()> {
+    let (entry, workgroups) = match tile {
+        None => ("matmul_naive", groups(p.out_len(), 64)),
+        Some(t) => (t.entry(), p.tiles_for(t)),
+    };
+    // The shader references `bias` behind HAS_BIAS, so binding 4 is in its layout either way;
+    // without a bias, A stands in (read-only, never read).
+    let bindings = [(1, a), (2, b), (3, c), (4, bias.unwrap_or(a))];
+    g.launch(crate::gpu::Launch {
+        family: ShaderFamily::Matmul,
+        entry,
+        overrides: &matmul_overrides(spec, bias.is_some()),
+        params: bytemuck::bytes_of(p),
+        bindings: &bindings,
+        workgroups,
+    })
+}
+
+/// The matmul kernels' override constants for `spec`.
+fn matmul_overrides(spec: &MatmulSpec, has_bias: bool) -> [(&'static str, f64); 4] {
+    [
+        ("TRANS_A", spec.trans_a as u32 as f64),
+        ("TRANS_B", spec.trans_b as u32 as f64),
+        ("HAS_BIAS", has_bias as u32 as f64),
+        ("ACT", spec.activation.matmul_code() as f64),
+    ]
 }

@@ -1,0 +1,271 @@
+//! Autotuning: kernel choices measured on the adapter in use, per class of shapes, cached in
+//! memory and on disk per adapter and driver.
+//!
+//! The one tuned choice today is the tiled matmul's tile ([`MatmulTile`]): a class is the
+//! product's M, N and K each rounded up to a power of two, whether it is batched, and its
+//! transposes. At the first Auto matmul of a class the launcher times each tile on the actual
+//! operands and keeps the faster one (see `Device::matmul_tile`). Both tiles sum every output in
+//! the same order, so the choice changes speed, not results.
+//!
+//! `KILN_AUTOTUNE`: unset, `1` or `on` measures at first use; `cached` only uses choices already
+//! on disk (`kiln tune` makes them) and otherwise the shape rule; `0` or `off` always uses the
+//! shape rule ([`MatmulTile::for_shape`]). `KILN_TUNE_CACHE` names the cache file instead of
+//! `$XDG_CACHE_HOME/kiln/tune/<adapter>.txt` (or `~/.cache/...`). The file holds one
+//! `<class> <choice>` line per class; a file that cannot be read or written only costs the
+//! measurements again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::params::{MatmulParams, MatmulSpec, MatmulTile};
+
+/// When the launchers measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TuneMode {
+    /// The shape rules only.
+    Off,
+    /// Choices from the cache file; the shape rules for classes it lacks.
+    Cached,
+    /// Measure at the first use of a class without a choice.
+    Measure,
+    /// Measure every class again at its first use in this process (`kiln tune`).
+    Remeasure,
+}
+
+impl TuneMode {
+    /// From `KILN_AUTOTUNE` (see the module doc); None for an unknown value.
+    pub fn from_env() -> Option<TuneMode> {
+        match std::env::var("KILN_AUTOTUNE").ok().as_deref() {
+            None | Some("") | Some("1") | Some("on") => Some(TuneMode::Measure),
+            Some("cached") => Some(TuneMode::Cached),
+            Some("0") | Some("off") => Some(TuneMode::Off),
+            Some(_) => None,
+        }
+    }
+}
+
+/// The tuned choices of one adapter.
+pub(crate) struct Tuner {
+    state: Mutex<State>,
+    file: Option<PathBuf>,
+}
+
+struct State {
+    mode: TuneMode,
+    /// Class -> choice, from the file and from this process's measurements.
+    choices: BTreeMap<String, String>,
+    /// Classes measured in this process (what Remeasure has already redone).
+    measured: BTreeMap<String, String>,
+}
+
+/// The shape class of a matmul (see the module doc).
+pub(crate) fn matmul_class(p: &MatmulParams, spec: &MatmulSpec) -> String {
+    let up = |v: u32| v.max(1).next_power_of_two();
+    format!(
+        "matmul_tiled:m{}:n{}:k{}:batched{}:ta{}:tb{}",
+        up(p.m),
+        up(p.n),
+        up(p.k),
+        (p.batch > 1) as u8,
+        spec.trans_a as u8,
+        spec.trans_b as u8
+    )
+}
+
+fn tile_name(t: MatmulTile) -> &'static str {
+    match t {
+        MatmulTile::Small => "small",
+        MatmulTile::Large | MatmulTile::Auto => "large",
+    }
+}
+
+fn tile_from(name: &str) -> Option<MatmulTile> {
+    match name {
+        "small" => Some(MatmulTile::Small),
+        "large" => Some(MatmulTile::Large),
+        _ => None,
+    }
+}
+
+/// The cache file for an adapter: `KILN_TUNE_CACHE`, else under the user's cache folder, named
+/// by the adapter, its backend and driver, and kiln's version (kernels change between versions).
+fn cache_file(adapter: &wgpu::AdapterInfo) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("KILN_TUNE_CACHE") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let name: String = format!(
+        "{}-{:?}-{}-{}-kiln{}",
+        adapter.name,
+        adapter.backend,
+        adapter.driver,
+        adapter.driver_info,
+        env!("CARGO_PKG_VERSION")
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            c
+        } else {
+            '_'
+        }
+    })
+    .collect();
+    Some(base.join("kiln").join("tune").join(format!("{name}.txt")))
+}
+
+fn read_choices(file: &Option<PathBuf>) -> BTreeMap<String, String> {
+    let Some(text) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) else {
+        return BTreeMap::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (class, choice) = l.trim().split_once(' ')?;
+            tile_from(choice.trim())?;
+            Some((class.to_string(), choice.trim().to_string()))
+        })
+        .collect()
+}
+
+impl Tuner {
+    pub fn new(adapter: &wgpu::AdapterInfo) -> Tuner {
+        let mode = TuneMode::from_env().unwrap_or(TuneMode::Measure);
+        let file = cache_file(adapter);
+        let choices = if mode == TuneMode::Off {
+            BTreeMap::new()
+        } else {
+            read_choices(&file)
+        };
+        Tuner {
+            state: Mutex::new(State {
+                mode,
+                choices,
+                measured: BTreeMap::new(),
+            }),
+            file,
+        }
+    }
+
+    pub fn mode(&self) -> TuneMode {
+        self.state.lock().unwrap().mode
+    }
+
+    pub fn set_mode(&self, mode: TuneMode) {
+        let mut s = self.state.lock().unwrap();
+        if s.mode == TuneMode::Off && mode != TuneMode::Off {
+            s.choices = read_choices(&self.file);
+        }
+        s.mode = mode;
+    }
+
+    /// The choice to use for `class` without measuring: Some when known (and tuning is on).
+    pub fn known(&self, class: &str) -> Option<MatmulTile> {
+        let s = self.state.lock().unwrap();
+        let table = match s.mode {
+            TuneMode::Off => return None,
+            TuneMode::Remeasure => &s.measured,
+            TuneMode::Cached | TuneMode::Measure => &s.choices,
+        };
+        table.get(class).and_then(|c| tile_from(c))
+    }
+
+    /// Whether a class without a known choice is measured now.
+    pub fn measures(&self) -> bool {
+        matches!(self.mode(), TuneMode::Measure | TuneMode::Remeasure)
+    }
+
+    /// Records a measured choice and rewrites the cache file (atomically: a temporary file, then
+    /// a rename). A file that cannot be written is skipped: the choice holds for this process.
+    pub fn record(&self, class: &str, tile: MatmulTile) {
+        let mut s = self.state.lock().unwrap();
+        let name = tile_name(tile).to_string();
+        s.choices.insert(class.to_string(), name.clone());
+        s.measured.insert(class.to_string(), name);
+        let Some(file) = &self.file else { return };
+        let text: String = s
+            .choices
+            .iter()
+            .map(|(class, choice)| format!("{class} {choice}\n"))
+            .collect();
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, file)
+        };
+        let _ = write();
+    }
+
+    /// Every choice: class and tile name, in class order.
+    pub fn choices(&self) -> Vec<(String, String)> {
+        let s = self.state.lock().unwrap();
+        s.choices
+            .iter()
+            .map(|(c, t)| (c.clone(), t.clone()))
+            .collect()
+    }
+
+    pub fn file(&self) -> Option<&PathBuf> {
+        self.file.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_each_dimension_up_to_a_power_of_two() {
+        let p = MatmulParams {
+            batch: 64,
+            m: 32,
+            n: 676,
+            k: 9,
+            ..Default::default()
+        };
+        let spec = MatmulSpec {
+            trans_b: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            matmul_class(&p, &spec),
+            "matmul_tiled:m32:n1024:k16:batched1:ta0:tb1"
+        );
+    }
+
+    #[test]
+    fn choices_survive_a_round_trip_through_the_file() {
+        let dir = std::env::temp_dir().join(format!("kiln-tune-{}", std::process::id()));
+        let file = Some(dir.join("t.txt"));
+        let t = Tuner {
+            state: Mutex::new(State {
+                mode: TuneMode::Measure,
+                choices: BTreeMap::new(),
+                measured: BTreeMap::new(),
+            }),
+            file: file.clone(),
+        };
+        t.record("a", MatmulTile::Small);
+        t.record("b", MatmulTile::Large);
+        let back = read_choices(&file);
+        assert_eq!(back.get("a").map(String::as_str), Some("small"));
+        assert_eq!(back.get("b").map(String::as_str), Some("large"));
+        assert_eq!(t.known("a"), Some(MatmulTile::Small));
+        t.set_mode(TuneMode::Off);
+        assert_eq!(t.known("a"), None, "off ignores choices");
+        t.set_mode(TuneMode::Remeasure);
+        assert_eq!(
+            t.known("a"),
+            Some(MatmulTile::Small),
+            "measured in this process"
+        );
+        std::fs::write(file.as_ref().unwrap(), "x junk\nbroken\nc small\n").unwrap();
+        assert_eq!(read_choices(&file).len(), 1, "unreadable lines are skipped");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
