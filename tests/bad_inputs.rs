@@ -107,6 +107,11 @@ fn flags_out_of_range_or_for_another_job_are_refused() {
         (&["bench", "--repeats", "0"], 1, &["--repeats 0"]),
         (&["profile", "xor", "--steps", "0"], 1, &["--steps 0"]),
         (
+            &["--device", "cpu", "tune"],
+            1,
+            &["the CPU device has nothing to tune"],
+        ),
+        (
             &["profile", "xor", "--batch", "0"],
             1,
             &["--batch must be at least 1"],

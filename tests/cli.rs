@@ -494,3 +494,43 @@ fn profile_prints_kernels_and_writes_a_trace_with_every_launch() {
         .iter()
         .all(|e| e["ph"] == "X" && e["dur"].as_f64().unwrap() >= 0.0));
 }
+
+#[test]
+fn tune_measures_a_jobs_matmuls_and_writes_the_cache() {
+    // Without an adapter the default device is the CPU one, which has nothing to tune.
+    let (_, info, _) = kiln(&["info"]);
+    if info.contains("chosen: cpu") {
+        assert!(
+            std::env::var_os("KILN_REQUIRE_GPU").is_none(),
+            "KILN_REQUIRE_GPU is set but there is no adapter"
+        );
+        eprintln!("SKIPPED tune: no adapter");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.txt");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["tune", "xor"])
+        .env("KILN_TUNE_CACHE", &cache)
+        .output()
+        .expect("run kiln");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("shape classes tuned on"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("written to {}", cache.display())),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        let (class, choice) = line.split_once(' ').unwrap();
+        assert!(class.starts_with("matmul_tiled:m"), "{line}");
+        assert!(choice == "large" || choice == "small", "{line}");
+        assert!(stdout.contains(class), "{class} printed");
+    }
+}

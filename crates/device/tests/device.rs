@@ -463,3 +463,37 @@ fn cpu_device_reuses_freed_buffers_zeroed() {
         "cached bytes are not live tensors"
     );
 }
+
+/// An Auto matmul of a class the adapter has not measured times both tiles first, keeps the
+/// choice, and counts as one dispatch: the measuring runs stay out of the caller's figures.
+#[test]
+fn autotuning_measures_once_per_class_and_is_not_counted() {
+    let Some(d) = private_gpu_device("autotuning") else {
+        return;
+    };
+    d.set_tune_mode(TuneMode::Remeasure);
+    let (m, n, k) = (37, 300, 20);
+    let a = d
+        .from_f32(&random_f32(1, m * k, -1.0, 1.0), &[m, k])
+        .unwrap();
+    let b = d
+        .from_f32(&random_f32(2, k * n, -1.0, 1.0), &[k, n])
+        .unwrap();
+    let before = d.counters();
+    let first = d.matmul(&a, &b, None, MatmulSpec::default()).unwrap();
+    d.sync().unwrap();
+    let spent = d.counters().since(&before);
+    assert_eq!(spent.dispatches, 1, "the measuring runs are not counted");
+    let class = "matmul_tiled:m64:n512:k32:batched0:ta0:tb0";
+    let choices = d.tuned_choices();
+    let choice = choices.iter().find(|(c, _)| c == class);
+    assert!(
+        matches!(choice, Some((_, t)) if t == "large" || t == "small"),
+        "{choices:?}"
+    );
+    // Known now: the same class again neither measures nor changes the result.
+    let again = d.matmul(&a, &b, None, MatmulSpec::default()).unwrap();
+    assert_eq!(d.to_f32(&again).unwrap(), d.to_f32(&first).unwrap());
+    d.set_tune_mode(TuneMode::Off);
+    assert!(d.tuned_choices().iter().any(|(c, _)| c == class));
+}
