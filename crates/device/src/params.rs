@@ -760,6 +760,16 @@ pub struct LstmParams {
 }
 
 impl LstmParams {
+    /// (B, T, H, D) as sizes.
+    pub fn dims(&self) -> (usize, usize, usize, usize) {
+        (
+            self.batch as usize,
+            self.steps as usize,
+            self.hidden as usize,
+            self.dirs as usize,
+        )
+    }
+
     /// Workgroup memory of the fused kernels, in floats (16 KiB, WebGPU's guaranteed minimum).
     pub const SHARED_FLOATS: usize = 4096;
 

@@ -7,7 +7,7 @@
 use super::gemm;
 use crate::params::LstmParams;
 use crate::reference::{
-    is_masked, prev_time, sigmoid, tanh_c, time_of, LstmBackwardIn, LstmForwardOut,
+    cell_backward, cell_forward, is_masked, prev_time, time_of, LstmBackwardIn, LstmForwardOut,
 };
 
 /// What one direction's forward pass reads.
@@ -59,12 +59,7 @@ pub fn lstm_forward(
     ids: Option<&[u32]>,
     out: LstmForwardOut<'_>,
 ) {
-    let (b_n, t_n, h_n, d_n) = (
-        p.batch as usize,
-        p.steps as usize,
-        p.hidden as usize,
-        p.dirs as usize,
-    );
+    let (b_n, t_n, h_n, d_n) = p.dims();
     let rows = b_n * t_n;
     let LstmForwardOut {
         cache,
@@ -119,12 +114,7 @@ pub fn lstm_forward(
 }
 
 fn forward_dir(p: &LstmParams, input: &DirIn<'_>, out: &mut DirOut<'_>) {
-    let (b_n, t_n, h_n, d_n) = (
-        p.batch as usize,
-        p.steps as usize,
-        p.hidden as usize,
-        p.dirs as usize,
-    );
+    let (b_n, t_n, h_n, d_n) = p.dims();
     let dir = input.dir;
     let h4 = 4 * h_n;
     // The running (B, H) hidden and cell states.
@@ -155,15 +145,9 @@ fn forward_dir(p: &LstmParams, input: &DirIn<'_>, out: &mut DirOut<'_>) {
             out.hprev[row * h_n..(row + 1) * h_n].copy_from_slice(&h[b * h_n..(b + 1) * h_n]);
             for j in 0..h_n {
                 let pre = |g: usize| xr[g * h_n + j] + input.bias[g * h_n + j] + zr[g * h_n + j];
-                let (ig, fg, gg, og) = (
-                    sigmoid(pre(0)),
-                    sigmoid(pre(1)),
-                    tanh_c(pre(2)),
-                    sigmoid(pre(3)),
-                );
                 let (h_prev, c_prev) = (h[b * h_n + j], c[b * h_n + j]);
-                let mut c_new = fg * c_prev + ig * gg;
-                let mut h_new = og * tanh_c(c_new);
+                let ([ig, fg, gg, og], mut c_new, mut h_new) =
+                    cell_forward([pre(0), pre(1), pre(2), pre(3)], c_prev);
                 let mut y_out = h_new;
                 if masked {
                     c_new = c_prev;
@@ -211,12 +195,7 @@ pub fn lstm_backward(
     dz: &mut [f32],
     carry: &mut [f32],
 ) {
-    let (b_n, t_n, h_n, d_n) = (
-        p.batch as usize,
-        p.steps as usize,
-        p.hidden as usize,
-        p.dirs as usize,
-    );
+    let (b_n, t_n, h_n, d_n) = p.dims();
     let rows = b_n * t_n;
     let args: Vec<_> = dz
         .chunks_mut(rows * 4 * h_n)
@@ -246,12 +225,7 @@ fn backward_dir(
     grads: &LstmBackwardIn<'_>,
     g: &mut DirGrads<'_>,
 ) -> (Vec<f32>, Vec<f32>) {
-    let (b_n, t_n, h_n, d_n) = (
-        p.batch as usize,
-        p.steps as usize,
-        p.hidden as usize,
-        p.dirs as usize,
-    );
+    let (b_n, t_n, h_n, d_n) = p.dims();
     let (dir, h4) = (g.dir, 4 * h_n);
     let out_at = |b: usize, j: usize| b * d_n * h_n + dir * h_n + j;
     let mut dh_carry = vec![0.0f32; b_n * h_n];
@@ -310,14 +284,8 @@ fn backward_dir(
                         let rp = b * t_n + prev_time(t, dir);
                         g.cache[rp * 5 * h_n + 4 * h_n + j]
                     };
-                    let tc = tanh_c(c);
-                    let dc = dc_carry[i] + dh * og * (1.0 - tc * tc);
-                    d = [
-                        dc * gg * ig * (1.0 - ig),
-                        dc * c_prev * fg * (1.0 - fg),
-                        dc * ig * (1.0 - gg * gg),
-                        dh * tc * og * (1.0 - og),
-                    ];
+                    let dc;
+                    (d, dc) = cell_backward([ig, fg, gg, og], c, c_prev, dh, dc_carry[i]);
                     dh_carry[i] = 0.0;
                     dc_carry[i] = dc * fg;
                 }

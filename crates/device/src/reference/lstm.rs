@@ -29,6 +29,36 @@ pub(crate) fn is_masked(p: &LstmParams, ids: Option<&[u32]>, b: usize, t: usize)
     p.has_mask == 1 && ids.is_some_and(|ids| ids[b * p.steps as usize + t] == 0)
 }
 
+/// One cell's step from its gate pre-activations z (i, f, g, o) and c_prev: the activated gates,
+/// the new cell state and the new hidden state.
+pub(crate) fn cell_forward(z: [f32; 4], c_prev: f32) -> ([f32; 4], f32, f32) {
+    let gates = [sigmoid(z[0]), sigmoid(z[1]), tanh_c(z[2]), sigmoid(z[3])];
+    let [ig, fg, gg, og] = gates;
+    let c = fg * c_prev + ig * gg;
+    (gates, c, og * tanh_c(c))
+}
+
+/// One cell's backward step from its activated gates, cell state c, c_prev, the hidden state's
+/// gradient dh and the cell state's carried gradient: the gradients of the four pre-activations
+/// and the cell state's gradient dc (the carry into the step before is dc * f).
+pub(crate) fn cell_backward(
+    [ig, fg, gg, og]: [f32; 4],
+    c: f32,
+    c_prev: f32,
+    dh: f32,
+    dc_carry: f32,
+) -> ([f32; 4], f32) {
+    let tc = tanh_c(c);
+    let dc = dc_carry + dh * og * (1.0 - tc * tc);
+    let d = [
+        dc * gg * ig * (1.0 - ig),
+        dc * c_prev * fg * (1.0 - fg),
+        dc * ig * (1.0 - gg * gg),
+        dh * tc * og * (1.0 - og),
+    ];
+    (d, dc)
+}
+
 /// Outputs of [`lstm_forward`].
 pub struct LstmForwardOut<'a> {
     /// (D, B*T, 5H): activated gates i, f, g, o and the cell state, per step.
@@ -53,12 +83,7 @@ pub fn lstm_forward(
     ids: Option<&[u32]>,
     out: LstmForwardOut<'_>,
 ) {
-    let (b_n, t_n, h_n, d_n) = (
-        p.batch as usize,
-        p.steps as usize,
-        p.hidden as usize,
-        p.dirs as usize,
-    );
+    let (b_n, t_n, h_n, d_n) = p.dims();
     let LstmForwardOut {
         cache,
         hprev,
@@ -96,10 +121,7 @@ pub fn lstm_forward(
                         }
                         w += 4 * h_n;
                     }
-                    let (ig, fg, gg, og) =
-                        (sigmoid(z[0]), sigmoid(z[1]), tanh_c(z[2]), sigmoid(z[3]));
-                    let mut c = fg * c_prev + ig * gg;
-                    let mut h = og * tanh_c(c);
+                    let ([ig, fg, gg, og], mut c, mut h) = cell_forward(z, c_prev);
                     let mut y_out = h;
                     if is_masked(p, ids, b, t) {
                         c = c_prev;
@@ -149,12 +171,7 @@ pub fn lstm_backward(
     dz: &mut [f32],
     carry: &mut [f32],
 ) {
-    let (b_n, t_n, h_n, d_n) = (
-        p.batch as usize,
-        p.steps as usize,
-        p.hidden as usize,
-        p.dirs as usize,
-    );
+    let (b_n, t_n, h_n, d_n) = p.dims();
     let carry_dc = d_n * b_n * h_n;
     for dir in 0..d_n {
         for b in 0..b_n {
@@ -200,14 +217,9 @@ pub fn lstm_backward(
                             let rp = (dir * b_n + b) * t_n + prev_time(t, dir);
                             cache[rp * 5 * h_n + 4 * h_n + j]
                         };
-                        let tc = tanh_c(c);
-                        let dc = carry[carry_dc + ci] + dh * og * (1.0 - tc * tc);
-                        d = [
-                            dc * gg * ig * (1.0 - ig),
-                            dc * c_prev * fg * (1.0 - fg),
-                            dc * ig * (1.0 - gg * gg),
-                            dh * tc * og * (1.0 - og),
-                        ];
+                        let dc;
+                        (d, dc) =
+                            cell_backward([ig, fg, gg, og], c, c_prev, dh, carry[carry_dc + ci]);
                         carry[ci] = 0.0;
                         carry[carry_dc + ci] = dc * fg;
                     }
