@@ -335,6 +335,27 @@ impl Device {
         self.gpu().map(|g| g.tuner.choices()).unwrap_or_default()
     }
 
+    /// Pins a tuned choice for this process (not written to the cache file): `class` as
+    /// [`Device::tuned_choices`] names them, `choice` one its kernel takes (`large` or `small`
+    /// for a matmul class, `rows1` to `rows8` for an LSTM class). For benchmarks and tests that
+    /// compare choices; refused on the CPU device and for a choice the class does not take.
+    pub fn pin_tuned_choice(&self, class: &str, choice: &str) -> Result<()> {
+        match self.gpu() {
+            Some(g) if g.tuner.pin(class, choice) => Ok(()),
+            Some(_) => Err(Error::invalid(
+                "pin_tuned_choice",
+                format!(
+                    "`{choice}` is not a choice of `{class}`; matmul classes take large or \
+                     small, LSTM classes rows1 to rows8"
+                ),
+            )),
+            None => Err(Error::invalid(
+                "pin_tuned_choice",
+                "the CPU device has no tuned choices",
+            )),
+        }
+    }
+
     /// The file the tuned choices are kept in (None on the CPU device or without a cache folder).
     pub fn tune_file(&self) -> Option<std::path::PathBuf> {
         self.gpu().and_then(|g| g.tuner.file().cloned())

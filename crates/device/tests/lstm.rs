@@ -260,3 +260,39 @@ fn lstm_shape_errors_name_the_argument() {
         .to_string();
     assert!(e.contains("Unfused"), "{e}");
 }
+
+/// The rows per workgroup that autotuning picks change speed only: the same bits, forward and
+/// backward, with 1 row and with 4 rows per workgroup.
+#[test]
+fn fused_lstm_gives_the_same_bits_with_any_rows_per_workgroup() {
+    let (Some(one), Some(four)) = (
+        testing::private_gpu_device("lstm_rows_1"),
+        testing::private_gpu_device("lstm_rows_4"),
+    ) else {
+        return;
+    };
+    let c = &cases()[6];
+    let class = format!("lstm:b{}:h{}:d{}", c.b.next_power_of_two(), c.h, c.d);
+    one.pin_tuned_choice(&class, "rows1").unwrap();
+    four.pin_tuned_choice(&class, "rows4").unwrap();
+    assert!(one.pin_tuned_choice(&class, "rows9").is_err());
+    assert!(Device::cpu().pin_tuned_choice(&class, "rows1").is_err());
+    let bits = |d: &Device| {
+        run(d, c, 6)
+            .into_iter()
+            .map(|(name, v)| (name, v.into_iter().map(f32::to_bits).collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bits(&one), bits(&four));
+    // The pins took: each device compiled the forward kernel with its rows.
+    let rows = |d: &Device| -> Vec<f64> {
+        d.pipeline_keys()
+            .into_iter()
+            .filter(|k| k.entry == "lstm_forward")
+            .flat_map(|k| k.overrides.into_iter())
+            .filter(|(name, _)| *name == "ROWS")
+            .map(|(_, v)| f64::from_bits(v))
+            .collect()
+    };
+    assert_eq!((rows(&one), rows(&four)), (vec![1.0], vec![4.0]));
+}

@@ -1,11 +1,17 @@
 //! Autotuning: kernel choices measured on the adapter in use, per class of shapes, cached in
 //! memory and on disk per adapter and driver.
 //!
-//! The one tuned choice today is the tiled matmul's tile ([`MatmulTile`]): a class is the
-//! product's M, N and K each rounded up to a power of two, whether it is batched, and its
-//! transposes. At the first Auto matmul of a class the launcher times each tile on the actual
-//! operands and keeps the faster one (see `Device::matmul_tile`). Both tiles sum every output in
-//! the same order, so the choice changes speed, not results.
+//! Tuned choices:
+//! - the tiled matmul's tile ([`MatmulTile`]): a class is the product's M, N and K each rounded up
+//!   to a power of two, whether it is batched, and its transposes. At the first Auto matmul of a
+//!   class the launcher times each tile on the actual operands and keeps the faster one (see
+//!   `Device::matmul_tile`);
+//! - the fused LSTM's batch rows per workgroup (1, 2, 4 or 8, as workgroup memory allows): a class
+//!   is the batch rounded up to a power of two, the hidden units and the directions; the forward
+//!   recurrence is timed with each (see `Device::lstm_rows`), and the backward pass takes the
+//!   forward's choice.
+//!
+//! Every choice sums each output in the same order, so it changes speed, not results (tested).
 //!
 //! `KILN_AUTOTUNE`: unset, `1` or `on` measures at first use; `cached` only uses choices already
 //! on disk (`kiln tune` makes them) and otherwise the shape rule; `0` or `off` always uses the
@@ -80,6 +86,35 @@ fn tile_name(t: MatmulTile) -> &'static str {
     }
 }
 
+/// Whether `choice` is a choice the kernel of `class` takes (a file's other lines are skipped).
+fn valid(class: &str, choice: &str) -> bool {
+    if class.starts_with("matmul_tiled:") {
+        tile_from(choice).is_some()
+    } else if class.starts_with("lstm:") {
+        lstm_rows_from(choice).is_some()
+    } else {
+        false
+    }
+}
+
+fn lstm_rows_from(choice: &str) -> Option<u32> {
+    let rows = choice.strip_prefix("rows")?.parse().ok()?;
+    (1..=crate::params::LstmParams::MAX_ROWS as u32)
+        .contains(&rows)
+        .then_some(rows)
+}
+
+/// The shape class of an LSTM recurrence: batch rounded up to a power of two, hidden units and
+/// directions (the time per step does not depend on T).
+pub(crate) fn lstm_class(p: &crate::params::LstmParams) -> String {
+    format!(
+        "lstm:b{}:h{}:d{}",
+        p.batch.max(1).next_power_of_two(),
+        p.hidden,
+        p.dirs
+    )
+}
+
 fn tile_from(name: &str) -> Option<MatmulTile> {
     match name {
         "small" => Some(MatmulTile::Small),
@@ -124,8 +159,8 @@ fn read_choices(file: &Option<PathBuf>) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| {
             let (class, choice) = l.trim().split_once(' ')?;
-            tile_from(choice.trim())?;
-            Some((class.to_string(), choice.trim().to_string()))
+            let choice = choice.trim();
+            valid(class, choice).then(|| (class.to_string(), choice.to_string()))
         })
         .collect()
 }
@@ -162,14 +197,24 @@ impl Tuner {
     }
 
     /// The choice to use for `class` without measuring: Some when known (and tuning is on).
-    pub fn known(&self, class: &str) -> Option<MatmulTile> {
+    fn known_choice(&self, class: &str) -> Option<String> {
         let s = self.state.lock().unwrap();
         let table = match s.mode {
             TuneMode::Off => return None,
             TuneMode::Remeasure => &s.measured,
             TuneMode::Cached | TuneMode::Measure => &s.choices,
         };
-        table.get(class).and_then(|c| tile_from(c))
+        table.get(class).cloned()
+    }
+
+    /// The matmul tile known for `class`.
+    pub fn known(&self, class: &str) -> Option<MatmulTile> {
+        self.known_choice(class).and_then(|c| tile_from(&c))
+    }
+
+    /// The LSTM rows per workgroup known for `class`.
+    pub fn known_rows(&self, class: &str) -> Option<u32> {
+        self.known_choice(class).and_then(|c| lstm_rows_from(&c))
     }
 
     /// Whether a class without a known choice is measured now.
@@ -180,8 +225,16 @@ impl Tuner {
     /// Records a measured choice and rewrites the cache file (atomically: a temporary file, then
     /// a rename). A file that cannot be written is skipped: the choice holds for this process.
     pub fn record(&self, class: &str, tile: MatmulTile) {
+        self.record_choice(class, tile_name(tile).to_string());
+    }
+
+    /// Records measured LSTM rows per workgroup (see [`Tuner::record`]).
+    pub fn record_rows(&self, class: &str, rows: u32) {
+        self.record_choice(class, format!("rows{rows}"));
+    }
+
+    fn record_choice(&self, class: &str, name: String) {
         let mut s = self.state.lock().unwrap();
-        let name = tile_name(tile).to_string();
         s.choices.insert(class.to_string(), name.clone());
         s.measured.insert(class.to_string(), name);
         let Some(file) = &self.file else { return };
@@ -199,6 +252,18 @@ impl Tuner {
             std::fs::rename(&tmp, file)
         };
         let _ = write();
+    }
+
+    /// Sets `class`'s choice for this process only (not written to the file); false when the
+    /// choice is not one that class's kernel takes.
+    pub fn pin(&self, class: &str, choice: &str) -> bool {
+        if !valid(class, choice) {
+            return false;
+        }
+        let mut s = self.state.lock().unwrap();
+        s.choices.insert(class.to_string(), choice.to_string());
+        s.measured.insert(class.to_string(), choice.to_string());
+        true
     }
 
     /// Every choice: class and tile name, in class order.

@@ -295,8 +295,6 @@ impl Device {
                 })
             }
             Backend::Gpu(g) => {
-                let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
-                p.rows = LstmParams::rows_for(b, h, d, cpu_adapter) as u32;
                 let cache = self.alloc(op, DType::F32, &cache_shape)?;
                 let hprev = self.alloc(op, DType::F32, &hprev_shape)?;
                 let y = if return_sequences {
@@ -307,28 +305,20 @@ impl Device {
                 };
                 let h_last = self.alloc(op, DType::F32, &last_shape)?;
                 let c_last = self.alloc(op, DType::F32, &last_shape)?;
-                g.launch(Launch {
-                    family: ShaderFamily::Lstm,
-                    entry: "lstm_forward",
-                    overrides: &[
-                        ("ROWS", p.rows as f64),
-                        ("WG", LstmParams::threads_for(h) as f64),
-                    ],
-                    params: bytemuck::bytes_of(&p),
-                    bindings: &[
-                        (1, xproj),
-                        (2, recurrent),
-                        (3, bias),
-                        (4, init.unwrap_or(xproj)),
-                        (5, ids.unwrap_or(xproj)),
-                        (6, &cache),
-                        (7, &hprev),
-                        (8, &y),
-                        (9, &h_last),
-                        (10, &c_last),
-                    ],
-                    workgroups: p.workgroups(),
-                })?;
+                let bindings = [
+                    (1, xproj),
+                    (2, recurrent),
+                    (3, bias),
+                    (4, init.unwrap_or(xproj)),
+                    (5, ids.unwrap_or(xproj)),
+                    (6, &cache),
+                    (7, &hprev),
+                    (8, &y),
+                    (9, &h_last),
+                    (10, &c_last),
+                ];
+                p.rows = self.lstm_rows(g, &p, &bindings)?;
+                launch_lstm_forward(g, &p, &bindings)?;
                 Ok(LstmState {
                     y: return_sequences.then_some(y),
                     h_last,
@@ -554,4 +544,76 @@ impl Device {
             dinit: init.map(|_| carry),
         })
     }
+
+    /// Batch rows per workgroup for this recurrence: the adapter's tuned choice for its class,
+    /// else (when tuning measures) each candidate timed on the forward kernel with these buffers
+    /// (the real launch overwrites what they wrote), else [`LstmParams::rows_for`]. Measuring is
+    /// not counted and not profiled, as for the matmul tile.
+    fn lstm_rows(
+        &self,
+        g: &crate::gpu::GpuContext,
+        p: &LstmParams,
+        bindings: &[(u32, &Tensor)],
+    ) -> Result<u32> {
+        let (b, _, h, d) = p.dims();
+        let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
+        let rule = LstmParams::rows_for(b, h, d, cpu_adapter) as u32;
+        let class = crate::gpu::tune::lstm_class(p);
+        if let Some(rows) = g.tuner.known_rows(&class) {
+            // A choice for the class's largest batch can exceed a smaller one's rows or the fit.
+            return Ok(rows.min(LstmParams::rows_for(b, h, d, true) as u32));
+        }
+        if !g.tuner.measures() {
+            return Ok(rule);
+        }
+        let fit = LstmParams::rows_for(b, h, d, true) as u32;
+        let candidates: Vec<u32> = [1, 2, 4, 8].into_iter().filter(|&r| r <= fit).collect();
+        let before = g.counters.snapshot();
+        let best = g.untimed(|| -> Result<u32> {
+            let mut best = (f64::INFINITY, rule);
+            for &rows in &candidates {
+                let q = LstmParams { rows, ..*p };
+                // One run to compile and warm up, then the faster of two (one when slow).
+                launch_lstm_forward(g, &q, bindings)?;
+                g.sync()?;
+                let mut fastest = f64::INFINITY;
+                for _ in 0..2 {
+                    let start = std::time::Instant::now();
+                    launch_lstm_forward(g, &q, bindings)?;
+                    g.sync()?;
+                    let took = start.elapsed().as_secs_f64();
+                    fastest = fastest.min(took);
+                    if took > 0.02 {
+                        break;
+                    }
+                }
+                if fastest < best.0 {
+                    best = (fastest, rows);
+                }
+            }
+            Ok(best.1)
+        })?;
+        g.counters.discount(&before);
+        g.tuner.record_rows(&class, best);
+        Ok(best)
+    }
+}
+
+/// Records the fused forward recurrence with `p.rows` rows per workgroup.
+fn launch_lstm_forward(
+    g: &crate::gpu::GpuContext,
+    p: &LstmParams,
+    bindings: &[(u32, &Tensor)],
+) -> Result<()> {
+    g.launch(Launch {
+        family: ShaderFamily::Lstm,
+        entry: "lstm_forward",
+        overrides: &[
+            ("ROWS", p.rows as f64),
+            ("WG", LstmParams::threads_for(p.hidden as usize) as f64),
+        ],
+        params: bytemuck::bytes_of(p),
+        bindings,
+        workgroups: p.workgroups(),
+    })
 }
