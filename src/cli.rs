@@ -933,17 +933,21 @@ fn run(cli: Cli) -> Result<(), String> {
                 };
                 crate::profile::run(&device, &j, &popts)?;
             }
-            let choices = device.tuned_choices();
+            let measured = device.tuned_here();
             println!(
                 "{} shape classes tuned on {}:",
-                choices.len(),
+                measured.len(),
                 device.name()
             );
-            for (class, choice) in &choices {
+            for (class, choice) in &measured {
                 println!("  {class:<56} {choice}");
             }
             match device.tune_file() {
-                Some(f) => println!("written to {}", f.display()),
+                Some(f) => println!(
+                    "written to {} ({} classes in all)",
+                    f.display(),
+                    device.tuned_choices().len()
+                ),
                 None => println!("no cache folder (set KILN_TUNE_CACHE): kept for this run only"),
             }
         }

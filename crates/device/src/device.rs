@@ -356,6 +356,11 @@ impl Device {
         }
     }
 
+    /// The choices measured (or pinned) in this process, as [`Device::tuned_choices`] lists them.
+    pub fn tuned_here(&self) -> Vec<(String, String)> {
+        self.gpu().map(|g| g.tuner.measured()).unwrap_or_default()
+    }
+
     /// The file the tuned choices are kept in (None on the CPU device or without a cache folder).
     pub fn tune_file(&self) -> Option<std::path::PathBuf> {
         self.gpu().and_then(|g| g.tuner.file().cloned())

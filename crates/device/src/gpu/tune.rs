@@ -275,6 +275,15 @@ impl Tuner {
             .collect()
     }
 
+    /// The choices measured in this process: class and choice, in class order.
+    pub fn measured(&self) -> Vec<(String, String)> {
+        let s = self.state.lock().unwrap();
+        s.measured
+            .iter()
+            .map(|(c, t)| (c.clone(), t.clone()))
+            .collect()
+    }
+
     pub fn file(&self) -> Option<&PathBuf> {
         self.file.as_ref()
     }
