@@ -396,3 +396,48 @@ fn conv_backward_can_skip_the_input_gradient() {
         );
     }
 }
+
+/// The backward pass on the forward's kept columns gives what rebuilding them gives, bit for bit;
+/// columns of another convolution are refused.
+#[test]
+fn conv_backward_on_kept_columns_matches_rebuilding_them() {
+    for d in each_device("conv_backward_with_cols") {
+        let x = d
+            .from_f32(&random_f32(3, 2 * 3 * 7 * 7, -1.0, 1.0), &[2, 3, 7, 7])
+            .unwrap();
+        let w = d
+            .from_f32(&random_f32(4, 4 * 3 * 3 * 3, -1.0, 1.0), &[4, 3, 3, 3])
+            .unwrap();
+        let b = d.from_f32(&[0.1, -0.2, 0.3, 0.0], &[4]).unwrap();
+        let spec = Conv2dSpec {
+            stride: 2,
+            padding: 1,
+            dilation: 1,
+        };
+        let (y, cols) = d.conv2d_with_cols(&x, &w, Some(&b), &spec).unwrap();
+        let plain = d
+            .conv2d(&x, &w, Some(&b), &spec, ConvVariant::Im2col)
+            .unwrap();
+        assert_eq!(d.to_f32(&y).unwrap(), d.to_f32(&plain).unwrap());
+        let dy = d
+            .from_f32(&random_f32(5, y.len(), -1.0, 1.0), y.shape())
+            .unwrap();
+        let kept = d
+            .conv2d_backward_with_cols(&x, &w, &dy, &spec, true, true, Some(&cols))
+            .unwrap();
+        let rebuilt = d.conv2d_backward(&x, &w, &dy, &spec, true, true).unwrap();
+        let all = |g: &Conv2dGrads| {
+            [g.dx.as_ref(), Some(&g.dweight), g.dbias.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|t| d.to_f32(t).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all(&kept), all(&rebuilt));
+        let wrong = d.zeros(&[2, 27, 10]).unwrap();
+        let err = d
+            .conv2d_backward_with_cols(&x, &w, &dy, &spec, true, true, Some(&wrong))
+            .unwrap_err();
+        assert!(err.to_string().contains("columns of shape"), "{err}");
+    }
+}

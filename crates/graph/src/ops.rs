@@ -201,24 +201,31 @@ impl Tape {
     }
 
     /// y (N, F, OH, OW) = conv(x (N, C, H, W), w (F, C, FH, FW)) + b (F), through im2col and the
-    /// tuned matmul. Backward: kiln-device's conv2d_backward (col2im for dx, GEMMs for dw).
+    /// tuned matmul. Backward: kiln-device's conv2d_backward (col2im for dx, GEMMs for dw), on
+    /// the forward pass's im2col columns, which the record keeps until then.
     pub fn conv2d(&self, x: &Var, w: &Var, b: Option<&Var>, spec: Conv2dSpec) -> Result<Var> {
-        let value = self.device().conv2d(
-            x.value(),
-            w.value(),
-            b.map(Var::value),
-            &spec,
-            ConvVariant::Im2col,
-        )?;
+        let d = self.device();
+        let inputs: Vec<&Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
+        if !self.needs_grad(&inputs) {
+            let value = d.conv2d(
+                x.value(),
+                w.value(),
+                b.map(Var::value),
+                &spec,
+                ConvVariant::Im2col,
+            )?;
+            return Ok(self.record(value, &inputs, |_, _| Ok(vec![])));
+        }
+        let (value, cols) = d.conv2d_with_cols(x.value(), w.value(), b.map(Var::value), &spec)?;
         let (xv, wv, has_bias, need_dx) = (
             x.value().clone(),
             w.value().clone(),
             b.is_some(),
             x.requires_grad(),
         );
-        let inputs: Vec<&Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
         Ok(self.record(value, &inputs, move |d, dy| {
-            let g = d.conv2d_backward(&xv, &wv, dy, &spec, has_bias, need_dx)?;
+            let g =
+                d.conv2d_backward_with_cols(&xv, &wv, dy, &spec, has_bias, need_dx, Some(&cols))?;
             let mut grads = vec![g.dx, Some(g.dweight)];
             if has_bias {
                 grads.push(g.dbias);

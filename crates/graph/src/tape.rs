@@ -187,13 +187,18 @@ impl Tape {
 
     /// An op with several outputs (the LSTM's sequence and last states). `backward` gets one
     /// optional gradient per output.
+    /// Whether an op on `inputs` is recorded for backward (what it may keep for it).
+    pub(crate) fn needs_grad(&self, inputs: &[&Var]) -> bool {
+        self.recording && inputs.iter().any(|v| v.requires_grad)
+    }
+
     pub(crate) fn record_multi(
         &self,
         values: Vec<Tensor>,
         inputs: &[&Var],
         backward: impl FnOnce(&Device, Vec<Option<Tensor>>) -> Result<Vec<Option<Tensor>>> + 'static,
     ) -> Vec<Var> {
-        let requires_grad = self.recording && inputs.iter().any(|v| v.requires_grad);
+        let requires_grad = self.needs_grad(inputs);
         let outputs: Vec<Var> = values
             .into_iter()
             .map(|value| Var {

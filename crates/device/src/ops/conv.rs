@@ -9,6 +9,7 @@ use crate::shaders::ShaderFamily;
 use crate::{reference, DType, Device, Error, Result, Tensor};
 
 /// Gradients of a convolution.
+#[derive(Clone, Debug)]
 pub struct Conv2dGrads {
     /// (N, C, H, W); None when not asked for (a first layer's input needs no gradient)
     pub dx: Option<Tensor>,
@@ -102,6 +103,30 @@ impl Device {
         spec: &Conv2dSpec,
         variant: ConvVariant,
     ) -> Result<Tensor> {
+        Ok(self.conv2d_impl(x, weight, bias, spec, variant)?.0)
+    }
+
+    /// conv2d through im2col, returning the columns (N, K, OH*OW) with y: a training step keeps
+    /// them for [`Device::conv2d_backward_with_cols`] instead of building them again.
+    pub fn conv2d_with_cols(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        spec: &Conv2dSpec,
+    ) -> Result<(Tensor, Tensor)> {
+        let (y, cols) = self.conv2d_impl(x, weight, bias, spec, ConvVariant::Im2col)?;
+        Ok((y, cols.expect("the im2col variant builds columns")))
+    }
+
+    fn conv2d_impl(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        spec: &Conv2dSpec,
+        variant: ConvVariant,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let op = "conv2d";
         let p = self.conv_params(op, x, weight, spec)?;
         if let Some(b) = bias {
@@ -115,12 +140,16 @@ impl Device {
             }
         }
         let shape = p.out_shape();
+        let mut kept = None;
         let y = match (variant, self.backend()) {
             (ConvVariant::Im2col, _) => {
                 let cols = self.im2col_p(&p, x)?;
                 let w2 = weight.reshape(&[p.f as usize, p.k()])?;
-                self.matmul(&w2, &cols, None, MatmulSpec::default())?
-                    .reshape(&shape)?
+                let y = self
+                    .matmul(&w2, &cols, None, MatmulSpec::default())?
+                    .reshape(&shape)?;
+                kept = Some(cols);
+                y
             }
             (ConvVariant::Direct, Backend::Cpu) => {
                 let _span = self.span("conv2d_direct");
@@ -156,7 +185,7 @@ impl Device {
                 }
             }
         }
-        Ok(y)
+        Ok((y, kept))
     }
 
     /// Gradients of conv2d from dy (N, F, OH, OW): dweight = sum_n dy_n · cols_n^T,
@@ -171,8 +200,37 @@ impl Device {
         with_bias: bool,
         with_dx: bool,
     ) -> Result<Conv2dGrads> {
+        self.conv2d_backward_with_cols(x, weight, dy, spec, with_bias, with_dx, None)
+    }
+
+    /// [`Device::conv2d_backward`] with the forward pass's columns
+    /// ([`Device::conv2d_with_cols`]) instead of building them again from x.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_backward_with_cols(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        dy: &Tensor,
+        spec: &Conv2dSpec,
+        with_bias: bool,
+        with_dx: bool,
+        cols: Option<&Tensor>,
+    ) -> Result<Conv2dGrads> {
         let op = "conv2d_backward";
         let p = self.conv_params(op, x, weight, spec)?;
+        if let Some(c) = cols {
+            self.check(op, c)?;
+            if c.shape() != p.cols_shape() {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "columns of shape {:?} (from conv2d_with_cols)",
+                        p.cols_shape()
+                    ),
+                    format!("{:?}", c.shape()),
+                ));
+            }
+        }
         self.check(op, dy)?;
         if dy.shape() != p.out_shape() {
             return Err(Error::shape(
@@ -183,7 +241,10 @@ impl Device {
         }
         let (n, f, k, hw) = (p.n as usize, p.f as usize, p.k(), p.out_h() * p.out_w());
         let dy3 = dy.reshape(&[n, f, hw])?;
-        let cols = self.im2col_p(&p, x)?;
+        let cols = match cols {
+            Some(c) => c.clone(),
+            None => self.im2col_p(&p, x)?,
+        };
         let per_image = self.matmul(
             &dy3,
             &cols,
