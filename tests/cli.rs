@@ -538,3 +538,34 @@ fn tune_measures_a_jobs_matmuls_and_writes_the_cache() {
         assert!(stdout.contains(class), "{class} printed");
     }
 }
+
+#[test]
+fn profile_takes_a_model_file_on_the_jobs_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, model, stderr) = kiln(&["model", "xor"]);
+    assert!(ok, "{stderr}");
+    // A wider hidden layer than the job's: the profile runs the file's model.
+    let model = model.replacen("\"units\": 8", "\"units\": 16", 1);
+    assert!(model.contains("\"units\": 16"), "{model}");
+    let path = dir.path().join("m.json");
+    std::fs::write(&path, model).unwrap();
+    let json = dir.path().join("p.json");
+    let (ok, stdout, stderr) = kiln(&[
+        "--device",
+        "cpu",
+        "profile",
+        "xor",
+        "--model",
+        path.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("xor on cpu"), "{stdout}");
+    let table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(table["steps"], 1);
+    assert!(table["launches_per_step"].as_f64().unwrap() > 0.0);
+}

@@ -324,21 +324,29 @@ mod tests {
             }),
             file: file.clone(),
         };
-        t.record("a", MatmulTile::Small);
-        t.record("b", MatmulTile::Large);
+        let (a, b) = ("matmul_tiled:m8:n8:k8:batched0:ta0:tb0", "lstm:b16:h64:d2");
+        t.record(a, MatmulTile::Small);
+        t.record_rows(b, 4);
         let back = read_choices(&file);
-        assert_eq!(back.get("a").map(String::as_str), Some("small"));
-        assert_eq!(back.get("b").map(String::as_str), Some("large"));
-        assert_eq!(t.known("a"), Some(MatmulTile::Small));
+        assert_eq!(back.get(a).map(String::as_str), Some("small"));
+        assert_eq!(back.get(b).map(String::as_str), Some("rows4"));
+        assert_eq!(t.known(a), Some(MatmulTile::Small));
+        assert_eq!(t.known_rows(b), Some(4));
+        assert_eq!(t.known_rows(a), None, "a tile is not rows");
         t.set_mode(TuneMode::Off);
-        assert_eq!(t.known("a"), None, "off ignores choices");
+        assert_eq!(t.known(a), None, "off ignores choices");
         t.set_mode(TuneMode::Remeasure);
         assert_eq!(
-            t.known("a"),
+            t.known(a),
             Some(MatmulTile::Small),
             "measured in this process"
         );
-        std::fs::write(file.as_ref().unwrap(), "x junk\nbroken\nc small\n").unwrap();
+        assert!(t.pin(b, "rows2") && !t.pin(b, "rows9") && !t.pin(a, "rows2"));
+        std::fs::write(
+            file.as_ref().unwrap(),
+            "x junk\nbroken\nlstm:b1:h1:d1 rows16\nmatmul_tiled:c small\n",
+        )
+        .unwrap();
         assert_eq!(read_choices(&file).len(), 1, "unreadable lines are skipped");
         let _ = std::fs::remove_dir_all(dir);
     }
