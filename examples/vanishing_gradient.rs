@@ -12,10 +12,11 @@
 //! each timestep, before and after training, and plots the untrained networks' on a log scale:
 //! runs/example-vanishing-gradient/gradient_norms.png.
 //!
-//! What it shows (measured on lavapipe): at t = 0 the simple RNN passes about 1e-7, some 40,000
+//! What it shows (measured on lavapipe): at t = 0 the simple RNN passes about 1e-12, some 10^10
 //! times less than at the last step: each step back multiplies the gradient by tanh'(z) and the
 //! recurrent matrix, and strong inputs saturate tanh. The LSTM's cell path multiplies only by the
-//! forget gate (sigmoid(3) = 0.95 per step), so about a third of it arrives. The LSTM learns the
+//! forget gate (sigmoid(3) = 0.95 per step), so most of it arrives (4.3e-3 at t = 0 against
+//! 6.0e-3 at the last step). The LSTM learns the
 //! task (accuracy 1.0); the simple RNN stays at chance. With Keras's forget bias of 1 (0.73 per
 //! step) the LSTM's gradient also shrinks geometrically (0.73^49 is about 2e-7), and in runs of 300
 //! to 600 steps at T = 40 to 100 it did not learn the task: a forget gate near 1 is what lets the
