@@ -244,46 +244,32 @@ impl Device {
     /// pass where the adapter has them (up to 1,024 passes; the rest are counted as untimed),
     /// the wall clock around every kernel on the CPU device. Waits for the GPU before returning.
     pub fn profile<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Profile)> {
-        match &self.inner.backend {
+        let (value, spans, clock, untimed) = match &self.inner.backend {
             Backend::Cpu => {
                 self.inner.recorder.begin();
                 let value = f();
                 let spans = self.inner.recorder.end();
-                Ok((
-                    value?,
-                    Profile {
-                        spans,
-                        clock: ProfileClock::WallClock,
-                        untimed: 0,
-                    },
-                ))
+                (value, spans, ProfileClock::WallClock, 0)
             }
-            Backend::Gpu(g) => {
-                if !g.begin_timing()? {
-                    let value = f()?;
-                    g.sync()?;
-                    let untimed = 0;
-                    return Ok((
-                        value,
-                        Profile {
-                            spans: vec![],
-                            clock: ProfileClock::None,
-                            untimed,
-                        },
-                    ));
-                }
+            Backend::Gpu(g) if g.begin_timing()? => {
                 let value = f();
                 let (spans, untimed) = g.end_timing()?.unwrap_or_default();
-                Ok((
-                    value?,
-                    Profile {
-                        spans,
-                        clock: ProfileClock::GpuTimestamps,
-                        untimed,
-                    },
-                ))
+                (value, spans, ProfileClock::GpuTimestamps, untimed)
             }
-        }
+            Backend::Gpu(g) => {
+                let value = f();
+                g.sync()?;
+                (value, vec![], ProfileClock::None, 0)
+            }
+        };
+        Ok((
+            value?,
+            Profile {
+                spans,
+                clock,
+                untimed,
+            },
+        ))
     }
 
     /// Times a CPU-device kernel under `name` until the guard drops, when a profile is running.

@@ -24,7 +24,49 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use super::GpuContext;
 use crate::params::{MatmulParams, MatmulSpec, MatmulTile};
+use crate::Result;
+
+/// Runs `f`, a measurement kiln makes for itself, so that the caller never sees it: its passes
+/// stay out of a running profile and the work it counts (dispatches, submits, readbacks,
+/// transfers, buffers created) is taken back from the counters.
+pub(crate) fn unseen<T>(g: &GpuContext, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let before = g.counters.snapshot();
+    let value = g.untimed(f);
+    g.counters.discount(&before);
+    value
+}
+
+/// The candidate whose `run` (record and submit one launch) finishes soonest: the fastest of
+/// three runs each, or of one when a run is slow (it is measurement enough, and tuning a large
+/// launch then costs about one run per candidate). Compile the candidates' pipelines first, so
+/// that no run includes a compile. Ties go to the earlier candidate.
+pub(crate) fn fastest<C: Copy>(
+    g: &GpuContext,
+    candidates: &[C],
+    mut run: impl FnMut(C) -> Result<()>,
+) -> Result<C> {
+    g.sync()?;
+    let mut best = (f64::INFINITY, candidates[0]);
+    for &c in candidates {
+        let mut quickest = f64::INFINITY;
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            run(c)?;
+            g.sync()?;
+            let took = start.elapsed().as_secs_f64();
+            quickest = quickest.min(took);
+            if took > 0.02 {
+                break;
+            }
+        }
+        if quickest < best.0 {
+            best = (quickest, c);
+        }
+    }
+    Ok(best.1)
+}
 
 /// When the launchers measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -419,10 +419,7 @@ impl Device {
                 g.launch(Launch {
                     family: ShaderFamily::Lstm,
                     entry: "lstm_backward",
-                    overrides: &[
-                        ("ROWS", p.rows as f64),
-                        ("WG", LstmParams::threads_for(h) as f64),
-                    ],
+                    overrides: &lstm_overrides(p.rows, h),
                     params: bytemuck::bytes_of(&p),
                     bindings: &[
                         (2, recurrent),
@@ -557,43 +554,25 @@ impl Device {
     ) -> Result<u32> {
         let (b, _, h, d) = p.dims();
         let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
-        let rule = LstmParams::rows_for(b, h, d, cpu_adapter) as u32;
+        // The most rows that fit workgroup memory and the batch.
+        let fit = LstmParams::rows_for(b, h, d, true) as u32;
         let class = crate::gpu::tune::lstm_class(p);
         if let Some(rows) = g.tuner.known_rows(&class) {
             // A choice for the class's largest batch can exceed a smaller one's rows or the fit.
-            return Ok(rows.min(LstmParams::rows_for(b, h, d, true) as u32));
+            return Ok(rows.min(fit));
         }
         if !g.tuner.measures() {
-            return Ok(rule);
+            return Ok(LstmParams::rows_for(b, h, d, cpu_adapter) as u32);
         }
-        let fit = LstmParams::rows_for(b, h, d, true) as u32;
         let candidates: Vec<u32> = [1, 2, 4, 8].into_iter().filter(|&r| r <= fit).collect();
-        let before = g.counters.snapshot();
-        let best = g.untimed(|| -> Result<u32> {
-            let mut best = (f64::INFINITY, rule);
+        let best = crate::gpu::tune::unseen(g, || {
             for &rows in &candidates {
-                let q = LstmParams { rows, ..*p };
-                // One run to compile and warm up, then the faster of two (one when slow).
-                launch_lstm_forward(g, &q, bindings)?;
-                g.sync()?;
-                let mut fastest = f64::INFINITY;
-                for _ in 0..2 {
-                    let start = std::time::Instant::now();
-                    launch_lstm_forward(g, &q, bindings)?;
-                    g.sync()?;
-                    let took = start.elapsed().as_secs_f64();
-                    fastest = fastest.min(took);
-                    if took > 0.02 {
-                        break;
-                    }
-                }
-                if fastest < best.0 {
-                    best = (fastest, rows);
-                }
+                self.compile(ShaderFamily::Lstm, "lstm_forward", &lstm_overrides(rows, h))?;
             }
-            Ok(best.1)
+            crate::gpu::tune::fastest(g, &candidates, |rows| {
+                launch_lstm_forward(g, &LstmParams { rows, ..*p }, bindings)
+            })
         })?;
-        g.counters.discount(&before);
         g.tuner.record_rows(&class, best);
         Ok(best)
     }
@@ -608,12 +587,17 @@ fn launch_lstm_forward(
     g.launch(Launch {
         family: ShaderFamily::Lstm,
         entry: "lstm_forward",
-        overrides: &[
-            ("ROWS", p.rows as f64),
-            ("WG", LstmParams::threads_for(p.hidden as usize) as f64),
-        ],
+        overrides: &lstm_overrides(p.rows, p.hidden as usize),
         params: bytemuck::bytes_of(p),
         bindings,
         workgroups: p.workgroups(),
     })
+}
+
+/// The fused LSTM kernels' override constants: rows per workgroup and threads for `hidden` units.
+fn lstm_overrides(rows: u32, hidden: usize) -> [(&'static str, f64); 2] {
+    [
+        ("ROWS", rows as f64),
+        ("WG", LstmParams::threads_for(hidden) as f64),
+    ]
 }

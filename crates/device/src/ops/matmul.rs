@@ -1,7 +1,7 @@
 //! Batched matmul with transposes and a bias/activation epilogue.
 
 use crate::device::Backend;
-use crate::gpu::tune::matmul_class;
+use crate::gpu::tune::{self, matmul_class};
 use crate::gpu::GpuContext;
 use crate::ops::{groups, shape_str};
 use crate::params::{MatmulParams, MatmulSpec, MatmulTile, MatmulVariant};
@@ -145,38 +145,17 @@ impl Device {
         if !g.tuner.measures() {
             return Ok(MatmulTile::for_shape(p.m, p.n));
         }
-        let before = g.counters.snapshot();
-        let scratch = self.alloc("matmul autotune", crate::DType::F32, shape)?;
-        let best = g.untimed(|| -> Result<MatmulTile> {
+        let best = tune::unseen(g, || {
+            let scratch = self.alloc("matmul autotune", crate::DType::F32, shape)?;
             let tiles = [MatmulTile::Large, MatmulTile::Small];
             let overrides = matmul_overrides(spec, operands.2.is_some());
             for tile in tiles {
                 self.compile(ShaderFamily::Matmul, tile.entry(), &overrides)?;
             }
-            g.sync()?;
-            let mut best = (f64::INFINITY, MatmulTile::for_shape(p.m, p.n));
-            for tile in tiles {
-                // The fastest of three runs; one when a run is slow (it is measurement enough,
-                // and tuning a large product stays about twice its own cost).
-                let mut fastest = f64::INFINITY;
-                for _ in 0..3 {
-                    let start = std::time::Instant::now();
-                    launch_matmul(g, p, spec, Some(tile), operands, &scratch)?;
-                    g.sync()?;
-                    let took = start.elapsed().as_secs_f64();
-                    fastest = fastest.min(took);
-                    if took > 0.02 {
-                        break;
-                    }
-                }
-                if fastest < best.0 {
-                    best = (fastest, tile);
-                }
-            }
-            Ok(best.1)
+            tune::fastest(g, &tiles, |tile| {
+                launch_matmul(g, p, spec, Some(tile), operands, &scratch)
+            })
         })?;
-        drop(scratch);
-        g.counters.discount(&before);
         g.tuner.record(&class, best);
         Ok(best)
     }
