@@ -4,7 +4,9 @@
 // `reduce`: one workgroup of 64 threads per output element: strided partial results, then a
 // tree in workgroup memory, so the order of summation is fixed and runs are deterministic.
 // `reduce_serial`: one thread per output element, summing in index order; for short axes (a sum
-// over two directions), where a workgroup per output would idle 62 of its 64 threads.
+// over two directions), where a workgroup per output would idle 62 of its 64 threads, and for
+// many outputs over a moderate axis, where neighbouring threads read neighbouring addresses. The
+// host's rule (`reduce_kernel` in ops/reduce.rs) picks by shape.
 // `softmax` works on the last axis, (ROWS, LEN), one workgroup per row, max-subtracted.
 // `softmax_backward`: from y = softmax(x) and dy, dx = y * (dy - sum(dy * y)); with LOG, y is
 // log_softmax(x) and dx = dy - exp(y) * sum(dy).

@@ -285,6 +285,10 @@ fn reductions_along_every_axis() {
         vec![2, 1000],
         vec![1000, 3],
         vec![4, 1, 65],
+        // Many outputs: a thread per output (a moderate axis), a workgroup per output (long).
+        vec![40, 1100],
+        vec![1100, 50],
+        vec![1030, 1100],
     ] {
         let len: usize = shape.iter().product();
         let x = random_f32(10 + len as u64, len, -1.0, 1.0);
