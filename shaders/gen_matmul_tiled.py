@@ -9,6 +9,9 @@ columns per thread. A workgroup is 8 x 8 threads, so its tile of C is (8*RM) x (
 `MatmulTile::dims` in params.rs in step. `matmul_tiled` (16, 2: 128x64) is the large-matrix
 kernel; `matmul_tiled_small` (4, 1: 32x32) serves products with few rows or columns (LSTM steps
 at small batch, per-image convolution GEMMs), where a 128x64 tile would mostly compute padding.
+With `chunk` > 1 in the params, a workgroup sums the products of `chunk` consecutive batch
+entries into its tile (one slice of C); `Device::matmul_sum_batch` uses it for a convolution's
+weight gradient.
 Measured on lavapipe (2 cores, 1024^3, tuned/naive in one run): RM,CN = 4,1: 3.9x; 4,2: 6.0x;
 8,1: 4.3x; 8,2: 7.0x; 8,4: 8.7x; 16,2: 10.1x (the shipped one, a 128x64 tile).
 """
@@ -69,11 +72,11 @@ def variant(name, RM, CN):
     bt = f"{name}_b"
     acc = "\n".join(f"    var acc{i}_{j} = vec4<f32>(0.0);" for i in range(RM) for j in range(CN))
     loads_a = "\n".join(
-        f"            let a{q} = {at}[kk * {AV}u + {q*8}u + ty];" for q in range(RM // 4)
+        f"                let a{q} = {at}[kk * {AV}u + {q*8}u + ty];" for q in range(RM // 4)
     )
-    loads_b = "\n".join(f"            let b{j} = {bt}[kk * {BV}u + {j*8}u + tx];" for j in range(CN))
+    loads_b = "\n".join(f"                let b{j} = {bt}[kk * {BV}u + {j*8}u + tx];" for j in range(CN))
     fma = "\n".join(
-        f"            acc{i}_{j} = acc{i}_{j} + a{i//4}.{'xyzw'[i%4]} * b{j};"
+        f"                acc{i}_{j} = acc{i}_{j} + a{i//4}.{'xyzw'[i%4]} * b{j};"
         for i in range(RM)
         for j in range(CN)
     )
@@ -104,41 +107,45 @@ fn {name}(
     let tiles_n = (p.n + {TN}u - 1u) / {TN}u;
     let tiles_m = (p.m + {TM}u - 1u) / {TM}u;
     let tile = group_index(wid, nwg);
+    // A slice of C sums `chunk` batch entries (one, for a plain batched product).
+    let chunk = max(p.chunk, 1u);
     // Uniform across the workgroup: the whole group leaves together, barriers stay uniform.
-    if (tile >= tiles_n * tiles_m * p.batch) {{
+    if (tile >= tiles_n * tiles_m * ((p.batch + chunk - 1u) / chunk)) {{
         return;
     }}
-    let bi = tile / (tiles_n * tiles_m);
+    let slice = tile / (tiles_n * tiles_m);
     let t2 = tile % (tiles_n * tiles_m);
     let row0 = (t2 / tiles_n) * {TM}u;
     let col0 = (t2 % tiles_n) * {TN}u;
-    let a_base = bi * p.a_batch_stride;
-    let b_base = bi * p.b_batch_stride;
     let tx = lid3.x;
     let ty = lid3.y;
 {acc}
-    for (var k0 = 0u; k0 < p.k; k0 = k0 + {TK}u) {{
-        // Fill the tiles a whole vec4 at a time; consecutive threads take consecutive k (A) or
-        // columns (B), coalesced for the untransposed layouts.
-        for (var s = lid; s < {slots_a}u; s = s + 64u) {{
-            let kk = s % {TK}u;
-            let r = (s / {TK}u) * 4u;
-            {at}[kk * {AV}u + r / 4u] = load_a4(a_base, row0 + r, k0 + kk);
-        }}
-        for (var s = lid; s < {slots_b}u; s = s + 64u) {{
-            let c4 = s % {BV}u;
-            let kb = s / {BV}u;
-            {bt}[kb * {BV}u + c4] = load_b4(b_base, k0 + kb, col0 + c4 * 4u);
-        }}
-        workgroupBarrier();
-        for (var kk = 0u; kk < {TK}u; kk = kk + 1u) {{
+    for (var bi = slice * chunk; bi < min(p.batch, slice * chunk + chunk); bi = bi + 1u) {{
+        let a_base = bi * p.a_batch_stride;
+        let b_base = bi * p.b_batch_stride;
+        for (var k0 = 0u; k0 < p.k; k0 = k0 + {TK}u) {{
+            // Fill the tiles a whole vec4 at a time; consecutive threads take consecutive k (A) or
+            // columns (B), coalesced for the untransposed layouts.
+            for (var s = lid; s < {slots_a}u; s = s + 64u) {{
+                let kk = s % {TK}u;
+                let r = (s / {TK}u) * 4u;
+                {at}[kk * {AV}u + r / 4u] = load_a4(a_base, row0 + r, k0 + kk);
+            }}
+            for (var s = lid; s < {slots_b}u; s = s + 64u) {{
+                let c4 = s % {BV}u;
+                let kb = s / {BV}u;
+                {bt}[kb * {BV}u + c4] = load_b4(b_base, k0 + kb, col0 + c4 * 4u);
+            }}
+            workgroupBarrier();
+            for (var kk = 0u; kk < {TK}u; kk = kk + 1u) {{
 {loads_a}
 {loads_b}
 {fma}
+            }}
+            workgroupBarrier();
         }}
-        workgroupBarrier();
     }}
-    let c_base = bi * p.m * p.n;
+    let c_base = slice * p.m * p.n;
 {stores}
 }}
 """

@@ -4,7 +4,9 @@
 // Logical A is (M, K), stored (K, M) when TRANS_A; logical B is (K, N), stored (N, K) when TRANS_B.
 // A batch stride of 0 broadcasts that operand over the batch (shared weights).
 // Entry points: `matmul_naive` (one thread per output, the baseline) and `matmul_tiled`
-// (128x64 workgroup tiles, 16x8 register blocking, vec4 reads from workgroup memory).
+// (128x64 workgroup tiles, 16x8 register blocking, vec4 reads from workgroup memory), and
+// `matmul_tiled_small` (32x32). Each slice of C is one batch entry's product, or with `chunk` > 1
+// the sum of `chunk` consecutive entries' products (a batch sum, in chunks, for split-K).
 
 struct MatmulParams {
     batch: u32,
@@ -13,8 +15,9 @@ struct MatmulParams {
     k: u32,
     a_batch_stride: u32,
     b_batch_stride: u32,
+    // Batch entries summed into each slice of C (0 or 1: a plain batched product).
+    chunk: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 override TRANS_A: bool = false;
@@ -65,18 +68,21 @@ fn matmul_naive(
 ) {
     let idx = group_index(wid, nwg) * 64u + lid;
     let per_batch = p.m * p.n;
-    if (idx >= p.batch * per_batch) {
+    let chunk = max(p.chunk, 1u);
+    if (idx >= (p.batch + chunk - 1u) / chunk * per_batch) {
         return;
     }
-    let bi = idx / per_batch;
+    let slice = idx / per_batch;
     let rem = idx % per_batch;
     let row = rem / p.n;
     let col = rem % p.n;
-    let a_base = bi * p.a_batch_stride;
-    let b_base = bi * p.b_batch_stride;
     var acc = 0.0;
-    for (var kk = 0u; kk < p.k; kk = kk + 1u) {
-        acc = acc + a_at(a_base, row, kk) * b_at(b_base, kk, col);
+    for (var bi = slice * chunk; bi < min(p.batch, slice * chunk + chunk); bi = bi + 1u) {
+        let a_base = bi * p.a_batch_stride;
+        let b_base = bi * p.b_batch_stride;
+        for (var kk = 0u; kk < p.k; kk = kk + 1u) {
+            acc = acc + a_at(a_base, row, kk) * b_at(b_base, kk, col);
+        }
     }
     c[idx] = epilogue(acc, col);
 }
@@ -136,16 +142,16 @@ fn matmul_tiled(
     let tiles_n = (p.n + 64u - 1u) / 64u;
     let tiles_m = (p.m + 128u - 1u) / 128u;
     let tile = group_index(wid, nwg);
+    // A slice of C sums `chunk` batch entries (one, for a plain batched product).
+    let chunk = max(p.chunk, 1u);
     // Uniform across the workgroup: the whole group leaves together, barriers stay uniform.
-    if (tile >= tiles_n * tiles_m * p.batch) {
+    if (tile >= tiles_n * tiles_m * ((p.batch + chunk - 1u) / chunk)) {
         return;
     }
-    let bi = tile / (tiles_n * tiles_m);
+    let slice = tile / (tiles_n * tiles_m);
     let t2 = tile % (tiles_n * tiles_m);
     let row0 = (t2 / tiles_n) * 128u;
     let col0 = (t2 % tiles_n) * 64u;
-    let a_base = bi * p.a_batch_stride;
-    let b_base = bi * p.b_batch_stride;
     let tx = lid3.x;
     let ty = lid3.y;
     var acc0_0 = vec4<f32>(0.0);
@@ -180,63 +186,67 @@ fn matmul_tiled(
     var acc14_1 = vec4<f32>(0.0);
     var acc15_0 = vec4<f32>(0.0);
     var acc15_1 = vec4<f32>(0.0);
-    for (var k0 = 0u; k0 < p.k; k0 = k0 + 16u) {
-        // Fill the tiles a whole vec4 at a time; consecutive threads take consecutive k (A) or
-        // columns (B), coalesced for the untransposed layouts.
-        for (var s = lid; s < 512u; s = s + 64u) {
-            let kk = s % 16u;
-            let r = (s / 16u) * 4u;
-            matmul_tiled_a[kk * 32u + r / 4u] = load_a4(a_base, row0 + r, k0 + kk);
+    for (var bi = slice * chunk; bi < min(p.batch, slice * chunk + chunk); bi = bi + 1u) {
+        let a_base = bi * p.a_batch_stride;
+        let b_base = bi * p.b_batch_stride;
+        for (var k0 = 0u; k0 < p.k; k0 = k0 + 16u) {
+            // Fill the tiles a whole vec4 at a time; consecutive threads take consecutive k (A) or
+            // columns (B), coalesced for the untransposed layouts.
+            for (var s = lid; s < 512u; s = s + 64u) {
+                let kk = s % 16u;
+                let r = (s / 16u) * 4u;
+                matmul_tiled_a[kk * 32u + r / 4u] = load_a4(a_base, row0 + r, k0 + kk);
+            }
+            for (var s = lid; s < 256u; s = s + 64u) {
+                let c4 = s % 16u;
+                let kb = s / 16u;
+                matmul_tiled_b[kb * 16u + c4] = load_b4(b_base, k0 + kb, col0 + c4 * 4u);
+            }
+            workgroupBarrier();
+            for (var kk = 0u; kk < 16u; kk = kk + 1u) {
+                let a0 = matmul_tiled_a[kk * 32u + 0u + ty];
+                let a1 = matmul_tiled_a[kk * 32u + 8u + ty];
+                let a2 = matmul_tiled_a[kk * 32u + 16u + ty];
+                let a3 = matmul_tiled_a[kk * 32u + 24u + ty];
+                let b0 = matmul_tiled_b[kk * 16u + 0u + tx];
+                let b1 = matmul_tiled_b[kk * 16u + 8u + tx];
+                acc0_0 = acc0_0 + a0.x * b0;
+                acc0_1 = acc0_1 + a0.x * b1;
+                acc1_0 = acc1_0 + a0.y * b0;
+                acc1_1 = acc1_1 + a0.y * b1;
+                acc2_0 = acc2_0 + a0.z * b0;
+                acc2_1 = acc2_1 + a0.z * b1;
+                acc3_0 = acc3_0 + a0.w * b0;
+                acc3_1 = acc3_1 + a0.w * b1;
+                acc4_0 = acc4_0 + a1.x * b0;
+                acc4_1 = acc4_1 + a1.x * b1;
+                acc5_0 = acc5_0 + a1.y * b0;
+                acc5_1 = acc5_1 + a1.y * b1;
+                acc6_0 = acc6_0 + a1.z * b0;
+                acc6_1 = acc6_1 + a1.z * b1;
+                acc7_0 = acc7_0 + a1.w * b0;
+                acc7_1 = acc7_1 + a1.w * b1;
+                acc8_0 = acc8_0 + a2.x * b0;
+                acc8_1 = acc8_1 + a2.x * b1;
+                acc9_0 = acc9_0 + a2.y * b0;
+                acc9_1 = acc9_1 + a2.y * b1;
+                acc10_0 = acc10_0 + a2.z * b0;
+                acc10_1 = acc10_1 + a2.z * b1;
+                acc11_0 = acc11_0 + a2.w * b0;
+                acc11_1 = acc11_1 + a2.w * b1;
+                acc12_0 = acc12_0 + a3.x * b0;
+                acc12_1 = acc12_1 + a3.x * b1;
+                acc13_0 = acc13_0 + a3.y * b0;
+                acc13_1 = acc13_1 + a3.y * b1;
+                acc14_0 = acc14_0 + a3.z * b0;
+                acc14_1 = acc14_1 + a3.z * b1;
+                acc15_0 = acc15_0 + a3.w * b0;
+                acc15_1 = acc15_1 + a3.w * b1;
+            }
+            workgroupBarrier();
         }
-        for (var s = lid; s < 256u; s = s + 64u) {
-            let c4 = s % 16u;
-            let kb = s / 16u;
-            matmul_tiled_b[kb * 16u + c4] = load_b4(b_base, k0 + kb, col0 + c4 * 4u);
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < 16u; kk = kk + 1u) {
-            let a0 = matmul_tiled_a[kk * 32u + 0u + ty];
-            let a1 = matmul_tiled_a[kk * 32u + 8u + ty];
-            let a2 = matmul_tiled_a[kk * 32u + 16u + ty];
-            let a3 = matmul_tiled_a[kk * 32u + 24u + ty];
-            let b0 = matmul_tiled_b[kk * 16u + 0u + tx];
-            let b1 = matmul_tiled_b[kk * 16u + 8u + tx];
-            acc0_0 = acc0_0 + a0.x * b0;
-            acc0_1 = acc0_1 + a0.x * b1;
-            acc1_0 = acc1_0 + a0.y * b0;
-            acc1_1 = acc1_1 + a0.y * b1;
-            acc2_0 = acc2_0 + a0.z * b0;
-            acc2_1 = acc2_1 + a0.z * b1;
-            acc3_0 = acc3_0 + a0.w * b0;
-            acc3_1 = acc3_1 + a0.w * b1;
-            acc4_0 = acc4_0 + a1.x * b0;
-            acc4_1 = acc4_1 + a1.x * b1;
-            acc5_0 = acc5_0 + a1.y * b0;
-            acc5_1 = acc5_1 + a1.y * b1;
-            acc6_0 = acc6_0 + a1.z * b0;
-            acc6_1 = acc6_1 + a1.z * b1;
-            acc7_0 = acc7_0 + a1.w * b0;
-            acc7_1 = acc7_1 + a1.w * b1;
-            acc8_0 = acc8_0 + a2.x * b0;
-            acc8_1 = acc8_1 + a2.x * b1;
-            acc9_0 = acc9_0 + a2.y * b0;
-            acc9_1 = acc9_1 + a2.y * b1;
-            acc10_0 = acc10_0 + a2.z * b0;
-            acc10_1 = acc10_1 + a2.z * b1;
-            acc11_0 = acc11_0 + a2.w * b0;
-            acc11_1 = acc11_1 + a2.w * b1;
-            acc12_0 = acc12_0 + a3.x * b0;
-            acc12_1 = acc12_1 + a3.x * b1;
-            acc13_0 = acc13_0 + a3.y * b0;
-            acc13_1 = acc13_1 + a3.y * b1;
-            acc14_0 = acc14_0 + a3.z * b0;
-            acc14_1 = acc14_1 + a3.z * b1;
-            acc15_0 = acc15_0 + a3.w * b0;
-            acc15_1 = acc15_1 + a3.w * b1;
-        }
-        workgroupBarrier();
     }
-    let c_base = bi * p.m * p.n;
+    let c_base = slice * p.m * p.n;
     store4(c_base, row0 + 0u + ty * 4u + 0u, col0 + 0u + tx * 4u, acc0_0);
     store4(c_base, row0 + 0u + ty * 4u + 0u, col0 + 32u + tx * 4u, acc0_1);
     store4(c_base, row0 + 0u + ty * 4u + 1u, col0 + 0u + tx * 4u, acc1_0);
@@ -289,47 +299,51 @@ fn matmul_tiled_small(
     let tiles_n = (p.n + 32u - 1u) / 32u;
     let tiles_m = (p.m + 32u - 1u) / 32u;
     let tile = group_index(wid, nwg);
+    // A slice of C sums `chunk` batch entries (one, for a plain batched product).
+    let chunk = max(p.chunk, 1u);
     // Uniform across the workgroup: the whole group leaves together, barriers stay uniform.
-    if (tile >= tiles_n * tiles_m * p.batch) {
+    if (tile >= tiles_n * tiles_m * ((p.batch + chunk - 1u) / chunk)) {
         return;
     }
-    let bi = tile / (tiles_n * tiles_m);
+    let slice = tile / (tiles_n * tiles_m);
     let t2 = tile % (tiles_n * tiles_m);
     let row0 = (t2 / tiles_n) * 32u;
     let col0 = (t2 % tiles_n) * 32u;
-    let a_base = bi * p.a_batch_stride;
-    let b_base = bi * p.b_batch_stride;
     let tx = lid3.x;
     let ty = lid3.y;
     var acc0_0 = vec4<f32>(0.0);
     var acc1_0 = vec4<f32>(0.0);
     var acc2_0 = vec4<f32>(0.0);
     var acc3_0 = vec4<f32>(0.0);
-    for (var k0 = 0u; k0 < p.k; k0 = k0 + 16u) {
-        // Fill the tiles a whole vec4 at a time; consecutive threads take consecutive k (A) or
-        // columns (B), coalesced for the untransposed layouts.
-        for (var s = lid; s < 128u; s = s + 64u) {
-            let kk = s % 16u;
-            let r = (s / 16u) * 4u;
-            matmul_tiled_small_a[kk * 8u + r / 4u] = load_a4(a_base, row0 + r, k0 + kk);
+    for (var bi = slice * chunk; bi < min(p.batch, slice * chunk + chunk); bi = bi + 1u) {
+        let a_base = bi * p.a_batch_stride;
+        let b_base = bi * p.b_batch_stride;
+        for (var k0 = 0u; k0 < p.k; k0 = k0 + 16u) {
+            // Fill the tiles a whole vec4 at a time; consecutive threads take consecutive k (A) or
+            // columns (B), coalesced for the untransposed layouts.
+            for (var s = lid; s < 128u; s = s + 64u) {
+                let kk = s % 16u;
+                let r = (s / 16u) * 4u;
+                matmul_tiled_small_a[kk * 8u + r / 4u] = load_a4(a_base, row0 + r, k0 + kk);
+            }
+            for (var s = lid; s < 128u; s = s + 64u) {
+                let c4 = s % 8u;
+                let kb = s / 8u;
+                matmul_tiled_small_b[kb * 8u + c4] = load_b4(b_base, k0 + kb, col0 + c4 * 4u);
+            }
+            workgroupBarrier();
+            for (var kk = 0u; kk < 16u; kk = kk + 1u) {
+                let a0 = matmul_tiled_small_a[kk * 8u + 0u + ty];
+                let b0 = matmul_tiled_small_b[kk * 8u + 0u + tx];
+                acc0_0 = acc0_0 + a0.x * b0;
+                acc1_0 = acc1_0 + a0.y * b0;
+                acc2_0 = acc2_0 + a0.z * b0;
+                acc3_0 = acc3_0 + a0.w * b0;
+            }
+            workgroupBarrier();
         }
-        for (var s = lid; s < 128u; s = s + 64u) {
-            let c4 = s % 8u;
-            let kb = s / 8u;
-            matmul_tiled_small_b[kb * 8u + c4] = load_b4(b_base, k0 + kb, col0 + c4 * 4u);
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < 16u; kk = kk + 1u) {
-            let a0 = matmul_tiled_small_a[kk * 8u + 0u + ty];
-            let b0 = matmul_tiled_small_b[kk * 8u + 0u + tx];
-            acc0_0 = acc0_0 + a0.x * b0;
-            acc1_0 = acc1_0 + a0.y * b0;
-            acc2_0 = acc2_0 + a0.z * b0;
-            acc3_0 = acc3_0 + a0.w * b0;
-        }
-        workgroupBarrier();
     }
-    let c_base = bi * p.m * p.n;
+    let c_base = slice * p.m * p.n;
     store4(c_base, row0 + 0u + ty * 4u + 0u, col0 + 0u + tx * 4u, acc0_0);
     store4(c_base, row0 + 0u + ty * 4u + 1u, col0 + 0u + tx * 4u, acc1_0);
     store4(c_base, row0 + 0u + ty * 4u + 2u, col0 + 0u + tx * 4u, acc2_0);

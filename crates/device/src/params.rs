@@ -241,8 +241,12 @@ pub struct MatmulParams {
     pub a_batch_stride: u32,
     /// Elements between consecutive batch entries of B; 0 broadcasts B.
     pub b_batch_stride: u32,
+    /// Batch entries summed into each slice of C: 1 (or 0) for a batched product, C (batch, M,
+    /// N); more for [`Device::matmul_sum_batch`](crate::Device::matmul_sum_batch), whose C holds
+    /// [`MatmulParams::slices`] partial sums.
+    pub chunk: u32,
     /// WGSL padding to 16 bytes.
-    pub _pad: [u32; 2],
+    pub _pad: u32,
 }
 
 impl MatmulParams {
@@ -251,10 +255,33 @@ impl MatmulParams {
     /// Columns of C per workgroup of `matmul_tiled` (its TN).
     pub const TILE_N: u32 = 64;
 
+    /// Slices of C: the batch entries, or with `chunk` > 1 the partial sums of `chunk` entries.
+    pub fn slices(&self) -> u32 {
+        self.batch.div_ceil(self.chunk.max(1))
+    }
+
     /// Elements of C.
     pub fn out_len(&self) -> usize {
-        self.batch as usize * self.m as usize * self.n as usize
+        self.slices() as usize * self.m as usize * self.n as usize
     }
+
+    /// Batch entries per partial sum for [`Device::matmul_sum_batch`](crate::Device::matmul_sum_batch):
+    /// enough slices that `target_tiles` 32x32 output tiles run at once (an adapter's width), and
+    /// no more, so that few partials are left to add; each slice at least
+    /// [`Self::MIN_SUM_DEPTH`] products deep. A rule of the shape and the adapter's kind, never
+    /// tuned: the chunk decides the order of the sum.
+    pub fn sum_chunk(&self, target_tiles: u32) -> u32 {
+        let batch = self.batch.max(1);
+        let tiles = (self.m.div_ceil(32) * self.n.div_ceil(32)).max(1);
+        let slices = target_tiles.div_ceil(tiles).clamp(1, batch);
+        let chunk = batch.div_ceil(slices);
+        chunk
+            .max(Self::MIN_SUM_DEPTH.div_ceil(self.k.max(1)))
+            .min(batch)
+    }
+
+    /// The least K summed by one slice of a batch sum (per-slice work below this is all overhead).
+    pub const MIN_SUM_DEPTH: u32 = 256;
 
     /// Floating-point operations: 2 * batch * M * N * K.
     pub fn flops(&self) -> f64 {
@@ -269,7 +296,7 @@ impl MatmulParams {
     /// Workgroups of the tiled kernel with `tile` (Auto counts as Large).
     pub fn tiles_for(&self, tile: MatmulTile) -> u64 {
         let (tm, tn) = tile.dims().unwrap_or((Self::TILE_M, Self::TILE_N));
-        self.m.div_ceil(tm) as u64 * self.n.div_ceil(tn) as u64 * self.batch as u64
+        self.m.div_ceil(tm) as u64 * self.n.div_ceil(tn) as u64 * self.slices() as u64
     }
 }
 
@@ -835,5 +862,45 @@ impl SliceParams {
     /// Whether nothing is copied.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MatmulParams;
+
+    fn sum(batch: u32, m: u32, n: u32, k: u32, width: u32) -> (u32, u32) {
+        let p = MatmulParams {
+            batch,
+            m,
+            n,
+            k,
+            chunk: MatmulParams {
+                batch,
+                m,
+                n,
+                k,
+                ..Default::default()
+            }
+            .sum_chunk(width),
+            ..Default::default()
+        };
+        (p.chunk, p.slices())
+    }
+
+    #[test]
+    fn batch_sums_split_into_enough_slices_to_fill_the_adapter_and_no_more() {
+        // LeNet's second convolution's weight gradient (64 images, 64 x 288, K = 121): 18 tiles,
+        // so 4 slices on a CPU adapter (width 64) and 13 on a GPU (256).
+        assert_eq!(sum(64, 64, 288, 121, 64), (16, 4));
+        assert_eq!(sum(64, 64, 288, 121, 256), (5, 13));
+        // A layer with tiles enough for any adapter: one slice, no partials to add.
+        assert_eq!(sum(64, 256, 2304, 196, 256), (64, 1));
+        // One tile and a short K: each slice at least MIN_SUM_DEPTH products deep.
+        assert_eq!(sum(100, 1, 1, 2, 256), (100, 1));
+        assert_eq!(sum(64, 32, 9, 676, 64), (1, 64));
+        // An uneven last slice.
+        assert_eq!(sum(10, 32, 32, 100, 4), (3, 4));
+        assert_eq!(sum(1, 5, 5, 5, 256), (1, 1));
     }
 }

@@ -77,6 +77,36 @@ fn fast_matmul_matches_the_reference() {
     }
 }
 
+/// Batch sums ([`kiln_device::params::MatmulParams::chunk`] > 1): slices of several products,
+/// an uneven last one, transposes and a broadcast operand.
+#[test]
+fn fast_matmul_sums_chunks_of_the_batch_like_the_reference() {
+    let shapes: &[(&[usize], &[usize], u32)] = &[
+        (&[10, 6, 5], &[10, 5, 3], 3),
+        (&[10, 6, 5], &[10, 5, 3], 10),
+        (&[6, 5], &[9, 5, 4], 4),
+        (&[64, 20, 30], &[64, 30, 40], 16),
+    ];
+    for (seed, &(a_shape, b_shape, chunk)) in shapes.iter().enumerate() {
+        let spec = MatmulSpec::default();
+        let mut p = matmul_params(a_shape, b_shape, None, &spec).unwrap();
+        p.chunk = chunk;
+        let a = random_f32(seed as u64, a_shape.iter().product(), -1.0, 1.0);
+        let b = random_f32(seed as u64 + 7, b_shape.iter().product(), -1.0, 1.0);
+        let (mut fast, mut slow) = (vec![0.0; p.out_len()], vec![0.0; p.out_len()]);
+        cpu::matmul(&p, &spec, &a, &b, None, &mut fast);
+        reference::matmul(&p, &spec, &a, &b, None, &mut slow);
+        assert_eq!(fast.len(), p.slices() as usize * (p.m * p.n) as usize);
+        let tol = Tolerance::reduction(chunk as usize * p.k as usize);
+        assert_close(
+            &format!("{a_shape:?} {b_shape:?} chunk {chunk}"),
+            &fast,
+            &slow,
+            tol,
+        );
+    }
+}
+
 #[test]
 fn fast_matmul_gives_the_same_bits_every_run() {
     let spec = MatmulSpec::default();

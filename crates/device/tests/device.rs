@@ -205,6 +205,29 @@ fn shape_mismatches_name_op_and_shapes() {
             .unwrap_err();
         assert!(err.to_string().contains("bias of shape [2]"), "{err}");
 
+        let a3 = d.from_f32(&[0.0; 12], &[2, 2, 3]).unwrap();
+        let b3 = d.from_f32(&[0.0; 12], &[2, 3, 2]).unwrap();
+        let relu = MatmulSpec {
+            activation: Activation::Relu,
+            ..MatmulSpec::default()
+        };
+        let err = d.matmul_sum_batch(&a3, &b3, relu).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidArgument {
+                    op: "matmul_sum_batch",
+                    ..
+                }
+            ) && err.to_string().contains("then apply it"),
+            "{err}"
+        );
+        let b_other = d.from_f32(&[0.0; 18], &[3, 3, 2]).unwrap();
+        assert!(matches!(
+            d.matmul_sum_batch(&a3, &b_other, MatmulSpec::default()),
+            Err(Error::ShapeMismatch { .. })
+        ));
+
         let row = d.from_f32(&[0.0; 2], &[2]).unwrap();
         assert!(matches!(
             d.add(&a, &row),

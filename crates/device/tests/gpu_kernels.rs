@@ -129,6 +129,73 @@ fn matmul_tiles_give_the_same_bits() {
     }
 }
 
+/// A batch summed in one GEMM ([`Device::matmul_sum_batch`]) against the reference's sum, for
+/// each kernel and transpose and a broadcast operand, at shapes the chunk rule splits into one
+/// slice, equal slices and an uneven last one; both tiles give the same bits.
+#[test]
+fn matmul_sum_batch_matches_the_reference() {
+    let Some((gpu, cpu)) = devices("matmul_sum_batch") else {
+        return;
+    };
+    // (batch, M, N, K, A broadcast)
+    for (i, &(batch, m, n, k, shared_a)) in [
+        (64, 20, 40, 30, false),
+        (7, 5, 3, 300, false),
+        (13, 33, 70, 9, true),
+        (1, 17, 31, 7, false),
+        (300, 3, 2, 1, false),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let a_batch = if shared_a { 1 } else { batch };
+        let a = random_f32(i as u64 + 70, a_batch * m * k, -1.0, 1.0);
+        let b = random_f32(i as u64 + 90, batch * k * n, -1.0, 1.0);
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a_shape = match (shared_a, trans_a) {
+                (true, false) => vec![m, k],
+                (true, true) => vec![k, m],
+                (false, false) => vec![batch, m, k],
+                (false, true) => vec![batch, k, m],
+            };
+            let b_shape = if trans_b {
+                [batch, n, k]
+            } else {
+                [batch, k, n]
+            };
+            let run = |d: &Device, variant, tile| {
+                let spec = MatmulSpec {
+                    trans_a,
+                    trans_b,
+                    variant,
+                    tile,
+                    ..Default::default()
+                };
+                let a_t = d.from_f32(&a, &a_shape).unwrap();
+                let b_t = d.from_f32(&b, &b_shape).unwrap();
+                let c = d.matmul_sum_batch(&a_t, &b_t, spec).unwrap();
+                assert_eq!(c.shape(), &[m, n]);
+                c
+            };
+            let name = format!("sum of {batch} x ({m}x{n}x{k}), trans ({trans_a}, {trans_b})");
+            for (variant, tile) in [
+                (MatmulVariant::Naive, MatmulTile::Auto),
+                (MatmulVariant::Tiled, MatmulTile::Large),
+                (MatmulVariant::Tiled, MatmulTile::Small),
+            ] {
+                let tol = Tolerance::reduction(batch * k);
+                same_on_both(&name, &gpu, &cpu, tol, |d| run(d, variant, tile));
+            }
+            let bits = |tile| {
+                let c = run(&gpu, MatmulVariant::Tiled, tile);
+                let v = gpu.to_f32(&c).unwrap();
+                v.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+            };
+            assert_eq!(bits(MatmulTile::Large), bits(MatmulTile::Small), "{name}");
+        }
+    }
+}
+
 #[test]
 fn batched_matmul_broadcasts_a_shared_operand() {
     let Some((gpu, cpu)) = devices("batched_matmul") else {

@@ -108,7 +108,8 @@ fn matmul_transposes_agree_with_each_other() {
         k: 3,
         a_batch_stride: 6,
         b_batch_stride: 6,
-        _pad: [0; 2],
+        chunk: 1,
+        _pad: 0,
     };
     let want = [58.0, 64.0, 139.0, 154.0];
     for (ta, tb, a, b) in [

@@ -33,14 +33,10 @@ pub fn matmul(
     let (rsb, csb) = if spec.trans_b { (1, k) } else { (n, 1) };
     // Batches of small products run one per rayon task (each sgemm then runs on its own); a
     // single product, or large ones, use matrixmultiply's own threads.
-    let one = |(bi, cb): (usize, &mut [f32])| {
-        let a0 = bi * p.a_batch_stride as usize;
-        let b0 = bi * p.b_batch_stride as usize;
-        assert!(
-            a.len() >= a0 + m * k && b.len() >= b0 + k * n,
-            "operands checked by matmul_params"
-        );
-        let beta = match bias {
+    // A slice of C: one batch entry's product, or the sum of `chunk` entries' products.
+    let chunk = p.chunk.max(1) as usize;
+    let one = |(slice, cb): (usize, &mut [f32])| {
+        let mut beta = match bias {
             Some(bias) => {
                 for row in cb.chunks_exact_mut(n) {
                     row.copy_from_slice(&bias[..n]);
@@ -49,20 +45,29 @@ pub fn matmul(
             }
             None => 0.0,
         };
-        gemm(
-            (m, k, n),
-            (&a[a0..], rsa, csa),
-            (&b[b0..], rsb, csb),
-            beta,
-            cb,
-        );
+        for bi in slice * chunk..(slice * chunk + chunk).min(p.batch as usize) {
+            let a0 = bi * p.a_batch_stride as usize;
+            let b0 = bi * p.b_batch_stride as usize;
+            assert!(
+                a.len() >= a0 + m * k && b.len() >= b0 + k * n,
+                "operands checked by matmul_params"
+            );
+            gemm(
+                (m, k, n),
+                (&a[a0..], rsa, csa),
+                (&b[b0..], rsb, csb),
+                beta,
+                cb,
+            );
+            beta = 1.0;
+        }
         if spec.activation != crate::params::Activation::Identity {
             for v in cb.iter_mut() {
                 *v = activation(spec.activation, *v);
             }
         }
     };
-    if p.batch > 1 && m * n * k < SMALL_GEMM {
+    if p.slices() > 1 && m * n * k * chunk < SMALL_GEMM {
         c.par_chunks_mut(m * n).enumerate().for_each(one);
     } else {
         c.chunks_mut(m * n).enumerate().for_each(one);

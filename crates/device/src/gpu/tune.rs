@@ -110,8 +110,13 @@ struct State {
 /// The shape class of a matmul (see the module doc).
 pub(crate) fn matmul_class(p: &MatmulParams, spec: &MatmulSpec) -> String {
     let up = |v: u32| v.max(1).next_power_of_two();
+    // A batch sum (chunk > 1) runs `chunk` products per tile: its own classes.
+    let sum = match p.chunk {
+        0 | 1 => String::new(),
+        c => format!(":sum{}", up(c)),
+    };
     format!(
-        "matmul_tiled:m{}:n{}:k{}:batched{}:ta{}:tb{}",
+        "matmul_tiled:m{}:n{}:k{}:batched{}:ta{}:tb{}{sum}",
         up(p.m),
         up(p.n),
         up(p.k),

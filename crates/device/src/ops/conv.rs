@@ -188,7 +188,8 @@ impl Device {
         Ok((y, kept))
     }
 
-    /// Gradients of conv2d from dy (N, F, OH, OW): dweight = sum_n dy_n · cols_n^T,
+    /// Gradients of conv2d from dy (N, F, OH, OW): dweight = sum_n dy_n · cols_n^T
+    /// ([`Device::matmul_sum_batch`]),
     /// dx = col2im(w^T · dy), dbias = dy summed over N, OH, OW. `with_dx = false` skips the input
     /// gradient (its GEMM and col2im), which a network's first layer never needs.
     pub fn conv2d_backward(
@@ -245,17 +246,17 @@ impl Device {
             Some(c) => c.clone(),
             None => self.im2col_p(&p, x)?,
         };
-        let per_image = self.matmul(
-            &dy3,
-            &cols,
-            None,
-            MatmulSpec {
-                trans_b: true,
-                ..Default::default()
-            },
-        )?;
+        // One GEMM over the whole batch (its images summed in chunks), not a product per image
+        // and a reduction over N.
         let dweight = self
-            .reduce(ReduceOp::Sum, &per_image, 0)?
+            .matmul_sum_batch(
+                &dy3,
+                &cols,
+                MatmulSpec {
+                    trans_b: true,
+                    ..Default::default()
+                },
+            )?
             .reshape(weight.shape())?;
         let dx = if with_dx {
             let w2 = weight.reshape(&[f, k])?;

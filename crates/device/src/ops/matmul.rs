@@ -4,7 +4,7 @@ use crate::device::Backend;
 use crate::gpu::tune::{self, matmul_class};
 use crate::gpu::GpuContext;
 use crate::ops::{groups, shape_str};
-use crate::params::{MatmulParams, MatmulSpec, MatmulTile, MatmulVariant};
+use crate::params::{Activation, MatmulParams, MatmulSpec, MatmulTile, MatmulVariant, ReduceOp};
 use crate::shaders::ShaderFamily;
 use crate::{Device, Error, Result, Tensor};
 
@@ -68,7 +68,8 @@ pub fn matmul_params(
         k: fits(k).ok_or_else(too_big)?,
         a_batch_stride: stride(ba, ra, ca).ok_or_else(too_big)?,
         b_batch_stride: stride(bb, rb, cb).ok_or_else(too_big)?,
-        _pad: [0; 2],
+        chunk: 1,
+        _pad: 0,
     })
 }
 
@@ -96,6 +97,55 @@ impl Device {
         } else {
             vec![p.m as usize, p.n as usize]
         };
+        self.matmul_p(&p, &spec, (a, b, bias), &shape)
+    }
+
+    /// C (M, N) = Σ_b op(A_b) · op(B_b): a batched product summed over its batch in one GEMM,
+    /// as a convolution's weight gradient sums its images. Operands as for [`Device::matmul`]
+    /// (a batch of 1 broadcasts); `spec.activation` must be the identity (activate the sum).
+    ///
+    /// The batch is split into [`MatmulParams::slices`] chunks of
+    /// [`MatmulParams::sum_chunk`] entries, each summed by one workgroup per output tile, so that
+    /// a GPU has tiles enough to fill it; a reduction then adds the chunks' partial sums (skipped
+    /// when there is one chunk). A rule of the shape and the adapter's kind fixes the chunks, so
+    /// results never depend on tuning.
+    pub fn matmul_sum_batch(&self, a: &Tensor, b: &Tensor, spec: MatmulSpec) -> Result<Tensor> {
+        let op = "matmul_sum_batch";
+        self.check(op, a)?;
+        self.check(op, b)?;
+        if spec.activation != Activation::Identity {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "activation {:?} on a sum over the batch: sum with the identity, then apply it",
+                    spec.activation
+                ),
+            ));
+        }
+        let mut p = matmul_params(a.shape(), b.shape(), None, &spec)?;
+        p.chunk = match self.backend() {
+            // Up to 16 slices, run in parallel: the same split on every machine.
+            Backend::Cpu => p.batch.div_ceil(16),
+            Backend::Gpu(g) => p.sum_chunk(sum_width(g)),
+        };
+        let (m, n) = (p.m as usize, p.n as usize);
+        let partials = self.matmul_p(&p, &spec, (a, b, None), &[p.slices() as usize, m, n])?;
+        if p.slices() == 1 {
+            partials.reshape(&[m, n])
+        } else {
+            self.reduce(ReduceOp::Sum, &partials, 0)
+        }
+    }
+
+    /// Runs a checked matmul into a fresh C of `shape` (p.out_len() elements).
+    fn matmul_p(
+        &self,
+        p: &MatmulParams,
+        spec: &MatmulSpec,
+        (a, b, bias): (&Tensor, &Tensor, Option<&Tensor>),
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        let op = "matmul";
         if p.k == 0 {
             return Err(Error::invalid(op, "K = 0: nothing to multiply"));
         }
@@ -109,19 +159,19 @@ impl Device {
                     MatmulVariant::Tiled if self.cpu_fast() => crate::cpu::matmul,
                     _ => crate::reference::matmul,
                 };
-                self.host_read_pair(a, b, |a, b| run(&p, &spec, a, b, bias_h.as_deref(), &mut c));
-                Ok(self.host_tensor(c, &shape))
+                self.host_read_pair(a, b, |a, b| run(p, spec, a, b, bias_h.as_deref(), &mut c));
+                Ok(self.host_tensor(c, shape))
             }
             Backend::Gpu(g) => {
-                let c = self.alloc(op, crate::DType::F32, &shape)?;
+                let c = self.alloc(op, crate::DType::F32, shape)?;
                 let tile = match (spec.variant, spec.tile) {
                     (MatmulVariant::Naive, _) => None,
                     (MatmulVariant::Tiled, MatmulTile::Auto) => {
-                        Some(self.matmul_tile(g, &p, &spec, (a, b, bias), &shape)?)
+                        Some(self.matmul_tile(g, p, spec, (a, b, bias), shape)?)
                     }
                     (MatmulVariant::Tiled, t) => Some(t),
                 };
-                launch_matmul(g, &p, &spec, tile, (a, b, bias), &c)?;
+                launch_matmul(g, p, spec, tile, (a, b, bias), &c)?;
                 Ok(c)
             }
         }
@@ -185,6 +235,17 @@ fn launch_matmul(
         bindings: &bindings,
         workgroups,
     })
+}
+
+/// The 32x32 output tiles a batch sum aims to run at once on this adapter
+/// ([`MatmulParams::sum_chunk`]): a few per core on a CPU adapter, enough to fill a GPU's
+/// compute units several times over.
+fn sum_width(g: &GpuContext) -> u32 {
+    if g.info.device_type == wgpu::DeviceType::Cpu {
+        64
+    } else {
+        256
+    }
 }
 
 /// The matmul kernels' override constants for `spec`.

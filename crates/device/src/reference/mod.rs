@@ -62,29 +62,33 @@ pub fn matmul(
     c: &mut [f32],
 ) {
     let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
-    for bi in 0..p.batch as usize {
-        let a0 = bi * p.a_batch_stride as usize;
-        let b0 = bi * p.b_batch_stride as usize;
+    let chunk = p.chunk.max(1) as usize;
+    for slice in 0..p.slices() as usize {
+        let entries = slice * chunk..(slice * chunk + chunk).min(p.batch as usize);
         for row in 0..m {
             for col in 0..n {
                 let mut acc = 0.0f32;
-                for kk in 0..k {
-                    let av = if spec.trans_a {
-                        a[a0 + kk * m + row]
-                    } else {
-                        a[a0 + row * k + kk]
-                    };
-                    let bv = if spec.trans_b {
-                        b[b0 + col * k + kk]
-                    } else {
-                        b[b0 + kk * n + col]
-                    };
-                    acc += av * bv;
+                for bi in entries.clone() {
+                    let a0 = bi * p.a_batch_stride as usize;
+                    let b0 = bi * p.b_batch_stride as usize;
+                    for kk in 0..k {
+                        let av = if spec.trans_a {
+                            a[a0 + kk * m + row]
+                        } else {
+                            a[a0 + row * k + kk]
+                        };
+                        let bv = if spec.trans_b {
+                            b[b0 + col * k + kk]
+                        } else {
+                            b[b0 + kk * n + col]
+                        };
+                        acc += av * bv;
+                    }
                 }
                 if let Some(bias) = bias {
                     acc += bias[col];
                 }
-                c[(bi * m + row) * n + col] = activation(spec.activation, acc);
+                c[(slice * m + row) * n + col] = activation(spec.activation, acc);
             }
         }
     }
