@@ -281,6 +281,113 @@ fn matmul_tiled(
     store4(c_base, row0 + 96u + ty * 4u + 3u, col0 + 32u + tx * 4u, acc15_1);
 }
 
+// matmul_tiled_medium: 64x64 tiles of C, TK = 16. Tiles stored k-major as vec4: matmul_tiled_medium_a[k][r / 4] holds
+// rows r..r+3 of column k of the A tile, matmul_tiled_medium_b[k][c / 4] columns c..c+3 of row k of the B tile.
+var<workgroup> matmul_tiled_medium_a: array<vec4<f32>, 256>; // (TK, TM / 4)
+var<workgroup> matmul_tiled_medium_b: array<vec4<f32>, 256>; // (TK, TN / 4)
+
+// 64 threads (8 x 8) per 64x64 tile of C. Each thread owns 8x8 outputs: rows
+// {4ty..4ty+3} + 32q, columns {4tx..4tx+3} + 32j (interleaved, so neighbouring threads read
+// neighbouring vec4s of workgroup memory), held in 16 named vec4 registers.
+@compute @workgroup_size(8, 8)
+fn matmul_tiled_medium(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let tiles_n = (p.n + 64u - 1u) / 64u;
+    let tiles_m = (p.m + 64u - 1u) / 64u;
+    let tile = group_index(wid, nwg);
+    // A slice of C sums `chunk` batch entries (one, for a plain batched product).
+    let chunk = max(p.chunk, 1u);
+    // Uniform across the workgroup: the whole group leaves together, barriers stay uniform.
+    if (tile >= tiles_n * tiles_m * ((p.batch + chunk - 1u) / chunk)) {
+        return;
+    }
+    let slice = tile / (tiles_n * tiles_m);
+    let t2 = tile % (tiles_n * tiles_m);
+    let row0 = (t2 / tiles_n) * 64u;
+    let col0 = (t2 % tiles_n) * 64u;
+    let tx = lid3.x;
+    let ty = lid3.y;
+    var acc0_0 = vec4<f32>(0.0);
+    var acc0_1 = vec4<f32>(0.0);
+    var acc1_0 = vec4<f32>(0.0);
+    var acc1_1 = vec4<f32>(0.0);
+    var acc2_0 = vec4<f32>(0.0);
+    var acc2_1 = vec4<f32>(0.0);
+    var acc3_0 = vec4<f32>(0.0);
+    var acc3_1 = vec4<f32>(0.0);
+    var acc4_0 = vec4<f32>(0.0);
+    var acc4_1 = vec4<f32>(0.0);
+    var acc5_0 = vec4<f32>(0.0);
+    var acc5_1 = vec4<f32>(0.0);
+    var acc6_0 = vec4<f32>(0.0);
+    var acc6_1 = vec4<f32>(0.0);
+    var acc7_0 = vec4<f32>(0.0);
+    var acc7_1 = vec4<f32>(0.0);
+    for (var bi = slice * chunk; bi < min(p.batch, slice * chunk + chunk); bi = bi + 1u) {
+        let a_base = bi * p.a_batch_stride;
+        let b_base = bi * p.b_batch_stride;
+        for (var k0 = 0u; k0 < p.k; k0 = k0 + 16u) {
+            // Fill the tiles a whole vec4 at a time; consecutive threads take consecutive k (A) or
+            // columns (B), coalesced for the untransposed layouts.
+            for (var s = lid; s < 256u; s = s + 64u) {
+                let kk = s % 16u;
+                let r = (s / 16u) * 4u;
+                matmul_tiled_medium_a[kk * 16u + r / 4u] = load_a4(a_base, row0 + r, k0 + kk);
+            }
+            for (var s = lid; s < 256u; s = s + 64u) {
+                let c4 = s % 16u;
+                let kb = s / 16u;
+                matmul_tiled_medium_b[kb * 16u + c4] = load_b4(b_base, k0 + kb, col0 + c4 * 4u);
+            }
+            workgroupBarrier();
+            for (var kk = 0u; kk < 16u; kk = kk + 1u) {
+                let a0 = matmul_tiled_medium_a[kk * 16u + 0u + ty];
+                let a1 = matmul_tiled_medium_a[kk * 16u + 8u + ty];
+                let b0 = matmul_tiled_medium_b[kk * 16u + 0u + tx];
+                let b1 = matmul_tiled_medium_b[kk * 16u + 8u + tx];
+                acc0_0 = acc0_0 + a0.x * b0;
+                acc0_1 = acc0_1 + a0.x * b1;
+                acc1_0 = acc1_0 + a0.y * b0;
+                acc1_1 = acc1_1 + a0.y * b1;
+                acc2_0 = acc2_0 + a0.z * b0;
+                acc2_1 = acc2_1 + a0.z * b1;
+                acc3_0 = acc3_0 + a0.w * b0;
+                acc3_1 = acc3_1 + a0.w * b1;
+                acc4_0 = acc4_0 + a1.x * b0;
+                acc4_1 = acc4_1 + a1.x * b1;
+                acc5_0 = acc5_0 + a1.y * b0;
+                acc5_1 = acc5_1 + a1.y * b1;
+                acc6_0 = acc6_0 + a1.z * b0;
+                acc6_1 = acc6_1 + a1.z * b1;
+                acc7_0 = acc7_0 + a1.w * b0;
+                acc7_1 = acc7_1 + a1.w * b1;
+            }
+            workgroupBarrier();
+        }
+    }
+    let c_base = slice * p.m * p.n;
+    store4(c_base, row0 + 0u + ty * 4u + 0u, col0 + 0u + tx * 4u, acc0_0);
+    store4(c_base, row0 + 0u + ty * 4u + 0u, col0 + 32u + tx * 4u, acc0_1);
+    store4(c_base, row0 + 0u + ty * 4u + 1u, col0 + 0u + tx * 4u, acc1_0);
+    store4(c_base, row0 + 0u + ty * 4u + 1u, col0 + 32u + tx * 4u, acc1_1);
+    store4(c_base, row0 + 0u + ty * 4u + 2u, col0 + 0u + tx * 4u, acc2_0);
+    store4(c_base, row0 + 0u + ty * 4u + 2u, col0 + 32u + tx * 4u, acc2_1);
+    store4(c_base, row0 + 0u + ty * 4u + 3u, col0 + 0u + tx * 4u, acc3_0);
+    store4(c_base, row0 + 0u + ty * 4u + 3u, col0 + 32u + tx * 4u, acc3_1);
+    store4(c_base, row0 + 32u + ty * 4u + 0u, col0 + 0u + tx * 4u, acc4_0);
+    store4(c_base, row0 + 32u + ty * 4u + 0u, col0 + 32u + tx * 4u, acc4_1);
+    store4(c_base, row0 + 32u + ty * 4u + 1u, col0 + 0u + tx * 4u, acc5_0);
+    store4(c_base, row0 + 32u + ty * 4u + 1u, col0 + 32u + tx * 4u, acc5_1);
+    store4(c_base, row0 + 32u + ty * 4u + 2u, col0 + 0u + tx * 4u, acc6_0);
+    store4(c_base, row0 + 32u + ty * 4u + 2u, col0 + 32u + tx * 4u, acc6_1);
+    store4(c_base, row0 + 32u + ty * 4u + 3u, col0 + 0u + tx * 4u, acc7_0);
+    store4(c_base, row0 + 32u + ty * 4u + 3u, col0 + 32u + tx * 4u, acc7_1);
+}
+
 // matmul_tiled_small: 32x32 tiles of C, TK = 16. Tiles stored k-major as vec4: matmul_tiled_small_a[k][r / 4] holds
 // rows r..r+3 of column k of the A tile, matmul_tiled_small_b[k][c / 4] columns c..c+3 of row k of the B tile.
 var<workgroup> matmul_tiled_small_a: array<vec4<f32>, 128>; // (TK, TM / 4)

@@ -171,6 +171,9 @@ pub enum MatmulTile {
     Auto,
     /// 128 x 64 (`matmul_tiled`, 16 x 8 outputs per thread): large products.
     Large,
+    /// 64 x 64 (`matmul_tiled_medium`, 8 x 8 outputs per thread): products with 64 or so rows,
+    /// such as a convolution's filters.
+    Medium,
     /// 32 x 32 (`matmul_tiled_small`, 4 x 4 outputs per thread): products with few rows or
     /// columns, where a large tile would mostly compute padding.
     Small,
@@ -182,6 +185,7 @@ impl MatmulTile {
         match self {
             MatmulTile::Auto => None,
             MatmulTile::Large => Some((128, 64)),
+            MatmulTile::Medium => Some((64, 64)),
             MatmulTile::Small => Some((32, 32)),
         }
     }
@@ -190,23 +194,27 @@ impl MatmulTile {
     pub fn entry(self) -> &'static str {
         match self {
             MatmulTile::Small => "matmul_tiled_small",
+            MatmulTile::Medium => "matmul_tiled_medium",
             MatmulTile::Large | MatmulTile::Auto => "matmul_tiled",
         }
     }
 
-    /// The default choice for an M x N product: Small when the large tiles would compute at
-    /// least twice the padded work of the small ones (M or N well under a large tile), else
-    /// Large (more reuse per loaded value).
+    /// The concrete tiles, largest first.
+    pub const ALL: [MatmulTile; 3] = [MatmulTile::Large, MatmulTile::Medium, MatmulTile::Small];
+
+    /// The default choice for an M x N product: the largest tile (the most reuse per loaded
+    /// value) that computes less than twice the padded work of the small one; M or N well under
+    /// a tile's side makes it mostly padding.
     pub fn for_shape(m: u32, n: u32) -> MatmulTile {
         let padded = |t: MatmulTile| {
             let (tm, tn) = t.dims().expect("a concrete tile");
             m.div_ceil(tm) as u64 * tm as u64 * n.div_ceil(tn) as u64 * tn as u64
         };
-        if padded(MatmulTile::Large) >= 2 * padded(MatmulTile::Small) {
-            MatmulTile::Small
-        } else {
-            MatmulTile::Large
-        }
+        let small = padded(MatmulTile::Small);
+        Self::ALL
+            .into_iter()
+            .find(|&t| padded(t) < 2 * small)
+            .unwrap_or(MatmulTile::Small)
     }
 }
 
@@ -886,6 +894,21 @@ mod tests {
             ..Default::default()
         };
         (p.chunk, p.slices())
+    }
+
+    #[test]
+    fn the_untuned_tile_is_the_largest_that_is_not_mostly_padding() {
+        use super::MatmulTile::{self, Large, Medium, Small};
+        let cases: [((u32, u32), MatmulTile); 5] = [
+            ((1024, 1024), Large),
+            ((64, 121), Medium), // a convolution's 64 filters
+            ((288, 121), Large),
+            ((6, 576), Small),
+            ((16, 256), Small), // an LSTM step at batch 16
+        ];
+        for ((m, n), want) in cases {
+            assert_eq!(MatmulTile::for_shape(m, n), want, "{m} x {n}");
+        }
     }
 
     #[test]

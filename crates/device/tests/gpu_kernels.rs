@@ -52,6 +52,7 @@ fn matmul_matches_reference_for_every_variant_transpose_and_epilogue() {
         for (variant, tile) in [
             (MatmulVariant::Naive, MatmulTile::Auto),
             (MatmulVariant::Tiled, MatmulTile::Large),
+            (MatmulVariant::Tiled, MatmulTile::Medium),
             (MatmulVariant::Tiled, MatmulTile::Small),
         ] {
             for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -120,18 +121,21 @@ fn matmul_tiles_give_the_same_bits() {
                 gpu.to_f32(&c).unwrap()
             };
             let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-            assert_eq!(
-                bits(run(MatmulTile::Large)),
-                bits(run(MatmulTile::Small)),
-                "{batch}x{m}x{n}x{k} trans ({trans_a}, {trans_b})"
-            );
+            let large = bits(run(MatmulTile::Large));
+            for tile in [MatmulTile::Medium, MatmulTile::Small] {
+                assert_eq!(
+                    large,
+                    bits(run(tile)),
+                    "{batch}x{m}x{n}x{k} trans ({trans_a}, {trans_b}), {tile:?}"
+                );
+            }
         }
     }
 }
 
 /// A batch summed in one GEMM ([`Device::matmul_sum_batch`]) against the reference's sum, for
 /// each kernel and transpose and a broadcast operand, at shapes the chunk rule splits into one
-/// slice, equal slices and an uneven last one; both tiles give the same bits.
+/// slice, equal slices and an uneven last one; every tile gives the same bits.
 #[test]
 fn matmul_sum_batch_matches_the_reference() {
     let Some((gpu, cpu)) = devices("matmul_sum_batch") else {
@@ -181,6 +185,7 @@ fn matmul_sum_batch_matches_the_reference() {
             for (variant, tile) in [
                 (MatmulVariant::Naive, MatmulTile::Auto),
                 (MatmulVariant::Tiled, MatmulTile::Large),
+                (MatmulVariant::Tiled, MatmulTile::Medium),
                 (MatmulVariant::Tiled, MatmulTile::Small),
             ] {
                 let tol = Tolerance::reduction(batch * k);
@@ -191,7 +196,10 @@ fn matmul_sum_batch_matches_the_reference() {
                 let v = gpu.to_f32(&c).unwrap();
                 v.into_iter().map(f32::to_bits).collect::<Vec<_>>()
             };
-            assert_eq!(bits(MatmulTile::Large), bits(MatmulTile::Small), "{name}");
+            let large = bits(MatmulTile::Large);
+            for tile in [MatmulTile::Medium, MatmulTile::Small] {
+                assert_eq!(large, bits(tile), "{name}, {tile:?}");
+            }
         }
     }
 }
@@ -230,6 +238,7 @@ fn matmul_past_65535_workgroups_in_one_dimension() {
     let (n, k) = (1, 2);
     for (variant, tile, rows) in [
         (MatmulVariant::Naive, MatmulTile::Auto, 64),
+        // The medium tile shares the generated indexing; at 4 million rows it adds 20 s here.
         (MatmulVariant::Tiled, MatmulTile::Large, 128),
         (MatmulVariant::Tiled, MatmulTile::Small, 32),
     ] {

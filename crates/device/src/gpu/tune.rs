@@ -3,9 +3,9 @@
 //!
 //! Tuned choices:
 //! - the tiled matmul's tile ([`MatmulTile`]): a class is the product's M, N and K each rounded up
-//!   to a power of two, whether it is batched, and its transposes. At the first Auto matmul of a
-//!   class the launcher times each tile on the actual operands and keeps the faster one (see
-//!   `Device::matmul_tile`);
+//!   to a power of two, whether it is batched (or sums its batch), and its transposes. At the
+//!   first Auto matmul of a class the launcher times each tile (128x64, 64x64, 32x32) on the
+//!   actual operands and keeps the fastest (see `Device::matmul_tile`);
 //! - the fused LSTM's batch rows per workgroup (1, 2, 4 or 8, as workgroup memory allows): a class
 //!   is the batch rounded up to a power of two, the hidden units and the directions; the forward
 //!   recurrence is timed with each (see `Device::lstm_rows`), and the backward pass takes the
@@ -129,6 +129,7 @@ pub(crate) fn matmul_class(p: &MatmulParams, spec: &MatmulSpec) -> String {
 fn tile_name(t: MatmulTile) -> &'static str {
     match t {
         MatmulTile::Small => "small",
+        MatmulTile::Medium => "medium",
         MatmulTile::Large | MatmulTile::Auto => "large",
     }
 }
@@ -165,6 +166,7 @@ pub(crate) fn lstm_class(p: &crate::params::LstmParams) -> String {
 fn tile_from(name: &str) -> Option<MatmulTile> {
     match name {
         "small" => Some(MatmulTile::Small),
+        "medium" => Some(MatmulTile::Medium),
         "large" => Some(MatmulTile::Large),
         _ => None,
     }

@@ -197,7 +197,7 @@ impl Device {
         }
         let best = tune::unseen(g, || {
             let scratch = self.alloc("matmul autotune", crate::DType::F32, shape)?;
-            let tiles = [MatmulTile::Large, MatmulTile::Small];
+            let tiles = MatmulTile::ALL;
             let overrides = matmul_overrides(spec, operands.2.is_some());
             for tile in tiles {
                 self.compile(ShaderFamily::Matmul, tile.entry(), &overrides)?;
