@@ -234,12 +234,12 @@ fn matmul_past_65535_workgroups_in_one_dimension() {
         return;
     };
     // Tiled: ceil(M / tile rows) tiles > 65,535; naive: M * N / 64 workgroups > 65,535. The
-    // tiles are named: this test is about dispatch sizes, not tuning.
+    // tile is named: this test is about dispatch sizes, not tuning. Every tile's kernel comes
+    // from the one generator with the same indexing, so the small one stands for all three: past
+    // 65,535 tiles the large one computes 8 billion padded products on a software adapter (15 s).
     let (n, k) = (1, 2);
     for (variant, tile, rows) in [
         (MatmulVariant::Naive, MatmulTile::Auto, 64),
-        // The medium tile shares the generated indexing; at 4 million rows it adds 20 s here.
-        (MatmulVariant::Tiled, MatmulTile::Large, 128),
         (MatmulVariant::Tiled, MatmulTile::Small, 32),
     ] {
         let m = 65_536 * rows + 37;
