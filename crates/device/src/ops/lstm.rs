@@ -475,7 +475,7 @@ impl Device {
 
     /// A whole LSTM layer, backward: the fused BPTT dispatch, then dkernel = x^T dz and
     /// drecurrent = hprev^T dz (batched GEMMs over directions, K = B*T), dbias = column sums of
-    /// dz, and dx = sum over directions of dz . kernel^T.
+    /// dz, and dx = sum over directions of dz . kernel^T ([`Device::matmul_sum_batch`]).
     #[allow(clippy::too_many_arguments)]
     pub fn lstm_backward(
         &self,
@@ -523,11 +523,12 @@ impl Device {
                 trans_b: true,
                 ..Default::default()
             };
-            let per_dir = self.matmul(&dz, kernel, None, tb)?;
+            // Summed over the directions in the GEMM (one launch when the product has tiles
+            // enough; else per-direction partials and a reduction).
             let dx = if d == 1 {
-                per_dir
+                self.matmul(&dz, kernel, None, tb)?
             } else {
-                self.reduce(ReduceOp::Sum, &per_dir.reshape(&[d, b * t * e])?, 0)?
+                self.matmul_sum_batch(&dz, kernel, tb)?
             };
             Some(dx.reshape(&[b, t, e])?)
         } else {
