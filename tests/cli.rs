@@ -128,6 +128,17 @@ fn bad_device_choices_are_clear_errors() {
         stderr.contains("no GPU adapter matches") && stderr.contains("lavapipe"),
         "{stderr}"
     );
+    // A mistyped KILN_AUTOTUNE is refused where a GPU device opens, not taken as the default.
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["--device", "gpu", "info"])
+        .env("KILN_AUTOTUNE", "maybe")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("KILN_AUTOTUNE: unknown value \"maybe\""),
+        "{stderr}"
+    );
 }
 
 fn weights(path: &std::path::Path) -> Vec<kiln::graph::checkpoint::NamedTensor> {

@@ -119,6 +119,17 @@ impl Device {
     }
 
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Device> {
+        if crate::TuneMode::from_env().is_none() {
+            let value = std::env::var("KILN_AUTOTUNE").unwrap_or_default();
+            return Err(Error::invalid(
+                "KILN_AUTOTUNE",
+                format!(
+                    "unknown value {value:?}: use 1 or on (measure kernel choices at first use, \
+                     the default), cached (only choices already measured), or 0 or off (the \
+                     built-in shape rules)"
+                ),
+            ));
+        }
         let info = adapter.get_info();
         let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
