@@ -240,15 +240,12 @@ impl Device {
     /// Runs `f` with GPU timestamps around every pass it launches and returns the summed GPU time
     /// in milliseconds; None where the adapter has no TIMESTAMP_QUERY (and on the CPU device).
     pub fn gpu_time<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
-        let Some(g) = self.gpu() else {
-            return Ok((f()?, None));
-        };
-        if !g.begin_timing()? {
+        if !self.is_gpu() {
             return Ok((f()?, None));
         }
-        let value = f();
-        let spans = g.end_timing()?;
-        Ok((value?, spans.map(|(s, _)| s.iter().map(|s| s.ms).sum())))
+        let (value, profile) = self.profile(f)?;
+        let timed = profile.clock == ProfileClock::GpuTimestamps;
+        Ok((value, timed.then(|| profile.kernel_ms())))
     }
 
     /// Runs `f` and returns what each kernel it launched took: GPU timestamps around every compute
