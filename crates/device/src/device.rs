@@ -355,9 +355,20 @@ impl Device {
         self.gpu().map(|g| g.tuner.measured()).unwrap_or_default()
     }
 
-    /// The file the tuned choices are kept in (None on the CPU device or without a cache folder).
+    /// The file the tuned choices are kept in (None on the CPU device, without a cache folder, or
+    /// after [`Device::tune_in_memory`]).
     pub fn tune_file(&self) -> Option<std::path::PathBuf> {
-        self.gpu().and_then(|g| g.tuner.file().cloned())
+        self.gpu().and_then(|g| g.tuner.file())
+    }
+
+    /// Keeps kernel choices in this process only: the choices read from the tuning cache file are
+    /// forgotten (those measured or pinned here stay) and the file is never written. The test
+    /// helpers ([`crate::testing::gpu_device`]) use it, so that tests run as on a fresh machine
+    /// whatever the user's cache holds, and leave it untouched. Shared by the device's clones.
+    pub fn tune_in_memory(&self) {
+        if let Some(g) = self.gpu() {
+            g.tuner.detach();
+        }
     }
 
     /// Compiled pipelines held by the cache.

@@ -128,13 +128,13 @@ pub fn gpu_required() -> bool {
 /// move with every test running beside it). Same skip rule as [`gpu_device`].
 pub fn private_gpu_device(test: &str) -> Option<Device> {
     gpu_device(test)?;
-    Some(
-        Device::new(&DeviceChoice::Gpu {
-            backend: None,
-            name: None,
-        })
-        .expect("a second device on the adapter"),
-    )
+    let d = Device::new(&DeviceChoice::Gpu {
+        backend: None,
+        name: None,
+    })
+    .expect("a second device on the adapter");
+    d.tune_in_memory();
+    Some(d)
 }
 
 /// The GPU device for tests (one per test process), or None with a printed notice when no adapter
@@ -142,11 +142,15 @@ pub fn private_gpu_device(test: &str) -> Option<Device> {
 pub fn gpu_device(test: &str) -> Option<Device> {
     static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
     let dev = DEVICE.get_or_init(|| {
-        Device::new(&DeviceChoice::Gpu {
+        let d = Device::new(&DeviceChoice::Gpu {
             backend: None,
             name: None,
         })
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        // Tests measure their own kernel choices, as on a fresh machine, and leave the user's
+        // tuning cache alone.
+        d.tune_in_memory();
+        Ok(d)
     });
     match dev {
         Ok(d) => Some(d.clone()),

@@ -519,6 +519,9 @@ fn autotuning_measures_once_per_class_and_is_not_counted() {
         matches!(choice, Some((_, t)) if ["large", "medium", "small"].contains(&t.as_str())),
         "{choices:?}"
     );
+    // Test devices tune in memory: nothing read from or written to the user's cache.
+    assert!(d.tune_file().is_none());
+    assert_eq!(d.tuned_choices(), d.tuned_here());
     // Known now: the same class again neither measures nor changes the result.
     let again = d.matmul(&a, &b, None, MatmulSpec::default()).unwrap();
     assert_eq!(d.to_f32(&again).unwrap(), d.to_f32(&first).unwrap());

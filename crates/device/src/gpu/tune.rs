@@ -96,10 +96,11 @@ impl TuneMode {
 /// The tuned choices of one adapter.
 pub(crate) struct Tuner {
     state: Mutex<State>,
-    file: Option<PathBuf>,
 }
 
 struct State {
+    /// The cache file, read at start and rewritten at each new choice; None: memory only.
+    file: Option<PathBuf>,
     mode: TuneMode,
     /// Class -> choice, from the file and from this process's measurements.
     choices: BTreeMap<String, String>,
@@ -228,8 +229,8 @@ impl Tuner {
                 mode,
                 choices,
                 measured: BTreeMap::new(),
+                file,
             }),
-            file,
         }
     }
 
@@ -240,7 +241,7 @@ impl Tuner {
     pub fn set_mode(&self, mode: TuneMode) {
         let mut s = self.state.lock().unwrap();
         if s.mode == TuneMode::Off && mode != TuneMode::Off {
-            s.choices = read_choices(&self.file);
+            s.choices = read_choices(&s.file);
         }
         s.mode = mode;
     }
@@ -286,7 +287,7 @@ impl Tuner {
         let mut s = self.state.lock().unwrap();
         s.choices.insert(class.to_string(), name.clone());
         s.measured.insert(class.to_string(), name);
-        let Some(file) = &self.file else { return };
+        let Some(file) = &s.file else { return };
         let text: String = s
             .choices
             .iter()
@@ -333,8 +334,16 @@ impl Tuner {
             .collect()
     }
 
-    pub fn file(&self) -> Option<&PathBuf> {
-        self.file.as_ref()
+    pub fn file(&self) -> Option<PathBuf> {
+        self.state.lock().unwrap().file.clone()
+    }
+
+    /// From now on, memory only: forgets the choices read from the cache file (keeping those
+    /// measured or pinned in this process) and never writes the file.
+    pub fn detach(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.file = None;
+        s.choices = s.measured.clone();
     }
 }
 
@@ -370,8 +379,8 @@ mod tests {
                 mode: TuneMode::Measure,
                 choices: BTreeMap::new(),
                 measured: BTreeMap::new(),
+                file: file.clone(),
             }),
-            file: file.clone(),
         };
         let (a, b) = ("matmul_tiled:m8:n8:k8:batched0:ta0:tb0", "lstm:b16:h64:d2");
         t.record(a, MatmulTile::Small);
