@@ -225,7 +225,10 @@ fn shape_mismatches_name_op_and_shapes() {
         let b_other = d.from_f32(&[0.0; 18], &[3, 3, 2]).unwrap();
         assert!(matches!(
             d.matmul_sum_batch(&a3, &b_other, MatmulSpec::default()),
-            Err(Error::ShapeMismatch { .. })
+            Err(Error::ShapeMismatch {
+                op: "matmul_sum_batch",
+                ..
+            })
         ));
 
         let row = d.from_f32(&[0.0; 2], &[2]).unwrap();

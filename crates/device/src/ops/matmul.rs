@@ -15,7 +15,17 @@ pub fn matmul_params(
     bias: Option<&[usize]>,
     spec: &MatmulSpec,
 ) -> Result<MatmulParams> {
-    let op = "matmul";
+    params_for("matmul", a, b, bias, spec)
+}
+
+/// [`matmul_params`], its errors naming `op`.
+fn params_for(
+    op: &'static str,
+    a: &[usize],
+    b: &[usize],
+    bias: Option<&[usize]>,
+    spec: &MatmulSpec,
+) -> Result<MatmulParams> {
     let dims = |s: &[usize]| match *s {
         [r, c] => Ok((1, r, c)),
         [b, r, c] => Ok((b, r, c)),
@@ -122,7 +132,7 @@ impl Device {
                 ),
             ));
         }
-        let mut p = matmul_params(a.shape(), b.shape(), None, &spec)?;
+        let mut p = params_for(op, a.shape(), b.shape(), None, &spec)?;
         p.chunk = match self.backend() {
             // Up to 16 slices, run in parallel: the same split on every machine.
             Backend::Cpu => p.batch.div_ceil(16),
