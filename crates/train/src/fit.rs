@@ -303,9 +303,11 @@ impl<'a> Fit<'a> {
         }
 
         let report = cfg.report_every.max(1);
-        // The interval's step losses, then the sum of every parameter: one readback checks both
-        // (a diverged run's parameters are NaN or infinite even where a clamped loss is not).
-        let step_losses = d.zeros(&[report + 1])?;
+        // The interval's step losses, the sum of every parameter, then the epoch's running loss
+        // and metric sums: one readback per report interval checks the first two (a diverged
+        // run's parameters are NaN or infinite even where a clamped loss is not) and reports the
+        // running means.
+        let step_losses = d.zeros(&[report + 3])?;
         let flat = params.values_flat();
         let flat = flat.reshape(&[1, flat.len()])?;
         for epoch in state.first_epoch..=cfg.epochs {
@@ -318,6 +320,8 @@ impl<'a> Fit<'a> {
             }
             let mut seen = 0usize;
             let mut pending = 0usize;
+            // The running sums as last read (the epoch's last step always reads them).
+            let mut sums_read = (0.0f32, 0.0f32);
             for (i, chunk) in order.chunks(cfg.batch).enumerate() {
                 let batch = train.batch(chunk, &d)?;
                 let out = train_step(model, params, state.optimizer, objective, &batch, cfg.seed)?;
@@ -336,6 +340,8 @@ impl<'a> Fit<'a> {
                 let mut running = None;
                 if pending == report || i + 1 == steps_per_epoch {
                     d.copy_into(&step_losses, report, &d.reduce(ReduceOp::Sum, &flat, 1)?)?;
+                    d.copy_into(&step_losses, report + 1, &sums.loss)?;
+                    d.copy_into(&step_losses, report + 2, &sums.metric)?;
                     let losses = d.to_f32(&step_losses)?;
                     let bad_loss = losses[..pending].iter().position(|l| !l.is_finite());
                     let bad = match bad_loss {
@@ -363,8 +369,8 @@ impl<'a> Fit<'a> {
                                 .unwrap_or_default(),
                         });
                     }
-                    let s = sums.read(&d)?;
-                    running = Some((s.0 / seen as f32, s.1 / seen as f32));
+                    sums_read = (losses[report + 1], losses[report + 2]);
+                    running = Some((sums_read.0 / seen as f32, sums_read.1 / seen as f32));
                     pending = 0;
                 }
                 let end = BatchEnd {
@@ -377,7 +383,7 @@ impl<'a> Fit<'a> {
                     cb.on_batch_end(&state, &end)?;
                 }
             }
-            let s = sums.read(&d)?;
+            let s = sums_read;
             let seconds = started.elapsed().as_secs_f64();
             let work = d.counters().since(&before);
             let (val_loss, val_metric) = match val {
