@@ -157,7 +157,7 @@ fn a_killed_training_run_resumes_to_the_same_weights_and_is_never_overwritten() 
             "train".to_string(),
             "spirals".into(),
             "--epochs".into(),
-            "40".into(),
+            "16".into(),
             "--quiet".into(),
             "--out".into(),
             out.display().to_string(),
