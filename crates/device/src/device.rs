@@ -330,8 +330,8 @@ impl Device {
     }
 
     /// Pins a tuned choice for this process (not written to the cache file): `class` as
-    /// [`Device::tuned_choices`] names them, `choice` one its kernel takes (`large` or `small`
-    /// for a matmul class, `rows1` to `rows8` for an LSTM class). For benchmarks and tests that
+    /// [`Device::tuned_choices`] names them, `choice` one its kernel takes (`large`, `medium` or
+    /// `small` for a matmul class, `rows1` to `rows8` for an LSTM class). For benchmarks and tests that
     /// compare choices; refused on the CPU device and for a choice the class does not take.
     pub fn pin_tuned_choice(&self, class: &str, choice: &str) -> Result<()> {
         match self.gpu() {
@@ -339,8 +339,8 @@ impl Device {
             Some(_) => Err(Error::invalid(
                 "pin_tuned_choice",
                 format!(
-                    "`{choice}` is not a choice of `{class}`; matmul classes take large or \
-                     small, LSTM classes rows1 to rows8"
+                    "`{choice}` is not a choice of `{class}`; matmul classes take large, \
+                     medium or small, LSTM classes rows1 to rows8"
                 ),
             )),
             None => Err(Error::invalid(

@@ -258,11 +258,6 @@ pub struct MatmulParams {
 }
 
 impl MatmulParams {
-    /// Rows of C per workgroup of `matmul_tiled` (its TM; [`MatmulTile::Large`]).
-    pub const TILE_M: u32 = 128;
-    /// Columns of C per workgroup of `matmul_tiled` (its TN).
-    pub const TILE_N: u32 = 64;
-
     /// Slices of C: the batch entries, or with `chunk` > 1 the partial sums of `chunk` entries.
     pub fn slices(&self) -> u32 {
         self.batch.div_ceil(self.chunk.max(1))
@@ -296,14 +291,12 @@ impl MatmulParams {
         2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
     }
 
-    /// Workgroups of the large tiled kernel: one per TILE_M x TILE_N tile of each batch entry.
-    pub fn tiles(&self) -> u64 {
-        self.tiles_for(MatmulTile::Large)
-    }
-
     /// Workgroups of the tiled kernel with `tile` (Auto counts as Large).
     pub fn tiles_for(&self, tile: MatmulTile) -> u64 {
-        let (tm, tn) = tile.dims().unwrap_or((Self::TILE_M, Self::TILE_N));
+        let (tm, tn) = tile
+            .dims()
+            .or(MatmulTile::Large.dims())
+            .expect("Large has dims");
         self.m.div_ceil(tm) as u64 * self.n.div_ceil(tn) as u64 * self.slices() as u64
     }
 }
@@ -878,21 +871,14 @@ mod tests {
     use super::MatmulParams;
 
     fn sum(batch: u32, m: u32, n: u32, k: u32, width: u32) -> (u32, u32) {
-        let p = MatmulParams {
+        let mut p = MatmulParams {
             batch,
             m,
             n,
             k,
-            chunk: MatmulParams {
-                batch,
-                m,
-                n,
-                k,
-                ..Default::default()
-            }
-            .sum_chunk(width),
             ..Default::default()
         };
+        p.chunk = p.sum_chunk(width);
         (p.chunk, p.slices())
     }
 

@@ -108,6 +108,14 @@ struct State {
     measured: BTreeMap<String, String>,
 }
 
+impl State {
+    /// `class`'s choice for this process, measured or pinned.
+    fn set(&mut self, class: &str, choice: &str) {
+        self.choices.insert(class.to_string(), choice.to_string());
+        self.measured.insert(class.to_string(), choice.to_string());
+    }
+}
+
 /// The shape class of a matmul (see the module doc).
 pub(crate) fn matmul_class(p: &MatmulParams, spec: &MatmulSpec) -> String {
     let up = |v: u32| v.max(1).next_power_of_two();
@@ -285,8 +293,7 @@ impl Tuner {
 
     fn record_choice(&self, class: &str, name: String) {
         let mut s = self.state.lock().unwrap();
-        s.choices.insert(class.to_string(), name.clone());
-        s.measured.insert(class.to_string(), name);
+        s.set(class, &name);
         let Some(file) = &s.file else { return };
         let text: String = s
             .choices
@@ -310,30 +317,33 @@ impl Tuner {
         if !valid(class, choice) {
             return false;
         }
-        let mut s = self.state.lock().unwrap();
-        s.choices.insert(class.to_string(), choice.to_string());
-        s.measured.insert(class.to_string(), choice.to_string());
+        self.state.lock().unwrap().set(class, choice);
         true
     }
 
     /// Every choice: class and tile name, in class order.
     pub fn choices(&self) -> Vec<(String, String)> {
-        let s = self.state.lock().unwrap();
-        s.choices
-            .iter()
-            .map(|(c, t)| (c.clone(), t.clone()))
+        self.state
+            .lock()
+            .unwrap()
+            .choices
+            .clone()
+            .into_iter()
             .collect()
     }
 
     /// The choices measured in this process: class and choice, in class order.
     pub fn measured(&self) -> Vec<(String, String)> {
-        let s = self.state.lock().unwrap();
-        s.measured
-            .iter()
-            .map(|(c, t)| (c.clone(), t.clone()))
+        self.state
+            .lock()
+            .unwrap()
+            .measured
+            .clone()
+            .into_iter()
             .collect()
     }
 
+    /// The cache file, while there is one.
     pub fn file(&self) -> Option<PathBuf> {
         self.state.lock().unwrap().file.clone()
     }

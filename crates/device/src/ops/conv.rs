@@ -188,10 +188,10 @@ impl Device {
         Ok((y, kept))
     }
 
-    /// Gradients of conv2d from dy (N, F, OH, OW): dweight = sum_n dy_n · cols_n^T
-    /// ([`Device::matmul_sum_batch`]),
-    /// dx = col2im(w^T · dy), dbias = dy summed over N, OH, OW. `with_dx = false` skips the input
-    /// gradient (its GEMM and col2im), which a network's first layer never needs.
+    /// Gradients of conv2d from dy (N, F, OH, OW): dweight = sum_n dy_n · cols_n^T (one
+    /// [`Device::matmul_sum_batch`]), dx = col2im(w^T · dy), dbias = dy summed over N, OH, OW.
+    /// `with_dx = false` skips the input gradient (its GEMM and col2im), which a network's first
+    /// layer never needs.
     pub fn conv2d_backward(
         &self,
         x: &Tensor,

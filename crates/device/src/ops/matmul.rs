@@ -62,6 +62,9 @@ fn params_for(
             ));
         }
     }
+    if k == 0 {
+        return Err(Error::invalid(op, "K = 0: nothing to multiply"));
+    }
     let fits = |v: usize| u32::try_from(v).ok();
     let too_big = || Error::invalid(op, format!("dimensions past u32 (A {a:?}, B {b:?})"));
     let stride = |bt: usize, r: usize, c: usize| {
@@ -156,9 +159,6 @@ impl Device {
         shape: &[usize],
     ) -> Result<Tensor> {
         let op = "matmul";
-        if p.k == 0 {
-            return Err(Error::invalid(op, "K = 0: nothing to multiply"));
-        }
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("matmul");
@@ -188,7 +188,7 @@ impl Device {
     }
 
     /// The tile for an Auto matmul on this adapter: the tuned choice for the shape's class, else
-    /// (when tuning measures) each tile timed on these operands, the faster kept; else
+    /// (when tuning measures) each tile timed on these operands, the fastest kept; else
     /// [`MatmulTile::for_shape`]. What measuring launches and submits is not counted.
     fn matmul_tile(
         &self,
