@@ -18,10 +18,12 @@
 // g / blocks, row block g % blocks) for the whole sequence. Batch rows never interact, so no
 // grid-wide barrier is needed: the hidden state (forward) or the gate gradients (backward) of the
 // workgroup's rows live in workgroup memory, double-buffered, with one barrier per step. A thread
-// owns hidden units (j = lid, lid + WG, ...) for all ROWS rows at once: each recurrent weight it
-// loads serves ROWS rows (register blocking, as in a GEMM). A unit's c is read back from `cache`,
-// which the same thread wrote a step before. The host picks ROWS (at most 8) and WG so the shared
-// buffers fit (forward 2*ROWS*HP with HP = H rounded up to 4, backward 2*ROWS*4H floats).
+// owns UNITS hidden units at once (j0 + u * WG, j0 = lid, lid + WG * UNITS, ...), each for all
+// ROWS rows: each recurrent weight it loads serves ROWS rows and each value it reads from
+// workgroup memory serves UNITS units (register blocking both ways, as in a GEMM). A unit's c is
+// read back from `cache`, which the same thread wrote a step before. The host picks ROWS (at most
+// 8) so the shared buffers fit (forward 2*ROWS*HP with HP = H rounded up to 4, backward
+// 2*ROWS*4H floats), and UNITS (1 on a GPU, up to 8 on a CPU adapter) with WG threads to match.
 
 struct LstmParams {
     batch: u32,
@@ -59,10 +61,14 @@ struct LstmParams {
 // (2, D, B, H): the carried dh and dc while the loop runs; d(h0) and d(c0) when it ends.
 @group(0) @binding(16) var<storage, read_write> carry: array<f32>;
 
-// Batch rows per workgroup (at most MAX_ROWS) and threads per workgroup.
+// Batch rows per workgroup (at most MAX_ROWS), hidden units per thread (at most MAX_UNITS) and
+// threads per workgroup.
 override ROWS: u32 = 4u;
+override UNITS: u32 = 1u;
 override WG: u32 = 64u;
 const MAX_ROWS: u32 = 8u;
+const MAX_UNITS: u32 = 8u;
+const MAX_BLOCK: u32 = 64u; // MAX_ROWS * MAX_UNITS
 
 // 16 KiB: WebGPU's guaranteed minimum of workgroup memory, as vec4s: the inner loops read four
 // values of h (forward) or dz (backward) at a time.
@@ -130,81 +136,100 @@ fn lstm_forward(
         let t = time_of(s, dir);
         let cur = (s % 2u) * cells;
         let nxt = cells - cur;
-        for (var j = lid; j < H; j += WG) {
-            // z[r] = (i, f, g, o) pre-activations of unit j, row b0 + r.
-            var z: array<vec4<f32>, MAX_ROWS>;
-            let bias4 = vec4<f32>(bias[br + j], bias[br + H + j], bias[br + 2u * H + j], bias[br + 3u * H + j]);
-            for (var r = 0u; r < ROWS; r += 1u) {
-                let b = b0 + r;
-                if (b < B) {
-                    let xr = ((dir * B + b) * T + t) * 4u * H;
-                    z[r] = vec4<f32>(xproj[xr + j], xproj[xr + H + j], xproj[xr + 2u * H + j], xproj[xr + 3u * H + j]) + bias4;
-                } else {
-                    z[r] = vec4<f32>(0.0);
+        for (var j0 = lid; j0 < H; j0 += WG * UNITS) {
+            // z[r * UNITS + u] = (i, f, g, o) pre-activations of unit j0 + u * WG, row b0 + r. A
+            // unit past H computes a copy of unit H - 1 and is never written.
+            var z: array<vec4<f32>, MAX_BLOCK>;
+            for (var u = 0u; u < UNITS; u += 1u) {
+                let j = min(j0 + u * WG, H - 1u);
+                let bias4 = vec4<f32>(bias[br + j], bias[br + H + j], bias[br + 2u * H + j], bias[br + 3u * H + j]);
+                for (var r = 0u; r < ROWS; r += 1u) {
+                    let b = b0 + r;
+                    if (b < B) {
+                        let xr = ((dir * B + b) * T + t) * 4u * H;
+                        z[r * UNITS + u] = vec4<f32>(xproj[xr + j], xproj[xr + H + j], xproj[xr + 2u * H + j], xproj[xr + 3u * H + j]) + bias4;
+                    } else {
+                        z[r * UNITS + u] = vec4<f32>(0.0);
+                    }
                 }
             }
-            var w = dir * H * 4u * H + j;
+            var w = dir * H * 4u * H;
             for (var k = 0u; k < H; k += 4u) {
-                // Weights of inputs k..k+3 (zero past H, where h is zero padding too).
-                let w0 = gates_of(w);
-                let w1 = select(vec4<f32>(0.0), gates_of(w + 4u * H), k + 1u < H);
-                let w2 = select(vec4<f32>(0.0), gates_of(w + 8u * H), k + 2u < H);
-                let w3 = select(vec4<f32>(0.0), gates_of(w + 12u * H), k + 3u < H);
+                // Weights of inputs k..k+3 for each unit (zero past H, where h is zero padding too).
+                var w0: array<vec4<f32>, MAX_UNITS>;
+                var w1: array<vec4<f32>, MAX_UNITS>;
+                var w2: array<vec4<f32>, MAX_UNITS>;
+                var w3: array<vec4<f32>, MAX_UNITS>;
+                for (var u = 0u; u < UNITS; u += 1u) {
+                    let wu = w + min(j0 + u * WG, H - 1u);
+                    w0[u] = gates_of(wu);
+                    w1[u] = select(vec4<f32>(0.0), gates_of(wu + 4u * H), k + 1u < H);
+                    w2[u] = select(vec4<f32>(0.0), gates_of(wu + 8u * H), k + 2u < H);
+                    w3[u] = select(vec4<f32>(0.0), gates_of(wu + 12u * H), k + 3u < H);
+                }
                 for (var r = 0u; r < ROWS; r += 1u) {
                     let h4 = shv[(cur + r * HP + k) / 4u];
-                    var acc = z[r];
-                    acc += h4.x * w0;
-                    acc += h4.y * w1;
-                    acc += h4.z * w2;
-                    acc += h4.w * w3;
-                    z[r] = acc;
+                    for (var u = 0u; u < UNITS; u += 1u) {
+                        var acc = z[r * UNITS + u];
+                        acc += h4.x * w0[u];
+                        acc += h4.y * w1[u];
+                        acc += h4.z * w2[u];
+                        acc += h4.w * w3[u];
+                        z[r * UNITS + u] = acc;
+                    }
                 }
                 w += 16u * H;
             }
-            for (var r = 0u; r < ROWS; r += 1u) {
-                let b = b0 + r;
-                if (b >= B) {
-                    continue;
+            for (var u = 0u; u < UNITS; u += 1u) {
+                let j = j0 + u * WG;
+                if (j >= H) {
+                    break;
                 }
-                let row = (dir * B + b) * T + t;
-                let h_prev = shv[(cur + r * HP + j) / 4u][j % 4u];
-                var c_prev = 0.0;
-                if (s == 0u) {
-                    if (p.has_init == 1u) {
-                        c_prev = init[((D + dir) * B + b) * H + j];
+                for (var r = 0u; r < ROWS; r += 1u) {
+                    let b = b0 + r;
+                    if (b >= B) {
+                        continue;
                     }
-                } else {
-                    let t_prev = select(t - 1u, t + 1u, dir == 1u);
-                    c_prev = cache[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+                    let row = (dir * B + b) * T + t;
+                    let h_prev = shv[(cur + r * HP + j) / 4u][j % 4u];
+                    var c_prev = 0.0;
+                    if (s == 0u) {
+                        if (p.has_init == 1u) {
+                            c_prev = init[((D + dir) * B + b) * H + j];
+                        }
+                    } else {
+                        let t_prev = select(t - 1u, t + 1u, dir == 1u);
+                        c_prev = cache[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+                    }
+                    let ig = sigmoid(z[r * UNITS + u].x);
+                    let fg = sigmoid(z[r * UNITS + u].y);
+                    let gg = tanh_c(z[r * UNITS + u].z);
+                    let og = sigmoid(z[r * UNITS + u].w);
+                    var c = fg * c_prev + ig * gg;
+                    var h = og * tanh_c(c);
+                    var y_out = h;
+                    if (masked(b, t)) {
+                        c = c_prev;
+                        h = h_prev;
+                        y_out = select(h, 0.0, p.zero_masked == 1u);
+                    }
+                    let cr = row * 5u * H;
+                    cache[cr + j] = ig;
+                    cache[cr + H + j] = fg;
+                    cache[cr + 2u * H + j] = gg;
+                    cache[cr + 3u * H + j] = og;
+                    cache[cr + 4u * H + j] = c;
+                    hprev[row * H + j] = h_prev;
+                    let out = b * D * H + dir * H + j;
+                    if (p.write_seq == 1u) {
+                        y[(b * T + t) * D * H + dir * H + j] = y_out;
+                    }
+                    if (s + 1u == T) {
+                        hlast[out] = h;
+                        clast[out] = c;
+                    }
+                    set_shared(nxt + r * HP + j, h);
                 }
-                let ig = sigmoid(z[r].x);
-                let fg = sigmoid(z[r].y);
-                let gg = tanh_c(z[r].z);
-                let og = sigmoid(z[r].w);
-                var c = fg * c_prev + ig * gg;
-                var h = og * tanh_c(c);
-                var y_out = h;
-                if (masked(b, t)) {
-                    c = c_prev;
-                    h = h_prev;
-                    y_out = select(h, 0.0, p.zero_masked == 1u);
-                }
-                let cr = row * 5u * H;
-                cache[cr + j] = ig;
-                cache[cr + H + j] = fg;
-                cache[cr + 2u * H + j] = gg;
-                cache[cr + 3u * H + j] = og;
-                cache[cr + 4u * H + j] = c;
-                hprev[row * H + j] = h_prev;
-                let out = b * D * H + dir * H + j;
-                if (p.write_seq == 1u) {
-                    y[(b * T + t) * D * H + dir * H + j] = y_out;
-                }
-                if (s + 1u == T) {
-                    hlast[out] = h;
-                    clast[out] = c;
-                }
-                set_shared(nxt + r * HP + j, h);
             }
         }
         workgroupBarrier();
@@ -256,81 +281,97 @@ fn lstm_backward(
         let t = time_of(q, dir);
         let cur = (s % 2u) * zlen;
         let nxt = zlen - cur;
-        for (var j = lid; j < H; j += WG) {
-            var dhs: array<f32, MAX_ROWS>;
-            for (var r = 0u; r < ROWS; r += 1u) {
-                let b = b0 + r;
-                var dh = 0.0;
-                if (b < B) {
-                    dh = carry[(dir * B + b) * H + j];
-                    if (p.has_dy == 1u && !(p.zero_masked == 1u && masked(b, t))) {
-                        dh += dy[(b * T + t) * D * H + dir * H + j];
+        for (var j0 = lid; j0 < H; j0 += WG * UNITS) {
+            // dhs[r * UNITS + u]: dh of unit j0 + u * WG, row b0 + r. A unit past H computes a
+            // copy of unit H - 1 and is never written.
+            var dhs: array<f32, MAX_BLOCK>;
+            for (var u = 0u; u < UNITS; u += 1u) {
+                let j = min(j0 + u * WG, H - 1u);
+                for (var r = 0u; r < ROWS; r += 1u) {
+                    let b = b0 + r;
+                    var dh = 0.0;
+                    if (b < B) {
+                        dh = carry[(dir * B + b) * H + j];
+                        if (p.has_dy == 1u && !(p.zero_masked == 1u && masked(b, t))) {
+                            dh += dy[(b * T + t) * D * H + dir * H + j];
+                        }
                     }
+                    dhs[r * UNITS + u] = dh;
                 }
-                dhs[r] = dh;
             }
-            let wr = (dir * H + j) * 4u * H;
             for (var k = 0u; k < 4u * H; k += 4u) {
-                let w4 = vec4<f32>(recurrent[wr + k], recurrent[wr + k + 1u], recurrent[wr + k + 2u], recurrent[wr + k + 3u]);
+                var w4: array<vec4<f32>, MAX_UNITS>;
+                for (var u = 0u; u < UNITS; u += 1u) {
+                    let wr = (dir * H + min(j0 + u * WG, H - 1u)) * 4u * H + k;
+                    w4[u] = vec4<f32>(recurrent[wr], recurrent[wr + 1u], recurrent[wr + 2u], recurrent[wr + 3u]);
+                }
                 for (var r = 0u; r < ROWS; r += 1u) {
                     let d4 = shv[(cur + r * 4u * H + k) / 4u];
-                    var acc = dhs[r];
-                    acc += d4.x * w4.x;
-                    acc += d4.y * w4.y;
-                    acc += d4.z * w4.z;
-                    acc += d4.w * w4.w;
-                    dhs[r] = acc;
+                    for (var u = 0u; u < UNITS; u += 1u) {
+                        var acc = dhs[r * UNITS + u];
+                        acc += d4.x * w4[u].x;
+                        acc += d4.y * w4[u].y;
+                        acc += d4.z * w4[u].z;
+                        acc += d4.w * w4[u].w;
+                        dhs[r * UNITS + u] = acc;
+                    }
                 }
             }
-            for (var r = 0u; r < ROWS; r += 1u) {
-                let b = b0 + r;
-                if (b >= B) {
-                    continue;
+            for (var u = 0u; u < UNITS; u += 1u) {
+                let j = j0 + u * WG;
+                if (j >= H) {
+                    break;
                 }
-                let dh = dhs[r];
-                let row = (dir * B + b) * T + t;
-                let ci = (dir * B + b) * H + j;
-                var di = 0.0;
-                var df = 0.0;
-                var dg = 0.0;
-                var do_ = 0.0;
-                if (masked(b, t)) {
-                    carry[ci] = dh;
-                } else {
-                    let cr = row * 5u * H;
-                    let ig = cache_in[cr + j];
-                    let fg = cache_in[cr + H + j];
-                    let gg = cache_in[cr + 2u * H + j];
-                    let og = cache_in[cr + 3u * H + j];
-                    let c = cache_in[cr + 4u * H + j];
-                    var c_prev = 0.0;
-                    if (q == 0u) {
-                        if (p.has_init == 1u) {
-                            c_prev = init[((D + dir) * B + b) * H + j];
-                        }
-                    } else {
-                        let t_prev = select(t - 1u, t + 1u, dir == 1u);
-                        c_prev = cache_in[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+                for (var r = 0u; r < ROWS; r += 1u) {
+                    let b = b0 + r;
+                    if (b >= B) {
+                        continue;
                     }
-                    let tc = tanh_c(c);
-                    let dc = carry[carry_dc + ci] + dh * og * (1.0 - tc * tc);
-                    di = dc * gg * ig * (1.0 - ig);
-                    df = dc * c_prev * fg * (1.0 - fg);
-                    dg = dc * ig * (1.0 - gg * gg);
-                    do_ = dh * tc * og * (1.0 - og);
-                    carry[ci] = 0.0;
-                    carry[carry_dc + ci] = dc * fg;
+                    let dh = dhs[r * UNITS + u];
+                    let row = (dir * B + b) * T + t;
+                    let ci = (dir * B + b) * H + j;
+                    var di = 0.0;
+                    var df = 0.0;
+                    var dg = 0.0;
+                    var do_ = 0.0;
+                    if (masked(b, t)) {
+                        carry[ci] = dh;
+                    } else {
+                        let cr = row * 5u * H;
+                        let ig = cache_in[cr + j];
+                        let fg = cache_in[cr + H + j];
+                        let gg = cache_in[cr + 2u * H + j];
+                        let og = cache_in[cr + 3u * H + j];
+                        let c = cache_in[cr + 4u * H + j];
+                        var c_prev = 0.0;
+                        if (q == 0u) {
+                            if (p.has_init == 1u) {
+                                c_prev = init[((D + dir) * B + b) * H + j];
+                            }
+                        } else {
+                            let t_prev = select(t - 1u, t + 1u, dir == 1u);
+                            c_prev = cache_in[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+                        }
+                        let tc = tanh_c(c);
+                        let dc = carry[carry_dc + ci] + dh * og * (1.0 - tc * tc);
+                        di = dc * gg * ig * (1.0 - ig);
+                        df = dc * c_prev * fg * (1.0 - fg);
+                        dg = dc * ig * (1.0 - gg * gg);
+                        do_ = dh * tc * og * (1.0 - og);
+                        carry[ci] = 0.0;
+                        carry[carry_dc + ci] = dc * fg;
+                    }
+                    let zr = row * 4u * H;
+                    dz[zr + j] = di;
+                    dz[zr + H + j] = df;
+                    dz[zr + 2u * H + j] = dg;
+                    dz[zr + 3u * H + j] = do_;
+                    let zs = nxt + r * 4u * H;
+                    set_shared(zs + j, di);
+                    set_shared(zs + H + j, df);
+                    set_shared(zs + 2u * H + j, dg);
+                    set_shared(zs + 3u * H + j, do_);
                 }
-                let zr = row * 4u * H;
-                dz[zr + j] = di;
-                dz[zr + H + j] = df;
-                dz[zr + 2u * H + j] = dg;
-                dz[zr + 3u * H + j] = do_;
-                let zs = nxt + r * 4u * H;
-                set_shared(zs + j, di);
-                set_shared(zs + H + j, df);
-                set_shared(zs + 2u * H + j, dg);
-                set_shared(zs + 3u * H + j, do_);
             }
         }
         workgroupBarrier();

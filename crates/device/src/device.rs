@@ -331,8 +331,9 @@ impl Device {
 
     /// Pins a tuned choice for this process (not written to the cache file): `class` as
     /// [`Device::tuned_choices`] names them, `choice` one its kernel takes (`large`, `medium` or
-    /// `small` for a matmul class, `rows1` to `rows8` for an LSTM class). For benchmarks and tests that
-    /// compare choices; refused on the CPU device and for a choice the class does not take.
+    /// `small` for a matmul class, `rows1` to `rows8` for an LSTM class, optionally with hidden
+    /// units per thread: `rows8:units1`). For benchmarks and tests that compare choices; refused
+    /// on the CPU device and for a choice the class does not take.
     pub fn pin_tuned_choice(&self, class: &str, choice: &str) -> Result<()> {
         match self.gpu() {
             Some(g) if g.tuner.pin(class, choice) => Ok(()),
@@ -340,7 +341,8 @@ impl Device {
                 "pin_tuned_choice",
                 format!(
                     "`{choice}` is not a choice of `{class}`; matmul classes take large, \
-                     medium or small, LSTM classes rows1 to rows8"
+                     medium or small, LSTM classes rows1 to rows8, optionally with :units1, :units2, \
+                     :units4 or :units8"
                 ),
             )),
             None => Err(Error::invalid(

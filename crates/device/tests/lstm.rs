@@ -1,8 +1,8 @@
 //! The fused LSTM kernels (shaders/lstm.wgsl) on the adapter, and the CPU device's fast LSTM
 //! (kiln_device::cpu), against their CPU reference: forward
 //! outputs, the saved cache, and every gradient, for one and two directions, with and without an
-//! initial state, a padding mask and each kind of output gradient, at H = 1, 3, 33, 64 and T = 1
-//! to 70. The reference itself is checked against the unfused composition and finite differences
+//! initial state, a padding mask and each kind of output gradient, at H = 1, 3, 33, 64, 130, 300
+//! and T = 1 to 70. The reference itself is checked against the unfused composition and finite differences
 //! in kiln-graph's tests.
 
 use kiln_device::testing::{assert_close, gpu_device, random_f32, random_u32, Tolerance};
@@ -186,6 +186,17 @@ fn cases() -> Vec<Case> {
             mask: true,
             ..base
         },
+        // More units than a workgroup's threads take at one unit each (256): a thread loops.
+        Case {
+            d: 2,
+            h: 300,
+            b: 3,
+            t: 3,
+            e: 2,
+            mask: true,
+            dlast: true,
+            ..base
+        },
     ]
     .into()
 }
@@ -295,4 +306,57 @@ fn fused_lstm_gives_the_same_bits_with_any_rows_per_workgroup() {
             .collect()
     };
     assert_eq!((rows(&one), rows(&four)), (vec![1.0], vec![4.0]));
+}
+
+/// The hidden units per thread (1 on a GPU, up to 8 on a CPU adapter, or pinned) change speed
+/// only: the same bits with the adapter's own choice, 1 and 2, at H = 300, where one unit a
+/// thread makes a thread loop (256 threads at most) and a block of 2 rows is left partial.
+#[test]
+fn fused_lstm_gives_the_same_bits_with_any_units_per_thread() {
+    let Some(d) = testing::private_gpu_device("lstm_units") else {
+        return;
+    };
+    let i = 9;
+    let c = &cases()[i];
+    assert_eq!((c.h, c.b), (300, 3));
+    let class = format!("lstm:b{}:h{}:d{}", c.b.next_power_of_two(), c.h, c.d);
+    let bits = || {
+        run(&d, c, i as u64)
+            .into_iter()
+            .map(|(name, v)| (name, v.into_iter().map(f32::to_bits).collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    };
+    // The units each kernel was compiled with, so far.
+    let units = || {
+        let mut seen: Vec<(&str, u64)> = d
+            .pipeline_keys()
+            .into_iter()
+            .filter(|k| k.entry.starts_with("lstm_"))
+            .flat_map(|k| {
+                let entry = k.entry;
+                k.overrides
+                    .into_iter()
+                    .filter(|(name, _)| *name == "UNITS")
+                    .map(move |(_, v)| (entry, f64::from_bits(v) as u64))
+            })
+            .collect();
+        seen.sort();
+        seen
+    };
+    d.pin_tuned_choice(&class, "rows2").unwrap();
+    let want = bits();
+    let own = units();
+    assert_eq!(own.len(), 2, "{own:?}");
+    for pinned in [1, 2] {
+        d.pin_tuned_choice(&class, &format!("rows2:units{pinned}"))
+            .unwrap();
+        assert_eq!(bits(), want, "{pinned} unit(s) a thread");
+        // The pin took, in both kernels.
+        for entry in ["lstm_backward", "lstm_forward"] {
+            assert!(units().contains(&(entry, pinned)), "{entry} {:?}", units());
+        }
+    }
+    for bad in ["rows2:units3", "rows2:units16"] {
+        assert!(d.pin_tuned_choice(&class, bad).is_err(), "{bad}");
+    }
 }

@@ -9,7 +9,9 @@
 //! - the fused LSTM's batch rows per workgroup (1, 2, 4 or 8, as workgroup memory allows): a class
 //!   is the batch rounded up to a power of two, the hidden units and the directions; the forward
 //!   recurrence is timed with each (see `Device::lstm_rows`), and the backward pass takes the
-//!   forward's choice.
+//!   forward's choice. The hidden units per thread follow the adapter's kind
+//!   ([`LstmParams::units_for`](crate::params::LstmParams::units_for)); a pin (`rows8:units1`)
+//!   can set them too.
 //!
 //! Every choice sums each output in the same order, so it changes speed, not results (tested).
 //!
@@ -148,17 +150,28 @@ fn valid(class: &str, choice: &str) -> bool {
     if class.starts_with("matmul_tiled:") {
         tile_from(choice).is_some()
     } else if class.starts_with("lstm:") {
-        lstm_rows_from(choice).is_some()
+        lstm_choice_from(choice).is_some()
     } else {
         false
     }
 }
 
-fn lstm_rows_from(choice: &str) -> Option<u32> {
-    let rows = choice.strip_prefix("rows")?.parse().ok()?;
-    (1..=crate::params::LstmParams::MAX_ROWS as u32)
-        .contains(&rows)
-        .then_some(rows)
+/// An LSTM choice: `rows<R>` (R batch rows per workgroup, 1 to 8), optionally with
+/// `:units<U>` (U hidden units per thread, a power of two up to 8; else the adapter kind's rule,
+/// [`LstmParams::units_for`](crate::params::LstmParams::units_for)).
+fn lstm_choice_from(choice: &str) -> Option<(u32, Option<u32>)> {
+    use crate::params::LstmParams;
+    let (rows, units) = match choice.split_once(':') {
+        Some((rows, units)) => (
+            rows,
+            Some(units.strip_prefix("units")?.parse::<u32>().ok()?),
+        ),
+        None => (choice, None),
+    };
+    let rows: u32 = rows.strip_prefix("rows")?.parse().ok()?;
+    let rows_ok = (1..=LstmParams::MAX_ROWS as u32).contains(&rows);
+    let units_ok = units.is_none_or(|u| u.is_power_of_two() && u <= LstmParams::MAX_UNITS as u32);
+    (rows_ok && units_ok).then_some((rows, units))
 }
 
 /// The shape class of an LSTM recurrence: batch rounded up to a power of two, hidden units and
@@ -272,7 +285,16 @@ impl Tuner {
 
     /// The LSTM rows per workgroup known for `class`.
     pub fn known_rows(&self, class: &str) -> Option<u32> {
-        self.known_choice(class).and_then(|c| lstm_rows_from(&c))
+        self.known_choice(class)
+            .and_then(|c| lstm_choice_from(&c))
+            .map(|(rows, _)| rows)
+    }
+
+    /// The LSTM hidden units per thread pinned for `class` (measuring records rows only).
+    pub fn known_units(&self, class: &str) -> Option<u32> {
+        self.known_choice(class)
+            .and_then(|c| lstm_choice_from(&c))
+            .and_then(|(_, units)| units)
     }
 
     /// Whether a class without a known choice is measured now.
@@ -410,6 +432,18 @@ mod tests {
             "measured in this process"
         );
         assert!(t.pin(b, "rows2") && !t.pin(b, "rows9") && !t.pin(a, "rows2"));
+        assert_eq!((t.known_rows(b), t.known_units(b)), (Some(2), None));
+        assert!(t.pin(b, "rows8:units1"));
+        assert_eq!((t.known_rows(b), t.known_units(b)), (Some(8), Some(1)));
+        for bad in [
+            "rows8:units3",
+            "rows8:units16",
+            "rows8:",
+            "rows8:u2",
+            "units2",
+        ] {
+            assert!(!t.pin(b, bad), "{bad}");
+        }
         std::fs::write(
             file.as_ref().unwrap(),
             "x junk\nbroken\nlstm:b1:h1:d1 rows16\nmatmul_tiled:c small\n",

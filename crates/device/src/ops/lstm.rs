@@ -419,7 +419,7 @@ impl Device {
                 g.launch(Launch {
                     family: ShaderFamily::Lstm,
                     entry: "lstm_backward",
-                    overrides: &lstm_overrides(p.rows, h),
+                    overrides: &lstm_overrides(g, &p),
                     params: bytemuck::bytes_of(&p),
                     bindings: &[
                         (2, recurrent),
@@ -568,7 +568,11 @@ impl Device {
         let candidates: Vec<u32> = [1, 2, 4, 8].into_iter().filter(|&r| r <= fit).collect();
         let best = crate::gpu::tune::unseen(g, || {
             for &rows in &candidates {
-                self.compile(ShaderFamily::Lstm, "lstm_forward", &lstm_overrides(rows, h))?;
+                self.compile(
+                    ShaderFamily::Lstm,
+                    "lstm_forward",
+                    &lstm_overrides(g, &LstmParams { rows, ..*p }),
+                )?;
             }
             crate::gpu::tune::fastest(g, &candidates, |rows| {
                 launch_lstm_forward(g, &LstmParams { rows, ..*p }, bindings)
@@ -588,17 +592,32 @@ fn launch_lstm_forward(
     g.launch(Launch {
         family: ShaderFamily::Lstm,
         entry: "lstm_forward",
-        overrides: &lstm_overrides(p.rows, p.hidden as usize),
+        overrides: &lstm_overrides(g, p),
         params: bytemuck::bytes_of(p),
         bindings,
         workgroups: p.workgroups(),
     })
 }
 
-/// The fused LSTM kernels' override constants: rows per workgroup and threads for `hidden` units.
-fn lstm_overrides(rows: u32, hidden: usize) -> [(&'static str, f64); 2] {
+/// The fused LSTM kernels' override constants: `p.rows` rows per workgroup, and hidden units per
+/// thread (pinned for the class, else [`LstmParams::units_for`] the adapter's kind) with the
+/// threads they need.
+fn lstm_overrides(g: &crate::gpu::GpuContext, p: &LstmParams) -> [(&'static str, f64); 3] {
+    let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
+    let hidden = p.hidden as usize;
+    let units = g
+        .tuner
+        .known_units(&crate::gpu::tune::lstm_class(p))
+        .map_or_else(
+            || LstmParams::units_for(hidden, cpu_adapter),
+            |u| u as usize,
+        );
     [
-        ("ROWS", rows as f64),
-        ("WG", LstmParams::threads_for(hidden) as f64),
+        ("ROWS", p.rows as f64),
+        ("UNITS", units as f64),
+        (
+            "WG",
+            LstmParams::threads_for(hidden, units, cpu_adapter) as f64,
+        ),
     ]
 }
