@@ -4,17 +4,15 @@
 //! abort or a success. (The model-file and data-file cases of `kiln train --model` are in
 //! tests/files.rs; the loaders' own cases in tests/data.rs.)
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kiln::graph::checkpoint::Checkpoint;
 
 /// (exit code, stderr).
 fn kiln(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("run kiln");
+    let out = common::kiln().args(args).output().expect("run kiln");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -1,13 +1,10 @@
 //! The `kiln` binary as a user runs it: `info`, `bench --json`, `profile`, and clear errors for bad
 //! choices.
 
-use std::process::Command;
+mod common;
 
 fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("run kiln");
+    let out = common::kiln().args(args).output().expect("run kiln");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -129,7 +126,7 @@ fn bad_device_choices_are_clear_errors() {
         "{stderr}"
     );
     // A mistyped KILN_AUTOTUNE is refused where a GPU device opens, not taken as the default.
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let out = common::kiln()
         .args(["--device", "gpu", "info"])
         .env("KILN_AUTOTUNE", "maybe")
         .output()
@@ -166,7 +163,7 @@ fn a_killed_training_run_resumes_to_the_same_weights_and_is_never_overwritten() 
     let (ok, _, stderr) = kiln(&args(&full).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{stderr}");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let mut child = common::kiln()
         .args(args(&killed))
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -214,7 +211,7 @@ fn default_run_folders_never_collide_and_resume_takes_the_newest() {
     let _ = std::fs::remove_dir_all(&cwd);
     std::fs::create_dir_all(&cwd).unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        let out = common::kiln()
             .args(args)
             .current_dir(&cwd)
             .output()
@@ -520,7 +517,7 @@ fn tune_measures_a_jobs_matmuls_and_writes_the_cache() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("tune.txt");
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let out = common::kiln()
         .args(["tune", "xor"])
         .env("KILN_TUNE_CACHE", &cache)
         .output()

@@ -3,8 +3,9 @@
 //! regression with MSE (validation MAE < 0.05). Each example checks its own claim and exits
 //! non-zero otherwise. `cargo test` builds the examples next to the test binaries.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
 
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -24,7 +25,7 @@ fn run(name: &str) {
     );
     let cwd = std::env::temp_dir().join(format!("kiln-example-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&cwd).unwrap();
-    let out = Command::new(&path).current_dir(&cwd).output().unwrap();
+    let out = common::command(&path).current_dir(&cwd).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

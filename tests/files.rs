@@ -3,17 +3,15 @@
 //! table and an image folder, each learning to a stated level; `kiln eval` and `kiln predict`
 //! (one output row per input row); model files and flags that are refused with a clear message.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 
 fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("run kiln");
+    let out = common::kiln().args(args).output().expect("run kiln");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
