@@ -448,15 +448,33 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     Ok(())
 }
 
-fn open_device(choice: &str) -> Result<Device, String> {
-    let choice: DeviceChoice = choice
-        .parse()
-        .map_err(|e: kiln_device::Error| e.to_string())?;
-    let device = Device::new(&choice).map_err(|e| e.to_string())?;
-    if let Some(note) = device.note() {
-        eprintln!("kiln: {note}");
+/// The device of `--device`: the choice read at once (a bad one is an error whatever the
+/// command), the device opened at the first `get`.
+struct LazyDevice {
+    choice: DeviceChoice,
+    device: std::cell::OnceCell<Device>,
+}
+
+impl LazyDevice {
+    fn new(choice: &str) -> Result<Self, String> {
+        Ok(LazyDevice {
+            choice: choice
+                .parse()
+                .map_err(|e: kiln_device::Error| e.to_string())?,
+            device: std::cell::OnceCell::new(),
+        })
     }
-    Ok(device)
+
+    fn get(&self) -> Result<&Device, String> {
+        if let Some(device) = self.device.get() {
+            return Ok(device);
+        }
+        let device = Device::new(&self.choice).map_err(|e| e.to_string())?;
+        if let Some(note) = device.note() {
+            eprintln!("kiln: {note}");
+        }
+        Ok(self.device.get_or_init(|| device))
+    }
 }
 
 fn info(device: &Device) {
@@ -673,9 +691,10 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    let device = open_device(&cli.device)?;
+    // Opened by the commands that run kernels: `model` and `export` only write files.
+    let device = LazyDevice::new(&cli.device)?;
     match cli.command {
-        Command::Train(args) => train(&device, args)?,
+        Command::Train(args) => train(device.get()?, args)?,
         Command::Model {
             job,
             pool,
@@ -712,6 +731,7 @@ fn run(cli: Cli) -> Result<(), String> {
             limit,
             strict,
         } => {
+            let device = device.get()?;
             if limit == Some(0) {
                 return Err("--limit 0 evaluates nothing; give at least 1".into());
             }
@@ -722,7 +742,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 let data = data.ok_or(
                     "a model trained from a data file is evaluated on one like it: --data FILE or --data DIR",
                 )?;
-                let r = crate::files::eval(&device, &model, &data, strict)?;
+                let r = crate::files::eval(device, &model, &data, strict)?;
                 if json {
                     print_json(&r)?;
                 } else {
@@ -755,7 +775,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 if pictures.is_some() {
                     return Err("--pictures applies to `kiln eval mnist` only".into());
                 }
-                let r = crate::qqp::eval(&device, &model, data.as_deref(), limit, strict)?;
+                let r = crate::qqp::eval(device, &model, data.as_deref(), limit, strict)?;
                 if json {
                     print_json(&r)?;
                 } else {
@@ -781,7 +801,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let data = data.unwrap_or_else(crate::data::mnist::default_dir);
             let pictures =
                 pictures.unwrap_or_else(|| model.parent().map(PathBuf::from).unwrap_or_default());
-            let report = crate::eval::mnist(&device, &model, &data, Some(&pictures), limit)?;
+            let report = crate::eval::mnist(device, &model, &data, Some(&pictures), limit)?;
             if json {
                 print_json(&report)?;
             } else {
@@ -814,31 +834,32 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
             force,
         } => {
+            let device = device.get()?;
             let Some(PredictTask::Qqp) = task else {
                 if !questions.is_empty() {
                     return Err("give a model trained from a data file --data FILE (or DIR); questions on the command line are for `kiln predict qqp`".into());
                 }
                 let data = data.ok_or("--data FILE (or DIR): what to predict")?;
                 let out = out.unwrap_or_else(|| PathBuf::from("predictions.csv"));
-                let n = crate::files::predict(&device, &model, &data, &out, force)?;
+                let n = crate::files::predict(device, &model, &data, &out, force)?;
                 println!("wrote {} ({n} rows)", out.display());
                 return Ok(());
             };
             match (data, questions.as_slice()) {
                 (Some(data), []) => {
                     let out = out.unwrap_or_else(|| PathBuf::from("submission.csv"));
-                    let n = crate::qqp::submission(&device, &model, &data, &out, force)?;
+                    let n = crate::qqp::submission(device, &model, &data, &out, force)?;
                     println!("wrote {} ({n} pairs)", out.display());
                 }
                 (None, [q1, q2]) => {
-                    let m = crate::qqp::load(&device, &model)?;
+                    let m = crate::qqp::load(device, &model)?;
                     let pair = crate::data::qqp::Pair {
                         id: "0".into(),
                         q1: q1.clone(),
                         q2: q2.clone(),
                         label: None,
                     };
-                    let p = m.predict(&device, &[pair])?[0];
+                    let p = m.predict(device, &[pair])?[0];
                     println!("{p:.4}");
                 }
                 _ => {
@@ -866,7 +887,7 @@ fn run(cli: Cli) -> Result<(), String> {
             crate::qqp::export(data.as_deref(), &pre, &out)?;
             eprintln!("wrote {}", out.display());
         }
-        Command::Info => info(&device),
+        Command::Info => info(device.get()?),
         Command::Profile {
             job,
             model,
@@ -879,6 +900,7 @@ fn run(cli: Cli) -> Result<(), String> {
             trace,
             json,
         } => {
+            let device = device.get()?;
             let opts = job_options(pool, arch, None, len, None)?;
             let mut j = crate::models::job(job, 0, &opts)?;
             if let Some(path) = &model {
@@ -890,7 +912,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 lstm: lstm.into(),
             };
             eprintln!("kiln profile {} on {}", j.name, device.name());
-            let (report, profile) = crate::profile::run(&device, &j, &popts)?;
+            let (report, profile) = crate::profile::run(device, &j, &popts)?;
             print!("{}", crate::profile::table(&report));
             let write = |path: &Path, value: &serde_json::Value| -> Result<(), String> {
                 let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
@@ -910,6 +932,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Tune { jobs } => {
+            let device = device.get()?;
             if !device.is_gpu() {
                 return Err(
                     "kiln tune measures a GPU adapter's kernels; the CPU device has nothing to tune"
@@ -931,7 +954,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     batch: None,
                     lstm: kiln_graph::LstmPath::Fused,
                 };
-                crate::profile::run(&device, &j, &popts)?;
+                crate::profile::run(device, &j, &popts)?;
             }
             let measured = device.tuned_here();
             println!(
@@ -957,6 +980,7 @@ fn run(cli: Cli) -> Result<(), String> {
             repeats,
             quick,
         } => {
+            let device = device.get()?;
             if repeats == 0 {
                 return Err("--repeats 0 times nothing; give at least 1".into());
             }
@@ -966,7 +990,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 quick,
             };
             eprintln!("kiln bench on {}", device.name());
-            let records = bench::run(&device, &opts).map_err(|e| e.to_string())?;
+            let records = bench::run(device, &opts).map_err(|e| e.to_string())?;
             print!("{}", bench::table(&records));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;

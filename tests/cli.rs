@@ -154,7 +154,7 @@ fn a_killed_training_run_resumes_to_the_same_weights_and_is_never_overwritten() 
             "train".to_string(),
             "spirals".into(),
             "--epochs".into(),
-            "16".into(),
+            "40".into(),
             "--quiet".into(),
             "--out".into(),
             out.display().to_string(),
@@ -176,6 +176,11 @@ fn a_killed_training_run_resumes_to_the_same_weights_and_is_never_overwritten() 
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     assert!(third.exists(), "the run never reached epoch 3");
+    // Killed mid-run (37 epochs were left, about a second on the CPU device): no final model.
+    assert!(
+        !killed.join("model.safetensors").exists(),
+        "the run finished before it was killed"
+    );
 
     let (ok, _, stderr) = kiln(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
@@ -192,6 +197,52 @@ fn a_killed_training_run_resumes_to_the_same_weights_and_is_never_overwritten() 
         weights(&killed.join("model.safetensors"))
     );
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The default device passes a software adapter over (the CPU device is faster) and says so;
+/// asked for, the adapter trains the main job through the binary, end to end.
+#[test]
+fn the_main_job_trains_on_the_default_device_and_on_the_adapter_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let chosen = |args: &[&str]| {
+        let (ok, info, _) = kiln(&[args, &["info"]].concat());
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("chosen: "))
+            .map(|l| l["chosen: ".len()..].to_string());
+        line.filter(|_| ok)
+    };
+    let train = |args: &[&str], name: &str| {
+        let out = dir.path().join(name).display().to_string();
+        let (ok, stdout, stderr) =
+            kiln(&[args, &["train", "--epochs", "2", "--out", &out]].concat());
+        assert!(ok, "{stderr}");
+        assert!(dir.path().join(name).join("model.safetensors").exists());
+        stdout + &stderr
+    };
+    let auto = chosen(&[]).expect("the default device opens");
+    let text = train(&[], "auto");
+    assert!(
+        text.contains(&format!("training spirals on {auto}")),
+        "{text}"
+    );
+    let Some(adapter) = chosen(&["--device", "gpu"]) else {
+        assert!(
+            std::env::var_os("KILN_REQUIRE_GPU").is_none(),
+            "KILN_REQUIRE_GPU is set but there is no adapter"
+        );
+        eprintln!("SKIPPED the main job on the adapter: none");
+        return;
+    };
+    if auto == "cpu" {
+        // The only adapter is a software one.
+        assert!(text.contains("faster than the software adapter"), "{text}");
+    }
+    let text = train(&["--device", "gpu"], "gpu");
+    assert!(
+        text.contains(&format!("training spirals on {adapter}")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -505,9 +556,9 @@ fn profile_prints_kernels_and_writes_a_trace_with_every_launch() {
 
 #[test]
 fn tune_measures_a_jobs_matmuls_and_writes_the_cache() {
-    // Without an adapter the default device is the CPU one, which has nothing to tune.
-    let (_, info, _) = kiln(&["info"]);
-    if info.contains("chosen: cpu") {
+    // The CPU device has nothing to tune; without an adapter there is nothing to measure.
+    let (has_adapter, _, _) = kiln(&["--device", "gpu", "info"]);
+    if !has_adapter {
         assert!(
             std::env::var_os("KILN_REQUIRE_GPU").is_none(),
             "KILN_REQUIRE_GPU is set but there is no adapter"
@@ -518,7 +569,7 @@ fn tune_measures_a_jobs_matmuls_and_writes_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("tune.txt");
     let out = common::kiln()
-        .args(["tune", "xor"])
+        .args(["--device", "gpu", "tune", "xor"])
         .env("KILN_TUNE_CACHE", &cache)
         .output()
         .expect("run kiln");

@@ -12,6 +12,9 @@ bin=$root/benches/gpu/bin
 out=${OUT:-$root/benches/gpu/out}
 mkdir -p "$out"
 export KILN_REQUIRE_GPU=1
+# The adapter, not the CPU device, for every kiln command: a software adapter (the dry run on
+# lavapipe) is otherwise passed over by the default choice.
+export KILN_DEVICE=${KILN_DEVICE:-gpu}
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 if [ ! -x "$bin/kiln" ] && [ -f "$root/benches/gpu/bin.tgz" ]; then
     tar xzf "$root/benches/gpu/bin.tgz" -C "$root/benches/gpu"

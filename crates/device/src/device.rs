@@ -77,8 +77,9 @@ impl Device {
         matches!(self.inner.backend, Backend::Cpu) && !self.inner.reference_only
     }
 
-    /// Opens the device the choice names. `Auto` falls back to the CPU device when no adapter exists
-    /// (see [`Device::note`]); an explicit GPU choice that matches nothing is [`Error::NoAdapter`].
+    /// Opens the device the choice names. `Auto` falls back to the CPU device when no hardware GPU
+    /// exists (see [`Device::note`]; a software adapter is taken only when asked for); an explicit
+    /// GPU choice that matches nothing is [`Error::NoAdapter`].
     pub fn new(choice: &DeviceChoice) -> Result<Device> {
         if *choice == DeviceChoice::Cpu {
             return Ok(Device::cpu());
@@ -92,12 +93,22 @@ impl Device {
                 format!("{} ({:?})", i.name, i.backend)
             })
             .collect::<Vec<_>>();
+        let software = adapters
+            .iter()
+            .map(|a| a.get_info())
+            .find(adapter::is_software)
+            .map(|i| format!("{} ({:?})", i.name, i.backend));
         let Some(adapter) = adapter::pick(adapters, choice) else {
             if *choice == DeviceChoice::Auto {
+                let note = match software {
+                    Some(name) => format!(
+                        "no GPU found; running on the CPU device, which is faster than the \
+                         software adapter {name} (`--device gpu` takes that one)"
+                    ),
+                    None => format!("no GPU found; running on the CPU device. {NO_ADAPTER_HINT}"),
+                };
                 let mut cpu = Device::cpu();
-                Arc::get_mut(&mut cpu.inner).expect("fresh device").note = Some(format!(
-                    "no GPU adapter found; running on the CPU device. {NO_ADAPTER_HINT}"
-                ));
+                Arc::get_mut(&mut cpu.inner).expect("fresh device").note = Some(note);
                 return Ok(cpu);
             }
             return Err(Error::NoAdapter {
