@@ -18,7 +18,7 @@ use crate::models::{Arch, Job, JobName, ModelConfig, Pool};
     about = "Deep-learning training on any GPU through WGSL and wgpu"
 )]
 pub struct Cli {
-    /// Device: auto (best GPU, else CPU), cpu, gpu, vulkan, metal, dx12, gl, or name:SUBSTRING (of the adapter name).
+    /// Device: auto (best hardware GPU, else the CPU device), cpu, gpu (any adapter, software ones included), vulkan, metal, dx12, gl, or name:SUBSTRING (of the adapter name).
     #[arg(long, global = true, env = "KILN_DEVICE", default_value = "auto")]
     pub device: String,
 

@@ -1,7 +1,7 @@
 //! kiln-device: the layer that owns wgpu.
 //!
-//! - [`Device`]: adapter choice (best GPU, or what `KILN_DEVICE` / `--device` names, or the CPU
-//!   reference), tensors, uploads and readbacks, [`Counters`].
+//! - [`Device`]: adapter choice (the best hardware GPU, else the CPU device; or what
+//!   `KILN_DEVICE` / `--device` names), tensors, uploads and readbacks, [`Counters`].
 //! - A caching allocator (`gpu::pool`), a pipeline cache keyed by (family, entry, overrides)
 //!   (`gpu::pipeline`), command batching with one params arena per submit (`gpu`).
 //! - WGSL kernels, one file per family under `shaders/` ([`ShaderFamily`]); their launchers are the
