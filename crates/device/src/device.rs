@@ -778,6 +778,18 @@ impl Device {
         words_f32(self.inner.cpu_pool.take(len))
     }
 
+    /// An output of `len` values that the fast kernel about to run writes in full, so it is not
+    /// zeroed first ([`CpuPool::take_unzeroed`](crate::tensor::CpuPool::take_unzeroed): NaN
+    /// when fresh, what it held when reused). On the reference device it is zeroed, as the
+    /// reference loops may rely on.
+    pub(crate) fn host_out(&self, len: usize) -> Vec<f32> {
+        if self.cpu_fast() {
+            words_f32(self.inner.cpu_pool.take_unzeroed(len))
+        } else {
+            self.host_zeros(len)
+        }
+    }
+
     fn cpu_buffer(&self, words: Vec<u32>) -> Arc<CpuBuffer> {
         CpuBuffer::new(
             words,

@@ -18,7 +18,9 @@ fn case(
     let a = random_f32(seed, a_shape.iter().product(), -1.0, 1.0);
     let b = random_f32(seed + 1, b_shape.iter().product(), -1.0, 1.0);
     let bias_v = bias.then(|| random_f32(seed + 2, n, -1.0, 1.0));
-    let (mut fast, mut slow) = (vec![0.0; p.out_len()], vec![0.0; p.out_len()]);
+    // C starts as NaN: the device hands the fast matmul an unzeroed buffer, which it must
+    // overwrite (sgemm with beta 0 never reads C).
+    let (mut fast, mut slow) = (vec![f32::NAN; p.out_len()], vec![0.0; p.out_len()]);
     cpu::matmul(&p, &spec, &a, &b, bias_v.as_deref(), &mut fast);
     reference::matmul(&p, &spec, &a, &b, bias_v.as_deref(), &mut slow);
     (fast, slow)
@@ -277,7 +279,7 @@ fn fast_max_pool_picks_and_routes_as_the_reference() {
 
 #[test]
 fn fast_elementwise_kernels_give_the_reference_bits() {
-    use kiln_device::params::{ElementwiseParams, UnaryOp};
+    use kiln_device::params::{BinaryOp, ElementwiseParams, UnaryOp};
     let n = 2 * (1 << 14) + 5;
     let x = random_f32(70, n, -3.0, 3.0);
     let dy = random_f32(71, n, -1.0, 1.0);
@@ -288,16 +290,93 @@ fn fast_elementwise_kernels_give_the_reference_bits() {
         _pad: 0,
     };
     for op in [UnaryOp::Relu, UnaryOp::Tanh, UnaryOp::Sigmoid] {
-        let (mut fast, mut slow) = (vec![0.0; n], vec![1.0; n]);
+        let (mut fast, mut slow) = (vec![f32::NAN; n], vec![1.0; n]);
         cpu::unary(&p, op, &x, &mut fast);
         reference::unary(&p, op, &x, &mut slow);
         assert_eq!(bits(&fast), bits(&slow), "{op:?}");
+        fast.fill(f32::NAN);
         cpu::unary_backward(&p, op, &x, &dy, &mut fast);
         reference::unary_backward(&p, op, &x, &dy, &mut slow);
         assert_eq!(bits(&fast), bits(&slow), "{op:?} backward");
     }
+    // Binary ops with b broadcast over a length that the task chunks (2^14) do not divide, and
+    // the same operand twice; outputs start as NaN (a reused, unzeroed buffer's worst case).
+    for b_len in [n, 1000, 1] {
+        let b = random_f32(72, b_len, -2.0, 2.0);
+        let p = ElementwiseParams {
+            b_len: b_len as u32,
+            ..p
+        };
+        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+            let (mut fast, mut slow) = (vec![f32::NAN; n], vec![0.0; n]);
+            cpu::binary(&p, op, &x, &b, &mut fast);
+            reference::binary(&p, op, &x, &b, &mut slow);
+            assert_eq!(bits(&fast), bits(&slow), "{op:?}, b of {b_len}");
+        }
+    }
+    let p_same = ElementwiseParams {
+        b_len: n as u32,
+        ..p
+    };
+    let (mut fast, mut slow) = (vec![f32::NAN; n], vec![0.0; n]);
+    cpu::binary(&p_same, BinaryOp::Mul, &x, &x, &mut fast);
+    reference::binary(&p_same, BinaryOp::Mul, &x, &x, &mut slow);
+    assert_eq!(bits(&fast), bits(&slow), "x * x");
     let (mut fast, mut slow) = (dy.clone(), dy);
     cpu::axpy(&p, &x, &mut fast);
     reference::axpy(&p, &x, &mut slow);
     assert_eq!(bits(&fast), bits(&slow), "axpy");
+}
+
+/// The CPU device hands the kernels that write every output element a reused buffer without
+/// zeroing it first: a step's values must never leak into a later op's output. Each op runs
+/// twice, the second time into buffers of its output's length that other ops filled and freed;
+/// both runs give the same bits, and the elementwise ops and im2col the reference's.
+#[test]
+fn reused_unzeroed_outputs_hold_no_stale_values() {
+    use kiln_device::params::{Conv2dSpec, UnaryOp};
+    use kiln_device::Device;
+    let (m, k, n) = (37, 19, 41);
+    let run = |d: &Device| -> Vec<Vec<Vec<u32>>> {
+        let a = d
+            .from_f32(&random_f32(80, m * k, -1.0, 1.0), &[m, k])
+            .unwrap();
+        let b = d
+            .from_f32(&random_f32(81, k * n, -1.0, 1.0), &[k, n])
+            .unwrap();
+        let x = d
+            .from_f32(&random_f32(82, m * n, -2.0, 2.0), &[m, n])
+            .unwrap();
+        let row = d.from_f32(&random_f32(83, n, -2.0, 2.0), &[n]).unwrap();
+        let img = d
+            .from_f32(&random_f32(84, 2 * 3 * 8 * 8, -1.0, 1.0), &[2, 3, 8, 8])
+            .unwrap();
+        let spec = Conv2dSpec {
+            stride: 1,
+            padding: 1,
+            dilation: 1,
+        };
+        (0..2)
+            .map(|_| {
+                let outs = [
+                    d.add(&x, &row).unwrap(),
+                    d.mul(&x, &x).unwrap(),
+                    d.unary(UnaryOp::Tanh, &x).unwrap(),
+                    d.unary_backward(UnaryOp::Tanh, &x, &x).unwrap(),
+                    d.im2col(&img, &[4, 3, 3, 3], &spec).unwrap(),
+                    d.matmul(&a, &b, None, MatmulSpec::default()).unwrap(),
+                ];
+                let values = outs.iter().map(|t| bits(&d.to_f32(t).unwrap())).collect();
+                // Freed with their values; then more buffers of the same lengths, filled.
+                drop(outs);
+                let _fill = [d.scale(&x, 7.0).unwrap(), d.scale(&x, 3.0).unwrap()];
+                values
+            })
+            .collect()
+    };
+    let fast = run(&Device::cpu());
+    assert_eq!(fast[0], fast[1], "a reused buffer changed an output");
+    let slow = run(&Device::cpu_reference());
+    assert_eq!(fast[1][..5], slow[1][..5], "the elementwise ops and im2col");
+    assert!(fast[1][5].iter().all(|&v| !f32::from_bits(v).is_nan()));
 }

@@ -12,7 +12,7 @@ pub use lstm::{lstm_backward, lstm_forward};
 use rayon::prelude::*;
 
 use crate::params::{
-    ElementwiseParams, EmbeddingParams, MatmulParams, MatmulSpec, OptimParams, ReduceOp,
+    BinaryOp, ElementwiseParams, EmbeddingParams, MatmulParams, MatmulSpec, OptimParams, ReduceOp,
     ReduceParams, UnaryOp,
 };
 use crate::reference::{self, activation};
@@ -262,6 +262,21 @@ fn par_elementwise<'a>(
                 }
             };
             f(out.len(), [at(ins[0]), at(ins[1])], out)
+        });
+}
+
+/// A binary op with b broadcast, as [`reference::binary`], over chunks on rayon's threads.
+pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
+    let (n, b_len) = (p.n as usize, p.b_len as usize);
+    out[..n]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let start = c * CHUNK;
+            for (j, o) in out.iter_mut().enumerate() {
+                let i = start + j;
+                *o = op.apply(a[i], b[i % b_len]);
+            }
         });
 }
 

@@ -65,7 +65,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("im2col");
-                let mut cols = self.host_zeros(shape.iter().product());
+                let mut cols = self.host_out(shape.iter().product());
                 host_kernel!(self, im2col)(p, &self.host_read(x), &mut cols);
                 Ok(self.host_tensor(cols, &shape))
             }

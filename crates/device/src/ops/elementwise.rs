@@ -5,7 +5,7 @@ use crate::gpu::Launch;
 use crate::ops::{groups, shape_str};
 use crate::params::{BinaryOp, ElementwiseParams, UnaryOp};
 use crate::shaders::ShaderFamily;
-use crate::{reference, DType, Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 fn params(n: usize, b_len: usize, scalar: f32) -> ElementwiseParams {
     ElementwiseParams {
@@ -53,8 +53,9 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("binary");
-                let mut out = self.host_zeros(a.len());
-                reference::binary(&p, op, &self.host_f32(a), &self.host_f32(b), &mut out);
+                let mut out = self.host_out(a.len());
+                let run = host_kernel!(self, binary);
+                self.host_read_pair(a, b, |a, b| run(&p, op, a, b, &mut out));
                 Ok(self.host_tensor(out, a.shape()))
             }
             Backend::Gpu(_) => {
@@ -83,7 +84,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("unary");
-                let mut out = self.host_zeros(x.len());
+                let mut out = self.host_out(x.len());
                 host_kernel!(self, unary)(&p, op, &self.host_read(x), &mut out);
                 Ok(self.host_tensor(out, x.shape()))
             }
@@ -116,7 +117,7 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("unary_backward");
-                let mut dx = self.host_zeros(x.len());
+                let mut dx = self.host_out(x.len());
                 host_kernel!(self, unary_backward)(
                     &p,
                     op,

@@ -162,7 +162,8 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("matmul");
-                let mut c = self.host_zeros(p.out_len());
+                // Every kernel writes all of C (sgemm with beta 0 or over the bias it copies in).
+                let mut c = self.host_out(p.out_len());
                 let bias_h = bias.map(|t| self.host_f32(t));
                 // Naive is the baseline here too: the reference loops; Tiled the fast sgemm.
                 let run = match spec.variant {
