@@ -718,6 +718,28 @@ impl Device {
         }
     }
 
+    /// A new CPU tensor of u32 `words` (a kernel's second output, such as pooling's picks: not
+    /// counted as a dispatch of its own, and no bound on its values is recorded).
+    pub(crate) fn host_tensor_u32(&self, words: Vec<u32>, shape: &[usize]) -> Tensor {
+        Tensor {
+            storage: Storage::Cpu(self.cpu_buffer(words)),
+            offset: 0,
+            shape: shape.to_vec(),
+            dtype: DType::U32,
+            max_value: None,
+        }
+    }
+
+    /// `len` zeroed u32 words from the CPU pool, or unzeroed ones (see [`Device::host_out`])
+    /// when the fast kernel about to run writes them all.
+    pub(crate) fn host_words(&self, len: usize, written_in_full: bool) -> Vec<u32> {
+        if written_in_full && self.cpu_fast() {
+            self.inner.cpu_pool.take_unzeroed(len)
+        } else {
+            self.inner.cpu_pool.take(len)
+        }
+    }
+
     /// Stores host values into an existing CPU tensor (in-place ops).
     pub(crate) fn host_store(&self, t: &Tensor, data: &[f32]) {
         let Storage::Cpu(c) = &t.storage else {

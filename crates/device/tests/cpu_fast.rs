@@ -215,6 +215,9 @@ fn fast_conv_kernels_give_the_reference_bits() {
         ([2, 3, 7, 7], [4, 3, 5, 5], 3, 2, 1),
         // 1x1 filters at stride 2: pixels no window reads (their gradient is an empty sum).
         ([1, 2, 5, 5], [2, 2, 1, 1], 2, 0, 1),
+        // Padding wider than the filter: whole output rows and columns of a tap in the padding.
+        ([1, 2, 4, 5], [2, 2, 3, 3], 1, 3, 1),
+        ([2, 1, 5, 8], [1, 1, 2, 2], 3, 2, 2),
     ];
     for (i, &(xs, ws, stride, pad, dil)) in cases.iter().enumerate() {
         let spec = Conv2dSpec {
@@ -257,13 +260,16 @@ fn fast_max_pool_picks_and_routes_as_the_reference() {
     .enumerate()
     {
         let p = PoolParams::new(&shape, k, k, stride).unwrap();
-        // Few distinct values, so windows hold ties: the first maximum must win.
-        let x: Vec<f32> = random_u32(60 + i as u64, shape.iter().product(), 4)
+        // Few distinct values, so windows hold ties: the first maximum must win. Some NaNs,
+        // which win as in the reference (a later element wins unless <= the best).
+        let mut x: Vec<f32> = random_u32(60 + i as u64, shape.iter().product(), 4)
             .into_iter()
             .map(|v| v as f32)
             .collect();
+        x.iter_mut().step_by(11).for_each(|v| *v = f32::NAN);
         let n = p.out_len();
-        let (mut fy, mut fa) = (vec![0.0; n], vec![0; n]);
+        // The device hands the fast kernel unzeroed outputs.
+        let (mut fy, mut fa) = (vec![f32::NAN; n], vec![u32::MAX; n]);
         let (mut ry, mut ra) = (vec![1.0; n], vec![1; n]);
         cpu::max_pool2d_forward(&p, &x, &mut fy, &mut fa);
         reference::max_pool2d_forward(&p, &x, &mut ry, &mut ra);

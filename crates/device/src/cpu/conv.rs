@@ -13,6 +13,23 @@ fn tap(o: usize, t: usize, p: &ConvParams, size: u32) -> Option<usize> {
     (0..size as i64).contains(&i).then_some(i as usize)
 }
 
+/// The output positions `lo..hi` (of `len`) whose input `o * stride + t * dil - pad` lies in
+/// `0..size`, and that input's offset `t * dil - pad` (so input = o * stride + offset there).
+fn span(t: usize, p: &ConvParams, size: u32, len: usize) -> (usize, usize, i64) {
+    let (stride, offset) = (p.stride as i64, (t * p.dil as usize) as i64 - p.pad as i64);
+    // o * stride + offset >= 0  <=>  o >= ceil(-offset / stride).
+    let lo = if offset >= 0 {
+        0
+    } else {
+        (-offset + stride - 1) / stride
+    };
+    // o * stride + offset <= size - 1  <=>  o <= floor((size - 1 - offset) / stride).
+    let top = size as i64 - 1 - offset;
+    let hi = if top < 0 { 0 } else { top / stride + 1 };
+    let (lo, hi) = (lo.min(len as i64) as usize, hi.min(len as i64) as usize);
+    (lo, hi.max(lo), offset)
+}
+
 /// cols (N, K, OH*OW) from x (N, C, H, W), as [`reference::im2col`](crate::reference::im2col).
 pub fn im2col(p: &ConvParams, x: &[f32], cols: &mut [f32]) {
     let (k, hw) = (p.k(), p.out_h() * p.out_w());
@@ -25,13 +42,22 @@ pub fn im2col(p: &ConvParams, x: &[f32], cols: &mut [f32]) {
             let (n, kk) = (row / k, row % k);
             let (fx, fy, c) = (kk % fw, (kk / fw) % fh, kk / (fw * fh));
             let src = &x[(n * p.c as usize + c) * plane..][..plane];
+            // The columns whose tap lies inside the row; zeros outside (the padding).
+            let (lo, hi, offset) = span(fx, p, p.w, ow);
             for (oy, line) in out.chunks_exact_mut(ow).enumerate() {
                 match tap(oy, fy, p, p.h) {
                     None => line.fill(0.0),
                     Some(iy) => {
                         let src = &src[iy * p.w as usize..][..p.w as usize];
-                        for (ox, v) in line.iter_mut().enumerate() {
-                            *v = tap(ox, fx, p, p.w).map_or(0.0, |ix| src[ix]);
+                        line[..lo].fill(0.0);
+                        line[hi..].fill(0.0);
+                        let at = |ox: usize| (ox as i64 * p.stride as i64 + offset) as usize;
+                        if p.stride == 1 {
+                            line[lo..hi].copy_from_slice(&src[at(lo)..at(lo) + hi - lo]);
+                        } else {
+                            for (ox, v) in line[lo..hi].iter_mut().enumerate() {
+                                *v = src[at(lo + ox)];
+                            }
                         }
                     }
                 }
@@ -56,14 +82,23 @@ pub fn col2im(p: &ConvParams, dcols: &[f32], dx: &mut [f32]) {
                 for fx in 0..fw {
                     let kk = (c * fh + fy) * fw + fx;
                     let src = &dcols[(n * k + kk) * hw..][..hw];
+                    let (lo, hi, offset) = span(fx, p, p.w, ow);
+                    let at = |ox: usize| (ox as i64 * p.stride as i64 + offset) as usize;
                     for (oy, line) in src.chunks_exact(ow).enumerate() {
                         let Some(iy) = tap(oy, fy, p, p.h) else {
                             continue;
                         };
                         let dst = &mut out[iy * p.w as usize..][..p.w as usize];
-                        for (ox, v) in line.iter().enumerate() {
-                            if let Some(ix) = tap(ox, fx, p, p.w) {
-                                dst[ix] += v;
+                        // Each column adds to its own pixel: the order of every pixel's sum
+                        // (fy, fx, oy) is the reference's.
+                        if p.stride == 1 {
+                            let dst = &mut dst[at(lo)..at(lo) + hi - lo];
+                            for (d, v) in dst.iter_mut().zip(&line[lo..hi]) {
+                                *d += v;
+                            }
+                        } else {
+                            for (ox, v) in line[lo..hi].iter().enumerate() {
+                                dst[at(lo + ox)] += v;
                             }
                         }
                     }
@@ -97,22 +132,25 @@ pub fn max_pool2d_forward(p: &PoolParams, x: &[f32], y: &mut [f32], arg: &mut [u
         .enumerate()
         .for_each(|(nc, (y, arg))| {
             let base = nc * plane_in;
+            let plane = &x[base..base + plane_in];
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let corner = base + oy * stride * w + ox * stride;
-                    let mut best = corner;
+                    let corner = oy * stride * w + ox * stride;
+                    // The best value rides in a register beside its index (no reload per tap).
+                    let (mut best, mut value) = (corner, plane[corner]);
                     for ky in 0..kh {
-                        for kx in 0..kw {
-                            let i = corner + ky * w + kx;
+                        let row = corner + ky * w;
+                        for (kx, &v) in plane[row..row + kw].iter().enumerate() {
                             // The reference's test: a later element wins unless <= the best.
                             #[allow(clippy::neg_cmp_op_on_partial_ord)]
-                            if !(x[i] <= x[best]) {
-                                best = i;
+                            if !(v <= value) {
+                                best = row + kx;
+                                value = v;
                             }
                         }
                     }
-                    y[oy * ow + ox] = x[best];
-                    arg[oy * ow + ox] = best as u32;
+                    y[oy * ow + ox] = value;
+                    arg[oy * ow + ox] = (base + best) as u32;
                 }
             }
         });

@@ -280,19 +280,36 @@ pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &m
         });
 }
 
-/// A unary op, as [`reference::unary`], over chunks on rayon's threads.
+/// A unary op, as [`reference::unary`], over chunks on rayon's threads. Relu is the reference's
+/// own function with the op fixed, so that the loop vectorizes (the same bits); the others call
+/// the reference per element.
 pub fn unary(p: &ElementwiseParams, op: UnaryOp, x: &[f32], out: &mut [f32]) {
-    par_elementwise(p.n as usize, out, [x, &[]], |n, [x, _], out| {
-        let p = ElementwiseParams { n: n as u32, ..*p };
-        reference::unary(&p, op, x, out)
+    par_elementwise(p.n as usize, out, [x, &[]], |n, [x, _], out| match op {
+        UnaryOp::Relu => {
+            for (o, &v) in out[..n].iter_mut().zip(&x[..n]) {
+                *o = reference::unary_value(UnaryOp::Relu, v);
+            }
+        }
+        _ => {
+            let p = ElementwiseParams { n: n as u32, ..*p };
+            reference::unary(&p, op, x, out)
+        }
     });
 }
 
-/// dx = dy * f'(x), as [`reference::unary_backward`], over chunks on rayon's threads.
+/// dx = dy * f'(x), as [`reference::unary_backward`], over chunks on rayon's threads (Relu with
+/// the op fixed, as in [`unary`]).
 pub fn unary_backward(p: &ElementwiseParams, op: UnaryOp, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-    par_elementwise(p.n as usize, dx, [x, dy], |n, [x, dy], dx| {
-        let p = ElementwiseParams { n: n as u32, ..*p };
-        reference::unary_backward(&p, op, x, dy, dx)
+    par_elementwise(p.n as usize, dx, [x, dy], |n, [x, dy], dx| match op {
+        UnaryOp::Relu => {
+            for ((d, &v), &g) in dx[..n].iter_mut().zip(&x[..n]).zip(&dy[..n]) {
+                *d = g * reference::unary_derivative(UnaryOp::Relu, v);
+            }
+        }
+        _ => {
+            let p = ElementwiseParams { n: n as u32, ..*p };
+            reference::unary_backward(&p, op, x, dy, dx)
+        }
     });
 }
 

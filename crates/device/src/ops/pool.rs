@@ -92,8 +92,14 @@ impl Device {
             Backend::Cpu => {
                 let _span = self.span("pool2d_forward");
                 let xh = self.host_read(x);
-                let mut y = self.host_zeros(p.out_len());
-                let mut picks = vec![0u32; p.out_len()];
+                // The fast max pooling writes every output and pick.
+                let max = spec.mode == PoolMode::Max;
+                let mut y = if max {
+                    self.host_out(p.out_len())
+                } else {
+                    self.host_zeros(p.out_len())
+                };
+                let mut picks = self.host_words(p.out_len(), max);
                 match (spec.mode, spec.training) {
                     (PoolMode::Max, _) => {
                         host_kernel!(self, max_pool2d_forward)(&p, &xh, &mut y, &mut picks)
@@ -107,11 +113,7 @@ impl Device {
                     }
                 }
                 let y = self.host_tensor(y, &shape);
-                let picks = if routed {
-                    Some(self.from_u32(&picks, &shape)?)
-                } else {
-                    None
-                };
+                let picks = routed.then(|| self.host_tensor_u32(picks, &shape));
                 Ok(Pooled { y, picks })
             }
             Backend::Gpu(_) => {

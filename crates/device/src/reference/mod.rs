@@ -43,6 +43,7 @@ pub fn activation(act: Activation, x: f32) -> f32 {
     }
 }
 
+#[inline]
 fn step(x: f32) -> f32 {
     if x > 0.0 {
         1.0
@@ -102,6 +103,7 @@ pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &m
 }
 
 /// A unary op's value at x.
+#[inline]
 pub fn unary_value(op: UnaryOp, x: f32) -> f32 {
     match op {
         UnaryOp::Identity => x,
@@ -117,6 +119,7 @@ pub fn unary_value(op: UnaryOp, x: f32) -> f32 {
 }
 
 /// f'(x)
+#[inline]
 pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
     match op {
         UnaryOp::Identity => 1.0,
