@@ -2,7 +2,7 @@
 //! Vulkan/Metal/DX12 before GL; with none, the CPU device. A software adapter (wgpu's
 //! `DeviceType::Cpu`: Mesa's llvmpipe/lavapipe, WARP, SwiftShader) runs the WGSL kernels on the
 //! CPU many times slower than the CPU device's native kernels (on one 2-core machine the seed
-//! model's training step took 30 ms on the CPU device and 544 ms on lavapipe, LeNet's 49 ms and
+//! model's training step took 33 ms on the CPU device and 544 ms on lavapipe, LeNet's 33 ms and
 //! 1,137 ms), so the default passes it over; `--device gpu`, a backend or `name:` takes it, as the
 //! tests do to run the real kernels. `KILN_DEVICE` or `--device` override the default.
 
