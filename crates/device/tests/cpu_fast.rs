@@ -280,6 +280,15 @@ fn fast_max_pool_picks_and_routes_as_the_reference() {
         cpu::pool2d_route_backward(&p, &dy, &fa, &mut fast);
         reference::pool2d_route_backward(&p, &dy, &ra, &mut slow);
         assert_eq!(bits(&fast), bits(&slow), "backward case {i}");
+        // A pick outside its window's plane (not from max pooling, but routed all the same) and
+        // one that is no pick: the whole call is the reference's, whatever dx held.
+        let mut odd = fa.clone();
+        odd[0] = (x.len() - 1) as u32;
+        odd[n - 1] = u32::MAX;
+        let (mut fast, mut slow) = (vec![f32::NAN; x.len()], vec![2.0; x.len()]);
+        cpu::pool2d_route_backward(&p, &dy, &odd, &mut fast);
+        reference::pool2d_route_backward(&p, &dy, &odd, &mut slow);
+        assert_eq!(bits(&fast), bits(&slow), "stray picks, case {i}");
     }
 }
 

@@ -159,24 +159,24 @@ pub fn max_pool2d_forward(p: &PoolParams, x: &[f32], y: &mut [f32], arg: &mut [u
 /// `dx[i]` = the sum of dy over the windows whose pick is i, as
 /// [`reference::pool2d_route_backward`](crate::reference::pool2d_route_backward), one (image,
 /// channel) plane per task. Picks always lie in their window's plane; should one not, the whole
-/// call falls back to the reference.
+/// call is done again by the reference (which zeroes dx first). Every element of dx is written.
 pub fn pool2d_route_backward(p: &PoolParams, dy: &[f32], arg: &[u32], dx: &mut [f32]) {
     let (plane_in, plane_out) = ((p.h * p.w) as usize, (p.oh * p.ow) as usize);
-    let in_plane = |o: usize| {
-        let a = arg[o] as usize;
-        a == u32::MAX as usize || a / plane_in == o / plane_out
-    };
-    if !(0..p.out_len()).all(in_plane) {
-        return crate::reference::pool2d_route_backward(p, dy, arg, dx);
-    }
+    let stray = std::sync::atomic::AtomicBool::new(false);
     dx.par_chunks_mut(plane_in)
         .enumerate()
         .for_each(|(nc, dx)| {
             dx.fill(0.0);
             for o in nc * plane_out..(nc + 1) * plane_out {
-                if let Some(v) = dx.get_mut((arg[o] as usize).wrapping_sub(nc * plane_in)) {
-                    *v += dy[o];
+                let a = arg[o];
+                match dx.get_mut((a as usize).wrapping_sub(nc * plane_in)) {
+                    Some(v) => *v += dy[o],
+                    None if a != u32::MAX => stray.store(true, std::sync::atomic::Ordering::Relaxed),
+                    None => {}
                 }
             }
         });
+    if stray.into_inner() {
+        crate::reference::pool2d_route_backward(p, dy, arg, dx);
+    }
 }

@@ -179,7 +179,8 @@ impl Device {
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("pool2d_backward");
-                let mut dx = self.host_zeros(p.in_len());
+                // Every backward below zeroes dx itself before it adds.
+                let mut dx = self.host_out(p.in_len());
                 let dyh = self.host_read(dy);
                 match &pooled.picks {
                     Some(a) => host_kernel!(self, pool2d_route_backward)(
