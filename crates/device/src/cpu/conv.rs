@@ -38,6 +38,7 @@ pub fn im2col(p: &ConvParams, x: &[f32], cols: &mut [f32]) {
     cols[..p.n as usize * k * hw]
         .par_chunks_mut(hw)
         .enumerate()
+        .with_min_len(planes_per_task(hw))
         .for_each(|(row, out)| {
             let (n, kk) = (row / k, row % k);
             let (fx, fy, c) = (kk % fw, (kk / fw) % fh, kk / (fw * fh));
@@ -75,6 +76,7 @@ pub fn col2im(p: &ConvParams, dcols: &[f32], dx: &mut [f32]) {
     dx[..p.n as usize * c_n * plane]
         .par_chunks_mut(plane)
         .enumerate()
+        .with_min_len(planes_per_task(plane))
         .for_each(|(nc, out)| {
             let (n, c) = (nc / c_n, nc % c_n);
             out.fill(-0.0);
@@ -111,12 +113,21 @@ pub fn col2im(p: &ConvParams, dcols: &[f32], dx: &mut [f32]) {
 /// [`reference::bias_channels`](crate::reference::bias_channels).
 pub fn bias_channels(p: &ConvParams, bias: &[f32], y: &mut [f32]) {
     let (hw, f) = (p.out_h() * p.out_w(), p.f as usize);
-    y.par_chunks_mut(hw).enumerate().for_each(|(nf, plane)| {
-        let b = bias[nf % f];
-        for v in plane {
-            *v += b;
-        }
-    });
+    y.par_chunks_mut(hw)
+        .enumerate()
+        .with_min_len(planes_per_task(hw))
+        .for_each(|(nf, plane)| {
+            let b = bias[nf % f];
+            for v in plane {
+                *v += b;
+            }
+        });
+}
+
+/// Planes of `plane` outputs per rayon task: enough that a task outweighs its scheduling (a
+/// LeNet pooling has 2,048 planes of 169 outputs).
+fn planes_per_task(plane: usize) -> usize {
+    (1 << 12) / plane.max(1) + 1
 }
 
 /// Window maxima and the flat input index of each window's first maximum, as
@@ -130,6 +141,7 @@ pub fn max_pool2d_forward(p: &PoolParams, x: &[f32], y: &mut [f32], arg: &mut [u
         .par_chunks_mut(plane_out)
         .zip(arg[..p.out_len()].par_chunks_mut(plane_out))
         .enumerate()
+        .with_min_len(planes_per_task(plane_out))
         .for_each(|(nc, (y, arg))| {
             let base = nc * plane_in;
             let plane = &x[base..base + plane_in];
@@ -165,13 +177,16 @@ pub fn pool2d_route_backward(p: &PoolParams, dy: &[f32], arg: &[u32], dx: &mut [
     let stray = std::sync::atomic::AtomicBool::new(false);
     dx.par_chunks_mut(plane_in)
         .enumerate()
+        .with_min_len(planes_per_task(plane_out))
         .for_each(|(nc, dx)| {
             dx.fill(0.0);
             for o in nc * plane_out..(nc + 1) * plane_out {
                 let a = arg[o];
                 match dx.get_mut((a as usize).wrapping_sub(nc * plane_in)) {
                     Some(v) => *v += dy[o],
-                    None if a != u32::MAX => stray.store(true, std::sync::atomic::Ordering::Relaxed),
+                    None if a != u32::MAX => {
+                        stray.store(true, std::sync::atomic::Ordering::Relaxed)
+                    }
                     None => {}
                 }
             }
