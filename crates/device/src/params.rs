@@ -833,7 +833,7 @@ impl LstmParams {
     /// forward one per 16. A CPU adapter (llvmpipe), where such a read costs a loop over the SIMD
     /// lanes and a workgroup's threads run one after another anyway, takes the most units (a
     /// power of two, at most [`Self::MAX_UNITS`]) that still give each of its 8 lanes a unit:
-    /// the seed model's backward recurrence ran 2.1x faster with 8 than with 1. A GPU keeps one
+    /// the seed model's backward recurrence ran 2.4x faster with 8 than with 1. A GPU keeps one
     /// unit per thread, for threads enough to hide latency. Every unit sums in the same order
     /// either way, so the results are the same bits.
     pub fn units_for(hidden: usize, cpu_adapter: bool) -> usize {
