@@ -84,6 +84,12 @@ fn gates_of(w: u32) -> vec4<f32> {
     return vec4<f32>(recurrent[w], recurrent[w + H], recurrent[w + 2u * H], recurrent[w + 3u * H]);
 }
 
+// Unit u of a thread whose first unit is j0: j0 + u * WG, clamped to the last unit (a unit past
+// H computes a copy of unit H - 1, which is never written).
+fn unit_of(j0: u32, u: u32) -> u32 {
+    return min(j0 + u * WG, p.hidden - 1u);
+}
+
 fn tanh_c(v: f32) -> f32 {
     return tanh(clamp(v, -15.0, 15.0));
 }
@@ -141,7 +147,7 @@ fn lstm_forward(
             // unit past H computes a copy of unit H - 1 and is never written.
             var z: array<vec4<f32>, MAX_BLOCK>;
             for (var u = 0u; u < UNITS; u += 1u) {
-                let j = min(j0 + u * WG, H - 1u);
+                let j = unit_of(j0, u);
                 let bias4 = vec4<f32>(bias[br + j], bias[br + H + j], bias[br + 2u * H + j], bias[br + 3u * H + j]);
                 for (var r = 0u; r < ROWS; r += 1u) {
                     let b = b0 + r;
@@ -161,7 +167,7 @@ fn lstm_forward(
                 var w2: array<vec4<f32>, MAX_UNITS>;
                 var w3: array<vec4<f32>, MAX_UNITS>;
                 for (var u = 0u; u < UNITS; u += 1u) {
-                    let wu = w + min(j0 + u * WG, H - 1u);
+                    let wu = w + unit_of(j0, u);
                     w0[u] = gates_of(wu);
                     w1[u] = select(vec4<f32>(0.0), gates_of(wu + 4u * H), k + 1u < H);
                     w2[u] = select(vec4<f32>(0.0), gates_of(wu + 8u * H), k + 2u < H);
@@ -286,7 +292,7 @@ fn lstm_backward(
             // copy of unit H - 1 and is never written.
             var dhs: array<f32, MAX_BLOCK>;
             for (var u = 0u; u < UNITS; u += 1u) {
-                let j = min(j0 + u * WG, H - 1u);
+                let j = unit_of(j0, u);
                 for (var r = 0u; r < ROWS; r += 1u) {
                     let b = b0 + r;
                     var dh = 0.0;
@@ -302,7 +308,7 @@ fn lstm_backward(
             for (var k = 0u; k < 4u * H; k += 4u) {
                 var w4: array<vec4<f32>, MAX_UNITS>;
                 for (var u = 0u; u < UNITS; u += 1u) {
-                    let wr = (dir * H + min(j0 + u * WG, H - 1u)) * 4u * H + k;
+                    let wr = (dir * H + unit_of(j0, u)) * 4u * H + k;
                     w4[u] = vec4<f32>(recurrent[wr], recurrent[wr + 1u], recurrent[wr + 2u], recurrent[wr + 3u]);
                 }
                 for (var r = 0u; r < ROWS; r += 1u) {

@@ -805,11 +805,7 @@ impl Device {
     /// when fresh, what it held when reused). On the reference device it is zeroed, as the
     /// reference loops may rely on.
     pub(crate) fn host_out(&self, len: usize) -> Vec<f32> {
-        if self.cpu_fast() {
-            words_f32(self.inner.cpu_pool.take_unzeroed(len))
-        } else {
-            self.host_zeros(len)
-        }
+        words_f32(self.host_words(len, true))
     }
 
     fn cpu_buffer(&self, words: Vec<u32>) -> Arc<CpuBuffer> {
