@@ -102,7 +102,7 @@ fn run(dev: &Device, c: &Case, seed: u64) -> Vec<(String, Vec<f32>)> {
     out
 }
 
-/// Every option, at H = 1, 3, 5, 33, 64, 130 and T = 1 to 70.
+/// Every option, at H = 1, 3, 5, 33, 64, 130, 300 and T = 1 to 70.
 fn cases() -> Vec<Case> {
     let base = Case {
         b: 3,
@@ -193,6 +193,17 @@ fn cases() -> Vec<Case> {
             b: 3,
             t: 3,
             e: 2,
+            mask: true,
+            dlast: true,
+            ..base
+        },
+        // One direction with sequences and a mask: masked steps output h_prev (not zero), so
+        // their dy flows into the carried dh.
+        Case {
+            d: 1,
+            h: 33,
+            b: 4,
+            t: 9,
             mask: true,
             dlast: true,
             ..base

@@ -1,13 +1,15 @@
 //! The LSTM recurrence on the CPU device, forward and backward: per step, the whole batch's
 //! recurrent product is one sgemm (B x H times H x 4H forward, B x 4H times 4H x H backward) and the
-//! gates are a loop over (row, unit); the two directions of a bidirectional layer run on two
-//! threads. Same buffers and layouts as [`reference::lstm_forward`] and
-//! [`reference::lstm_backward`]; only the order of the recurrent sums differs.
+//! gates are a vectorized loop over each row's units, with [`math`]'s sigmoid and tanh in place of
+//! libm's; the two directions of a bidirectional layer run on two threads. Same buffers, layouts
+//! and cell formulas as [`reference::lstm_forward`] and [`reference::lstm_backward`]; the order of
+//! the recurrent sums and the activations' last bits differ (within the tests' tolerance).
 
-use super::gemm;
+use super::{gemm, math};
 use crate::params::LstmParams;
 use crate::reference::{
-    cell_backward, cell_forward, is_masked, prev_time, time_of, LstmBackwardIn, LstmForwardOut,
+    cell_backward_with, cell_forward_with, is_masked, prev_time, time_of, LstmBackwardIn,
+    LstmForwardOut,
 };
 
 /// What one direction's forward pass reads.
@@ -136,37 +138,76 @@ fn forward_dir(p: &LstmParams, input: &DirIn<'_>, out: &mut DirOut<'_>) {
         );
         for b in 0..b_n {
             let row = b * t_n + t;
-            let masked = is_masked(p, input.ids, b, t);
-            let (zr, xr) = (
-                &z[b * h4..(b + 1) * h4],
-                &input.xproj[row * h4..(row + 1) * h4],
+            let (hb, cb) = (
+                &mut h[b * h_n..(b + 1) * h_n],
+                &mut c[b * h_n..(b + 1) * h_n],
             );
-            let cr = &mut out.cache[row * 5 * h_n..(row + 1) * 5 * h_n];
-            out.hprev[row * h_n..(row + 1) * h_n].copy_from_slice(&h[b * h_n..(b + 1) * h_n]);
-            for j in 0..h_n {
-                let pre = |g: usize| xr[g * h_n + j] + input.bias[g * h_n + j] + zr[g * h_n + j];
-                let (h_prev, c_prev) = (h[b * h_n + j], c[b * h_n + j]);
-                let ([ig, fg, gg, og], mut c_new, mut h_new) =
-                    cell_forward([pre(0), pre(1), pre(2), pre(3)], c_prev);
-                let mut y_out = h_new;
-                if masked {
-                    c_new = c_prev;
-                    h_new = h_prev;
-                    y_out = if p.zero_masked == 1 { 0.0 } else { h_prev };
+            out.hprev[row * h_n..(row + 1) * h_n].copy_from_slice(hb);
+            let masked = is_masked(p, input.ids, b, t);
+            let cell_row = if masked {
+                cell_row::<true>
+            } else {
+                cell_row::<false>
+            };
+            cell_row(
+                h_n,
+                [
+                    &input.xproj[row * h4..(row + 1) * h4],
+                    input.bias,
+                    &z[b * h4..(b + 1) * h4],
+                ],
+                &mut out.cache[row * 5 * h_n..(row + 1) * 5 * h_n],
+                (hb, cb),
+            );
+            if let Some(y) = out.y.as_deref_mut() {
+                let y = &mut y[row * h_n..(row + 1) * h_n];
+                if masked && p.zero_masked == 1 {
+                    y.fill(0.0);
+                } else {
+                    // The new hidden state, or h_prev where masked (kept in hb).
+                    y.copy_from_slice(hb);
                 }
-                for (g, v) in [ig, fg, gg, og, c_new].into_iter().enumerate() {
-                    cr[g * h_n + j] = v;
-                }
-                if let Some(y) = out.y.as_deref_mut() {
-                    y[row * h_n + j] = y_out;
-                }
-                h[b * h_n + j] = h_new;
-                c[b * h_n + j] = c_new;
             }
         }
     }
     out.hlast.copy_from_slice(&h);
     out.clast.copy_from_slice(&c);
+}
+
+/// One row's cells for one step: the pre-activations are x + bias + z (each (4H), gate-major),
+/// the activated gates and the new cell state go to the row's (5H) cache, and h and c (each (H))
+/// advance in place, or, where the step is masked, keep their values (the cache then holds
+/// c_prev). Slices of exact length and no calls, so the loop vectorizes.
+fn cell_row<const MASKED: bool>(
+    h_n: usize,
+    [x, bias, z]: [&[f32]; 3],
+    cache: &mut [f32],
+    (h, c): (&mut [f32], &mut [f32]),
+) {
+    fn quarters(v: &[f32], h_n: usize) -> [&[f32]; 4] {
+        [0, 1, 2, 3].map(|g| &v[g * h_n..(g + 1) * h_n])
+    }
+    let (x, bias, z) = (quarters(x, h_n), quarters(bias, h_n), quarters(z, h_n));
+    let (gates, rest) = cache[..5 * h_n].split_at_mut(4 * h_n);
+    let (gi, gates) = gates.split_at_mut(h_n);
+    let (gf, gates) = gates.split_at_mut(h_n);
+    let (gg, go) = gates.split_at_mut(h_n);
+    let (cc, h, c) = (&mut rest[..h_n], &mut h[..h_n], &mut c[..h_n]);
+    for j in 0..h_n {
+        let pre = |g: usize| x[g][j] + bias[g][j] + z[g][j];
+        let ([i, f, g, o], c_new, h_new) = cell_forward_with(
+            [pre(0), pre(1), pre(2), pre(3)],
+            c[j],
+            math::sigmoid,
+            math::tanh,
+        );
+        (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
+        if MASKED {
+            cc[j] = c[j];
+        } else {
+            (cc[j], c[j], h[j]) = (c_new, c_new, h_new);
+        }
+    }
 }
 
 /// What one direction's backward pass reads besides the layer's inputs.
@@ -240,6 +281,8 @@ fn backward_dir(
     // with the recurrent kernel's transpose: (B, 4H) x (4H, H).
     let mut dz_next = vec![0.0f32; b_n * h4];
     let mut back = vec![0.0f32; b_n * h_n];
+    // Stands in for an absent dy or initial cell state.
+    let zeros = vec![0.0f32; h_n];
     let back_product = |dz_next: &[f32], back: &mut [f32]| {
         gemm(
             (b_n, h4, h_n),
@@ -258,42 +301,40 @@ fn backward_dir(
         for b in 0..b_n {
             let row = b * t_n + t;
             let masked = is_masked(p, ids, b, t);
-            let output_zeroed = p.zero_masked == 1 && masked;
-            let cr = &g.cache[row * 5 * h_n..(row + 1) * 5 * h_n];
-            for j in 0..h_n {
-                let i = b * h_n + j;
-                let mut dh = dh_carry[i];
-                if let (Some(dy), false) = (grads.dy, output_zeroed) {
-                    dh += dy[(b * t_n + t) * d_n * h_n + dir * h_n + j];
+            let dy = match grads.dy {
+                Some(dy) if !(masked && p.zero_masked == 1) => {
+                    &dy[(b * t_n + t) * d_n * h_n + dir * h_n..][..h_n]
                 }
-                dh += back[i];
-                let mut d = [0.0f32; 4];
-                if masked {
-                    dh_carry[i] = dh;
-                } else {
-                    let (ig, fg, gg, og, c) = (
-                        cr[j],
-                        cr[h_n + j],
-                        cr[2 * h_n + j],
-                        cr[3 * h_n + j],
-                        cr[4 * h_n + j],
-                    );
-                    let c_prev = if q == 0 {
-                        init.map_or(0.0, |i| i[((d_n + dir) * b_n + b) * h_n + j])
-                    } else {
-                        let rp = b * t_n + prev_time(t, dir);
-                        g.cache[rp * 5 * h_n + 4 * h_n + j]
-                    };
-                    let dc;
-                    (d, dc) = cell_backward([ig, fg, gg, og], c, c_prev, dh, dc_carry[i]);
-                    dh_carry[i] = 0.0;
-                    dc_carry[i] = dc * fg;
+                _ => &zeros,
+            };
+            let c_prev = if q == 0 {
+                init.map_or(&zeros[..], |i| &i[((d_n + dir) * b_n + b) * h_n..][..h_n])
+            } else {
+                let rp = b * t_n + prev_time(t, dir);
+                &g.cache[rp * 5 * h_n + 4 * h_n..][..h_n]
+            };
+            let at = b * h_n..(b + 1) * h_n;
+            let dz_row = &mut g.dz[row * h4..(row + 1) * h4];
+            if masked {
+                // The state passes the step unchanged: dh carries on, every dz is 0.
+                for ((c, y), r) in dh_carry[at.clone()].iter_mut().zip(dy).zip(&back[at]) {
+                    *c = *c + y + r;
                 }
-                for (k, v) in d.into_iter().enumerate() {
-                    g.dz[row * h4 + k * h_n + j] = v;
-                    dz_next[b * h4 + k * h_n + j] = v;
-                }
+                dz_row.fill(0.0);
+            } else {
+                grad_row(
+                    h_n,
+                    [
+                        &g.cache[row * 5 * h_n..(row + 1) * 5 * h_n],
+                        c_prev,
+                        dy,
+                        &back[at.clone()],
+                    ],
+                    (&mut dh_carry[at.clone()], &mut dc_carry[at]),
+                    dz_row,
+                );
             }
+            dz_next[b * h4..(b + 1) * h4].copy_from_slice(dz_row);
         }
     }
     back_product(&dz_next, &mut back);
@@ -301,4 +342,36 @@ fn backward_dir(
         *c += v;
     }
     (dh_carry, dc_carry)
+}
+
+/// One unmasked row's cells for one backward step, from the row's (5H) cache (gates i, f, g, o
+/// and c), c_prev, dy and the recurrent product `back` (each (H)): writes the row's (4H) dz,
+/// zeroes dh_carry and advances dc_carry. Slices of exact length and no calls, so the loop
+/// vectorizes.
+fn grad_row(
+    h_n: usize,
+    [cache, c_prev, dy, back]: [&[f32]; 4],
+    (dh_carry, dc_carry): (&mut [f32], &mut [f32]),
+    dz: &mut [f32],
+) {
+    let [gi, gf, gg, go, cc] = [0, 1, 2, 3, 4].map(|g| &cache[g * h_n..(g + 1) * h_n]);
+    let (c_prev, dy, back) = (&c_prev[..h_n], &dy[..h_n], &back[..h_n]);
+    let (dh_carry, dc_carry) = (&mut dh_carry[..h_n], &mut dc_carry[..h_n]);
+    let (di, dz) = dz[..4 * h_n].split_at_mut(h_n);
+    let (df, dz) = dz.split_at_mut(h_n);
+    let (dg, d_o) = dz.split_at_mut(h_n);
+    for j in 0..h_n {
+        let dh = dh_carry[j] + dy[j] + back[j];
+        let ([i, f, g, o], dc) = cell_backward_with(
+            [gi[j], gf[j], gg[j], go[j]],
+            cc[j],
+            c_prev[j],
+            dh,
+            dc_carry[j],
+            math::tanh,
+        );
+        (di[j], df[j], dg[j], d_o[j]) = (i, f, g, o);
+        dh_carry[j] = 0.0;
+        dc_carry[j] = dc * gf[j];
+    }
 }

@@ -32,23 +32,47 @@ pub(crate) fn is_masked(p: &LstmParams, ids: Option<&[u32]>, b: usize, t: usize)
 /// One cell's step from its gate pre-activations z (i, f, g, o) and c_prev: the activated gates,
 /// the new cell state and the new hidden state.
 pub(crate) fn cell_forward(z: [f32; 4], c_prev: f32) -> ([f32; 4], f32, f32) {
-    let gates = [sigmoid(z[0]), sigmoid(z[1]), tanh_c(z[2]), sigmoid(z[3])];
+    cell_forward_with(z, c_prev, sigmoid, tanh_c)
+}
+
+/// [`cell_forward`] with the activations given: the CPU device passes its vectorizable ones.
+#[inline(always)]
+pub(crate) fn cell_forward_with(
+    z: [f32; 4],
+    c_prev: f32,
+    sigmoid: impl Fn(f32) -> f32,
+    tanh: impl Fn(f32) -> f32,
+) -> ([f32; 4], f32, f32) {
+    let gates = [sigmoid(z[0]), sigmoid(z[1]), tanh(z[2]), sigmoid(z[3])];
     let [ig, fg, gg, og] = gates;
     let c = fg * c_prev + ig * gg;
-    (gates, c, og * tanh_c(c))
+    (gates, c, og * tanh(c))
 }
 
 /// One cell's backward step from its activated gates, cell state c, c_prev, the hidden state's
 /// gradient dh and the cell state's carried gradient: the gradients of the four pre-activations
 /// and the cell state's gradient dc (the carry into the step before is dc * f).
 pub(crate) fn cell_backward(
-    [ig, fg, gg, og]: [f32; 4],
+    gates: [f32; 4],
     c: f32,
     c_prev: f32,
     dh: f32,
     dc_carry: f32,
 ) -> ([f32; 4], f32) {
-    let tc = tanh_c(c);
+    cell_backward_with(gates, c, c_prev, dh, dc_carry, tanh_c)
+}
+
+/// [`cell_backward`] with tanh given: the CPU device passes its vectorizable one.
+#[inline(always)]
+pub(crate) fn cell_backward_with(
+    [ig, fg, gg, og]: [f32; 4],
+    c: f32,
+    c_prev: f32,
+    dh: f32,
+    dc_carry: f32,
+    tanh: impl Fn(f32) -> f32,
+) -> ([f32; 4], f32) {
+    let tc = tanh(c);
     let dc = dc_carry + dh * og * (1.0 - tc * tc);
     let d = [
         dc * gg * ig * (1.0 - ig),
