@@ -478,7 +478,7 @@ impl LazyDevice {
 }
 
 fn info(device: &Device) {
-    println!("adapters (best first):");
+    println!("adapters (best first; `--device auto` passes over software ones, type Cpu):");
     let adapters = list_adapters();
     if adapters.is_empty() {
         println!("  none found. {}", kiln_device::adapter::NO_ADAPTER_HINT);
@@ -731,7 +731,6 @@ fn run(cli: Cli) -> Result<(), String> {
             limit,
             strict,
         } => {
-            let device = device.get()?;
             if limit == Some(0) {
                 return Err("--limit 0 evaluates nothing; give at least 1".into());
             }
@@ -742,7 +741,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 let data = data.ok_or(
                     "a model trained from a data file is evaluated on one like it: --data FILE or --data DIR",
                 )?;
-                let r = crate::files::eval(device, &model, &data, strict)?;
+                let r = crate::files::eval(device.get()?, &model, &data, strict)?;
                 if json {
                     print_json(&r)?;
                 } else {
@@ -775,7 +774,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 if pictures.is_some() {
                     return Err("--pictures applies to `kiln eval mnist` only".into());
                 }
-                let r = crate::qqp::eval(device, &model, data.as_deref(), limit, strict)?;
+                let r = crate::qqp::eval(device.get()?, &model, data.as_deref(), limit, strict)?;
                 if json {
                     print_json(&r)?;
                 } else {
@@ -801,7 +800,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let data = data.unwrap_or_else(crate::data::mnist::default_dir);
             let pictures =
                 pictures.unwrap_or_else(|| model.parent().map(PathBuf::from).unwrap_or_default());
-            let report = crate::eval::mnist(device, &model, &data, Some(&pictures), limit)?;
+            let report = crate::eval::mnist(device.get()?, &model, &data, Some(&pictures), limit)?;
             if json {
                 print_json(&report)?;
             } else {
@@ -834,24 +833,24 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
             force,
         } => {
-            let device = device.get()?;
             let Some(PredictTask::Qqp) = task else {
                 if !questions.is_empty() {
                     return Err("give a model trained from a data file --data FILE (or DIR); questions on the command line are for `kiln predict qqp`".into());
                 }
                 let data = data.ok_or("--data FILE (or DIR): what to predict")?;
                 let out = out.unwrap_or_else(|| PathBuf::from("predictions.csv"));
-                let n = crate::files::predict(device, &model, &data, &out, force)?;
+                let n = crate::files::predict(device.get()?, &model, &data, &out, force)?;
                 println!("wrote {} ({n} rows)", out.display());
                 return Ok(());
             };
             match (data, questions.as_slice()) {
                 (Some(data), []) => {
                     let out = out.unwrap_or_else(|| PathBuf::from("submission.csv"));
-                    let n = crate::qqp::submission(device, &model, &data, &out, force)?;
+                    let n = crate::qqp::submission(device.get()?, &model, &data, &out, force)?;
                     println!("wrote {} ({n} pairs)", out.display());
                 }
                 (None, [q1, q2]) => {
+                    let device = device.get()?;
                     let m = crate::qqp::load(device, &model)?;
                     let pair = crate::data::qqp::Pair {
                         id: "0".into(),
@@ -980,10 +979,10 @@ fn run(cli: Cli) -> Result<(), String> {
             repeats,
             quick,
         } => {
-            let device = device.get()?;
             if repeats == 0 {
                 return Err("--repeats 0 times nothing; give at least 1".into());
             }
+            let device = device.get()?;
             let opts = bench::Options {
                 filter,
                 repeats,

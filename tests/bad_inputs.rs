@@ -119,6 +119,36 @@ fn flags_out_of_range_or_for_another_job_are_refused() {
             1,
             &["invalid device choice `quantum`"],
         ),
+        // A flag's mistake is named before any device is opened (here none would open).
+        (
+            &[
+                "--device",
+                "name:nope",
+                "eval",
+                "mnist",
+                "--model",
+                "m",
+                "--limit",
+                "0",
+            ],
+            1,
+            &["--limit 0"],
+        ),
+        (
+            &["--device", "name:nope", "eval", "--model", "m"],
+            1,
+            &["--data FILE"],
+        ),
+        (
+            &["--device", "name:nope", "predict", "--model", "m"],
+            1,
+            &["--data FILE (or DIR): what to predict"],
+        ),
+        (
+            &["--device", "name:nope", "bench", "--repeats", "0"],
+            1,
+            &["--repeats 0"],
+        ),
     ];
     for (args, code, needles) in cases {
         refused(args, *code, needles);

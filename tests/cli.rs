@@ -16,7 +16,7 @@ fn kiln(args: &[&str]) -> (bool, String, String) {
 fn info_lists_adapters_and_the_choice() {
     let (ok, stdout, stderr) = kiln(&["info"]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("adapters (best first):"), "{stdout}");
+    assert!(stdout.contains("adapters (best first"), "{stdout}");
     assert!(stdout.contains("chosen: "), "{stdout}");
     let (ok, stdout, _) = kiln(&["--device", "cpu", "info"]);
     assert!(ok);
