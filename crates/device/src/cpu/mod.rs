@@ -18,8 +18,8 @@ use crate::params::{
 };
 use crate::reference::{self, activation};
 
-/// C = act(op(A) · op(B) + bias), as [`reference::matmul`], through
-/// matrixmultiply's packed, SIMD and multi-threaded sgemm (transposes are strides, not copies).
+/// C = act(op(A) · op(B) + bias), as [`reference::matmul`], through matrixmultiply's packed,
+/// SIMD sgemm (transposes are strides, not copies), on rayon's threads.
 pub fn matmul(
     p: &MatmulParams,
     spec: &MatmulSpec,
@@ -32,10 +32,11 @@ pub fn matmul(
     // (row stride, column stride) of op(A) (M x K) and op(B) (K x N) in their stored layouts.
     let (rsa, csa) = if spec.trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if spec.trans_b { (1, k) } else { (n, 1) };
-    // Batches of small products run one per rayon task (each sgemm then runs on its own); a
-    // single product, or large ones, use matrixmultiply's own threads.
+    // Batches of small products run one per rayon task, each sgemm on its own thread; a single
+    // product, or large ones, split their rows over the threads (`par_gemm`).
     // A slice of C: one batch entry's product, or the sum of `chunk` entries' products.
     let chunk = p.chunk.max(1) as usize;
+    let per_slice = p.slices() > 1 && m * n * k * chunk < SMALL_GEMM;
     let one = |(slice, cb): (usize, &mut [f32])| {
         let mut beta = match bias {
             Some(bias) => {
@@ -53,7 +54,8 @@ pub fn matmul(
                 a.len() >= a0 + m * k && b.len() >= b0 + k * n,
                 "operands checked by matmul_params"
             );
-            gemm(
+            let run = if per_slice { gemm } else { par_gemm };
+            run(
                 (m, k, n),
                 (&a[a0..], rsa, csa),
                 (&b[b0..], rsb, csb),
@@ -68,7 +70,7 @@ pub fn matmul(
             }
         }
     };
-    if p.slices() > 1 && m * n * k * chunk < SMALL_GEMM {
+    if per_slice {
         c.par_chunks_mut(m * n).enumerate().for_each(one);
     } else {
         c.chunks_mut(m * n).enumerate().for_each(one);
@@ -78,8 +80,52 @@ pub fn matmul(
 /// Multiply-adds under which one product of a batch is left to a single thread.
 const SMALL_GEMM: usize = 1 << 24;
 
+/// Multiply-adds from which one product is split over rayon's threads.
+const PAR_GEMM: usize = 1 << 20;
+
+/// [`gemm`] with C's rows in one block per rayon thread (of at least 32 rows), for products of
+/// [`PAR_GEMM`] multiply-adds or more. Each element's sum runs in the same order whatever block
+/// holds its row, so the bits do not depend on the thread count (tested below).
+/// (matrixmultiply's own threads, inside rayon's tasks, oversubscribed the cores: per-image
+/// convolution GEMMs ran at one core's speed on two.)
+fn par_gemm(
+    dims: (usize, usize, usize),
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    let (m, k, n) = dims;
+    let rows = m
+        .div_ceil(rayon::current_num_threads())
+        .next_multiple_of(8)
+        .max(32);
+    if m * k * n < PAR_GEMM || rows >= m {
+        return gemm(dims, a, b, beta, c);
+    }
+    gemm_rows(rows, dims, a, b, beta, c)
+}
+
+/// [`gemm`] over blocks of `rows` rows of C, on rayon's threads.
+fn gemm_rows(
+    rows: usize,
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    c[..m * n]
+        .par_chunks_mut(rows * n)
+        .enumerate()
+        .for_each(|(i, cb)| {
+            let a = &a[i * rows * rsa..];
+            gemm((cb.len() / n, k, n), (a, rsa, csa), b, beta, cb)
+        });
+}
+
 /// C (m x n, row-major, contiguous) = A · B + beta · C, where A (m x k) and B (k x n) are given as
-/// (slice, row stride, column stride): transposes are strides, not copies.
+/// (slice, row stride, column stride): transposes are strides, not copies. One thread.
 fn gemm(
     (m, k, n): (usize, usize, usize),
     (a, rsa, csa): (&[f32], usize, usize),
@@ -320,4 +366,54 @@ pub fn axpy(p: &ElementwiseParams, x: &[f32], out: &mut [f32]) {
         let p = ElementwiseParams { n: n as u32, ..*p };
         reference::axpy(&p, x, out)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splitting C's rows over threads gives the bits of one sgemm, with either operand
+    /// transposed and with beta 1: what makes `par_gemm` independent of the thread count.
+    #[test]
+    fn row_blocks_give_the_bits_of_one_gemm() {
+        let (m, k, n) = (77, 300, 45);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0)
+            .collect();
+        let c0: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32 - 6.0).collect();
+        for (trans_a, trans_b, beta) in
+            [(false, false, 0.0), (true, false, 1.0), (false, true, 1.0)]
+        {
+            let sa = if trans_a { (1, m) } else { (k, 1) };
+            let sb = if trans_b { (1, k) } else { (n, 1) };
+            let mut whole = c0.clone();
+            gemm(
+                (m, k, n),
+                (&a, sa.0, sa.1),
+                (&b, sb.0, sb.1),
+                beta,
+                &mut whole,
+            );
+            for rows in [1, 8, 13, 32, 76] {
+                let mut split = c0.clone();
+                gemm_rows(
+                    rows,
+                    (m, k, n),
+                    (&a, sa.0, sa.1),
+                    (&b, sb.0, sb.1),
+                    beta,
+                    &mut split,
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&split),
+                    bits(&whole),
+                    "rows {rows}, {trans_a} {trans_b}"
+                );
+            }
+        }
+    }
 }
