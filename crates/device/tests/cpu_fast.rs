@@ -253,6 +253,8 @@ fn fast_max_pool_picks_and_routes_as_the_reference() {
     use kiln_device::params::PoolParams;
     for (i, &(shape, k, stride)) in [
         ([2, 3, 8, 8], 2, 2),
+        // 2x2 at stride 2 over odd sides: the last row and column are in no window.
+        ([3, 2, 11, 7], 2, 2),
         ([1, 2, 9, 7], 3, 2),
         ([2, 1, 6, 6], 2, 1),
     ]
