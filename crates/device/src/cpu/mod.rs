@@ -13,8 +13,8 @@ pub use lstm::{lstm_backward, lstm_forward};
 use rayon::prelude::*;
 
 use crate::params::{
-    BinaryOp, ElementwiseParams, EmbeddingParams, MatmulParams, MatmulSpec, OptimParams, ReduceOp,
-    ReduceParams, UnaryOp,
+    Activation, BinaryOp, ElementwiseParams, EmbeddingParams, MatmulParams, MatmulSpec,
+    OptimParams, ReduceOp, ReduceParams, UnaryOp,
 };
 use crate::reference::{self, activation};
 
@@ -64,11 +64,7 @@ pub fn matmul(
             );
             beta = 1.0;
         }
-        if spec.activation != crate::params::Activation::Identity {
-            for v in cb.iter_mut() {
-                *v = activation(spec.activation, *v);
-            }
-        }
+        activate(spec.activation, cb);
     };
     if per_slice {
         c.par_chunks_mut(m * n).enumerate().for_each(one);
@@ -327,14 +323,42 @@ pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &m
         });
 }
 
+/// `act` in place over a matmul's output, as [`reference::activation`]: sigmoid and tanh are
+/// [`math`]'s (within a few ulp of the reference's libm), the rest the reference's own function
+/// with the activation fixed, so that every loop vectorizes.
+fn activate(act: Activation, v: &mut [f32]) {
+    match act {
+        Activation::Identity => {}
+        Activation::Sigmoid => v.iter_mut().for_each(|x| *x = math::sigmoid(*x)),
+        Activation::Tanh => v.iter_mut().for_each(|x| *x = math::tanh(*x)),
+        Activation::Relu => v
+            .iter_mut()
+            .for_each(|x| *x = activation(Activation::Relu, *x)),
+        Activation::Step => v
+            .iter_mut()
+            .for_each(|x| *x = activation(Activation::Step, *x)),
+    }
+}
+
 /// A unary op, as [`reference::unary`], over chunks on rayon's threads. Relu is the reference's
-/// own function with the op fixed, so that the loop vectorizes (the same bits); the others call
-/// the reference per element.
+/// own function with the op fixed, so that the loop vectorizes (the same bits); sigmoid and tanh
+/// are [`math`]'s (a few ulp from the reference's libm), vectorized too; the others call the
+/// reference per element.
 pub fn unary(p: &ElementwiseParams, op: UnaryOp, x: &[f32], out: &mut [f32]) {
     par_elementwise(p.n as usize, out, [x, &[]], |n, [x, _], out| match op {
         UnaryOp::Relu => {
             for (o, &v) in out[..n].iter_mut().zip(&x[..n]) {
                 *o = reference::unary_value(UnaryOp::Relu, v);
+            }
+        }
+        UnaryOp::Sigmoid => {
+            for (o, &v) in out[..n].iter_mut().zip(&x[..n]) {
+                *o = math::sigmoid(v);
+            }
+        }
+        UnaryOp::Tanh => {
+            for (o, &v) in out[..n].iter_mut().zip(&x[..n]) {
+                *o = math::tanh(v);
             }
         }
         _ => {
@@ -345,12 +369,24 @@ pub fn unary(p: &ElementwiseParams, op: UnaryOp, x: &[f32], out: &mut [f32]) {
 }
 
 /// dx = dy * f'(x), as [`reference::unary_backward`], over chunks on rayon's threads (Relu with
-/// the op fixed, as in [`unary`]).
+/// the op fixed, sigmoid and tanh through [`math`], as in [`unary`]).
 pub fn unary_backward(p: &ElementwiseParams, op: UnaryOp, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     par_elementwise(p.n as usize, dx, [x, dy], |n, [x, dy], dx| match op {
         UnaryOp::Relu => {
             for ((d, &v), &g) in dx[..n].iter_mut().zip(&x[..n]).zip(&dy[..n]) {
                 *d = g * reference::unary_derivative(UnaryOp::Relu, v);
+            }
+        }
+        UnaryOp::Sigmoid => {
+            for ((d, &v), &g) in dx[..n].iter_mut().zip(&x[..n]).zip(&dy[..n]) {
+                let s = math::sigmoid(v);
+                *d = g * (s * (1.0 - s));
+            }
+        }
+        UnaryOp::Tanh => {
+            for ((d, &v), &g) in dx[..n].iter_mut().zip(&x[..n]).zip(&dy[..n]) {
+                let t = math::tanh(v);
+                *d = g * (1.0 - t * t);
             }
         }
         _ => {
