@@ -281,6 +281,9 @@ fn lstm_backward(
     for (var i = lid; i < zlen / 4u; i += WG) {
         shv[i] = vec4<f32>(0.0);
     }
+    // The carries were written by thread `cell % WG`; the loop reads them from the thread that
+    // owns unit j. A workgroup barrier orders workgroup memory only: storage needs its own.
+    storageBarrier();
     workgroupBarrier();
     for (var s = 0u; s < T; s += 1u) {
         let q = T - 1u - s; // processing step, run backwards
@@ -382,7 +385,9 @@ fn lstm_backward(
         }
         workgroupBarrier();
     }
-    // d(h0): what is carried plus the recurrent gradient of the first processed step.
+    // d(h0): what is carried plus the recurrent gradient of the first processed step. The
+    // carries were last written by their units' threads, and are read here by thread `cell % WG`.
+    storageBarrier();
     let last = (T % 2u) * zlen;
     for (var cell = lid; cell < cells; cell += WG) {
         let r = cell / H;
