@@ -590,7 +590,12 @@ fn tune_measures_a_jobs_matmuls_and_writes_the_cache() {
         let (class, choice) = line.split_once(' ').unwrap();
         let ok = match class.split(':').next() {
             Some("matmul_tiled") => ["large", "medium", "small"].contains(&choice),
-            Some("lstm") => ["rows1", "rows2", "rows4", "rows8"].contains(&choice),
+            // A GPU's sweep also times units per thread (`rows2:units2`).
+            Some("lstm") => {
+                let (rows, units) = choice.split_once(':').unwrap_or((choice, "units1"));
+                ["rows1", "rows2", "rows4", "rows8"].contains(&rows)
+                    && ["units1", "units2", "units4"].contains(&units)
+            }
             _ => false,
         };
         assert!(ok, "{line}");

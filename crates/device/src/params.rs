@@ -852,6 +852,32 @@ impl LstmParams {
         threads.next_multiple_of(step).clamp(step, 256)
     }
 
+    /// The (rows per workgroup, units per thread) pairs autotuning times for a recurrence: rows
+    /// 1, 2, 4, 8 that fit workgroup memory and the batch; on a CPU adapter the units of
+    /// [`Self::units_for`] alone (its rule was measured there), on a GPU 1, 2 and 4 units where
+    /// they still leave a warp of 32 threads a unit each.
+    pub fn tune_candidates(
+        batch: usize,
+        hidden: usize,
+        dirs: usize,
+        cpu_adapter: bool,
+    ) -> Vec<(u32, u32)> {
+        let fit = Self::rows_for(batch, hidden, dirs, true);
+        let units: Vec<usize> = if cpu_adapter {
+            vec![Self::units_for(hidden, true)]
+        } else {
+            [1, 2, 4]
+                .into_iter()
+                .filter(|&u| u == 1 || hidden / u >= 32)
+                .collect()
+        };
+        [1, 2, 4, 8]
+            .into_iter()
+            .filter(|&r| r <= fit)
+            .flat_map(|r| units.iter().map(move |&u| (r as u32, u as u32)))
+            .collect()
+    }
+
     /// Workgroups: one per (direction, block of `rows` batch rows).
     pub fn workgroups(&self) -> u64 {
         self.batch.div_ceil(self.rows) as u64 * self.dirs as u64
@@ -916,6 +942,28 @@ mod tests {
         // Pinned past the rule: still at least one vector of lanes.
         assert_eq!(LstmParams::threads_for(64, 1, true), 64);
         assert_eq!(LstmParams::threads_for(8, 8, true), 8);
+    }
+
+    #[test]
+    fn lstm_tuning_times_units_on_a_gpu_only() {
+        // The seed model's first layer at batch 16: rows up to what fits, units 1 and 2 on a
+        // GPU (64 / 4 would leave half a warp idle), the rule's 8 on a CPU adapter.
+        let gpu = LstmParams::tune_candidates(16, 64, 2, false);
+        let rows: Vec<u32> = gpu.iter().map(|&(r, _)| r).collect();
+        assert_eq!(rows, [1, 1, 2, 2, 4, 4, 8, 8]);
+        assert!(gpu.iter().all(|&(_, u)| u == 1 || u == 2), "{gpu:?}");
+        let cpu = LstmParams::tune_candidates(16, 64, 2, true);
+        assert_eq!(cpu, [(1, 8), (2, 8), (4, 8), (8, 8)]);
+        // Small H: one unit a thread on a GPU; a batch of 2 caps the rows.
+        assert_eq!(
+            LstmParams::tune_candidates(2, 32, 1, false),
+            [(1, 1), (2, 1)]
+        );
+        // Large H: 4 units, and the rows that fit 16 KiB of workgroup memory.
+        let wide = LstmParams::tune_candidates(64, 256, 2, false);
+        assert!(wide.contains(&(1, 4)), "{wide:?}");
+        let fit = LstmParams::rows_for(64, 256, 2, true) as u32;
+        assert!(wide.iter().all(|&(r, _)| r <= fit), "{wide:?}");
     }
 
     fn sum(batch: u32, m: u32, n: u32, k: u32, width: u32) -> (u32, u32) {

@@ -290,7 +290,8 @@ impl Tuner {
             .map(|(rows, _)| rows)
     }
 
-    /// The LSTM hidden units per thread pinned for `class` (measuring records rows only).
+    /// The LSTM hidden units per thread chosen for `class`: pinned, or measured where a GPU's
+    /// sweep found other units than [`LstmParams::units_for`](crate::params::LstmParams::units_for)'s.
     pub fn known_units(&self, class: &str) -> Option<u32> {
         self.known_choice(class)
             .and_then(|c| lstm_choice_from(&c))
@@ -311,6 +312,11 @@ impl Tuner {
     /// Records measured LSTM rows per workgroup (see [`Tuner::record`]).
     pub fn record_rows(&self, class: &str, rows: u32) {
         self.record_choice(class, format!("rows{rows}"));
+    }
+
+    /// Records measured LSTM rows per workgroup and units per thread (see [`Tuner::record`]).
+    pub fn record_lstm(&self, class: &str, rows: u32, units: u32) {
+        self.record_choice(class, format!("rows{rows}:units{units}"));
     }
 
     fn record_choice(&self, class: &str, name: String) {
@@ -415,11 +421,15 @@ mod tests {
             }),
         };
         let (a, b) = ("matmul_tiled:m8:n8:k8:batched0:ta0:tb0", "lstm:b16:h64:d2");
+        let c = "lstm:b64:h256:d2";
         t.record(a, MatmulTile::Small);
         t.record_rows(b, 4);
+        t.record_lstm(c, 2, 4);
         let back = read_choices(&file);
         assert_eq!(back.get(a).map(String::as_str), Some("small"));
         assert_eq!(back.get(b).map(String::as_str), Some("rows4"));
+        assert_eq!(back.get(c).map(String::as_str), Some("rows2:units4"));
+        assert_eq!((t.known_rows(c), t.known_units(c)), (Some(2), Some(4)));
         assert_eq!(t.known(a), Some(MatmulTile::Small));
         assert_eq!(t.known_rows(b), Some(4));
         assert_eq!(t.known_rows(a), None, "a tile is not rows");

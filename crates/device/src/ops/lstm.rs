@@ -318,7 +318,7 @@ impl Device {
                     (10, &c_last),
                 ];
                 p.rows = self.lstm_rows(g, &p, &bindings)?;
-                launch_lstm_forward(g, &p, &bindings)?;
+                launch_lstm_forward(g, &p, &lstm_overrides(g, &p), &bindings)?;
                 Ok(LstmState {
                     y: return_sequences.then_some(y),
                     h_last,
@@ -565,34 +565,38 @@ impl Device {
         if !g.tuner.measures() {
             return Ok(LstmParams::rows_for(b, h, d, cpu_adapter) as u32);
         }
-        let candidates: Vec<u32> = [1, 2, 4, 8].into_iter().filter(|&r| r <= fit).collect();
-        let best = crate::gpu::tune::unseen(g, || {
-            for &rows in &candidates {
-                self.compile(
-                    ShaderFamily::Lstm,
-                    "lstm_forward",
-                    &lstm_overrides(g, &LstmParams { rows, ..*p }),
-                )?;
+        let candidates = LstmParams::tune_candidates(b, h, d, cpu_adapter);
+        let (rows, units) = crate::gpu::tune::unseen(g, || {
+            for &(rows, units) in &candidates {
+                let overrides = lstm_overrides_with(g, &LstmParams { rows, ..*p }, units as usize);
+                self.compile(ShaderFamily::Lstm, "lstm_forward", &overrides)?;
             }
-            crate::gpu::tune::fastest(g, &candidates, |rows| {
-                launch_lstm_forward(g, &LstmParams { rows, ..*p }, bindings)
+            crate::gpu::tune::fastest(g, &candidates, |(rows, units)| {
+                let p = LstmParams { rows, ..*p };
+                launch_lstm_forward(g, &p, &lstm_overrides_with(g, &p, units as usize), bindings)
             })
         })?;
-        g.tuner.record_rows(&class, best);
-        Ok(best)
+        // The rule's units are left implicit, so that a later change of the rule reaches them.
+        if units as usize == LstmParams::units_for(h, cpu_adapter) {
+            g.tuner.record_rows(&class, rows);
+        } else {
+            g.tuner.record_lstm(&class, rows, units);
+        }
+        Ok(rows)
     }
 }
 
-/// Records the fused forward recurrence with `p.rows` rows per workgroup.
+/// Records the fused forward recurrence with `p.rows` rows per workgroup and `overrides`.
 fn launch_lstm_forward(
     g: &crate::gpu::GpuContext,
     p: &LstmParams,
+    overrides: &[(&'static str, f64)],
     bindings: &[(u32, &Tensor)],
 ) -> Result<()> {
     g.launch(Launch {
         family: ShaderFamily::Lstm,
         entry: "lstm_forward",
-        overrides: &lstm_overrides(g, p),
+        overrides,
         params: bytemuck::bytes_of(p),
         bindings,
         workgroups: p.workgroups(),
@@ -604,14 +608,24 @@ fn launch_lstm_forward(
 /// threads they need.
 fn lstm_overrides(g: &crate::gpu::GpuContext, p: &LstmParams) -> [(&'static str, f64); 3] {
     let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
-    let hidden = p.hidden as usize;
     let units = g
         .tuner
         .known_units(&crate::gpu::tune::lstm_class(p))
         .map_or_else(
-            || LstmParams::units_for(hidden, cpu_adapter),
+            || LstmParams::units_for(p.hidden as usize, cpu_adapter),
             |u| u as usize,
         );
+    lstm_overrides_with(g, p, units)
+}
+
+/// [`lstm_overrides`] with `units` hidden units per thread.
+fn lstm_overrides_with(
+    g: &crate::gpu::GpuContext,
+    p: &LstmParams,
+    units: usize,
+) -> [(&'static str, f64); 3] {
+    let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
+    let hidden = p.hidden as usize;
     [
         ("ROWS", p.rows as f64),
         ("UNITS", units as f64),
