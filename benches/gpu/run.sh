@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check (issue 11): on a machine with a GPU and no Rust toolchain, runs what build.sh
 # built: `kiln info`, the GPU test tiers with KILN_REQUIRE_GPU=1, `kiln tune` (the adapter's
-# matmul tiles), `kiln bench --json`, `kiln profile` of the seed model's and LeNet's training
-# steps, and the PyTorch peers (tools/torch/steps.py, when torch imports), in about 8 minutes at
-# most. Writes eight files to $OUT (default benches/gpu/out): info.txt, tests.txt, bench.json,
+# matmul tiles, LSTM rows and units), `kiln bench --json`, `kiln profile` of the seed model's
+# and LeNet's training steps, and the PyTorch peers (tools/torch/steps.py, when torch imports),
+# in about 8 minutes at most. Writes eight files to $OUT (default benches/gpu/out): info.txt, tests.txt, bench.json,
 # bench.txt (the tuning table first), profile-qqp.json, profile-mnist.json, torch.json,
 # summary.json. QUICK=1 runs the quick benchmark (for a software adapter).
 set -uo pipefail
