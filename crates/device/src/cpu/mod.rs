@@ -342,7 +342,7 @@ fn activate(act: Activation, v: &mut [f32]) {
 
 /// A unary op, as [`reference::unary`], over chunks on rayon's threads. Relu is the reference's
 /// own function with the op fixed, so that the loop vectorizes (the same bits); sigmoid and tanh
-/// are [`math`]'s (a few ulp from the reference's libm), vectorized too; the others call the
+/// are `cpu::math`'s (a few ulp from the reference's libm), vectorized too; the others call the
 /// reference per element.
 pub fn unary(p: &ElementwiseParams, op: UnaryOp, x: &[f32], out: &mut [f32]) {
     par_elementwise(p.n as usize, out, [x, &[]], |n, [x, _], out| match op {
@@ -369,7 +369,7 @@ pub fn unary(p: &ElementwiseParams, op: UnaryOp, x: &[f32], out: &mut [f32]) {
 }
 
 /// dx = dy * f'(x), as [`reference::unary_backward`], over chunks on rayon's threads (Relu with
-/// the op fixed, sigmoid and tanh through [`math`], as in [`unary`]).
+/// the op fixed, sigmoid and tanh through `cpu::math`, as in [`unary`]).
 pub fn unary_backward(p: &ElementwiseParams, op: UnaryOp, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     par_elementwise(p.n as usize, dx, [x, dy], |n, [x, dy], dx| match op {
         UnaryOp::Relu => {
