@@ -16,7 +16,7 @@ use crate::params::{
     Activation, BinaryOp, ElementwiseParams, EmbeddingParams, MatmulParams, MatmulSpec,
     OptimParams, ReduceOp, ReduceParams, UnaryOp,
 };
-use crate::reference::{self, activation};
+use crate::reference;
 
 /// C = act(op(A) · op(B) + bias), as [`reference::matmul`], through matrixmultiply's packed,
 /// SIMD sgemm (transposes are strides, not copies), on rayon's threads.
@@ -323,75 +323,74 @@ pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &m
         });
 }
 
-/// `act` in place over a matmul's output, as [`reference::activation`]: sigmoid and tanh are
-/// [`math`]'s (within a few ulp of the reference's libm), the rest the reference's own function
-/// with the activation fixed, so that every loop vectorizes.
+/// `act` in place over a matmul's output, as [`reference::activation`] with `cpu::math`'s
+/// sigmoid and tanh (within a few ulp of the reference's libm; the other activations give its
+/// bits). Each arm fixes the activation, so that its loop vectorizes.
 fn activate(act: Activation, v: &mut [f32]) {
+    #[inline(always)]
+    fn each(act: Activation, v: &mut [f32]) {
+        for x in v {
+            *x = reference::activation_with(act, *x, math::sigmoid, math::tanh);
+        }
+    }
     match act {
         Activation::Identity => {}
-        Activation::Sigmoid => v.iter_mut().for_each(|x| *x = math::sigmoid(*x)),
-        Activation::Tanh => v.iter_mut().for_each(|x| *x = math::tanh(*x)),
-        Activation::Relu => v
-            .iter_mut()
-            .for_each(|x| *x = activation(Activation::Relu, *x)),
-        Activation::Step => v
-            .iter_mut()
-            .for_each(|x| *x = activation(Activation::Step, *x)),
+        Activation::Sigmoid => each(Activation::Sigmoid, v),
+        Activation::Tanh => each(Activation::Tanh, v),
+        Activation::Relu => each(Activation::Relu, v),
+        Activation::Step => each(Activation::Step, v),
     }
 }
 
-/// A unary op, as [`reference::unary`], over chunks on rayon's threads. Relu is the reference's
-/// own function with the op fixed, so that the loop vectorizes (the same bits); sigmoid and tanh
-/// are `cpu::math`'s (a few ulp from the reference's libm), vectorized too; the others call the
-/// reference per element.
+/// out = f(x) for `op` with `cpu::math`'s sigmoid and tanh; inlined where the op is fixed, so
+/// that the loop vectorizes.
+#[inline(always)]
+fn map_unary(op: UnaryOp, x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = reference::unary_value_with(op, v, math::sigmoid, math::tanh);
+    }
+}
+
+/// dx = dy * f'(x), as [`map_unary`].
+#[inline(always)]
+fn map_unary_backward(op: UnaryOp, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+        *d = g * reference::unary_derivative_with(op, v, math::sigmoid, math::tanh);
+    }
+}
+
+/// A unary op, as [`reference::unary`], over chunks on rayon's threads. Relu, sigmoid and tanh
+/// run in vectorized loops with the op fixed: Relu gives the reference's bits, sigmoid and tanh
+/// are `cpu::math`'s (a few ulp from the reference's libm); the others call the reference per
+/// element.
 pub fn unary(p: &ElementwiseParams, op: UnaryOp, x: &[f32], out: &mut [f32]) {
-    par_elementwise(p.n as usize, out, [x, &[]], |n, [x, _], out| match op {
-        UnaryOp::Relu => {
-            for (o, &v) in out[..n].iter_mut().zip(&x[..n]) {
-                *o = reference::unary_value(UnaryOp::Relu, v);
+    par_elementwise(p.n as usize, out, [x, &[]], |n, [x, _], out| {
+        let (x, out) = (&x[..n], &mut out[..n]);
+        match op {
+            UnaryOp::Relu => map_unary(UnaryOp::Relu, x, out),
+            UnaryOp::Sigmoid => map_unary(UnaryOp::Sigmoid, x, out),
+            UnaryOp::Tanh => map_unary(UnaryOp::Tanh, x, out),
+            _ => {
+                let p = ElementwiseParams { n: n as u32, ..*p };
+                reference::unary(&p, op, x, out)
             }
-        }
-        UnaryOp::Sigmoid => {
-            for (o, &v) in out[..n].iter_mut().zip(&x[..n]) {
-                *o = math::sigmoid(v);
-            }
-        }
-        UnaryOp::Tanh => {
-            for (o, &v) in out[..n].iter_mut().zip(&x[..n]) {
-                *o = math::tanh(v);
-            }
-        }
-        _ => {
-            let p = ElementwiseParams { n: n as u32, ..*p };
-            reference::unary(&p, op, x, out)
         }
     });
 }
 
-/// dx = dy * f'(x), as [`reference::unary_backward`], over chunks on rayon's threads (Relu with
-/// the op fixed, sigmoid and tanh through `cpu::math`, as in [`unary`]).
+/// dx = dy * f'(x), as [`reference::unary_backward`], over chunks on rayon's threads (Relu,
+/// sigmoid and tanh vectorized, as in [`unary`]).
 pub fn unary_backward(p: &ElementwiseParams, op: UnaryOp, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-    par_elementwise(p.n as usize, dx, [x, dy], |n, [x, dy], dx| match op {
-        UnaryOp::Relu => {
-            for ((d, &v), &g) in dx[..n].iter_mut().zip(&x[..n]).zip(&dy[..n]) {
-                *d = g * reference::unary_derivative(UnaryOp::Relu, v);
+    par_elementwise(p.n as usize, dx, [x, dy], |n, [x, dy], dx| {
+        let (x, dy, dx) = (&x[..n], &dy[..n], &mut dx[..n]);
+        match op {
+            UnaryOp::Relu => map_unary_backward(UnaryOp::Relu, x, dy, dx),
+            UnaryOp::Sigmoid => map_unary_backward(UnaryOp::Sigmoid, x, dy, dx),
+            UnaryOp::Tanh => map_unary_backward(UnaryOp::Tanh, x, dy, dx),
+            _ => {
+                let p = ElementwiseParams { n: n as u32, ..*p };
+                reference::unary_backward(&p, op, x, dy, dx)
             }
-        }
-        UnaryOp::Sigmoid => {
-            for ((d, &v), &g) in dx[..n].iter_mut().zip(&x[..n]).zip(&dy[..n]) {
-                let s = math::sigmoid(v);
-                *d = g * (s * (1.0 - s));
-            }
-        }
-        UnaryOp::Tanh => {
-            for ((d, &v), &g) in dx[..n].iter_mut().zip(&x[..n]).zip(&dy[..n]) {
-                let t = math::tanh(v);
-                *d = g * (1.0 - t * t);
-            }
-        }
-        _ => {
-            let p = ElementwiseParams { n: n as u32, ..*p };
-            reference::unary_backward(&p, op, x, dy, dx)
         }
     });
 }

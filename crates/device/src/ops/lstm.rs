@@ -554,7 +554,7 @@ impl Device {
         bindings: &[(u32, &Tensor)],
     ) -> Result<u32> {
         let (b, _, h, d) = p.dims();
-        let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
+        let cpu_adapter = crate::adapter::is_software(&g.info);
         // The most rows that fit workgroup memory and the batch.
         let fit = LstmParams::rows_for(b, h, d, true) as u32;
         let class = crate::gpu::tune::lstm_class(p);
@@ -607,7 +607,7 @@ fn launch_lstm_forward(
 /// thread (pinned for the class, else [`LstmParams::units_for`] the adapter's kind) with the
 /// threads they need.
 fn lstm_overrides(g: &crate::gpu::GpuContext, p: &LstmParams) -> [(&'static str, f64); 3] {
-    let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
+    let cpu_adapter = crate::adapter::is_software(&g.info);
     let units = g
         .tuner
         .known_units(&crate::gpu::tune::lstm_class(p))
@@ -624,7 +624,7 @@ fn lstm_overrides_with(
     p: &LstmParams,
     units: usize,
 ) -> [(&'static str, f64); 3] {
-    let cpu_adapter = g.info.device_type == wgpu::DeviceType::Cpu;
+    let cpu_adapter = crate::adapter::is_software(&g.info);
     let hidden = p.hidden as usize;
     [
         ("ROWS", p.rows as f64),

@@ -252,7 +252,7 @@ fn launch_matmul(
 /// ([`MatmulParams::sum_chunk`]): a few per core on a CPU adapter, enough to fill a GPU's
 /// compute units several times over.
 fn sum_width(g: &GpuContext) -> u32 {
-    if g.info.device_type == wgpu::DeviceType::Cpu {
+    if crate::adapter::is_software(&g.info) {
         64
     } else {
         256

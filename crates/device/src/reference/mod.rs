@@ -34,6 +34,17 @@ fn tanh(x: f32) -> f32 {
 
 /// An activation's value at x.
 pub fn activation(act: Activation, x: f32) -> f32 {
+    activation_with(act, x, sigmoid, tanh)
+}
+
+/// [`activation`] with sigmoid and tanh given: the CPU device passes its vectorizable ones.
+#[inline(always)]
+pub(crate) fn activation_with(
+    act: Activation,
+    x: f32,
+    sigmoid: impl Fn(f32) -> f32,
+    tanh: impl Fn(f32) -> f32,
+) -> f32 {
     match act {
         Activation::Identity => x,
         Activation::Relu => x.max(0.0),
@@ -105,6 +116,17 @@ pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &m
 /// A unary op's value at x.
 #[inline]
 pub fn unary_value(op: UnaryOp, x: f32) -> f32 {
+    unary_value_with(op, x, sigmoid, tanh)
+}
+
+/// [`unary_value`] with sigmoid and tanh given, as [`activation_with`].
+#[inline(always)]
+pub(crate) fn unary_value_with(
+    op: UnaryOp,
+    x: f32,
+    sigmoid: impl Fn(f32) -> f32,
+    tanh: impl Fn(f32) -> f32,
+) -> f32 {
     match op {
         UnaryOp::Identity => x,
         UnaryOp::Step => step(x),
@@ -121,6 +143,17 @@ pub fn unary_value(op: UnaryOp, x: f32) -> f32 {
 /// f'(x)
 #[inline]
 pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
+    unary_derivative_with(op, x, sigmoid, tanh)
+}
+
+/// [`unary_derivative`] with sigmoid and tanh given, as [`activation_with`].
+#[inline(always)]
+pub(crate) fn unary_derivative_with(
+    op: UnaryOp,
+    x: f32,
+    sigmoid: impl Fn(f32) -> f32,
+    tanh: impl Fn(f32) -> f32,
+) -> f32 {
     match op {
         UnaryOp::Identity => 1.0,
         UnaryOp::Step => 0.0,
