@@ -8,8 +8,59 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kiln_device::{list_adapters, Device, DeviceChoice};
 
 use crate::bench;
+use crate::data::qqp::MAX_LEN;
 use crate::files::Task;
 use crate::models::{Arch, Job, JobName, ModelConfig, Pool};
+
+/// Why a command stopped early: a message for the user, or a closed standard output (the reader,
+/// such as `head`, has all it wants), which ends the command quietly with success, as Unix tools
+/// do.
+#[derive(Debug)]
+pub enum Failure {
+    /// An error, printed as `kiln: error: ...`.
+    Message(String),
+    /// Standard output was closed by its reader.
+    StdoutClosed,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Message(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::Message(message.to_string())
+    }
+}
+
+/// Writes to standard output: a closed pipe is [`Failure::StdoutClosed`]; any other failure (a
+/// full disk, `> /dev/full`) is an error, never a panic.
+fn write_stdout(text: std::fmt::Arguments) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(text)
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::StdoutClosed,
+            _ => Failure::Message(format!("cannot write to standard output: {e}")),
+        })
+}
+
+/// `println!` through [`write_stdout`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+/// `print!` through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*))?
+    };
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -120,6 +171,9 @@ pub enum Command {
         /// The JSON file to write.
         #[arg(long)]
         out: PathBuf,
+        /// Overwrite --out when it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// List every adapter, and the chosen one's limits and features.
     Info,
@@ -155,6 +209,9 @@ pub enum Command {
         /// Write the table as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Overwrite --trace and --json files that exist.
+        #[arg(long)]
+        force: bool,
     },
     /// Measure this adapter's kernel choices (the tiled matmul's tile per class of shapes) on the
     /// training steps of the given jobs (default: qqp and mnist) and write them to the tuning
@@ -173,6 +230,9 @@ pub enum Command {
         /// Write the records as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Overwrite --json when it exists.
+        #[arg(long)]
+        force: bool,
         /// Timed runs per case (after one warm-up); the median is reported.
         #[arg(long, default_value_t = 5)]
         repeats: usize,
@@ -400,9 +460,7 @@ fn target(args: &TrainArgs) -> Result<Target, String> {
 }
 
 fn read_model_file(path: &Path) -> Result<ModelConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read model file {}: {e}", path.display()))?;
-    ModelConfig::from_json(&text).map_err(|e| format!("model file {}: {e}", path.display()))
+    ModelConfig::read_file(path)
 }
 
 /// Puts a model file's model on a built-in job's data, checking that it reads that data.
@@ -440,8 +498,16 @@ fn swap_model(job: &mut Job, config: ModelConfig, path: &Path) -> Result<(), Str
     Ok(())
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
-    println!(
+/// Writes `value` as pretty JSON to `path`, atomically, and says so on stderr.
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n";
+    kiln_graph::checkpoint::write_atomic(path, text.as_bytes()).map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
     );
@@ -477,27 +543,30 @@ impl LazyDevice {
     }
 }
 
-fn info(device: &Device) {
-    println!("adapters (best first; `--device auto` passes over software ones, type Cpu):");
+fn info(device: &Device) -> Result<(), Failure> {
+    outln!("adapters (best first; `--device auto` passes over software ones, type Cpu):");
     let adapters = list_adapters();
     if adapters.is_empty() {
-        println!("  none found. {}", kiln_device::adapter::NO_ADAPTER_HINT);
+        outln!("  none found. {}", kiln_device::adapter::NO_ADAPTER_HINT);
     }
     for a in adapters {
-        println!(
+        outln!(
             "  {:<40} {:<8} {:<14} {}",
-            a.name, a.backend, a.device_type, a.driver
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver
         );
     }
-    println!("chosen: {}", device.name());
+    outln!("chosen: {}", device.name());
     let info = device.info();
     if !info.limits.is_empty() {
-        println!("limits:");
+        outln!("limits:");
         for (name, value) in info.limits {
-            println!("  {name:<40} {value}");
+            outln!("  {name:<40} {value}");
         }
-        println!("features: {}", info.features.join(", "));
-        println!(
+        outln!("features: {}", info.features.join(", "));
+        outln!(
             "timing: {}",
             if device.has_timestamps() {
                 "GPU timestamps"
@@ -506,7 +575,13 @@ fn info(device: &Device) {
             }
         );
     }
+    outln!("{TESTED_BACKENDS}");
+    Ok(())
 }
+
+/// What `kiln info` says of where kiln's kernels are tested.
+const TESTED_BACKENDS: &str = "tested: every GPU test runs in CI on Vulkan (Mesa's lavapipe) and on GL (Mesa's llvmpipe); \
+Metal and DX12 are covered by translating every kernel through naga's MSL and HLSL back ends (tests/shader_backends.rs)";
 
 fn job_options(
     pool: Option<Pool>,
@@ -533,9 +608,6 @@ fn job_options(
     })
 }
 
-/// The most ids per question `--len` takes: Quora's longest questions have about 250 words.
-const MAX_LEN: usize = 1000;
-
 fn check_len(len: usize) -> Result<(), String> {
     if !(1..=MAX_LEN).contains(&len) {
         return Err(format!(
@@ -543,6 +615,27 @@ fn check_len(len: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// How the run in `out` reads its data, for `--resume` of a model file on a data file: the
+/// new file is read the same way and refused where it does not match. None when the folder
+/// holds no checkpoint (training refuses that: nothing to resume).
+fn resumed_spec(out: &Path, model: &ModelConfig) -> Result<Option<crate::files::DataSpec>, String> {
+    let Some((_, path)) = kiln_graph::checkpoint::latest(&out.join("checkpoints")) else {
+        return Ok(None);
+    };
+    let ck = kiln_graph::checkpoint::Checkpoint::load(&path).map_err(|e| e.to_string())?;
+    let meta = ck.meta(crate::files::META_KEY).ok_or_else(|| {
+        format!(
+            "--resume: the run in {} was not trained from a data file (it has no `{}`); resume it as it was started, or start a new run with --out",
+            out.display(),
+            crate::files::META_KEY
+        )
+    })?;
+    let outline = model.outline()?;
+    crate::files::DataSpec::from_meta(meta, &outline)
+        .map(Some)
+        .map_err(|e| format!("--resume: {}: {e}", path.display()))
 }
 
 /// Refuses numeric flags out of range before any data is read or memory allocated.
@@ -567,7 +660,7 @@ fn check_numbers(args: &TrainArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
+fn train(device: &Device, args: TrainArgs) -> Result<(), Failure> {
     let target = target(&args)?;
     check_flags(&args, target)?;
     check_numbers(&args)?;
@@ -597,6 +690,19 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
         Target::Files => {
             let path = args.model.as_deref().expect("Files has a model");
             let data = args.data.as_deref().expect("Files has data");
+            let model = model_file.expect("read above");
+            let name = path
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().to_string());
+            let resume = if args.resume {
+                let out = args
+                    .out
+                    .clone()
+                    .unwrap_or_else(|| crate::models::default_out(&name, true));
+                resumed_spec(&out, &model)?
+            } else {
+                None
+            };
             let opts = crate::files::FileOptions {
                 task: args.task,
                 label: args.label.clone(),
@@ -604,13 +710,11 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
                 strict: args.strict,
                 split_seed: args.split_seed.unwrap_or(2019),
                 limit: args.limit,
+                resume,
             };
-            let mut job =
-                crate::files::job(model_file.expect("read above"), data, args.seed, &opts)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-            job.name = path
-                .file_stem()
-                .map_or("model".into(), |s| s.to_string_lossy().to_string());
+            let mut job = crate::files::job(model, data, args.seed, &opts)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            job.name = name;
             job
         }
     };
@@ -682,15 +786,15 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let name = &trained.history.metric;
-    println!("final training loss {loss:.4}, {name} {metric:.4}");
+    outln!("final training loss {loss:.4}, {name} {metric:.4}");
     if let Some((epoch, a)) = trained.history.best_val() {
-        println!("best validation {name} {a:.4} at epoch {epoch}");
+        outln!("best validation {name} {a:.4} at epoch {epoch}");
     }
-    println!("wrote {}", out.display());
+    outln!("wrote {}", out.display());
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), Failure> {
     // Opened by the commands that run kernels: `model` and `export` only write files.
     let device = LazyDevice::new(&cli.device)?;
     match cli.command {
@@ -712,10 +816,9 @@ fn run(cli: Cli) -> Result<(), String> {
             ];
             for (flag, is_given, only) in given {
                 if is_given && job != only {
-                    return Err(format!(
-                        "{flag} applies to `kiln model {}` only",
-                        only.as_str()
-                    ));
+                    return Err(
+                        format!("{flag} applies to `kiln model {}` only", only.as_str()).into(),
+                    );
                 }
             }
             let opts = job_options(pool, arch, data, len, vocab_cap)?;
@@ -745,7 +848,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 if json {
                     print_json(&r)?;
                 } else {
-                    println!(
+                    outln!(
                         "{}: {} rows of {}: {} {:.4}, loss {:.4}",
                         model.display(),
                         r.rows,
@@ -755,7 +858,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         r.loss
                     );
                     if r.skipped > 0 {
-                        println!(
+                        outln!(
                             "skipped {} rows (--strict refuses them): {}",
                             r.skipped,
                             r.skipped_examples.join("; ")
@@ -778,7 +881,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 if json {
                     print_json(&r)?;
                 } else {
-                    println!(
+                    outln!(
                         "{}: {} pairs of {} ({}): accuracy {:.4}, loss {:.4}",
                         model.display(),
                         r.pairs,
@@ -788,7 +891,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         r.loss
                     );
                     if r.skipped_rows > 0 {
-                        println!(
+                        outln!(
                             "{}: {} (--strict refuses them)",
                             r.data.display(),
                             r.skipped
@@ -804,21 +907,21 @@ fn run(cli: Cli) -> Result<(), String> {
             if json {
                 print_json(&report)?;
             } else {
-                println!(
+                outln!(
                     "{}: {} test images, accuracy {:.4}, loss {:.4}",
                     model.display(),
                     report.samples,
                     report.accuracy,
                     report.loss
                 );
-                println!("confusion (rows: true digit, columns: predicted):");
+                outln!("confusion (rows: true digit, columns: predicted):");
                 for (t, row) in report.confusion.iter().enumerate() {
-                    println!(
+                    outln!(
                         "  {t}: {}",
                         row.iter().map(|c| format!("{c:5}")).collect::<String>()
                     );
                 }
-                println!(
+                outln!(
                     "pictures: {}, {}",
                     pictures.join("test_digits.png").display(),
                     pictures.join("confusion.png").display()
@@ -840,14 +943,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 let data = data.ok_or("--data FILE (or DIR): what to predict")?;
                 let out = out.unwrap_or_else(|| PathBuf::from("predictions.csv"));
                 let n = crate::files::predict(device.get()?, &model, &data, &out, force)?;
-                println!("wrote {} ({n} rows)", out.display());
+                outln!("wrote {} ({n} rows)", out.display());
                 return Ok(());
             };
             match (data, questions.as_slice()) {
                 (Some(data), []) => {
                     let out = out.unwrap_or_else(|| PathBuf::from("submission.csv"));
                     let n = crate::qqp::submission(device.get()?, &model, &data, &out, force)?;
-                    println!("wrote {} ({n} pairs)", out.display());
+                    outln!("wrote {} ({n} pairs)", out.display());
                 }
                 (None, [q1, q2]) => {
                     let device = device.get()?;
@@ -859,7 +962,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         label: None,
                     };
                     let p = m.predict(device, &[pair])?[0];
-                    println!("{p:.4}");
+                    outln!("{p:.4}");
                 }
                 _ => {
                     return Err(
@@ -875,7 +978,9 @@ fn run(cli: Cli) -> Result<(), String> {
             len,
             seed,
             out,
+            force,
         } => {
+            crate::files::check_out_file(&out, force)?;
             let PredictTask::Qqp = task;
             check_len(len)?;
             let pre = crate::data::qqp::Preprocess {
@@ -886,7 +991,7 @@ fn run(cli: Cli) -> Result<(), String> {
             crate::qqp::export(data.as_deref(), &pre, &out)?;
             eprintln!("wrote {}", out.display());
         }
-        Command::Info => info(device.get()?),
+        Command::Info => info(device.get()?)?,
         Command::Profile {
             job,
             model,
@@ -898,7 +1003,11 @@ fn run(cli: Cli) -> Result<(), String> {
             lstm,
             trace,
             json,
+            force,
         } => {
+            for path in trace.iter().chain(&json) {
+                crate::files::check_out_file(path, force)?;
+            }
             let device = device.get()?;
             let opts = job_options(pool, arch, None, len, None)?;
             let mut j = crate::models::job(job, 0, &opts)?;
@@ -912,22 +1021,12 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             eprintln!("kiln profile {} on {}", j.name, device.name());
             let (report, profile) = crate::profile::run(device, &j, &popts)?;
-            print!("{}", crate::profile::table(&report));
-            let write = |path: &Path, value: &serde_json::Value| -> Result<(), String> {
-                let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-                std::fs::write(path, text + "\n")
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                eprintln!("wrote {}", path.display());
-                Ok(())
-            };
+            out!("{}", crate::profile::table(&report));
             if let Some(path) = trace {
-                write(&path, &crate::profile::chrome_trace(&report, &profile))?;
+                write_json(&path, &crate::profile::chrome_trace(&report, &profile))?;
             }
             if let Some(path) = json {
-                write(
-                    &path,
-                    &serde_json::to_value(&report).map_err(|e| e.to_string())?,
-                )?;
+                write_json(&path, &report)?;
             }
         }
         Command::Tune { jobs } => {
@@ -956,31 +1055,35 @@ fn run(cli: Cli) -> Result<(), String> {
                 crate::profile::run(device, &j, &popts)?;
             }
             let measured = device.tuned_here();
-            println!(
+            outln!(
                 "{} shape classes tuned on {}:",
                 measured.len(),
                 device.name()
             );
             for (class, choice) in &measured {
-                println!("  {class:<56} {choice}");
+                outln!("  {class:<56} {choice}");
             }
             match device.tune_file() {
-                Some(f) => println!(
+                Some(f) => outln!(
                     "written to {} ({} classes in all)",
                     f.display(),
                     device.tuned_choices().len()
                 ),
-                None => println!("no cache folder (set KILN_TUNE_CACHE): kept for this run only"),
+                None => outln!("no cache folder (set KILN_TUNE_CACHE): kept for this run only"),
             }
         }
         Command::Bench {
             filter,
             json,
+            force,
             repeats,
             quick,
         } => {
             if repeats == 0 {
                 return Err("--repeats 0 times nothing; give at least 1".into());
+            }
+            if let Some(path) = &json {
+                crate::files::check_out_file(path, force)?;
             }
             let device = device.get()?;
             let opts = bench::Options {
@@ -990,12 +1093,9 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             eprintln!("kiln bench on {}", device.name());
             let records = bench::run(device, &opts).map_err(|e| e.to_string())?;
-            print!("{}", bench::table(&records));
+            out!("{}", bench::table(&records));
             if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
-                std::fs::write(&path, text + "\n")
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                eprintln!("wrote {}", path.display());
+                write_json(&path, &records)?;
             }
         }
     }
@@ -1016,8 +1116,8 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Ok(()) | Err(Failure::StdoutClosed) => ExitCode::SUCCESS,
+        Err(Failure::Message(e)) => {
             eprintln!("kiln: error: {e}");
             ExitCode::FAILURE
         }

@@ -9,8 +9,33 @@ fn err(path: &Path, e: impl std::fmt::Display) -> String {
     format!("cannot draw {}: {e}", path.display())
 }
 
+/// Draws a picture with `draw` into a temporary file beside `path` and renames it over `path`
+/// (atomically, with the umask's permissions; a `path` that is not a regular file is refused).
+fn atomic_png(path: &Path, draw: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
+    kiln_graph::checkpoint::write_atomic_with(path, |_, tmp| {
+        draw(tmp).map_err(|e| kiln_graph::Error::Write {
+            path: path.into(),
+            doing: "drawing it".into(),
+            source: std::io::Error::other(e),
+        })
+    })
+    .map_err(|e| e.to_string())
+}
+
 /// `count` images (28x28, values in [0, 1]) in a grid, each captioned "pred (true)", red when wrong.
 pub fn digit_grid(
+    path: &Path,
+    images: &[f32],
+    predicted: &[usize],
+    truth: &[usize],
+    count: usize,
+) -> Result<(), String> {
+    atomic_png(path, |path| {
+        draw_digit_grid(path, images, predicted, truth, count)
+    })
+}
+
+fn draw_digit_grid(
     path: &Path,
     images: &[f32],
     predicted: &[usize],
@@ -56,6 +81,14 @@ pub fn digit_grid(
 
 /// A 10x10 confusion matrix (rows: true digit, columns: predicted), shaded by row share.
 pub fn confusion_matrix(
+    path: &Path,
+    confusion: &[[usize; 10]; 10],
+    title: &str,
+) -> Result<(), String> {
+    atomic_png(path, |path| draw_confusion_matrix(path, confusion, title))
+}
+
+fn draw_confusion_matrix(
     path: &Path,
     confusion: &[[usize; 10]; 10],
     title: &str,

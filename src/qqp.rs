@@ -20,8 +20,9 @@ pub struct Loaded {
 
 /// Rebuilds the model at `path` on `device`.
 pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
-    let saved = crate::models::load_saved(device, path)?;
-    let ck = &saved.checkpoint;
+    // Everything the metadata claims is checked before the weights are allocated.
+    let read = crate::models::read_saved(path)?;
+    let ck = &read.checkpoint;
     let missing = |what: &str| {
         format!(
             "{}: no {what} in the model's metadata; is it a `kiln train qqp` model?",
@@ -29,26 +30,39 @@ pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
         )
     };
     let tokenizer =
-        Tokenizer::from_json(ck.meta("vocabulary").ok_or_else(|| missing("vocabulary"))?)?;
+        Tokenizer::from_json(ck.meta("vocabulary").ok_or_else(|| missing("vocabulary"))?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     let preprocess: Preprocess = serde_json::from_str(
         ck.meta("qqp_preprocess")
             .ok_or_else(|| missing("qqp_preprocess"))?,
     )
-    .map_err(|e| format!("{}: qqp_preprocess: {e}", path.display()))?;
+    .map_err(|e| {
+        format!(
+            "{}: qqp_preprocess: {}",
+            path.display(),
+            crate::data::clip(&e.to_string())
+        )
+    })?;
+    preprocess.check().map_err(|e| {
+        format!(
+            "{}: qqp_preprocess.{e}; the file was edited",
+            path.display()
+        )
+    })?;
     if preprocess
         .len
         .checked_mul(2)
-        .map(|w| saved.outline.input == [w])
+        .map(|w| read.outline.input == [w])
         != Some(true)
     {
         return Err(format!(
             "{}: qqp_preprocess.len {} does not match the model's input {:?} (two questions of len ids each); the file was edited",
             path.display(),
             preprocess.len,
-            saved.outline.input
+            read.outline.input
         ));
     }
-    if saved
+    if read
         .outline
         .vocab
         .is_some_and(|v| v < tokenizer.vocab_size())
@@ -57,9 +71,10 @@ pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
             "{}: the vocabulary has {} ids but the model's embedding {:?} rows; the file was edited",
             path.display(),
             tokenizer.vocab_size(),
-            saved.outline.vocab
+            read.outline.vocab
         ));
     }
+    let saved = read.build(device)?;
     Ok(Loaded {
         model: saved.model,
         params: saved.params,
@@ -238,5 +253,5 @@ pub fn export(data: Option<&Path>, pre: &Preprocess, out: &Path) -> Result<(), S
         val: split(&p.val),
     };
     let text = serde_json::to_string(&e).map_err(|e| e.to_string())?;
-    std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))
+    kiln_graph::checkpoint::write_atomic(out, text.as_bytes()).map_err(|e| e.to_string())
 }

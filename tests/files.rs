@@ -152,31 +152,41 @@ fn a_numeric_table_trains_a_classifier_and_a_regressor_from_model_files() {
         p(&preds),
     ]);
     assert!(e.contains("--force"), "{e}");
-    // eval skips and reports a row with an unknown label; --strict refuses it.
+    // eval refuses a file whose labels hold a class the model does not know, naming it and
+    // where it first appears, with or without --strict; an empty label is a row it skips.
     write(
         &d.join("odd.csv"),
         "x1,x2,x3,species\n0,0,5,setosa\n3,3,5,rose\n",
+    );
+    let (model, odd) = (run.join("model.safetensors"), d.join("odd.csv"));
+    for strict in [false, true] {
+        let mut args = vec!["eval", "--model", p(&model), "--data", p(&odd)];
+        if strict {
+            args.push("--strict");
+        }
+        let e = refused(&args);
+        assert!(
+            e.contains("`rose` (line 3)") && e.contains("does not know") && e.contains("setosa"),
+            "{e}"
+        );
+    }
+    write(
+        &d.join("holey_label.csv"),
+        "x1,x2,x3,species\n0,0,5,setosa\n0,3,9,\n",
     );
     let out = ok(&[
         "eval",
         "--model",
         p(&run.join("model.safetensors")),
         "--data",
-        p(&d.join("odd.csv")),
+        p(&d.join("holey_label.csv")),
     ]);
     assert!(
-        out.contains("1 rows of") && out.contains("skipped 1 rows") && out.contains("rose"),
+        out.contains("1 rows of")
+            && out.contains("skipped 1 rows")
+            && out.contains("line 3: empty label"),
         "{out}"
     );
-    let e = refused(&[
-        "eval",
-        "--strict",
-        "--model",
-        p(&run.join("model.safetensors")),
-        "--data",
-        p(&d.join("odd.csv")),
-    ]);
-    assert!(e.contains("line 3") && e.contains("rose"), "{e}");
 
     // Regression: y = 2a - 0.3b, MSE, reported as mean absolute error.
     let mut reg = String::from("a,b,target\n");

@@ -4,8 +4,21 @@
 
 pub mod mnist;
 pub mod qqp;
+pub mod table;
 
 use kiln_train::{Column, Dataset};
+
+/// The most characters of a user's text (a cell, a line, a name) that a message echoes.
+pub const ECHO_CHARS: usize = 200;
+
+/// `text` as a message echoes it: whole when short, else its first [`ECHO_CHARS`] characters and
+/// how long it was (a 10 MB line must not become a 10 MB error).
+pub fn clip(text: &str) -> String {
+    match text.char_indices().nth(ECHO_CHARS) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}... ({} characters)", &text[..end], text.chars().count()),
+    }
+}
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 
 /// The four XOR points, label 1 where exactly one input is 1.

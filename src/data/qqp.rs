@@ -174,10 +174,13 @@ pub fn load_for(
             }
             Format::KaggleTest => (field(0), field(1), field(2), None),
         };
+        // A field that holds line ends and runs long, or holds a line that starts like a record,
+        // swallowed records (an unclosed quote). A long question on one line is just long.
         let swallows = [&q1, &q2].iter().any(|q| {
             q.as_ref().is_some_and(|q| {
-                q.chars().count() > MAX_QUESTION_CHARS
-                    || q.lines().skip(1).any(|l| looks_like_record(l, format))
+                q.contains('\n')
+                    && (q.chars().count() > MAX_QUESTION_CHARS
+                        || q.lines().skip(1).any(|l| looks_like_record(l, format)))
             })
         });
         let problem = match (&id, &q1, &q2, &label) {
@@ -214,7 +217,7 @@ pub fn load_for(
             let where_ = format!(
                 "record {} ({lines}, id {})",
                 n + 1,
-                id.clone().unwrap_or_default()
+                crate::data::clip(&id.clone().unwrap_or_default())
             );
             if predict {
                 return Err(bad(format!(
@@ -323,9 +326,19 @@ impl Tokenizer {
     }
 
     pub fn from_json(text: &str) -> Result<Tokenizer, String> {
-        serde_json::from_str(text)
-            .map(Tokenizer::from_words)
-            .map_err(|e| format!("vocabulary: {e}"))
+        let words: Vec<String> = serde_json::from_str(text)
+            .map_err(|e| format!("vocabulary: {}", crate::data::clip(&e.to_string())))?;
+        let mut seen = std::collections::HashSet::new();
+        if let Some(w) = words
+            .iter()
+            .find(|w| w.is_empty() || !seen.insert(w.as_str()))
+        {
+            return Err(format!(
+                "vocabulary: the word `{}` is empty or listed twice; the file was edited",
+                crate::data::clip(w)
+            ));
+        }
+        Ok(Tokenizer::from_words(words))
     }
 }
 
@@ -376,6 +389,33 @@ pub struct Preprocess {
     pub test_size: f64,
     /// Seed of the split (sklearn's random_state).
     pub split_seed: u32,
+}
+
+/// The most ids per question: Quora's longest questions have about 250 words.
+pub const MAX_LEN: usize = 1000;
+
+impl Preprocess {
+    /// Checks settings read from a saved model's metadata (`qqp_preprocess`), which an edit may
+    /// have broken: ids per question in 1..=[`MAX_LEN`], a validation fraction in (0, 1), a
+    /// vocabulary cap of at least 1.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_LEN).contains(&self.len) {
+            return Err(format!(
+                "len {}: ids per question are 1..={MAX_LEN} (the seed uses 31)",
+                self.len
+            ));
+        }
+        if !(self.test_size > 0.0 && self.test_size < 1.0) {
+            return Err(format!(
+                "test_size {}: the validation fraction is in (0, 1) (the seed uses 0.2)",
+                self.test_size
+            ));
+        }
+        if self.vocab_cap == Some(0) {
+            return Err("vocab_cap 0 leaves no words; it is at least 1 (or absent)".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for Preprocess {

@@ -38,19 +38,107 @@ fn floats_of(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// Writes `bytes` to `path` atomically.
+/// What `path` is when it exists and is not a regular file (symbolic links are not followed).
+pub fn special_file_kind(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let t = meta.file_type();
+    if t.is_file() {
+        return None;
+    }
+    Some(if t.is_dir() {
+        "a folder"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        special_kind(&t)
+    })
+}
+
+#[cfg(unix)]
+fn special_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "not a regular file"
+}
+
+/// Refuses an output path that exists and is not a regular file (`/dev/null`, a folder, a link,
+/// a pipe): an atomic write renames over its target, which would replace it with a file.
+pub fn check_writable(path: &Path) -> Result<()> {
+    match special_file_kind(path) {
+        Some(kind) => Err(Error::NotAFile {
+            path: path.into(),
+            kind,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder (created with the
+/// process's umask, as any file a program creates), fsync, rename. A path that exists and is not
+/// a regular file is refused ([`check_writable`]); errors name the path that failed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |file, tmp| {
+        file.write_all(bytes).map_err(|e| Error::Write {
+            path: path.into(),
+            doing: format!("writing {}", tmp.display()),
+            source: e,
+        })
+    })
+}
+
+/// [`write_atomic`] for a writer of its own: `fill` gets the open temporary file and its path
+/// (a library that opens files by name, such as an image encoder, writes to the path), then the
+/// file is synced and renamed over `path`. Dropped on any error, so `path` keeps what it held.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File, &Path) -> Result<()>,
+) -> Result<()> {
+    check_writable(path)?;
+    let fail = |doing: String| {
+        move |source| Error::Write {
+            path: path.into(),
+            doing,
+            source,
+        }
+    };
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    std::fs::create_dir_all(dir).map_err(fail(format!("creating the folder {}", dir.display())))?;
+    let mut builder = tempfile::Builder::new();
+    // rw for everyone less the umask (the kernel applies it), as `File::create` gives; tempfile's
+    // own default is owner-only. The extension is kept for writers that choose a format by it.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let suffix = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let mut tmp = builder
+        .prefix(".tmp")
+        .suffix(&suffix)
+        .tempfile_in(dir)
+        .map_err(fail(format!("creating a file in {}", dir.display())))?;
+    let tmp_path = tmp.path().to_path_buf();
+    fill(tmp.as_file_mut(), &tmp_path)?;
+    std::fs::File::open(&tmp_path)
+        .and_then(|f| f.sync_all())
+        .map_err(fail(format!("syncing {}", tmp_path.display())))?;
+    tmp.persist(path)
+        .map_err(|e| fail(format!("renaming {} into place", tmp_path.display()))(e.error))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all(); // make the rename itself durable where the platform allows
     }

@@ -40,6 +40,28 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot write {path}: {doing}: {source}")]
+    /// Writing a file failed: `doing` says which step (creating the temporary file beside it,
+    /// writing, renaming it into place), so the path that failed is the one named.
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The step that failed, naming its own path where it has one.
+        doing: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path} is {kind}, not a regular file; kiln writes a file by replacing it, which would replace that: name a regular file")]
+    /// An output path that exists and is not a regular file (a device, a folder, a link, a pipe).
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is ("a device", "a folder", "a symbolic link", ...).
+        kind: &'static str,
+    },
+
     #[error("weights do not fit the model: {0}")]
     /// A strict weight load found missing, unexpected or mis-shaped tensors.
     Weights(WeightReport),

@@ -51,6 +51,9 @@ struct Spec {
 struct BuilderState {
     rng: StdRng,
     specs: Vec<Spec>,
+    /// The names registered so far, to refuse a second one in constant time (a model file of
+    /// many layers builds in linear time).
+    names: std::collections::HashSet<String>,
 }
 
 /// Collects parameters while a model is built; `build` packs them onto a device.
@@ -114,6 +117,7 @@ impl ParamBuilder {
             state: std::rc::Rc::new(std::cell::RefCell::new(BuilderState {
                 rng: StdRng::seed_from_u64(seed),
                 specs: vec![],
+                names: Default::default(),
             })),
             prefix: String::new(),
         }
@@ -166,7 +170,7 @@ impl ParamBuilder {
             }
         }
         let mut state = self.state.borrow_mut();
-        if state.specs.iter().any(|s| s.name == name) {
+        if !state.names.insert(name.clone()) {
             return Err(Error::model(
                 &name,
                 "a parameter of this name exists already (give each layer its own `pp` prefix)",
@@ -226,8 +230,9 @@ fn weight_report(
     tensors: &[crate::checkpoint::NamedTensor],
 ) -> crate::error::WeightReport {
     let mut report = crate::error::WeightReport::default();
+    let by_name = tensors_by_name(tensors);
     for (name, shape) in names.iter().zip(shapes) {
-        match tensors.iter().find(|t| &t.0 == name) {
+        match by_name.get(name.as_str()) {
             None => report.missing.push(format!("{name} {shape:?}")),
             Some((_, s, v)) if s != shape || v.len() != s.iter().product::<usize>() => report
                 .mismatched
@@ -242,12 +247,24 @@ fn weight_report(
             }
         }
     }
+    let known: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     for (name, shape, _) in tensors {
-        if !names.contains(name) {
+        if !known.contains(name.as_str()) {
             report.unexpected.push(format!("{name} {shape:?}"));
         }
     }
     report
+}
+
+/// The tensors of a file by name (the first of a name, as a search in order finds).
+fn tensors_by_name(
+    tensors: &[crate::checkpoint::NamedTensor],
+) -> std::collections::HashMap<&str, &crate::checkpoint::NamedTensor> {
+    let mut map = std::collections::HashMap::new();
+    for t in tensors {
+        map.entry(t.0.as_str()).or_insert(t);
+    }
+    map
 }
 
 /// A parameter's initial values under `init`.
@@ -401,11 +418,9 @@ impl ParamStore {
         if !report.is_empty() {
             return Err(Error::Weights(report));
         }
+        let by_name = tensors_by_name(tensors);
         for (id, name) in self.names.iter().enumerate() {
-            let (_, _, values) = tensors
-                .iter()
-                .find(|t| &t.0 == name)
-                .expect("checked above");
+            let (_, _, values) = by_name[name.as_str()];
             self.device.write_f32(&self.values[id], values)?;
         }
         Ok(())

@@ -396,6 +396,18 @@ impl Callback for Checkpoints {
                 });
             }
         }
+        // The data the run was started on: its vocabulary, how its files are read. A run
+        // resumed on other data would train on ids or columns that mean something else.
+        for (key, ours) in &self.metadata {
+            if ck.meta(key).is_some_and(|saved| saved != ours) {
+                return Err(Error::Checkpoint {
+                    path,
+                    message: format!(
+                        "it was written for other data: its `{key}` differs from this run's (the data or how it is read changed); resume with the data and the flags the run began with, or start a new run with --out"
+                    ),
+                });
+            }
+        }
         state.params.load(&ck.params)?;
         let (step, m, v) = ck.optimizer.clone().ok_or_else(|| Error::Checkpoint {
             path: path.clone(),

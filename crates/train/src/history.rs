@@ -123,18 +123,7 @@ impl History {
     /// Two panels, loss and the metric per epoch, train solid and validation dashed; drawn into
     /// a temporary file beside `path`, then renamed over it.
     pub fn plot(&self, path: &Path, title: &str) -> Result<()> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp")
-            .suffix(".png")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(dir, e))?;
-        self.draw(tmp.path(), title)?;
-        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-        Ok(())
+        kiln_graph::checkpoint::write_atomic_with(path, |_, tmp| self.draw(tmp, title))
     }
 
     fn draw(&self, path: &Path, title: &str) -> Result<()> {

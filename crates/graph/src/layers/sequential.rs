@@ -14,6 +14,9 @@ use crate::recurrent::LstmPath;
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
 
+/// The most dimensions a per-sample input shape may have.
+pub const MAX_RANK: usize = 8;
+
 /// What [`Sequential`] is built from: the per-sample input shape and the layers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +54,15 @@ impl SequentialConfig {
             .try_fold(1usize, |n, &d| n.checked_mul(d))
             .filter(|&n| n <= u32::MAX as usize);
         match per_sample {
+            _ if self.input.len() > MAX_RANK => {
+                return Err(Error::model(
+                    "input",
+                    format!(
+                        "has {} dimensions; kiln's layers take at most {MAX_RANK} (e.g. [4], [31] or [1, 28, 28])",
+                        self.input.len()
+                    ),
+                ))
+            }
             _ if self.input.is_empty() => {
                 return Err(Error::model(
                     "input",

@@ -1,0 +1,808 @@
+//! Models from a file over data from a file, for users who do not write Rust:
+//! `kiln train --model model.json --data FILE`, then `kiln eval` and `kiln predict` on what it saved.
+//!
+//! Data comes in three kinds, told apart by what `--data` is and what the model takes:
+//! - a **table** (CSV, or TSV by extension): numeric feature columns and a label column, for a
+//!   model that takes values; features are standardised with the training split's mean and
+//!   deviation, which are saved with the model;
+//! - a **text table**: one or more text columns and a label, for a model that starts with an
+//!   embedding; kiln's tokenizer is fitted on the training split (capped to the embedding's rows)
+//!   and saved with the model;
+//! - an **image folder**: one subfolder per class of PNG or JPEG files, read as the model's
+//!   (C, H, W) input (C = 1 grey, 3 RGB), resized when they differ, scaled to [0, 1].
+//!
+//! The task (classification or regression) is `--task`, or inferred and reported. What was read
+//! and how is saved as the model's `kiln_data` metadata, so `eval` and `predict` read new files
+//! the same way. `predict` writes exactly one row per input row, in order, or refuses.
+
+mod apply;
+mod images;
+mod spec;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use kiln_graph::{Activation, LossKind, OptimizerConfig};
+use kiln_train::{Column, Dataset, TrainConfig};
+
+use crate::data::clip;
+use crate::data::qqp::{sklearn_split, Tokenizer};
+use crate::data::table::{self, Cell, Table};
+use crate::models::{Job, ModelConfig, Outline};
+pub use apply::{check_out_file, eval, load, predict, EvalReport};
+use apply::{read_for, Labels};
+pub use spec::{DataSpec, Source, Task, META_KEY};
+
+/// `kiln train --model`'s data choices.
+#[derive(Clone, Debug, Default)]
+pub struct FileOptions {
+    /// Classification or regression (default: inferred).
+    pub task: Option<Task>,
+    /// The label column (default: one called label, target, class or y, else the last).
+    pub label: Option<String>,
+    /// The input columns (default: all others).
+    pub columns: Option<Vec<String>>,
+    /// Refuse bad rows instead of skipping and reporting them.
+    pub strict: bool,
+    /// Seed of the 80/20 split.
+    pub split_seed: u32,
+    /// Use the first N usable rows only.
+    pub limit: Option<usize>,
+    /// A resumed run's spec: the data is read the way it says (its columns by name, its
+    /// standardisation or vocabulary, its classes), and a file that does not match is refused.
+    pub resume: Option<DataSpec>,
+}
+
+/// Rows skipped while reading, with the first few reasons.
+#[derive(Clone, Debug, Default)]
+pub struct Skipped {
+    /// How many.
+    pub count: usize,
+    /// "line N: why", the first five.
+    pub examples: Vec<String>,
+}
+
+impl Skipped {
+    fn add(&mut self, why: String) {
+        self.count += 1;
+        if self.examples.len() < 5 {
+            self.examples.push(why);
+        }
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.count == 0 {
+            return write!(f, "no rows skipped");
+        }
+        write!(
+            f,
+            "{} rows skipped ({})",
+            self.count,
+            self.examples.join("; ")
+        )
+    }
+}
+
+/// What to do with a row that cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum OnBad {
+    /// Skip and report it (training and evaluation without --strict).
+    Skip,
+    /// Refuse the file, naming the row (--strict, and predict: one output row per input row).
+    Refuse,
+}
+
+impl OnBad {
+    fn strict(strict: bool) -> OnBad {
+        if strict {
+            OnBad::Refuse
+        } else {
+            OnBad::Skip
+        }
+    }
+}
+
+fn bad_row(path: &Path, on_bad: OnBad, skipped: &mut Skipped, why: String) -> Result<(), String> {
+    let why = clip(&why);
+    match on_bad {
+        OnBad::Skip => {
+            skipped.add(why);
+            Ok(())
+        }
+        OnBad::Refuse => Err(format!(
+            "{}: {why} (training and eval skip such rows unless --strict; predict writes one row per input row, so fix or remove it)",
+            path.display()
+        )),
+    }
+}
+
+/// The table at `path` through the one record reader: the lines that are no record are skipped
+/// (counted, with their line numbers) or refuse the file.
+fn read_table(path: &Path, on_bad: OnBad, skipped: &mut Skipped) -> Result<Table, String> {
+    let table = table::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for b in &table.bad {
+        bad_row(path, on_bad, skipped, b.to_string())?;
+    }
+    Ok(table)
+}
+
+fn column(path: &Path, table: &Table, name: &str) -> Result<usize, String> {
+    table
+        .column(name)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn number(cell: &str) -> Option<f32> {
+    match Cell::of(cell) {
+        Cell::Number(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// Sorted class names: by value when all are numbers, else by text.
+fn class_names<'a>(labels: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let set: BTreeSet<&str> = labels.into_iter().map(str::trim).collect();
+    let mut classes: Vec<String> = set.into_iter().map(str::to_string).collect();
+    if classes.iter().all(|c| number(c).is_some()) {
+        classes.sort_by(|a, b| number(a).unwrap().total_cmp(&number(b).unwrap()));
+    }
+    classes
+}
+
+/// The loss a task and a model's output call for, or why they do not fit together.
+fn loss_for(task: Task, classes: usize, o: &Outline) -> Result<LossKind, String> {
+    let act = o.activation;
+    match task {
+        Task::Regression if o.outputs == 1 => Ok(LossKind::MeanSquaredError),
+        Task::Regression => Err(format!(
+            "regression predicts one number, but the model ends in {} values; end it in a dense layer of 1 unit",
+            o.outputs
+        )),
+        Task::Classification if o.outputs == 1 => {
+            if classes != 2 {
+                return Err(format!(
+                    "the data has {classes} classes but the model ends in 1 unit (two classes only); end it in {classes} units with softmax"
+                ));
+            }
+            match act {
+                Activation::Sigmoid => Ok(LossKind::BinaryCrossentropy),
+                Activation::Linear => Ok(LossKind::BinaryCrossentropyFromLogits),
+                a => Err(format!(
+                    "a one-unit classifier ends in sigmoid (or linear for logits), not {a:?}"
+                )),
+            }
+        }
+        Task::Classification => {
+            if o.outputs != classes {
+                return Err(format!(
+                    "the data has {classes} classes but the model ends in {} units; set the last layer's units to {classes}",
+                    o.outputs
+                ));
+            }
+            match act {
+                Activation::Softmax => Ok(LossKind::SparseCategoricalCrossentropy),
+                Activation::Linear => Ok(LossKind::SparseCategoricalCrossentropyFromLogits),
+                a => Err(format!(
+                    "a {classes}-class classifier ends in softmax (or linear for logits), not {a:?}"
+                )),
+            }
+        }
+    }
+}
+
+/// Targets for `labels` (already checked against the spec): 0/1 values for one output unit,
+/// class ids for more, the numbers for regression.
+fn targets(spec: &DataSpec, o: &Outline, labels: &[&str]) -> Column {
+    match spec.task {
+        Task::Regression => Column::f32(
+            labels
+                .iter()
+                .map(|l| number(l).expect("checked labels"))
+                .collect(),
+            &[1],
+        ),
+        Task::Classification => {
+            let ids: Vec<u32> = labels
+                .iter()
+                .map(|l| {
+                    spec.classes
+                        .iter()
+                        .position(|c| c == l.trim())
+                        .expect("checked labels") as u32
+                })
+                .collect();
+            if o.outputs == 1 {
+                Column::f32(ids.into_iter().map(|i| i as f32).collect(), &[1])
+            } else {
+                Column::ids(ids, &[1])
+            }
+        }
+    }
+}
+
+fn infer_task(labels: &[&str], o: &Outline) -> (Task, String) {
+    if let Some(l) = labels.iter().find(|l| !Cell::of(l).is_numeric()) {
+        return (
+            Task::Classification,
+            format!("the labels are not all numbers (`{}`)", clip(l.trim())),
+        );
+    }
+    if o.outputs > 1 || matches!(o.activation, Activation::Sigmoid | Activation::Softmax) {
+        return (
+            Task::Classification,
+            format!(
+                "the model ends in {} unit(s) with {:?}",
+                o.outputs, o.activation
+            ),
+        );
+    }
+    let distinct: BTreeSet<&str> = labels.iter().map(|l| l.trim()).collect();
+    if distinct.len() <= 2
+        && labels
+            .iter()
+            .all(|l| number(l).is_some_and(|v| v == v.round()))
+    {
+        return (
+            Task::Classification,
+            "the labels take two integer values (logits out of one linear unit)".into(),
+        );
+    }
+    (
+        Task::Regression,
+        "numeric labels and one linear output".into(),
+    )
+}
+
+/// A model file's job over data from `data`: the datasets, the loss, and the `kiln_data`
+/// metadata that `eval` and `predict` read.
+pub fn job(model: ModelConfig, data: &Path, seed: u64, opts: &FileOptions) -> Result<Job, String> {
+    let outline = model.outline()?;
+    let mut skipped = Skipped::default();
+    let on_bad = OnBad::strict(opts.strict);
+    let (spec, inputs, (targets, train_rows, val_rows), note) = match &opts.resume {
+        Some(spec) => resumed(spec, data, &outline, opts, &mut skipped)?,
+        None if data.is_dir() => images_for_training(data, &outline, opts, on_bad, &mut skipped)?,
+        None => table_for_training(data, &outline, opts, on_bad, &mut skipped)?,
+    };
+    let loss = loss_for(spec.task, spec.classes.len(), &outline)?;
+    let full = Dataset::single(inputs, targets);
+    let (train, val) = (full.select(&train_rows), full.select(&val_rows));
+    let report = format!(
+        "{}: {} rows ({} for training, {} for validation), {skipped}; {note}",
+        data.display(),
+        full.len(),
+        train.len(),
+        val.len()
+    );
+    Ok(Job {
+        name: "model".into(),
+        model,
+        train: train.first(opts.limit),
+        val: Some(val.first(opts.limit.map(|n| (n / 4).max(1)))),
+        config: TrainConfig {
+            epochs: 10,
+            batch: 32,
+            seed,
+            loss,
+            optimizer: OptimizerConfig::adam(),
+            report_every: 50,
+        },
+        metadata: vec![(
+            META_KEY.into(),
+            serde_json::to_string(&spec).expect("specs serialize"),
+        )],
+        data_report: Some(report),
+    })
+}
+
+/// (targets, training rows, validation rows).
+type Split = (Column, Vec<usize>, Vec<usize>);
+
+fn split(n: usize, split_seed: u32, path: &Path) -> Result<(Vec<usize>, Vec<usize>), String> {
+    if n < 2 {
+        return Err(format!(
+            "{}: {n} usable rows; training needs at least 2 (one to train on, one to validate)",
+            path.display()
+        ));
+    }
+    Ok(sklearn_split(n, 0.2, split_seed))
+}
+
+/// A resumed run's data, read the way the run reads it; the classes must be the run's.
+fn resumed(
+    spec: &DataSpec,
+    data: &Path,
+    outline: &Outline,
+    opts: &FileOptions,
+    skipped: &mut Skipped,
+) -> Result<Prepared, String> {
+    let at = |e: String| format!("--resume: {e}");
+    spec.check(outline)
+        .map_err(|e| at(format!("the run's {META_KEY} {e}")))?;
+    spec.check_options(opts.task, opts.label.as_deref(), opts.columns.as_deref())
+        .map_err(at)?;
+    let read = read_for(
+        spec,
+        data,
+        Labels::Exact,
+        OnBad::strict(opts.strict),
+        skipped,
+    )
+    .map_err(at)?;
+    let labels: Vec<&str> = read.labels.iter().map(String::as_str).collect();
+    let (train_rows, val_rows) = split(labels.len(), opts.split_seed, data)?;
+    let targets = targets(spec, outline, &labels);
+    let note = format!(
+        "read as the resumed run reads its data ({} {}{})",
+        spec.task.name(),
+        preview(spec.source.inputs()),
+        read.note
+    );
+    Ok((
+        spec.clone(),
+        read.inputs,
+        (targets, train_rows, val_rows),
+        note,
+    ))
+}
+
+/// The task (given or inferred), its classes, and the report of it; `rows` loses the rows
+/// whose label the task cannot use.
+fn pick_task(
+    rows: &mut Vec<(String, &[String])>,
+    label: usize,
+    outline: &Outline,
+    opts: &FileOptions,
+    path: &Path,
+    on_bad: OnBad,
+    skipped: &mut Skipped,
+) -> Result<(Task, Vec<String>, String), String> {
+    let (task, why) = {
+        let labels: Vec<&str> = rows.iter().map(|(_, c)| c[label].as_str()).collect();
+        match opts.task {
+            Some(t) => (t, "--task".to_string()),
+            None => {
+                let (t, why) = infer_task(&labels, outline);
+                (t, format!("inferred: {why}; --task to choose"))
+            }
+        }
+    };
+    if task == Task::Regression {
+        if let Some((line, cells)) = rows.iter().find(|(_, c)| Cell::of(&c[label]) == Cell::Text) {
+            return Err(format!(
+                "{}: regression needs numeric labels, found `{}` on {line}",
+                path.display(),
+                clip(cells[label].trim())
+            ));
+        }
+        let mut kept = vec![];
+        for (line, cells) in rows.drain(..) {
+            match Cell::problem(&cells[label], "label") {
+                Some(why) => bad_row(path, on_bad, skipped, format!("{line}: {why}"))?,
+                None => kept.push((line, cells)),
+            }
+        }
+        *rows = kept;
+    }
+    let classes = match task {
+        Task::Classification => class_names(rows.iter().map(|(_, c)| c[label].as_str())),
+        Task::Regression => vec![],
+    };
+    if task == Task::Classification && classes.len() == 1 {
+        return Err(format!(
+            "{}: every usable row has the label `{}`: one class, and a classifier learns to tell at least two apart. Check that the label column is the one you mean (--label), or add rows of the other classes",
+            path.display(),
+            clip(&classes[0])
+        ));
+    }
+    let note = match task {
+        Task::Classification => format!(
+            "classification into {} classes ({}) ({why})",
+            classes.len(),
+            preview(&classes)
+        ),
+        Task::Regression => format!("regression ({why})"),
+    };
+    Ok((task, classes, note))
+}
+
+fn preview(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|i| clip(i)).collect();
+    if items.len() <= 8 {
+        items.join(", ")
+    } else {
+        format!("{}, ... {}", items[..6].join(", "), items[items.len() - 1])
+    }
+}
+
+type Prepared = (DataSpec, Column, Split, String);
+
+/// The label column and the input columns of a table, by the options, checked: the label is not
+/// an input, no input is named twice, and there is at least one.
+fn columns_of(
+    path: &Path,
+    table: &Table,
+    opts: &FileOptions,
+) -> Result<(usize, Vec<usize>), String> {
+    let label_name = match &opts.label {
+        Some(l) => l.clone(),
+        None => table
+            .header
+            .iter()
+            .find(|h| ["label", "target", "class", "y"].contains(&h.to_ascii_lowercase().as_str()))
+            .or(table.header.last())
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let label = column(path, table, &label_name)?;
+    let names: Vec<String> = match &opts.columns {
+        Some(cols) => {
+            if cols.contains(&label_name) {
+                return Err(format!(
+                    "--columns names `{}`, the label column: the label is what the model learns to predict, not one of its inputs; leave it out of --columns (or choose another label with --label)",
+                    clip(&label_name)
+                ));
+            }
+            if let Some(c) = cols
+                .iter()
+                .enumerate()
+                .find(|(i, c)| cols[..*i].contains(c))
+            {
+                return Err(format!("--columns names `{}` twice", clip(c.1)));
+            }
+            cols.clone()
+        }
+        None => table
+            .header
+            .iter()
+            .filter(|h| **h != label_name)
+            .cloned()
+            .collect(),
+    };
+    if names.is_empty() {
+        let how = table.delimiter_note.clone().unwrap_or_else(|| {
+            format!(
+                "{}-separated",
+                if table.delimiter == b'\t' {
+                    "tab"
+                } else {
+                    "comma"
+                }
+            )
+        });
+        return Err(format!(
+            "{}: its only column is the label `{}`, and a model needs input columns besides it. kiln read the header as {how}; separate the columns with commas (or tabs in a .tsv)",
+            path.display(),
+            clip(&label_name)
+        ));
+    }
+    let cols = names
+        .iter()
+        .map(|c| column(path, table, c))
+        .collect::<Result<_, _>>()?;
+    Ok((label, cols))
+}
+
+fn table_for_training(
+    path: &Path,
+    outline: &Outline,
+    opts: &FileOptions,
+    on_bad: OnBad,
+    skipped: &mut Skipped,
+) -> Result<Prepared, String> {
+    let table = read_table(path, on_bad, skipped)?;
+    let (label, cols) = columns_of(path, &table, opts)?;
+    // Rows with an empty label cannot be trained on.
+    let mut rows: Vec<(String, &[String])> = vec![];
+    for row in &table.rows {
+        let line = row.lines.to_string();
+        if row.cells[label].trim().is_empty() {
+            bad_row(path, on_bad, skipped, format!("{line}: empty label"))?;
+            continue;
+        }
+        rows.push((line, &row.cells));
+    }
+    let numeric = |c: usize| {
+        rows.iter()
+            .all(|(_, cells)| Cell::of(&cells[c]).is_numeric())
+    };
+    let (source_cols, note_cols, text) = if outline.takes_ids {
+        let texts: Vec<usize> = if opts.columns.is_some() {
+            cols.clone()
+        } else {
+            cols.iter().copied().filter(|&c| !numeric(c)).collect()
+        };
+        if texts.is_empty() {
+            return Err(format!(
+                "{}: the model starts with an embedding (it reads text) but no column holds text; name the text columns with --columns",
+                path.display()
+            ));
+        }
+        let ignored: Vec<&str> = cols
+            .iter()
+            .filter(|c| !texts.contains(c))
+            .map(|&c| table.header[c].as_str())
+            .collect();
+        let note = if ignored.is_empty() {
+            String::new()
+        } else {
+            format!("; numeric columns not used: {}", clip(&ignored.join(", ")))
+        };
+        (texts, note, true)
+    } else {
+        if let Some(&c) = cols.iter().find(|&&c| !numeric(c)) {
+            let (line, cells) = rows
+                .iter()
+                .find(|(_, cells)| Cell::of(&cells[c]) == Cell::Text)
+                .expect("a text cell");
+            return Err(format!(
+                "{}: column `{}` holds text ({line}: `{}`) but the model takes numbers; leave it out with --columns, or start the model with an embedding for text",
+                path.display(),
+                clip(&table.header[c]),
+                clip(&cells[c])
+            ));
+        }
+        (cols.clone(), String::new(), false)
+    };
+    // Numeric inputs must all be usable numbers.
+    let mut usable = vec![];
+    for (line, cells) in rows {
+        if !text {
+            let problem = source_cols
+                .iter()
+                .find_map(|&c| Cell::problem(&cells[c], &table.header[c]));
+            if let Some(why) = problem {
+                bad_row(path, on_bad, skipped, format!("{line}: {why}"))?;
+                continue;
+            }
+        }
+        usable.push((line, cells));
+    }
+    let (task, classes, task_note) =
+        pick_task(&mut usable, label, outline, opts, path, on_bad, skipped)?;
+    let labels: Vec<&str> = usable.iter().map(|(_, c)| c[label].as_str()).collect();
+    let (train_rows, val_rows) = split(usable.len(), opts.split_seed, path)?;
+    let names: Vec<String> = source_cols
+        .iter()
+        .map(|&c| table.header[c].clone())
+        .collect();
+    let width: usize = outline.input.iter().product();
+    let label_name = table.header[label].clone();
+    let source = if text {
+        let k = source_cols.len();
+        if !width.is_multiple_of(k) {
+            return Err(format!(
+                "the model takes {width} ids per sample, which does not split evenly over {k} text columns ({}); make \"input\" a multiple of {k}",
+                preview(&names)
+            ));
+        }
+        let cap = match outline.vocab {
+            Some(v) if v < 3 => {
+                return Err(format!(
+                    "the embedding has {v} rows; text needs at least 3 (padding, unknown, one word)"
+                ))
+            }
+            Some(v) => Some(v - 2),
+            None => None,
+        };
+        let usable = &usable;
+        let tokenizer = Tokenizer::fit(
+            train_rows
+                .iter()
+                .flat_map(|&r| source_cols.iter().map(move |&c| usable[r].1[c].as_str())),
+            cap,
+        );
+        Source::Text {
+            label: label_name,
+            texts: names,
+            ids_per_text: width / k,
+            words: tokenizer.words,
+        }
+    } else {
+        if width != names.len() || outline.input.len() != 1 {
+            return Err(format!(
+                "{}: the model takes input {:?} but the file has {} feature columns ({}); set \"input\": [{}] in the model file, or pick columns with --columns",
+                path.display(),
+                outline.input,
+                names.len(),
+                preview(&names),
+                names.len()
+            ));
+        }
+        let n = train_rows.len() as f64;
+        let (mut mean, mut std) = (vec![], vec![]);
+        for &c in &source_cols {
+            let value = |r: usize| number(&usable[r].1[c]).expect("checked cells") as f64;
+            let m = train_rows.iter().map(|&r| value(r)).sum::<f64>() / n;
+            let v = train_rows
+                .iter()
+                .map(|&r| (value(r) - m).powi(2))
+                .sum::<f64>()
+                / n;
+            mean.push(m as f32);
+            std.push(if v > 1e-12 { v.sqrt() as f32 } else { 1.0 });
+        }
+        Source::Table {
+            label: label_name,
+            features: names,
+            mean,
+            std,
+        }
+    };
+    let spec = DataSpec {
+        source,
+        task,
+        classes,
+    };
+    let cells: Vec<&[String]> = usable.iter().map(|(_, c)| *c).collect();
+    let inputs = encode_rows(&spec, &table, &cells, path)?;
+    let targets = targets(&spec, outline, &labels);
+    let kind = if text { "text" } else { "numeric" };
+    let read_as = table
+        .delimiter_note
+        .as_ref()
+        .map_or(String::new(), |n| format!("read as {n}; "));
+    let note = format!(
+        "{read_as}label `{}`; {kind} inputs {}{note_cols}; {task_note}",
+        clip(&table.header[label]),
+        preview(spec.source.inputs())
+    );
+    Ok((spec, inputs, (targets, train_rows, val_rows), note))
+}
+
+/// The model's input for rows of a table (numeric cells already checked).
+fn encode_rows(
+    spec: &DataSpec,
+    table: &Table,
+    rows: &[&[String]],
+    path: &Path,
+) -> Result<Column, String> {
+    let cols: Vec<usize> = spec
+        .source
+        .inputs()
+        .iter()
+        .map(|c| column(path, table, c))
+        .collect::<Result<_, _>>()?;
+    match &spec.source {
+        Source::Table { mean, std, .. } => {
+            let mut values = Vec::with_capacity(rows.len() * cols.len());
+            for (i, cells) in rows.iter().enumerate() {
+                for (k, &c) in cols.iter().enumerate() {
+                    let v = number(&cells[c]).expect("checked cells");
+                    let x = (v - mean[k]) / std[k];
+                    if !x.is_finite() {
+                        return Err(format!(
+                            "{}: data row {}: column `{}` is {v}, which the model's standardisation (mean {}, deviation {}) takes past f32's range",
+                            path.display(),
+                            i + 1,
+                            clip(&table.header[c]),
+                            mean[k],
+                            std[k]
+                        ));
+                    }
+                    values.push(x);
+                }
+            }
+            Ok(Column::f32(values, &[cols.len()]))
+        }
+        Source::Text {
+            ids_per_text,
+            words,
+            ..
+        } => {
+            let tokenizer = Tokenizer::from_words(words.clone());
+            let ids = rows
+                .iter()
+                .flat_map(|cells| {
+                    cols.iter()
+                        .flat_map(|&c| tokenizer.encode(&cells[c], *ids_per_text))
+                })
+                .collect();
+            Ok(Column::ids(ids, &[cols.len() * ids_per_text]))
+        }
+        Source::Images { .. } => unreachable!("images are not tables"),
+    }
+}
+
+fn image_shape(o: &Outline) -> Result<(usize, usize, usize), String> {
+    match o.input[..] {
+        [c @ (1 | 3), h, w] if !o.takes_ids => Ok((c, h, w)),
+        _ => Err(format!(
+            "an image folder needs a model whose input is [channels, height, width] with 1 (grey) or 3 (RGB) channels; this one takes {:?}",
+            o.input
+        )),
+    }
+}
+
+/// Reads `files`; those that cannot be read are skipped or refuse the folder. Returns the values,
+/// the indices of the files read, and how many were resized.
+fn read_images(
+    files: &[PathBuf],
+    shape: (usize, usize, usize),
+    on_bad: OnBad,
+    skipped: &mut Skipped,
+) -> Result<(Vec<f32>, Vec<usize>, usize), String> {
+    let (c, h, w) = shape;
+    let (mut values, mut kept, mut resized) = (vec![], vec![], 0);
+    for (i, f) in files.iter().enumerate() {
+        match images::read_image(f, c, h, w) {
+            Ok((v, r)) => {
+                values.extend(v);
+                kept.push(i);
+                resized += r as usize;
+            }
+            Err(e) => bad_row(f, on_bad, skipped, e)?,
+        }
+    }
+    Ok((values, kept, resized))
+}
+
+/// The images of a labelled folder, with those outside any class folder skipped or refused.
+fn labelled_images(
+    dir: &Path,
+    on_bad: OnBad,
+    skipped: &mut Skipped,
+) -> Result<Vec<(PathBuf, String)>, String> {
+    let found = images::labelled_images(dir)?;
+    for f in &found.unlabelled {
+        bad_row(
+            f,
+            on_bad,
+            skipped,
+            format!(
+                "{}: not in a class folder, so it has no label; move it into one",
+                f.display()
+            ),
+        )?;
+    }
+    Ok(found.images)
+}
+
+fn images_for_training(
+    dir: &Path,
+    outline: &Outline,
+    opts: &FileOptions,
+    on_bad: OnBad,
+    skipped: &mut Skipped,
+) -> Result<Prepared, String> {
+    if opts.task == Some(Task::Regression) {
+        return Err(
+            "an image folder is labelled by class subfolders: --task regression does not apply"
+                .into(),
+        );
+    }
+    let shape = image_shape(outline)?;
+    let files = labelled_images(dir, on_bad, skipped)?;
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let (values, kept, resized) = read_images(&paths, shape, on_bad, skipped)?;
+    let labels: Vec<&str> = kept.iter().map(|&i| files[i].1.as_str()).collect();
+    let classes = class_names(labels.iter().copied());
+    if classes.len() == 1 {
+        return Err(format!(
+            "{}: the only class folder with images is `{}`; a classifier learns to tell at least two classes apart, so add a folder per class",
+            dir.display(),
+            clip(&classes[0])
+        ));
+    }
+    let spec = DataSpec {
+        source: Source::Images {
+            channels: shape.0,
+            height: shape.1,
+            width: shape.2,
+        },
+        task: Task::Classification,
+        classes,
+    };
+    let (train_rows, val_rows) = split(kept.len(), opts.split_seed, dir)?;
+    let note = format!(
+        "images as {:?}, {resized} resized; classification into {} classes ({})",
+        [shape.0, shape.1, shape.2],
+        spec.classes.len(),
+        preview(&spec.classes)
+    );
+    let inputs = Column::f32(values, &[shape.0, shape.1, shape.2]);
+    let targets = targets(&spec, outline, &labels);
+    Ok((spec, inputs, (targets, train_rows, val_rows), note))
+}
