@@ -459,8 +459,28 @@ fn target(args: &TrainArgs) -> Result<Target, String> {
     }
 }
 
+/// Reads a model file, and says on stderr which fields it left out took their defaults.
 fn read_model_file(path: &Path) -> Result<ModelConfig, String> {
-    ModelConfig::read_file(path)
+    let (config, defaults) = ModelConfig::read_file(path)?;
+    if !defaults.is_empty() {
+        let shown = defaults
+            .iter()
+            .take(6)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        let more = defaults.len().saturating_sub(6);
+        eprintln!(
+            "kiln: model file {}: fields left out take their defaults: {shown}{}",
+            path.display(),
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(config)
 }
 
 /// Puts a model file's model on a built-in job's data, checking that it reads that data.

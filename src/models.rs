@@ -91,8 +91,8 @@ impl ModelConfig {
     }
 
     /// Reads a model file: refused past [`MAX_MODEL_FILE_BYTES`] before it is read whole, and
-    /// errors that name the file.
-    pub fn read_file(path: &std::path::Path) -> Result<ModelConfig, String> {
+    /// errors that name the file. Also returns the fields it left out ([`Self::defaults_taken`]).
+    pub fn read_file(path: &std::path::Path) -> Result<(ModelConfig, Vec<String>), String> {
         use std::io::Read;
         let at = |e: String| format!("model file {}: {e}", path.display());
         let mut text = String::new();
@@ -105,7 +105,24 @@ impl ModelConfig {
                 MAX_MODEL_FILE_BYTES >> 20
             )));
         }
-        ModelConfig::from_json(&text).map_err(at)
+        let config = ModelConfig::from_json(&text).map_err(at)?;
+        let defaults = config.defaults_taken(&text);
+        Ok((config, defaults))
+    }
+
+    /// The fields `text` (the file this config was read from) leaves out, which took their
+    /// defaults, as "layers[1] (dense): activation \"linear\"": a model file may omit any field
+    /// but a layer's size, and kiln says what it filled in.
+    pub fn defaults_taken(&self, text: &str) -> Vec<String> {
+        let (Ok(given), Ok(full)) = (
+            serde_json::from_str::<serde_json::Value>(text),
+            serde_json::to_value(self),
+        ) else {
+            return vec![];
+        };
+        let mut out = vec![];
+        left_out(&given, &full, String::new(), &mut out);
+        out
     }
 
     /// Builds the model, registering its parameters in `pb`.
@@ -161,6 +178,47 @@ pub struct Saved {
     pub outline: Outline,
     /// The file (metadata included).
     pub checkpoint: kiln_graph::checkpoint::Checkpoint,
+}
+
+/// Collects the keys of `full` that `given` lacks, recursing where both have a key or an index.
+fn left_out(
+    given: &serde_json::Value,
+    full: &serde_json::Value,
+    at: String,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (given, full) {
+        (Value::Object(g), Value::Object(f)) => {
+            let here = match f.get("type").and_then(Value::as_str) {
+                Some(t) => format!("{at} ({t})"),
+                None => at.clone(),
+            };
+            for (key, value) in f {
+                match g.get(key) {
+                    Some(v) => left_out(v, value, join(&at, key), out),
+                    None if key != "type" => {
+                        out.push(format!("{}: {key} {value}", here.trim_start()))
+                    }
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(f)) => {
+            for (i, (a, b)) in g.iter().zip(f).enumerate() {
+                left_out(a, b, format!("{at}[{}]", i + 1), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn join(at: &str, key: &str) -> String {
+    if at.is_empty() {
+        key.to_string()
+    } else {
+        format!("{at}.{key}")
+    }
 }
 
 /// A saved model read from its file and checked, before anything is allocated.

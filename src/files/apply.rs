@@ -259,6 +259,14 @@ pub fn eval(device: &Device, path: &Path, data: &Path, strict: bool) -> Result<E
     let set = Dataset::single(read.inputs, targets(&spec, &saved.outline, &labels));
     let (l, value) = kiln_train::evaluate(&*saved.model, &saved.params, &set, 256, &loss)
         .map_err(|e| e.to_string())?;
+    if !l.is_finite() || !value.is_finite() {
+        return Err(format!(
+            "{}: the loss on {} is {l} and the {} {value}, not finite: the model's outputs overflow on this data (was the model or its {META_KEY} edited?)",
+            path.display(),
+            data.display(),
+            kiln_graph::Objective::metric_name(&loss).unwrap_or("metric")
+        ));
+    }
     Ok(EvalReport {
         model: path.into(),
         data: data.into(),
@@ -308,6 +316,19 @@ pub fn predict(
     let (values, shape) = kiln_train::predict(&*saved.model, &saved.params, &[read.inputs], 256)
         .map_err(|e| e.to_string())?;
     let width: usize = shape[1..].iter().product();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let name = &read.names[i / width.max(1)];
+        let at = if matches!(spec.source, Source::Images { .. }) {
+            name.clone()
+        } else {
+            format!("line {name}")
+        };
+        return Err(format!(
+            "{}: the model's output for {at} is {}, not finite: its outputs overflow on this data (was the model or its {META_KEY} edited?); nothing was written",
+            data.display(),
+            values[i]
+        ));
+    }
     let loss = loss_for(spec.task, spec.classes.len(), &saved.outline)?;
     let classes = &spec.classes;
     let first = if matches!(spec.source, Source::Images { .. }) {
