@@ -91,3 +91,58 @@ pub fn table_file(bytes: &[u8]) {
         }
     });
 }
+
+/// The record reader on its own, as comma- and tab-separated.
+pub fn table_reader(bytes: &[u8]) {
+    let _ = crate::data::table::parse(bytes, b',');
+    let _ = crate::data::table::parse(bytes, b'\t');
+}
+
+/// A saved model's `kiln_data` as an edited file would carry it: the bytes become the metadata
+/// of a small numeric model and of a small text model, and `eval` and `predict` run on a small
+/// table through each. They must refuse or work, never panic or write NaN.
+pub fn data_spec(bytes: &[u8]) {
+    use std::sync::OnceLock;
+    static MODELS: OnceLock<Vec<kiln_graph::checkpoint::Checkpoint>> = OnceLock::new();
+    let Ok(spec) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let models = MODELS.get_or_init(|| {
+        [
+            r#"{"input": [2], "layers": [{"type": "dense", "units": 2, "activation": "softmax"}]}"#,
+            r#"{"input": [4], "layers": [{"type": "embedding", "vocab": 8, "dim": 2}, {"type": "flatten"}, {"type": "dense", "units": 1, "activation": "sigmoid"}]}"#,
+        ]
+        .iter()
+        .map(|json| {
+            let config = ModelConfig::from_json(json).expect("a valid model");
+            let pb = kiln_graph::ParamBuilder::new(0);
+            config.init(&pb).expect("builds");
+            let params = pb.build(&kiln_device::Device::cpu()).expect("allocates");
+            let mut metadata = std::collections::HashMap::new();
+            metadata.insert(
+                "model_config".to_string(),
+                serde_json::to_string(&config).expect("serializes"),
+            );
+            kiln_graph::checkpoint::Checkpoint {
+                params: params.to_host().expect("reads"),
+                optimizer: None,
+                metadata,
+            }
+        })
+        .collect()
+    });
+    let device = kiln_device::Device::cpu();
+    with_file(b"a,b,label\n1,2,x\n3,4,y\n0.5,-1,x\n", "data.csv", |data| {
+        for ck in models {
+            let mut ck = ck.clone();
+            ck.metadata
+                .insert(crate::files::META_KEY.into(), spec.to_string());
+            let dir = data.parent().expect("a folder");
+            let (model, out) = (dir.join("model.safetensors"), dir.join("out.csv"));
+            if ck.save(&model).is_ok() {
+                let _ = crate::files::eval(&device, &model, data, false);
+                let _ = crate::files::predict(&device, &model, data, &out, true);
+            }
+        }
+    });
+}

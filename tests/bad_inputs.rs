@@ -820,7 +820,8 @@ fn edited_data_specs_are_refused_before_anything_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (_, csv, model) = trained_mlp(d);
-    let cases: &[(&str, &dyn Fn(&mut serde_json::Value), &str)] = &[
+    type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
+    let cases: &[(&str, Edit, &str)] = &[
         (
             "short_std",
             &|s| s["source"]["std"] = serde_json::json!([1.0]),

@@ -37,23 +37,11 @@ const QQP_HEADERS: [&str; 4] = [
 ];
 
 fn layer() -> impl Strategy<Value = String> {
-    let ty = prop::sample::select(vec![
-        "dense",
-        "embedding",
-        "lstm",
-        "simple_rnn",
-        "bidirectional",
-        "dropout",
-        "activation",
-        "flatten",
-        "conv2d",
-        "max_pool2d",
-        "avg_pool2d",
-        "stochastic_pool2d",
-        "global_avg_pool",
-        "layer_normalization",
-        "bogus",
-    ]);
+    // Every type the registry knows (a new layer is fuzzed without an edit here), and one it
+    // does not.
+    let mut types = kiln::graph::LayerConfig::types();
+    types.push("bogus".into());
+    let ty = prop::sample::select(types);
     let number = prop::sample::select(vec![
         "0",
         "1",
@@ -137,5 +125,69 @@ proptest! {
     fn data_tables(header in prop::sample::select(vec!["a,b,label\n", "x,y\n", "text,label\n", ""]),
                    body in texty(300)) {
         fuzz::table_file(format!("{header}{body}").as_bytes());
+    }
+}
+
+/// A `kiln_data` spec near a valid one: each field drawn from values that are right, wrong in
+/// length, not finite, denormal, duplicated or of another kind.
+fn spec() -> impl Strategy<Value = String> {
+    let names = prop::sample::select(vec![
+        r#"["a", "b"]"#,
+        r#"["a"]"#,
+        r#"[]"#,
+        r#"["a", "a"]"#,
+        r#"["label", "b"]"#,
+        r#"["text"]"#,
+        r#""a""#,
+    ]);
+    let numbers = prop::sample::select(vec![
+        "[0, 1]",
+        "[0.5, -2]",
+        "[1]",
+        "[]",
+        "[1e39, 0]",
+        "[0, 1e-45]",
+        "[0, 0]",
+        "[1e-38, 3e38]",
+        "null",
+    ]);
+    let classes = prop::sample::select(vec![
+        r#"["x", "y"]"#,
+        r#"["x"]"#,
+        r#"[]"#,
+        r#"["x", "x"]"#,
+        r#"["x", "y", "z"]"#,
+        r#"["", "y"]"#,
+    ]);
+    let kind = prop::sample::select(vec!["table", "text", "images", "bogus"]);
+    let task = prop::sample::select(vec!["classification", "regression", "bogus"]);
+    (kind, names, numbers.clone(), numbers, classes, task, 0usize..6).prop_map(
+        |(kind, names, mean, std, classes, task, n)| {
+            let source = match kind {
+                "table" => format!(r#""features": {names}, "mean": {mean}, "std": {std}"#),
+                "text" => format!(r#""texts": {names}, "ids_per_text": {n}, "words": ["w", "v"]"#),
+                _ => format!(r#""channels": {n}, "height": {n}, "width": 2"#),
+            };
+            let label = if kind == "images" { "" } else { r#""label": "label", "# };
+            format!(
+                r#"{{"source": {{"kind": "{kind}", {label}{source}}}, "task": "{task}", "classes": {classes}}}"#
+            )
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn table_records(header in prop::sample::select(vec!["a,b,label\n", "a;b\n", "\"a\nb\",c\n", ""]),
+                     body in texty(300)) {
+        fuzz::table_reader(format!("{header}{body}").as_bytes());
+    }
+
+    #[test]
+    fn data_specs(spec in spec(), raw in texty(40)) {
+        fuzz::data_spec(spec.as_bytes());
+        fuzz::data_spec(raw.as_bytes());
     }
 }

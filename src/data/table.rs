@@ -607,4 +607,61 @@ mod tests {
             .unwrap()
             .contains("range of f32"));
     }
+
+    /// Every non-blank physical line after the header is in exactly one row or one bad row,
+    /// and every row has the header's width: whatever the bytes.
+    fn check_coverage(bytes: &[u8]) {
+        let Ok(t) = parse(bytes, b',') else {
+            return;
+        };
+        let body = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+        let index = LineIndex {
+            bytes: body,
+            starts: line_starts(body),
+        };
+        let mut covered = vec![0u32; index.starts.len() + 2];
+        let spans = t
+            .rows
+            .iter()
+            .map(|r| r.lines)
+            .chain(t.bad.iter().map(|b| b.lines));
+        for lines in spans {
+            assert!(lines.first >= 2 && lines.first <= lines.last, "{lines:?}");
+            for l in lines.first..=lines.last {
+                covered[l as usize] += 1;
+            }
+        }
+        // The generated header is line 1.
+        for line in 2..=index.starts.len() as u64 {
+            let blank = index.text(line).is_empty();
+            let c = covered[line as usize];
+            assert!(c <= 1, "line {line} covered {c} times");
+            assert!(
+                blank || c == 1,
+                "line {line} lost: {:?}",
+                String::from_utf8_lossy(index.text(line))
+            );
+        }
+        assert!(t.rows.iter().all(|r| r.cells.len() == t.header.len()));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        #[test]
+        fn every_line_is_one_row_or_one_named_bad_row(
+            body in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'1', b',', b'"', b'\n', b'\r', b' ', b';', b'\t', 0xff]),
+                0..200,
+            )
+        ) {
+            let mut bytes = b"a,b,c\n".to_vec();
+            bytes.extend(body);
+            check_coverage(&bytes);
+        }
+    }
 }
