@@ -1,6 +1,11 @@
 // Shared by every kernel family: kiln prepends this file to each family's source before
 // compiling (WGSL has no includes). Keep it to small pure functions.
 
+// f32's lowest finite value (-3.4028235e38, Rust's f32::MIN), written so that every WGSL
+// compiler reads it exactly: a decimal literal such as -3.4028235e38 is, as an abstract float,
+// just past f32's range, which naga rounds and Tint (Chrome, Dawn) refuses.
+const F32_LOWEST: f32 = -0x1.fffffep+127f;
+
 // Linear workgroup index of a dispatch split over x and y (see dispatch_dims on the host).
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;

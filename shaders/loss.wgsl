@@ -90,7 +90,7 @@ fn bce_logits_backward(
 
 // One thread per row: rows are short (class counts), and a row's work stays in one thread.
 fn row_stats(base: u32) -> vec2<f32> {
-    var m = -3.4028235e38;
+    var m = F32_LOWEST;
     for (var j = 0u; j < p.classes; j = j + 1u) {
         m = max(m, pred[base + j]);
     }

@@ -38,8 +38,15 @@ struct LstmParams {
     has_dh_last: u32,
     zero_masked: u32,
     has_dc_last: u32,
+    hprev_at: u32,
+    clast_at: u32,
+    carry_at: u32,
+    _pad: u32,
 }
 
+// Each pass binds at most 8 storage buffers, WebGPU's guaranteed minimum: outputs that the host
+// keeps apart live in one buffer each pass, at aligned offsets the params give (the host hands
+// them out as views of that buffer).
 @group(0) @binding(0) var<uniform> p: LstmParams;
 // forward
 @group(0) @binding(1) var<storage, read> xproj: array<f32>;      // (D, B*T, 4H), no bias
@@ -47,19 +54,19 @@ struct LstmParams {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;       // (D, 4H)
 @group(0) @binding(4) var<storage, read> init: array<f32>;       // (2, D, B, H): h0 then c0
 @group(0) @binding(5) var<storage, read> ids: array<u32>;        // (B, T), 0 = masked
-@group(0) @binding(6) var<storage, read_write> cache: array<f32>; // (D, B*T, 5H): i f g o c
-@group(0) @binding(7) var<storage, read_write> hprev: array<f32>; // (D, B*T, H): h before the step
-@group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (B, T, D*H)
-@group(0) @binding(9) var<storage, read_write> hlast: array<f32>; // (B, D*H)
-@group(0) @binding(10) var<storage, read_write> clast: array<f32>; // (B, D*H)
+// cache (D, B*T, 5H): i f g o c; at hprev_at, hprev (D, B*T, H): h before the step
+@group(0) @binding(6) var<storage, read_write> saved: array<f32>;
+@group(0) @binding(7) var<storage, read_write> y: array<f32>;     // (B, T, D*H)
+// h (B, D*H) after each direction's last step; at clast_at, c (B, D*H)
+@group(0) @binding(8) var<storage, read_write> last: array<f32>;
 // backward
-@group(0) @binding(11) var<storage, read> cache_in: array<f32>;   // (D, B*T, 5H)
-@group(0) @binding(12) var<storage, read> dy: array<f32>;         // (B, T, D*H)
-@group(0) @binding(13) var<storage, read> dhlast: array<f32>;     // (B, D*H)
-@group(0) @binding(14) var<storage, read> dclast: array<f32>;     // (B, D*H)
-@group(0) @binding(15) var<storage, read_write> dz: array<f32>;   // (D, B*T, 4H)
-// (2, D, B, H): the carried dh and dc while the loop runs; d(h0) and d(c0) when it ends.
-@group(0) @binding(16) var<storage, read_write> carry: array<f32>;
+@group(0) @binding(9) var<storage, read> cache_in: array<f32>;    // (D, B*T, 5H)
+@group(0) @binding(10) var<storage, read> dy: array<f32>;         // (B, T, D*H)
+@group(0) @binding(11) var<storage, read> dhlast: array<f32>;     // (B, D*H)
+@group(0) @binding(12) var<storage, read> dclast: array<f32>;     // (B, D*H)
+// dz (D, B*T, 4H); at carry_at, (2, D, B, H): the carried dh and dc while the loop runs, d(h0)
+// and d(c0) when it ends.
+@group(0) @binding(13) var<storage, read_write> grads: array<f32>;
 
 // Batch rows per workgroup (at most MAX_ROWS), hidden units per thread (at most MAX_UNITS) and
 // threads per workgroup.
@@ -205,7 +212,7 @@ fn lstm_forward(
                         }
                     } else {
                         let t_prev = select(t - 1u, t + 1u, dir == 1u);
-                        c_prev = cache[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
+                        c_prev = saved[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
                     }
                     let ig = sigmoid(z[r * UNITS + u].x);
                     let fg = sigmoid(z[r * UNITS + u].y);
@@ -220,19 +227,19 @@ fn lstm_forward(
                         y_out = select(h, 0.0, p.zero_masked == 1u);
                     }
                     let cr = row * 5u * H;
-                    cache[cr + j] = ig;
-                    cache[cr + H + j] = fg;
-                    cache[cr + 2u * H + j] = gg;
-                    cache[cr + 3u * H + j] = og;
-                    cache[cr + 4u * H + j] = c;
-                    hprev[row * H + j] = h_prev;
+                    saved[cr + j] = ig;
+                    saved[cr + H + j] = fg;
+                    saved[cr + 2u * H + j] = gg;
+                    saved[cr + 3u * H + j] = og;
+                    saved[cr + 4u * H + j] = c;
+                    saved[p.hprev_at + row * H + j] = h_prev;
                     let out = b * D * H + dir * H + j;
                     if (p.write_seq == 1u) {
                         y[(b * T + t) * D * H + dir * H + j] = y_out;
                     }
                     if (s + 1u == T) {
-                        hlast[out] = h;
-                        clast[out] = c;
+                        last[out] = h;
+                        last[p.clast_at + out] = c;
                     }
                     set_shared(nxt + r * HP + j, h);
                 }
@@ -261,7 +268,8 @@ fn lstm_backward(
     let b0 = block.y;
     let cells = ROWS * H;
     let zlen = ROWS * 4u * H;
-    let carry_dc = D * B * H;
+    let carry = p.carry_at;
+    let carry_dc = carry + D * B * H;
     for (var cell = lid; cell < cells; cell += WG) {
         let b = b0 + cell / H;
         let j = cell % H;
@@ -274,8 +282,8 @@ fn lstm_backward(
             if (p.has_dc_last == 1u) {
                 dc = dclast[b * D * H + dir * H + j];
             }
-            carry[(dir * B + b) * H + j] = dh;
-            carry[carry_dc + (dir * B + b) * H + j] = dc;
+            grads[carry + (dir * B + b) * H + j] = dh;
+            grads[carry_dc + (dir * B + b) * H + j] = dc;
         }
     }
     for (var i = lid; i < zlen / 4u; i += WG) {
@@ -300,7 +308,7 @@ fn lstm_backward(
                     let b = b0 + r;
                     var dh = 0.0;
                     if (b < B) {
-                        dh = carry[(dir * B + b) * H + j];
+                        dh = grads[carry + (dir * B + b) * H + j];
                         if (p.has_dy == 1u && !(p.zero_masked == 1u && masked(b, t))) {
                             dh += dy[(b * T + t) * D * H + dir * H + j];
                         }
@@ -344,7 +352,7 @@ fn lstm_backward(
                     var dg = 0.0;
                     var do_ = 0.0;
                     if (masked(b, t)) {
-                        carry[ci] = dh;
+                        grads[carry + ci] = dh;
                     } else {
                         let cr = row * 5u * H;
                         let ig = cache_in[cr + j];
@@ -362,19 +370,19 @@ fn lstm_backward(
                             c_prev = cache_in[((dir * B + b) * T + t_prev) * 5u * H + 4u * H + j];
                         }
                         let tc = tanh_c(c);
-                        let dc = carry[carry_dc + ci] + dh * og * (1.0 - tc * tc);
+                        let dc = grads[carry_dc + ci] + dh * og * (1.0 - tc * tc);
                         di = dc * gg * ig * (1.0 - ig);
                         df = dc * c_prev * fg * (1.0 - fg);
                         dg = dc * ig * (1.0 - gg * gg);
                         do_ = dh * tc * og * (1.0 - og);
-                        carry[ci] = 0.0;
-                        carry[carry_dc + ci] = dc * fg;
+                        grads[carry + ci] = 0.0;
+                        grads[carry_dc + ci] = dc * fg;
                     }
                     let zr = row * 4u * H;
-                    dz[zr + j] = di;
-                    dz[zr + H + j] = df;
-                    dz[zr + 2u * H + j] = dg;
-                    dz[zr + 3u * H + j] = do_;
+                    grads[zr + j] = di;
+                    grads[zr + H + j] = df;
+                    grads[zr + 2u * H + j] = dg;
+                    grads[zr + 3u * H + j] = do_;
                     let zs = nxt + r * 4u * H;
                     set_shared(zs + j, di);
                     set_shared(zs + H + j, df);
@@ -397,12 +405,12 @@ fn lstm_backward(
             continue;
         }
         let ci = (dir * B + b) * H + j;
-        var dh = carry[ci];
+        var dh = grads[carry + ci];
         let zb = last + r * 4u * H;
         let wr = (dir * H + j) * 4u * H;
         for (var k = 0u; k < 4u * H; k += 1u) {
             dh += shv[(zb + k) / 4u][(zb + k) % 4u] * recurrent[wr + k];
         }
-        carry[ci] = dh;
+        grads[carry + ci] = dh;
     }
 }

@@ -72,7 +72,7 @@ fn reduce_serial(
         return;
     }
     let base = (o / p.inner) * p.len * p.inner + o % p.inner;
-    var acc = select(0.0, -3.4028235e38, OP == 2u);
+    var acc = select(0.0, F32_LOWEST, OP == 2u);
     for (var l = 0u; l < p.len; l = l + 1u) {
         acc = combine(acc, x[base + l * p.inner]);
     }
@@ -93,7 +93,7 @@ fn reduce(
         return;
     }
     let base = (o / p.inner) * p.len * p.inner + o % p.inner;
-    var acc = select(0.0, -3.4028235e38, OP == 2u);
+    var acc = select(0.0, F32_LOWEST, OP == 2u);
     for (var l = lid; l < p.len; l = l + WG) {
         acc = combine(acc, x[base + l * p.inner]);
     }
@@ -117,7 +117,7 @@ fn argmax(
         return;
     }
     let base = (o / p.inner) * p.len * p.inner + o % p.inner;
-    var best = -3.4028235e38;
+    var best = F32_LOWEST;
     var best_l = 0xffffffffu;
     for (var l = lid; l < p.len; l = l + WG) {
         let v = x[base + l * p.inner];
@@ -160,7 +160,7 @@ fn softmax(
         return;
     }
     let base = row * p.len;
-    var m = -3.4028235e38;
+    var m = F32_LOWEST;
     for (var l = lid; l < p.len; l = l + WG) {
         m = max(m, x[base + l]);
     }

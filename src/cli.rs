@@ -580,8 +580,18 @@ fn info(device: &Device) -> Result<(), Failure> {
     }
     outln!("chosen: {}", device.name());
     let info = device.info();
+    if let Some(choice) = info.limits_choice {
+        if info.below_webgpu.is_empty() {
+            outln!("WebGPU's default limits: met (every kiln kernel fits them)");
+        } else {
+            outln!(
+                "WebGPU's default limits: NOT met ({}); kernels that need more than it has fall back or are refused",
+                info.below_webgpu.join("; ")
+            );
+        }
+        outln!("opened with {choice} limits (KILN_LIMITS=webgpu|adapter to change):");
+    }
     if !info.limits.is_empty() {
-        outln!("limits:");
         for (name, value) in info.limits {
             outln!("  {name:<40} {value}");
         }

@@ -96,38 +96,53 @@ fn translate(key: &PipelineKey) -> Result<(), String> {
     Ok(())
 }
 
+/// Every pipeline key the launchers compile, learned on the test device once per process: the
+/// quick benchmark (every kernel family, both LSTM paths, LeNet and the seed model's training
+/// steps, a fit) and a masked, bidirectional LSTM. None without an adapter (skipped).
+fn pipeline_keys(test: &str) -> Option<Vec<PipelineKey>> {
+    static KEYS: std::sync::OnceLock<Vec<PipelineKey>> = std::sync::OnceLock::new();
+    let d = gpu_device(test)?;
+    Some(
+        KEYS.get_or_init(|| {
+            kiln::bench::run(
+                &d,
+                &kiln::bench::Options {
+                    filter: None,
+                    repeats: 1,
+                    quick: true,
+                },
+            )
+            .unwrap();
+            // Masks, initial states and the backward of a bidirectional LSTM (the bench's are
+            // unmasked).
+            masked_lstm(&d);
+            let keys = d.pipeline_keys();
+            let families: std::collections::BTreeSet<&str> =
+                keys.iter().map(|k| k.family.file()).collect();
+            assert_eq!(
+                families.len(),
+                ShaderFamily::ALL.len(),
+                "the workload reaches every family: {families:?}"
+            );
+            keys
+        })
+        .clone(),
+    )
+}
+
+fn describe(key: &PipelineKey) -> String {
+    format!("{} {} {:?}", key.family.file(), key.entry, key.overrides)
+}
+
 #[test]
 fn every_kernel_the_launchers_compile_translates_to_spirv_msl_hlsl_and_glsl() {
-    let Some(d) = gpu_device("shader_backends") else {
+    let Some(keys) = pipeline_keys("shader_backends") else {
         return;
     };
-    kiln::bench::run(
-        &d,
-        &kiln::bench::Options {
-            filter: None,
-            repeats: 1,
-            quick: true,
-        },
-    )
-    .unwrap();
-    // Masks, initial states and the backward of a bidirectional LSTM (the bench's are unmasked).
-    masked_lstm(&d);
-    let keys = d.pipeline_keys();
-    let families: std::collections::BTreeSet<&str> = keys.iter().map(|k| k.family.file()).collect();
-    assert_eq!(
-        families.len(),
-        ShaderFamily::ALL.len(),
-        "the workload reaches every family: {families:?}"
-    );
     let mut failures = vec![];
     for key in &keys {
         if let Err(e) = translate(key) {
-            failures.push(format!(
-                "{} {} {:?}: {e}",
-                key.family.file(),
-                key.entry,
-                key.overrides
-            ));
+            failures.push(format!("{}: {e}", describe(key)));
         }
     }
     assert!(
@@ -138,6 +153,111 @@ fn every_kernel_the_launchers_compile_translates_to_spirv_msl_hlsl_and_glsl() {
         failures.join("\n")
     );
     eprintln!("{} kernels translated by four back ends", keys.len());
+}
+
+/// The Tint check's folder (tools/tint: the pinned npm package `webgpu`, Dawn's node binding,
+/// and check.mjs).
+fn tint_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/tint")
+}
+
+/// Whether `node` runs here.
+fn have_node() -> bool {
+    std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Chrome's compiler on every kernel: each pipeline key, with its override constants, is built
+/// as a compute pipeline by Tint through Dawn's node binding on its null backend, at WebGPU's
+/// default limits (tools/tint/check.mjs). naga accepts things Tint refuses (an f32 literal
+/// rounded past f32's largest value) and lavapipe offers more than the defaults (the LSTM once
+/// bound 10 storage buffers), so neither would catch what this does.
+#[test]
+fn every_kernel_the_launchers_compile_passes_tint_at_webgpu_default_limits() {
+    if !have_node() {
+        eprintln!("SKIPPED tint: node is not installed, so Tint (Dawn's WGSL compiler) cannot run; install Node.js to check the kernels with it");
+        return;
+    }
+    let Some(keys) = pipeline_keys("tint") else {
+        return;
+    };
+    let dir = tint_dir();
+    if !dir.join("node_modules/webgpu").exists() {
+        let out = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .output()
+            .expect("npm runs where node does");
+        assert!(
+            out.status.success(),
+            "npm ci in tools/tint failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sources: serde_json::Map<String, serde_json::Value> = ShaderFamily::ALL
+        .iter()
+        .map(|f| (f.file().to_string(), f.source().into()))
+        .collect();
+    let pipelines: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            let constants: serde_json::Map<String, serde_json::Value> = k
+                .overrides
+                .iter()
+                .map(|&(name, bits)| (name.to_string(), f64::from_bits(bits).into()))
+                .collect();
+            serde_json::json!({"file": k.family.file(), "entry": k.entry, "constants": constants})
+        })
+        .collect();
+    let input = tempfile::NamedTempFile::new().unwrap();
+    let json = serde_json::json!({"sources": sources, "pipelines": pipelines});
+    std::fs::write(input.path(), json.to_string()).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(dir.join("check.mjs"))
+        .arg(input.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check.mjs failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.trim()).expect("check.mjs prints JSON");
+    assert_eq!(
+        report["limits"]["maxStorageBuffersPerShaderStage"], 8,
+        "Dawn's null adapter checks at WebGPU's default limits: {}",
+        report["limits"]
+    );
+    let results = report["results"].as_array().expect("results");
+    assert_eq!(results.len(), keys.len());
+    let mut failures = vec![];
+    for (key, r) in keys.iter().zip(results) {
+        let messages: Vec<&str> = r["errors"]
+            .as_array()
+            .into_iter()
+            .chain(r["warnings"].as_array())
+            .flatten()
+            .filter_map(|m| m.as_str())
+            .collect();
+        if !messages.is_empty() {
+            failures.push(format!("{}: {}", describe(key), messages.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} pipelines fail Tint:\n{}",
+        failures.len(),
+        keys.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} pipelines built by Tint at WebGPU's default limits",
+        keys.len()
+    );
 }
 
 fn masked_lstm(d: &kiln::device::Device) {

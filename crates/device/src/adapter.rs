@@ -103,6 +103,98 @@ impl DeviceChoice {
     }
 }
 
+/// The limits a GPU device is opened with (`KILN_LIMITS`). Every kernel fits WebGPU's default
+/// limits (8 storage buffers per stage, 16 KiB of workgroup memory, 256 invocations per
+/// workgroup); CI runs the GPU tests at exactly those, so that none can come to need more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitsChoice {
+    /// WebGPU's defaults, with the adapter's buffer sizes asked for explicitly (a model's tensors,
+    /// not a kernel, need them: an embedding past 128 MiB).
+    #[default]
+    Kiln,
+    /// Exactly WebGPU's defaults, what every WebGPU implementation guarantees
+    /// (`KILN_LIMITS=webgpu`).
+    WebGpu,
+    /// Everything the adapter offers (`KILN_LIMITS=adapter`).
+    Adapter,
+}
+
+impl std::str::FromStr for LimitsChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "kiln" | "default" => Ok(LimitsChoice::Kiln),
+            "webgpu" | "web" => Ok(LimitsChoice::WebGpu),
+            "adapter" | "max" => Ok(LimitsChoice::Adapter),
+            _ => Err(Error::invalid(
+                "KILN_LIMITS",
+                format!(
+                    "unknown value {s:?}: use webgpu (WebGPU's default limits), adapter (all the \
+                     adapter offers) or kiln (the defaults with the adapter's buffer sizes; unset)"
+                ),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for LimitsChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LimitsChoice::Kiln => "WebGPU's defaults with the adapter's buffer sizes",
+            LimitsChoice::WebGpu => "WebGPU's defaults",
+            LimitsChoice::Adapter => "the adapter's",
+        })
+    }
+}
+
+impl LimitsChoice {
+    /// The choice from `KILN_LIMITS` (Kiln when unset).
+    pub fn from_env() -> Result<LimitsChoice> {
+        std::env::var("KILN_LIMITS").unwrap_or_default().parse()
+    }
+
+    /// The limits to request from an adapter offering `adapter`: never more than it offers.
+    pub fn required(self, adapter: &wgpu::Limits) -> wgpu::Limits {
+        let defaults = wgpu::Limits::defaults();
+        match self {
+            LimitsChoice::Adapter => adapter.clone(),
+            LimitsChoice::WebGpu => defaults.or_worse_values_from(adapter),
+            LimitsChoice::Kiln => wgpu::Limits {
+                max_buffer_size: adapter.max_buffer_size,
+                max_storage_buffer_binding_size: adapter.max_storage_buffer_binding_size,
+                ..defaults
+            }
+            .or_worse_values_from(adapter),
+        }
+    }
+}
+
+/// The limits in which `adapter` falls short of WebGPU's defaults, as "name: has X, WebGPU
+/// guarantees Y"; empty when it meets them all.
+pub fn below_webgpu_defaults(adapter: &wgpu::Limits) -> Vec<String> {
+    // The limits a compute library meets: bindings, buffers, workgroups (not textures).
+    let compute = |name: &str| {
+        [
+            "max_compute",
+            "max_storage_buffer",
+            "max_uniform_buffer",
+            "max_buffer_size",
+            "max_bind",
+            "min_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+    };
+    let mut short = vec![];
+    wgpu::Limits::defaults().check_limits_with_fail_fn(adapter, false, |name, want, has| {
+        if compute(name) {
+            short.push(format!("{name}: has {has}, WebGPU guarantees {want}"));
+        }
+    });
+    short
+}
+
 /// Whether the adapter runs on the CPU (llvmpipe/lavapipe, WARP, SwiftShader).
 pub fn is_software(info: &wgpu::AdapterInfo) -> bool {
     info.device_type == wgpu::DeviceType::Cpu

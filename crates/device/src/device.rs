@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::adapter::{self, AdapterSummary, DeviceChoice, NO_ADAPTER_HINT};
+use crate::adapter::{self, AdapterSummary, DeviceChoice, LimitsChoice, NO_ADAPTER_HINT};
 use crate::counters::{CounterCells, Counters};
 use crate::gpu::tune::TuneMode;
 use crate::gpu::GpuContext;
@@ -41,8 +41,12 @@ pub struct DeviceInfo {
     pub adapter: Option<AdapterSummary>,
     /// The adapter's features that kiln uses.
     pub features: Vec<String>,
-    /// The adapter's limits, by wgpu's names.
+    /// The limits the device was opened with, by wgpu's names.
     pub limits: Vec<(&'static str, u64)>,
+    /// How those limits were chosen (`KILN_LIMITS`).
+    pub limits_choice: Option<LimitsChoice>,
+    /// Where the adapter falls short of WebGPU's default limits (empty: it meets them all).
+    pub below_webgpu: Vec<String>,
 }
 
 impl Device {
@@ -79,8 +83,15 @@ impl Device {
 
     /// Opens the device the choice names. `Auto` falls back to the CPU device when no hardware GPU
     /// exists (see [`Device::note`]; a software adapter is taken only when asked for); an explicit
-    /// GPU choice that matches nothing is [`Error::NoAdapter`].
+    /// GPU choice that matches nothing is [`Error::NoAdapter`]. A GPU device is opened with the
+    /// limits `KILN_LIMITS` names (see [`LimitsChoice`]).
     pub fn new(choice: &DeviceChoice) -> Result<Device> {
+        Device::with_limits(choice, LimitsChoice::from_env()?)
+    }
+
+    /// [`Device::new`] with the limits to open a GPU device with: `LimitsChoice::WebGpu` opens it
+    /// at exactly WebGPU's defaults, as a browser would.
+    pub fn with_limits(choice: &DeviceChoice, limits: LimitsChoice) -> Result<Device> {
         if *choice == DeviceChoice::Cpu {
             return Ok(Device::cpu());
         }
@@ -121,7 +132,7 @@ impl Device {
                 hint: NO_ADAPTER_HINT,
             });
         };
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, limits)
     }
 
     /// Opens the device chosen by `KILN_DEVICE` (Auto when unset).
@@ -129,7 +140,7 @@ impl Device {
         Device::new(&DeviceChoice::from_env()?)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Device> {
+    fn from_adapter(adapter: wgpu::Adapter, limits: LimitsChoice) -> Result<Device> {
         if crate::TuneMode::from_env().is_none() {
             let value = std::env::var("KILN_AUTOTUNE").unwrap_or_default();
             return Err(Error::invalid(
@@ -146,7 +157,7 @@ impl Device {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features,
-            required_limits: adapter.limits(),
+            required_limits: limits.required(&adapter.limits()),
             ..Default::default()
         }))
         .map_err(|e| Error::DeviceRequest {
@@ -154,7 +165,9 @@ impl Device {
             message: e.to_string(),
         })?;
         let counters: Arc<CounterCells> = Arc::default();
-        let ctx = GpuContext::new(device, queue, info, counters.clone());
+        let mut ctx = GpuContext::new(device, queue, info, counters.clone());
+        ctx.adapter_limits = adapter.limits();
+        ctx.limits_choice = limits;
         Ok(Device {
             inner: Arc::new(Inner {
                 backend: Backend::Gpu(Box::new(ctx)),
@@ -197,10 +210,14 @@ impl Device {
                 adapter: None,
                 features: vec![],
                 limits: vec![],
+                limits_choice: None,
+                below_webgpu: vec![],
             },
             Backend::Gpu(g) => {
                 let l = &g.limits;
                 DeviceInfo {
+                    limits_choice: Some(g.limits_choice),
+                    below_webgpu: adapter::below_webgpu_defaults(&g.adapter_limits),
                     adapter: Some(AdapterSummary::from_info(&g.info)),
                     features: g
                         .features
@@ -551,6 +568,38 @@ impl Device {
             g.record(|enc| enc.clear_buffer(&b.buffer, t.byte_offset(), Some(t.byte_len())));
         }
         Ok(t)
+    }
+
+    /// One uninitialised buffer holding several tensors, each at an aligned offset (what
+    /// [`Device::pack_alignment`] gives), and views of them: a kernel that writes several outputs
+    /// binds the buffer once (WebGPU guarantees only 8 storage buffers per stage) and the caller
+    /// gets each output as a tensor of its own.
+    pub(crate) fn alloc_packed(
+        &self,
+        op: &'static str,
+        shapes: &[&[usize]],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let align = self.pack_alignment();
+        let mut offsets = Vec::with_capacity(shapes.len());
+        let mut total = 0usize;
+        for s in shapes {
+            offsets.push(total);
+            let len = s.iter().product::<usize>();
+            total = total
+                .checked_add(len.next_multiple_of(align))
+                .ok_or_else(|| Error::invalid(op, "outputs past usize"))?;
+        }
+        let flat = self.alloc(op, DType::F32, &[total.max(1)])?;
+        let views = shapes
+            .iter()
+            .zip(offsets)
+            .map(|(s, offset)| Tensor {
+                offset: flat.offset + offset,
+                shape: s.to_vec(),
+                ..flat.clone()
+            })
+            .collect();
+        Ok((flat, views))
     }
 
     /// One zeroed buffer holding several tensors, each at an aligned offset, and views of them.

@@ -36,7 +36,7 @@ pub mod shaders;
 mod tensor;
 pub mod testing;
 
-pub use adapter::{list_adapters, AdapterSummary, DeviceChoice};
+pub use adapter::{list_adapters, AdapterSummary, DeviceChoice, LimitsChoice};
 pub use counters::Counters;
 pub use device::{Device, DeviceInfo};
 pub use error::{Error, Result};
@@ -55,3 +55,5 @@ pub use params::{
 pub use profile::{KernelSpan, KernelTotal, Profile, ProfileClock};
 pub use shaders::ShaderFamily;
 pub use tensor::{DType, Tensor};
+/// wgpu, whose types appear in this crate's API (limits, backends).
+pub use wgpu;

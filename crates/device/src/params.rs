@@ -202,6 +202,13 @@ impl MatmulTile {
     /// The concrete tiles, largest first.
     pub const ALL: [MatmulTile; 3] = [MatmulTile::Large, MatmulTile::Medium, MatmulTile::Small];
 
+    /// Workgroup memory the tile's kernel declares, in bytes (shaders/matmul.wgsl: 16 rows of K
+    /// of A's and B's tiles), and its threads (8 x 8): what a device's limits must allow.
+    pub fn footprint(self) -> (u32, u32) {
+        let (tm, tn) = self.dims().unwrap_or((128, 64));
+        (16 * (tm + tn) * 4, 64)
+    }
+
     /// The default choice for an M x N product: the largest tile (the most reuse per loaded
     /// value) that computes less than twice the padded work of the small one; M or N well under
     /// a tile's side makes it mostly padding.
@@ -785,6 +792,14 @@ pub struct LstmParams {
     pub zero_masked: u32,
     /// Backward: 1 when the gradient of the last cell state is given.
     pub has_dc_last: u32,
+    /// Forward: where hprev starts in the saved buffer, after the cache (elements, aligned).
+    pub hprev_at: u32,
+    /// Forward: where the last cell states start in the last-states buffer, after h (elements).
+    pub clast_at: u32,
+    /// Backward: where the carries start in the gradients buffer, after dz (elements).
+    pub carry_at: u32,
+    /// Pads the struct to 16 bytes.
+    pub _pad: u32,
 }
 
 impl LstmParams {

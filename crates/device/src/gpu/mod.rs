@@ -64,7 +64,12 @@ pub(crate) struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
+    /// The limits the device was opened with: what kernels may use.
     pub limits: wgpu::Limits,
+    /// What the adapter offers (`kiln info` compares it with WebGPU's defaults).
+    pub adapter_limits: wgpu::Limits,
+    /// How `limits` were chosen.
+    pub limits_choice: crate::adapter::LimitsChoice,
     pub features: wgpu::Features,
     pub pool: Arc<BufferPool>,
     pub pipelines: PipelineCache,
@@ -79,6 +84,13 @@ pub(crate) struct GpuContext {
 }
 
 impl GpuContext {
+    /// Whether a kernel of `workgroup_bytes` of workgroup memory and `threads` invocations per
+    /// workgroup fits the limits the device was opened with: the autotuner offers only those.
+    pub fn fits(&self, workgroup_bytes: u32, threads: u32) -> bool {
+        workgroup_bytes <= self.limits.max_compute_workgroup_storage_size
+            && threads <= self.limits.max_compute_invocations_per_workgroup
+    }
+
     pub fn new(
         device: wgpu::Device,
         queue: wgpu::Queue,
@@ -105,6 +117,8 @@ impl GpuContext {
             pipelines: PipelineCache::new(counters.clone()),
             features: device.features(),
             params_align: limits.min_uniform_buffer_offset_alignment as usize,
+            adapter_limits: limits.clone(),
+            limits_choice: Default::default(),
             limits,
             params_buffer,
             batch: Mutex::new(Batch {

@@ -116,7 +116,8 @@ fn lstm_params(
         ));
     }
     let fits = |v: usize| u32::try_from(v).ok();
-    let total = dirs * batch * steps * 5 * hidden;
+    // The saved buffer holds the cache (5H) and hprev (H) per row, plus alignment.
+    let total = dirs * batch * steps * 6 * hidden + 1024;
     if fits(total).is_none() {
         return Err(Error::invalid(
             op,
@@ -134,12 +135,19 @@ fn lstm_params(
     })
 }
 
-/// Storage buffers the forward kernel binds at once.
-const LSTM_STORAGE_BUFFERS: u32 = 10;
+/// Storage buffers each fused kernel binds at once: WebGPU's guaranteed 8.
+const LSTM_STORAGE_BUFFERS: u32 = 8;
+
+/// An element offset as the kernel's u32.
+fn u32_at(op: &'static str, at: usize) -> Result<u32> {
+    u32::try_from(at)
+        .map_err(|_| Error::invalid(op, format!("an offset of {at} is past u32 indexing")))
+}
 
 impl Device {
     /// Whether the fused LSTM kernels run here for `hidden` units: the width fits workgroup
-    /// memory, and the adapter binds enough storage buffers (10) and workgroup memory (16 KiB).
+    /// memory, and the device binds enough storage buffers (8) and workgroup memory (16 KiB):
+    /// WebGPU's defaults, so on every adapter.
     /// Where not, kiln-graph runs the unfused composition instead.
     pub fn lstm_fused_supported(&self, hidden: usize) -> bool {
         if hidden == 0 || hidden > LstmParams::MAX_HIDDEN {
@@ -295,30 +303,32 @@ impl Device {
                 })
             }
             Backend::Gpu(g) => {
-                let cache = self.alloc(op, DType::F32, &cache_shape)?;
-                let hprev = self.alloc(op, DType::F32, &hprev_shape)?;
+                // Two packed outputs keep the kernel at 8 storage buffers: (cache, hprev) and
+                // (h_last, c_last), each pair one buffer.
+                let (saved, cache_hprev) = self.alloc_packed(op, &[&cache_shape, &hprev_shape])?;
+                let (last, hc_last) = self.alloc_packed(op, &[&last_shape, &last_shape])?;
+                p.hprev_at = u32_at(op, cache_hprev[1].offset - saved.offset)?;
+                p.clast_at = u32_at(op, hc_last[1].offset - last.offset)?;
                 let y = if return_sequences {
                     self.alloc(op, DType::F32, &y_shape)?
                 } else {
-                    // Never written (WRITE_SEQ is 0); binding 8 needs a writable buffer.
+                    // Never written (WRITE_SEQ is 0); binding 7 needs a writable buffer.
                     self.alloc(op, DType::F32, &[1])?
                 };
-                let h_last = self.alloc(op, DType::F32, &last_shape)?;
-                let c_last = self.alloc(op, DType::F32, &last_shape)?;
                 let bindings = [
                     (1, xproj),
                     (2, recurrent),
                     (3, bias),
                     (4, init.unwrap_or(xproj)),
                     (5, ids.unwrap_or(xproj)),
-                    (6, &cache),
-                    (7, &hprev),
-                    (8, &y),
-                    (9, &h_last),
-                    (10, &c_last),
+                    (6, &saved),
+                    (7, &y),
+                    (8, &last),
                 ];
                 p.rows = self.lstm_rows(g, &p, &bindings)?;
                 launch_lstm_forward(g, &p, &lstm_overrides(g, &p), &bindings)?;
+                let [cache, hprev] = <[Tensor; 2]>::try_from(cache_hprev).expect("two views");
+                let [h_last, c_last] = <[Tensor; 2]>::try_from(hc_last).expect("two views");
                 Ok(LstmState {
                     y: return_sequences.then_some(y),
                     h_last,
@@ -413,8 +423,9 @@ impl Device {
                 ))
             }
             Backend::Gpu(g) => {
-                let dz = self.alloc(op, DType::F32, &dz_shape)?;
-                let carry = self.alloc(op, DType::F32, &carry_shape)?;
+                // dz and the carries in one buffer: the kernel binds 8 storage buffers.
+                let (out, dz_carry) = self.alloc_packed(op, &[&dz_shape, &carry_shape])?;
+                p.carry_at = u32_at(op, dz_carry[1].offset - out.offset)?;
                 let stand_in = recurrent;
                 g.launch(Launch {
                     family: ShaderFamily::Lstm,
@@ -425,15 +436,15 @@ impl Device {
                         (2, recurrent),
                         (4, init.unwrap_or(stand_in)),
                         (5, ids.unwrap_or(stand_in)),
-                        (11, &state.cache),
-                        (12, grads.dy.unwrap_or(stand_in)),
-                        (13, dh_last.unwrap_or(stand_in)),
-                        (14, dc_last.unwrap_or(stand_in)),
-                        (15, &dz),
-                        (16, &carry),
+                        (9, &state.cache),
+                        (10, grads.dy.unwrap_or(stand_in)),
+                        (11, dh_last.unwrap_or(stand_in)),
+                        (12, dc_last.unwrap_or(stand_in)),
+                        (13, &out),
                     ],
                     workgroups: p.workgroups(),
                 })?;
+                let [dz, carry] = <[Tensor; 2]>::try_from(dz_carry).expect("two views");
                 Ok((dz, carry))
             }
         }
@@ -565,7 +576,15 @@ impl Device {
         if !g.tuner.measures() {
             return Ok(LstmParams::rows_for(b, h, d, cpu_adapter) as u32);
         }
-        let candidates = LstmParams::tune_candidates(b, h, d, cpu_adapter);
+        // Only choices whose threads fit the device's limits (all fit WebGPU's defaults).
+        let mut candidates = LstmParams::tune_candidates(b, h, d, cpu_adapter);
+        let shared = 4 * LstmParams::SHARED_FLOATS as u32;
+        candidates.retain(|&(_, units)| {
+            g.fits(
+                shared,
+                LstmParams::threads_for(h, units as usize, cpu_adapter) as u32,
+            )
+        });
         let (rows, units) = crate::gpu::tune::unseen(g, || {
             for &(rows, units) in &candidates {
                 let overrides = lstm_overrides_with(g, &LstmParams { rows, ..*p }, units as usize);

@@ -182,6 +182,17 @@ impl Device {
                     }
                     (MatmulVariant::Tiled, t) => Some(t),
                 };
+                if let Some(t) = tile.filter(|t| !fits(g, *t)) {
+                    let (bytes, threads) = t.footprint();
+                    return Err(Error::invalid(
+                        op,
+                        format!(
+                            "the {t:?} tile needs {bytes} bytes of workgroup memory and {threads} threads; this device was opened with {} and {}",
+                            g.limits.max_compute_workgroup_storage_size,
+                            g.limits.max_compute_invocations_per_workgroup
+                        ),
+                    ));
+                }
                 launch_matmul(g, p, spec, tile, (a, b, bias), &c)?;
                 Ok(c)
             }
@@ -200,17 +211,26 @@ impl Device {
         shape: &[usize],
     ) -> Result<MatmulTile> {
         let class = matmul_class(p, spec);
-        if let Some(t) = g.tuner.known(&class) {
+        // Only tiles that fit the device's limits (every one fits WebGPU's defaults).
+        let tiles: Vec<MatmulTile> = MatmulTile::ALL
+            .into_iter()
+            .filter(|&t| fits(g, t))
+            .collect();
+        if let Some(t) = g.tuner.known(&class).filter(|t| tiles.contains(t)) {
             return Ok(t);
         }
-        if !g.tuner.measures() {
-            return Ok(MatmulTile::for_shape(p.m, p.n));
+        let rule = MatmulTile::for_shape(p.m, p.n);
+        if !g.tuner.measures() || tiles.len() < 2 {
+            return Ok(if tiles.contains(&rule) {
+                rule
+            } else {
+                MatmulTile::Small
+            });
         }
         let best = tune::unseen(g, || {
             let scratch = self.alloc("matmul autotune", crate::DType::F32, shape)?;
-            let tiles = MatmulTile::ALL;
             let overrides = matmul_overrides(spec, operands.2.is_some());
-            for tile in tiles {
+            for &tile in &tiles {
                 self.compile(ShaderFamily::Matmul, tile.entry(), &overrides)?;
             }
             tune::fastest(g, &tiles, |tile| {
@@ -220,6 +240,12 @@ impl Device {
         g.tuner.record(&class, best);
         Ok(best)
     }
+}
+
+/// Whether `tile`'s kernel fits the device's limits.
+fn fits(g: &GpuContext, tile: MatmulTile) -> bool {
+    let (bytes, threads) = tile.footprint();
+    g.fits(bytes, threads)
 }
 
 /// Records one matmul: the naive kernel (tile None) or the tiled one with `tile`.
