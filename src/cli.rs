@@ -651,7 +651,7 @@ fn check_len(len: usize) -> Result<(), String> {
 /// new file is read the same way and refused where it does not match. None when the folder
 /// holds no checkpoint (training refuses that: nothing to resume).
 fn resumed_spec(out: &Path, model: &ModelConfig) -> Result<Option<crate::files::DataSpec>, String> {
-    let Some((_, path)) = kiln_graph::checkpoint::latest(&out.join("checkpoints")) else {
+    let Some((_, path)) = kiln_train::checkpoints::latest(&out.join("checkpoints")) else {
         return Ok(None);
     };
     let ck = kiln_graph::checkpoint::Checkpoint::load(&path).map_err(|e| e.to_string())?;

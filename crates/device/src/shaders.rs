@@ -1,5 +1,5 @@
-//! The WGSL sources, one file per kernel family under `shaders/`, embedded at build time, each
-//! preceded by `shaders/common.wgsl` (shared helpers; WGSL has no includes).
+//! The kernel families and their WGSL: the text is the `kiln-shaders` crate's (the workspace's
+//! `shaders/`, one file per family, each preceded by `common.wgsl`).
 
 /// A kernel family: one WGSL file, several entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,7 +29,7 @@ pub enum ShaderFamily {
 }
 
 /// The prelude prepended to every family.
-pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+pub use kiln_shaders::COMMON;
 
 impl ShaderFamily {
     /// Every family, in order.
@@ -66,26 +66,18 @@ impl ShaderFamily {
 
     /// The WGSL compiled for this family: `shaders/common.wgsl` followed by the family's file.
     pub fn source(self) -> &'static str {
-        macro_rules! family {
-            ($file:literal) => {
-                concat!(
-                    include_str!("../../../shaders/common.wgsl"),
-                    include_str!(concat!("../../../shaders/", $file))
-                )
-            };
-        }
         match self {
-            ShaderFamily::Matmul => family!("matmul.wgsl"),
-            ShaderFamily::Elementwise => family!("elementwise.wgsl"),
-            ShaderFamily::Reduce => family!("reduce.wgsl"),
-            ShaderFamily::Embedding => family!("embedding.wgsl"),
-            ShaderFamily::Dropout => family!("dropout.wgsl"),
-            ShaderFamily::Optim => family!("optim.wgsl"),
-            ShaderFamily::Loss => family!("loss.wgsl"),
-            ShaderFamily::Conv => family!("conv.wgsl"),
-            ShaderFamily::Pool => family!("pool.wgsl"),
-            ShaderFamily::Lstm => family!("lstm.wgsl"),
-            ShaderFamily::Layout => family!("layout.wgsl"),
+            ShaderFamily::Matmul => kiln_shaders::MATMUL,
+            ShaderFamily::Elementwise => kiln_shaders::ELEMENTWISE,
+            ShaderFamily::Reduce => kiln_shaders::REDUCE,
+            ShaderFamily::Embedding => kiln_shaders::EMBEDDING,
+            ShaderFamily::Dropout => kiln_shaders::DROPOUT,
+            ShaderFamily::Optim => kiln_shaders::OPTIM,
+            ShaderFamily::Loss => kiln_shaders::LOSS,
+            ShaderFamily::Conv => kiln_shaders::CONV,
+            ShaderFamily::Pool => kiln_shaders::POOL,
+            ShaderFamily::Lstm => kiln_shaders::LSTM,
+            ShaderFamily::Layout => kiln_shaders::LAYOUT,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
@@ -101,10 +101,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// [`write_atomic`] for a writer of its own: `fill` gets the open temporary file and its path
 /// (a library that opens files by name, such as an image encoder, writes to the path), then the
 /// file is synced and renamed over `path`. Dropped on any error, so `path` keeps what it held.
-pub fn write_atomic_with(
+pub fn write_atomic_with<E: From<Error>>(
     path: &Path,
-    fill: impl FnOnce(&mut std::fs::File, &Path) -> Result<()>,
-) -> Result<()> {
+    fill: impl FnOnce(&mut std::fs::File, &Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     check_writable(path)?;
     let fail = |doing: String| {
         move |source| Error::Write {
@@ -236,35 +236,4 @@ impl Checkpoint {
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(String::as_str)
     }
-}
-
-/// `dir/epoch-0007.safetensors`.
-pub fn epoch_path(dir: &Path, epoch: usize) -> PathBuf {
-    dir.join(format!("epoch-{epoch:04}.safetensors"))
-}
-
-/// The checkpoint with the highest epoch number in `dir`, if any.
-pub fn latest(dir: &Path) -> Option<(usize, PathBuf)> {
-    all(dir).pop()
-}
-
-/// Every checkpoint in `dir` (`epoch-NNNN.safetensors`), oldest first.
-pub fn all(dir: &Path) -> Vec<(usize, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return vec![];
-    };
-    let mut found: Vec<(usize, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let n = name
-                .strip_prefix("epoch-")?
-                .strip_suffix(".safetensors")?
-                .parse()
-                .ok()?;
-            Some((n, e.path()))
-        })
-        .collect();
-    found.sort();
-    found
 }

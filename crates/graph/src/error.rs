@@ -65,21 +65,6 @@ pub enum Error {
     #[error("weights do not fit the model: {0}")]
     /// A strict weight load found missing, unexpected or mis-shaped tensors.
     Weights(WeightReport),
-
-    #[error("{what} became {value} at step {step} (epoch {epoch}): training diverged and stopped; no model was saved from it.{kept} Try a lower learning rate.")]
-    /// The loss or the parameters stopped being finite at `step` of `epoch`.
-    NonFinite {
-        /// "the loss" or "the parameters".
-        what: &'static str,
-        /// The loss, or the sum of the parameters (NaN or infinite).
-        value: f32,
-        /// The step (from 1, over the whole run).
-        step: u64,
-        /// The epoch.
-        epoch: usize,
-        /// Where the last good checkpoint is, as a sentence (empty when the run keeps none).
-        kept: String,
-    },
 }
 
 impl Error {

@@ -2,7 +2,9 @@
 //! samples of one per-sample shape, f32 values or u32 ids. Batches are uploaded as needed.
 
 use kiln_device::Device;
-use kiln_graph::{kiln_device, Batch, Error, Result};
+use kiln_graph::{kiln_device, Batch};
+
+use crate::{Error, Result};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 /// A column's values.
@@ -131,7 +133,7 @@ impl Dataset {
     /// Checks that every column holds whole samples, as many as the targets.
     pub fn validate(&self) -> Result<()> {
         if self.inputs.is_empty() {
-            return Err(Error::model("dataset", "has no input column"));
+            return Err(Error::config("dataset", "has no input column"));
         }
         for (i, c) in self.inputs.iter().chain([&self.targets]).enumerate() {
             let what = if i < self.inputs.len() {
@@ -141,7 +143,7 @@ impl Dataset {
             };
             let per = c.per_sample();
             if per == 0 || c.values.len() % per != 0 || c.samples() != self.len() {
-                return Err(Error::model(
+                return Err(Error::config(
                     "dataset",
                     format!(
                         "{what}: {} values of per-sample shape {:?} do not make {} samples",

@@ -9,84 +9,15 @@
 use std::time::Instant;
 
 use kiln_device::{Counters, Device, ReduceOp, Tensor};
-use kiln_graph::{
-    kiln_device, train_step, Error, LossKind, Model, Objective, Optimizer, OptimizerConfig,
-    ParamStore, Result, Tape,
-};
+use kiln_graph::{kiln_device, train_step, Model, Objective, Optimizer, ParamStore, Tape};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
-use serde::{Deserialize, Serialize};
 
-use crate::callbacks::{BatchEnd, Callback, FitState};
+use crate::callback::{BatchEnd, Callback, FitState};
+use crate::checkpoints::Checkpoints;
+use crate::config::TrainConfig;
 use crate::data::{Column, Dataset};
 use crate::history::{EpochStats, History};
-
-/// How to train; saved in every checkpoint.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Passes over the training data.
-    pub epochs: usize,
-    /// Samples per step.
-    pub batch: usize,
-    /// Seeds the shuffles and the dropout masks.
-    pub seed: u64,
-    /// The loss (a custom one is given to [`Fit::loss`] instead).
-    pub loss: LossKind,
-    /// Adam or SGD and their settings.
-    pub optimizer: OptimizerConfig,
-    /// Steps between reads of the running loss (also the NaN check's granularity).
-    pub report_every: usize,
-}
-
-impl TrainConfig {
-    /// Keras's defaults: 10 epochs, batch 32, Adam(1e-3), reports every 50 steps.
-    pub fn new(loss: LossKind) -> Self {
-        TrainConfig {
-            epochs: 10,
-            batch: 32,
-            seed: 0,
-            loss,
-            optimizer: OptimizerConfig::adam(),
-            report_every: 50,
-        }
-    }
-
-    /// Passes over the data.
-    pub fn epochs(mut self, epochs: usize) -> Self {
-        self.epochs = epochs;
-        self
-    }
-
-    /// Samples per step.
-    pub fn batch(mut self, batch: usize) -> Self {
-        self.batch = batch;
-        self
-    }
-
-    /// The seed of shuffles and dropout.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// The optimizer.
-    pub fn optimizer(mut self, optimizer: OptimizerConfig) -> Self {
-        self.optimizer = optimizer;
-        self
-    }
-
-    /// Refuses settings that cannot train, before anything is allocated: no epochs, an empty
-    /// batch, a loss's or an optimizer's setting out of range.
-    pub fn validate(&self) -> Result<()> {
-        if self.epochs == 0 {
-            return Err(Error::model("epochs", "0 trains nothing; give at least 1"));
-        }
-        if self.batch == 0 {
-            return Err(Error::model("batch", "0 samples per step; give at least 1"));
-        }
-        self.loss.validate()?;
-        self.optimizer.validate()
-    }
-}
+use crate::{Error, Result};
 
 /// What `fit` returns.
 pub struct Trained {
@@ -139,7 +70,7 @@ pub fn predict(
     let d = params.device();
     let n = inputs.first().map_or(0, Column::samples);
     if inputs.iter().any(|c| c.samples() != n) {
-        return Err(Error::model(
+        return Err(Error::config(
             "predict",
             "input columns hold different numbers of samples",
         ));
@@ -221,12 +152,12 @@ fn per_step(c: &Counters, steps: usize) -> [f64; 5] {
     ]
 }
 
-/// A training run: a config, optionally a loss of the user's own, and callbacks.
+/// A training run: a config, optionally a loss of the user's own, checkpoints, and callbacks.
 ///
 /// ```no_run
 /// # use kiln_train::{Fit, TrainConfig, Progress, Dataset};
 /// # use kiln_graph::{LossKind, Model, ParamStore};
-/// # fn run(model: &dyn Model, params: &ParamStore, train: &Dataset) -> kiln_graph::Result<()> {
+/// # fn run(model: &dyn Model, params: &ParamStore, train: &Dataset) -> kiln_train::Result<()> {
 /// let trained = Fit::new(TrainConfig::new(LossKind::MeanSquaredError).epochs(20))
 ///     .callback(Progress::new())
 ///     .run(model, params, train, None)?;
@@ -236,7 +167,19 @@ fn per_step(c: &Counters, steps: usize) -> [f64; 5] {
 pub struct Fit<'a> {
     config: TrainConfig,
     objective: Option<&'a dyn Objective>,
+    checkpoints: Option<Checkpoints>,
     callbacks: Vec<Box<dyn Callback + 'a>>,
+}
+
+/// The running state of one epoch's steps.
+struct EpochRun {
+    epoch: usize,
+    /// Step losses not yet read, in `step_losses`.
+    pending: usize,
+    /// Samples seen this epoch.
+    seen: usize,
+    /// The epoch's loss and metric sums as last read.
+    sums_read: (f32, f32),
 }
 
 impl<'a> Fit<'a> {
@@ -245,6 +188,7 @@ impl<'a> Fit<'a> {
         Fit {
             config,
             objective: None,
+            checkpoints: None,
             callbacks: vec![],
         }
     }
@@ -252,6 +196,13 @@ impl<'a> Fit<'a> {
     /// Trains on `objective` (e.g. a [`kiln_graph::LossFn`]) instead of the config's loss.
     pub fn loss(mut self, objective: &'a dyn Objective) -> Self {
         self.objective = Some(objective);
+        self
+    }
+
+    /// Keeps checkpoints (and resumes from them) in a run folder: restored before any callback
+    /// starts, written after every epoch before the callbacks see it.
+    pub fn checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
         self
     }
 
@@ -269,123 +220,51 @@ impl<'a> Fit<'a> {
         train: &Dataset,
         val: Option<&Dataset>,
     ) -> Result<Trained> {
-        let cfg = &self.config;
+        let cfg = self.config.clone();
         train.validate()?;
         if let Some(v) = val {
             v.validate()?;
         }
         cfg.validate()?;
         if train.is_empty() {
-            return Err(Error::model("fit", "the training set is empty"));
+            return Err(Error::config("fit", "the training set is empty"));
         }
         let objective: &dyn Objective = self.objective.unwrap_or(&cfg.loss);
-        let d = params.device().clone();
         let mut optimizer = Optimizer::new(cfg.optimizer, params)?;
         let history = History {
             metric: objective.metric_name().unwrap_or("metric").to_string(),
             higher_is_better: objective.higher_is_better(),
             ..History::default()
         };
-        let steps_per_epoch = train.len().div_ceil(cfg.batch);
         let mut state = FitState {
             model,
             params,
             optimizer: &mut optimizer,
-            config: cfg,
+            config: &cfg,
             history,
             first_epoch: 1,
-            steps_per_epoch,
-            notes: vec![],
-            checkpoints: None,
+            steps_per_epoch: train.len().div_ceil(cfg.batch),
+        };
+        let notes = match &mut self.checkpoints {
+            Some(c) => c.begin(&mut state)?,
+            None => vec![],
         };
         for cb in &mut self.callbacks {
-            cb.on_train_begin(&mut state)?;
+            for note in &notes {
+                cb.on_log(note);
+            }
         }
-
-        let report = cfg.report_every.max(1);
+        for cb in &mut self.callbacks {
+            cb.on_train_begin(&state)?;
+        }
+        let d = params.device().clone();
         // The interval's step losses, the sum of every parameter, then the epoch's running loss
         // and metric sums: one readback per report interval checks the first two (a diverged
         // run's parameters are NaN or infinite even where a clamped loss is not) and reports the
         // running means.
-        let step_losses = d.zeros(&[report + 3])?;
-        let flat = params.values_flat();
-        let flat = flat.reshape(&[1, flat.len()])?;
+        let step_losses = d.zeros(&[cfg.report_every.max(1) + 3])?;
         for epoch in state.first_epoch..=cfg.epochs {
-            let started = Instant::now();
-            let before = d.counters();
-            let order = epoch_order(train.len(), cfg.seed, epoch);
-            let sums = Sums::new(&d)?;
-            for cb in &mut self.callbacks {
-                cb.on_epoch_begin(&state, epoch)?;
-            }
-            let mut seen = 0usize;
-            let mut pending = 0usize;
-            // The running sums as last read (the epoch's last step always reads them).
-            let mut sums_read = (0.0f32, 0.0f32);
-            for (i, chunk) in order.chunks(cfg.batch).enumerate() {
-                let batch = train.batch(chunk, &d)?;
-                let out = train_step(model, params, state.optimizer, objective, &batch, cfg.seed)?;
-                let step = state.optimizer.steps();
-                sums.add(
-                    &d,
-                    &out.loss,
-                    chunk.len(),
-                    &out.pred,
-                    &batch.target,
-                    objective,
-                )?;
-                d.copy_into(&step_losses, pending, &out.loss)?;
-                pending += 1;
-                seen += chunk.len();
-                let mut running = None;
-                if pending == report || i + 1 == steps_per_epoch {
-                    d.copy_into(&step_losses, report, &d.reduce(ReduceOp::Sum, &flat, 1)?)?;
-                    d.copy_into(&step_losses, report + 1, &sums.loss)?;
-                    d.copy_into(&step_losses, report + 2, &sums.metric)?;
-                    let losses = d.to_f32(&step_losses)?;
-                    let bad_loss = losses[..pending].iter().position(|l| !l.is_finite());
-                    let bad = match bad_loss {
-                        Some(k) => Some(("the loss", losses[k], step - (pending - 1 - k) as u64)),
-                        None if !losses[report].is_finite() => {
-                            Some(("the parameters", losses[report], step))
-                        }
-                        None => None,
-                    };
-                    if let Some((what, value, step)) = bad {
-                        for cb in &mut self.callbacks {
-                            cb.on_stop(&state);
-                        }
-                        return Err(Error::NonFinite {
-                            what,
-                            value,
-                            step,
-                            epoch,
-                            kept: state
-                                .checkpoints
-                                .as_ref()
-                                .map(|p| {
-                                    format!(" The last good checkpoint is kept in {}.", p.display())
-                                })
-                                .unwrap_or_default(),
-                        });
-                    }
-                    sums_read = (losses[report + 1], losses[report + 2]);
-                    running = Some((sums_read.0 / seen as f32, sums_read.1 / seen as f32));
-                    pending = 0;
-                }
-                let end = BatchEnd {
-                    epoch,
-                    batch: i,
-                    step,
-                    running,
-                };
-                for cb in &mut self.callbacks {
-                    cb.on_batch_end(&state, &end)?;
-                }
-            }
-            let s = sums_read;
-            let seconds = started.elapsed().as_secs_f64();
-            let work = d.counters().since(&before);
+            let stats = self.epoch(&mut state, epoch, objective, &step_losses, train)?;
             let (val_loss, val_metric) = match val {
                 Some(v) if !v.is_empty() => {
                     let (l, a) = evaluate(model, params, v, cfg.batch, objective)?;
@@ -393,29 +272,149 @@ impl<'a> Fit<'a> {
                 }
                 _ => (None, None),
             };
-            let [dispatches, submits, readbacks, up, down] = per_step(&work, steps_per_epoch);
             state.history.epochs.push(EpochStats {
-                epoch,
-                loss: s.0 / train.len() as f32,
-                metric: s.1 / train.len() as f32,
                 val_loss,
                 val_metric,
-                seconds,
-                samples_per_sec: train.len() as f64 / seconds,
-                dispatches_per_step: dispatches,
-                submits_per_step: submits,
-                readbacks_per_step: readbacks,
-                bytes_up_per_step: up,
-                bytes_down_per_step: down,
+                ..stats
             });
+            if let Some(c) = &mut self.checkpoints {
+                c.epoch_end(&state)?;
+            }
             for cb in &mut self.callbacks {
                 cb.on_epoch_end(&state)?;
             }
+        }
+        if let Some(c) = &mut self.checkpoints {
+            c.train_end(&state)?;
         }
         for cb in &mut self.callbacks {
             cb.on_train_end(&state)?;
         }
         let history = state.history;
         Ok(Trained { history, optimizer })
+    }
+
+    /// One epoch's steps over a seeded shuffle; its figures (without validation).
+    fn epoch(
+        &mut self,
+        state: &mut FitState,
+        epoch: usize,
+        objective: &dyn Objective,
+        step_losses: &Tensor,
+        train: &Dataset,
+    ) -> Result<EpochStats> {
+        let (model, params, cfg) = (state.model, state.params, state.config);
+        let d = params.device().clone();
+        let started = Instant::now();
+        let before = d.counters();
+        let order = epoch_order(train.len(), cfg.seed, epoch);
+        let sums = Sums::new(&d)?;
+        for cb in &mut self.callbacks {
+            cb.on_epoch_begin(state, epoch)?;
+        }
+        let mut run = EpochRun {
+            epoch,
+            pending: 0,
+            seen: 0,
+            sums_read: (0.0, 0.0),
+        };
+        for (i, chunk) in order.chunks(cfg.batch).enumerate() {
+            let batch = train.batch(chunk, &d)?;
+            let out = train_step(model, params, state.optimizer, objective, &batch, cfg.seed)?;
+            sums.add(
+                &d,
+                &out.loss,
+                chunk.len(),
+                &out.pred,
+                &batch.target,
+                objective,
+            )?;
+            d.copy_into(step_losses, run.pending, &out.loss)?;
+            run.pending += 1;
+            run.seen += chunk.len();
+            let mut running = None;
+            if run.pending == cfg.report_every.max(1) || i + 1 == state.steps_per_epoch {
+                running = Some(self.report(state, &mut run, step_losses, &sums)?);
+            }
+            let end = BatchEnd {
+                epoch,
+                batch: i,
+                step: state.optimizer.steps(),
+                running,
+            };
+            for cb in &mut self.callbacks {
+                cb.on_batch_end(state, &end)?;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let work = d.counters().since(&before);
+        let [dispatches, submits, readbacks, up, down] = per_step(&work, state.steps_per_epoch);
+        let n = train.len() as f32;
+        Ok(EpochStats {
+            epoch,
+            loss: run.sums_read.0 / n,
+            metric: run.sums_read.1 / n,
+            val_loss: None,
+            val_metric: None,
+            seconds,
+            samples_per_sec: train.len() as f64 / seconds,
+            dispatches_per_step: dispatches,
+            submits_per_step: submits,
+            readbacks_per_step: readbacks,
+            bytes_up_per_step: up,
+            bytes_down_per_step: down,
+        })
+    }
+
+    /// The end of a report interval: one readback of the interval's step losses, the sum of the
+    /// parameters and the running sums; a non-finite loss or parameter stops the run, naming
+    /// its step. Returns the epoch's running mean loss and metric.
+    fn report(
+        &mut self,
+        state: &FitState,
+        run: &mut EpochRun,
+        step_losses: &Tensor,
+        sums: &Sums,
+    ) -> Result<(f32, f32)> {
+        let d = state.params.device();
+        let report = state.config.report_every.max(1);
+        let flat = state.params.values_flat();
+        let flat = flat.reshape(&[1, flat.len()])?;
+        d.copy_into(step_losses, report, &d.reduce(ReduceOp::Sum, &flat, 1)?)?;
+        d.copy_into(step_losses, report + 1, &sums.loss)?;
+        d.copy_into(step_losses, report + 2, &sums.metric)?;
+        let losses = d.to_f32(step_losses)?;
+        let step = state.optimizer.steps();
+        let pending = run.pending;
+        let bad = match losses[..pending].iter().position(|l| !l.is_finite()) {
+            Some(k) => Some(("the loss", losses[k], step - (pending - 1 - k) as u64)),
+            None if !losses[report].is_finite() => Some(("the parameters", losses[report], step)),
+            None => None,
+        };
+        if let Some((what, value, step)) = bad {
+            for cb in &mut self.callbacks {
+                cb.on_stop(state);
+            }
+            return Err(Error::NonFinite {
+                what,
+                value,
+                step,
+                epoch: run.epoch,
+                kept: self
+                    .checkpoints
+                    .as_ref()
+                    .map(|c| {
+                        format!(
+                            " The last good checkpoint is kept in {}.",
+                            c.dir().display()
+                        )
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        run.sums_read = (losses[report + 1], losses[report + 2]);
+        run.pending = 0;
+        let seen = run.seen as f32;
+        Ok((run.sums_read.0 / seen, run.sums_read.1 / seen))
     }
 }

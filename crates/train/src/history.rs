@@ -6,8 +6,8 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::{Error, Result};
 use kiln_graph::checkpoint::write_atomic;
-use kiln_graph::{Error, Result};
 
 /// One epoch's figures. Counters are per training step (averaged over the epoch).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,13 +111,13 @@ impl History {
         let bytes = w
             .into_inner()
             .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
-        write_atomic(path, &bytes)
+        Ok(write_atomic(path, &bytes)?)
     }
 
     /// Writes the epochs as JSON, atomically.
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.epochs).expect("history serializes");
-        write_atomic(path, (text + "\n").as_bytes())
+        Ok(write_atomic(path, (text + "\n").as_bytes())?)
     }
 
     /// Two panels, loss and the metric per epoch, train solid and validation dashed; drawn into

@@ -1,8 +1,9 @@
 //! kiln-train: the training loop above kiln-graph. [`Fit`] trains any [`kiln_graph::Model`] on
 //! a [`Dataset`] (one column per model input) through [`kiln_graph::train_step`], with the
-//! built-in losses or one of the user's own; callbacks attach progress ([`Progress`]), history
-//! files and plots ([`HistoryFiles`]) and checkpoints with resume ([`Checkpoints`]).
-//! [`fit`] is the usual combination; [`evaluate`] and [`predict`] run a trained model.
+//! built-in losses or one of the user's own; checkpoints with resume ([`Checkpoints`]) keep a run
+//! folder, and callbacks attach progress ([`Progress`]), history files and plots
+//! ([`HistoryFiles`]) or anything of one's own ([`Callback`]). [`fit`] is the usual combination;
+//! [`evaluate`] and [`predict`] run a trained model.
 //!
 //! ```
 //! use kiln_graph::kiln_device::Device;
@@ -29,27 +30,36 @@
 //! let trained = fit(&model, &params, &xor, None, &config, &RunOptions::default())?;
 //! assert_eq!(trained.history.epochs.len(), 300);
 //! assert_eq!(trained.history.epochs.last().unwrap().metric, 1.0); // accuracy
-//! # Ok::<(), kiln_graph::Error>(())
+//! # Ok::<(), kiln_train::Error>(())
 //! ```
 #![warn(missing_docs)]
 
-pub mod callbacks;
+mod callback;
+pub mod checkpoints;
+mod config;
 pub mod data;
+mod error;
 mod fit;
 pub mod history;
+mod history_files;
+mod progress;
+mod saved;
 
 use std::path::PathBuf;
 
-pub use callbacks::{
-    check_run_folder, load_model, save_model, write_history, BatchEnd, Callback, Checkpoints,
-    FitState, HistoryFiles, Progress,
-};
+pub use callback::{BatchEnd, Callback, FitState};
+pub use checkpoints::{check_run_folder, Checkpoints};
+pub use config::TrainConfig;
 pub use data::{Column, Dataset, Values};
-pub use fit::{evaluate, predict, Fit, TrainConfig, Trained};
+pub use error::{Error, Result};
+pub use fit::{evaluate, predict, Fit, Trained};
 pub use history::{EpochStats, History};
+pub use history_files::{write_history, HistoryFiles};
 pub use kiln_graph;
+pub use progress::Progress;
+pub use saved::{load_model, save_model};
 
-use kiln_graph::{Model, ParamStore, Result};
+use kiln_graph::{Model, ParamStore};
 
 /// Where and how loudly [`fit`] runs.
 #[derive(Clone, Debug, Default)]
@@ -83,7 +93,7 @@ pub fn fit(
     let mut run = Fit::new(cfg.clone());
     if let Some(out) = &opts.out {
         run = run
-            .callback(
+            .checkpoints(
                 Checkpoints::new(out, opts.resume, opts.metadata.clone())
                     .force(opts.force)
                     .keep(opts.keep.unwrap_or(3)),

@@ -152,7 +152,7 @@ fn resumed_training_reaches_the_same_weights_as_an_uninterrupted_run() {
     assert_eq!(full, resumed, "weights differ after resuming");
     assert_eq!(full_history.epochs.len(), resumed_history.epochs.len());
     assert_eq!(full_history.epochs[3].loss, resumed_history.epochs[3].loss);
-    let (_, last) = checkpoint::latest(&dir.join("checkpoints")).unwrap();
+    let (_, last) = checkpoints::latest(&dir.join("checkpoints")).unwrap();
     let ck = Checkpoint::load(&last).unwrap();
     assert_eq!(ck.meta("epoch"), Some("4"));
     let rng: serde_json::Value = serde_json::from_str(ck.meta("rng_state").unwrap()).unwrap();
@@ -172,7 +172,7 @@ fn a_checkpoint_with_missing_or_mismatched_tensors_is_refused_by_name() {
     let d = Device::cpu();
     let dir = temp_dir("mismatch");
     run(&d, &dir, 1, false);
-    let path = checkpoint::epoch_path(&dir.join("checkpoints"), 1);
+    let path = checkpoints::epoch_path(&dir.join("checkpoints"), 1);
     let mut ck = Checkpoint::load(&path).unwrap();
     let (model_cfg, _, cfg) = setup();
     let b = ParamBuilder::new(cfg.seed);
@@ -183,7 +183,7 @@ fn a_checkpoint_with_missing_or_mismatched_tensors_is_refused_by_name() {
     ck.params.retain(|(name, _, _)| name != "dense_2.bias");
     ck.params[0].1 = vec![3, 3];
     match params.load(&ck.params).unwrap_err() {
-        Error::Weights(report) => {
+        kiln_graph::Error::Weights(report) => {
             assert_eq!(report.missing, ["dense_2.bias [1]"]);
             assert!(report.unexpected.is_empty(), "{report}");
             assert_eq!(report.mismatched.len(), 1, "{report}");
@@ -207,7 +207,7 @@ fn a_checkpoint_with_missing_or_mismatched_tensors_is_refused_by_name() {
     std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint").unwrap();
     assert!(matches!(
         Checkpoint::load(&dir.join("junk.safetensors")),
-        Err(Error::Checkpoint { .. })
+        Err(kiln_graph::Error::Checkpoint { .. })
     ));
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(dir.join("torn.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
@@ -247,7 +247,7 @@ struct Poison {
 }
 
 impl Callback for Poison {
-    fn on_batch_end(&mut self, state: &FitState, end: &BatchEnd) -> Result<()> {
+    fn on_batch_end(&mut self, state: &FitState, end: &BatchEnd) -> kiln_train::Result<()> {
         if end.step == self.at {
             let id = state.params.ids().next().unwrap();
             let n = state.params.value(id).len();
@@ -279,15 +279,15 @@ fn diverged_parameters_stop_training_at_the_interval_and_keep_the_last_good_chec
         ..Default::default()
     };
     fit(&model, &params, &data, None, &cfg, &opts).unwrap();
-    let good = std::fs::read(checkpoint::epoch_path(&dir.join("checkpoints"), 1)).unwrap();
+    let good = std::fs::read(checkpoints::epoch_path(&dir.join("checkpoints"), 1)).unwrap();
     let model_file = std::fs::read(dir.join("model.safetensors")).unwrap();
     cfg.epochs = 3;
     let run = Fit::new(cfg.clone())
-        .callback(Checkpoints::new(&dir, true, vec![]))
+        .checkpoints(Checkpoints::new(&dir, true, vec![]))
         .callback(Poison { at: 8 })
         .run(&model, &params, &data, None);
     match run {
-        Err(Error::NonFinite {
+        Err(kiln_train::Error::NonFinite {
             what,
             step,
             epoch,
@@ -303,9 +303,9 @@ fn diverged_parameters_stop_training_at_the_interval_and_keep_the_last_good_chec
         Err(e) => panic!("expected NonFinite, got {e}"),
         Ok(_) => panic!("training went on with NaN parameters"),
     }
-    assert_eq!(checkpoint::latest(&dir.join("checkpoints")).unwrap().0, 1);
+    assert_eq!(checkpoints::latest(&dir.join("checkpoints")).unwrap().0, 1);
     assert_eq!(
-        std::fs::read(checkpoint::epoch_path(&dir.join("checkpoints"), 1)).unwrap(),
+        std::fs::read(checkpoints::epoch_path(&dir.join("checkpoints"), 1)).unwrap(),
         good
     );
     assert_eq!(
@@ -517,7 +517,7 @@ fn orthogonal_init_gives_orthonormal_rows_or_columns() {
     }
 }
 
-fn run_with(dir: &Path, epochs: usize, opts: RunOptions) -> Result<Trained> {
+fn run_with(dir: &Path, epochs: usize, opts: RunOptions) -> kiln_train::Result<Trained> {
     let (model_cfg, data, mut cfg) = setup();
     cfg.epochs = epochs;
     let b = ParamBuilder::new(cfg.seed);
@@ -561,7 +561,7 @@ fn a_run_owns_its_folder() {
         },
     )
     .unwrap();
-    let epochs: Vec<usize> = checkpoint::all(&dir.join("checkpoints"))
+    let epochs: Vec<usize> = checkpoints::all(&dir.join("checkpoints"))
         .into_iter()
         .map(|(e, _)| e)
         .collect();
@@ -591,12 +591,12 @@ fn checkpoints_keep_the_newest_few_and_the_history_once() {
         },
     )
     .unwrap();
-    let kept: Vec<usize> = checkpoint::all(&dir.join("checkpoints"))
+    let kept: Vec<usize> = checkpoints::all(&dir.join("checkpoints"))
         .into_iter()
         .map(|(e, _)| e)
         .collect();
     assert_eq!(kept, [4, 5]);
-    let ck = Checkpoint::load(&checkpoint::epoch_path(&dir.join("checkpoints"), 5)).unwrap();
+    let ck = Checkpoint::load(&checkpoints::epoch_path(&dir.join("checkpoints"), 5)).unwrap();
     assert_eq!(
         ck.meta("history"),
         None,
@@ -615,7 +615,7 @@ fn checkpoints_keep_the_newest_few_and_the_history_once() {
     assert_eq!(key(&stored), key(&trained.history));
     // A kill between the history's write and the checkpoint's leaves the history ahead:
     // resuming cuts it back to the checkpoint.
-    std::fs::remove_file(checkpoint::epoch_path(&dir.join("checkpoints"), 5)).unwrap();
+    std::fs::remove_file(checkpoints::epoch_path(&dir.join("checkpoints"), 5)).unwrap();
     let resumed = run_with(
         &dir,
         6,
@@ -628,4 +628,37 @@ fn checkpoints_keep_the_newest_few_and_the_history_once() {
     let epochs: Vec<usize> = resumed.history.epochs.iter().map(|e| e.epoch).collect();
     assert_eq!(epochs, [1, 2, 3, 4, 5, 6]);
     assert_eq!(key(&resumed.history)[..4], key(&trained.history)[..4]);
+}
+
+/// Gathers the run's log messages.
+#[derive(Default)]
+struct Notes(Vec<String>);
+
+impl Callback for Notes {
+    fn on_log(&mut self, message: &str) {
+        self.0.push(message.to_string());
+    }
+}
+
+#[test]
+fn every_callback_hears_the_resume_note_whatever_the_order_it_was_added_in() {
+    let dir = temp_dir("notes");
+    run_with(&dir, 1, RunOptions::default()).unwrap();
+    let (model_cfg, data, mut cfg) = setup();
+    cfg.epochs = 2;
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
+    let params = b.build(&Device::cpu()).unwrap();
+    let (mut first, mut last) = (Notes::default(), Notes::default());
+    // One callback added before the checkpoints, one after: both hear the note.
+    Fit::new(cfg)
+        .callback(&mut first)
+        .checkpoints(Checkpoints::new(&dir, true, vec![]))
+        .callback(&mut last)
+        .run(&model, &params, &data, None)
+        .unwrap();
+    for notes in [&first.0, &last.0] {
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("resuming from"), "{notes:?}");
+    }
 }

@@ -1,224 +1,47 @@
-//! Callbacks: what a run does beside training. [`Progress`] draws bars and prints a line per
-//! epoch, [`HistoryFiles`] writes `history.{csv,json,png}`, [`Checkpoints`] writes atomic
-//! checkpoints, the best and the last model, and resumes. A user's own callback implements
-//! [`Callback`]; all of them see the run through [`FitState`].
+//! A run's folder and its checkpoints. [`Checkpoints`] writes an atomic checkpoint after every
+//! epoch, the best and the last model, and resumes a run; [`Fit`](crate::Fit) calls it directly
+//! (it is not a [`Callback`](crate::Callback)): it restores the run's state before any callback
+//! starts, and what it has to say reaches every callback through their log hook.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use kiln_graph::checkpoint::{self, Checkpoint};
-use kiln_graph::{Error, Model, Optimizer, ParamStore, Result};
 
-use crate::fit::TrainConfig;
+use crate::callback::FitState;
 use crate::history::History;
+use crate::saved::save_model;
+use crate::{Error, Result};
 
-/// The run as callbacks see it.
-pub struct FitState<'a> {
-    /// The model being trained.
-    pub model: &'a dyn Model,
-    /// Its parameters.
-    pub params: &'a ParamStore,
-    /// The optimizer (its step count is the number of steps taken).
-    pub optimizer: &'a mut Optimizer,
-    /// The settings.
-    pub config: &'a TrainConfig,
-    /// Every finished epoch; the last is the one just ended in `on_epoch_end`.
-    pub history: History,
-    /// The first epoch this run trains (after a resume, the one after the checkpoint's).
-    pub first_epoch: usize,
-    /// Steps in one epoch.
-    pub steps_per_epoch: usize,
-    /// Messages for the user (e.g. "resuming from ..."), printed by [`Progress`].
-    pub notes: Vec<String>,
-    /// Where checkpoints are kept, when a callback keeps them (named in a divergence error).
-    pub checkpoints: Option<PathBuf>,
+/// `dir/epoch-0007.safetensors`.
+pub fn epoch_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("epoch-{epoch:04}.safetensors"))
 }
 
-/// The end of one training step.
-#[derive(Clone, Debug)]
-pub struct BatchEnd {
-    /// The epoch (from 1).
-    pub epoch: usize,
-    /// The step's index within the epoch (from 0).
-    pub batch: usize,
-    /// Steps taken in the whole run, this one included.
-    pub step: u64,
-    /// At each reporting interval: the epoch's mean loss and metric so far (the only point at
-    /// which the device is read).
-    pub running: Option<(f32, f32)>,
+/// The checkpoint with the highest epoch number in `dir`, if any.
+pub fn latest(dir: &Path) -> Option<(usize, PathBuf)> {
+    all(dir).pop()
 }
 
-/// Hooks into [`Fit::run`](crate::Fit::run); every method defaults to doing nothing.
-pub trait Callback {
-    /// Before the first epoch; may restore state (resume) and set `first_epoch`.
-    fn on_train_begin(&mut self, _state: &mut FitState) -> Result<()> {
-        Ok(())
-    }
-
-    /// Before each epoch.
-    fn on_epoch_begin(&mut self, _state: &FitState, _epoch: usize) -> Result<()> {
-        Ok(())
-    }
-
-    /// After each step.
-    fn on_batch_end(&mut self, _state: &FitState, _batch: &BatchEnd) -> Result<()> {
-        Ok(())
-    }
-
-    /// After each epoch, validation included (`state.history.epochs.last()`).
-    fn on_epoch_end(&mut self, _state: &FitState) -> Result<()> {
-        Ok(())
-    }
-
-    /// After the last epoch.
-    fn on_train_end(&mut self, _state: &FitState) -> Result<()> {
-        Ok(())
-    }
-
-    /// When training stops on an error (a non-finite loss).
-    fn on_stop(&mut self, _state: &FitState) {}
-}
-
-/// A callback lent to a run (`.callback(&mut mine)`), so that the caller reads what it gathered
-/// afterwards.
-impl<C: Callback + ?Sized> Callback for &mut C {
-    fn on_train_begin(&mut self, state: &mut FitState) -> Result<()> {
-        (**self).on_train_begin(state)
-    }
-    fn on_epoch_begin(&mut self, state: &FitState, epoch: usize) -> Result<()> {
-        (**self).on_epoch_begin(state, epoch)
-    }
-    fn on_batch_end(&mut self, state: &FitState, batch: &BatchEnd) -> Result<()> {
-        (**self).on_batch_end(state, batch)
-    }
-    fn on_epoch_end(&mut self, state: &FitState) -> Result<()> {
-        (**self).on_epoch_end(state)
-    }
-    fn on_train_end(&mut self, state: &FitState) -> Result<()> {
-        (**self).on_train_end(state)
-    }
-    fn on_stop(&mut self, state: &FitState) {
-        (**self).on_stop(state)
-    }
-}
-
-/// Progress on stderr, as Keras's `verbose`: a bar per epoch and a line at its end, or the
-/// lines alone (logs, CI).
-#[derive(Default)]
-pub struct Progress {
-    bar: Option<ProgressBar>,
-    lines_only: bool,
-}
-
-impl Progress {
-    /// Bars and epoch lines (Keras's `verbose=1`).
-    pub fn new() -> Self {
-        Progress::default()
-    }
-
-    /// One line per epoch, no bars (Keras's `verbose=2`).
-    pub fn lines() -> Self {
-        Progress {
-            bar: None,
-            lines_only: true,
-        }
-    }
-}
-
-impl Callback for Progress {
-    fn on_train_begin(&mut self, state: &mut FitState) -> Result<()> {
-        for note in state.notes.drain(..) {
-            eprintln!("{note}");
-        }
-        Ok(())
-    }
-
-    fn on_epoch_begin(&mut self, state: &FitState, epoch: usize) -> Result<()> {
-        if self.lines_only {
-            return Ok(());
-        }
-        let bar = ProgressBar::new(state.steps_per_epoch as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{epoch}/{}", state.config.epochs));
-        self.bar = Some(bar);
-        Ok(())
-    }
-
-    fn on_batch_end(&mut self, state: &FitState, batch: &BatchEnd) -> Result<()> {
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-            if let Some((loss, metric)) = batch.running {
-                bar.set_message(format!(
-                    "loss {loss:.4} {} {metric:.4}",
-                    state.history.metric
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn on_epoch_end(&mut self, state: &FitState) -> Result<()> {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-        let e = state.history.epochs.last().expect("an epoch ended");
-        let m = &state.history.metric;
-        let val_text = match (e.val_loss, e.val_metric) {
-            (Some(l), Some(a)) => format!(" - val_loss {l:.4} - val_{m} {a:.4}"),
-            _ => String::new(),
-        };
-        eprintln!(
-            "epoch {}/{} - {:.1}s - loss {:.4} - {m} {:.4}{val_text} - {:.0} samples/s - per step: {:.0} dispatches, {:.1} submits, {:.2} readbacks",
-            e.epoch,
-            state.config.epochs,
-            e.seconds,
-            e.loss,
-            e.metric,
-            e.samples_per_sec,
-            e.dispatches_per_step,
-            e.submits_per_step,
-            e.readbacks_per_step
-        );
-        Ok(())
-    }
-
-    fn on_stop(&mut self, _state: &FitState) {
-        if let Some(bar) = self.bar.take() {
-            bar.abandon();
-        }
-    }
-}
-
-/// `history.csv`, `history.json` and `history.png` in a folder, after every epoch.
-pub struct HistoryFiles {
-    out: PathBuf,
-}
-
-impl HistoryFiles {
-    /// Writes into `out`.
-    pub fn new(out: impl Into<PathBuf>) -> Self {
-        HistoryFiles { out: out.into() }
-    }
-}
-
-impl Callback for HistoryFiles {
-    fn on_epoch_end(&mut self, state: &FitState) -> Result<()> {
-        write_history(&state.history, &self.out)
-    }
-}
-
-/// history.csv, history.json, history.png in `out`.
-pub fn write_history(history: &History, out: &Path) -> Result<()> {
-    history.write_csv(&out.join("history.csv"))?;
-    history.write_json(&out.join("history.json"))?;
-    history.plot(&out.join("history.png"), "training history")
+/// Every checkpoint in `dir` (`epoch-NNNN.safetensors`), oldest first.
+pub fn all(dir: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = name
+                .strip_prefix("epoch-")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// The files a run leaves in its folder (besides `checkpoints/`).
@@ -240,7 +63,7 @@ pub fn artefacts(out: &Path) -> Vec<String> {
         .filter(|f| out.join(f).exists())
         .map(|f| f.to_string())
         .collect();
-    let checkpoints = checkpoint::all(&out.join("checkpoints")).len();
+    let checkpoints = all(&out.join("checkpoints")).len();
     if checkpoints > 0 {
         found.push(format!("{checkpoints} checkpoint(s)"));
     }
@@ -255,7 +78,7 @@ pub fn check_run_folder(out: &Path, resume: bool, force: bool) -> Result<()> {
         message,
     };
     if resume {
-        if checkpoint::latest(&out.join("checkpoints")).is_none() {
+        if latest(&out.join("checkpoints")).is_none() {
             return Err(bad(
                 "nothing to resume: the folder holds no checkpoint (train without --resume to start a run there)".into(),
             ));
@@ -329,7 +152,8 @@ impl Checkpoints {
         self
     }
 
-    fn dir(&self) -> PathBuf {
+    /// Where the checkpoints are kept (`out/checkpoints`).
+    pub fn dir(&self) -> PathBuf {
         self.out.join("checkpoints")
     }
 
@@ -360,10 +184,13 @@ impl Checkpoints {
     }
 }
 
-impl Callback for Checkpoints {
-    fn on_train_begin(&mut self, state: &mut FitState) -> Result<()> {
+impl Checkpoints {
+    /// Before the first epoch: takes the folder's lock, checks the folder, and on a resume
+    /// restores the parameters, the optimizer, the history and the first epoch from the newest
+    /// checkpoint. Returns what to tell the user.
+    pub(crate) fn begin(&mut self, state: &mut FitState) -> Result<Vec<String>> {
         if self.keep == 0 {
-            return Err(Error::model(
+            return Err(Error::config(
                 "keep",
                 "0 checkpoints leaves nothing to resume from; keep at least 1",
             ));
@@ -374,19 +201,25 @@ impl Callback for Checkpoints {
         remove_stale_temps(&self.out);
         remove_stale_temps(&dir);
         check_run_folder(&self.out, self.resume, self.force)?;
-        state.checkpoints = Some(dir.clone());
         if !self.resume {
             // --force: the earlier run's files go, so that nothing of it is mistaken for this one's.
             for f in ARTEFACTS {
                 let _ = std::fs::remove_file(self.out.join(f));
             }
             let _ = std::fs::remove_file(self.history_path());
-            for (_, p) in checkpoint::all(&dir) {
+            for (_, p) in all(&dir) {
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             }
-            return Ok(());
+            return Ok(vec![]);
         }
-        let (epoch, path) = checkpoint::latest(&dir).expect("checked by check_run_folder");
+        self.restore(state, &dir)
+    }
+
+    /// Restores a resumed run's state from the newest checkpoint in `dir`, refusing one written
+    /// by another model or for other data.
+    fn restore(&self, state: &mut FitState, dir: &Path) -> Result<Vec<String>> {
+        let mut notes = vec![];
+        let (epoch, path) = latest(dir).expect("checked by check_run_folder");
         let ck = Checkpoint::load(&path)?;
         if let (Some(saved), Some(ours)) = (ck.meta("model_config"), state.model.config_json()) {
             if saved != ours {
@@ -429,19 +262,18 @@ impl Callback for Checkpoints {
             restored.epochs.retain(|e| e.epoch <= epoch);
             state.history = restored;
         } else {
-            state
-                .notes
-                .push("the run's history file is missing: the history restarts here".into());
+            notes.push("the run's history file is missing: the history restarts here".into());
         }
         state.first_epoch = epoch + 1;
-        state.notes.push(format!(
+        notes.push(format!(
             "resuming from {} (epoch {epoch}, step {step})",
             path.display()
         ));
-        Ok(())
+        Ok(notes)
     }
 
-    fn on_epoch_end(&mut self, state: &FitState) -> Result<()> {
+    /// After each epoch: the history, the checkpoint, the best model.
+    pub(crate) fn epoch_end(&mut self, state: &FitState) -> Result<()> {
         let e = state.history.epochs.last().expect("an epoch ended");
         let epoch = e.epoch;
         let cfg = state.config;
@@ -472,8 +304,8 @@ impl Callback for Checkpoints {
             optimizer: Some(state.optimizer.state(state.params)?),
             metadata,
         }
-        .save(&checkpoint::epoch_path(&self.dir(), epoch))?;
-        let all = checkpoint::all(&self.dir());
+        .save(&epoch_path(&self.dir(), epoch))?;
+        let all = all(&self.dir());
         for (_, old) in &all[..all.len().saturating_sub(self.keep)] {
             std::fs::remove_file(old).map_err(|e| Error::io(old, e))?;
         }
@@ -490,7 +322,8 @@ impl Callback for Checkpoints {
         Ok(())
     }
 
-    fn on_train_end(&mut self, state: &FitState) -> Result<()> {
+    /// After the last epoch: the model.
+    pub(crate) fn train_end(&mut self, state: &FitState) -> Result<()> {
         save_model(
             &self.out.join("model.safetensors"),
             state.model,
@@ -498,34 +331,4 @@ impl Callback for Checkpoints {
             &self.metadata,
         )
     }
-}
-
-/// Writes a model: its weights by name plus, when the model describes itself, the config that
-/// rebuilds it (`model_config`), and `extra` metadata.
-pub fn save_model(
-    path: &Path,
-    model: &dyn Model,
-    params: &ParamStore,
-    extra: &[(String, String)],
-) -> Result<()> {
-    let mut metadata = extra.to_vec();
-    if let Some(c) = model.config_json() {
-        metadata.push(("model_config".into(), c));
-    }
-    params.save_weights(path, &metadata)
-}
-
-/// Reads a saved model's config (to rebuild it: any type the config deserializes into) and its
-/// weights.
-pub fn load_model<C: serde::de::DeserializeOwned>(path: &Path) -> Result<(C, Checkpoint)> {
-    let ck = Checkpoint::load(path)?;
-    let cfg = ck.meta("model_config").ok_or_else(|| Error::Checkpoint {
-        path: path.into(),
-        message: "no model_config in metadata: build the model in code and load its weights with ParamStore::load_weights".into(),
-    })?;
-    let cfg = serde_json::from_str(cfg).map_err(|e| Error::Checkpoint {
-        path: path.into(),
-        message: format!("model_config: {e}"),
-    })?;
-    Ok((cfg, ck))
 }

@@ -1,0 +1,78 @@
+//! [`TrainConfig`]: how to train, saved in every checkpoint.
+
+use kiln_graph::{LossKind, OptimizerConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// How to train; saved in every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// Seeds the shuffles and the dropout masks.
+    pub seed: u64,
+    /// The loss (a custom one is given to [`Fit::loss`](crate::Fit::loss) instead).
+    pub loss: LossKind,
+    /// Adam or SGD and their settings.
+    pub optimizer: OptimizerConfig,
+    /// Steps between reads of the running loss (also the NaN check's granularity).
+    pub report_every: usize,
+}
+
+impl TrainConfig {
+    /// Keras's defaults: 10 epochs, batch 32, Adam(1e-3), reports every 50 steps.
+    pub fn new(loss: LossKind) -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch: 32,
+            seed: 0,
+            loss,
+            optimizer: OptimizerConfig::adam(),
+            report_every: 50,
+        }
+    }
+
+    /// Passes over the data.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Samples per step.
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// The seed of shuffles and dropout.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The optimizer.
+    pub fn optimizer(mut self, optimizer: OptimizerConfig) -> Self {
+        self.optimizer = optimizer;
+        self
+    }
+
+    /// Refuses settings that cannot train, before anything is allocated: no epochs, an empty
+    /// batch, a loss's or an optimizer's setting out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::config("epochs", "0 trains nothing; give at least 1"));
+        }
+        if self.batch == 0 {
+            return Err(Error::config(
+                "batch",
+                "0 samples per step; give at least 1",
+            ));
+        }
+        self.loss.validate()?;
+        self.optimizer.validate()?;
+        Ok(())
+    }
+}

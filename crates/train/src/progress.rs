@@ -1,0 +1,99 @@
+//! [`Progress`]: bars and epoch lines on stderr, as Keras's `verbose`.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::callback::{BatchEnd, Callback, FitState};
+use crate::Result;
+
+/// Progress on stderr, as Keras's `verbose`: a bar per epoch and a line at its end, or the
+/// lines alone (logs, CI).
+#[derive(Default)]
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    lines_only: bool,
+}
+
+impl Progress {
+    /// Bars and epoch lines (Keras's `verbose=1`).
+    pub fn new() -> Self {
+        Progress::default()
+    }
+
+    /// One line per epoch, no bars (Keras's `verbose=2`).
+    pub fn lines() -> Self {
+        Progress {
+            bar: None,
+            lines_only: true,
+        }
+    }
+}
+
+impl Callback for Progress {
+    fn on_log(&mut self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+
+    fn on_epoch_begin(&mut self, state: &FitState, epoch: usize) -> Result<()> {
+        if self.lines_only {
+            return Ok(());
+        }
+        let bar = ProgressBar::new(state.steps_per_epoch as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{epoch}/{}", state.config.epochs));
+        self.bar = Some(bar);
+        Ok(())
+    }
+
+    fn on_batch_end(&mut self, state: &FitState, batch: &BatchEnd) -> Result<()> {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            if let Some((loss, metric)) = batch.running {
+                bar.set_message(format!(
+                    "loss {loss:.4} {} {metric:.4}",
+                    state.history.metric
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, state: &FitState) -> Result<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let e = state.history.epochs.last().expect("an epoch ended");
+        let m = &state.history.metric;
+        let val_text = match (e.val_loss, e.val_metric) {
+            (Some(l), Some(a)) => format!(" - val_loss {l:.4} - val_{m} {a:.4}"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "epoch {}/{} - {:.1}s - loss {:.4} - {m} {:.4}{val_text} - {:.0} samples/s - per step: {:.0} dispatches, {:.1} submits, {:.2} readbacks",
+            e.epoch,
+            state.config.epochs,
+            e.seconds,
+            e.loss,
+            e.metric,
+            e.samples_per_sec,
+            e.dispatches_per_step,
+            e.submits_per_step,
+            e.readbacks_per_step
+        );
+        Ok(())
+    }
+
+    fn on_stop(&mut self, _state: &FitState) {
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
+        }
+    }
+}
