@@ -481,9 +481,24 @@ struct TrainingCase<'a> {
     batch_data: kiln_graph::Batch,
     loss: kiln_graph::LossKind,
     batch: usize,
+    /// How its LSTM layers run (set on the device while the case runs).
+    lstm: kiln_graph::LstmPath,
 }
 
 fn training_step(d: &Device, case: TrainingCase, steps: usize, repeats: usize) -> Result<Record> {
+    let before = d.lstm_path();
+    d.set_lstm_path(case.lstm);
+    let record = time_training_step(d, case, steps, repeats);
+    d.set_lstm_path(before);
+    record
+}
+
+fn time_training_step(
+    d: &Device,
+    case: TrainingCase,
+    steps: usize,
+    repeats: usize,
+) -> Result<Record> {
     use kiln_graph::{train_step, Optimizer, OptimizerConfig};
     let params = &case.params;
     let mut opt = Optimizer::new(OptimizerConfig::adam(), params).map_err(graph_err)?;
@@ -548,6 +563,7 @@ fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
         },
         loss: kiln_graph::LossKind::CategoricalCrossentropyFromLogits,
         batch,
+        lstm: kiln_graph::LstmPath::Fused,
     };
     training_step(d, case, steps, repeats)
 }
@@ -569,8 +585,7 @@ fn qqp_case(
     config.layers[1] = bilstm(units.0, true);
     config.layers[2] = bilstm(units.1, false);
     let b = kiln_graph::ParamBuilder::new(1);
-    let mut model = config.init(&b).map_err(graph_err)?;
-    model.set_lstm_path(path);
+    let model = config.init(&b).map_err(graph_err)?;
     let params = b.build(d).map_err(graph_err)?;
     let ids = random_u32(17, batch * steps_t, vocab as u32);
     let x = d.from_u32(&ids, &[batch, steps_t])?;
@@ -588,6 +603,7 @@ fn qqp_case(
         },
         loss: kiln_graph::LossKind::BinaryCrossentropy,
         batch,
+        lstm: path,
     })
 }
 

@@ -709,7 +709,6 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), Failure> {
             )?;
             opts.limit = args.limit;
             opts.strict = args.strict;
-            opts.lstm_path = args.lstm.into();
             opts.preprocess.split_seed = args.split_seed.unwrap_or(2019);
             let mut job = crate::models::job(name, args.seed, &opts)?;
             if let (Some(config), Some(path)) = (model_file, &args.model) {
@@ -776,8 +775,8 @@ fn train(device: &Device, args: TrainArgs) -> Result<(), Failure> {
     // Checked again under the folder's lock when training starts; here, before any allocation.
     kiln_train::check_run_folder(&out, resume, force).map_err(|e| e.to_string())?;
     let builder = kiln_graph::ParamBuilder::new(seed);
-    let mut model = job.model.init(&builder).map_err(|e| e.to_string())?;
-    model.set_lstm_path(lstm);
+    let model = job.model.init(&builder).map_err(|e| e.to_string())?;
+    device.set_lstm_path(lstm);
     let params = builder.build(device).map_err(|e| e.to_string())?;
     if let Some(report) = &job.data_report {
         eprintln!("data: {report}");

@@ -7,8 +7,7 @@ use kiln_graph::layers::{
     EmbeddingConfig, FlattenConfig, LstmConfig, MaxPool2dConfig, StochasticPool2dConfig,
 };
 use kiln_graph::{
-    Activation, LayerConfig, LossKind, LstmPath, Model, OptimizerConfig, ParamBuilder,
-    SequentialConfig,
+    Activation, LayerConfig, LossKind, Model, OptimizerConfig, ParamBuilder, SequentialConfig,
 };
 use kiln_train::{Dataset, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -353,8 +352,6 @@ pub struct JobOptions {
     pub preprocess: Preprocess,
     /// qqp: refuse files with bad rows instead of skipping them.
     pub strict: bool,
-    /// Run LSTM layers fused (default) or unfused.
-    pub lstm_path: LstmPath,
 }
 
 fn bilstm(units: usize, return_sequences: bool) -> LayerConfig {

@@ -75,8 +75,8 @@ pub fn run(device: &Device, job: &Job, opts: &Options) -> Result<(Report, Profil
     }
     let batch = batch.min(job.train.len());
     let builder = ParamBuilder::new(0);
-    let mut model = job.model.init(&builder).map_err(err)?;
-    model.set_lstm_path(opts.lstm);
+    let model = job.model.init(&builder).map_err(err)?;
+    device.set_lstm_path(opts.lstm);
     let params = builder.build(device).map_err(err)?;
     let mut optimizer = Optimizer::new(job.config.optimizer, &params).map_err(err)?;
     let data = job

@@ -8,8 +8,8 @@
 
 use kiln_graph::kiln_device::UnaryOp;
 use kiln_graph::{
-    Error, LayerConfig, LstmPath, Model, ParamBuilder, ParamStore, Result, Sequential,
-    SequentialConfig, Tape, Var,
+    Error, LayerConfig, Model, ParamBuilder, ParamStore, Result, Sequential, SequentialConfig,
+    Tape, Var,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,9 +116,5 @@ impl Model for Siamese {
             self.encoder.summary_table(params),
             self.head.summary_table(params)
         )
-    }
-
-    fn set_lstm_path(&mut self, path: LstmPath) {
-        self.encoder.set_lstm_path(path);
     }
 }

@@ -102,16 +102,14 @@ fn lstm_sequence_and_states_match_keras() {
             );
             let tape = Tape::inference(&d);
             let c = |v: &[f32], s: &[usize]| tape.constant(d.from_f32(v, s).unwrap());
+            let (x, k, r, bias) = (
+                c(g.get(case, "x"), &[b, t, e]),
+                c(&g.w(case, 0), &[1, e, 4 * h]),
+                c(&g.w(case, 1), &[1, h, 4 * h]),
+                c(&g.w(case, 2), &[1, 4 * h]),
+            );
             let out = tape
-                .lstm(
-                    &c(g.get(case, "x"), &[b, t, e]),
-                    &c(&g.w(case, 0), &[1, e, 4 * h]),
-                    &c(&g.w(case, 1), &[1, h, 4 * h]),
-                    &c(&g.w(case, 2), &[1, 4 * h]),
-                    None,
-                    None,
-                    true,
-                )
+                .lstm(LstmVars::new(&x, &k, &r, &bias).return_sequences(true))
                 .unwrap();
             let what = format!("{case} on {}", d.name());
             assert_close(
@@ -150,18 +148,16 @@ fn bidirectional_matches_keras_with_and_without_sequences() {
             let seq = g.cases[case]["return_sequences"].as_bool().unwrap();
             let tape = Tape::inference(&d);
             let c = |v: Vec<f32>, s: &[usize]| tape.constant(d.from_f32(&v, s).unwrap());
+            let (x, k, r, bias) = (
+                c(g.get(case, "x").to_vec(), &[b, t, e]),
+                c(cat(&[g.w(case, 0), g.w(case, 3)]), &[2, e, 4 * h]),
+                c(cat(&[g.w(case, 1), g.w(case, 4)]), &[2, h, 4 * h]),
+                c(cat(&[g.w(case, 2), g.w(case, 5)]), &[2, 4 * h]),
+            );
             for path in [LstmPath::Fused, LstmPath::Unfused] {
+                tape.set_lstm_path(path);
                 let out = tape
-                    .lstm_with(
-                        path,
-                        &c(g.get(case, "x").to_vec(), &[b, t, e]),
-                        &c(cat(&[g.w(case, 0), g.w(case, 3)]), &[2, e, 4 * h]),
-                        &c(cat(&[g.w(case, 1), g.w(case, 4)]), &[2, h, 4 * h]),
-                        &c(cat(&[g.w(case, 2), g.w(case, 5)]), &[2, 4 * h]),
-                        None,
-                        None,
-                        seq,
-                    )
+                    .lstm(LstmVars::new(&x, &k, &r, &bias).return_sequences(seq))
                     .unwrap();
                 let y = if seq { out.y.unwrap() } else { out.h };
                 assert_close(
@@ -230,13 +226,13 @@ fn masked_lstm_and_bidirectional_match_keras() {
                     lstm.into()
                 });
             let pb = ParamBuilder::new(0);
-            let mut model = config.init(&pb).unwrap();
+            let model = config.init(&pb).unwrap();
             let store = pb.build(&d).unwrap();
             load_keras_weights(&d, &store, &g, case);
             let ids = d.from_u32(&g.ids(case), &[b, t]).unwrap();
             for path in [LstmPath::Fused, LstmPath::Unfused] {
-                model.set_lstm_path(path);
                 let tape = Tape::inference(&d);
+                tape.set_lstm_path(path);
                 let y = model
                     .forward(&tape, &store, &tape.constant(ids.clone()))
                     .unwrap();

@@ -7,6 +7,7 @@ use crate::adapter::{self, AdapterSummary, DeviceChoice, LimitsChoice, NO_ADAPTE
 use crate::counters::{CounterCells, Counters};
 use crate::gpu::tune::TuneMode;
 use crate::gpu::GpuContext;
+use crate::ops::lstm::LstmPath;
 use crate::profile::{CpuRecorder, Profile, ProfileClock, SpanGuard};
 use crate::tensor::{CpuBuffer, CpuPool, DType, Storage, Tensor};
 use crate::{Error, Result};
@@ -26,6 +27,8 @@ struct Inner {
     reference_only: bool,
     /// The CPU device's caching allocator.
     cpu_pool: Arc<CpuPool>,
+    /// LSTM layers run unfused unless a tape says otherwise ([`Device::set_lstm_path`]).
+    lstm_unfused: std::sync::atomic::AtomicBool,
 }
 
 /// A compute device. Cheap to clone; clones share the device.
@@ -61,6 +64,7 @@ impl Device {
                 recorder: CpuRecorder::default(),
                 reference_only: false,
                 cpu_pool: Arc::default(),
+                lstm_unfused: Default::default(),
             }),
         }
     }
@@ -176,12 +180,36 @@ impl Device {
                 recorder: CpuRecorder::default(),
                 reference_only: false,
                 cpu_pool: Arc::default(),
+                lstm_unfused: Default::default(),
             }),
         })
     }
 
     pub(crate) fn backend(&self) -> &Backend {
         &self.inner.backend
+    }
+
+    /// How LSTM layers run on this device unless a tape says otherwise (kiln-graph's
+    /// `Tape::lstm`): [`LstmPath::Fused`] by default.
+    pub fn lstm_path(&self) -> LstmPath {
+        if self
+            .inner
+            .lstm_unfused
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            LstmPath::Unfused
+        } else {
+            LstmPath::Fused
+        }
+    }
+
+    /// Sets how LSTM layers run on this device (and its clones), for every tape that does not
+    /// choose for itself: `kiln train --lstm unfused` sets it for a whole run.
+    pub fn set_lstm_path(&self, path: LstmPath) {
+        self.inner.lstm_unfused.store(
+            path == LstmPath::Unfused,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Whether this is a GPU device (any wgpu adapter, software ones included).

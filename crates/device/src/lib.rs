@@ -43,9 +43,9 @@ pub use error::{Error, Result};
 pub use gpu::dispatch_dims;
 pub use gpu::pipeline::PipelineKey;
 pub use gpu::tune::TuneMode;
-pub use ops::conv::Conv2dGrads;
+pub use ops::conv::{Conv2dGrads, Conv2dWanted};
 pub use ops::loss::{Loss, Metric};
-pub use ops::lstm::{LstmGrads, LstmOutputGrads, LstmState};
+pub use ops::lstm::{LstmGrads, LstmInputs, LstmOutputGrads, LstmPath, LstmState};
 pub use ops::matmul::matmul_params;
 pub use ops::pool::{PoolSpec, Pooled};
 pub use params::{

@@ -5,6 +5,12 @@
 use kiln_device::testing::{assert_close, gpu_device, random_f32, Tolerance};
 use kiln_device::*;
 
+/// Every gradient of a convolution.
+const BOTH: Conv2dWanted = Conv2dWanted {
+    bias: true,
+    dx: true,
+};
+
 fn each_device(test: &str) -> Vec<Device> {
     let mut v = vec![Device::cpu()];
     v.extend(gpu_device(test));
@@ -423,7 +429,7 @@ fn conv_backward_on_kept_columns_matches_rebuilding_them() {
             .from_f32(&random_f32(5, y.len(), -1.0, 1.0), y.shape())
             .unwrap();
         let kept = d
-            .conv2d_backward_with_cols(&x, &w, &dy, &spec, true, true, Some(&cols))
+            .conv2d_backward_with_cols(&x, &w, &dy, &spec, BOTH, Some(&cols))
             .unwrap();
         let rebuilt = d.conv2d_backward(&x, &w, &dy, &spec, true, true).unwrap();
         let all = |g: &Conv2dGrads| {
@@ -436,7 +442,7 @@ fn conv_backward_on_kept_columns_matches_rebuilding_them() {
         assert_eq!(all(&kept), all(&rebuilt));
         let wrong = d.zeros(&[2, 27, 10]).unwrap();
         let err = d
-            .conv2d_backward_with_cols(&x, &w, &dy, &spec, true, true, Some(&wrong))
+            .conv2d_backward_with_cols(&x, &w, &dy, &spec, BOTH, Some(&wrong))
             .unwrap_err();
         assert!(err.to_string().contains("columns of shape"), "{err}");
     }

@@ -44,17 +44,11 @@ fn run(dev: &Device, c: &Case, seed: u64) -> Vec<(String, Vec<f32>)> {
         dev.from_u32(&random_u32(seed + 7, c.b * c.t, 3), &[c.b, c.t])
             .unwrap()
     });
-    let state = dev
-        .lstm_forward(
-            &x,
-            &kernel,
-            &recurrent,
-            &bias,
-            init.as_ref(),
-            ids.as_ref(),
-            c.seq,
-        )
-        .unwrap();
+    let inputs = LstmInputs::new(&x, &kernel, &recurrent, &bias)
+        .init(init.as_ref())
+        .mask(ids.as_ref())
+        .return_sequences(c.seq);
+    let state = dev.lstm_forward(inputs).unwrap();
     let dy = c.seq.then(|| {
         dev.from_f32(&f(6, c.b * c.t * c.d * c.h, 1.0), &[c.b, c.t, c.d * c.h])
             .unwrap()
@@ -69,12 +63,8 @@ fn run(dev: &Device, c: &Case, seed: u64) -> Vec<(String, Vec<f32>)> {
     });
     let grads = dev
         .lstm_backward(
-            &x,
-            &kernel,
-            &recurrent,
+            inputs,
             &state,
-            init.as_ref(),
-            ids.as_ref(),
             LstmOutputGrads {
                 dy: dy.as_ref(),
                 dh_last: dh.as_ref(),
@@ -262,13 +252,13 @@ fn lstm_shape_errors_name_the_argument() {
     let bad_r = dev.zeros(&[1, 3, 8]).unwrap();
     let b = dev.zeros(&[1, 8]).unwrap();
     let e = dev
-        .lstm_forward(&x, &k, &bad_r, &b, None, None, true)
+        .lstm_forward(LstmInputs::new(&x, &k, &bad_r, &b))
         .unwrap_err()
         .to_string();
     assert!(e.contains("recurrent kernel of shape [1, 2, 8]"), "{e}");
     let ids = dev.from_u32(&[1, 2, 3], &[1, 3]).unwrap();
     let e = dev
-        .lstm_forward(&x, &k, &r, &b, None, Some(&ids), true)
+        .lstm_forward(LstmInputs::new(&x, &k, &r, &b).mask(Some(&ids)))
         .unwrap_err()
         .to_string();
     assert!(e.contains("mask ids of shape [2, 3]"), "{e}");
@@ -277,7 +267,7 @@ fn lstm_shape_errors_name_the_argument() {
     let r = dev.zeros(&[1, wide, 4 * wide]).unwrap();
     let b = dev.zeros(&[1, 4 * wide]).unwrap();
     let e = dev
-        .lstm_forward(&x, &k, &r, &b, None, None, true)
+        .lstm_forward(LstmInputs::new(&x, &k, &r, &b))
         .unwrap_err()
         .to_string();
     assert!(e.contains("Unfused"), "{e}");

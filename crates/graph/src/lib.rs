@@ -27,6 +27,7 @@ pub mod testing;
 
 pub use error::{Error, Result, WeightReport};
 pub use kiln_device;
+pub use kiln_device::LstmPath;
 pub use layers::{
     Activation, Layer, LayerConfig, LayerSpec, Sequential, SequentialConfig, Signature, SummaryRow,
 };
@@ -34,6 +35,6 @@ pub use loss::{LossFn, LossKind, Objective};
 pub use model::Model;
 pub use optim::{Optimizer, OptimizerConfig};
 pub use params::{Init, ParamBuilder, ParamId, ParamStore};
-pub use recurrent::{LstmOutputs, LstmPath};
+pub use recurrent::{LstmOutputs, LstmVars};
 pub use step::{step_seed, train_step, Batch, StepOutput};
 pub use tape::{Tape, Var};

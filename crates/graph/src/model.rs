@@ -30,7 +30,6 @@
 //! ```
 
 use crate::params::ParamStore;
-use crate::recurrent::LstmPath;
 use crate::tape::{Tape, Var};
 use crate::Result;
 
@@ -62,9 +61,6 @@ pub trait Model {
         }
         out + &format!("Total params: {}\n", params.count())
     }
-
-    /// Runs the model's LSTM layers fused (the default) or unfused.
-    fn set_lstm_path(&mut self, _path: LstmPath) {}
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -78,9 +74,5 @@ impl<M: Model + ?Sized> Model for Box<M> {
 
     fn summary_table(&self, params: &ParamStore) -> String {
         (**self).summary_table(params)
-    }
-
-    fn set_lstm_path(&mut self, path: LstmPath) {
-        (**self).set_lstm_path(path)
     }
 }

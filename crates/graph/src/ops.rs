@@ -217,15 +217,13 @@ impl Tape {
             return Ok(self.record(value, &inputs, |_, _| Ok(vec![])));
         }
         let (value, cols) = d.conv2d_with_cols(x.value(), w.value(), b.map(Var::value), &spec)?;
-        let (xv, wv, has_bias, need_dx) = (
-            x.value().clone(),
-            w.value().clone(),
-            b.is_some(),
-            x.requires_grad(),
-        );
+        let (xv, wv, has_bias) = (x.value().clone(), w.value().clone(), b.is_some());
+        let wanted = kiln_device::Conv2dWanted {
+            bias: has_bias,
+            dx: x.requires_grad(),
+        };
         Ok(self.record(value, &inputs, move |d, dy| {
-            let g =
-                d.conv2d_backward_with_cols(&xv, &wv, dy, &spec, has_bias, need_dx, Some(&cols))?;
+            let g = d.conv2d_backward_with_cols(&xv, &wv, dy, &spec, wanted, Some(&cols))?;
             let mut grads = vec![g.dx, Some(g.dweight)];
             if has_bias {
                 grads.push(g.dbias);

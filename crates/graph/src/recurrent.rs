@@ -7,22 +7,62 @@
 //! bias (D, 4H), gates i, f, g, o. The unfused path is the reference the fused one is tested
 //! against, and the fallback for layers wider than the fused kernels take.
 
-use kiln_device::{LstmOutputGrads, Tensor, UnaryOp};
-use serde::{Deserialize, Serialize};
+use kiln_device::{LstmInputs, LstmOutputGrads, LstmPath, Tensor, UnaryOp};
 
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
 
-/// How an LSTM runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LstmPath {
-    /// The persistent WGSL kernels (hidden sizes up to [`kiln_device::LstmParams::MAX_HIDDEN`]; wider layers
-    /// run unfused).
-    #[default]
-    Fused,
-    /// One matmul and a dozen elementwise ops per timestep and direction.
-    Unfused,
+/// One LSTM layer's inputs on the tape: the input sequence, the weights (Keras's layout stacked
+/// over directions D), the initial state and the mask.
+#[derive(Clone, Copy, Debug)]
+pub struct LstmVars<'a> {
+    /// (B, T, E): the input sequence.
+    pub x: &'a Var,
+    /// (D, E, 4H): the input kernel.
+    pub kernel: &'a Var,
+    /// (D, H, 4H): the recurrent kernel.
+    pub recurrent: &'a Var,
+    /// (D, 4H): the bias.
+    pub bias: &'a Var,
+    /// (2, D, B, H): h0 then c0; zeros when None.
+    pub init: Option<&'a Var>,
+    /// (B, T) u32: the steps whose id is 0 are masked (Keras's `mask_zero`).
+    pub mask: Option<&'a Tensor>,
+    /// Whether the whole output sequence is returned, or only the last states.
+    pub return_sequences: bool,
+}
+
+impl<'a> LstmVars<'a> {
+    /// The sequence and weights, from zero states, unmasked, returning the last states only.
+    pub fn new(x: &'a Var, kernel: &'a Var, recurrent: &'a Var, bias: &'a Var) -> Self {
+        LstmVars {
+            x,
+            kernel,
+            recurrent,
+            bias,
+            init: None,
+            mask: None,
+            return_sequences: false,
+        }
+    }
+
+    /// Starts from `init` (2, D, B, H): h0 then c0.
+    pub fn init(mut self, init: Option<&'a Var>) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// Masks the steps whose id in `mask` (B, T) is 0.
+    pub fn mask(mut self, mask: Option<&'a Tensor>) -> Self {
+        self.mask = mask;
+        self
+    }
+
+    /// Returns the whole output sequence.
+    pub fn return_sequences(mut self, yes: bool) -> Self {
+        self.return_sequences = yes;
+        self
+    }
 }
 
 /// An LSTM's outputs.
@@ -54,12 +94,12 @@ fn step_masks(tape: &Tape, ids: &Tensor, hidden: usize) -> Result<Vec<Tensor>> {
         .collect()
 }
 
-fn check_ids(x: &[usize], ids: Option<&Tensor>) -> Result<()> {
-    if let Some(ids) = ids {
-        if ids.shape() != &x[..2] {
+fn check_mask(x: &[usize], mask: Option<&Tensor>) -> Result<()> {
+    if let Some(mask) = mask {
+        if x.len() < 2 || mask.shape() != &x[..2] {
             return Err(Error::model(
                 "lstm mask",
-                format!("ids of shape {:?} for input {x:?}", ids.shape()),
+                format!("ids of shape {:?} for input {x:?}", mask.shape()),
             ));
         }
     }
@@ -67,47 +107,50 @@ fn check_ids(x: &[usize], ids: Option<&Tensor>) -> Result<()> {
 }
 
 impl Tape {
-    /// The fused LSTM: x (B, T, E); `init` (2, D, B, H) = h0 then c0, zeros when None; `ids`
-    /// (B, T) masks the steps whose id is 0 (state carried through).
-    #[allow(clippy::too_many_arguments)]
-    pub fn lstm(
-        &self,
-        x: &Var,
-        kernel: &Var,
-        recurrent: &Var,
-        bias: &Var,
-        init: Option<&Var>,
-        ids: Option<&Tensor>,
-        return_sequences: bool,
-    ) -> Result<LstmOutputs> {
-        check_ids(x.shape(), ids)?;
+    /// The LSTM by the tape's path ([`Tape::lstm_path`]); the fused path falls back to the
+    /// unfused one where the kernels do not run (wider than
+    /// [`kiln_device::LstmParams::MAX_HIDDEN`], or an adapter short of their limits).
+    pub fn lstm(&self, inputs: LstmVars) -> Result<LstmOutputs> {
+        let hidden = inputs.recurrent.shape().get(1).copied().unwrap_or(0);
+        if self.lstm_path() == LstmPath::Fused && self.device().lstm_fused_supported(hidden) {
+            self.lstm_fused(inputs)
+        } else {
+            self.lstm_unfused(inputs)
+        }
+    }
+
+    /// The fused LSTM (kiln-device's persistent kernels).
+    pub fn lstm_fused(&self, inputs: LstmVars) -> Result<LstmOutputs> {
+        let LstmVars {
+            x,
+            kernel,
+            recurrent,
+            bias,
+            init,
+            mask,
+            return_sequences,
+        } = inputs;
+        check_mask(x.shape(), mask)?;
         let d = self.device();
         let state = d.lstm_forward(
-            x.value(),
-            kernel.value(),
-            recurrent.value(),
-            bias.value(),
-            init.map(Var::value),
-            ids,
-            return_sequences,
+            LstmInputs::new(x.value(), kernel.value(), recurrent.value(), bias.value())
+                .init(init.map(Var::value))
+                .mask(mask)
+                .return_sequences(return_sequences),
         )?;
         let mut values = vec![];
         values.extend(state.y.clone());
         values.push(state.h_last.clone());
         values.push(state.c_last.clone());
-        let (xv, kv, rv) = (
-            x.value().clone(),
-            kernel.value().clone(),
-            recurrent.value().clone(),
-        );
-        let (init_v, ids_v, need_dx) = (
+        let saved = [x, kernel, recurrent, bias].map(|v| v.value().clone());
+        let (init_v, mask_v, need_dx) = (
             init.map(|v| v.value().clone()),
-            ids.cloned(),
+            mask.cloned(),
             x.requires_grad(),
         );
-        let mut inputs = vec![x, kernel, recurrent, bias];
-        inputs.extend(init);
-        let mut outs = self.record_multi(values, &inputs, move |d, douts| {
+        let mut parents = vec![x, kernel, recurrent, bias];
+        parents.extend(init);
+        let mut outs = self.record_multi(values, &parents, move |d, douts| {
             let mut it = douts.into_iter();
             let dy = if return_sequences {
                 it.next().flatten()
@@ -115,20 +158,17 @@ impl Tape {
                 None
             };
             let (dh, dc) = (it.next().flatten(), it.next().flatten());
-            let g = d.lstm_backward(
-                &xv,
-                &kv,
-                &rv,
-                &state,
-                init_v.as_ref(),
-                ids_v.as_ref(),
-                LstmOutputGrads {
-                    dy: dy.as_ref(),
-                    dh_last: dh.as_ref(),
-                    dc_last: dc.as_ref(),
-                },
-                need_dx,
-            )?;
+            let [xv, kv, rv, bv] = &saved;
+            let inputs = LstmInputs::new(xv, kv, rv, bv)
+                .init(init_v.as_ref())
+                .mask(mask_v.as_ref())
+                .return_sequences(return_sequences);
+            let grads = LstmOutputGrads {
+                dy: dy.as_ref(),
+                dh_last: dh.as_ref(),
+                dc_last: dc.as_ref(),
+            };
+            let g = d.lstm_backward(inputs, &state, grads, need_dx)?;
             let mut grads = vec![g.dx, Some(g.dkernel), Some(g.drecurrent), Some(g.dbias)];
             if init_v.is_some() {
                 grads.push(g.dinit);
@@ -146,18 +186,17 @@ impl Tape {
 
     /// The same LSTM composed of tape ops, one timestep at a time: per step and direction a matmul
     /// h . recurrent, the gate slices, three sigmoids, two tanh and the cell arithmetic.
-    #[allow(clippy::too_many_arguments)]
-    pub fn lstm_unfused(
-        &self,
-        x: &Var,
-        kernel: &Var,
-        recurrent: &Var,
-        bias: &Var,
-        init: Option<&Var>,
-        ids: Option<&Tensor>,
-        return_sequences: bool,
-    ) -> Result<LstmOutputs> {
-        check_ids(x.shape(), ids)?;
+    pub fn lstm_unfused(&self, inputs: LstmVars) -> Result<LstmOutputs> {
+        let LstmVars {
+            x,
+            kernel,
+            recurrent,
+            bias,
+            init,
+            mask,
+            return_sequences,
+        } = inputs;
+        check_mask(x.shape(), mask)?;
         let &[b, t, e] = x.shape() else {
             return Err(Error::model(
                 "lstm",
@@ -171,7 +210,7 @@ impl Tape {
             ));
         };
         let h = h4 / 4;
-        let masks = ids.map(|ids| step_masks(self, ids, h)).transpose()?;
+        let masks = mask.map(|m| step_masks(self, m, h)).transpose()?;
         let x2 = self.reshape(x, &[b * t, e])?;
         let (mut ys, mut hs, mut cs) = (vec![], vec![], vec![]);
         for dir in 0..dirs {
@@ -254,28 +293,6 @@ impl Tape {
             h: join(&hs, 1)?,
             c: join(&cs, 1)?,
         })
-    }
-
-    /// The LSTM by `path`; the fused path falls back to the unfused one where the kernels do not
-    /// run (wider than [`kiln_device::LstmParams::MAX_HIDDEN`], or an adapter short of their limits).
-    #[allow(clippy::too_many_arguments)]
-    pub fn lstm_with(
-        &self,
-        path: LstmPath,
-        x: &Var,
-        kernel: &Var,
-        recurrent: &Var,
-        bias: &Var,
-        init: Option<&Var>,
-        ids: Option<&Tensor>,
-        return_sequences: bool,
-    ) -> Result<LstmOutputs> {
-        let hidden = recurrent.shape().get(1).copied().unwrap_or(0);
-        if path == LstmPath::Fused && self.device().lstm_fused_supported(hidden) {
-            self.lstm(x, kernel, recurrent, bias, init, ids, return_sequences)
-        } else {
-            self.lstm_unfused(x, kernel, recurrent, bias, init, ids, return_sequences)
-        }
     }
 
     /// Elman RNN, Keras's SimpleRNN: h_t = tanh(x_t . kernel + h_{t-1} . recurrent + bias), from

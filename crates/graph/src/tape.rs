@@ -78,6 +78,9 @@ pub struct Tape {
     pub(crate) seed: u64,
     /// Ids of the values made by [`Tape::input`], and after `backward` their gradients.
     watched: RefCell<Vec<usize>>,
+    /// How LSTM layers run on this tape when it chooses ([`Tape::set_lstm_path`]); else the
+    /// device's.
+    lstm_path: Cell<Option<kiln_device::LstmPath>>,
     input_grads: RefCell<HashMap<usize, Tensor>>,
 }
 
@@ -107,6 +110,7 @@ impl Tape {
             rng_offset: Cell::new(rng_offset),
             seed,
             watched: RefCell::new(vec![]),
+            lstm_path: Cell::new(None),
             input_grads: RefCell::new(HashMap::new()),
         }
     }
@@ -119,6 +123,19 @@ impl Tape {
     /// Whether dropout is active.
     pub fn is_training(&self) -> bool {
         self.training
+    }
+
+    /// How LSTM layers run on this tape: its own choice, else the device's
+    /// ([`Device::lstm_path`]).
+    pub fn lstm_path(&self) -> kiln_device::LstmPath {
+        self.lstm_path
+            .get()
+            .unwrap_or_else(|| self.device.lstm_path())
+    }
+
+    /// Runs this tape's LSTM layers fused or unfused, whatever the device's default.
+    pub fn set_lstm_path(&self, path: kiln_device::LstmPath) {
+        self.lstm_path.set(Some(path));
     }
 
     fn fresh_id(&self) -> usize {

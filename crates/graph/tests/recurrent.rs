@@ -65,9 +65,13 @@ fn run(tape: &Tape, s: &ParamStore, c: &Case, ids: Option<&Tensor>, path: LstmPa
     let p = |name: &str| tape.param(s, s.find(name).unwrap());
     let init = c.init.then(|| p("init"));
     let (x, k, r, b) = (p("x"), p("kernel"), p("recurrent"), p("bias"));
+    let vars = LstmVars::new(&x, &k, &r, &b)
+        .init(init.as_ref())
+        .mask(ids)
+        .return_sequences(c.seq);
     match path {
-        LstmPath::Fused => tape.lstm(&x, &k, &r, &b, init.as_ref(), ids, c.seq),
-        LstmPath::Unfused => tape.lstm_unfused(&x, &k, &r, &b, init.as_ref(), ids, c.seq),
+        LstmPath::Fused => tape.lstm_fused(vars),
+        LstmPath::Unfused => tape.lstm_unfused(vars),
     }
     .unwrap()
 }

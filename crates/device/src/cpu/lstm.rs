@@ -9,7 +9,7 @@ use super::{gemm, math};
 use crate::params::LstmParams;
 use crate::reference::{
     cell_backward_with, cell_forward_with, is_masked, prev_time, time_of, LstmBackwardIn,
-    LstmForwardOut,
+    LstmBackwardOut, LstmForwardOut, LstmRecurrence,
 };
 
 /// What one direction's forward pass reads.
@@ -22,7 +22,7 @@ struct DirIn<'a> {
     /// (4H).
     bias: &'a [f32],
     init: Option<&'a [f32]>,
-    ids: Option<&'a [u32]>,
+    mask: Option<&'a [u32]>,
 }
 
 /// What one direction's forward pass writes: its blocks of cache and hprev, and its own (B, T, H)
@@ -55,12 +55,15 @@ fn per_direction<A: Send, R: Send>(mut args: Vec<A>, f: impl Fn(A) -> R + Sync) 
 pub fn lstm_forward(
     p: &LstmParams,
     xproj: &[f32],
-    recurrent: &[f32],
     bias: &[f32],
-    init: Option<&[f32]>,
-    ids: Option<&[u32]>,
+    r: LstmRecurrence<'_>,
     out: LstmForwardOut<'_>,
 ) {
+    let LstmRecurrence {
+        recurrent,
+        init,
+        mask,
+    } = r;
     let (b_n, t_n, h_n, d_n) = p.dims();
     let rows = b_n * t_n;
     let LstmForwardOut {
@@ -83,7 +86,7 @@ pub fn lstm_forward(
                 recurrent: &recurrent[dir * h_n * 4 * h_n..(dir + 1) * h_n * 4 * h_n],
                 bias: &bias[dir * 4 * h_n..(dir + 1) * 4 * h_n],
                 init,
-                ids,
+                mask,
             };
             let out = DirOut {
                 cache,
@@ -143,7 +146,7 @@ fn forward_dir(p: &LstmParams, input: &DirIn<'_>, out: &mut DirOut<'_>) {
                 &mut c[b * h_n..(b + 1) * h_n],
             );
             out.hprev[row * h_n..(row + 1) * h_n].copy_from_slice(hb);
-            let masked = is_masked(p, input.ids, b, t);
+            let masked = is_masked(p, input.mask, b, t);
             let cell_row = if masked {
                 cell_row::<true>
             } else {
@@ -225,17 +228,19 @@ struct DirGrads<'a> {
 /// carry (2, D, B, H), which ends as d(h0) then d(c0).
 ///
 /// [`reference::lstm_backward`]: crate::reference::lstm_backward
-#[allow(clippy::too_many_arguments)]
 pub fn lstm_backward(
     p: &LstmParams,
-    recurrent: &[f32],
-    init: Option<&[f32]>,
-    ids: Option<&[u32]>,
+    r: LstmRecurrence<'_>,
     cache: &[f32],
     grads: LstmBackwardIn<'_>,
-    dz: &mut [f32],
-    carry: &mut [f32],
+    out: LstmBackwardOut<'_>,
 ) {
+    let LstmRecurrence {
+        recurrent,
+        init,
+        mask,
+    } = r;
+    let LstmBackwardOut { dz, carry } = out;
     let (b_n, t_n, h_n, d_n) = p.dims();
     let rows = b_n * t_n;
     let args: Vec<_> = dz
@@ -250,7 +255,7 @@ pub fn lstm_backward(
         })
         .collect();
     let grads = &grads;
-    let carries = per_direction(args, |mut g| backward_dir(p, init, ids, grads, &mut g));
+    let carries = per_direction(args, |mut g| backward_dir(p, init, mask, grads, &mut g));
     let carry_dc = d_n * b_n * h_n;
     for (dir, (dh, dc)) in carries.into_iter().enumerate() {
         carry[dir * b_n * h_n..(dir + 1) * b_n * h_n].copy_from_slice(&dh);
@@ -262,7 +267,7 @@ pub fn lstm_backward(
 fn backward_dir(
     p: &LstmParams,
     init: Option<&[f32]>,
-    ids: Option<&[u32]>,
+    mask: Option<&[u32]>,
     grads: &LstmBackwardIn<'_>,
     g: &mut DirGrads<'_>,
 ) -> (Vec<f32>, Vec<f32>) {
@@ -300,7 +305,7 @@ fn backward_dir(
         }
         for b in 0..b_n {
             let row = b * t_n + t;
-            let masked = is_masked(p, ids, b, t);
+            let masked = is_masked(p, mask, b, t);
             let dy = match grads.dy {
                 Some(dy) if !(masked && p.zero_masked == 1) => {
                     &dy[(b * t_n + t) * d_n * h_n + dir * h_n..][..h_n]

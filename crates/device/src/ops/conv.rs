@@ -8,6 +8,15 @@ use crate::params::{Conv2dSpec, ConvParams, ConvVariant, MatmulSpec, ReduceOp};
 use crate::shaders::ShaderFamily;
 use crate::{reference, DType, Device, Error, Result, Tensor};
 
+/// Which gradients a convolution's backward pass computes besides the weight's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dWanted {
+    /// The bias's gradient.
+    pub bias: bool,
+    /// The input's gradient.
+    pub dx: bool,
+}
+
 /// Gradients of a convolution.
 #[derive(Clone, Debug)]
 pub struct Conv2dGrads {
@@ -201,22 +210,28 @@ impl Device {
         with_bias: bool,
         with_dx: bool,
     ) -> Result<Conv2dGrads> {
-        self.conv2d_backward_with_cols(x, weight, dy, spec, with_bias, with_dx, None)
+        let wanted = Conv2dWanted {
+            bias: with_bias,
+            dx: with_dx,
+        };
+        self.conv2d_backward_with_cols(x, weight, dy, spec, wanted, None)
     }
 
     /// [`Device::conv2d_backward`] with the forward pass's columns
     /// ([`Device::conv2d_with_cols`]) instead of building them again from x.
-    #[allow(clippy::too_many_arguments)]
     pub fn conv2d_backward_with_cols(
         &self,
         x: &Tensor,
         weight: &Tensor,
         dy: &Tensor,
         spec: &Conv2dSpec,
-        with_bias: bool,
-        with_dx: bool,
+        wanted: Conv2dWanted,
         cols: Option<&Tensor>,
     ) -> Result<Conv2dGrads> {
+        let Conv2dWanted {
+            bias: with_bias,
+            dx: with_dx,
+        } = wanted;
         let op = "conv2d_backward";
         let p = self.conv_params(op, x, weight, spec)?;
         if let Some(c) = cols {

@@ -10,7 +10,7 @@ use crate::device::Backend;
 use crate::gpu::Launch;
 use crate::ops::shape_str;
 use crate::params::{LstmParams, MatmulSpec, ReduceOp};
-use crate::reference::{LstmBackwardIn, LstmForwardOut};
+use crate::reference::{LstmBackwardIn, LstmBackwardOut, LstmForwardOut, LstmRecurrence};
 use crate::shaders::ShaderFamily;
 use crate::{DType, Device, Error, Result, Tensor};
 
@@ -57,6 +57,82 @@ pub struct LstmOutputGrads<'a> {
     pub dh_last: Option<&'a Tensor>,
     /// (B, D*H): the gradient of the last cell states.
     pub dc_last: Option<&'a Tensor>,
+}
+
+/// One LSTM layer's inputs, forward and backward: the input sequence, the weights (Keras's
+/// layout stacked over directions D), the initial state and the mask.
+#[derive(Clone, Copy, Debug)]
+pub struct LstmInputs<'a> {
+    /// (B, T, E): the input sequence.
+    pub x: &'a Tensor,
+    /// (D, E, 4H): the input kernel.
+    pub kernel: &'a Tensor,
+    /// (D, H, 4H): the recurrent kernel.
+    pub recurrent: &'a Tensor,
+    /// (D, 4H): the bias.
+    pub bias: &'a Tensor,
+    /// (2, D, B, H): h0 then c0; zeros when None.
+    pub init: Option<&'a Tensor>,
+    /// (B, T) u32: the steps whose id is 0 are masked (Keras's `mask_zero`); none when None.
+    pub mask: Option<&'a Tensor>,
+    /// Whether the whole output sequence (B, T, D*H) is returned, or only the last states.
+    pub return_sequences: bool,
+}
+
+impl<'a> LstmInputs<'a> {
+    /// The sequence and weights, from zero states, unmasked, returning the last states only.
+    pub fn new(x: &'a Tensor, kernel: &'a Tensor, recurrent: &'a Tensor, bias: &'a Tensor) -> Self {
+        LstmInputs {
+            x,
+            kernel,
+            recurrent,
+            bias,
+            init: None,
+            mask: None,
+            return_sequences: false,
+        }
+    }
+
+    /// Starts from `init` (2, D, B, H): h0 then c0.
+    pub fn init(mut self, init: Option<&'a Tensor>) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// Masks the steps whose id in `mask` (B, T) is 0.
+    pub fn mask(mut self, mask: Option<&'a Tensor>) -> Self {
+        self.mask = mask;
+        self
+    }
+
+    /// Returns the whole output sequence.
+    pub fn return_sequences(mut self, yes: bool) -> Self {
+        self.return_sequences = yes;
+        self
+    }
+}
+
+/// How an LSTM layer runs: kiln-graph's `Tape::lstm` asks its tape, or the device's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LstmPath {
+    /// The persistent WGSL kernels (hidden sizes up to [`LstmParams::MAX_HIDDEN`]; wider layers,
+    /// and adapters short of what the kernels need, run unfused).
+    #[default]
+    Fused,
+    /// One matmul and a dozen elementwise ops per timestep and direction.
+    Unfused,
+}
+
+/// The shapes of the forward pass's outputs: cache (D, B*T, 5H), hprev (D, B*T, H), y (B, T, D*H)
+/// and the last states (B, D*H).
+fn state_shapes(p: &LstmParams) -> [Vec<usize>; 4] {
+    let (b, t, h, d) = p.dims();
+    [
+        vec![d, b * t, 5 * h],
+        vec![d, b * t, h],
+        vec![b, t, d * h],
+        vec![b, d * h],
+    ]
 }
 
 /// Checks the shapes of an LSTM call and derives the kernel params.
@@ -148,7 +224,6 @@ impl Device {
     /// Whether the fused LSTM kernels run here for `hidden` units: the width fits workgroup
     /// memory, and the device binds enough storage buffers (8) and workgroup memory (16 KiB):
     /// WebGPU's defaults, so on every adapter.
-    /// Where not, kiln-graph runs the unfused composition instead.
     pub fn lstm_fused_supported(&self, hidden: usize) -> bool {
         if hidden == 0 || hidden > LstmParams::MAX_HIDDEN {
             return false;
@@ -168,16 +243,10 @@ impl Device {
         &self,
         op: &'static str,
         p: &LstmParams,
-        init: Option<&Tensor>,
-        ids: Option<&Tensor>,
+        inputs: &LstmInputs,
     ) -> Result<()> {
-        let (b, t, h, d) = (
-            p.batch as usize,
-            p.steps as usize,
-            p.hidden as usize,
-            p.dirs as usize,
-        );
-        if let Some(init) = init {
+        let (b, t, h, d) = p.dims();
+        if let Some(init) = inputs.init {
             self.check(op, init)?;
             if init.shape() != [2, d, b, h] {
                 return Err(Error::shape(
@@ -187,47 +256,37 @@ impl Device {
                 ));
             }
         }
-        if let Some(ids) = ids {
-            self.check_device(op, ids)?;
-            if ids.dtype() != DType::U32 {
+        if let Some(mask) = inputs.mask {
+            self.check_device(op, mask)?;
+            if mask.dtype() != DType::U32 {
                 return Err(Error::DType {
                     op,
                     arg: "mask ids",
                     expected: DType::U32,
-                    got: ids.dtype(),
+                    got: mask.dtype(),
                 });
             }
-            if ids.shape() != [b, t] {
+            if mask.shape() != [b, t] {
                 return Err(Error::shape(
                     op,
                     format!("mask ids of shape [{b}, {t}]"),
-                    shape_str(ids.shape()),
+                    shape_str(mask.shape()),
                 ));
             }
         }
         Ok(())
     }
 
-    /// The recurrence alone, given the input projection xproj (D, B*T, 4H) without bias.
-    /// `ids` (B, T, u32) masks the steps whose id is 0 (Keras's `mask_zero`): a masked step
-    /// carries h and c through unchanged. Its output in the sequence is that carried h for one
-    /// direction (Keras's LSTM) and zero for two (Keras's Bidirectional, `zero_output_for_mask`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn lstm_recurrence(
-        &self,
-        xproj: &Tensor,
-        recurrent: &Tensor,
-        bias: &Tensor,
-        init: Option<&Tensor>,
-        ids: Option<&Tensor>,
-        batch_steps: (usize, usize),
-        return_sequences: bool,
-    ) -> Result<LstmState> {
+    /// The recurrence alone, given the input projection xproj (D, B*T, 4H) without bias, for
+    /// `inputs` (whose x gives B and T; its kernel is not read). The mask carries h and c through
+    /// a masked step unchanged; its output in the sequence is that carried h for one direction
+    /// (Keras's LSTM) and zero for two (Keras's Bidirectional, `zero_output_for_mask`).
+    pub fn lstm_recurrence(&self, xproj: &Tensor, inputs: &LstmInputs) -> Result<LstmState> {
         let op = "lstm_recurrence";
+        let (recurrent, bias) = (inputs.recurrent, inputs.bias);
         for t in [xproj, recurrent, bias] {
             self.check(op, t)?;
         }
-        let (b, t) = batch_steps;
         let h4 = recurrent.shape().last().copied().unwrap_or(0);
         if h4 / 4 <= LstmParams::MAX_HIDDEN && !self.lstm_fused_supported(h4 / 4) {
             return Err(Error::invalid(
@@ -235,10 +294,14 @@ impl Device {
                 format!(
                     "this adapter lacks what the fused LSTM needs ({LSTM_STORAGE_BUFFERS} storage \
                      buffers per stage, 16 KiB of workgroup memory, 256 threads per workgroup); \
-                     use the unfused LSTM (kiln-graph's LstmPath::Unfused)"
+                     use the unfused LSTM (LstmPath::Unfused)"
                 ),
             ));
         }
+        let (b, t) = match inputs.x.shape() {
+            &[b, t, ..] => (b, t),
+            other => return Err(Error::shape(op, "x of shape [B, T, E]", shape_str(other))),
+        };
         let dirs = recurrent.shape().first().copied().unwrap_or(0);
         let kernel_shape = [dirs, 1, h4];
         let mut p = lstm_params(
@@ -255,110 +318,124 @@ impl Device {
                 shape_str(xproj.shape()),
             ));
         }
-        self.check_lstm_extras(op, &p, init, ids)?;
-        p.has_init = init.is_some() as u32;
-        p.has_mask = ids.is_some() as u32;
-        p.write_seq = return_sequences as u32;
+        self.check_lstm_extras(op, &p, inputs)?;
+        p.has_init = inputs.init.is_some() as u32;
+        p.has_mask = inputs.mask.is_some() as u32;
+        p.write_seq = inputs.return_sequences as u32;
         // As Keras: Bidirectional sets zero_output_for_mask on its layers when it returns sequences.
-        p.zero_masked = (ids.is_some() && return_sequences && dirs == 2) as u32;
-        let (h, d) = (p.hidden as usize, dirs);
-        let cache_shape = [d, b * t, 5 * h];
-        let hprev_shape = [d, b * t, h];
-        let y_shape = [b, t, d * h];
-        let last_shape = [b, d * h];
+        p.zero_masked = (inputs.mask.is_some() && inputs.return_sequences && dirs == 2) as u32;
         match self.backend() {
-            Backend::Cpu => {
-                let _span = self.span("lstm_forward");
-                let mut cache = self.host_zeros(d * b * t * 5 * h);
-                let mut hprev = self.host_zeros(d * b * t * h);
-                let mut y = return_sequences.then(|| self.host_zeros(b * t * d * h));
-                let mut hlast = self.host_zeros(b * d * h);
-                let mut clast = self.host_zeros(b * d * h);
-                let init_h = init.map(|i| self.host_f32(i));
-                let ids_h = ids.map(|i| self.host_u32(i));
-                let run = host_kernel!(self, lstm_forward);
-                run(
-                    &p,
-                    &self.host_f32(xproj),
-                    &self.host_f32(recurrent),
-                    &self.host_f32(bias),
-                    init_h.as_deref(),
-                    ids_h.as_deref(),
-                    LstmForwardOut {
-                        cache: &mut cache,
-                        hprev: &mut hprev,
-                        y: y.as_deref_mut(),
-                        hlast: &mut hlast,
-                        clast: &mut clast,
-                    },
-                );
-                self.count_dispatch();
-                Ok(LstmState {
-                    y: y.map(|y| self.host_tensor(y, &y_shape)),
-                    h_last: self.host_tensor(hlast, &last_shape),
-                    c_last: self.host_tensor(clast, &last_shape),
-                    cache: self.host_tensor(cache, &cache_shape),
-                    hprev: self.host_tensor(hprev, &hprev_shape),
-                    params: p,
-                })
-            }
-            Backend::Gpu(g) => {
-                // Two packed outputs keep the kernel at 8 storage buffers: (cache, hprev) and
-                // (h_last, c_last), each pair one buffer.
-                let (saved, cache_hprev) = self.alloc_packed(op, &[&cache_shape, &hprev_shape])?;
-                let (last, hc_last) = self.alloc_packed(op, &[&last_shape, &last_shape])?;
-                p.hprev_at = u32_at(op, cache_hprev[1].offset - saved.offset)?;
-                p.clast_at = u32_at(op, hc_last[1].offset - last.offset)?;
-                let y = if return_sequences {
-                    self.alloc(op, DType::F32, &y_shape)?
-                } else {
-                    // Never written (WRITE_SEQ is 0); binding 7 needs a writable buffer.
-                    self.alloc(op, DType::F32, &[1])?
-                };
-                let bindings = [
-                    (1, xproj),
-                    (2, recurrent),
-                    (3, bias),
-                    (4, init.unwrap_or(xproj)),
-                    (5, ids.unwrap_or(xproj)),
-                    (6, &saved),
-                    (7, &y),
-                    (8, &last),
-                ];
-                p.rows = self.lstm_rows(g, &p, &bindings)?;
-                launch_lstm_forward(g, &p, &lstm_overrides(g, &p), &bindings)?;
-                let [cache, hprev] = <[Tensor; 2]>::try_from(cache_hprev).expect("two views");
-                let [h_last, c_last] = <[Tensor; 2]>::try_from(hc_last).expect("two views");
-                Ok(LstmState {
-                    y: return_sequences.then_some(y),
-                    h_last,
-                    c_last,
-                    cache,
-                    hprev,
-                    params: p,
-                })
-            }
+            Backend::Cpu => self.recurrence_host(p, xproj, inputs),
+            Backend::Gpu(g) => self.recurrence_gpu(g, p, xproj, inputs),
         }
     }
 
+    /// [`Device::lstm_recurrence`] on the CPU device: its fast kernel or the reference.
+    fn recurrence_host(
+        &self,
+        p: LstmParams,
+        xproj: &Tensor,
+        inputs: &LstmInputs,
+    ) -> Result<LstmState> {
+        let _span = self.span("lstm_forward");
+        let (b, t, h, d) = p.dims();
+        let [cache_shape, hprev_shape, y_shape, last_shape] = state_shapes(&p);
+        let mut cache = self.host_zeros(d * b * t * 5 * h);
+        let mut hprev = self.host_zeros(d * b * t * h);
+        let mut y = inputs
+            .return_sequences
+            .then(|| self.host_zeros(b * t * d * h));
+        let mut hlast = self.host_zeros(b * d * h);
+        let mut clast = self.host_zeros(b * d * h);
+        let init = inputs.init.map(|i| self.host_f32(i));
+        let mask = inputs.mask.map(|i| self.host_u32(i));
+        let run = host_kernel!(self, lstm_forward);
+        run(
+            &p,
+            &self.host_f32(xproj),
+            &self.host_f32(inputs.bias),
+            LstmRecurrence {
+                recurrent: &self.host_f32(inputs.recurrent),
+                init: init.as_deref(),
+                mask: mask.as_deref(),
+            },
+            LstmForwardOut {
+                cache: &mut cache,
+                hprev: &mut hprev,
+                y: y.as_deref_mut(),
+                hlast: &mut hlast,
+                clast: &mut clast,
+            },
+        );
+        self.count_dispatch();
+        Ok(LstmState {
+            y: y.map(|y| self.host_tensor(y, &y_shape)),
+            h_last: self.host_tensor(hlast, &last_shape),
+            c_last: self.host_tensor(clast, &last_shape),
+            cache: self.host_tensor(cache, &cache_shape),
+            hprev: self.host_tensor(hprev, &hprev_shape),
+            params: p,
+        })
+    }
+
+    /// [`Device::lstm_recurrence`] on an adapter: one persistent dispatch.
+    fn recurrence_gpu(
+        &self,
+        g: &crate::gpu::GpuContext,
+        mut p: LstmParams,
+        xproj: &Tensor,
+        inputs: &LstmInputs,
+    ) -> Result<LstmState> {
+        let op = "lstm_recurrence";
+        let [cache_shape, hprev_shape, y_shape, last_shape] = state_shapes(&p);
+        // Two packed outputs keep the kernel at 8 storage buffers: (cache, hprev) and
+        // (h_last, c_last), each pair one buffer.
+        let (saved, cache_hprev) = self.alloc_packed(op, &[&cache_shape, &hprev_shape])?;
+        let (last, hc_last) = self.alloc_packed(op, &[&last_shape, &last_shape])?;
+        p.hprev_at = u32_at(op, cache_hprev[1].offset - saved.offset)?;
+        p.clast_at = u32_at(op, hc_last[1].offset - last.offset)?;
+        let y = if inputs.return_sequences {
+            self.alloc(op, DType::F32, &y_shape)?
+        } else {
+            // Never written (WRITE_SEQ is 0); binding 7 needs a writable buffer.
+            self.alloc(op, DType::F32, &[1])?
+        };
+        let bindings = [
+            (1, xproj),
+            (2, inputs.recurrent),
+            (3, inputs.bias),
+            (4, inputs.init.unwrap_or(xproj)),
+            (5, inputs.mask.unwrap_or(xproj)),
+            (6, &saved),
+            (7, &y),
+            (8, &last),
+        ];
+        p.rows = self.lstm_rows(g, &p, &bindings)?;
+        launch_lstm_forward(g, &p, &lstm_overrides(g, &p), &bindings)?;
+        let [cache, hprev] = <[Tensor; 2]>::try_from(cache_hprev).expect("two views");
+        let [h_last, c_last] = <[Tensor; 2]>::try_from(hc_last).expect("two views");
+        Ok(LstmState {
+            y: inputs.return_sequences.then_some(y),
+            h_last,
+            c_last,
+            cache,
+            hprev,
+            params: p,
+        })
+    }
+
     /// Backpropagation through time over the recurrence: returns dz (D, B*T, 4H), the gradient of
-    /// the gates' pre-activations, and (2, D, B, H) = d(h0), d(c0).
+    /// the gates' pre-activations, and (2, D, B, H) = d(h0), d(c0). `inputs` are the forward's.
     pub fn lstm_recurrence_backward(
         &self,
+        inputs: &LstmInputs,
         state: &LstmState,
-        recurrent: &Tensor,
-        init: Option<&Tensor>,
-        ids: Option<&Tensor>,
         grads: LstmOutputGrads<'_>,
     ) -> Result<(Tensor, Tensor)> {
         let op = "lstm_recurrence_backward";
         let mut p = state.params;
-        let (b, t, h, d) = (
-            p.batch as usize,
-            p.steps as usize,
-            p.hidden as usize,
-            p.dirs as usize,
-        );
+        let (b, t, h, d) = p.dims();
+        let recurrent = inputs.recurrent;
         self.check(op, recurrent)?;
         if recurrent.shape() != [d, h, 4 * h] {
             return Err(Error::shape(
@@ -367,7 +444,7 @@ impl Device {
                 shape_str(recurrent.shape()),
             ));
         }
-        self.check_lstm_extras(op, &p, init, ids)?;
+        self.check_lstm_extras(op, &p, inputs)?;
         for (name, g, want) in [
             ("dy", grads.dy, vec![b, t, d * h]),
             ("dh_last", grads.dh_last, vec![b, d * h]),
@@ -384,86 +461,110 @@ impl Device {
                 }
             }
         }
-        p.has_init = init.is_some() as u32;
-        p.has_mask = ids.is_some() as u32;
+        p.has_init = inputs.init.is_some() as u32;
+        p.has_mask = inputs.mask.is_some() as u32;
         p.has_dy = grads.dy.is_some() as u32;
         p.has_dh_last = grads.dh_last.is_some() as u32;
         p.has_dc_last = grads.dc_last.is_some() as u32;
-        let (dh_last, dc_last) = (grads.dh_last, grads.dc_last);
-        let dz_shape = [d, b * t, 4 * h];
-        let carry_shape = [2, d, b, h];
         match self.backend() {
-            Backend::Cpu => {
-                let _span = self.span("lstm_backward");
-                let mut dz = self.host_zeros(d * b * t * 4 * h);
-                let mut carry = self.host_zeros(2 * d * b * h);
-                let host = |t: Option<&Tensor>| t.map(|t| self.host_f32(t));
-                let (init_h, dy_h, dh_h, dc_h) =
-                    (host(init), host(grads.dy), host(dh_last), host(dc_last));
-                let ids_h = ids.map(|i| self.host_u32(i));
-                let run = host_kernel!(self, lstm_backward);
-                run(
-                    &p,
-                    &self.host_f32(recurrent),
-                    init_h.as_deref(),
-                    ids_h.as_deref(),
-                    &self.host_f32(&state.cache),
-                    LstmBackwardIn {
-                        dy: dy_h.as_deref(),
-                        dhlast: dh_h.as_deref(),
-                        dclast: dc_h.as_deref(),
-                    },
-                    &mut dz,
-                    &mut carry,
-                );
-                self.count_dispatch();
-                Ok((
-                    self.host_tensor(dz, &dz_shape),
-                    self.host_tensor(carry, &carry_shape),
-                ))
-            }
-            Backend::Gpu(g) => {
-                // dz and the carries in one buffer: the kernel binds 8 storage buffers.
-                let (out, dz_carry) = self.alloc_packed(op, &[&dz_shape, &carry_shape])?;
-                p.carry_at = u32_at(op, dz_carry[1].offset - out.offset)?;
-                let stand_in = recurrent;
-                g.launch(Launch {
-                    family: ShaderFamily::Lstm,
-                    entry: "lstm_backward",
-                    overrides: &lstm_overrides(g, &p),
-                    params: bytemuck::bytes_of(&p),
-                    bindings: &[
-                        (2, recurrent),
-                        (4, init.unwrap_or(stand_in)),
-                        (5, ids.unwrap_or(stand_in)),
-                        (9, &state.cache),
-                        (10, grads.dy.unwrap_or(stand_in)),
-                        (11, dh_last.unwrap_or(stand_in)),
-                        (12, dc_last.unwrap_or(stand_in)),
-                        (13, &out),
-                    ],
-                    workgroups: p.workgroups(),
-                })?;
-                let [dz, carry] = <[Tensor; 2]>::try_from(dz_carry).expect("two views");
-                Ok((dz, carry))
-            }
+            Backend::Cpu => self.recurrence_backward_host(p, inputs, state, grads),
+            Backend::Gpu(g) => self.recurrence_backward_gpu(g, p, inputs, state, grads),
         }
     }
 
-    /// A whole LSTM layer, forward: xproj = x . kernel (one batched GEMM over directions), then
-    /// the fused recurrence. x (B, T, E); see the module doc for the weights.
-    #[allow(clippy::too_many_arguments)]
-    pub fn lstm_forward(
+    /// [`Device::lstm_recurrence_backward`] on the CPU device.
+    fn recurrence_backward_host(
         &self,
-        x: &Tensor,
-        kernel: &Tensor,
-        recurrent: &Tensor,
-        bias: &Tensor,
-        init: Option<&Tensor>,
-        ids: Option<&Tensor>,
-        return_sequences: bool,
-    ) -> Result<LstmState> {
+        p: LstmParams,
+        inputs: &LstmInputs,
+        state: &LstmState,
+        grads: LstmOutputGrads<'_>,
+    ) -> Result<(Tensor, Tensor)> {
+        let _span = self.span("lstm_backward");
+        let (b, t, h, d) = p.dims();
+        let mut dz = self.host_zeros(d * b * t * 4 * h);
+        let mut carry = self.host_zeros(2 * d * b * h);
+        let host = |t: Option<&Tensor>| t.map(|t| self.host_f32(t));
+        let (init, dy, dh, dc) = (
+            host(inputs.init),
+            host(grads.dy),
+            host(grads.dh_last),
+            host(grads.dc_last),
+        );
+        let mask = inputs.mask.map(|i| self.host_u32(i));
+        let run = host_kernel!(self, lstm_backward);
+        run(
+            &p,
+            LstmRecurrence {
+                recurrent: &self.host_f32(inputs.recurrent),
+                init: init.as_deref(),
+                mask: mask.as_deref(),
+            },
+            &self.host_f32(&state.cache),
+            LstmBackwardIn {
+                dy: dy.as_deref(),
+                dhlast: dh.as_deref(),
+                dclast: dc.as_deref(),
+            },
+            LstmBackwardOut {
+                dz: &mut dz,
+                carry: &mut carry,
+            },
+        );
+        self.count_dispatch();
+        Ok((
+            self.host_tensor(dz, &[d, b * t, 4 * h]),
+            self.host_tensor(carry, &[2, d, b, h]),
+        ))
+    }
+
+    /// [`Device::lstm_recurrence_backward`] on an adapter: one persistent dispatch.
+    fn recurrence_backward_gpu(
+        &self,
+        g: &crate::gpu::GpuContext,
+        mut p: LstmParams,
+        inputs: &LstmInputs,
+        state: &LstmState,
+        grads: LstmOutputGrads<'_>,
+    ) -> Result<(Tensor, Tensor)> {
+        let op = "lstm_recurrence_backward";
+        let (b, t, h, d) = p.dims();
+        // dz and the carries in one buffer: the kernel binds 8 storage buffers.
+        let (out, dz_carry) = self.alloc_packed(op, &[&[d, b * t, 4 * h], &[2, d, b, h]])?;
+        p.carry_at = u32_at(op, dz_carry[1].offset - out.offset)?;
+        let stand_in = inputs.recurrent;
+        g.launch(Launch {
+            family: ShaderFamily::Lstm,
+            entry: "lstm_backward",
+            overrides: &lstm_overrides(g, &p),
+            params: bytemuck::bytes_of(&p),
+            bindings: &[
+                (2, inputs.recurrent),
+                (4, inputs.init.unwrap_or(stand_in)),
+                (5, inputs.mask.unwrap_or(stand_in)),
+                (9, &state.cache),
+                (10, grads.dy.unwrap_or(stand_in)),
+                (11, grads.dh_last.unwrap_or(stand_in)),
+                (12, grads.dc_last.unwrap_or(stand_in)),
+                (13, &out),
+            ],
+            workgroups: p.workgroups(),
+        })?;
+        let [dz, carry] = <[Tensor; 2]>::try_from(dz_carry).expect("two views");
+        Ok((dz, carry))
+    }
+
+    /// A whole LSTM layer, forward: xproj = x . kernel (one batched GEMM over directions), then
+    /// the fused recurrence. See the module doc for the weights.
+    pub fn lstm_forward(&self, inputs: LstmInputs) -> Result<LstmState> {
         let op = "lstm_forward";
+        let LstmInputs {
+            x,
+            kernel,
+            recurrent,
+            bias,
+            ..
+        } = inputs;
         for t in [x, kernel, recurrent, bias] {
             self.check(op, t)?;
         }
@@ -481,34 +582,25 @@ impl Device {
             None,
             MatmulSpec::default(),
         )?;
-        self.lstm_recurrence(&xproj, recurrent, bias, init, ids, (b, t), return_sequences)
+        self.lstm_recurrence(&xproj, &inputs)
     }
 
     /// A whole LSTM layer, backward: the fused BPTT dispatch, then dkernel = x^T dz and
     /// drecurrent = hprev^T dz (batched GEMMs over directions, K = B*T), dbias = column sums of
-    /// dz, and dx = sum over directions of dz . kernel^T ([`Device::matmul_sum_batch`]).
-    #[allow(clippy::too_many_arguments)]
+    /// dz, and, with `need_dx`, dx = sum over directions of dz . kernel^T
+    /// ([`Device::matmul_sum_batch`]). `inputs` are the forward's.
     pub fn lstm_backward(
         &self,
-        x: &Tensor,
-        kernel: &Tensor,
-        recurrent: &Tensor,
+        inputs: LstmInputs,
         state: &LstmState,
-        init: Option<&Tensor>,
-        ids: Option<&Tensor>,
         grads: LstmOutputGrads<'_>,
         need_dx: bool,
     ) -> Result<LstmGrads> {
         let op = "lstm_backward";
+        let (x, kernel) = (inputs.x, inputs.kernel);
         self.check(op, x)?;
         self.check(op, kernel)?;
-        let p = state.params;
-        let (b, t, h, d) = (
-            p.batch as usize,
-            p.steps as usize,
-            p.hidden as usize,
-            p.dirs as usize,
-        );
+        let (b, t, h, d) = state.params.dims();
         let e = x.shape().last().copied().unwrap_or(0);
         if x.shape() != [b, t, e] || kernel.shape() != [d, e, 4 * h] {
             return Err(Error::shape(
@@ -520,7 +612,7 @@ impl Device {
                 format!("x {:?}, kernel {:?}", x.shape(), kernel.shape()),
             ));
         }
-        let (dz, carry) = self.lstm_recurrence_backward(state, recurrent, init, ids, grads)?;
+        let (dz, carry) = self.lstm_recurrence_backward(&inputs, state, grads)?;
         let x2 = x.reshape(&[b * t, e])?;
         let ta = MatmulSpec {
             trans_a: true,
@@ -550,7 +642,7 @@ impl Device {
             dkernel,
             drecurrent,
             dbias,
-            dinit: init.map(|_| carry),
+            dinit: inputs.init.map(|_| carry),
         })
     }
 

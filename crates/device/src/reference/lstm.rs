@@ -25,8 +25,8 @@ pub(crate) fn prev_time(t: usize, dir: usize) -> usize {
     }
 }
 
-pub(crate) fn is_masked(p: &LstmParams, ids: Option<&[u32]>, b: usize, t: usize) -> bool {
-    p.has_mask == 1 && ids.is_some_and(|ids| ids[b * p.steps as usize + t] == 0)
+pub(crate) fn is_masked(p: &LstmParams, mask: Option<&[u32]>, b: usize, t: usize) -> bool {
+    p.has_mask == 1 && mask.is_some_and(|m| m[b * p.steps as usize + t] == 0)
 }
 
 /// One cell's step from its gate pre-activations z (i, f, g, o) and c_prev: the activated gates,
@@ -97,16 +97,31 @@ pub struct LstmForwardOut<'a> {
     pub clast: &'a mut [f32],
 }
 
+/// What both passes of the recurrence read besides their own buffers: the recurrent weights, the
+/// initial state and the mask.
+#[derive(Clone, Copy, Debug)]
+pub struct LstmRecurrence<'a> {
+    /// (D, H, 4H).
+    pub recurrent: &'a [f32],
+    /// (2, D, B, H): h0 then c0, when given (zeros otherwise).
+    pub init: Option<&'a [f32]>,
+    /// (B, T): the steps whose id is 0 are masked (Keras's `mask_zero`), when given.
+    pub mask: Option<&'a [u32]>,
+}
+
 /// The recurrence over every step and direction (entry point `lstm_forward`).
 pub fn lstm_forward(
     p: &LstmParams,
     xproj: &[f32],
-    recurrent: &[f32],
     bias: &[f32],
-    init: Option<&[f32]>,
-    ids: Option<&[u32]>,
+    r: LstmRecurrence<'_>,
     out: LstmForwardOut<'_>,
 ) {
+    let LstmRecurrence {
+        recurrent,
+        init,
+        mask,
+    } = r;
     let (b_n, t_n, h_n, d_n) = p.dims();
     let LstmForwardOut {
         cache,
@@ -147,7 +162,7 @@ pub fn lstm_forward(
                     }
                     let ([ig, fg, gg, og], mut c, mut h) = cell_forward(z, c_prev);
                     let mut y_out = h;
-                    if is_masked(p, ids, b, t) {
+                    if is_masked(p, mask, b, t) {
                         c = c_prev;
                         h = h_prev;
                         y_out = if p.zero_masked == 1 { 0.0 } else { h };
@@ -182,19 +197,29 @@ pub struct LstmBackwardIn<'a> {
     pub dclast: Option<&'a [f32]>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What [`lstm_backward`] writes.
+pub struct LstmBackwardOut<'a> {
+    /// (D, B*T, 4H): the gradient of the gates' pre-activations.
+    pub dz: &'a mut [f32],
+    /// (2, D, B, H): the carried dh and dc while the loop runs, d(h0) then d(c0) when it ends.
+    pub carry: &'a mut [f32],
+}
+
 /// Backpropagation through time (entry point `lstm_backward`): writes dz (D, B*T, 4H) and
-/// carry (2, D, B, H), which ends as d(h0) then d(c0).
+/// carry (2, D, B, H), which ends as d(h0) then d(c0). `cache` is the forward pass's.
 pub fn lstm_backward(
     p: &LstmParams,
-    recurrent: &[f32],
-    init: Option<&[f32]>,
-    ids: Option<&[u32]>,
+    r: LstmRecurrence<'_>,
     cache: &[f32],
     grads: LstmBackwardIn<'_>,
-    dz: &mut [f32],
-    carry: &mut [f32],
+    out: LstmBackwardOut<'_>,
 ) {
+    let LstmRecurrence {
+        recurrent,
+        init,
+        mask,
+    } = r;
+    let LstmBackwardOut { dz, carry } = out;
     let (b_n, t_n, h_n, d_n) = p.dims();
     let carry_dc = d_n * b_n * h_n;
     for dir in 0..d_n {
@@ -215,7 +240,7 @@ pub fn lstm_backward(
                 for j in 0..h_n {
                     let ci = (dir * b_n + b) * h_n + j;
                     let mut dh = carry[ci];
-                    let output_zeroed = p.zero_masked == 1 && is_masked(p, ids, b, t);
+                    let output_zeroed = p.zero_masked == 1 && is_masked(p, mask, b, t);
                     if let (Some(dy), false) = (grads.dy, output_zeroed) {
                         dh += dy[(b * t_n + t) * d_n * h_n + dir * h_n + j];
                     }
@@ -224,7 +249,7 @@ pub fn lstm_backward(
                         dh += dz_next[k] * recurrent[wr + k];
                     }
                     let mut d = [0.0f32; 4];
-                    if is_masked(p, ids, b, t) {
+                    if is_masked(p, mask, b, t) {
                         carry[ci] = dh;
                     } else {
                         let cr = row * 5 * h_n;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{bad, Layer, LayerConfig, LayerSpec, Signature};
 use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
-use crate::recurrent::LstmPath;
+use crate::recurrent::LstmVars;
 use crate::tape::{Tape, Var};
 use crate::Result;
 
@@ -89,7 +89,6 @@ impl LstmConfig {
             bias,
             return_sequences: self.return_sequences,
             bidirectional: d == 2,
-            path: LstmPath::default(),
             out,
         })
     }
@@ -127,7 +126,6 @@ pub struct Lstm {
     bias: ParamId,
     return_sequences: bool,
     bidirectional: bool,
-    path: LstmPath,
     out: Vec<usize>,
 }
 
@@ -167,25 +165,17 @@ impl Layer for Lstm {
         mask: Option<Tensor>,
     ) -> Result<(Var, Option<Tensor>)> {
         let p = |id: ParamId| tape.param(params, id);
-        let out = tape.lstm_with(
-            self.path,
-            x,
-            &p(self.kernel),
-            &p(self.recurrent),
-            &p(self.bias),
-            None,
-            mask.as_ref(),
-            self.return_sequences,
+        let (kernel, recurrent, bias) = (p(self.kernel), p(self.recurrent), p(self.bias));
+        let out = tape.lstm(
+            LstmVars::new(x, &kernel, &recurrent, &bias)
+                .mask(mask.as_ref())
+                .return_sequences(self.return_sequences),
         )?;
         // Keras keeps the mask on a returned sequence and drops it with the last state.
         Ok(match out.y {
             Some(y) => (y, mask),
             None => (out.h, None),
         })
-    }
-
-    fn set_lstm_path(&mut self, path: LstmPath) {
-        self.path = path;
     }
 }
 

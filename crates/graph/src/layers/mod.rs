@@ -55,7 +55,6 @@ use kiln_device::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::params::{ParamBuilder, ParamId, ParamStore};
-use crate::recurrent::LstmPath;
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
 
@@ -117,9 +116,6 @@ pub trait Layer {
     ) -> Result<(Var, Option<Tensor>)> {
         Ok((self.forward(tape, params, x)?, mask))
     }
-
-    /// Runs LSTM layers fused (the default) or unfused; other layers ignore it.
-    fn set_lstm_path(&mut self, _path: LstmPath) {}
 }
 
 /// A layer config as [`Sequential`] (and model files) use it: builds the layer for an input.

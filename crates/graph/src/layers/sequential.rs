@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use super::{Layer, LayerConfig, Signature};
 use crate::model::Model;
 use crate::params::{ParamBuilder, ParamId, ParamStore};
-use crate::recurrent::LstmPath;
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
 
@@ -167,13 +166,6 @@ impl Sequential {
             .zip(self.layers.iter().map(|l| &**l))
     }
 
-    /// Runs the LSTM layers fused (the default) or unfused (the per-timestep composition).
-    pub fn set_lstm_path(&mut self, path: LstmPath) {
-        for l in &mut self.layers {
-            l.set_lstm_path(path);
-        }
-    }
-
     /// Runs the layers on a batch `x` of shape (B, input...): u32 ids for an embedding model, f32
     /// otherwise.
     pub fn forward(&self, tape: &Tape, params: &ParamStore, x: &Var) -> Result<Var> {
@@ -269,10 +261,6 @@ impl Layer for Sequential {
     fn forward(&self, tape: &Tape, params: &ParamStore, x: &Var) -> Result<Var> {
         Sequential::forward(self, tape, params, x)
     }
-
-    fn set_lstm_path(&mut self, path: LstmPath) {
-        Sequential::set_lstm_path(self, path)
-    }
 }
 
 impl Model for Sequential {
@@ -292,9 +280,5 @@ impl Model for Sequential {
 
     fn summary_table(&self, params: &ParamStore) -> String {
         Sequential::summary_table(self, params)
-    }
-
-    fn set_lstm_path(&mut self, path: LstmPath) {
-        Sequential::set_lstm_path(self, path)
     }
 }
