@@ -178,8 +178,7 @@ pub fn eval(
 }
 
 /// Writes one probability per pair of `data` to `out` as a Kaggle submission
-/// (`test_id,is_duplicate` for test.csv, `id,is_duplicate` otherwise). Refuses to overwrite an
-/// existing file unless `force`.
+/// ([`submission_csv`]). Refuses to overwrite an existing file unless `force`.
 pub fn submission(
     device: &Device,
     model_path: &Path,
@@ -188,6 +187,18 @@ pub fn submission(
     force: bool,
 ) -> Result<usize, String> {
     crate::files::check_out_file(out, force)?;
+    let (bytes, pairs) = submission_csv(device, model_path, data)?;
+    kiln_graph::checkpoint::write_atomic(out, &bytes).map_err(|e| e.to_string())?;
+    Ok(pairs)
+}
+
+/// One probability per pair of `data` as a Kaggle submission (`test_id,is_duplicate` for
+/// test.csv, `id,is_duplicate` otherwise), and the number of pairs.
+pub fn submission_csv(
+    device: &Device,
+    model_path: &Path,
+    data: &Path,
+) -> Result<(Vec<u8>, usize), String> {
     let m = load(device, model_path)?;
     // Every row, in order: an empty question is an empty input, labels are not needed, and a
     // row that cannot be read refuses the file (a submission must not miss an id).
@@ -210,8 +221,7 @@ pub fn submission(
             .map_err(|e| e.to_string())?;
     }
     let bytes = w.into_inner().map_err(|e| e.to_string())?;
-    kiln_graph::checkpoint::write_atomic(out, &bytes).map_err(|e| e.to_string())?;
-    Ok(pairs.len())
+    Ok((bytes, pairs.len()))
 }
 
 #[derive(Serialize)]

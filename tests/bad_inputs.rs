@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::{DATA, RUNTIME, USAGE};
 use kiln::graph::checkpoint::Checkpoint;
 
 /// (exit code, stderr).
@@ -40,83 +41,99 @@ fn flags_out_of_range_or_for_another_job_are_refused() {
     let cases: &[(&[&str], i32, &[&str])] = &[
         (
             &["train", "spirals", "--lr", "NaN"],
-            1,
+            USAGE,
             &["--lr", "NaN", "(0, 10]"],
         ),
-        (&["train", "xor", "--lr", "inf"], 1, &["--lr", "inf"]),
-        (&["train", "qqp", "--lr", "1e38"], 1, &["1e38", "(0, 10]"]),
-        (&["train", "xor", "--lr=-0.1"], 1, &["-0.1"]),
+        (&["train", "xor", "--lr", "inf"], USAGE, &["--lr", "inf"]),
+        (
+            &["train", "qqp", "--lr", "1e38"],
+            USAGE,
+            &["1e38", "(0, 10]"],
+        ),
+        (&["train", "xor", "--lr=-0.1"], USAGE, &["-0.1"]),
         (
             &["train", "xor", "--epochs", "0"],
-            1,
+            USAGE,
             &["--epochs", "0 trains nothing"],
         ),
-        (&["train", "xor", "--batch", "0"], 1, &["--batch"]),
-        (&["train", "xor", "--keep", "0"], 1, &["--keep 0"]),
-        (&["train", "mnist", "--limit", "0"], 1, &["--limit 0"]),
-        (&["train", "qqp", "--vocab-cap", "0"], 1, &["--vocab-cap"]),
-        (&["train", "qqp", "--len", "0"], 1, &["--len 0", "1..=1000"]),
-        (&["train", "qqp", "--len", "100000"], 1, &["--len 100000"]),
+        (&["train", "xor", "--batch", "0"], USAGE, &["--batch"]),
+        (&["train", "xor", "--keep", "0"], USAGE, &["--keep 0"]),
+        (&["train", "mnist", "--limit", "0"], USAGE, &["--limit 0"]),
+        (
+            &["train", "qqp", "--vocab-cap", "0"],
+            USAGE,
+            &["--vocab-cap"],
+        ),
+        (
+            &["train", "qqp", "--len", "0"],
+            USAGE,
+            &["--len 0", "1..=1000"],
+        ),
+        (
+            &["train", "qqp", "--len", "100000"],
+            USAGE,
+            &["--len 100000"],
+        ),
         (
             &["export", "qqp", "--len", "0", "--out", "x.json"],
-            1,
+            USAGE,
             &["--len 0"],
         ),
         (
             &["train", "xor", "--pool", "bogus"],
-            2,
+            USAGE,
             &["possible values: max, avg, stochastic"],
         ),
         (
             &["train", "xor", "--pool", "max", "--data", "/nonexistent"],
-            1,
+            USAGE,
             &["--pool applies to mnist only"],
         ),
         (
             &["train", "spirals", "--arch", "siamese"],
-            1,
+            USAGE,
             &["--arch applies to qqp only"],
         ),
         (
             &["train", "spirals", "--len", "8"],
-            1,
+            USAGE,
             &["--len applies to qqp only"],
         ),
         (
             &["train", "xor", "--strict"],
-            1,
+            USAGE,
             &["--strict applies to qqp and --model --data"],
         ),
         (
             &["train", "qqp", "--task", "regression"],
-            1,
+            USAGE,
             &["--task applies to --model --data only"],
         ),
         (
             &["train", "xor", "--resume", "--force"],
-            2,
+            USAGE,
             &["cannot be used with"],
         ),
         (
             &["train", "bogus"],
-            2,
+            USAGE,
             &["possible values: spirals, xor, mnist, qqp"],
         ),
-        (&["bench", "--repeats", "0"], 1, &["--repeats 0"]),
-        (&["profile", "xor", "--steps", "0"], 1, &["--steps 0"]),
+        (&["bench", "--repeats", "0"], USAGE, &["--repeats 0"]),
+        (&["profile", "xor", "--steps", "0"], USAGE, &["--steps 0"]),
         (
             &["--device", "cpu", "tune"],
-            1,
+            USAGE,
             &["the CPU device has nothing to tune"],
         ),
         (
             &["profile", "xor", "--batch", "0"],
-            1,
+            USAGE,
             &["--batch must be at least 1"],
         ),
         (
             &["--device", "quantum", "info"],
-            1,
+            USAGE,
             &["invalid device choice `quantum`"],
         ),
         // A flag's mistake is named before any device is opened (here none would open).
@@ -131,22 +148,22 @@ fn flags_out_of_range_or_for_another_job_are_refused() {
                 "--limit",
                 "0",
             ],
-            1,
+            USAGE,
             &["--limit 0"],
         ),
         (
             &["--device", "name:nope", "eval", "--model", "m"],
-            1,
+            USAGE,
             &["--data FILE"],
         ),
         (
             &["--device", "name:nope", "predict", "--model", "m"],
-            1,
+            USAGE,
             &["--data FILE (or DIR): what to predict"],
         ),
         (
             &["--device", "name:nope", "bench", "--repeats", "0"],
-            1,
+            USAGE,
             &["--repeats 0"],
         ),
     ];
@@ -162,7 +179,7 @@ fn missing_and_broken_data_are_named_with_the_fix() {
     let out = d.join("run");
     refused(
         &["train", "mnist", "--data", "/nonexistent", "--out", p(&out)],
-        1,
+        DATA,
         &[
             "/nonexistent/train-images-idx3-ubyte.gz",
             "--data names a folder",
@@ -177,7 +194,7 @@ fn missing_and_broken_data_are_named_with_the_fix() {
             "--out",
             p(&out),
         ],
-        1,
+        DATA,
         &["/nonexistent.tsv", "--data names a file"],
     );
     // A Quora TSV whose unclosed quote swallows the records after it.
@@ -200,7 +217,7 @@ fn missing_and_broken_data_are_named_with_the_fix() {
             "--out",
             p(&out),
         ],
-        1,
+        DATA,
         &["lines 3-4", "unclosed quote"],
     );
     // A gzip bomb in an MNIST folder is refused at its declared size.
@@ -219,7 +236,7 @@ fn missing_and_broken_data_are_named_with_the_fix() {
     e.finish().unwrap();
     refused(
         &["train", "mnist", "--data", p(&mnist), "--out", p(&out)],
-        1,
+        DATA,
         &["more data than the 1 items its header declares"],
     );
     assert!(!out.exists(), "no run folder for a refused run");
@@ -256,7 +273,7 @@ fn edited_model_files_are_refused_before_anything_is_allocated() {
     let nan = edit("nan.safetensors", &|ck| ck.params[0].2[0] = f32::NAN);
     refused(
         &["eval", "mnist", "--model", p(&nan)],
-        1,
+        DATA,
         &["NaN or infinite values", "dense_1"],
     );
     // A config edited to sizes its tensors do not have: refused by name and shape, not
@@ -267,7 +284,7 @@ fn edited_model_files_are_refused_before_anything_is_allocated() {
     });
     refused(
         &["eval", "mnist", "--model", p(&huge)],
-        1,
+        DATA,
         &["huge.safetensors", "too many elements"],
     );
     let wider = edit("wider.safetensors", &|ck| {
@@ -276,7 +293,7 @@ fn edited_model_files_are_refused_before_anything_is_allocated() {
     });
     refused(
         &["eval", "mnist", "--model", p(&wider)],
-        1,
+        DATA,
         &[
             "shape differs",
             "dense_1.kernel: file [2, 64], model [2, 65]",
@@ -286,13 +303,13 @@ fn edited_model_files_are_refused_before_anything_is_allocated() {
     std::fs::write(&garbage, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a model").unwrap();
     refused(
         &["eval", "mnist", "--model", p(&garbage)],
-        1,
+        DATA,
         &["garbage.safetensors"],
     );
     // A spirals model is not a qqp model.
     refused(
         &["predict", "qqp", "--model", p(&model), "a", "b"],
-        1,
+        DATA,
         &["no vocabulary"],
     );
 }
@@ -303,13 +320,13 @@ fn run_folders_are_never_overwritten_or_resumed_from_nothing() {
     let out = dir.path().join("run");
     refused(
         &["train", "xor", "--resume", "--out", p(&out)],
-        1,
+        USAGE,
         &["nothing to resume"],
     );
     spirals(&out);
     refused(
         &["train", "spirals", "--epochs", "1", "--out", p(&out)],
-        1,
+        USAGE,
         &[
             "holds an earlier run (model.safetensors",
             "--resume",
@@ -320,7 +337,7 @@ fn run_folders_are_never_overwritten_or_resumed_from_nothing() {
     std::fs::remove_dir_all(out.join("checkpoints")).unwrap();
     refused(
         &["train", "spirals", "--epochs", "1", "--out", p(&out)],
-        1,
+        USAGE,
         &["holds an earlier run (model.safetensors"],
     );
     let (code, stderr) = kiln(&[
@@ -345,7 +362,7 @@ fn run_folders_are_never_overwritten_or_resumed_from_nothing() {
             "--out",
             p(dir.path()),
         ],
-        1,
+        USAGE,
         &["is a folder"],
     );
 }
@@ -453,7 +470,7 @@ fn stray_quotes_in_tables_lose_no_rows_and_merge_none() {
             "--out",
             p(&d.join("r2")),
         ],
-        1,
+        DATA,
         &["line 21", "quote"],
     );
     refused(
@@ -466,7 +483,7 @@ fn stray_quotes_in_tables_lose_no_rows_and_merge_none() {
             "--out",
             p(&d.join("p.csv")),
         ],
-        1,
+        DATA,
         &["line 21", "one row per input row"],
     );
     let out = ok(&["eval", "--model", p(&model), "--data", p(&stray)]);
@@ -483,7 +500,7 @@ fn stray_quotes_in_tables_lose_no_rows_and_merge_none() {
             "--data",
             p(&stray),
         ],
-        1,
+        DATA,
         &["line 21"],
     );
 
@@ -544,7 +561,7 @@ fn stray_quotes_in_tables_lose_no_rows_and_merge_none() {
             p(&d.join("p.csv")),
         ],
     ] {
-        refused(&args, 1, &["line 21"]);
+        refused(&args, DATA, &["line 21"]);
     }
     assert!(!d.join("p.csv").exists());
 
@@ -593,7 +610,7 @@ fn stray_quotes_in_tables_lose_no_rows_and_merge_none() {
             "--out",
             p(&d.join("t.csv")),
         ],
-        1,
+        DATA,
         &["line 12"],
     );
 }
@@ -657,7 +674,7 @@ fn runs_and_models_refuse_data_that_does_not_match_them() {
     );
     let classes = d.join("classes.csv");
     write(&classes, &(lines.join("\n").replace(",p", ",q") + "\n"));
-    let resume = |data: &Path, extra: &[&str], needles: &[&str]| {
+    let resume = |data: &Path, extra: &[&str], code: i32, needles: &[&str]| {
         let mut args = vec![
             "train",
             "--model",
@@ -671,16 +688,21 @@ fn runs_and_models_refuse_data_that_does_not_match_them() {
             "--resume",
         ];
         args.extend(extra);
-        refused(&args, 1, needles);
+        refused(&args, code, needles);
     };
-    resume(&renamed, &[], &["column `f1`", "feature1"]);
-    resume(&classes, &[], &["`q`", "does not know"]);
-    resume(&csv, &["--label", "f1"], &["--label f1", "`label`"]);
-    resume(&csv, &["--task", "regression"], &["--task regression"]);
+    resume(&renamed, &[], DATA, &["column `f1`", "feature1"]);
+    resume(&classes, &[], DATA, &["`q`", "does not know"]);
+    resume(&csv, &["--label", "f1"], USAGE, &["--label f1", "`label`"]);
+    resume(
+        &csv,
+        &["--task", "regression"],
+        USAGE,
+        &["--task regression"],
+    );
     // eval and predict read by name too, and refuse a renamed column.
     refused(
         &["eval", "--model", p(&model), "--data", p(&renamed)],
-        1,
+        DATA,
         &["column `f1`", "feature1"],
     );
     refused(
@@ -693,7 +715,7 @@ fn runs_and_models_refuse_data_that_does_not_match_them() {
             "--out",
             p(&d.join("x.csv")),
         ],
-        1,
+        DATA,
         &["column `f1`"],
     );
     let out = ok(&["eval", "--model", p(&model), "--data", p(&reorder)]);
@@ -712,12 +734,12 @@ fn runs_and_models_refuse_data_that_does_not_match_them() {
             "--out",
             p(&d.join("r2")),
         ],
-        1,
+        DATA,
         &["`f1` twice"],
     );
     refused(
         &["eval", "--model", p(&model), "--data", p(&dup)],
-        1,
+        DATA,
         &["`f1` twice"],
     );
     refused(
@@ -730,7 +752,7 @@ fn runs_and_models_refuse_data_that_does_not_match_them() {
             "--out",
             p(&d.join("x.csv")),
         ],
-        1,
+        DATA,
         &["`f1` twice"],
     );
     refused(
@@ -745,7 +767,7 @@ fn runs_and_models_refuse_data_that_does_not_match_them() {
             "--out",
             p(&d.join("r2")),
         ],
-        1,
+        DATA,
         &["--columns names `label`, the label column"],
     );
 
@@ -799,7 +821,7 @@ fn runs_and_models_refuse_data_that_does_not_match_them() {
     png(&other.join("grey/b.png"), 128);
     refused(
         &["eval", "--model", p(&imodel), "--data", p(&other)],
-        1,
+        DATA,
         &["`grey`", "does not know"],
     );
 }
@@ -872,7 +894,7 @@ fn edited_data_specs_are_refused_before_anything_is_read() {
         let edited = edit_spec(d, &model, &format!("{name}.safetensors"), *f);
         refused(
             &["eval", "--model", p(&edited), "--data", p(&csv)],
-            1,
+            DATA,
             &["kiln_data", needle],
         );
         refused(
@@ -885,7 +907,7 @@ fn edited_data_specs_are_refused_before_anything_is_read() {
                 "--out",
                 p(&d.join("p.csv")),
             ],
-            1,
+            DATA,
             &["kiln_data"],
         );
     }
@@ -897,7 +919,7 @@ fn edited_data_specs_are_refused_before_anything_is_read() {
     });
     refused(
         &["eval", "--model", p(&far), "--data", p(&csv)],
-        1,
+        DATA,
         &["data row 1", "past f32's range"],
     );
     // Weights that are finite but overflow the outputs: no NaN predictions are written.
@@ -909,7 +931,7 @@ fn edited_data_specs_are_refused_before_anything_is_read() {
     ck.save(&overflow).unwrap();
     refused(
         &["eval", "--model", p(&overflow), "--data", p(&csv)],
-        1,
+        DATA,
         &["not finite"],
     );
     refused(
@@ -922,7 +944,7 @@ fn edited_data_specs_are_refused_before_anything_is_read() {
             "--out",
             p(&d.join("p.csv")),
         ],
-        1,
+        DATA,
         &["output for line", "not finite", "nothing was written"],
     );
     assert!(!d.join("p.csv").exists());
@@ -991,7 +1013,7 @@ fn qqp_metadata_and_data_are_checked() {
             "8",
             "--resume",
         ],
-        1,
+        DATA,
         &["`vocabulary` differs", "the data"],
     );
     // An edited preprocessing is refused before the model is used.
@@ -1006,7 +1028,7 @@ fn qqp_metadata_and_data_are_checked() {
     ck.save(&edited).unwrap();
     refused(
         &["eval", "qqp", "--model", p(&edited), "--data", p(&data)],
-        1,
+        DATA,
         &["test_size 1.5", "(0, 1)"],
     );
 }
@@ -1030,7 +1052,7 @@ fn outputs_never_replace_special_files_and_follow_the_umask() {
             "/dev/null",
             "--force",
         ],
-        1,
+        USAGE,
         &["/dev/null is a device"],
     );
     assert!(std::fs::metadata("/dev/null")
@@ -1065,7 +1087,7 @@ fn outputs_never_replace_special_files_and_follow_the_umask() {
     write(&out, "keep me");
     refused(
         &["export", "qqp", "--out", p(&out)],
-        1,
+        USAGE,
         &["exists", "--force"],
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
@@ -1079,7 +1101,7 @@ fn outputs_never_replace_special_files_and_follow_the_umask() {
             "--out",
             "/proc/kiln-x.csv",
         ],
-        1,
+        RUNTIME,
         &["cannot write /proc/kiln-x.csv", "in /proc"],
     );
     // A closed stdout (`| head -1`) ends quietly with success; a full one is an error.
@@ -1157,7 +1179,7 @@ fn answers_come_at_once_and_lead_somewhere() {
     let start = std::time::Instant::now();
     refused(
         &["train", "--model", p(&huge), "--data", "x.csv"],
-        1,
+        DATA,
         &["more than 10000 layers"],
     );
     assert!(start.elapsed().as_secs_f32() < 2.0, "{:?}", start.elapsed());
@@ -1183,7 +1205,7 @@ fn answers_come_at_once_and_lead_somewhere() {
     let single = d.join("single.csv");
     write(&single, "label\np\nn\n");
     let (code, log) = train(&single);
-    assert_eq!(code, 1);
+    assert_eq!(code, DATA);
     assert!(
         log.contains("only column is the label") && !log.contains("[0]"),
         "{log}"
@@ -1200,7 +1222,7 @@ fn answers_come_at_once_and_lead_somewhere() {
             + "\n"),
     );
     let (code, log) = train(&one);
-    assert_eq!(code, 1);
+    assert_eq!(code, DATA);
     assert!(log.contains("one class") && !log.contains("units"), "{log}");
     // Echoed cells are capped: a 10 MB text cell in a numeric table.
     let long = d.join("long.csv");
@@ -1209,7 +1231,7 @@ fn answers_come_at_once_and_lead_somewhere() {
         &format!("f1,f2,label\n{},1,p\n1,2,n\n", "x".repeat(10 << 20)),
     );
     let (code, log) = train(&long);
-    assert_eq!(code, 1);
+    assert_eq!(code, DATA);
     assert!(
         log.contains("holds text") && log.len() < 4_000,
         "{} bytes",

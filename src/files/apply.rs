@@ -299,9 +299,9 @@ pub fn check_out_file(out: &Path, force: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes predictions for every row (or image) of `data` to `out` as CSV: `line` (the input's
-/// line number) or `file` (the image path), `prediction` (the class name or the number) and, for
-/// classification, one probability column per class. Returns the number of rows.
+/// Writes predictions for every row (or image) of `data` to `out` as CSV
+/// ([`predictions`]), refusing an `out` that exists (unless `force`) or is not a regular file.
+/// Returns the number of rows.
 pub fn predict(
     device: &Device,
     path: &Path,
@@ -310,6 +310,16 @@ pub fn predict(
     force: bool,
 ) -> Result<usize, String> {
     check_out_file(out, force)?;
+    let (bytes, rows) = predictions(device, path, data)?;
+    kiln_graph::checkpoint::write_atomic(out, &bytes).map_err(|e| e.to_string())?;
+    Ok(rows)
+}
+
+/// Predictions for every row (or image) of `data` as CSV: `line` (the input's line number) or
+/// `file` (the image path), `prediction` (the class name or the number) and, for
+/// classification, one probability column per class; and the number of rows. One row per input
+/// row, in order, or an error naming the row that cannot be read.
+pub fn predictions(device: &Device, path: &Path, data: &Path) -> Result<(Vec<u8>, usize), String> {
     let (saved, spec) = load(device, path)?;
     let mut skipped = Skipped::default();
     let read = read_for(&spec, data, Labels::Ignored, OnBad::Refuse, &mut skipped)?;
@@ -354,8 +364,7 @@ pub fn predict(
         w.write_record(&record).map_err(|e| e.to_string())?;
     }
     let bytes = w.into_inner().map_err(|e| e.to_string())?;
-    kiln_graph::checkpoint::write_atomic(out, &bytes).map_err(|e| e.to_string())?;
-    Ok(read.names.len())
+    Ok((bytes, read.names.len()))
 }
 
 /// Each row's class probabilities (none for regression), from the output the loss reads.

@@ -29,7 +29,7 @@ use crate::data::clip;
 use crate::data::qqp::{sklearn_split, Tokenizer};
 use crate::data::table::{self, Cell, Table};
 use crate::models::{Job, ModelConfig, Outline};
-pub use apply::{check_out_file, eval, load, predict, EvalReport};
+pub use apply::{check_out_file, eval, load, predict, predictions, EvalReport};
 use apply::{read_for, Labels};
 pub use spec::{DataSpec, Source, Task, META_KEY};
 

@@ -26,3 +26,14 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
 pub fn kiln() -> Command {
     command(env!("CARGO_BIN_EXE_kiln"))
 }
+
+/// `kiln`'s exit code for a runtime failure (no device, a diverged run, a write that failed).
+#[allow(dead_code)]
+pub const RUNTIME: i32 = 1;
+/// `kiln`'s exit code for a usage error (a flag the command or job does not take, a value out of
+/// range), as clap's own.
+#[allow(dead_code)]
+pub const USAGE: i32 = 2;
+/// `kiln`'s exit code for a data error (a data, model or checkpoint file that cannot be used).
+#[allow(dead_code)]
+pub const DATA: i32 = 3;

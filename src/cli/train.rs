@@ -1,0 +1,426 @@
+//! `kiln train`: a built-in job, a model file on a job's data, or a model file on data of one's
+//! own.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::flags::{at_least_one, JobFlags, LstmArg};
+use crate::cli::{outln, Classify, CliError, LazyDevice};
+use crate::files::Task;
+use crate::models::{Job, JobName, ModelConfig};
+
+/// `kiln train`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// The built-in job (default: spirals). Leave it out with --model and --data to train a model
+    /// file on data of your own.
+    job: Option<JobName>,
+    /// A model file (JSON; `kiln model <job>` prints one to start from): trained on the job's
+    /// data, or with --data on a file or folder of your own.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// mnist: folder with the IDX files (default: the embedded data/mnist). qqp: Quora's TSV or
+    /// Kaggle's train.csv (default: the embedded data/qqp/mini_quora_duplicate_questions.tsv).
+    /// With --model and no job: a CSV (numeric or text columns and a label) or an image folder
+    /// (one subfolder per class).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// --model --data: classification or regression (default: inferred and reported).
+    #[arg(long)]
+    task: Option<Task>,
+    /// --model --data: the label column (default: one named label, target, class or y, else the
+    /// last).
+    #[arg(long)]
+    label: Option<String>,
+    /// --model --data: the input columns, comma-separated (default: all but the label).
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    #[command(flatten)]
+    job_flags: JobFlags,
+    /// qqp, --data files: refuse a file with bad rows instead of skipping (and reporting) them.
+    #[arg(long)]
+    strict: bool,
+    /// qqp, --data files: seed of the 80/20 split (sklearn's random_state; default 2019);
+    /// --seed drives initialization, shuffling and dropout.
+    #[arg(long)]
+    split_seed: Option<u32>,
+    /// LSTM layers: fused (the persistent WGSL kernels) or unfused (per-timestep ops).
+    #[arg(long, value_enum, default_value_t = LstmArg::Fused)]
+    lstm: LstmArg,
+    /// Passes over the training data (default: the job's; 10 for model files).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Samples per step (default: the job's; 32 for model files).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Seed of initialization, shuffling and dropout.
+    #[arg(long, default_value_t = 2019)]
+    seed: u64,
+    /// Learning rate (default: the model's).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Output folder (default: runs/JOB, or runs/JOB-2, ... when that exists; with --resume,
+    /// the newest of them).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the newest checkpoint in OUT/checkpoints (an error when there is none).
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace an earlier run in OUT (its models, history and checkpoints); without it such a
+    /// folder is refused.
+    #[arg(long)]
+    force: bool,
+    /// Epoch checkpoints to keep, newest first (the best model is kept apart).
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
+    /// No progress bars (one line per epoch).
+    #[arg(long)]
+    quiet: bool,
+    /// mnist, qqp, --data files: train on the first N samples only (validate on a fifth or a
+    /// quarter as many): a smoke run.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+/// What `kiln train` runs: a built-in job, maybe with a model file of one's own, or a model file
+/// on data of one's own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Target {
+    Job(JobName),
+    Files,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Job(j) => write!(f, "kiln train {}", j.as_str()),
+            Target::Files => write!(f, "kiln train --model FILE --data FILE"),
+        }
+    }
+}
+
+impl TrainArgs {
+    /// Which target the arguments name, or why they name none.
+    fn target(&self) -> Result<Target, CliError> {
+        match (self.job, &self.model, &self.data) {
+            (Some(j), _, _) => Ok(Target::Job(j)),
+            (None, Some(_), Some(_)) => Ok(Target::Files),
+            (None, Some(_), None) => Err(CliError::usage(
+                "--model needs data: --data FILE (a CSV) or --data DIR (an image folder), or a built-in job's data: `kiln train mnist --model FILE`",
+            )),
+            (None, None, _) => Ok(Target::Job(JobName::Spirals)),
+        }
+    }
+
+    /// Refuses flags the target does not take and values out of range, before anything is read
+    /// or allocated.
+    pub fn validate(&self) -> Result<(), CliError> {
+        let target = self.target()?;
+        self.check_flags(target)?;
+        self.check_numbers()
+    }
+
+    fn check_flags(&self, target: Target) -> Result<(), CliError> {
+        use JobName::*;
+        match target {
+            Target::Job(j) => self.job_flags.check(j, &target.to_string())?,
+            Target::Files if self.job_flags.any() => {
+                return Err(CliError::usage(format!(
+                    "--pool, --arch, --len and --vocab-cap shape the built-in jobs; `{target}` does not take them"
+                )))
+            }
+            Target::Files => {}
+        }
+        let job = Target::Job;
+        let takes = |ts: &[Target]| ts.contains(&target);
+        let files_or = |jobs: &[JobName]| {
+            jobs.iter()
+                .map(|&j| job(j))
+                .chain([Target::Files])
+                .collect::<Vec<_>>()
+        };
+        let flags: [(&str, bool, Vec<Target>, &str); 7] = [
+            (
+                "--strict",
+                self.strict,
+                files_or(&[Qqp]),
+                "qqp and --model --data",
+            ),
+            (
+                "--split-seed",
+                self.split_seed.is_some(),
+                files_or(&[Qqp]),
+                "qqp and --model --data",
+            ),
+            (
+                "--data",
+                self.data.is_some(),
+                files_or(&[Mnist, Qqp]),
+                "mnist, qqp and --model",
+            ),
+            (
+                "--limit",
+                self.limit.is_some(),
+                files_or(&[Mnist, Qqp]),
+                "mnist, qqp and --model --data",
+            ),
+            (
+                "--task",
+                self.task.is_some(),
+                vec![Target::Files],
+                "--model --data",
+            ),
+            (
+                "--label",
+                self.label.is_some(),
+                vec![Target::Files],
+                "--model --data",
+            ),
+            (
+                "--columns",
+                self.columns.is_some(),
+                vec![Target::Files],
+                "--model --data",
+            ),
+        ];
+        for (flag, given, targets, who) in flags {
+            if given && !takes(&targets) {
+                return Err(CliError::usage(format!(
+                    "{flag} applies to {who} only; `{target}` does not take it"
+                )));
+            }
+        }
+        let with_model = self.model.is_some();
+        if with_model && (self.job_flags.pool.is_some() || self.job_flags.arch.is_some()) {
+            return Err(CliError::usage(
+                "--pool and --arch shape the built-in models; with --model the model file sets its layers",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_numbers(&self) -> Result<(), CliError> {
+        let mut probe = kiln_train::TrainConfig::new(kiln_graph::LossKind::MeanSquaredError);
+        probe.epochs = self.epochs.unwrap_or(probe.epochs);
+        probe.batch = self.batch.unwrap_or(probe.batch);
+        if let Some(lr) = self.lr {
+            probe.optimizer = probe.optimizer.with_lr(lr);
+        }
+        probe
+            .validate()
+            .map_err(|e| CliError::usage(format!("--{e}")))?;
+        at_least_one("--limit", self.limit, "trains on nothing")?;
+        if self.keep == 0 {
+            return Err(CliError::usage(
+                "--keep 0 leaves nothing to resume from; keep at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The job: a built-in one (maybe with a model file of one's own), or a model file on data.
+    fn job(&self) -> Result<Job, CliError> {
+        let model_file = self.model.as_deref().map(read_model_file).transpose()?;
+        match self.target()? {
+            Target::Job(name) => {
+                let mut opts = self.job_flags.options();
+                opts.data = self.data.clone();
+                opts.limit = self.limit;
+                opts.strict = self.strict;
+                opts.preprocess.split_seed = self.split_seed.unwrap_or(2019);
+                let mut job = crate::models::job(name, self.seed, &opts).data()?;
+                if let (Some(config), Some(path)) = (model_file, &self.model) {
+                    swap_model(&mut job, config, path)?;
+                }
+                Ok(job)
+            }
+            Target::Files => self.files_job(model_file.expect("Files has a model")),
+        }
+    }
+
+    /// A model file on a data file: read the way a resumed run reads its data.
+    fn files_job(&self, model: ModelConfig) -> Result<Job, CliError> {
+        let path = self.model.as_deref().expect("Files has a model");
+        let data = self.data.as_deref().expect("Files has data");
+        let name = path
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy().to_string());
+        let resume = if self.resume {
+            let out = self
+                .out
+                .clone()
+                .unwrap_or_else(|| crate::models::default_out(&name, true));
+            resumed_spec(&out, &model)?
+        } else {
+            None
+        };
+        if let Some(spec) = &resume {
+            spec.check_options(self.task, self.label.as_deref(), self.columns.as_deref())
+                .map_err(|e| CliError::usage(format!("--resume: {e}")))?;
+        }
+        let opts = crate::files::FileOptions {
+            task: self.task,
+            label: self.label.clone(),
+            columns: self.columns.clone(),
+            strict: self.strict,
+            split_seed: self.split_seed.unwrap_or(2019),
+            limit: self.limit,
+            resume,
+        };
+        let mut job = crate::files::job(model, data, self.seed, &opts)
+            .map_err(|e| CliError::data(format!("{}: {e}", path.display())))?;
+        job.name = name;
+        Ok(job)
+    }
+
+    /// Trains: the job, the run folder's checks, the model, `fit`, the final figures.
+    pub fn run(self, device: &LazyDevice) -> Result<(), CliError> {
+        let mut job = self.job()?;
+        if let Some(e) = self.epochs {
+            job.config.epochs = e;
+        }
+        if let Some(b) = self.batch {
+            job.config.batch = b;
+        }
+        if let Some(lr) = self.lr {
+            job.config.optimizer = job.config.optimizer.with_lr(lr);
+        }
+        job.config.validate().usage()?;
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| crate::models::default_out(&job.name, self.resume));
+        // Checked again under the folder's lock when training starts; here, before any allocation.
+        kiln_train::check_run_folder(&out, self.resume, self.force).usage()?;
+        let device = device.get()?;
+        device.set_lstm_path(self.lstm.into());
+        let builder = kiln_graph::ParamBuilder::new(self.seed);
+        let model = job.model.init(&builder).data()?;
+        let params = builder.build(device).runtime()?;
+        if let Some(report) = &job.data_report {
+            eprintln!("data: {report}");
+        }
+        if !self.quiet {
+            eprintln!(
+                "training {} on {}\n{}",
+                job.name,
+                device.name(),
+                model.summary_table(&params)
+            );
+        }
+        let opts = kiln_train::RunOptions {
+            out: Some(out.clone()),
+            resume: self.resume,
+            force: self.force,
+            keep: Some(self.keep),
+            verbose: if self.quiet { 2 } else { 1 },
+            metadata: job.metadata.clone(),
+        };
+        let trained = kiln_train::fit(
+            &*model,
+            &params,
+            &job.train,
+            job.val.as_ref(),
+            &job.config,
+            &opts,
+        )
+        .map_err(CliError::train)?;
+        let (loss, metric) = kiln_train::evaluate(
+            &*model,
+            &params,
+            &job.train,
+            job.config.batch,
+            &job.config.loss,
+        )
+        .map_err(CliError::train)?;
+        let name = &trained.history.metric;
+        outln!("final training loss {loss:.4}, {name} {metric:.4}");
+        if let Some((epoch, a)) = trained.history.best_val() {
+            outln!("best validation {name} {a:.4} at epoch {epoch}");
+        }
+        outln!("wrote {}", out.display());
+        Ok(())
+    }
+}
+
+/// Reads a model file, and says on stderr which fields it left out took their defaults.
+pub(crate) fn read_model_file(path: &Path) -> Result<ModelConfig, CliError> {
+    let (config, defaults) = ModelConfig::read_file(path).data()?;
+    if !defaults.is_empty() {
+        let shown = defaults
+            .iter()
+            .take(6)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        let more = defaults.len().saturating_sub(6);
+        eprintln!(
+            "kiln: model file {}: fields left out take their defaults: {shown}{}",
+            path.display(),
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(config)
+}
+
+/// Puts a model file's model on a built-in job's data, checking that it reads that data.
+pub(crate) fn swap_model(job: &mut Job, config: ModelConfig, path: &Path) -> Result<(), CliError> {
+    let o = config
+        .outline()
+        .map_err(|e| CliError::data(format!("model file {}: {e}", path.display())))?;
+    let input = job.train.input();
+    let ids = matches!(input.values, kiln_train::Values::Ids(_));
+    if o.input != input.shape || o.takes_ids != ids {
+        return Err(CliError::data(format!(
+            "model file {}: takes {} of shape {:?}, but {}'s data is {} of shape {:?}; set \"input\" to {:?}{}",
+            path.display(),
+            if o.takes_ids { "ids" } else { "values" },
+            o.input,
+            job.name,
+            if ids { "ids" } else { "values" },
+            input.shape,
+            input.shape,
+            if ids { " and start with an embedding" } else { "" }
+        )));
+    }
+    if let (Some(v), kiln_train::Values::Ids(all)) = (o.vocab, &input.values) {
+        let need = all.iter().max().map_or(0, |&m| m as usize + 1);
+        if v < need {
+            return Err(CliError::data(format!(
+                "model file {}: the embedding has {v} rows but {}'s data uses ids up to {}; set \"vocab\" to at least {need}",
+                path.display(),
+                job.name,
+                need - 1
+            )));
+        }
+    }
+    job.model = config;
+    Ok(())
+}
+
+/// How the run in `out` reads its data, for `--resume` of a model file on a data file: the
+/// new file is read the same way and refused where it does not match. None when the folder
+/// holds no checkpoint (training refuses that: nothing to resume).
+fn resumed_spec(
+    out: &Path,
+    model: &ModelConfig,
+) -> Result<Option<crate::files::DataSpec>, CliError> {
+    let Some((_, path)) = kiln_train::checkpoints::latest(&out.join("checkpoints")) else {
+        return Ok(None);
+    };
+    let ck = kiln_graph::checkpoint::Checkpoint::load(&path).data()?;
+    let meta = ck.meta(crate::files::META_KEY).ok_or_else(|| {
+        CliError::usage(format!(
+            "--resume: the run in {} was not trained from a data file (it has no `{}`); resume it as it was started, or start a new run with --out",
+            out.display(),
+            crate::files::META_KEY
+        ))
+    })?;
+    let outline = model.outline().data()?;
+    crate::files::DataSpec::from_meta(meta, &outline)
+        .map(Some)
+        .map_err(|e| CliError::data(format!("--resume: {}: {e}", path.display())))
+}
