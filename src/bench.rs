@@ -264,27 +264,33 @@ fn matmul_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
     Ok(cases)
 }
 
+/// The memory-bound kernels: elementwise, reductions, softmax, then embeddings, dropout and the
+/// fused optimizer.
 fn memory_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
+    let mut cases = elementwise_cases(d, quick)?;
+    cases.extend(table_cases(d, quick)?);
+    Ok(cases)
+}
+
+/// (n, x, y): the elementwise cases' operands, the same seeded values in every group.
+fn vectors(d: &Device, quick: bool) -> Result<(usize, Tensor, Tensor)> {
     let n = if quick { 1 << 16 } else { 1 << 22 };
-    let (rows, cols) = if quick { (64, 1000) } else { (4096, 1000) };
     let x = d.from_f32(&random_f32(3, n, -1.0, 1.0), &[n])?;
     let y = d.from_f32(&random_f32(4, n, -1.0, 1.0), &[n])?;
+    Ok((n, x, y))
+}
+
+/// Bytes per f32.
+const F32_BYTES: f64 = 4.0;
+
+fn elementwise_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
+    let (n, x, y) = vectors(d, quick)?;
+    let (rows, cols) = if quick { (64, 1000) } else { (4096, 1000) };
     let m = d.from_f32(&random_f32(5, rows * cols, -5.0, 5.0), &[rows, cols])?;
-    let (vocab, dim, ids_n) = if quick {
-        (1000, 32, 256)
-    } else {
-        (20_000, 128, 992)
-    };
-    let table = d.from_f32(&random_f32(6, vocab * dim, -0.05, 0.05), &[vocab, dim])?;
-    let ids = d.from_u32(&random_u32(7, ids_n, vocab as u32), &[ids_n])?;
-    let dout = d.from_f32(&random_f32(8, ids_n * dim, -1.0, 1.0), &[ids_n, dim])?;
-    let dtable = d.zeros(&[vocab, dim])?;
-    let (w, g, m1, v1) = (d.zeros(&[n])?, y.clone(), d.zeros(&[n])?, d.zeros(&[n])?);
-    let f = 4.0; // bytes per f32
+    let f = F32_BYTES;
     let nf = n as f64;
     let mf = (rows * cols) as f64;
-    let ef = (ids_n * dim) as f64;
-    let cases: Vec<Case<'a>> = vec![
+    Ok(vec![
         Case {
             kernel: "elementwise",
             variant: "add",
@@ -325,6 +331,25 @@ fn memory_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
                 move || Ok(vec![d.softmax(&m)?])
             }),
         },
+    ])
+}
+
+fn table_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
+    let (n, x, y) = vectors(d, quick)?;
+    let (vocab, dim, ids_n) = if quick {
+        (1000, 32, 256)
+    } else {
+        (20_000, 128, 992)
+    };
+    let table = d.from_f32(&random_f32(6, vocab * dim, -0.05, 0.05), &[vocab, dim])?;
+    let ids = d.from_u32(&random_u32(7, ids_n, vocab as u32), &[ids_n])?;
+    let dout = d.from_f32(&random_f32(8, ids_n * dim, -1.0, 1.0), &[ids_n, dim])?;
+    let dtable = d.zeros(&[vocab, dim])?;
+    let (w, g, m1, v1) = (d.zeros(&[n])?, y, d.zeros(&[n])?, d.zeros(&[n])?);
+    let f = F32_BYTES;
+    let nf = n as f64;
+    let ef = (ids_n * dim) as f64;
+    let cases: Vec<Case<'a>> = vec![
         Case {
             kernel: "embedding",
             variant: "forward",

@@ -174,40 +174,7 @@ pub fn load_for(
             }
             Format::KaggleTest => (field(0), field(1), field(2), None),
         };
-        // A field that holds line ends and runs long, or holds a line that starts like a record,
-        // swallowed records (an unclosed quote). A long question on one line is just long.
-        let swallows = [&q1, &q2].iter().any(|q| {
-            q.as_ref().is_some_and(|q| {
-                q.contains('\n')
-                    && (q.chars().count() > MAX_QUESTION_CHARS
-                        || q.lines().skip(1).any(|l| looks_like_record(l, format)))
-            })
-        });
-        let problem = match (&id, &q1, &q2, &label) {
-            _ if swallows => {
-                report.swallowed += 1;
-                Some("a quoted field that runs on over other records (an unclosed quote?)")
-            }
-            (None, _, _, _) | (_, None, _, _) | (_, _, None, _) => {
-                report.missing_field += 1;
-                Some("a missing field")
-            }
-            (_, _, _, Some(None)) if !predict => {
-                report.missing_field += 1;
-                Some("a missing field")
-            }
-            (_, Some(a), Some(b), _)
-                if !predict && (a.trim().is_empty() || b.trim().is_empty()) =>
-            {
-                report.empty_question += 1;
-                Some("an empty question")
-            }
-            (_, _, _, Some(Some(l))) if !predict && l.trim() != "0" && l.trim() != "1" => {
-                report.bad_label += 1;
-                Some("a label that is not 0 or 1")
-            }
-            _ => None,
-        };
+        let problem = classify((&id, &q1, &q2, &label), format, predict, &mut report);
         if let Some(what) = problem {
             let lines = if last_line > first_line {
                 format!("lines {first_line}-{last_line}")
@@ -246,6 +213,59 @@ pub fn load_for(
         report.kept += 1;
     }
     Ok((format, pairs, report))
+}
+
+/// One record's (id, question 1, question 2, label: None in Kaggle's test.csv, Some(None) when
+/// missing) fields.
+type Fields<'a> = (
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a Option<Option<String>>,
+);
+
+/// What makes a record unusable, if anything, counted in `report`: a quoted field that swallowed
+/// other records, a missing field, and (unless predicting) an empty question or a label that is
+/// not 0 or 1.
+fn classify(
+    fields: Fields,
+    format: Format,
+    predict: bool,
+    report: &mut LoadReport,
+) -> Option<&'static str> {
+    let (_, q1, q2, _) = fields;
+    // A field that holds line ends and runs long, or holds a line that starts like a record,
+    // swallowed records (an unclosed quote). A long question on one line is just long.
+    let swallows = [q1, q2].iter().any(|q| {
+        q.as_ref().is_some_and(|q| {
+            q.contains('\n')
+                && (q.chars().count() > MAX_QUESTION_CHARS
+                    || q.lines().skip(1).any(|l| looks_like_record(l, format)))
+        })
+    });
+    match fields {
+        _ if swallows => {
+            report.swallowed += 1;
+            Some("a quoted field that runs on over other records (an unclosed quote?)")
+        }
+        (None, _, _, _) | (_, None, _, _) | (_, _, None, _) => {
+            report.missing_field += 1;
+            Some("a missing field")
+        }
+        (_, _, _, Some(None)) if !predict => {
+            report.missing_field += 1;
+            Some("a missing field")
+        }
+        (_, Some(a), Some(b), _) if !predict && (a.trim().is_empty() || b.trim().is_empty()) => {
+            report.empty_question += 1;
+            Some("an empty question")
+        }
+        (_, _, _, Some(Some(l))) if !predict && l.trim() != "0" && l.trim() != "1" => {
+            report.bad_label += 1;
+            Some("a label that is not 0 or 1")
+        }
+        _ => None,
+    }
 }
 
 /// Lowercased words: runs of letters and digits.

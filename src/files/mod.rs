@@ -485,6 +485,9 @@ fn columns_of(
     Ok((label, cols))
 }
 
+/// A table's rows by reference: (where, e.g. "line 5"; cells).
+type Rows<'t> = Vec<(String, &'t [String])>;
+
 fn table_for_training(
     path: &Path,
     outline: &Outline,
@@ -494,23 +497,91 @@ fn table_for_training(
 ) -> Result<Prepared, String> {
     let table = read_table(path, on_bad, skipped)?;
     let (label, cols) = columns_of(path, &table, opts)?;
-    // Rows with an empty label cannot be trained on.
-    let mut rows: Vec<(String, &[String])> = vec![];
+    let rows = labelled_rows(&table, label, path, on_bad, skipped)?;
+    let picked = input_columns(&table, &cols, &rows, outline, opts.columns.is_some(), path)?;
+    let mut usable = if picked.text {
+        rows
+    } else {
+        numeric_rows(rows, &picked.cols, &table, path, on_bad, skipped)?
+    };
+    let (task, classes, task_note) =
+        pick_task(&mut usable, label, outline, opts, path, on_bad, skipped)?;
+    let labels: Vec<&str> = usable.iter().map(|(_, c)| c[label].as_str()).collect();
+    let (train_rows, val_rows) = split(usable.len(), opts.split_seed, path)?;
+    let label_name = table.header[label].clone();
+    let train: Vec<&[String]> = train_rows.iter().map(|&r| usable[r].1).collect();
+    let source = if picked.text {
+        text_source(&table, &picked.cols, label_name, &train, outline)?
+    } else {
+        table_source(&table, &picked.cols, label_name, &train, outline, path)?
+    };
+    let spec = DataSpec {
+        source,
+        task,
+        classes,
+    };
+    let cells: Vec<&[String]> = usable.iter().map(|(_, c)| *c).collect();
+    let inputs = encode_rows(&spec, &table, &cells, path)?;
+    let targets = targets(&spec, outline, &labels);
+    let kind = if picked.text { "text" } else { "numeric" };
+    let read_as = table
+        .delimiter_note
+        .as_ref()
+        .map_or(String::new(), |n| format!("read as {n}; "));
+    let note = format!(
+        "{read_as}label `{}`; {kind} inputs {}{}; {task_note}",
+        clip(&table.header[label]),
+        preview(spec.source.inputs()),
+        picked.note
+    );
+    Ok((spec, inputs, (targets, train_rows, val_rows), note))
+}
+
+/// The rows that have a label; those without are skipped or refuse the file.
+fn labelled_rows<'t>(
+    table: &'t Table,
+    label: usize,
+    path: &Path,
+    on_bad: OnBad,
+    skipped: &mut Skipped,
+) -> Result<Rows<'t>, String> {
+    let mut rows = vec![];
     for row in &table.rows {
         let line = row.lines.to_string();
         if row.cells[label].trim().is_empty() {
             bad_row(path, on_bad, skipped, format!("{line}: empty label"))?;
             continue;
         }
-        rows.push((line, &row.cells));
+        rows.push((line, row.cells.as_slice()));
     }
+    Ok(rows)
+}
+
+/// The columns a model reads from a table, and whether as text.
+struct Picked {
+    cols: Vec<usize>,
+    /// For the report ("; numeric columns not used: ...").
+    note: String,
+    text: bool,
+}
+
+/// The input columns: for a model that starts with an embedding, the text columns (or all named
+/// by --columns); else the candidates, which must all hold numbers.
+fn input_columns(
+    table: &Table,
+    cols: &[usize],
+    rows: &Rows,
+    outline: &Outline,
+    named: bool,
+    path: &Path,
+) -> Result<Picked, String> {
     let numeric = |c: usize| {
         rows.iter()
             .all(|(_, cells)| Cell::of(&cells[c]).is_numeric())
     };
-    let (source_cols, note_cols, text) = if outline.takes_ids {
-        let texts: Vec<usize> = if opts.columns.is_some() {
-            cols.clone()
+    if outline.takes_ids {
+        let texts: Vec<usize> = if named {
+            cols.to_vec()
         } else {
             cols.iter().copied().filter(|&c| !numeric(c)).collect()
         };
@@ -530,126 +601,131 @@ fn table_for_training(
         } else {
             format!("; numeric columns not used: {}", clip(&ignored.join(", ")))
         };
-        (texts, note, true)
-    } else {
-        if let Some(&c) = cols.iter().find(|&&c| !numeric(c)) {
-            let (line, cells) = rows
-                .iter()
-                .find(|(_, cells)| Cell::of(&cells[c]) == Cell::Text)
-                .expect("a text cell");
-            return Err(format!(
-                "{}: column `{}` holds text ({line}: `{}`) but the model takes numbers; leave it out with --columns, or start the model with an embedding for text",
-                path.display(),
-                clip(&table.header[c]),
-                clip(&cells[c])
-            ));
-        }
-        (cols.clone(), String::new(), false)
-    };
-    // Numeric inputs must all be usable numbers.
+        return Ok(Picked {
+            cols: texts,
+            note,
+            text: true,
+        });
+    }
+    if let Some(&c) = cols.iter().find(|&&c| !numeric(c)) {
+        let (line, cells) = rows
+            .iter()
+            .find(|(_, cells)| Cell::of(&cells[c]) == Cell::Text)
+            .expect("a text cell");
+        return Err(format!(
+            "{}: column `{}` holds text ({line}: `{}`) but the model takes numbers; leave it out with --columns, or start the model with an embedding for text",
+            path.display(),
+            clip(&table.header[c]),
+            clip(&cells[c])
+        ));
+    }
+    Ok(Picked {
+        cols: cols.to_vec(),
+        note: String::new(),
+        text: false,
+    })
+}
+
+/// The rows whose numeric inputs are all usable numbers; the others are skipped or refuse the
+/// file.
+fn numeric_rows<'t>(
+    rows: Rows<'t>,
+    cols: &[usize],
+    table: &Table,
+    path: &Path,
+    on_bad: OnBad,
+    skipped: &mut Skipped,
+) -> Result<Rows<'t>, String> {
     let mut usable = vec![];
     for (line, cells) in rows {
-        if !text {
-            let problem = source_cols
-                .iter()
-                .find_map(|&c| Cell::problem(&cells[c], &table.header[c]));
-            if let Some(why) = problem {
-                bad_row(path, on_bad, skipped, format!("{line}: {why}"))?;
-                continue;
-            }
+        let problem = cols
+            .iter()
+            .find_map(|&c| Cell::problem(&cells[c], &table.header[c]));
+        match problem {
+            Some(why) => bad_row(path, on_bad, skipped, format!("{line}: {why}"))?,
+            None => usable.push((line, cells)),
         }
-        usable.push((line, cells));
     }
-    let (task, classes, task_note) =
-        pick_task(&mut usable, label, outline, opts, path, on_bad, skipped)?;
-    let labels: Vec<&str> = usable.iter().map(|(_, c)| c[label].as_str()).collect();
-    let (train_rows, val_rows) = split(usable.len(), opts.split_seed, path)?;
-    let names: Vec<String> = source_cols
-        .iter()
-        .map(|&c| table.header[c].clone())
-        .collect();
+    Ok(usable)
+}
+
+/// A text table's source: the tokenizer fitted on the training rows, capped to the embedding,
+/// each text column an equal share of the model's ids.
+fn text_source(
+    table: &Table,
+    cols: &[usize],
+    label: String,
+    train: &[&[String]],
+    outline: &Outline,
+) -> Result<Source, String> {
+    let names: Vec<String> = cols.iter().map(|&c| table.header[c].clone()).collect();
     let width: usize = outline.input.iter().product();
-    let label_name = table.header[label].clone();
-    let source = if text {
-        let k = source_cols.len();
-        if !width.is_multiple_of(k) {
+    let k = cols.len();
+    if !width.is_multiple_of(k) {
+        return Err(format!(
+            "the model takes {width} ids per sample, which does not split evenly over {k} text columns ({}); make \"input\" a multiple of {k}",
+            preview(&names)
+        ));
+    }
+    let cap = match outline.vocab {
+        Some(v) if v < 3 => {
             return Err(format!(
-                "the model takes {width} ids per sample, which does not split evenly over {k} text columns ({}); make \"input\" a multiple of {k}",
-                preview(&names)
-            ));
+                "the embedding has {v} rows; text needs at least 3 (padding, unknown, one word)"
+            ))
         }
-        let cap = match outline.vocab {
-            Some(v) if v < 3 => {
-                return Err(format!(
-                    "the embedding has {v} rows; text needs at least 3 (padding, unknown, one word)"
-                ))
-            }
-            Some(v) => Some(v - 2),
-            None => None,
-        };
-        let usable = &usable;
-        let tokenizer = Tokenizer::fit(
-            train_rows
-                .iter()
-                .flat_map(|&r| source_cols.iter().map(move |&c| usable[r].1[c].as_str())),
-            cap,
-        );
-        Source::Text {
-            label: label_name,
-            texts: names,
-            ids_per_text: width / k,
-            words: tokenizer.words,
-        }
-    } else {
-        if width != names.len() || outline.input.len() != 1 {
-            return Err(format!(
-                "{}: the model takes input {:?} but the file has {} feature columns ({}); set \"input\": [{}] in the model file, or pick columns with --columns",
-                path.display(),
-                outline.input,
-                names.len(),
-                preview(&names),
-                names.len()
-            ));
-        }
-        let n = train_rows.len() as f64;
-        let (mut mean, mut std) = (vec![], vec![]);
-        for &c in &source_cols {
-            let value = |r: usize| number(&usable[r].1[c]).expect("checked cells") as f64;
-            let m = train_rows.iter().map(|&r| value(r)).sum::<f64>() / n;
-            let v = train_rows
-                .iter()
-                .map(|&r| (value(r) - m).powi(2))
-                .sum::<f64>()
-                / n;
-            mean.push(m as f32);
-            std.push(if v > 1e-12 { v.sqrt() as f32 } else { 1.0 });
-        }
-        Source::Table {
-            label: label_name,
-            features: names,
-            mean,
-            std,
-        }
+        Some(v) => Some(v - 2),
+        None => None,
     };
-    let spec = DataSpec {
-        source,
-        task,
-        classes,
-    };
-    let cells: Vec<&[String]> = usable.iter().map(|(_, c)| *c).collect();
-    let inputs = encode_rows(&spec, &table, &cells, path)?;
-    let targets = targets(&spec, outline, &labels);
-    let kind = if text { "text" } else { "numeric" };
-    let read_as = table
-        .delimiter_note
-        .as_ref()
-        .map_or(String::new(), |n| format!("read as {n}; "));
-    let note = format!(
-        "{read_as}label `{}`; {kind} inputs {}{note_cols}; {task_note}",
-        clip(&table.header[label]),
-        preview(spec.source.inputs())
+    let tokenizer = Tokenizer::fit(
+        train
+            .iter()
+            .flat_map(|cells| cols.iter().map(move |&c| cells[c].as_str())),
+        cap,
     );
-    Ok((spec, inputs, (targets, train_rows, val_rows), note))
+    Ok(Source::Text {
+        label,
+        texts: names,
+        ids_per_text: width / k,
+        words: tokenizer.words,
+    })
+}
+
+/// A numeric table's source: each feature's mean and deviation over the training rows.
+fn table_source(
+    table: &Table,
+    cols: &[usize],
+    label: String,
+    train: &[&[String]],
+    outline: &Outline,
+    path: &Path,
+) -> Result<Source, String> {
+    let names: Vec<String> = cols.iter().map(|&c| table.header[c].clone()).collect();
+    let width: usize = outline.input.iter().product();
+    if width != names.len() || outline.input.len() != 1 {
+        return Err(format!(
+            "{}: the model takes input {:?} but the file has {} feature columns ({}); set \"input\": [{}] in the model file, or pick columns with --columns",
+            path.display(),
+            outline.input,
+            names.len(),
+            preview(&names),
+            names.len()
+        ));
+    }
+    let n = train.len() as f64;
+    let (mut mean, mut std) = (vec![], vec![]);
+    for &c in cols {
+        let value = |cells: &&[String]| number(&cells[c]).expect("checked cells") as f64;
+        let m = train.iter().map(value).sum::<f64>() / n;
+        let v = train.iter().map(|r| (value(r) - m).powi(2)).sum::<f64>() / n;
+        mean.push(m as f32);
+        std.push(if v > 1e-12 { v.sqrt() as f32 } else { 1.0 });
+    }
+    Ok(Source::Table {
+        label,
+        features: names,
+        mean,
+        std,
+    })
 }
 
 /// The model's input for rows of a table (numeric cells already checked).

@@ -128,6 +128,116 @@ fn names_check(what: &str, names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// A numeric table's spec: unique features without the label, a finite mean and a positive,
+/// normal deviation for each, as many as the model's input.
+fn check_table(
+    label: &str,
+    features: &[String],
+    mean: &[f32],
+    std: &[f32],
+    o: &Outline,
+) -> Result<(), String> {
+    names_check("feature columns", features)?;
+    if features.iter().any(|f| f == label) {
+        return Err(format!("lists its label `{}` as a feature", clip(label)));
+    }
+    let n = features.len();
+    if mean.len() != n || std.len() != n {
+        return Err(format!(
+            "has {n} features but {} means and {} deviations; each feature needs one of each",
+            mean.len(),
+            std.len()
+        ));
+    }
+    if let Some((f, m)) = features.iter().zip(mean).find(|(_, m)| !m.is_finite()) {
+        return Err(format!(
+            "gives feature `{}` the mean {m}, not a finite number",
+            clip(f)
+        ));
+    }
+    if let Some((f, s)) = features
+        .iter()
+        .zip(std)
+        .find(|(_, s)| !(s.is_finite() && **s >= f32::MIN_POSITIVE))
+    {
+        return Err(format!(
+            "gives feature `{}` the deviation {s}; a deviation is a finite number of at least {:e}",
+            clip(f),
+            f32::MIN_POSITIVE
+        ));
+    }
+    if o.takes_ids || o.input != [n] {
+        return Err(format!(
+            "reads {n} numeric features, but the model takes {} of shape {:?}",
+            if o.takes_ids { "token ids" } else { "values" },
+            o.input
+        ));
+    }
+    Ok(())
+}
+
+/// A text table's spec: unique text columns without the label, their ids filling the model's
+/// input, a vocabulary of unique words that fits the embedding.
+fn check_text(
+    label: &str,
+    texts: &[String],
+    ids_per_text: usize,
+    words: &[String],
+    o: &Outline,
+) -> Result<(), String> {
+    names_check("text columns", texts)?;
+    if texts.iter().any(|t| t == label) {
+        return Err(format!(
+            "lists its label `{}` as a text column",
+            clip(label)
+        ));
+    }
+    let width: usize = o.input.iter().product();
+    if !o.takes_ids || texts.len().checked_mul(ids_per_text) != Some(width) {
+        return Err(format!(
+            "reads {} text columns of {ids_per_text} ids, but the model takes {} of shape {:?}",
+            texts.len(),
+            if o.takes_ids { "ids" } else { "values" },
+            o.input
+        ));
+    }
+    if words.len() > MAX_WORDS {
+        return Err(format!(
+            "holds {} words; the most is {MAX_WORDS}",
+            words.len()
+        ));
+    }
+    if let Some(v) = o.vocab.filter(|&v| words.len() + 2 > v) {
+        return Err(format!(
+            "holds {} words (ids up to {}), more than the embedding's {v} rows",
+            words.len(),
+            words.len() + 1
+        ));
+    }
+    if let Some(w) = repeated(words) {
+        return Err(format!("holds the word `{}` twice", clip(w)));
+    }
+    Ok(())
+}
+
+/// An image folder's spec: 1 or 3 channels, sides in range, the model's input shape.
+fn check_images(shape: [usize; 3], o: &Outline) -> Result<(), String> {
+    let [channels, height, width] = shape;
+    let side = 1..=MAX_SIDE;
+    if ![1, 3].contains(&channels) || !side.contains(&height) || !side.contains(&width) {
+        return Err(format!(
+            "reads images of {channels} channels, {height}x{width}: channels are 1 or 3, sides 1 to {MAX_SIDE}"
+        ));
+    }
+    if o.takes_ids || o.input != shape {
+        return Err(format!(
+            "reads images as {shape:?}, but the model takes {:?}",
+            o.input
+        ));
+    }
+    Ok(())
+}
+
 impl DataSpec {
     /// Reads the spec saved with a model, checked against the model's outline.
     pub fn from_meta(text: &str, outline: &Outline) -> Result<DataSpec, String> {
@@ -148,106 +258,18 @@ impl DataSpec {
                 features,
                 mean,
                 std,
-            } => {
-                names_check("feature columns", features)?;
-                if features.contains(label) {
-                    return Err(format!("lists its label `{}` as a feature", clip(label)));
-                }
-                let n = features.len();
-                if mean.len() != n || std.len() != n {
-                    return Err(format!(
-                        "has {n} features but {} means and {} deviations; each feature needs one of each",
-                        mean.len(),
-                        std.len()
-                    ));
-                }
-                if let Some((f, m)) = features.iter().zip(mean).find(|(_, m)| !m.is_finite()) {
-                    return Err(format!(
-                        "gives feature `{}` the mean {m}, not a finite number",
-                        clip(f)
-                    ));
-                }
-                if let Some((f, s)) = features
-                    .iter()
-                    .zip(std)
-                    .find(|(_, s)| !(s.is_finite() && **s >= f32::MIN_POSITIVE))
-                {
-                    return Err(format!(
-                        "gives feature `{}` the deviation {s}; a deviation is a finite number of at least {:e}",
-                        clip(f),
-                        f32::MIN_POSITIVE
-                    ));
-                }
-                if o.takes_ids || o.input != [n] {
-                    return Err(format!(
-                        "reads {n} numeric features, but the model takes {} of shape {:?}",
-                        if o.takes_ids { "token ids" } else { "values" },
-                        o.input
-                    ));
-                }
-            }
+            } => check_table(label, features, mean, std, o)?,
             Source::Text {
                 label,
                 texts,
                 ids_per_text,
                 words,
-            } => {
-                names_check("text columns", texts)?;
-                if texts.contains(label) {
-                    return Err(format!(
-                        "lists its label `{}` as a text column",
-                        clip(label)
-                    ));
-                }
-                let width: usize = o.input.iter().product();
-                if !o.takes_ids || texts.len().checked_mul(*ids_per_text) != Some(width) {
-                    return Err(format!(
-                        "reads {} text columns of {ids_per_text} ids, but the model takes {} of shape {:?}",
-                        texts.len(),
-                        if o.takes_ids { "ids" } else { "values" },
-                        o.input
-                    ));
-                }
-                if words.len() > MAX_WORDS {
-                    return Err(format!(
-                        "holds {} words; the most is {MAX_WORDS}",
-                        words.len()
-                    ));
-                }
-                if let Some(v) = o.vocab {
-                    if words.len() + 2 > v {
-                        return Err(format!(
-                            "holds {} words (ids up to {}), more than the embedding's {v} rows",
-                            words.len(),
-                            words.len() + 1
-                        ));
-                    }
-                }
-                if let Some(w) = repeated(words) {
-                    return Err(format!("holds the word `{}` twice", clip(w)));
-                }
-            }
+            } => check_text(label, texts, *ids_per_text, words, o)?,
             Source::Images {
                 channels,
                 height,
                 width,
-            } => {
-                if ![1, 3].contains(channels)
-                    || !(1..=MAX_SIDE).contains(height)
-                    || !(1..=MAX_SIDE).contains(width)
-                {
-                    return Err(format!(
-                        "reads images of {channels} channels, {height}x{width}: channels are 1 or 3, sides 1 to {MAX_SIDE}"
-                    ));
-                }
-                if o.takes_ids || o.input != [*channels, *height, *width] {
-                    return Err(format!(
-                        "reads images as {:?}, but the model takes {:?}",
-                        [channels, height, width],
-                        o.input
-                    ));
-                }
-            }
+            } => check_images([*channels, *height, *width], o)?,
         }
         match self.task {
             Task::Classification => {

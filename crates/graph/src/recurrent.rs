@@ -218,22 +218,7 @@ impl Tape {
             let u = self.reshape(&self.narrow(recurrent, 0, dir, 1)?, &[h, h4])?;
             let bias_d = self.reshape(&self.narrow(bias, 0, dir, 1)?, &[h4])?;
             let xproj = self.reshape(&self.matmul(&x2, &k, false, false)?, &[b, t, h4])?;
-            let (mut hv, mut cv) = match init {
-                Some(init) => (
-                    self.reshape(
-                        &self.narrow(&self.narrow(init, 0, 0, 1)?, 1, dir, 1)?,
-                        &[b, h],
-                    )?,
-                    self.reshape(
-                        &self.narrow(&self.narrow(init, 0, 1, 1)?, 1, dir, 1)?,
-                        &[b, h],
-                    )?,
-                ),
-                None => (
-                    self.constant(self.device().zeros(&[b, h])?),
-                    self.constant(self.device().zeros(&[b, h])?),
-                ),
-            };
+            let (mut hv, mut cv) = self.lstm_start(init, dir, b, h)?;
             let mut seq: Vec<Option<Var>> = vec![None; t];
             for s in 0..t {
                 let ts = if dir == 1 { t - 1 - s } else { s };
@@ -242,13 +227,7 @@ impl Tape {
                     &self.add(&xt, &bias_d)?,
                     &self.matmul(&hv, &u, false, false)?,
                 )?;
-                let gate = |g: usize| self.narrow(&z, 1, g * h, h);
-                let i = self.unary(UnaryOp::Sigmoid, &gate(0)?)?;
-                let f = self.unary(UnaryOp::Sigmoid, &gate(1)?)?;
-                let g = self.unary(UnaryOp::Tanh, &gate(2)?)?;
-                let o = self.unary(UnaryOp::Sigmoid, &gate(3)?)?;
-                let c_new = self.add(&self.mul(&f, &cv)?, &self.mul(&i, &g)?)?;
-                let h_new = self.mul(&o, &self.unary(UnaryOp::Tanh, &c_new)?)?;
+                let (h_new, c_new) = self.lstm_cell(&z, &cv, h)?;
                 (hv, cv) = match &masks {
                     Some(m) => {
                         // state = prev + keep * (new - prev)
@@ -293,6 +272,34 @@ impl Tape {
             h: join(&hs, 1)?,
             c: join(&cs, 1)?,
         })
+    }
+
+    /// The unfused LSTM's state before its first step in direction `dir`: `init`'s (2, D, B, H)
+    /// slices, or zeros.
+    fn lstm_start(&self, init: Option<&Var>, dir: usize, b: usize, h: usize) -> Result<(Var, Var)> {
+        let Some(init) = init else {
+            let zeros = || Ok::<_, Error>(self.constant(self.device().zeros(&[b, h])?));
+            return Ok((zeros()?, zeros()?));
+        };
+        let part = |which: usize| {
+            self.reshape(
+                &self.narrow(&self.narrow(init, 0, which, 1)?, 1, dir, 1)?,
+                &[b, h],
+            )
+        };
+        Ok((part(0)?, part(1)?))
+    }
+
+    /// One LSTM cell from its gate pre-activations z (B, 4H) and c (B, H): (h, c) after the step.
+    fn lstm_cell(&self, z: &Var, c: &Var, h: usize) -> Result<(Var, Var)> {
+        let gate = |g: usize| self.narrow(z, 1, g * h, h);
+        let i = self.unary(UnaryOp::Sigmoid, &gate(0)?)?;
+        let f = self.unary(UnaryOp::Sigmoid, &gate(1)?)?;
+        let g = self.unary(UnaryOp::Tanh, &gate(2)?)?;
+        let o = self.unary(UnaryOp::Sigmoid, &gate(3)?)?;
+        let c_new = self.add(&self.mul(&f, c)?, &self.mul(&i, &g)?)?;
+        let h_new = self.mul(&o, &self.unary(UnaryOp::Tanh, &c_new)?)?;
+        Ok((h_new, c_new))
     }
 
     /// Elman RNN, Keras's SimpleRNN: h_t = tanh(x_t . kernel + h_{t-1} . recurrent + bias), from
