@@ -14,12 +14,18 @@ use serde::Serialize;
 /// One measured case, as written to `--json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
+    /// The kernel family (matmul, elementwise, ...).
     pub kernel: String,
+    /// The variant timed (naive, tiled, fused, ...).
     pub variant: String,
+    /// The operands' shapes.
     pub shape: String,
+    /// Median time of one run, in milliseconds.
     pub median_ms: f64,
+    /// Compute-bound cases: billions of floating-point operations per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gflops: Option<f64>,
+    /// Memory-bound cases: gigabytes moved per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gbps: Option<f64>,
     /// Training cases: samples (images) per second.
@@ -32,6 +38,7 @@ pub struct Record {
     pub submits_per_step: Option<f64>,
     /// "gpu-timestamp" or "wall-clock".
     pub timing: &'static str,
+    /// The device it ran on.
     pub adapter: String,
     /// Long-run cases: memory early and late in the run.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,10 +150,12 @@ fn training_memory(d: &Device, quick: bool) -> Result<Record> {
     })
 }
 
+/// What `kiln bench` runs.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Only kernels whose name contains this.
     pub filter: Option<String>,
+    /// Timed runs per case after one warm-up; the median is reported.
     pub repeats: usize,
     /// Small shapes, for a smoke run (CI, tests).
     pub quick: bool,

@@ -10,11 +10,16 @@ use serde::Serialize;
 
 use crate::{data, pictures};
 
+/// What `kiln eval mnist` reports.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The model file.
     pub model: PathBuf,
+    /// Test images evaluated.
     pub samples: usize,
+    /// The share classified right.
     pub accuracy: f32,
+    /// The mean loss.
     pub loss: f32,
     /// `confusion[true][predicted]`
     pub confusion: [[usize; 10]; 10],

@@ -110,7 +110,7 @@ impl ModelConfig {
     }
 
     /// The fields `text` (the file this config was read from) leaves out, which took their
-    /// defaults, as "layers[1] (dense): activation \"linear\"": a model file may omit any field
+    /// defaults, as `layers[1] (dense): activation "linear"`: a model file may omit any field
     /// but a layer's size, and kiln says what it filled in.
     pub fn defaults_taken(&self, text: &str) -> Vec<String> {
         let (Ok(given), Ok(full)) = (
@@ -275,10 +275,15 @@ pub fn load_saved(device: &kiln_device::Device, path: &std::path::Path) -> Resul
 
 /// A model, its data and its defaults.
 pub struct Job {
+    /// The name of the run folder (`runs/NAME`).
     pub name: String,
+    /// The model.
     pub model: ModelConfig,
+    /// The training data.
     pub train: Dataset,
+    /// The validation data, when there is some.
     pub val: Option<Dataset>,
+    /// How to train.
     pub config: TrainConfig,
     /// Saved with the model (qqp: the vocabulary and the preprocessing).
     pub metadata: Vec<(String, String)>,

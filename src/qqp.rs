@@ -12,9 +12,13 @@ use crate::data::qqp::{self, Format, Pair, Preprocess, Tokenizer};
 
 /// A saved model, rebuilt, with what turns text into its inputs.
 pub struct Loaded {
+    /// The model.
     pub model: Box<dyn Model>,
+    /// Its weights.
     pub params: ParamStore,
+    /// The vocabulary it was trained with.
     pub tokenizer: Tokenizer,
+    /// How its pairs become ids.
     pub preprocess: Preprocess,
 }
 
@@ -102,15 +106,22 @@ impl Loaded {
     }
 }
 
+/// What `kiln eval qqp` reports.
 #[derive(Debug, Serialize)]
 pub struct EvalReport {
+    /// The model file.
     pub model: PathBuf,
+    /// The data file.
     pub data: PathBuf,
     /// "validation split" (the embedded data, split as in training) or "all rows".
     pub rows: String,
+    /// Pairs evaluated.
     pub pairs: usize,
+    /// The share classified right.
     pub accuracy: f32,
+    /// The mean binary cross-entropy.
     pub loss: f32,
+    /// Rows skipped.
     pub skipped_rows: usize,
     /// What loading found (rows, kept, skipped and why).
     pub skipped: String,

@@ -10,11 +10,20 @@ use md5::{Digest, Md5};
 /// A problem with a data file.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// The file is there but wrong: truncated, corrupt, another format.
     #[error("{path}: {message}")]
-    Bad { path: PathBuf, message: String },
+    Bad {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file cannot be read.
     #[error("{path}: {source}. {hint}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
         /// What to pass instead.

@@ -23,11 +23,14 @@ pub fn default_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/qqp/mini_quora_duplicate_questions.tsv")
 }
 
+/// A question pair as a file holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pair {
     /// `id` (training files) or `test_id` (Kaggle's test.csv).
     pub id: String,
+    /// The first question.
     pub q1: String,
+    /// The second question.
     pub q2: String,
     /// None in Kaggle's test.csv.
     pub label: Option<u8>,
@@ -36,18 +39,26 @@ pub struct Pair {
 /// Which file layout a header names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// Quora's original TSV: id, qid1, qid2, question1, question2, is_duplicate.
     QuoraTsv,
+    /// Kaggle's train.csv: the same columns, comma-separated and quoted.
     KaggleTrain,
+    /// Kaggle's test.csv: test_id, question1, question2 (no labels).
     KaggleTest,
 }
 
 /// What a load found, row by row.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LoadReport {
+    /// Records read.
     pub rows: usize,
+    /// Records kept.
     pub kept: usize,
+    /// Records skipped for a missing field.
     pub missing_field: usize,
+    /// Records skipped for an empty question.
     pub empty_question: usize,
+    /// Records skipped for a label that is not 0 or 1.
     pub bad_label: usize,
     /// Records whose quoted field runs on over lines that are records of their own (an unclosed
     /// quote): the lines it swallowed are not read as rows.
@@ -57,6 +68,7 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// Records skipped, for any reason.
     pub fn skipped(&self) -> usize {
         self.missing_field + self.empty_question + self.bad_label + self.swallowed
     }
@@ -119,7 +131,10 @@ fn looks_like_record(line: &str, format: Format) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
     /// Labelled rows for training or evaluation.
-    Labelled { strict: bool },
+    Labelled {
+        /// Refuse the file at its first bad row instead of skipping it.
+        strict: bool,
+    },
     /// Every row, in order, for predictions.
     Predict,
 }
@@ -275,7 +290,9 @@ pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
+/// The padding id.
 pub const PAD: u32 = 0;
+/// The id of a word outside the vocabulary.
 pub const OOV: u32 = 1;
 
 /// A word index, fitted on training text; saved with the model.
@@ -308,6 +325,7 @@ impl Tokenizer {
         Tokenizer::from_words(ranked.into_iter().map(|(w, _)| w).collect())
     }
 
+    /// A tokenizer of `words` (ids 2, 3, ... in order).
     pub fn from_words(words: Vec<String>) -> Tokenizer {
         let index = words
             .iter()
@@ -322,6 +340,7 @@ impl Tokenizer {
         self.words.len() + 2
     }
 
+    /// `word`'s id, or [`OOV`].
     pub fn id(&self, word: &str) -> u32 {
         self.index.get(word).copied().unwrap_or(OOV)
     }
@@ -341,10 +360,12 @@ impl Tokenizer {
         v
     }
 
+    /// The words as JSON (what a model's `vocabulary` metadata holds).
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.words).expect("words serialize")
     }
 
+    /// Reads [`Tokenizer::to_json`]'s form, refusing empty or repeated words.
     pub fn from_json(text: &str) -> Result<Tokenizer, String> {
         let words: Vec<String> = serde_json::from_str(text)
             .map_err(|e| format!("vocabulary: {}", crate::data::clip(&e.to_string())))?;
@@ -468,10 +489,15 @@ pub fn encode(pairs: &[Pair], tokenizer: &Tokenizer, len: usize) -> kiln_train::
 
 /// A labelled file, split and encoded for training.
 pub struct Prepared {
+    /// The training split.
     pub train: kiln_train::Dataset,
+    /// The validation split.
     pub val: kiln_train::Dataset,
+    /// The tokenizer, fitted on the training split.
     pub tokenizer: Tokenizer,
+    /// What loading found.
     pub report: LoadReport,
+    /// The file's layout.
     pub format: Format,
 }
 

@@ -10,6 +10,21 @@
 //! - [`Model`]: what training takes (`model.rs`); [`Objective`] / [`LossKind`] / [`LossFn`]:
 //!   losses and metrics (`loss.rs`); [`Optimizer`]: fused Adam/SGD; [`train_step`] (`step.rs`).
 //! - [`checkpoint`]: safetensors files, written atomically.
+//!
+//! ```
+//! use kiln_graph::kiln_device::Device;
+//! use kiln_graph::kiln_device::UnaryOp;
+//! use kiln_graph::Tape;
+//!
+//! // d/dx of mean(tanh(x)) at x = 0 is 1 / n.
+//! let d = Device::cpu();
+//! let tape = Tape::recording(&d);
+//! let x = tape.input(d.from_f32(&[0.0, 0.0, 0.0, 0.0], &[4])?);
+//! let loss = tape.mean(&tape.unary(UnaryOp::Tanh, &x)?)?;
+//! tape.backward(&loss)?;
+//! assert_eq!(d.to_f32(&tape.grad(&x).unwrap())?, vec![0.25; 4]);
+//! # Ok::<(), kiln_graph::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod checkpoint;
