@@ -8,32 +8,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{DATA, RUNTIME, USAGE};
+use common::{ok, p, refused, run, write, DATA, RUNTIME, USAGE};
 use kiln::graph::checkpoint::Checkpoint;
 
 /// (exit code, stderr).
 fn kiln(args: &[&str]) -> (i32, String) {
-    let out = common::kiln().args(args).output().expect("run kiln");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn refused(args: &[&str], code: i32, needles: &[&str]) {
-    let (got, stderr) = kiln(args);
-    assert_eq!(got, code, "kiln {args:?}: exit {got}\n{stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "kiln {args:?} panicked:\n{stderr}"
-    );
-    for n in needles {
-        assert!(stderr.contains(n), "kiln {args:?}: `{n}` not in\n{stderr}");
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
+    let (code, _, stderr) = run(args);
+    (code, stderr)
 }
 
 #[test]
@@ -368,27 +349,6 @@ fn run_folders_are_never_overwritten_or_resumed_from_nothing() {
 }
 
 // ---- The new surface: tables, model metadata and outputs (issue: reliability, round two) ----
-
-/// (exit code, stdout, stderr).
-fn kiln_all(args: &[&str]) -> (i32, String, String) {
-    let out = common::kiln().args(args).output().expect("run kiln");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Runs kiln and expects success; returns stdout and stderr together.
-fn ok(args: &[&str]) -> String {
-    let (code, stdout, stderr) = kiln_all(args);
-    assert_eq!(code, 0, "kiln {args:?}: exit {code}\n{stderr}");
-    stdout + &stderr
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-}
 
 /// A 200-row table `f1,f2,label` (labels p/n by the sign of f1 + f2) as lines, header first.
 fn table_lines() -> Vec<String> {
@@ -1151,7 +1111,7 @@ fn answers_come_at_once_and_lead_somewhere() {
     let json = d.join("mlp.json");
     write(&json, MLP);
     let train = |data: &Path| -> (i32, String) {
-        let (code, stdout, stderr) = kiln_all(&[
+        let (code, stdout, stderr) = run(&[
             "train",
             "--model",
             p(&json),

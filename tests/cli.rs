@@ -3,14 +3,7 @@
 
 mod common;
 
-fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = common::kiln().args(args).output().expect("run kiln");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::kiln_ok as kiln;
 
 #[test]
 fn info_lists_adapters_and_the_choice() {

@@ -10,31 +10,7 @@ use std::path::Path;
 
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 
-fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = common::kiln().args(args).output().expect("run kiln");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let (ok, stdout, stderr) = kiln(args);
-    assert!(ok, "kiln {args:?} failed:\n{stderr}");
-    stdout + &stderr
-}
-
-fn refused(args: &[&str]) -> String {
-    let (ok, _, stderr) = kiln(args);
-    assert!(!ok, "kiln {args:?} should have failed");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{fails as refused, ok, p, write};
 
 /// `kiln eval --json`'s metric.
 fn eval_metric(model: &Path, data: &Path) -> (String, f64, usize) {
@@ -46,10 +22,6 @@ fn eval_metric(model: &Path, data: &Path) -> (String, f64, usize) {
         v["value"].as_f64().unwrap(),
         v["rows"].as_u64().unwrap() as usize,
     )
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use kiln::models::qqp_seed;
-use kiln_device::testing::{assert_close, gpu_device, Tolerance};
+use kiln_device::testing::{assert_close, each_device, Tolerance};
 use kiln_device::{Device, Tensor};
 use kiln_graph::layers::{
     BidirectionalConfig, EmbeddingConfig, LayerNormalizationConfig, LstmConfig,
@@ -76,9 +76,7 @@ const TOL: Tolerance = Tolerance {
 };
 
 fn devices() -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_device("keras_golden"));
-    v
+    each_device("keras_golden")
 }
 
 fn cat(parts: &[Vec<f32>]) -> Vec<f32> {

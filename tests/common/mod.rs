@@ -1,7 +1,10 @@
 //! What the tests that run kiln's programs as a user would (the `kiln` binary, the examples)
 //! share: a command whose kernel choices follow the shape rules, away from the user's cache.
 
+#![allow(dead_code)] // each test binary uses its own share of these
+
 use std::ffi::OsStr;
+use std::path::Path;
 use std::process::Command;
 
 /// The tuning cache file the programs the tests run are pointed at: in cargo's scratch folder
@@ -22,18 +25,74 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
 }
 
 /// The `kiln` binary, as [`command`] sets it up.
-#[allow(dead_code)] // tests/examples.rs runs the examples only
 pub fn kiln() -> Command {
     command(env!("CARGO_BIN_EXE_kiln"))
 }
 
 /// `kiln`'s exit code for a runtime failure (no device, a diverged run, a write that failed).
-#[allow(dead_code)]
 pub const RUNTIME: i32 = 1;
 /// `kiln`'s exit code for a usage error (a flag the command or job does not take, a value out of
 /// range), as clap's own.
-#[allow(dead_code)]
 pub const USAGE: i32 = 2;
 /// `kiln`'s exit code for a data error (a data, model or checkpoint file that cannot be used).
-#[allow(dead_code)]
 pub const DATA: i32 = 3;
+
+/// Runs `kiln args`: (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = kiln().args(args).output().expect("run kiln");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `kiln args`: (success, stdout, stderr).
+pub fn kiln_ok(args: &[&str]) -> (bool, String, String) {
+    let (code, stdout, stderr) = run(args);
+    (code == 0, stdout, stderr)
+}
+
+/// Runs `kiln args` and expects success; returns stdout and stderr together.
+pub fn ok(args: &[&str]) -> String {
+    let (code, stdout, stderr) = run(args);
+    assert_eq!(code, 0, "kiln {args:?}: exit {code}\n{stderr}");
+    stdout + &stderr
+}
+
+/// Asserts that stderr shows no panic.
+fn no_panic(args: &[&str], stderr: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "kiln {args:?} panicked:\n{stderr}"
+    );
+}
+
+/// Runs `kiln args` and expects a failure (any class) without a panic; returns stderr.
+pub fn fails(args: &[&str]) -> String {
+    let (code, _, stderr) = run(args);
+    assert_ne!(code, 0, "kiln {args:?} should have failed");
+    no_panic(args, &stderr);
+    stderr
+}
+
+/// Runs `kiln args` and expects exit `code` (a class: [`USAGE`], [`DATA`], [`RUNTIME`]) with
+/// every needle in stderr and no panic.
+pub fn refused(args: &[&str], code: i32, needles: &[&str]) {
+    let (got, _, stderr) = run(args);
+    assert_eq!(got, code, "kiln {args:?}: exit {got}\n{stderr}");
+    no_panic(args, &stderr);
+    for n in needles {
+        assert!(stderr.contains(n), "kiln {args:?}: `{n}` not in\n{stderr}");
+    }
+}
+
+/// A path as the argument it is.
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Writes a test file.
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}

@@ -163,3 +163,11 @@ pub fn gpu_device(test: &str) -> Option<Device> {
         }
     }
 }
+
+/// The CPU device, then the test GPU device when there is one ([`gpu_device`]'s rule): what a
+/// test that must hold on every device loops over.
+pub fn each_device(test: &str) -> Vec<Device> {
+    let mut v = vec![Device::cpu()];
+    v.extend(gpu_device(test));
+    v
+}

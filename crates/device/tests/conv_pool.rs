@@ -2,7 +2,7 @@
 //! CPU reference, typed errors for shapes that give no whole output, and backward passes against
 //! finite differences.
 
-use kiln_device::testing::{assert_close, gpu_device, random_f32, Tolerance};
+use kiln_device::testing::{assert_close, each_device, gpu_device, random_f32, Tolerance};
 use kiln_device::*;
 
 /// Every gradient of a convolution.
@@ -10,12 +10,6 @@ const BOTH: Conv2dWanted = Conv2dWanted {
     bias: true,
     dx: true,
 };
-
-fn each_device(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_device(test));
-    v
-}
 
 const SEED_X: [f32; 16] = [
     1.0, 2.0, 3.0, 0.0, 0.0, 1.0, 2.0, 3.0, 3.0, 0.0, 1.0, 2.0, 2.0, 3.0, 0.0, 1.0,

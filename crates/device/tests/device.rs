@@ -2,7 +2,7 @@
 //! input: typed errors naming op, shapes and values, never a panic. Tests that need an adapter
 //! say SKIPPED without one (unless KILN_REQUIRE_GPU=1); the rest run on the CPU device.
 
-use kiln_device::testing::{gpu_device, private_gpu_device, random_f32};
+use kiln_device::testing::{each_device, gpu_device, private_gpu_device, random_f32};
 use kiln_device::*;
 
 #[test]
@@ -179,12 +179,6 @@ fn gpu_ops_refuse_tensors_from_another_device() {
 }
 
 /// Bad arguments on both devices: the same typed errors from the GPU and the CPU.
-fn each_device(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_device(test));
-    v
-}
-
 #[test]
 fn shape_mismatches_name_op_and_shapes() {
     for d in each_device("shape_errors") {

@@ -21,39 +21,11 @@ fn objective(tape: &Tape, out: &Var) -> Var {
 }
 
 /// Checks d objective / d parameter for every element of every parameter of `store`, analytic
-/// (one recording forward + backward) against central differences (inference forwards).
+/// against central differences ([`kiln_graph::testing::check_param_gradients`]).
 fn gradcheck_store(name: &str, store: &ParamStore, f: impl Fn(&Tape, &ParamStore) -> Result<Var>) {
-    let d = store.device().clone();
-    let tape = Tape::recording(&d);
-    let loss = objective(&tape, &f(&tape, store).unwrap());
-    tape.backward(&loss).unwrap();
-    let eval = || -> f32 {
-        let tape = Tape::inference(&d);
-        d.to_f32(objective(&tape, &f(&tape, store).unwrap()).value())
-            .unwrap()[0]
-    };
-    for id in store.ids() {
-        let analytic = d.to_f32(store.grad(id)).unwrap();
-        let base = d.to_f32(store.value(id)).unwrap();
-        let mut numeric = vec![0.0; base.len()];
-        for i in 0..base.len() {
-            let mut v = base.clone();
-            v[i] = base[i] + EPS;
-            d.write_f32(store.value(id), &v).unwrap();
-            let up = eval();
-            v[i] = base[i] - EPS;
-            d.write_f32(store.value(id), &v).unwrap();
-            let down = eval();
-            numeric[i] = (up - down) / (2.0 * EPS);
-        }
-        d.write_f32(store.value(id), &base).unwrap();
-        assert_close(
-            &format!("{name}: d/d {}", store.name(id)),
-            &analytic,
-            &numeric,
-            TOL,
-        );
-    }
+    kiln_graph::testing::check_param_gradients(name, store, EPS, TOL, |tape| {
+        objective(tape, &f(tape, store).unwrap())
+    });
 }
 
 /// Gradcheck of an op: its inputs become parameters p0, p1, ... with the given values.

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_device::testing::{assert_close, gpu_device, random_f32, Tolerance};
+use kiln_device::testing::{assert_close, each_device, gpu_device, random_f32, Tolerance};
 use kiln_device::{Device, Tensor};
 use kiln_graph::checkpoint::{self, Checkpoint};
 use kiln_graph::layers::{DenseConfig, DropoutConfig};
@@ -367,12 +367,6 @@ fn settings_that_cannot_train_are_refused_before_a_step() {
         assert!(err.to_string().contains(want), "{err} (want {want})");
         assert_eq!(params.to_host().unwrap(), before, "no step was taken");
     }
-}
-
-fn each_device(test: &str) -> Vec<Device> {
-    let mut v = vec![Device::cpu()];
-    v.extend(gpu_device(test));
-    v
 }
 
 /// The seed's network (fixed weights, sigmoid hidden layers, identity output) against f64 by hand.
