@@ -371,19 +371,24 @@ fn trained_mlp(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (json, csv, run) = (d.join("mlp.json"), d.join("table.csv"), d.join("mlp-run"));
     write(&json, MLP);
     write(&csv, &(table_lines().join("\n") + "\n"));
+    train_one_epoch(&json, &csv, &run);
+    (json, csv, run.join("model.safetensors"))
+}
+
+/// `kiln train --model json --data csv --out run` for one epoch, which must succeed; its log.
+fn train_one_epoch(json: &Path, csv: &Path, run: &Path) -> String {
     ok(&[
         "train",
         "--model",
-        p(&json),
+        p(json),
         "--data",
-        p(&csv),
+        p(csv),
         "--out",
-        p(&run),
+        p(run),
         "--epochs",
         "1",
         "--quiet",
-    ]);
-    (json, csv, run.join("model.safetensors"))
+    ])
 }
 
 /// `kiln train`'s data report line ("data: FILE: N rows (...), ...").
@@ -402,18 +407,7 @@ fn stray_quotes_in_tables_lose_no_rows_and_merge_none() {
     lines[20] = format!("\"{}", lines[20]);
     let stray = d.join("stray.csv");
     write(&stray, &(lines.join("\n") + "\n"));
-    let log = ok(&[
-        "train",
-        "--model",
-        p(&json),
-        "--data",
-        p(&stray),
-        "--out",
-        p(&d.join("r1")),
-        "--epochs",
-        "1",
-        "--quiet",
-    ]);
+    let log = train_one_epoch(&json, &stray, &d.join("r1"));
     let line = data_line(&log);
     assert!(
         line.contains("199 rows") && line.contains("1 rows skipped (line 21:"),
@@ -473,18 +467,7 @@ fn stray_quotes_in_tables_lose_no_rows_and_merge_none() {
     lines[29].push('"');
     let balanced = d.join("balanced.csv");
     write(&balanced, &(lines.join("\n") + "\n"));
-    let log = ok(&[
-        "train",
-        "--model",
-        p(&json),
-        "--data",
-        p(&balanced),
-        "--out",
-        p(&d.join("r3")),
-        "--epochs",
-        "1",
-        "--quiet",
-    ]);
+    let log = train_one_epoch(&json, &balanced, &d.join("r3"));
     let line = data_line(&log);
     assert!(
         line.contains("198 rows")
@@ -544,18 +527,7 @@ fn stray_quotes_in_tables_lose_no_rows_and_merge_none() {
         &tjson,
         r#"{"input": [6], "layers": [{"type": "embedding", "vocab": 40, "dim": 4}, {"type": "flatten"}, {"type": "dense", "units": 1, "activation": "sigmoid"}]}"#,
     );
-    let log = ok(&[
-        "train",
-        "--model",
-        p(&tjson),
-        "--data",
-        p(&texts),
-        "--out",
-        p(&d.join("r5")),
-        "--epochs",
-        "1",
-        "--quiet",
-    ]);
+    let log = train_one_epoch(&tjson, &texts, &d.join("r5"));
     assert!(
         data_line(&log).contains("59 rows") && data_line(&log).contains("(line 12:"),
         "{log}"
@@ -592,18 +564,7 @@ fn runs_and_models_refuse_data_that_does_not_match_them() {
     let lines = table_lines();
     // --resume reads the new file the way the run reads its data: reordered columns by name.
     let run = d.join("run");
-    ok(&[
-        "train",
-        "--model",
-        p(&json),
-        "--data",
-        p(&csv),
-        "--out",
-        p(&run),
-        "--epochs",
-        "1",
-        "--quiet",
-    ]);
+    train_one_epoch(&json, &csv, &run);
     let reordered: Vec<String> = lines
         .iter()
         .map(|l| {

@@ -70,21 +70,23 @@ pub(super) fn read_for(
     };
     if labels != Labels::Ignored {
         let mut classes = BTreeMap::new();
-        let images = matches!(spec.source, Source::Images { .. });
         for (class, name) in found.labels.iter().zip(&found.names) {
-            let at = || {
-                if images {
-                    name.clone()
-                } else {
-                    format!("line {name}")
-                }
-            };
-            classes.entry(class.clone()).or_insert_with(at);
+            classes
+                .entry(class.clone())
+                .or_insert_with(|| where_is(spec, name));
         }
         spec.check_classes(&classes, labels == Labels::Exact)
             .map_err(|e| format!("{}: {e}", data.display()))?;
     }
     Ok(found)
+}
+
+/// A row's name in a message: an image's path, or "line N" for a table's line number.
+fn where_is(spec: &DataSpec, name: &str) -> String {
+    match spec.source {
+        Source::Images { .. } => name.to_string(),
+        _ => format!("line {name}"),
+    }
 }
 
 fn read_image_folder(
@@ -327,12 +329,7 @@ pub fn predictions(device: &Device, path: &Path, data: &Path) -> Result<(Vec<u8>
         .map_err(|e| e.to_string())?;
     let width: usize = shape[1..].iter().product();
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        let name = &read.names[i / width.max(1)];
-        let at = if matches!(spec.source, Source::Images { .. }) {
-            name.clone()
-        } else {
-            format!("line {name}")
-        };
+        let at = where_is(&spec, &read.names[i / width.max(1)]);
         return Err(format!(
             "{}: the model's output for {at} is {}, not finite: its outputs overflow on this data (was the model or its {META_KEY} edited?); nothing was written",
             data.display(),

@@ -13,57 +13,9 @@ use crate::tape::{Tape, Var};
 use crate::{Error, Result};
 
 /// One LSTM layer's inputs on the tape: the input sequence, the weights (Keras's layout stacked
-/// over directions D), the initial state and the mask.
-#[derive(Clone, Copy, Debug)]
-pub struct LstmVars<'a> {
-    /// (B, T, E): the input sequence.
-    pub x: &'a Var,
-    /// (D, E, 4H): the input kernel.
-    pub kernel: &'a Var,
-    /// (D, H, 4H): the recurrent kernel.
-    pub recurrent: &'a Var,
-    /// (D, 4H): the bias.
-    pub bias: &'a Var,
-    /// (2, D, B, H): h0 then c0; zeros when None.
-    pub init: Option<&'a Var>,
-    /// (B, T) u32: the steps whose id is 0 are masked (Keras's `mask_zero`).
-    pub mask: Option<&'a Tensor>,
-    /// Whether the whole output sequence is returned, or only the last states.
-    pub return_sequences: bool,
-}
-
-impl<'a> LstmVars<'a> {
-    /// The sequence and weights, from zero states, unmasked, returning the last states only.
-    pub fn new(x: &'a Var, kernel: &'a Var, recurrent: &'a Var, bias: &'a Var) -> Self {
-        LstmVars {
-            x,
-            kernel,
-            recurrent,
-            bias,
-            init: None,
-            mask: None,
-            return_sequences: false,
-        }
-    }
-
-    /// Starts from `init` (2, D, B, H): h0 then c0.
-    pub fn init(mut self, init: Option<&'a Var>) -> Self {
-        self.init = init;
-        self
-    }
-
-    /// Masks the steps whose id in `mask` (B, T) is 0.
-    pub fn mask(mut self, mask: Option<&'a Tensor>) -> Self {
-        self.mask = mask;
-        self
-    }
-
-    /// Returns the whole output sequence.
-    pub fn return_sequences(mut self, yes: bool) -> Self {
-        self.return_sequences = yes;
-        self
-    }
-}
+/// over directions D), the initial state and the mask (kiln-device's [`LstmInputs`] over
+/// variables).
+pub type LstmVars<'a> = LstmInputs<'a, Var>;
 
 /// An LSTM's outputs.
 #[derive(Clone, Debug)]

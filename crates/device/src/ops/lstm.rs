@@ -60,28 +60,37 @@ pub struct LstmOutputGrads<'a> {
 }
 
 /// One LSTM layer's inputs, forward and backward: the input sequence, the weights (Keras's
-/// layout stacked over directions D), the initial state and the mask.
-#[derive(Clone, Copy, Debug)]
-pub struct LstmInputs<'a> {
+/// layout stacked over directions D), the initial state and the mask. `T` is the device's
+/// [`Tensor`] here, and kiln-graph's tape variable (`LstmVars`) above.
+#[derive(Debug)]
+pub struct LstmInputs<'a, T = Tensor> {
     /// (B, T, E): the input sequence.
-    pub x: &'a Tensor,
+    pub x: &'a T,
     /// (D, E, 4H): the input kernel.
-    pub kernel: &'a Tensor,
+    pub kernel: &'a T,
     /// (D, H, 4H): the recurrent kernel.
-    pub recurrent: &'a Tensor,
+    pub recurrent: &'a T,
     /// (D, 4H): the bias.
-    pub bias: &'a Tensor,
+    pub bias: &'a T,
     /// (2, D, B, H): h0 then c0; zeros when None.
-    pub init: Option<&'a Tensor>,
+    pub init: Option<&'a T>,
     /// (B, T) u32: the steps whose id is 0 are masked (Keras's `mask_zero`); none when None.
     pub mask: Option<&'a Tensor>,
     /// Whether the whole output sequence (B, T, D*H) is returned, or only the last states.
     pub return_sequences: bool,
 }
 
-impl<'a> LstmInputs<'a> {
+impl<T> Clone for LstmInputs<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for LstmInputs<'_, T> {}
+
+impl<'a, T> LstmInputs<'a, T> {
     /// The sequence and weights, from zero states, unmasked, returning the last states only.
-    pub fn new(x: &'a Tensor, kernel: &'a Tensor, recurrent: &'a Tensor, bias: &'a Tensor) -> Self {
+    pub fn new(x: &'a T, kernel: &'a T, recurrent: &'a T, bias: &'a T) -> Self {
         LstmInputs {
             x,
             kernel,
@@ -94,7 +103,7 @@ impl<'a> LstmInputs<'a> {
     }
 
     /// Starts from `init` (2, D, B, H): h0 then c0.
-    pub fn init(mut self, init: Option<&'a Tensor>) -> Self {
+    pub fn init(mut self, init: Option<&'a T>) -> Self {
         self.init = init;
         self
     }
