@@ -528,3 +528,17 @@ fn bad_model_files_and_flags_are_refused_with_the_fix() {
     let e = refused(&["train", "--model", p(&d.join("m0.json"))]);
     assert!(e.contains("--model needs data"), "{e}");
 }
+
+/// Every registered layer's example, alone in a model file as `kiln train --model` reads it,
+/// parses and outlines (a new layer needs no edit here).
+#[test]
+fn every_registered_layer_reads_as_a_model_file() {
+    for (config, input) in kiln::graph::LayerConfig::examples() {
+        let json = serde_json::json!({"input": input.shape, "layers": [config]}).to_string();
+        let model =
+            kiln::models::ModelConfig::from_json(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let outline = model.outline().unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(outline.input, input.shape, "{json}");
+        assert_eq!(outline.takes_ids, input.ids, "{json}");
+    }
+}

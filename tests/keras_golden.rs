@@ -10,7 +10,7 @@ use kiln::models::qqp_seed;
 use kiln_device::testing::{assert_close, each_device, Tolerance};
 use kiln_device::{Device, Tensor};
 use kiln_graph::layers::{
-    BidirectionalConfig, EmbeddingConfig, LayerNormalizationConfig, LstmConfig,
+    BidirectionalConfig, EmbeddingConfig, LayerNormalizationConfig, LstmConfig, ReshapeConfig,
 };
 use kiln_graph::*;
 use safetensors::SafeTensors;
@@ -330,38 +330,70 @@ fn layer_normalization_matches_keras() {
             for (i, &id) in ids.iter().enumerate() {
                 d.write_f32(params.value(id), &g.w(case, i)).unwrap();
             }
-            let tape = Tape::recording(&d);
-            let x = tape.input(d.from_f32(g.get(case, "x"), &x_shape).unwrap());
-            let y = layer.forward(&tape, &params, &x).unwrap();
-            let r = tape.constant(d.from_f32(g.get(case, "r"), y.shape()).unwrap());
-            let prod = tape.mul(&y, &r).unwrap();
-            let n = prod.value().len();
-            // sum(y * r) = n * mean(y * r)
-            let loss = tape
-                .unary(
-                    kiln_device::UnaryOp::Scale(n as f32),
-                    &tape.mean(&prod).unwrap(),
-                )
-                .unwrap();
-            tape.backward(&loss).unwrap();
-            let what = format!("{case} on {}", d.name());
-            assert_close(
-                &format!("{what}: y"),
-                &d.to_f32(y.value()).unwrap(),
-                g.get(case, "y"),
-                TOL,
-            );
-            let dx = d.to_f32(&tape.grad(&x).unwrap()).unwrap();
-            assert_close(&format!("{what}: dx"), &dx, g.get(case, "dx"), TOL);
-            for (i, &id) in ids.iter().enumerate() {
-                let dw = d.to_f32(params.grad(id)).unwrap();
-                assert_close(
-                    &format!("{what}: dw{i}"),
-                    &dw,
-                    g.get(case, &format!("dw{i}")),
-                    TOL,
-                );
-            }
+            against_keras(&g, case, &d, &layer, &params);
         }
+    }
+}
+
+/// Runs `layer` on the case's x and checks y, and the gradients of sum(y * r) with respect to x
+/// and the layer's parameters (in Keras's weight order), against Keras's.
+fn against_keras(g: &Golden, case: &str, d: &Device, layer: &dyn Layer, params: &ParamStore) {
+    let x_shape = g.tensors[&format!("{case}/x")].0.clone();
+    let tape = Tape::recording(d);
+    let x = tape.input(d.from_f32(g.get(case, "x"), &x_shape).unwrap());
+    let y = layer.forward(&tape, params, &x).unwrap();
+    let r = tape.constant(d.from_f32(g.get(case, "r"), y.shape()).unwrap());
+    let prod = tape.mul(&y, &r).unwrap();
+    let n = prod.value().len();
+    // sum(y * r) = n * mean(y * r)
+    let loss = tape
+        .unary(
+            kiln_device::UnaryOp::Scale(n as f32),
+            &tape.mean(&prod).unwrap(),
+        )
+        .unwrap();
+    tape.backward(&loss).unwrap();
+    let what = format!("{case} on {}", d.name());
+    assert_eq!(
+        y.shape(),
+        g.tensors[&format!("{case}/y")].0.as_slice(),
+        "{what}"
+    );
+    assert_close(
+        &format!("{what}: y"),
+        &d.to_f32(y.value()).unwrap(),
+        g.get(case, "y"),
+        TOL,
+    );
+    let dx = d.to_f32(&tape.grad(&x).unwrap()).unwrap();
+    assert_close(&format!("{what}: dx"), &dx, g.get(case, "dx"), TOL);
+    for (i, id) in layer.params().into_iter().enumerate() {
+        let dw = d.to_f32(params.grad(id)).unwrap();
+        assert_close(
+            &format!("{what}: dw{i}"),
+            &dw,
+            g.get(case, &format!("dw{i}")),
+            TOL,
+        );
+    }
+}
+
+/// Reshape (tools/keras/golden_layers.py): Keras's output shape and values, and its gradient.
+#[test]
+fn reshape_matches_keras() {
+    let g = golden_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keras_layers.safetensors"
+    ));
+    let target: Vec<i64> =
+        serde_json::from_value(g.cases["reshape"]["target_shape"].clone()).unwrap();
+    let x_shape = g.tensors["reshape/x"].0.clone();
+    for d in devices() {
+        let pb = ParamBuilder::new(0);
+        let layer = ReshapeConfig::new(&target)
+            .init(&pb, &x_shape[1..])
+            .unwrap();
+        let params = pb.build(&d).unwrap();
+        against_keras(&g, "reshape", &d, &layer, &params);
     }
 }

@@ -63,6 +63,11 @@ x = rng.uniform(-3, 3, (3, 7)).astype(np.float32)
 record("layer_norm_plain", keras.layers.LayerNormalization(center=False, scale=False), x,
        {"epsilon": 1e-3, "center": False, "scale": False})
 
+# Reshape: the same values in order, one dimension inferred (-1); its gradient is the cotangent
+# reshaped back.
+x = rng.uniform(-2, 2, (2, 3, 4)).astype(np.float32)
+record("reshape", keras.layers.Reshape((-1, 3)), x, {"target_shape": [-1, 3]})
+
 meta = {
     "cases": json.dumps(cases),
     "versions": json.dumps({"tensorflow": tf.__version__, "keras": keras.__version__}),

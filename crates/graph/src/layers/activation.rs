@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Layer, LayerSpec, Signature};
+use super::{Layer, LayerExample, LayerSpec, Signature};
 use crate::params::{ParamBuilder, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::Result;
@@ -93,5 +93,14 @@ impl LayerSpec for ActivationConfig {
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
         super::build_on_values("Activation", input, |shape| self.init(pb, shape))
+    }
+}
+
+impl LayerExample for ActivationConfig {
+    fn example() -> (Self, Signature) {
+        (
+            ActivationConfig::new(Activation::Tanh),
+            Signature::values(&[4]),
+        )
     }
 }

@@ -6,7 +6,7 @@ use kiln_device::params::ConvParams;
 use kiln_device::Conv2dSpec;
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Activation, Layer, LayerSpec, Signature};
+use super::{bad, Activation, Layer, LayerExample, LayerSpec, Signature};
 use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::Result;
@@ -134,5 +134,11 @@ impl LayerSpec for Conv2dConfig {
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
         super::build_on_values("Conv2D", input, |shape| self.init(pb, shape))
+    }
+}
+
+impl LayerExample for Conv2dConfig {
+    fn example() -> (Self, Signature) {
+        (Conv2dConfig::new(2, 3), Signature::values(&[1, 5, 5]))
     }
 }

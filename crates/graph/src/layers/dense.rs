@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Activation, Layer, LayerSpec, Signature};
+use super::{bad, Activation, Layer, LayerExample, LayerSpec, Signature};
 use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::Result;
@@ -135,5 +135,11 @@ impl LayerSpec for DenseConfig {
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
         super::build_on_values("Dense", input, |shape| self.init(pb, shape))
+    }
+}
+
+impl LayerExample for DenseConfig {
+    fn example() -> (Self, Signature) {
+        (DenseConfig::new(3), Signature::values(&[4]))
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Layer, LayerSpec, Signature};
+use super::{bad, Layer, LayerExample, LayerSpec, Signature};
 use crate::params::{ParamBuilder, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::Result;
@@ -65,5 +65,11 @@ impl LayerSpec for DropoutConfig {
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
         super::build_on_values("Dropout", input, |shape| self.init(pb, shape))
+    }
+}
+
+impl LayerExample for DropoutConfig {
+    fn example() -> (Self, Signature) {
+        (DropoutConfig::new(0.5), Signature::values(&[4]))
     }
 }

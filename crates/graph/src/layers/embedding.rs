@@ -5,7 +5,7 @@
 use kiln_device::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Layer, LayerSpec, Signature};
+use super::{bad, Layer, LayerExample, LayerSpec, Signature};
 use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::Result;
@@ -136,5 +136,16 @@ impl LayerSpec for EmbeddingConfig {
             masked: self.mask_zero,
         };
         Ok((Box::new(layer), out))
+    }
+}
+
+impl LayerExample for EmbeddingConfig {
+    fn example() -> (Self, Signature) {
+        let ids = Signature {
+            shape: vec![5],
+            ids: true,
+            masked: false,
+        };
+        (EmbeddingConfig::new(9, 3).mask_zero(true), ids)
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Layer, LayerSpec, Signature};
+use super::{Layer, LayerExample, LayerSpec, Signature};
 use crate::params::{ParamBuilder, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::Result;
@@ -55,5 +55,11 @@ impl LayerSpec for FlattenConfig {
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
         super::build_on_values("Flatten", input, |shape| self.init(pb, shape))
+    }
+}
+
+impl LayerExample for FlattenConfig {
+    fn example() -> (Self, Signature) {
+        (FlattenConfig::new(), Signature::values(&[2, 3]))
     }
 }

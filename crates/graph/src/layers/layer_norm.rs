@@ -11,7 +11,7 @@
 use kiln_device::UnaryOp;
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Layer, LayerSpec, Signature};
+use super::{bad, Layer, LayerExample, LayerSpec, Signature};
 use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::Result;
@@ -169,5 +169,11 @@ impl LayerSpec for LayerNormalizationConfig {
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
         super::build_on_values("LayerNormalization", input, |shape| self.init(pb, shape))
+    }
+}
+
+impl LayerExample for LayerNormalizationConfig {
+    fn example() -> (Self, Signature) {
+        (LayerNormalizationConfig::new(), Signature::values(&[4]))
     }
 }

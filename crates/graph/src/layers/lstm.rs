@@ -7,7 +7,7 @@
 use kiln_device::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Layer, LayerConfig, LayerSpec, Signature};
+use super::{bad, Layer, LayerConfig, LayerExample, LayerSpec, Signature};
 use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
 use crate::recurrent::LstmVars;
 use crate::tape::{Tape, Var};
@@ -212,5 +212,23 @@ impl LayerSpec for BidirectionalConfig {
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
         build_lstm(self.lstm()?, pb, input, 2)
+    }
+}
+
+impl LayerExample for LstmConfig {
+    fn example() -> (Self, Signature) {
+        (
+            LstmConfig::new(3).return_sequences(true),
+            Signature::values(&[4, 2]),
+        )
+    }
+}
+
+impl LayerExample for BidirectionalConfig {
+    fn example() -> (Self, Signature) {
+        (
+            BidirectionalConfig::new(LstmConfig::new(2)),
+            Signature::values(&[4, 2]),
+        )
     }
 }

@@ -33,6 +33,7 @@ mod flatten;
 mod layer_norm;
 mod lstm;
 mod pool;
+mod reshape;
 mod sequential;
 mod simple_rnn;
 
@@ -48,6 +49,7 @@ pub use pool::{
     AvgPool2dConfig, GlobalAvgPool, GlobalAvgPoolConfig, MaxPool2dConfig, Pool2d,
     StochasticPool2dConfig,
 };
+pub use reshape::{Reshape, ReshapeConfig};
 pub use sequential::{Sequential, SequentialConfig, SummaryRow, MAX_RANK};
 pub use simple_rnn::{SimpleRnn, SimpleRnnConfig};
 
@@ -128,6 +130,14 @@ pub trait LayerSpec {
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)>;
 }
 
+/// A config with a valid example of itself and an input it builds on: what the registry's
+/// tests walk (serde round trips, model files, finite-difference gradients), so that a layer
+/// added to the registry is covered without an edit elsewhere.
+pub trait LayerExample: Sized {
+    /// The example config and a per-sample input it takes.
+    fn example() -> (Self, Signature);
+}
+
 /// An error in building a layer: the layer named by `what`, and what to change.
 pub(crate) fn bad(what: &str, message: impl Into<String>) -> Error {
     Error::model(what, message)
@@ -181,6 +191,15 @@ macro_rules! layer_registry {
                     $(LayerConfig::$variant(c) => c,)*
                 }
             }
+
+            /// One example of every registered layer, in registry order, with an input it
+            /// builds on ([`LayerExample`]).
+            pub fn examples() -> Vec<(LayerConfig, Signature)> {
+                vec![$({
+                    let (config, input) = <$config as LayerExample>::example();
+                    (LayerConfig::$variant(config), input)
+                }),*]
+            }
         }
 
         $(impl From<$config> for LayerConfig {
@@ -220,6 +239,8 @@ layer_registry! {
     GlobalAvgPool(GlobalAvgPoolConfig),
     /// Each sample's last axis to mean 0, variance 1, then gamma and beta.
     LayerNormalization(LayerNormalizationConfig),
+    /// (B, d1, d2, ...) to (B, t1, t2, ...), the same values in order.
+    Reshape(ReshapeConfig),
 }
 
 fn snake_case(camel: &str) -> String {

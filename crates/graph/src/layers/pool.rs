@@ -7,7 +7,7 @@ use kiln_device::params::PoolParams;
 use kiln_device::PoolMode;
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Layer, LayerSpec, Signature};
+use super::{bad, Layer, LayerExample, LayerSpec, Signature};
 use crate::params::{ParamBuilder, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
@@ -191,5 +191,35 @@ impl LayerSpec for GlobalAvgPoolConfig {
         super::build_on_values("GlobalAveragePooling2D", input, |shape| {
             self.init(pb, shape)
         })
+    }
+}
+
+impl LayerExample for MaxPool2dConfig {
+    fn example() -> (Self, Signature) {
+        (MaxPool2dConfig::new(2), Signature::values(&[2, 4, 4]))
+    }
+}
+
+impl LayerExample for AvgPool2dConfig {
+    fn example() -> (Self, Signature) {
+        (
+            AvgPool2dConfig::new(2).stride(1),
+            Signature::values(&[2, 4, 4]),
+        )
+    }
+}
+
+impl LayerExample for StochasticPool2dConfig {
+    fn example() -> (Self, Signature) {
+        (
+            StochasticPool2dConfig::new(2),
+            Signature::values(&[2, 4, 4]),
+        )
+    }
+}
+
+impl LayerExample for GlobalAvgPoolConfig {
+    fn example() -> (Self, Signature) {
+        (GlobalAvgPoolConfig::new(), Signature::values(&[2, 3, 3]))
     }
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Layer, LayerSpec, Signature};
+use super::{bad, Layer, LayerExample, LayerSpec, Signature};
 use crate::params::{Init, ParamBuilder, ParamId, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::Result;
@@ -129,5 +129,11 @@ impl LayerSpec for SimpleRnnConfig {
             ));
         }
         super::build_on_values("SimpleRNN", input, |shape| self.init(pb, shape))
+    }
+}
+
+impl LayerExample for SimpleRnnConfig {
+    fn example() -> (Self, Signature) {
+        (SimpleRnnConfig::new(3), Signature::values(&[4, 2]))
     }
 }
