@@ -169,9 +169,13 @@ impl Device {
             message: e.to_string(),
         })?;
         let counters: Arc<CounterCells> = Arc::default();
-        let mut ctx = GpuContext::new(device, queue, info, counters.clone());
-        ctx.adapter_limits = adapter.limits();
-        ctx.limits_choice = limits;
+        let ctx = GpuContext::new(
+            device,
+            queue,
+            info,
+            counters.clone(),
+            (adapter.limits(), limits),
+        );
         Ok(Device {
             inner: Arc::new(Inner {
                 backend: Backend::Gpu(Box::new(ctx)),

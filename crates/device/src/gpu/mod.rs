@@ -91,11 +91,14 @@ impl GpuContext {
             && threads <= self.limits.max_compute_invocations_per_workgroup
     }
 
+    /// The context of a device opened on an adapter offering `adapter_limits`, with the limits
+    /// `limits_choice` asked for (the device's own limits are read from it).
     pub fn new(
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         counters: Arc<CounterCells>,
+        (adapter_limits, limits_choice): (wgpu::Limits, crate::adapter::LimitsChoice),
     ) -> GpuContext {
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = error.clone();
@@ -117,8 +120,8 @@ impl GpuContext {
             pipelines: PipelineCache::new(counters.clone()),
             features: device.features(),
             params_align: limits.min_uniform_buffer_offset_alignment as usize,
-            adapter_limits: limits.clone(),
-            limits_choice: Default::default(),
+            adapter_limits,
+            limits_choice,
             limits,
             params_buffer,
             batch: Mutex::new(Batch {
