@@ -77,6 +77,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     };
     fit(&model, &params, &train, Some(&val), &config, &opts)?;
     let (_, accuracy) = evaluate(&model, &params, &val, 256, &LossKind::BinaryCrossentropy)?;
+    let accuracy = accuracy.unwrap_or(0.0); // binary cross-entropy reports accuracy
     println!("validation accuracy {accuracy:.4} on {}", device.name());
 
     let path = std::path::Path::new("runs/example-custom/model.safetensors");

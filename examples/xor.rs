@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let (l, accuracy) = evaluate(&model, &params, &data, 4, &loss)?;
+    let accuracy = accuracy.unwrap_or(0.0); // binary cross-entropy reports accuracy
     let (p, _) = predict(&model, &params, &[x], 4)?;
     for (i, (a, b)) in [(0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate() {
         println!("{a} xor {b} -> {:.4}", p[i]);

@@ -50,6 +50,7 @@ pub fn mnist(
     let loss = LossKind::CategoricalCrossentropyFromLogits;
     let (avg_loss, accuracy) =
         evaluate(&*model, &params, &test, 256, &loss).map_err(|e| e.to_string())?;
+    let accuracy = accuracy.expect("a built-in loss reports its metric");
 
     // Predictions, batch by batch: one argmax readback per batch.
     let mut predicted = Vec::with_capacity(test.len());

@@ -408,7 +408,7 @@ pub fn qqp_train_config(seed: u64) -> TrainConfig {
         epochs: 10,
         batch: 16,
         seed,
-        loss: LossKind::BinaryCrossentropy,
+        loss: Some(LossKind::BinaryCrossentropy),
         optimizer: OptimizerConfig::adam(),
         report_every: 50,
     }
@@ -499,7 +499,7 @@ pub fn job(name: JobName, seed: u64, opts: &JobOptions) -> Result<Job, String> {
                 epochs: 10,
                 batch: 64,
                 seed,
-                loss: LossKind::CategoricalCrossentropyFromLogits,
+                loss: Some(LossKind::CategoricalCrossentropyFromLogits),
                 optimizer: OptimizerConfig::adam(),
                 report_every: 50,
             },
@@ -530,7 +530,7 @@ fn builtin(name: JobName, seed: u64) -> Job {
                     epochs: 60,
                     batch: 16,
                     seed,
-                    loss: LossKind::BinaryCrossentropy,
+                    loss: Some(LossKind::BinaryCrossentropy),
                     optimizer: OptimizerConfig::Adam {
                         lr: 0.01,
                         beta1: 0.9,
@@ -555,7 +555,7 @@ fn builtin(name: JobName, seed: u64) -> Job {
                 epochs: 300,
                 batch: 4,
                 seed,
-                loss: LossKind::BinaryCrossentropy,
+                loss: Some(LossKind::BinaryCrossentropy),
                 optimizer: OptimizerConfig::Adam {
                     lr: 0.05,
                     beta1: 0.9,

@@ -84,7 +84,8 @@ pub fn run(device: &Device, job: &Job, opts: &Options) -> Result<(Report, Profil
         .batch(&(0..batch).collect::<Vec<_>>(), device)
         .map_err(|e| e.to_string())?;
     let mut step = || -> kiln_device::Result<()> {
-        train_step(&*model, &params, &mut optimizer, &job.config.loss, &data, 0).map_err(|e| {
+        let loss = job.config.loss.expect("every job has a loss");
+        train_step(&*model, &params, &mut optimizer, &loss, &data, 0).map_err(|e| {
             kiln_device::Error::InvalidArgument {
                 op: "profile",
                 what: e.to_string(),

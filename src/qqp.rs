@@ -176,6 +176,7 @@ pub fn eval(
         &LossKind::BinaryCrossentropy,
     )
     .map_err(|e| e.to_string())?;
+    let accuracy = accuracy.expect("a built-in loss reports its metric");
     Ok(EvalReport {
         model: model_path.to_path_buf(),
         data: path,

@@ -626,3 +626,36 @@ fn profile_takes_a_model_file_on_the_jobs_data() {
     assert_eq!(table["steps"], 1);
     assert!(table["launches_per_step"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn patience_stops_a_run_and_keeps_the_best_epochs_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let args = ["--device", "cpu", "train", "spirals", "--epochs", "60"];
+    let (ok, _, stderr) =
+        kiln(&[&args[..], &["--patience", "1", "--quiet", "--out", out_s]].concat());
+    assert!(ok, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("early stopping at epoch "))
+        .unwrap_or_else(|| panic!("the run did not stop: {stderr}"));
+    let stopped: usize = line["early stopping at epoch ".len()..]
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(stopped < 60, "{line}");
+    assert!(line.contains("weights were restored"), "{line}");
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), stopped + 1, "{history}");
+    assert!(out.join("model.safetensors").exists());
+
+    // Without a validation set there is nothing to watch: refused before training.
+    common::refused(
+        &["train", "xor", "--patience", "2"],
+        common::USAGE,
+        &["--patience", "no validation set"],
+    );
+}

@@ -72,6 +72,12 @@ pub struct TrainArgs {
     /// Epoch checkpoints to keep, newest first (the best model is kept apart).
     #[arg(long, default_value_t = 3)]
     keep: usize,
+    /// Stop when the validation loss has not improved for N epochs, keeping the best epoch's
+    /// weights (Keras's EarlyStopping(patience=N, restore_best_weights=True)): model.safetensors
+    /// then holds the epoch of the lowest validation loss, best.safetensors as always the epoch of
+    /// the best validation metric.
+    #[arg(long, value_name = "N")]
+    patience: Option<usize>,
     /// No progress bars (one line per epoch).
     #[arg(long)]
     quiet: bool,
@@ -285,6 +291,11 @@ impl TrainArgs {
             job.config.optimizer = job.config.optimizer.with_lr(lr);
         }
         job.config.validate().usage()?;
+        if self.patience.is_some() && job.val.as_ref().is_none_or(|v| v.is_empty()) {
+            return Err(CliError::usage(
+                "--patience watches the validation loss, and this run has no validation set",
+            ));
+        }
         let out = self
             .out
             .clone()
@@ -314,6 +325,7 @@ impl TrainArgs {
             keep: Some(self.keep),
             verbose: if self.quiet { 2 } else { 1 },
             metadata: job.metadata.clone(),
+            patience: self.patience,
         };
         let trained = kiln_train::fit(
             &*model,
@@ -324,16 +336,15 @@ impl TrainArgs {
             &opts,
         )
         .map_err(CliError::train)?;
-        let (loss, metric) = kiln_train::evaluate(
-            &*model,
-            &params,
-            &job.train,
-            job.config.batch,
-            &job.config.loss,
-        )
-        .map_err(CliError::train)?;
-        let name = &trained.history.metric;
-        outln!("final training loss {loss:.4}, {name} {metric:.4}");
+        let objective = job.config.loss.expect("every job has a loss");
+        let (loss, metric) =
+            kiln_train::evaluate(&*model, &params, &job.train, job.config.batch, &objective)
+                .map_err(CliError::train)?;
+        let name = trained.history.metric.as_deref().unwrap_or("loss");
+        match metric {
+            Some(m) => outln!("final training loss {loss:.4}, {name} {m:.4}"),
+            None => outln!("final training loss {loss:.4}"),
+        }
         if let Some((epoch, a)) = trained.history.best_val() {
             outln!("best validation {name} {a:.4} at epoch {epoch}");
         }

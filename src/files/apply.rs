@@ -261,6 +261,7 @@ pub fn eval(device: &Device, path: &Path, data: &Path, strict: bool) -> Result<E
     let set = Dataset::single(read.inputs, targets(&spec, &saved.outline, &labels));
     let (l, value) = kiln_train::evaluate(&*saved.model, &saved.params, &set, 256, &loss)
         .map_err(|e| e.to_string())?;
+    let value = value.expect("a built-in loss reports its metric");
     if !l.is_finite() || !value.is_finite() {
         return Err(format!(
             "{}: the loss on {} is {l} and the {} {value}, not finite: the model's outputs overflow on this data (was the model or its {META_KEY} edited?)",

@@ -285,7 +285,7 @@ pub fn job(model: ModelConfig, data: &Path, seed: u64, opts: &FileOptions) -> Re
             epochs: 10,
             batch: 32,
             seed,
-            loss,
+            loss: Some(loss),
             optimizer: OptimizerConfig::adam(),
             report_every: 50,
         },

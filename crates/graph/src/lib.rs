@@ -46,10 +46,10 @@ pub use kiln_device::LstmPath;
 pub use layers::{
     Activation, Layer, LayerConfig, LayerSpec, Sequential, SequentialConfig, Signature, SummaryRow,
 };
-pub use loss::{LossFn, LossKind, Objective};
+pub use loss::{LossFn, LossKind, MetricKind, Objective};
 pub use model::Model;
 pub use optim::{Optimizer, OptimizerConfig};
-pub use params::{Init, ParamBuilder, ParamId, ParamStore};
+pub use params::{Init, ParamBuilder, ParamId, ParamStore, Snapshot};
 pub use recurrent::{LstmOutputs, LstmVars};
 pub use step::{step_seed, train_step, Batch, StepOutput};
 pub use tape::{Tape, Var};

@@ -1,6 +1,8 @@
-//! Losses and their metrics: the ones Keras users expect ([`LossKind`]), and any loss of the
-//! user's own built from tape ops ([`LossFn`]); both are an [`Objective`], which is what
-//! `train_step`, `fit` and `evaluate` take.
+//! Losses and their metrics: the ones Keras users expect ([`LossKind`], each with its metric),
+//! and any loss of the user's own built from tape ops ([`LossFn`], with a metric of
+//! [`MetricKind`] or none); both are an [`Objective`], which is what `train_step`, `fit` and
+//! `evaluate` take. A type of one's own can implement [`Objective`] too: its loss on the tape,
+//! and optionally a metric (delegate to a [`MetricKind`] for the usual ones).
 
 use kiln_device::{Device, Loss, Metric, ReduceOp, Tensor};
 use serde::{Deserialize, Serialize};
@@ -89,13 +91,6 @@ impl LossKind {
         )
     }
 
-    fn regression(self) -> bool {
-        matches!(
-            self,
-            LossKind::MeanSquaredError | LossKind::MeanAbsoluteError | LossKind::Huber { .. }
-        )
-    }
-
     /// Checks the loss's own settings (Huber's delta).
     pub fn validate(self) -> Result<()> {
         if let LossKind::Huber { delta } = self {
@@ -144,6 +139,27 @@ impl LossKind {
     }
 }
 
+impl LossKind {
+    /// The metric reported beside the loss: accuracy (at 0.5 on probabilities, 0 on logits, or
+    /// by the largest output), or the mean absolute error for the regression losses.
+    pub fn metric(self) -> MetricKind {
+        match self {
+            LossKind::BinaryCrossentropy => MetricKind::BinaryAccuracy { threshold: 0.5 },
+            LossKind::BinaryCrossentropyFromLogits => MetricKind::BinaryAccuracy { threshold: 0.0 },
+            LossKind::SparseCategoricalCrossentropy
+            | LossKind::SparseCategoricalCrossentropyFromLogits => {
+                MetricKind::SparseCategoricalAccuracy
+            }
+            LossKind::CategoricalCrossentropy | LossKind::CategoricalCrossentropyFromLogits => {
+                MetricKind::CategoricalAccuracy
+            }
+            LossKind::MeanSquaredError | LossKind::MeanAbsoluteError | LossKind::Huber { .. } => {
+                MetricKind::MeanAbsoluteError
+            }
+        }
+    }
+}
+
 impl Objective for LossKind {
     fn loss(&self, tape: &Tape, pred: &Var, target: &Tensor) -> Result<Var> {
         let target = self.dense_target(tape.device(), pred.shape(), target)?;
@@ -151,21 +167,64 @@ impl Objective for LossKind {
     }
 
     fn metric_name(&self) -> Option<&'static str> {
-        Some(if self.regression() { "mae" } else { "accuracy" })
+        Some(self.metric().name())
     }
 
     fn metric_sum(&self, d: &Device, pred: &Tensor, target: &Tensor) -> Result<Option<Tensor>> {
-        let target = self.dense_target(d, pred.shape(), target)?;
+        self.metric().sum(d, pred, target).map(Some)
+    }
+
+    fn higher_is_better(&self) -> bool {
+        self.metric().higher_is_better()
+    }
+}
+
+/// The metrics reported beside a loss, summed on the device over a batch's samples.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// One output per sample, right when on the target's side of `threshold` (0.5 for
+    /// probabilities, 0 for logits); targets 0 or 1.
+    BinaryAccuracy {
+        /// The decision threshold.
+        threshold: f32,
+    },
+    /// Right when the largest output is the target's largest (one-hot or distribution targets).
+    CategoricalAccuracy,
+    /// Right when the largest output's index is the target's class id (one id per sample).
+    SparseCategoricalAccuracy,
+    /// The mean absolute error of each sample's outputs (named `mae`).
+    MeanAbsoluteError,
+}
+
+impl MetricKind {
+    /// Its name in progress lines and history files: `accuracy` or `mae`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::MeanAbsoluteError => "mae",
+            _ => "accuracy",
+        }
+    }
+
+    /// Whether a higher value is better (accuracy) or a lower (errors).
+    pub fn higher_is_better(self) -> bool {
+        self != MetricKind::MeanAbsoluteError
+    }
+
+    /// The batch's metric summed over its samples, a `[1]` tensor on the device.
+    pub fn sum(self, d: &Device, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let target = match self {
+            MetricKind::SparseCategoricalAccuracy => {
+                LossKind::SparseCategoricalCrossentropy.dense_target(d, pred.shape(), target)?
+            }
+            _ => LossKind::MeanSquaredError.dense_target(d, pred.shape(), target)?,
+        };
         let (per, scale) = match self {
-            LossKind::BinaryCrossentropy => (
-                d.metric(Metric::BinaryAccuracy { threshold: 0.5 }, pred, &target)?,
+            MetricKind::BinaryAccuracy { threshold } => (
+                d.metric(Metric::BinaryAccuracy { threshold }, pred, &target)?,
                 1.0,
             ),
-            LossKind::BinaryCrossentropyFromLogits => (
-                d.metric(Metric::BinaryAccuracy { threshold: 0.0 }, pred, &target)?,
-                1.0,
-            ),
-            _ if self.regression() => {
+            MetricKind::MeanAbsoluteError => {
                 // The mean over each sample's outputs, summed over samples.
                 let rows = *pred.shape().first().unwrap_or(&1);
                 let per_sample = pred.len() / rows.max(1);
@@ -177,32 +236,39 @@ impl Objective for LossKind {
             _ => (d.metric(Metric::CategoricalAccuracy, pred, &target)?, 1.0),
         };
         let total = d.reduce(ReduceOp::Sum, &per.reshape(&[1, per.len()])?, 1)?;
-        Ok(Some(if scale == 1.0 {
+        Ok(if scale == 1.0 {
             total
         } else {
             d.scale(&total, scale)?
-        }))
-    }
-
-    fn higher_is_better(&self) -> bool {
-        !self.regression()
+        })
     }
 }
 
-/// A loss of the user's own, built from tape ops: `LossFn::new(|tape, pred, target| ...)`.
-/// It has no metric.
-pub struct LossFn<F>(F);
+/// A loss of the user's own, built from tape ops: `LossFn::new(|tape, pred, target| ...)`, the
+/// prediction and the batch's targets both values on the tape. It has no metric unless given
+/// one ([`LossFn::with_metric`]); without one, no metric is printed or stored.
+pub struct LossFn<F> {
+    f: F,
+    metric: Option<MetricKind>,
+}
 
-impl<F: Fn(&Tape, &Var, &Tensor) -> Result<Var>> LossFn<F> {
+impl<F: Fn(&Tape, &Var, &Var) -> Result<Var>> LossFn<F> {
     /// Wraps `f`, which returns the batch's mean loss as a `[1]` value.
     pub fn new(f: F) -> Self {
-        LossFn(f)
+        LossFn { f, metric: None }
+    }
+
+    /// Reports `metric` beside the loss (`accuracy`, `mae`), as the built-in losses do.
+    pub fn with_metric(mut self, metric: MetricKind) -> Self {
+        self.metric = Some(metric);
+        self
     }
 }
 
-impl<F: Fn(&Tape, &Var, &Tensor) -> Result<Var>> Objective for LossFn<F> {
+impl<F: Fn(&Tape, &Var, &Var) -> Result<Var>> Objective for LossFn<F> {
     fn loss(&self, tape: &Tape, pred: &Var, target: &Tensor) -> Result<Var> {
-        let l = (self.0)(tape, pred, target)?;
+        let target = tape.constant(target.clone());
+        let l = (self.f)(tape, pred, &target)?;
         if l.value().len() != 1 {
             return Err(Error::model(
                 "custom loss",
@@ -213,5 +279,17 @@ impl<F: Fn(&Tape, &Var, &Tensor) -> Result<Var>> Objective for LossFn<F> {
             ));
         }
         Ok(l)
+    }
+
+    fn metric_name(&self) -> Option<&'static str> {
+        self.metric.map(MetricKind::name)
+    }
+
+    fn metric_sum(&self, d: &Device, pred: &Tensor, target: &Tensor) -> Result<Option<Tensor>> {
+        self.metric.map(|m| m.sum(d, pred, target)).transpose()
+    }
+
+    fn higher_is_better(&self) -> bool {
+        self.metric.is_none_or(MetricKind::higher_is_better)
     }
 }

@@ -392,6 +392,25 @@ impl ParamStore {
         Ok(self.device.zero_(&self.grads_flat)?)
     }
 
+    /// A copy of every parameter's values, kept on the device (one buffer copy, nothing read
+    /// back): what early stopping keeps of its best epoch.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let copy = self.device.zeros(self.values_flat.shape())?;
+        self.device.copy_into(&copy, 0, &self.values_flat)?;
+        Ok(Snapshot(copy))
+    }
+
+    /// Puts a [`ParamStore::snapshot`] of this store back (one buffer copy).
+    pub fn restore(&self, snapshot: &Snapshot) -> Result<()> {
+        if snapshot.0.shape() != self.values_flat.shape() {
+            return Err(Error::model(
+                "restore",
+                "the snapshot was taken of another parameter store",
+            ));
+        }
+        Ok(self.device.copy_into(&self.values_flat, 0, &snapshot.0)?)
+    }
+
     /// Every parameter's values on the host, by name.
     pub fn to_host(&self) -> Result<Vec<crate::checkpoint::NamedTensor>> {
         let flat = self.device.to_f32(&self.values_flat)?;
@@ -479,3 +498,8 @@ mod init_tests {
         assert_eq!(d.to_f32(store.value(ones)).unwrap(), [1.0; 3]);
     }
 }
+
+/// Every parameter's values of one [`ParamStore`], copied on its device
+/// ([`ParamStore::snapshot`]).
+#[derive(Clone, Debug)]
+pub struct Snapshot(Tensor);

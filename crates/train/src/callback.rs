@@ -27,6 +27,29 @@ pub struct FitState<'a> {
     pub first_epoch: usize,
     /// Steps in one epoch.
     pub steps_per_epoch: usize,
+    /// Whether the run validates after every epoch (it was given a validation set).
+    pub validates: bool,
+    /// Why a callback asked the run to stop ([`FitState::stop`]).
+    pub(crate) stop: std::cell::RefCell<Option<String>>,
+}
+
+impl FitState<'_> {
+    /// Asks the run to stop, for `reason`: after the current step when called from
+    /// `on_batch_end` (the epoch ends there, with its validation and epoch-end hooks), after the
+    /// epoch from `on_epoch_end`. `fit` then runs the train-end hooks (the model is saved) and
+    /// returns `Ok`, its [`Trained::stopped`](crate::Trained::stopped) holding the first reason
+    /// given. The parameters can be replaced first (`state.params.restore(&best)`).
+    pub fn stop(&self, reason: impl Into<String>) {
+        let mut stop = self.stop.borrow_mut();
+        if stop.is_none() {
+            *stop = Some(reason.into());
+        }
+    }
+
+    /// Whether a callback has asked the run to stop, and why.
+    pub fn stopping(&self) -> Option<String> {
+        self.stop.borrow().clone()
+    }
 }
 
 /// The end of one training step.
@@ -38,9 +61,9 @@ pub struct BatchEnd {
     pub batch: usize,
     /// Steps taken in the whole run, this one included.
     pub step: u64,
-    /// At each reporting interval: the epoch's mean loss and metric so far (the only point at
-    /// which the device is read).
-    pub running: Option<(f32, f32)>,
+    /// At each reporting interval: the epoch's mean loss and metric (None without one) so far
+    /// (the only point at which the device is read).
+    pub running: Option<(f32, Option<f32>)>,
 }
 
 /// Hooks into [`Fit::run`](crate::Fit::run); every method defaults to doing nothing.

@@ -311,7 +311,7 @@ impl Checkpoints {
         }
         // The best epoch so far by the validation metric is kept as a model of its own: a run
         // that overfits later does not lose it.
-        if e.val_metric.is_some() && state.history.best_val().map(|b| b.0) == Some(epoch) {
+        if e.val_loss.is_some() && state.history.best_val().map(|b| b.0) == Some(epoch) {
             save_model(
                 &self.out.join("best.safetensors"),
                 state.model,

@@ -14,24 +14,36 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Seeds the shuffles and the dropout masks.
     pub seed: u64,
-    /// The loss (a custom one is given to [`Fit::loss`](crate::Fit::loss) instead).
-    pub loss: LossKind,
+    /// The loss; None when the run is given one of its own ([`Fit::loss`](crate::Fit::loss)).
+    #[serde(default)]
+    pub loss: Option<LossKind>,
     /// Adam or SGD and their settings.
     pub optimizer: OptimizerConfig,
     /// Steps between reads of the running loss (also the NaN check's granularity).
     pub report_every: usize,
 }
 
-impl TrainConfig {
-    /// Keras's defaults: 10 epochs, batch 32, Adam(1e-3), reports every 50 steps.
-    pub fn new(loss: LossKind) -> Self {
+impl Default for TrainConfig {
+    /// Keras's defaults (10 epochs, batch 32, Adam(1e-3), reports every 50 steps) and no loss:
+    /// for a run given a loss of its own ([`Fit::loss`](crate::Fit::loss)).
+    fn default() -> Self {
         TrainConfig {
             epochs: 10,
             batch: 32,
             seed: 0,
-            loss,
+            loss: None,
             optimizer: OptimizerConfig::adam(),
             report_every: 50,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Keras's defaults (10 epochs, batch 32, Adam(1e-3), reports every 50 steps) with `loss`.
+    pub fn new(loss: LossKind) -> Self {
+        TrainConfig {
+            loss: Some(loss),
+            ..TrainConfig::default()
         }
     }
 
@@ -71,7 +83,9 @@ impl TrainConfig {
                 "0 samples per step; give at least 1",
             ));
         }
-        self.loss.validate()?;
+        if let Some(loss) = self.loss {
+            loss.validate()?;
+        }
         self.optimizer.validate()?;
         Ok(())
     }

@@ -25,16 +25,20 @@ pub struct Trained {
     pub history: History,
     /// The optimizer, with its state after the last step.
     pub optimizer: Optimizer,
+    /// Why the run ended before its last epoch, when a callback stopped it
+    /// ([`FitState::stop`]).
+    pub stopped: Option<String>,
 }
 
-/// Loss and metric of a model on a dataset, computed on the device, read once.
+/// Loss and metric (None when the objective has none) of a model on a dataset, computed on the
+/// device, read once.
 pub fn evaluate(
     model: &dyn Model,
     params: &ParamStore,
     data: &Dataset,
     batch: usize,
     objective: &dyn Objective,
-) -> Result<(f32, f32)> {
+) -> Result<(f32, Option<f32>)> {
     data.validate()?;
     let d = params.device();
     let sums = Sums::new(d)?;
@@ -56,7 +60,7 @@ pub fn evaluate(
     }
     let (l, c) = sums.read(d)?;
     let n = data.len().max(1) as f32;
-    Ok((l / n, c / n))
+    Ok((l / n, objective.metric_name().map(|_| c / n)))
 }
 
 /// The model's outputs for `inputs` (one column per model input), in order, in batches of
@@ -178,6 +182,8 @@ struct EpochRun {
     pending: usize,
     /// Samples seen this epoch.
     seen: usize,
+    /// Steps taken this epoch.
+    steps: usize,
     /// The epoch's loss and metric sums as last read.
     sums_read: (f32, f32),
 }
@@ -229,10 +235,17 @@ impl<'a> Fit<'a> {
         if train.is_empty() {
             return Err(Error::config("fit", "the training set is empty"));
         }
-        let objective: &dyn Objective = self.objective.unwrap_or(&cfg.loss);
+        let objective: &dyn Objective = match (self.objective, &cfg.loss) {
+            (Some(custom), _) => custom,
+            (None, Some(loss)) => loss,
+            (None, None) => return Err(Error::config(
+                "loss",
+                "the run has none: give TrainConfig::new(LossKind::...) or Fit::loss(&your_loss)",
+            )),
+        };
         let mut optimizer = Optimizer::new(cfg.optimizer, params)?;
         let history = History {
-            metric: objective.metric_name().unwrap_or("metric").to_string(),
+            metric: objective.metric_name().map(str::to_string),
             higher_is_better: objective.higher_is_better(),
             ..History::default()
         };
@@ -244,6 +257,8 @@ impl<'a> Fit<'a> {
             history,
             first_epoch: 1,
             steps_per_epoch: train.len().div_ceil(cfg.batch),
+            validates: val.is_some_and(|v| !v.is_empty()),
+            stop: Default::default(),
         };
         let notes = match &mut self.checkpoints {
             Some(c) => c.begin(&mut state)?,
@@ -268,7 +283,7 @@ impl<'a> Fit<'a> {
             let (val_loss, val_metric) = match val {
                 Some(v) if !v.is_empty() => {
                     let (l, a) = evaluate(model, params, v, cfg.batch, objective)?;
-                    (Some(l), Some(a))
+                    (Some(l), a)
                 }
                 _ => (None, None),
             };
@@ -283,6 +298,12 @@ impl<'a> Fit<'a> {
             for cb in &mut self.callbacks {
                 cb.on_epoch_end(&state)?;
             }
+            if let Some(reason) = state.stopping() {
+                for cb in &mut self.callbacks {
+                    cb.on_log(&reason);
+                }
+                break;
+            }
         }
         if let Some(c) = &mut self.checkpoints {
             c.train_end(&state)?;
@@ -290,8 +311,13 @@ impl<'a> Fit<'a> {
         for cb in &mut self.callbacks {
             cb.on_train_end(&state)?;
         }
+        let stopped = state.stop.take();
         let history = state.history;
-        Ok(Trained { history, optimizer })
+        Ok(Trained {
+            history,
+            optimizer,
+            stopped,
+        })
     }
 
     /// One epoch's steps over a seeded shuffle; its figures (without validation).
@@ -316,6 +342,7 @@ impl<'a> Fit<'a> {
             epoch,
             pending: 0,
             seen: 0,
+            steps: 0,
             sums_read: (0.0, 0.0),
         };
         for (i, chunk) in order.chunks(cfg.batch).enumerate() {
@@ -332,9 +359,10 @@ impl<'a> Fit<'a> {
             d.copy_into(step_losses, run.pending, &out.loss)?;
             run.pending += 1;
             run.seen += chunk.len();
+            run.steps += 1;
             let mut running = None;
             if run.pending == cfg.report_every.max(1) || i + 1 == state.steps_per_epoch {
-                running = Some(self.report(state, &mut run, step_losses, &sums)?);
+                running = Some(self.report(state, &mut run, step_losses, &sums, objective)?);
             }
             let end = BatchEnd {
                 epoch,
@@ -345,19 +373,26 @@ impl<'a> Fit<'a> {
             for cb in &mut self.callbacks {
                 cb.on_batch_end(state, &end)?;
             }
+            if state.stop.borrow().is_some() {
+                // A callback stopped the run: the epoch ends with the steps it took.
+                if run.pending > 0 {
+                    self.report(state, &mut run, step_losses, &sums, objective)?;
+                }
+                break;
+            }
         }
         let seconds = started.elapsed().as_secs_f64();
         let work = d.counters().since(&before);
-        let [dispatches, submits, readbacks, up, down] = per_step(&work, state.steps_per_epoch);
-        let n = train.len() as f32;
+        let [dispatches, submits, readbacks, up, down] = per_step(&work, run.steps);
+        let n = run.seen.max(1) as f32;
         Ok(EpochStats {
             epoch,
             loss: run.sums_read.0 / n,
-            metric: run.sums_read.1 / n,
+            metric: objective.metric_name().map(|_| run.sums_read.1 / n),
             val_loss: None,
             val_metric: None,
             seconds,
-            samples_per_sec: train.len() as f64 / seconds,
+            samples_per_sec: run.seen as f64 / seconds,
             dispatches_per_step: dispatches,
             submits_per_step: submits,
             readbacks_per_step: readbacks,
@@ -368,14 +403,15 @@ impl<'a> Fit<'a> {
 
     /// The end of a report interval: one readback of the interval's step losses, the sum of the
     /// parameters and the running sums; a non-finite loss or parameter stops the run, naming
-    /// its step. Returns the epoch's running mean loss and metric.
+    /// its step. Returns the epoch's running mean loss and metric (None without one).
     fn report(
         &mut self,
         state: &FitState,
         run: &mut EpochRun,
         step_losses: &Tensor,
         sums: &Sums,
-    ) -> Result<(f32, f32)> {
+        objective: &dyn Objective,
+    ) -> Result<(f32, Option<f32>)> {
         let d = state.params.device();
         let report = state.config.report_every.max(1);
         let flat = state.params.values_flat();
@@ -415,6 +451,7 @@ impl<'a> Fit<'a> {
         run.sums_read = (losses[report + 1], losses[report + 2]);
         run.pending = 0;
         let seen = run.seen as f32;
-        Ok((run.sums_read.0 / seen, run.sums_read.1 / seen))
+        let metric = objective.metric_name().map(|_| run.sums_read.1 / seen);
+        Ok((run.sums_read.0 / seen, metric))
     }
 }

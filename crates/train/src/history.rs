@@ -16,9 +16,10 @@ pub struct EpochStats {
     pub epoch: usize,
     /// Mean training loss.
     pub loss: f32,
-    /// The objective's metric ([`History::metric`]: accuracy, mae), over the training samples.
+    /// The objective's metric ([`History::metric`]: accuracy, mae) over the training samples;
+    /// None for an objective without one.
     #[serde(alias = "accuracy")]
-    pub metric: f32,
+    pub metric: Option<f32>,
     /// Validation loss, when there is validation data.
     pub val_loss: Option<f32>,
     #[serde(alias = "val_accuracy")]
@@ -45,16 +46,16 @@ pub struct EpochStats {
 pub struct History {
     /// One entry per finished epoch.
     pub epochs: Vec<EpochStats>,
-    /// The metric's name (`accuracy`, `mae`).
+    /// The metric's name (`accuracy`, `mae`); None when the objective has no metric.
     #[serde(default = "accuracy")]
-    pub metric: String,
+    pub metric: Option<String>,
     /// Whether a higher metric is better (accuracy) or a lower (errors).
     #[serde(default = "yes")]
     pub higher_is_better: bool,
 }
 
-fn accuracy() -> String {
-    "accuracy".into()
+fn accuracy() -> Option<String> {
+    Some("accuracy".into())
 }
 
 fn yes() -> bool {
@@ -83,10 +84,12 @@ pub fn register_font() {
 }
 
 impl History {
-    /// The epoch with the best validation metric, and that metric (the last of equals, as a max by value).
+    /// The epoch with the best validation metric, and that metric (the last of equals, as a max
+    /// by value); by the validation loss when the objective has no metric.
     pub fn best_val(&self) -> Option<(usize, f32)> {
+        let by_metric = self.metric.is_some();
         let better = |a: f32, b: f32| {
-            if self.higher_is_better {
+            if by_metric && self.higher_is_better {
                 a > b
             } else {
                 a < b
@@ -94,7 +97,10 @@ impl History {
         };
         self.epochs
             .iter()
-            .filter_map(|e| e.val_metric.map(|a| (e.epoch, a)))
+            .filter_map(|e| {
+                let v = if by_metric { e.val_metric } else { e.val_loss };
+                v.map(|a| (e.epoch, a))
+            })
             .filter(|(_, a)| a.is_finite())
             .fold(None, |best: Option<(usize, f32)>, (e, a)| match best {
                 Some((_, b)) if better(b, a) => best,
@@ -134,14 +140,19 @@ impl History {
         let root = root
             .titled(title, ("sans-serif", 22))
             .map_err(|e| err(&e))?;
-        let (left, right) = root.split_horizontally(500);
         let last = self.epochs.last().map_or(1, |e| e.epoch).max(1);
         type Pick = fn(&EpochStats) -> Option<f32>;
-        let panels: [(&str, Pick, Pick, _); 2] = [
-            ("loss", |e| Some(e.loss), |e| e.val_loss, left),
-            (&self.metric, |e| Some(e.metric), |e| e.val_metric, right),
-        ];
-        for (name, train, val, area) in panels {
+        let loss: (&str, Pick, Pick) = ("loss", |e| Some(e.loss), |e| e.val_loss);
+        // The metric's panel beside the loss's, or the loss alone across the picture.
+        let panels = match &self.metric {
+            Some(metric) => {
+                let (left, right) = root.split_horizontally(500);
+                let m: (&str, Pick, Pick) = (metric, |e| e.metric, |e| e.val_metric);
+                vec![(loss, left), (m, right)]
+            }
+            None => vec![(loss, root.clone())],
+        };
+        for ((name, train, val), area) in panels {
             let values: Vec<f32> = self
                 .epochs
                 .iter()

@@ -29,7 +29,7 @@
 //! // No output folder and verbose 0: nothing is written or printed.
 //! let trained = fit(&model, &params, &xor, None, &config, &RunOptions::default())?;
 //! assert_eq!(trained.history.epochs.len(), 300);
-//! assert_eq!(trained.history.epochs.last().unwrap().metric, 1.0); // accuracy
+//! assert_eq!(trained.history.epochs.last().unwrap().metric, Some(1.0)); // accuracy
 //! # Ok::<(), kiln_train::Error>(())
 //! ```
 #![warn(missing_docs)]
@@ -38,6 +38,7 @@ mod callback;
 pub mod checkpoints;
 mod config;
 pub mod data;
+mod early_stopping;
 mod error;
 mod fit;
 pub mod history;
@@ -51,6 +52,7 @@ pub use callback::{BatchEnd, Callback, FitState};
 pub use checkpoints::{check_run_folder, Checkpoints};
 pub use config::TrainConfig;
 pub use data::{Column, Dataset, Values};
+pub use early_stopping::{EarlyStopping, Monitor};
 pub use error::{Error, Result};
 pub use fit::{evaluate, predict, Fit, Trained};
 pub use history::{EpochStats, History};
@@ -78,10 +80,13 @@ pub struct RunOptions {
     /// Extra metadata written into every checkpoint and saved model (e.g. a tokenizer's
     /// vocabulary), so that a model file is self-contained.
     pub metadata: Vec<(String, String)>,
+    /// Stop when the validation loss has not improved for this many epochs, putting back the
+    /// best epoch's weights ([`EarlyStopping`]); None trains every epoch.
+    pub patience: Option<usize>,
 }
 
 /// Trains with the usual callbacks: checkpoints and history files in `opts.out` (when given),
-/// then progress (`opts.verbose`).
+/// early stopping (`opts.patience`), then progress (`opts.verbose`).
 pub fn fit(
     model: &dyn Model,
     params: &ParamStore,
@@ -99,6 +104,9 @@ pub fn fit(
                     .keep(opts.keep.unwrap_or(3)),
             )
             .callback(HistoryFiles::new(out));
+    }
+    if let Some(patience) = opts.patience {
+        run = run.callback(EarlyStopping::new(patience).restore_best_weights(true));
     }
     match opts.verbose {
         0 => {}

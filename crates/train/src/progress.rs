@@ -57,10 +57,8 @@ impl Callback for Progress {
         if let Some(bar) = &self.bar {
             bar.inc(1);
             if let Some((loss, metric)) = batch.running {
-                bar.set_message(format!(
-                    "loss {loss:.4} {} {metric:.4}",
-                    state.history.metric
-                ));
+                let metric = named(&state.history.metric, " ", metric);
+                bar.set_message(format!("loss {loss:.4}{metric}"));
             }
         }
         Ok(())
@@ -72,17 +70,17 @@ impl Callback for Progress {
         }
         let e = state.history.epochs.last().expect("an epoch ended");
         let m = &state.history.metric;
-        let val_text = match (e.val_loss, e.val_metric) {
-            (Some(l), Some(a)) => format!(" - val_loss {l:.4} - val_{m} {a:.4}"),
-            _ => String::new(),
+        let val_text = match e.val_loss {
+            Some(l) => format!(" - val_loss {l:.4}{}", named(m, " - val_", e.val_metric)),
+            None => String::new(),
         };
         eprintln!(
-            "epoch {}/{} - {:.1}s - loss {:.4} - {m} {:.4}{val_text} - {:.0} samples/s - per step: {:.0} dispatches, {:.1} submits, {:.2} readbacks",
+            "epoch {}/{} - {:.1}s - loss {:.4}{}{val_text} - {:.0} samples/s - per step: {:.0} dispatches, {:.1} submits, {:.2} readbacks",
             e.epoch,
             state.config.epochs,
             e.seconds,
             e.loss,
-            e.metric,
+            named(m, " - ", e.metric),
             e.samples_per_sec,
             e.dispatches_per_step,
             e.submits_per_step,
@@ -95,5 +93,13 @@ impl Callback for Progress {
         if let Some(bar) = self.bar.take() {
             bar.abandon();
         }
+    }
+}
+
+/// ` - accuracy 0.9500` (with `prefix` before the name), or nothing for a run without a metric.
+fn named(name: &Option<String>, prefix: &str, value: Option<f32>) -> String {
+    match (name, value) {
+        (Some(name), Some(v)) => format!("{prefix}{name} {v:.4}"),
+        _ => String::new(),
     }
 }

@@ -29,7 +29,7 @@ fn setup() -> (SequentialConfig, Dataset, TrainConfig) {
         epochs: 4,
         batch: 16,
         seed: 5,
-        loss: LossKind::BinaryCrossentropy,
+        loss: Some(LossKind::BinaryCrossentropy),
         optimizer: OptimizerConfig::adam(),
         report_every: 4,
     };
@@ -314,7 +314,7 @@ fn diverged_parameters_stop_training_at_the_interval_and_keep_the_last_good_chec
         "no model file written from the diverged state"
     );
     // A non-finite loss is caught the same way, naming the loss.
-    let nan_loss = LossFn::new(|tape: &Tape, pred: &Var, _target: &Tensor| {
+    let nan_loss = LossFn::new(|tape: &Tape, pred: &Var, _target: &Var| {
         let zero = tape.constant(tape.device().full(&[1], 0.0)?);
         let log0 = tape.unary(kiln_device::UnaryOp::Log, &zero)?; // -inf
         tape.add(&tape.mean(pred)?, &log0)
@@ -357,6 +357,13 @@ fn settings_that_cannot_train_are_refused_before_a_step() {
         (
             cfg.clone().optimizer(OptimizerConfig::sgd(0.1, 1.0)),
             "momentum: 1.0 must be in [0, 1)",
+        ),
+        (
+            TrainConfig {
+                loss: None,
+                ..cfg.clone()
+            },
+            "loss: the run has none",
         ),
     ];
     for (c, want) in cases {
@@ -428,7 +435,7 @@ fn xor_is_learned_to_full_accuracy_on_every_device() {
             epochs: 300,
             batch: 4,
             seed: 3,
-            loss: LossKind::BinaryCrossentropy,
+            loss: Some(LossKind::BinaryCrossentropy),
             optimizer: OptimizerConfig::Adam {
                 lr: 0.05,
                 beta1: 0.9,
@@ -450,7 +457,7 @@ fn xor_is_learned_to_full_accuracy_on_every_device() {
         fit(&model, &params, &data, None, &cfg, &opts).unwrap();
         let (loss, acc) =
             evaluate(&model, &params, &data, 4, &LossKind::BinaryCrossentropy).unwrap();
-        assert_eq!(acc, 1.0, "{}: loss {loss}", d.name());
+        assert_eq!(acc, Some(1.0), "{}: loss {loss}", d.name());
     }
 }
 
@@ -600,7 +607,7 @@ fn checkpoints_keep_the_newest_few_and_the_history_once() {
         &std::fs::read_to_string(dir.join("checkpoints/history.json")).unwrap(),
     )
     .unwrap();
-    let key = |h: &History| -> Vec<(usize, f32, f32)> {
+    let key = |h: &History| -> Vec<(usize, f32, Option<f32>)> {
         h.epochs
             .iter()
             .map(|e| (e.epoch, e.loss, e.metric))
@@ -655,4 +662,193 @@ fn every_callback_hears_the_resume_note_whatever_the_order_it_was_added_in() {
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(notes[0].starts_with("resuming from"), "{notes:?}");
     }
+}
+
+/// The model and data of `setup` trained `epochs` epochs with `loss` (or the config's), and
+/// `callback`; what `Fit::run` returned and the trained parameters.
+fn fit_with(
+    cfg: TrainConfig,
+    loss: Option<&dyn Objective>,
+    val: Option<&Dataset>,
+    callback: impl Callback,
+) -> (kiln_train::Result<Trained>, ParamStore, Sequential) {
+    let (model_cfg, data, _) = setup();
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
+    let params = b.build(&Device::cpu()).unwrap();
+    let mut run = Fit::new(cfg).callback(callback);
+    if let Some(loss) = loss {
+        run = run.loss(loss);
+    }
+    let trained = run.run(&model, &params, &data, val);
+    (trained, params, model)
+}
+
+/// A callback that does nothing.
+struct Quiet;
+
+impl Callback for Quiet {}
+
+/// Mean squared error from tape ops, as a user writes one.
+fn my_mse(tape: &Tape, pred: &Var, target: &Var) -> kiln_graph::Result<Var> {
+    let diff = tape.sub(pred, target)?;
+    tape.mean(&tape.mul(&diff, &diff)?)
+}
+
+#[test]
+fn a_loss_of_ones_own_trains_as_the_built_in_one_and_reports_the_metric_it_is_given() {
+    let (_, data, cfg) = setup();
+    let built_in = TrainConfig {
+        loss: Some(LossKind::MeanSquaredError),
+        ..cfg.clone()
+    };
+    let own = TrainConfig { loss: None, ..cfg };
+    let (want, _, _) = fit_with(built_in, None, Some(&data), Quiet);
+    let want = want.unwrap().history;
+    let with_metric = LossFn::new(my_mse).with_metric(MetricKind::MeanAbsoluteError);
+    let (got, params, model) = fit_with(own.clone(), Some(&with_metric), Some(&data), Quiet);
+    let got = got.unwrap().history;
+    assert_eq!(got.metric.as_deref(), Some("mae"));
+    assert!(!got.higher_is_better);
+    for (g, w) in got.epochs.iter().zip(&want.epochs) {
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+        assert!(close(g.loss, w.loss), "epoch {}: {g:?} vs {w:?}", g.epoch);
+        assert!(
+            close(g.metric.unwrap(), w.metric.unwrap()),
+            "{g:?} vs {w:?}"
+        );
+        assert!(
+            close(g.val_loss.unwrap(), w.val_loss.unwrap()),
+            "{g:?} vs {w:?}"
+        );
+    }
+    let (_, mae) = evaluate(&model, &params, &data, 16, &with_metric).unwrap();
+    assert!(mae.is_some());
+
+    // Without a metric, none is computed, stored or reported, and the best epoch is the one
+    // with the lowest validation loss.
+    let bare = LossFn::new(my_mse);
+    let (got, params, model) = fit_with(own, Some(&bare), Some(&data), Quiet);
+    let got = got.unwrap().history;
+    assert_eq!(got.metric, None);
+    assert!(got
+        .epochs
+        .iter()
+        .all(|e| e.metric.is_none() && e.val_metric.is_none()));
+    let lowest = got
+        .epochs
+        .iter()
+        .map(|e| e.val_loss.unwrap())
+        .fold(f32::INFINITY, f32::min);
+    assert_eq!(got.best_val().map(|(_, v)| v), Some(lowest));
+    let (loss, metric) = evaluate(&model, &params, &data, 16, &bare).unwrap();
+    assert!(loss.is_finite() && metric.is_none());
+    let csv = temp_dir("no-metric").with_extension("csv");
+    got.write_csv(&csv).unwrap();
+    let header = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        !header.lines().next().unwrap().contains("accuracy"),
+        "{header}"
+    );
+}
+
+/// A validation set of `setup`'s rule with a quarter of its labels flipped, and a fast learner:
+/// the validation loss falls for a few epochs, then rises.
+fn overfitting() -> (TrainConfig, Dataset) {
+    let n = 48;
+    let x = random_f32(11, n * 4, -1.0, 1.0);
+    let flip = random_f32(12, n, 0.0, 1.0);
+    let y: Vec<f32> = (0..n)
+        .map(|i| ((x[i * 4] + x[i * 4 + 1] * x[i * 4 + 2] > 0.0) != (flip[i] < 0.25)) as u32 as f32)
+        .collect();
+    let val = Dataset::single(Column::f32(x, &[4]), Column::f32(y, &[1]));
+    let (_, _, cfg) = setup();
+    let cfg = cfg
+        .epochs(60)
+        .optimizer(OptimizerConfig::adam().with_lr(0.01));
+    (cfg, val)
+}
+
+#[test]
+fn early_stopping_ends_the_run_and_puts_back_the_best_epochs_weights() {
+    let (cfg, val) = overfitting();
+    let mut stopper = EarlyStopping::new(3).restore_best_weights(true);
+    let (trained, params, model) = fit_with(cfg.clone(), None, Some(&val), &mut stopper);
+    let trained = trained.unwrap();
+    let epochs = &trained.history.epochs;
+    let why = trained.stopped.expect("the run stopped early");
+    assert!(epochs.len() < cfg.epochs, "{why}");
+    let (best_epoch, best) = stopper.best().unwrap();
+    assert_eq!(epochs.len(), best_epoch + 3, "{why}");
+    assert!(
+        best_epoch > 1,
+        "the loss fell for a few epochs first: {why}"
+    );
+    assert!(
+        why.contains("val_loss has not improved for 3 epochs"),
+        "{why}"
+    );
+    assert!(why.contains("weights were restored"), "{why}");
+    // The best epoch's validation loss is the lowest, and the weights now in the store give it.
+    let lowest = epochs
+        .iter()
+        .map(|e| e.val_loss.unwrap())
+        .fold(f32::INFINITY, f32::min);
+    assert_eq!(best, lowest);
+    let (now, _) = evaluate(
+        &model,
+        &params,
+        &val,
+        cfg.batch,
+        &LossKind::BinaryCrossentropy,
+    )
+    .unwrap();
+    assert!((now - best).abs() <= 1e-6, "restored {now}, best {best}");
+    assert!((epochs.last().unwrap().val_loss.unwrap() - best).abs() > 1e-4);
+
+    // Without restoring, the last epoch's weights stay.
+    let mut keep = EarlyStopping::new(3);
+    let (trained, params, model) = fit_with(cfg.clone(), None, Some(&val), &mut keep);
+    let last = trained
+        .unwrap()
+        .history
+        .epochs
+        .last()
+        .unwrap()
+        .val_loss
+        .unwrap();
+    let (now, _) = evaluate(
+        &model,
+        &params,
+        &val,
+        cfg.batch,
+        &LossKind::BinaryCrossentropy,
+    )
+    .unwrap();
+    assert!((now - last).abs() <= 1e-6, "kept {now}, last {last}");
+}
+
+#[test]
+fn early_stopping_refuses_a_figure_the_run_does_not_compute() {
+    let (cfg, val) = overfitting();
+    let (no_val, params, _) = fit_with(cfg.clone(), None, None, EarlyStopping::new(2));
+    let err = no_val.err().expect("refused").to_string();
+    assert!(
+        err.contains("watches val_loss") && err.contains("no validation set"),
+        "{err}"
+    );
+    // Refused before a step: the parameters are as initialized.
+    let fresh = ParamBuilder::new(cfg.seed);
+    setup().0.init(&fresh).unwrap();
+    let fresh = fresh.build(&Device::cpu()).unwrap();
+    assert_eq!(params.to_host().unwrap(), fresh.to_host().unwrap());
+    let bare = LossFn::new(my_mse);
+    let own = TrainConfig { loss: None, ..cfg };
+    let watch_metric = EarlyStopping::new(2).monitor(Monitor::ValMetric);
+    let (no_metric, _, _) = fit_with(own, Some(&bare), Some(&val), watch_metric);
+    let err = no_metric.err().expect("refused").to_string();
+    assert!(
+        err.contains("has no metric") && err.contains("with_metric"),
+        "{err}"
+    );
 }

@@ -1,0 +1,197 @@
+//! [`EarlyStopping`]: stops a run whose watched figure has stopped improving, as Keras's
+//! `EarlyStopping` callback, optionally putting back the best epoch's weights.
+
+use kiln_graph::Snapshot;
+use serde::{Deserialize, Serialize};
+
+use crate::callback::{Callback, FitState};
+use crate::history::{EpochStats, History};
+use crate::{Error, Result};
+
+/// An epoch figure a callback can watch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// The epoch's mean training loss.
+    Loss,
+    /// The epoch's training metric (accuracy or mae).
+    Metric,
+    /// The validation loss (Keras's default).
+    #[default]
+    ValLoss,
+    /// The validation metric.
+    ValMetric,
+}
+
+impl Monitor {
+    /// Its name in the history files: `loss`, `val_loss`, or the metric's (`val_accuracy`).
+    pub fn name(self, history: &History) -> String {
+        let metric = history.metric.as_deref().unwrap_or("metric");
+        match self {
+            Monitor::Loss => "loss".into(),
+            Monitor::ValLoss => "val_loss".into(),
+            Monitor::Metric => metric.into(),
+            Monitor::ValMetric => format!("val_{metric}"),
+        }
+    }
+
+    /// Its value in `epoch`, if the run has it.
+    pub fn value(self, epoch: &EpochStats) -> Option<f32> {
+        match self {
+            Monitor::Loss => Some(epoch.loss),
+            Monitor::Metric => epoch.metric,
+            Monitor::ValLoss => epoch.val_loss,
+            Monitor::ValMetric => epoch.val_metric,
+        }
+    }
+
+    /// Whether a higher value is better: losses fall, the metric goes the way it goes.
+    pub fn higher_is_better(self, history: &History) -> bool {
+        matches!(self, Monitor::Metric | Monitor::ValMetric) && history.higher_is_better
+    }
+}
+
+/// Stops the run when the watched figure ([`Monitor`], the validation loss unless told) has
+/// not improved by more than `min_delta` for `patience` epochs in a row, as Keras's
+/// `EarlyStopping(monitor, min_delta, patience, restore_best_weights)`. The run then ends with
+/// `Ok`, [`Trained::stopped`](crate::Trained::stopped) saying why. With
+/// [`EarlyStopping::restore_best_weights`] the parameters of the best epoch (kept as a copy on
+/// the device, never read back) are put back when it stops, before the final model is saved;
+/// like Keras, a run that ends on its own keeps its last weights.
+///
+/// ```no_run
+/// # use kiln_train::{EarlyStopping, Fit, TrainConfig, Dataset};
+/// # use kiln_graph::{LossKind, Model, ParamStore};
+/// # fn run(m: &dyn Model, p: &ParamStore, train: &Dataset, val: &Dataset) -> kiln_train::Result<()> {
+/// let trained = Fit::new(TrainConfig::new(LossKind::BinaryCrossentropy).epochs(100))
+///     .callback(EarlyStopping::new(5).restore_best_weights(true))
+///     .run(m, p, train, Some(val))?;
+/// if let Some(why) = &trained.stopped {
+///     println!("{why}");
+/// }
+/// # Ok(()) }
+/// ```
+pub struct EarlyStopping {
+    monitor: Monitor,
+    patience: usize,
+    min_delta: f32,
+    restore: bool,
+    /// The best value so far and its epoch.
+    best: Option<(usize, f32)>,
+    /// Epochs since the best.
+    wait: usize,
+    best_weights: Option<Snapshot>,
+}
+
+impl EarlyStopping {
+    /// Watches the validation loss; stops after `patience` epochs without improvement.
+    pub fn new(patience: usize) -> Self {
+        EarlyStopping {
+            monitor: Monitor::ValLoss,
+            patience,
+            min_delta: 0.0,
+            restore: false,
+            best: None,
+            wait: 0,
+            best_weights: None,
+        }
+    }
+
+    /// Watches `monitor` instead.
+    pub fn monitor(mut self, monitor: Monitor) -> Self {
+        self.monitor = monitor;
+        self
+    }
+
+    /// Counts only changes larger than `min_delta` as improvements (Keras's `min_delta`).
+    pub fn min_delta(mut self, min_delta: f32) -> Self {
+        self.min_delta = min_delta.abs();
+        self
+    }
+
+    /// Puts the best epoch's weights back when stopping (Keras's `restore_best_weights`).
+    pub fn restore_best_weights(mut self, restore: bool) -> Self {
+        self.restore = restore;
+        self
+    }
+
+    /// The best value seen and its epoch.
+    pub fn best(&self) -> Option<(usize, f32)> {
+        self.best
+    }
+
+    fn improved(&self, value: f32, higher_is_better: bool) -> bool {
+        match self.best {
+            None => true,
+            Some((_, best)) if higher_is_better => value > best + self.min_delta,
+            Some((_, best)) => value < best - self.min_delta,
+        }
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn on_train_begin(&mut self, state: &FitState) -> Result<()> {
+        let name = self.monitor.name(&state.history);
+        if matches!(self.monitor, Monitor::Metric | Monitor::ValMetric)
+            && state.history.metric.is_none()
+        {
+            return Err(Error::config(
+                "early stopping",
+                format!("watches {name}, but the run's loss has no metric; watch Monitor::ValLoss or give the loss one (LossFn::with_metric)"),
+            ));
+        }
+        if matches!(self.monitor, Monitor::ValLoss | Monitor::ValMetric) && !state.validates {
+            return Err(Error::config(
+                "early stopping",
+                format!("watches {name}, but the run has no validation set: give one, or watch Monitor::Loss"),
+            ));
+        }
+        // A resumed run starts counting afresh, as a new Keras fit does.
+        self.best = None;
+        self.wait = 0;
+        self.best_weights = None;
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, state: &FitState) -> Result<()> {
+        let epoch = state.history.epochs.last().expect("an epoch ended");
+        let name = self.monitor.name(&state.history);
+        let Some(value) = self.monitor.value(epoch) else {
+            return Err(Error::config(
+                "early stopping",
+                format!("watches {name}, which this run does not compute"),
+            ));
+        };
+        if !value.is_finite() {
+            self.wait += 1;
+        } else if self.improved(value, self.monitor.higher_is_better(&state.history)) {
+            self.best = Some((epoch.epoch, value));
+            self.wait = 0;
+            if self.restore {
+                self.best_weights = Some(state.params.snapshot()?);
+            }
+            return Ok(());
+        } else {
+            self.wait += 1;
+        }
+        if self.wait < self.patience.max(1) {
+            return Ok(());
+        }
+        let mut reason = format!(
+            "early stopping at epoch {}: {name} has not improved for {} epoch{}",
+            epoch.epoch,
+            self.wait,
+            if self.wait == 1 { "" } else { "s" }
+        );
+        if let Some((best_epoch, best)) = self.best {
+            reason += &format!(" (best {best:.4} at epoch {best_epoch}");
+            if let Some(weights) = &self.best_weights {
+                state.params.restore(weights)?;
+                reason += ", whose weights were restored";
+            }
+            reason += ")";
+        }
+        state.stop(reason);
+        Ok(())
+    }
+}
