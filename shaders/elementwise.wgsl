@@ -10,17 +10,37 @@ struct ElementwiseParams {
     n: u32,
     b_len: u32,
     scalar: f32,
-    _pad: u32,
+    scalar2: f32,
 }
 
 // binary: 0 add, 1 sub, 2 mul, 3 div
-// unary: 0 identity, 1 step, 2 sigmoid, 3 tanh, 4 relu, 5 exp, 6 log, 7 scale (x * scalar), 8 abs
+// unary: 0 identity, 1 step, 2 sigmoid, 3 tanh, 4 relu, 5 exp, 6 log, 7 scale (x * scalar), 8 abs,
+// 9 affine (x * scalar + scalar2), 10 pow (x^scalar), 11 sqrt, 12 rsqrt, 13 clamp to
+// [scalar, scalar2]
 override OP: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// x^e as Rust's f32::powf: WGSL's pow is undefined for x < 0 and for x = 0 with e <= 0.
+fn pow_f(x: f32, e: f32) -> f32 {
+    if (e == 0.0) {
+        return 1.0;
+    }
+    if (x == 0.0) {
+        return select(1.0 / x, 0.0, e > 0.0);
+    }
+    let m = pow(abs(x), e);
+    if (x > 0.0) {
+        return m;
+    }
+    if (fract(e) != 0.0) {
+        return sqrt(x);
+    }
+    return select(m, -m, fract(e * 0.5) != 0.0);
+}
 
 fn act(v: f32) -> f32 {
     switch OP {
@@ -32,6 +52,11 @@ fn act(v: f32) -> f32 {
         case 6u: { return log(v); }
         case 7u: { return v * p.scalar; }
         case 8u: { return abs(v); }
+        case 9u: { return v * p.scalar + p.scalar2; }
+        case 10u: { return pow_f(v, p.scalar); }
+        case 11u: { return sqrt(v); }
+        case 12u: { return inverseSqrt(v); }
+        case 13u: { return clamp(v, p.scalar, p.scalar2); }
         default: { return v; }
     }
 }
@@ -52,6 +77,11 @@ fn act_grad(v: f32) -> f32 {
         case 6u: { return 1.0 / v; }
         case 7u: { return p.scalar; }
         case 8u: { return sign(v); }
+        case 9u: { return p.scalar; }
+        case 10u: { return p.scalar * pow_f(v, p.scalar - 1.0); }
+        case 11u: { return 0.5 / sqrt(v); }
+        case 12u: { return -0.5 * inverseSqrt(v) / v; }
+        case 13u: { return select(0.0, 1.0, v >= p.scalar && v <= p.scalar2); }
         default: { return 1.0; }
     }
 }

@@ -11,7 +11,7 @@
 //! // A family's source is `common.wgsl` followed by its own file.
 //! assert!(kiln_shaders::MATMUL.starts_with(kiln_shaders::COMMON));
 //! assert!(kiln_shaders::MATMUL.contains("fn matmul_tiled("));
-//! assert_eq!(kiln_shaders::FAMILIES.len(), 11);
+//! assert_eq!(kiln_shaders::FAMILIES.len(), 12);
 //! ```
 #![warn(missing_docs)]
 
@@ -36,6 +36,8 @@ families! {
     MATMUL = "matmul.wgsl",
     /// Binary ops with broadcast, unary ops and their derivatives, fill, axpy.
     ELEMENTWISE = "elementwise.wgsl",
+    /// Binary ops under NumPy broadcasting; broadcasting copies.
+    BROADCAST = "broadcast.wgsl",
     /// Sum, mean and max along an axis; argmax; softmax and its backward.
     REDUCE = "reduce.wgsl",
     /// Embedding lookups, their deterministic backward, one-hot rows.

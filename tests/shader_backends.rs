@@ -98,7 +98,7 @@ fn translate(key: &PipelineKey) -> Result<(), String> {
 
 /// Every pipeline key the launchers compile, learned on the test device once per process: the
 /// quick benchmark (every kernel family, both LSTM paths, LeNet and the seed model's training
-/// steps, a fit) and a masked, bidirectional LSTM. None without an adapter (skipped).
+/// steps, a fit), a masked, bidirectional LSTM, every unary op and the broadcast kernels. None without an adapter (skipped).
 fn pipeline_keys(test: &str) -> Option<Vec<PipelineKey>> {
     static KEYS: std::sync::OnceLock<Vec<PipelineKey>> = std::sync::OnceLock::new();
     let d = gpu_device(test)?;
@@ -116,6 +116,8 @@ fn pipeline_keys(test: &str) -> Option<Vec<PipelineKey>> {
             // Masks, initial states and the backward of a bidirectional LSTM (the bench's are
             // unmasked).
             masked_lstm(&d);
+            // Every unary op (each an override of one entry) and the broadcast kernels.
+            elementwise_ops(&d);
             let keys = d.pipeline_keys();
             let families: std::collections::BTreeSet<&str> =
                 keys.iter().map(|k| k.family.file()).collect();
@@ -280,5 +282,23 @@ fn masked_lstm(d: &kiln::device::Device) {
     let y = model.forward(&tape, &params, &x).unwrap();
     let loss = tape.mean(&y).unwrap();
     tape.backward(&loss).unwrap();
+    d.sync().unwrap();
+}
+
+fn elementwise_ops(d: &kiln::device::Device) {
+    use kiln::device::{BinaryOp, UnaryOp};
+    let x = d
+        .from_f32(&[0.5, 1.5, 2.0, 3.0, 0.25, 4.0], &[2, 3])
+        .unwrap();
+    for op in UnaryOp::ALL {
+        let y = d.unary(op, &x).unwrap();
+        d.unary_backward(op, &x, &y).unwrap();
+    }
+    let col = d.from_f32(&[1.0, 2.0], &[2, 1]).unwrap();
+    for op in BinaryOp::ALL {
+        d.binary(op, &x, &col).unwrap();
+    }
+    let wide = d.broadcast_to(&col, &[2, 3]).unwrap();
+    d.sum_to(&wide, &[2, 1]).unwrap();
     d.sync().unwrap();
 }

@@ -49,8 +49,8 @@ pub use ops::lstm::{LstmGrads, LstmInputs, LstmOutputGrads, LstmPath, LstmState}
 pub use ops::matmul::matmul_params;
 pub use ops::pool::{PoolSpec, Pooled};
 pub use params::{
-    Activation, AdamConfig, BinaryOp, Conv2dSpec, ConvVariant, LstmParams, MatmulSpec, MatmulTile,
-    MatmulVariant, PoolMode, ReduceOp, SgdConfig, UnaryOp,
+    broadcast_shape, Activation, AdamConfig, BinaryOp, Conv2dSpec, ConvVariant, LstmParams,
+    MatmulSpec, MatmulTile, MatmulVariant, PoolMode, ReduceOp, SgdConfig, UnaryOp,
 };
 pub use profile::{KernelSpan, KernelTotal, Profile, ProfileClock};
 pub use shaders::ShaderFamily;

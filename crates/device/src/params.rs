@@ -97,11 +97,32 @@ pub enum UnaryOp {
     Scale(f32),
     /// |x|; derivative sign(x) (0 at 0).
     Abs,
+    /// x * scale + shift (add a scalar, subtract from one, negate).
+    Affine {
+        /// The factor.
+        scale: f32,
+        /// The constant added.
+        shift: f32,
+    },
+    /// x^p, as `f32::powf`: negative x only for whole p (else NaN); 0^p is 0 for p > 0, 1 for
+    /// p = 0 and infinite for p < 0.
+    Pow(f32),
+    /// sqrt(x), for x >= 0.
+    Sqrt,
+    /// 1 / sqrt(x), for x > 0.
+    Rsqrt,
+    /// x limited to [min, max]; derivative 1 within (bounds included), 0 outside.
+    Clamp {
+        /// The lower bound.
+        min: f32,
+        /// The upper bound.
+        max: f32,
+    },
 }
 
 impl UnaryOp {
     /// Every op, for tests.
-    pub const ALL: [UnaryOp; 9] = [
+    pub const ALL: [UnaryOp; 15] = [
         UnaryOp::Identity,
         UnaryOp::Step,
         UnaryOp::Sigmoid,
@@ -111,7 +132,29 @@ impl UnaryOp {
         UnaryOp::Log,
         UnaryOp::Scale(0.5),
         UnaryOp::Abs,
+        UnaryOp::Affine {
+            scale: -1.5,
+            shift: 0.25,
+        },
+        UnaryOp::Pow(3.0),
+        UnaryOp::Pow(-1.5),
+        UnaryOp::Sqrt,
+        UnaryOp::Rsqrt,
+        UnaryOp::Clamp {
+            min: -0.3,
+            max: 0.4,
+        },
     ];
+
+    /// Whether the op is defined (with its derivative) only for x > 0: tests draw its inputs
+    /// there.
+    pub fn positive_only(self) -> bool {
+        match self {
+            UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt => true,
+            UnaryOp::Pow(p) => p.fract() != 0.0,
+            _ => false,
+        }
+    }
 
     pub(crate) fn code(self) -> u32 {
         match self {
@@ -124,13 +167,21 @@ impl UnaryOp {
             UnaryOp::Log => 6,
             UnaryOp::Scale(_) => 7,
             UnaryOp::Abs => 8,
+            UnaryOp::Affine { .. } => 9,
+            UnaryOp::Pow(_) => 10,
+            UnaryOp::Sqrt => 11,
+            UnaryOp::Rsqrt => 12,
+            UnaryOp::Clamp { .. } => 13,
         }
     }
 
-    pub(crate) fn scalar(self) -> f32 {
+    /// The op's constants, as the kernel's `scalar` and `scalar2`.
+    pub(crate) fn scalars(self) -> (f32, f32) {
         match self {
-            UnaryOp::Scale(s) => s,
-            _ => 0.0,
+            UnaryOp::Scale(s) | UnaryOp::Pow(s) => (s, 0.0),
+            UnaryOp::Affine { scale, shift } => (scale, shift),
+            UnaryOp::Clamp { min, max } => (min, max),
+            _ => (0.0, 0.0),
         }
     }
 }
@@ -316,10 +367,119 @@ pub struct ElementwiseParams {
     pub n: u32,
     /// Length of the second operand: n (same shape), a row length (row broadcast) or 1.
     pub b_len: u32,
-    /// The constant of `UnaryOp::Scale`, `fill` and `axpy`.
+    /// The constant of `UnaryOp::Scale` and `Pow`, `fill` and `axpy`; `Affine`'s scale,
+    /// `Clamp`'s min.
     pub scalar: f32,
+    /// `Affine`'s shift, `Clamp`'s max.
+    pub scalar2: f32,
+}
+
+/// The most dimensions a broadcast kernel takes after merging neighbours that broadcast alike.
+pub const MAX_BROADCAST_RANK: usize = 8;
+
+/// NumPy's broadcast of two shapes: aligned at the right, each dimension equal or 1 in one of
+/// them. None when they do not broadcast.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let dim = |s: &[usize], i: usize| {
+        let pad = rank - s.len();
+        if i < pad {
+            1
+        } else {
+            s[i - pad]
+        }
+    };
+    (0..rank)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Parameters of the broadcast kernels: the output's shape and each operand's strides in it (0
+/// along a dimension it broadcasts over), after merging neighbouring dimensions that broadcast
+/// alike.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct BroadcastParams {
+    /// Elements of the output.
+    pub n: u32,
+    /// Dimensions used in `shape` and the strides.
+    pub rank: u32,
     /// WGSL padding to 16 bytes.
-    pub _pad: u32,
+    pub _pad: [u32; 2],
+    /// The (merged) output shape.
+    pub shape: [u32; MAX_BROADCAST_RANK],
+    /// The first operand's element strides (0 where it broadcasts).
+    pub a_strides: [u32; MAX_BROADCAST_RANK],
+    /// The second operand's.
+    pub b_strides: [u32; MAX_BROADCAST_RANK],
+}
+
+impl BroadcastParams {
+    /// The plan for `a op b`: the output shape and the kernel's parameters; None when the shapes
+    /// do not broadcast or need more than [`MAX_BROADCAST_RANK`] dimensions once merged.
+    pub fn plan(a: &[usize], b: &[usize]) -> Option<(Vec<usize>, BroadcastParams)> {
+        let out = broadcast_shape(a, b)?;
+        let rank = out.len();
+        let padded = |s: &[usize]| -> Vec<usize> {
+            let mut v = vec![1; rank - s.len()];
+            v.extend_from_slice(s);
+            v
+        };
+        let (pa, pb) = (padded(a), padded(b));
+        // Merge runs of dimensions in which each operand is either whole or broadcast alike;
+        // dimensions of size 1 drop out.
+        let mut dims: Vec<(usize, bool, bool)> = vec![];
+        for i in 0..rank {
+            if out[i] == 1 {
+                continue;
+            }
+            let (full_a, full_b) = (pa[i] != 1, pb[i] != 1);
+            match dims.last_mut() {
+                Some(last) if last.1 == full_a && last.2 == full_b => last.0 *= out[i],
+                _ => dims.push((out[i], full_a, full_b)),
+            }
+        }
+        if dims.len() > MAX_BROADCAST_RANK {
+            return None;
+        }
+        let mut p = BroadcastParams {
+            n: out.iter().product::<usize>() as u32,
+            rank: dims.len() as u32,
+            ..Default::default()
+        };
+        let (mut sa, mut sb) = (1usize, 1usize);
+        for (k, &(size, full_a, full_b)) in dims.iter().enumerate().rev() {
+            p.shape[k] = size as u32;
+            if full_a {
+                p.a_strides[k] = sa as u32;
+                sa *= size;
+            }
+            if full_b {
+                p.b_strides[k] = sb as u32;
+                sb *= size;
+            }
+        }
+        Some((out, p))
+    }
+
+    /// The operands' element indices for output element `i`.
+    #[inline]
+    pub fn index(&self, i: usize) -> (usize, usize) {
+        let (mut rem, mut ia, mut ib) = (i, 0usize, 0usize);
+        for d in (0..self.rank as usize).rev() {
+            let size = self.shape[d] as usize;
+            let c = rem % size;
+            rem /= size;
+            ia += c * self.a_strides[d] as usize;
+            ib += c * self.b_strides[d] as usize;
+        }
+        (ia, ib)
+    }
 }
 
 /// The reduced axis splits a tensor into (outer, len, inner).

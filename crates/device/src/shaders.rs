@@ -8,6 +8,8 @@ pub enum ShaderFamily {
     Matmul,
     /// shaders/elementwise.wgsl: binary ops with broadcast, unary ops and their derivatives, fill.
     Elementwise,
+    /// shaders/broadcast.wgsl: binary ops under NumPy broadcasting, broadcasting copies.
+    Broadcast,
     /// shaders/reduce.wgsl: sum, mean, max and argmax along an axis; softmax.
     Reduce,
     /// shaders/embedding.wgsl: lookups, their backward, one-hot rows.
@@ -33,9 +35,10 @@ pub use kiln_shaders::COMMON;
 
 impl ShaderFamily {
     /// Every family, in order.
-    pub const ALL: [ShaderFamily; 11] = [
+    pub const ALL: [ShaderFamily; 12] = [
         ShaderFamily::Matmul,
         ShaderFamily::Elementwise,
+        ShaderFamily::Broadcast,
         ShaderFamily::Reduce,
         ShaderFamily::Embedding,
         ShaderFamily::Dropout,
@@ -52,6 +55,7 @@ impl ShaderFamily {
         match self {
             ShaderFamily::Matmul => "matmul.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
+            ShaderFamily::Broadcast => "broadcast.wgsl",
             ShaderFamily::Reduce => "reduce.wgsl",
             ShaderFamily::Embedding => "embedding.wgsl",
             ShaderFamily::Dropout => "dropout.wgsl",
@@ -69,6 +73,7 @@ impl ShaderFamily {
         match self {
             ShaderFamily::Matmul => kiln_shaders::MATMUL,
             ShaderFamily::Elementwise => kiln_shaders::ELEMENTWISE,
+            ShaderFamily::Broadcast => kiln_shaders::BROADCAST,
             ShaderFamily::Reduce => kiln_shaders::REDUCE,
             ShaderFamily::Embedding => kiln_shaders::EMBEDDING,
             ShaderFamily::Dropout => kiln_shaders::DROPOUT,

@@ -305,7 +305,7 @@ fn fast_elementwise_kernels_match_the_reference() {
         n: n as u32,
         b_len: n as u32,
         scalar: 0.5,
-        _pad: 0,
+        scalar2: 0.0,
     };
     // Relu gives the reference's bits; tanh and sigmoid are the CPU device's own vectorized
     // functions, within a few ulp (kiln_device::cpu::math).
@@ -416,5 +416,22 @@ fn reused_unzeroed_outputs_hold_no_stale_values() {
         let what = format!("output {i} (matmul, tanh, sigmoid backward)");
         let tol = Tolerance::new(1e-5, 1e-5);
         assert_close(&what, &values(&fast[1][i]), &values(&slow[1][i]), tol);
+    }
+}
+
+/// Broadcasting over rayon's chunks gives the reference's bits, the chunk boundaries included.
+#[test]
+fn broadcast_gives_the_references_bits() {
+    use kiln_device::params::{BinaryOp, BroadcastParams};
+    let (sa, sb) = ([3usize, 1, 9001], [1usize, 5, 1]);
+    let (_, p) = BroadcastParams::plan(&sa, &sb).unwrap();
+    let a = random_f32(80, sa.iter().product(), -2.0, 2.0);
+    let b = random_f32(81, sb.iter().product(), 0.5, 2.0);
+    let n = p.n as usize;
+    for op in [Some(BinaryOp::Div), Some(BinaryOp::Sub), None] {
+        let (mut fast, mut slow) = (vec![f32::NAN; n], vec![0.0; n]);
+        cpu::binary_broadcast(&p, op, &a, &b, &mut fast);
+        reference::binary_broadcast(&p, op, &a, &b, &mut slow);
+        assert_eq!(fast, slow, "{op:?}");
     }
 }

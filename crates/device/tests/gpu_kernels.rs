@@ -294,7 +294,7 @@ fn unary_ops_and_their_derivatives() {
     for op in UnaryOp::ALL {
         for &n in &LENGTHS {
             // log needs positive inputs; the rest see both signs and large magnitudes.
-            let (lo, hi) = if op == UnaryOp::Log {
+            let (lo, hi) = if op.positive_only() {
                 (0.01, 5.0)
             } else {
                 (-20.0, 20.0)
@@ -793,4 +793,62 @@ fn narrow_and_slice_assign_match_reference_on_every_axis() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("do not fit"), "{e}");
+}
+
+/// Shape pairs for broadcasting: per-channel NCHW both ways round, outer products, a scalar
+/// against a matrix, dimensions of 1 in both, and a large one.
+const BROADCAST_PAIRS: [(&[usize], &[usize]); 7] = [
+    (&[2, 4, 3, 3], &[4, 1, 1]),
+    (&[4, 1, 1], &[2, 4, 3, 3]),
+    (&[3, 1, 5], &[1, 4, 1]),
+    (&[7], &[3, 1]),
+    (&[1], &[5, 6]),
+    (&[2, 1, 3, 1, 2], &[1, 5, 1, 4, 2]),
+    (&[300, 1, 257], &[1, 70, 1]),
+];
+
+#[test]
+fn broadcast_binary_ops_copies_and_sums() {
+    let Some((gpu, cpu)) = devices("broadcast") else {
+        return;
+    };
+    for (i, (sa, sb)) in BROADCAST_PAIRS.iter().enumerate() {
+        let a = random_f32(100 + i as u64, sa.iter().product(), -2.0, 2.0);
+        let b = random_f32(200 + i as u64, sb.iter().product(), 0.5, 2.0);
+        let out = broadcast_shape(sa, sb).unwrap();
+        for op in BinaryOp::ALL {
+            same_on_both(
+                &format!("{op:?} {sa:?} {sb:?}"),
+                &gpu,
+                &cpu,
+                Tolerance::ELEMENTWISE,
+                |d| {
+                    let y = d
+                        .binary(
+                            op,
+                            &d.from_f32(&a, sa).unwrap(),
+                            &d.from_f32(&b, sb).unwrap(),
+                        )
+                        .unwrap();
+                    assert_eq!(y.shape(), out.as_slice());
+                    y
+                },
+            );
+        }
+        for (x, s) in [(&a, sa), (&b, sb)] {
+            same_on_both(
+                &format!("broadcast_to {s:?} {out:?}"),
+                &gpu,
+                &cpu,
+                Tolerance::EXACT,
+                |d| d.broadcast_to(&d.from_f32(x, s).unwrap(), &out).unwrap(),
+            );
+            let full = random_f32(300 + i as u64, out.iter().product(), -1.0, 1.0);
+            let terms = out.iter().product::<usize>() / s.iter().product::<usize>();
+            let tol = Tolerance::reduction(terms);
+            same_on_both(&format!("sum_to {out:?} {s:?}"), &gpu, &cpu, tol, |d| {
+                d.sum_to(&d.from_f32(&full, &out).unwrap(), s).unwrap()
+            });
+        }
+    }
 }

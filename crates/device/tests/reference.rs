@@ -313,3 +313,77 @@ fn dropout_keeps_the_expected_fraction_and_scales() {
     assert!((kept - 0.8).abs() < 0.01, "kept {kept}");
     assert!(out.iter().all(|&v| v == 0.0 || v == 1.25));
 }
+
+/// NumPy's broadcasting, on results worked by hand (as `numpy` gives them): operands of either
+/// size, a per-channel NCHW scale, copies and their adjoint, and the errors.
+#[test]
+fn broadcasting_follows_numpy() {
+    let d = Device::cpu_reference();
+    let t = |v: &[f32], s: &[usize]| d.from_f32(v, s).unwrap();
+    let read = |x: &kiln_device::Tensor| (d.to_f32(x).unwrap(), x.shape().to_vec());
+    let col = t(&[10.0, 20.0], &[2, 1]);
+    let row = t(&[1.0, 2.0, 3.0], &[3]);
+    assert_eq!(
+        read(&d.add(&col, &row).unwrap()),
+        (vec![11.0, 12.0, 13.0, 21.0, 22.0, 23.0], vec![2, 3])
+    );
+    assert_eq!(
+        read(&d.binary(BinaryOp::Sub, &row, &col).unwrap()),
+        (vec![-9.0, -8.0, -7.0, -19.0, -18.0, -17.0], vec![2, 3])
+    );
+    // x (2, 2, 1, 2) * s (2, 1, 1): channel 0 times 10, channel 1 times 100.
+    let x = t(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], &[2, 2, 1, 2]);
+    let s = t(&[10.0, 100.0], &[2, 1, 1]);
+    let want = vec![0.0, 10.0, 200.0, 300.0, 40.0, 50.0, 600.0, 700.0];
+    assert_eq!(
+        read(&d.mul(&x, &s).unwrap()),
+        (want.clone(), vec![2, 2, 1, 2])
+    );
+    assert_eq!(read(&d.mul(&s, &x).unwrap()), (want, vec![2, 2, 1, 2]));
+    // Copies and their adjoint.
+    let pair = t(&[1.0, 2.0], &[2]);
+    let tiled = d.broadcast_to(&pair, &[3, 2]).unwrap();
+    assert_eq!(
+        read(&tiled),
+        (vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0], vec![3, 2])
+    );
+    assert_eq!(
+        read(&d.sum_to(&tiled, &[2]).unwrap()),
+        (vec![3.0, 6.0], vec![2])
+    );
+    assert_eq!(
+        read(&d.sum_to(&tiled, &[1, 2]).unwrap()),
+        (vec![3.0, 6.0], vec![1, 2])
+    );
+    assert_eq!(
+        read(&d.sum_to(&tiled, &[3, 1]).unwrap()),
+        (vec![3.0; 3], vec![3, 1])
+    );
+    assert_eq!(read(&d.sum_to(&tiled, &[1]).unwrap()), (vec![9.0], vec![1]));
+    let cube = t(&(0..24).map(|v| v as f32).collect::<Vec<_>>(), &[2, 3, 4]);
+    // Over axes 0 and 2 at once: (2, 3, 4) -> (3, 1).
+    let want: Vec<f32> = (0..3)
+        .map(|j| {
+            (0..2)
+                .flat_map(|i| (0..4).map(move |k| (i * 12 + j * 4 + k) as f32))
+                .sum()
+        })
+        .collect();
+    assert_eq!(read(&d.sum_to(&cube, &[3, 1]).unwrap()), (want, vec![3, 1]));
+    // Neighbouring dimensions that broadcast alike are merged.
+    let (shape, p) = BroadcastParams::plan(&[4, 5, 6], &[5, 6]).unwrap();
+    assert_eq!((shape, p.rank), (vec![4, 5, 6], 2));
+    // Shapes that do not broadcast are refused, naming both.
+    let err = d
+        .add(&t(&[0.0; 6], &[2, 3]), &pair)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[2, 3] and [2]") && err.contains("broadcast"),
+        "{err}"
+    );
+    let err = d.broadcast_to(&row, &[3, 2]).unwrap_err().to_string();
+    assert!(err.contains("broadcast"), "{err}");
+    let err = d.sum_to(&tiled, &[3]).unwrap_err().to_string();
+    assert!(err.contains("broadcasts to [3, 2]"), "{err}");
+}

@@ -3,6 +3,10 @@
 //!
 //! - [`Tape`] / [`Var`]: record ops, `backward()` walks them in reverse (`tape.rs`, `ops.rs`);
 //!   [`Tape::input`] and [`Tape::grad`] give gradients with respect to inputs.
+//! - Scalar and axis helpers (`add_scalar`, `rsub`, `pow`, `rsqrt`, `clamp`, `sum_axes`,
+//!   `mean_axes`, `max_axes` with `keepdims`, `broadcast_to`; `math.rs`); binary ops broadcast as
+//!   NumPy does.
+//! - [`CustomOp`] / [`Tape::custom`]: ops of one's own with their own backward (`custom.rs`).
 //! - Recurrent ops: the fused and unfused LSTM, the simple RNN (`recurrent.rs`).
 //! - [`ParamBuilder`] (with `pp` prefixes) / [`ParamStore`]: named parameters packed into one
 //!   device buffer (`params.rs`); strict loading by name.
@@ -28,9 +32,11 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+mod custom;
 mod error;
 pub mod layers;
 mod loss;
+mod math;
 mod model;
 mod ops;
 pub mod optim;
@@ -40,6 +46,7 @@ mod step;
 mod tape;
 pub mod testing;
 
+pub use custom::CustomOp;
 pub use error::{Error, Result, WeightReport};
 pub use kiln_device;
 pub use kiln_device::LstmPath;

@@ -1,34 +1,24 @@
 //! Differentiable ops: each computes its value with device kernels and records, on the tape, the
-//! backward that turns d(output) into d(inputs). Shapes follow kiln-device: a second operand may
-//! broadcast over the leading dimensions of the first (a bias row) or be a single element.
+//! backward that turns d(output) into d(inputs). Binary ops broadcast as NumPy does (kiln-device's
+//! `Device::binary`); their gradients are summed back to each operand's shape.
 
 use kiln_device::{
-    BinaryOp, Conv2dSpec, ConvVariant, Device, Loss, MatmulSpec, PoolMode, PoolSpec, ReduceOp,
-    Tensor, UnaryOp,
+    BinaryOp, Conv2dSpec, ConvVariant, Loss, MatmulSpec, PoolMode, PoolSpec, ReduceOp, Tensor,
+    UnaryOp,
 };
 
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
 
-/// Sums a gradient of `full` shape down to `target` shape (undoing a broadcast).
-fn unbroadcast(d: &Device, grad: &Tensor, target: &[usize]) -> Result<Tensor> {
-    if grad.shape() == target {
-        return Ok(grad.clone());
-    }
-    let n: usize = target.iter().product();
-    let rows = grad.len() / n;
-    let summed = d.reduce(ReduceOp::Sum, &grad.reshape(&[rows, n])?, 0)?;
-    Ok(summed.reshape(target)?)
-}
-
 impl Tape {
-    /// a op b, b broadcasting over a's leading dimensions (or a single element).
+    /// a op b under NumPy broadcasting (a per-channel `(C, 1, 1)` scale against `(N, C, H, W)`,
+    /// a bias row, a scalar); each operand's gradient is summed back to its shape.
     pub fn binary(&self, op: BinaryOp, a: &Var, b: &Var) -> Result<Var> {
         let d = self.device();
         let value = d.binary(op, a.value(), b.value())?;
         let (av, bv) = (a.value().clone(), b.value().clone());
         Ok(self.record(value, &[a, b], move |d, dy| {
-            let (da, db_full) = match op {
+            let (da_full, db_full) = match op {
                 BinaryOp::Add => (dy.clone(), dy.clone()),
                 BinaryOp::Sub => (dy.clone(), d.scale(dy, -1.0)?),
                 BinaryOp::Mul => (d.mul(dy, &bv)?, d.mul(dy, &av)?),
@@ -42,27 +32,29 @@ impl Tape {
                     )
                 }
             };
-            let db = unbroadcast(d, &db_full, bv.shape())?;
-            Ok(vec![Some(da), Some(db)])
+            Ok(vec![
+                Some(d.sum_to(&da_full, av.shape())?),
+                Some(d.sum_to(&db_full, bv.shape())?),
+            ])
         }))
     }
 
-    /// a + b, broadcasting b.
+    /// a + b, broadcasting.
     pub fn add(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(BinaryOp::Add, a, b)
     }
 
-    /// a - b, broadcasting b.
+    /// a - b, broadcasting.
     pub fn sub(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(BinaryOp::Sub, a, b)
     }
 
-    /// a * b elementwise, broadcasting b.
+    /// a * b elementwise, broadcasting.
     pub fn mul(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(BinaryOp::Mul, a, b)
     }
 
-    /// a / b elementwise, broadcasting b.
+    /// a / b elementwise, broadcasting.
     pub fn div(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(BinaryOp::Div, a, b)
     }

@@ -93,11 +93,19 @@ fn binary_ops_with_broadcast() {
 #[test]
 fn unary_ops() {
     for op in UnaryOp::ALL {
-        let x = if op == UnaryOp::Log {
+        let (shape, mut x) = if op.positive_only() {
             rand(5, &[2, 5], 0.2, 3.0)
         } else {
             away_from_zero(6, &[2, 5])
         };
+        if let UnaryOp::Clamp { min, max } = op {
+            // Away from the bounds' kinks, on both sides of each.
+            x = x
+                .iter()
+                .map(|v| v * 0.25 + if *v < 0.0 { min } else { max })
+                .collect();
+        }
+        let x = (shape, x);
         gradcheck(&format!("{op:?}"), &[x], move |t, v| t.unary(op, &v[0]));
     }
 }
@@ -491,5 +499,316 @@ fn every_layer_gives_the_same_gradients_on_gpu_and_cpu() {
                 Tolerance::new(1e-6, 1e-4),
             );
         }
+    }
+}
+
+/// An op's input: its shape and values.
+type Input = (Vec<usize>, Vec<f32>);
+
+/// Shape pairs under NumPy broadcasting: per-channel NCHW both ways round, an outer product, a
+/// scalar on the left.
+fn broadcast_pairs() -> Vec<(Input, Input)> {
+    vec![
+        (
+            rand(20, &[2, 3, 2, 2], -1.0, 1.0),
+            rand(21, &[3, 1, 1], 0.5, 2.0),
+        ),
+        (
+            rand(22, &[3, 1, 1], -1.0, 1.0),
+            rand(23, &[2, 3, 2, 2], 0.5, 2.0),
+        ),
+        (rand(24, &[3, 1], -1.0, 1.0), rand(25, &[1, 4], 0.5, 2.0)),
+        (rand(26, &[1], -1.0, 1.0), rand(27, &[2, 3], 0.5, 2.0)),
+    ]
+}
+
+#[test]
+fn binary_ops_under_numpy_broadcasting() {
+    for (a, b) in broadcast_pairs() {
+        for op in kiln_device::BinaryOp::ALL {
+            let label = format!("{op:?} {:?} {:?}", a.0, b.0);
+            gradcheck(&label, &[a.clone(), b.clone()], move |t, v| {
+                t.binary(op, &v[0], &v[1])
+            });
+        }
+    }
+}
+
+/// A per-channel scale of NCHW activations, the example: (2, 4, 3, 3) * (4, 1, 1).
+#[test]
+fn a_per_channel_scale_of_nchw_activations() {
+    let d = Device::cpu();
+    let x = random_f32(30, 2 * 4 * 9, -1.0, 1.0);
+    let s = [1.0, 2.0, 3.0, 4.0];
+    let tape = Tape::recording(&d);
+    let xv = tape.input(d.from_f32(&x, &[2, 4, 3, 3]).unwrap());
+    let sv = tape.input(d.from_f32(&s, &[4, 1, 1]).unwrap());
+    let y = tape.mul(&xv, &sv).unwrap();
+    assert_eq!(y.shape(), &[2, 4, 3, 3]);
+    let got = d.to_f32(y.value()).unwrap();
+    for (i, (g, x)) in got.iter().zip(&x).enumerate() {
+        assert_eq!(*g, x * s[(i / 9) % 4], "element {i}");
+    }
+    tape.backward(&tape.sum(&y).unwrap()).unwrap();
+    // d sum / d s[c] = the sum of channel c over batch and pixels.
+    let ds = d.to_f32(&tape.grad(&sv).unwrap()).unwrap();
+    for (c, g) in ds.iter().enumerate() {
+        let want: f32 = (0..2)
+            .flat_map(|n| (0..9).map(move |p| n * 36 + c * 9 + p))
+            .map(|i| x[i])
+            .sum();
+        assert!((g - want).abs() < 1e-5, "channel {c}: {g} vs {want}");
+    }
+}
+
+#[test]
+fn axis_reductions_with_and_without_keepdims() {
+    let x = away_from_zero(31, &[2, 3, 4]);
+    let cases: [&[isize]; 6] = [&[0], &[1], &[-1], &[0, 2], &[1, 2], &[]];
+    for axes in cases {
+        for keepdims in [false, true] {
+            let label = format!("axes {axes:?} keepdims {keepdims}");
+            gradcheck(&format!("sum {label}"), std::slice::from_ref(&x), |t, v| {
+                t.sum_axes(&v[0], axes, keepdims)
+            });
+            gradcheck(
+                &format!("mean {label}"),
+                std::slice::from_ref(&x),
+                |t, v| t.mean_axes(&v[0], axes, keepdims),
+            );
+            gradcheck(&format!("max {label}"), std::slice::from_ref(&x), |t, v| {
+                t.max_axes(&v[0], axes, keepdims)
+            });
+        }
+    }
+    let d = Device::cpu();
+    let tape = Tape::recording(&d);
+    let v = tape.constant(d.from_f32(&x.1, &x.0).unwrap());
+    assert_eq!(
+        tape.sum_axes(&v, &[0, 2], true).unwrap().shape(),
+        &[1, 3, 1]
+    );
+    assert_eq!(tape.mean_axes(&v, &[-1], false).unwrap().shape(), &[2, 3]);
+    assert_eq!(tape.max_axes(&v, &[], false).unwrap().shape(), &[1]);
+    let err = tape.sum_axes(&v, &[3], false).unwrap_err().to_string();
+    assert!(
+        err.contains("axis 3 is out of range for 3 dimensions"),
+        "{err}"
+    );
+}
+
+#[test]
+fn max_shares_the_gradient_between_tied_maxima() {
+    let d = Device::cpu();
+    let tape = Tape::recording(&d);
+    let x = tape.input(
+        d.from_f32(&[1.0, 3.0, 3.0, 2.0, 0.0, -1.0], &[2, 3])
+            .unwrap(),
+    );
+    let y = tape.max_axes(&x, &[1], false).unwrap();
+    assert_eq!(d.to_f32(y.value()).unwrap(), vec![3.0, 2.0]);
+    tape.backward(&tape.sum(&y).unwrap()).unwrap();
+    let dx = d.to_f32(&tape.grad(&x).unwrap()).unwrap();
+    assert_eq!(dx, vec![0.0, 0.5, 0.5, 1.0, 0.0, 0.0]);
+}
+
+#[test]
+fn scalar_helpers_and_broadcast_to() {
+    let x = away_from_zero(32, &[2, 3]);
+    let pos = rand(33, &[2, 3], 0.2, 2.0);
+    gradcheck("add_scalar", std::slice::from_ref(&x), |t, v| {
+        t.add_scalar(&v[0], 0.7)
+    });
+    gradcheck("mul_scalar", std::slice::from_ref(&x), |t, v| {
+        t.mul_scalar(&v[0], -1.3)
+    });
+    gradcheck("rsub", std::slice::from_ref(&x), |t, v| t.rsub(1.0, &v[0]));
+    gradcheck("neg", std::slice::from_ref(&x), |t, v| t.neg(&v[0]));
+    gradcheck("square", std::slice::from_ref(&x), |t, v| t.square(&v[0]));
+    gradcheck("pow 3", std::slice::from_ref(&x), |t, v| t.pow(&v[0], 3.0));
+    gradcheck("pow 0.5", std::slice::from_ref(&pos), |t, v| {
+        t.pow(&v[0], 0.5)
+    });
+    gradcheck("sqrt", std::slice::from_ref(&pos), |t, v| t.sqrt(&v[0]));
+    gradcheck("rsqrt", std::slice::from_ref(&pos), |t, v| t.rsqrt(&v[0]));
+    gradcheck("clamp", std::slice::from_ref(&x), |t, v| {
+        t.clamp(&v[0], -0.5, 0.55)
+    });
+    let row = rand(34, &[3], -1.0, 1.0);
+    gradcheck("broadcast_to", &[row], |t, v| {
+        t.broadcast_to(&v[0], &[4, 3])
+    });
+    let d = Device::cpu();
+    let tape = Tape::inference(&d);
+    let v = tape.constant(d.from_f32(&x.1, &x.0).unwrap());
+    let one_minus = tape.rsub(1.0, &v).unwrap();
+    let want: Vec<f32> = x.1.iter().map(|v| 1.0 - v).collect();
+    assert_eq!(d.to_f32(one_minus.value()).unwrap(), want);
+    let err = tape.clamp(&v, 1.0, -1.0).unwrap_err().to_string();
+    assert!(err.contains("min must not exceed max"), "{err}");
+}
+
+/// x * sigmoid(x) as one op with its own backward, checked by finite differences.
+struct Silu;
+
+impl CustomOp for Silu {
+    fn name(&self) -> &str {
+        "silu"
+    }
+
+    fn forward(&self, d: &Device, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let s = d.unary(UnaryOp::Sigmoid, &inputs[0])?;
+        Ok(vec![d.mul(&inputs[0], &s)?])
+    }
+
+    fn backward(
+        &self,
+        d: &Device,
+        inputs: &[Tensor],
+        _outputs: &[Tensor],
+        grads: &[Tensor],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let x = &inputs[0];
+        let s = d.unary(UnaryOp::Sigmoid, x)?;
+        let one_minus_s = d.unary(
+            UnaryOp::Affine {
+                scale: -1.0,
+                shift: 1.0,
+            },
+            &s,
+        )?;
+        let inner = d.unary(
+            UnaryOp::Affine {
+                scale: 1.0,
+                shift: 1.0,
+            },
+            &d.mul(x, &one_minus_s)?,
+        )?;
+        Ok(vec![Some(d.mul(&grads[0], &d.mul(&s, &inner)?)?)])
+    }
+}
+
+/// An op that splits x into its positive and negative parts (two outputs), to check that an
+/// output nothing used reaches backward as zeros; and a wrong backward, refused by name.
+struct Split {
+    wrong: bool,
+}
+
+impl CustomOp for Split {
+    fn name(&self) -> &str {
+        "split"
+    }
+
+    fn forward(&self, d: &Device, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let pos = d.unary(UnaryOp::Relu, &inputs[0])?;
+        Ok(vec![
+            pos.clone(),
+            d.binary(kiln_device::BinaryOp::Sub, &inputs[0], &pos)?,
+        ])
+    }
+
+    fn backward(
+        &self,
+        d: &Device,
+        inputs: &[Tensor],
+        _outputs: &[Tensor],
+        grads: &[Tensor],
+    ) -> Result<Vec<Option<Tensor>>> {
+        if self.wrong {
+            return Ok(vec![Some(d.zeros(&[1])?)]);
+        }
+        let step = d.unary(UnaryOp::Step, &inputs[0])?;
+        let from_pos = d.mul(&grads[0], &step)?;
+        let rest = d.unary(
+            UnaryOp::Affine {
+                scale: -1.0,
+                shift: 1.0,
+            },
+            &step,
+        )?;
+        Ok(vec![Some(d.add(&from_pos, &d.mul(&grads[1], &rest)?)?)])
+    }
+}
+
+#[test]
+fn ops_of_ones_own_against_finite_differences() {
+    let d = Device::cpu();
+    let (shape, x) = away_from_zero(40, &[3, 4]);
+    let xs = [d.from_f32(&x, &shape).unwrap()];
+    kiln_graph::testing::check_input_gradients("silu", &d, &xs, EPS, TOL, |t, v| {
+        objective(t, &t.custom1(Silu, &[&v[0]]).unwrap())
+    });
+    // Both outputs used, then only the second (the first's gradient arrives as zeros).
+    kiln_graph::testing::check_input_gradients("split", &d, &xs, EPS, TOL, |t, v| {
+        let parts = t.custom(Split { wrong: false }, &[&v[0]]).unwrap();
+        let both = t
+            .add(&parts[0], &t.mul_scalar(&parts[1], 3.0).unwrap())
+            .unwrap();
+        objective(t, &both)
+    });
+    kiln_graph::testing::check_input_gradients("split, second only", &d, &xs, EPS, TOL, |t, v| {
+        let parts = t.custom(Split { wrong: false }, &[&v[0]]).unwrap();
+        objective(t, &parts[1])
+    });
+    let tape = Tape::recording(&d);
+    let v = tape.input(xs[0].clone());
+    let parts = tape.custom(Split { wrong: true }, &[&v]).unwrap();
+    let err = tape
+        .backward(&tape.sum(&parts[0]).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("custom op split") && err.contains("shape [1]"),
+        "{err}"
+    );
+    let err = tape
+        .custom1(Split { wrong: false }, &[&v])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("custom1 takes one"), "{err}");
+}
+
+/// The new ops' values and input gradients on the adapter against the CPU device.
+#[test]
+fn broadcasting_and_axis_ops_give_the_same_values_and_gradients_on_gpu_and_cpu() {
+    let Some(gpu) = gpu_device("broadcast_axis_ops_gpu_vs_cpu") else {
+        return;
+    };
+    let x = random_f32(50, 2 * 4 * 3 * 3, -1.0, 1.0);
+    let s = random_f32(51, 4, 0.5, 2.0);
+    let run = |d: &Device| {
+        let tape = Tape::recording(d);
+        let xv = tape.input(d.from_f32(&x, &[2, 4, 3, 3]).unwrap());
+        let sv = tape.input(d.from_f32(&s, &[4, 1, 1]).unwrap());
+        let scaled = tape.mul(&xv, &sv).unwrap();
+        let centred = tape
+            .sub(&scaled, &tape.mean_axes(&scaled, &[2, 3], true).unwrap())
+            .unwrap();
+        let var = tape
+            .mean_axes(&tape.square(&centred).unwrap(), &[2, 3], true)
+            .unwrap();
+        let normed = tape
+            .mul(
+                &centred,
+                &tape.rsqrt(&tape.add_scalar(&var, 1e-3).unwrap()).unwrap(),
+            )
+            .unwrap();
+        let peak = tape
+            .max_axes(&tape.clamp(&normed, -1.5, 1.5).unwrap(), &[1], false)
+            .unwrap();
+        let custom = tape.custom1(Silu, &[&peak]).unwrap();
+        let loss = tape
+            .sum(&tape.pow(&tape.rsub(2.0, &custom).unwrap(), 3.0).unwrap())
+            .unwrap();
+        tape.backward(&loss).unwrap();
+        [
+            d.to_f32(loss.value()).unwrap(),
+            d.to_f32(&tape.grad(&xv).unwrap()).unwrap(),
+            d.to_f32(&tape.grad(&sv).unwrap()).unwrap(),
+        ]
+    };
+    let (g, c) = (run(&gpu), run(&Device::cpu()));
+    for (i, (g, c)) in g.iter().zip(&c).enumerate() {
+        assert_close(&format!("output {i}"), g, c, Tolerance::new(1e-4, 1e-3));
     }
 }

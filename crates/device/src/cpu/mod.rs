@@ -13,8 +13,8 @@ pub use lstm::{lstm_backward, lstm_forward};
 use rayon::prelude::*;
 
 use crate::params::{
-    Activation, BinaryOp, ElementwiseParams, EmbeddingParams, MatmulParams, MatmulSpec,
-    OptimParams, ReduceOp, ReduceParams, UnaryOp,
+    Activation, BinaryOp, BroadcastParams, ElementwiseParams, EmbeddingParams, MatmulParams,
+    MatmulSpec, OptimParams, ReduceOp, ReduceParams, UnaryOp,
 };
 use crate::reference;
 
@@ -319,6 +319,30 @@ pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &m
             for (j, o) in out.iter_mut().enumerate() {
                 let i = start + j;
                 *o = op.apply(a[i], b[i % b_len]);
+            }
+        });
+}
+
+/// A binary op (or, with none, a copy of b) under NumPy broadcasting, as
+/// [`reference::binary_broadcast`], over chunks on rayon's threads (each element's value is the
+/// reference's).
+pub fn binary_broadcast(
+    p: &BroadcastParams,
+    op: Option<BinaryOp>,
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+) {
+    out[..p.n as usize]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for (j, o) in out.iter_mut().enumerate() {
+                let (ia, ib) = p.index(c * CHUNK + j);
+                *o = match op {
+                    Some(op) => op.apply(a[ia], b[ib]),
+                    None => b[ib],
+                };
             }
         });
 }

@@ -12,7 +12,16 @@ fn params(n: usize, b_len: usize, scalar: f32) -> ElementwiseParams {
         n: n as u32,
         b_len: b_len as u32,
         scalar,
-        _pad: 0,
+        scalar2: 0.0,
+    }
+}
+
+/// The parameters of a unary op over `n` elements: its constants.
+fn unary_params(n: usize, op: UnaryOp) -> ElementwiseParams {
+    let (scalar, scalar2) = op.scalars();
+    ElementwiseParams {
+        scalar2,
+        ..params(n, n, scalar)
     }
 }
 
@@ -35,19 +44,18 @@ impl Device {
         })
     }
 
-    /// out = a op b. `b` has a's shape, or the shape of a's trailing dimensions (broadcast over the
-    /// leading ones, e.g. a bias row), or a single element.
+    /// out = a op b under NumPy broadcasting: the shapes align at the right and each dimension
+    /// is equal or 1 in one of them; the result has the broadcast shape. A `b` of `a`'s shape,
+    /// of its trailing dimensions (a bias row) or of one element takes the plain elementwise
+    /// kernel; other shapes (a per-channel `(C, 1, 1)` against `(N, C, H, W)`, an `a` smaller than
+    /// `b`) the broadcast kernel.
     pub fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let name = "binary";
         self.check(name, a)?;
         self.check(name, b)?;
         let trailing = a.shape().ends_with(b.shape()) || b.len() == 1;
         if !trailing {
-            return Err(Error::shape(
-                name,
-                format!("{:?}, its trailing dimensions, or one element", a.shape()),
-                shape_str(b.shape()),
-            ));
+            return self.binary_broadcast(op, a, b);
         }
         let p = params(a.len(), b.len(), 0.0);
         match self.backend() {
@@ -66,12 +74,12 @@ impl Device {
         }
     }
 
-    /// a + b, b broadcasting over a's leading dimensions (or a single element).
+    /// a + b, broadcasting as [`Device::binary`].
     pub fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Add, a, b)
     }
 
-    /// a * b elementwise, b broadcasting as in [`Device::add`].
+    /// a * b elementwise, broadcasting as [`Device::binary`].
     pub fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Mul, a, b)
     }
@@ -80,7 +88,7 @@ impl Device {
     pub fn unary(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
         let name = "unary";
         self.check(name, x)?;
-        let p = params(x.len(), x.len(), op.scalar());
+        let p = unary_params(x.len(), op);
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("unary");
@@ -113,7 +121,7 @@ impl Device {
                 shape_str(dy.shape()),
             ));
         }
-        let p = params(x.len(), x.len(), op.scalar());
+        let p = unary_params(x.len(), op);
         match self.backend() {
             Backend::Cpu => {
                 let _span = self.span("unary_backward");

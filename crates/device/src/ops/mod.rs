@@ -17,6 +17,7 @@ macro_rules! host_kernel {
     };
 }
 
+mod broadcast;
 pub(crate) mod conv;
 mod dropout;
 mod elementwise;

@@ -14,8 +14,9 @@ pub use conv::*;
 pub use lstm::*;
 
 use crate::params::{
-    Activation, BinaryOp, DropoutParams, ElementwiseParams, EmbeddingParams, LossParams,
-    MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams, SliceParams, UnaryOp, BCE_EPS,
+    Activation, BinaryOp, BroadcastParams, DropoutParams, ElementwiseParams, EmbeddingParams,
+    LossParams, MatmulParams, MatmulSpec, OptimParams, ReduceOp, ReduceParams, SliceParams,
+    UnaryOp, BCE_EPS,
 };
 
 /// 1 / (1 + e^-x), without overflow for large |x|.
@@ -113,6 +114,24 @@ pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &m
     }
 }
 
+/// `out[i] = a[ia] op b[ib]` under NumPy broadcasting ([`BroadcastParams::index`]); with no
+/// op, `out[i] = b[ib]` (a broadcasting copy; `a` unused).
+pub fn binary_broadcast(
+    p: &BroadcastParams,
+    op: Option<BinaryOp>,
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+) {
+    for (i, o) in out[..p.n as usize].iter_mut().enumerate() {
+        let (ia, ib) = p.index(i);
+        *o = match op {
+            Some(op) => op.apply(a[ia], b[ib]),
+            None => b[ib],
+        };
+    }
+}
+
 /// A unary op's value at x.
 #[inline]
 pub fn unary_value(op: UnaryOp, x: f32) -> f32 {
@@ -137,6 +156,11 @@ pub(crate) fn unary_value_with(
         UnaryOp::Log => x.ln(),
         UnaryOp::Scale(s) => x * s,
         UnaryOp::Abs => x.abs(),
+        UnaryOp::Affine { scale, shift } => x * scale + shift,
+        UnaryOp::Pow(p) => x.powf(p),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        UnaryOp::Clamp { min, max } => x.max(min).min(max),
     }
 }
 
@@ -178,6 +202,11 @@ pub(crate) fn unary_derivative_with(
                 0.0
             }
         }
+        UnaryOp::Affine { scale, .. } => scale,
+        UnaryOp::Pow(p) => p * x.powf(p - 1.0),
+        UnaryOp::Sqrt => 0.5 / x.sqrt(),
+        UnaryOp::Rsqrt => -0.5 / (x.sqrt() * x),
+        UnaryOp::Clamp { min, max } => ((min..=max).contains(&x) as u32) as f32,
     }
 }
 

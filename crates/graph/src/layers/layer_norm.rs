@@ -4,11 +4,9 @@
 //!
 //! y = (x - mean(x)) / sqrt(var(x) + epsilon) * gamma + beta
 //!
-//! A composition of tape ops, so its backward comes from autodiff: the row means and their
-//! spread back over the row are products with constant vectors (a (C, 1) column of 1 / C and a
-//! (1, C) row of ones), and 1 / sqrt(v + epsilon) is exp(-ln(v + epsilon) / 2).
+//! A composition of tape ops, so its backward comes from autodiff: means over the last axis
+//! with `keepdims`, broadcast back by the binary ops, and `rsqrt`.
 
-use kiln_device::UnaryOp;
 use serde::{Deserialize, Serialize};
 
 use super::{bad, Layer, LayerExample, LayerSpec, Signature};
@@ -137,28 +135,18 @@ impl Layer for LayerNormalization {
     }
 
     fn forward(&self, tape: &Tape, params: &ParamStore, x: &Var) -> Result<Var> {
-        let shape = x.shape().to_vec();
-        let c = *shape.last().expect("checked at init");
-        let rows = x.value().len() / c;
-        let d = tape.device();
-        let x2 = tape.reshape(x, &[rows, c])?;
-        let average = tape.constant(d.full(&[c, 1], 1.0 / c as f32)?);
-        let ones = tape.constant(d.full(&[1, c], 1.0)?);
-        let over_row = |v: &Var| tape.matmul(v, &ones, false, false);
-        let mean = tape.matmul(&x2, &average, false, false)?;
-        let centred = tape.sub(&x2, &over_row(&mean)?)?;
-        let var = tape.matmul(&tape.mul(&centred, &centred)?, &average, false, false)?;
-        let eps = tape.constant(d.full(&[1], self.epsilon)?);
-        let log = tape.unary(UnaryOp::Log, &tape.add(&var, &eps)?)?;
-        let inv_std = tape.unary(UnaryOp::Exp, &tape.unary(UnaryOp::Scale(-0.5), &log)?)?;
-        let mut y = tape.mul(&centred, &over_row(&inv_std)?)?;
+        let mean = tape.mean_axes(x, &[-1], true)?;
+        let centred = tape.sub(x, &mean)?;
+        let var = tape.mean_axes(&tape.square(&centred)?, &[-1], true)?;
+        let inv_std = tape.rsqrt(&tape.add_scalar(&var, self.epsilon)?)?;
+        let mut y = tape.mul(&centred, &inv_std)?;
         if let Some(g) = self.gamma {
             y = tape.mul(&y, &tape.param(params, g))?;
         }
         if let Some(b) = self.beta {
             y = tape.add(&y, &tape.param(params, b))?;
         }
-        tape.reshape(&y, &shape)
+        Ok(y)
     }
 }
 
