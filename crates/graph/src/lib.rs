@@ -51,7 +51,8 @@ pub use error::{Error, Result, WeightReport};
 pub use kiln_device;
 pub use kiln_device::LstmPath;
 pub use layers::{
-    Activation, Layer, LayerConfig, LayerSpec, Sequential, SequentialConfig, Signature, SummaryRow,
+    register_layer, Activation, Layer, LayerConfig, LayerSpec, RegisteredLayer, Sequential,
+    SequentialConfig, Signature, SummaryRow,
 };
 pub use loss::{LossFn, LossKind, MetricKind, Objective};
 pub use model::Model;

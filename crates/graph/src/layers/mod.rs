@@ -18,14 +18,18 @@
 //! assert_eq!(dense.forward(&tape, &params, &x).unwrap().shape(), &[2, 3]);
 //! ```
 //!
-//! [`LayerConfig`] is the serde front end of model files: one variant per layer config, listed
-//! once in `layer_registry!`. Adding a layer is its own file plus one line there.
+//! [`LayerConfig`] is the serde front end of model files: one variant per built-in layer config,
+//! listed once in `layer_registry!` (adding a layer to kiln is its own file plus one line there),
+//! and `Custom` for a layer of one's own: a config implementing [`RegisteredLayer`] goes into a
+//! `SequentialConfig` as a built-in one does, and model files name it once registered
+//! ([`register_layer`]).
 //!
 //! Shapes: B batch; a layer is initialised with, and reports, per-sample shapes; at run time the
 //! batch is in front.
 
 mod activation;
 mod conv2d;
+mod custom;
 mod dense;
 mod dropout;
 mod embedding;
@@ -39,6 +43,7 @@ mod simple_rnn;
 
 pub use activation::{Activation, ActivationConfig, ActivationLayer};
 pub use conv2d::{Conv2d, Conv2dConfig};
+pub use custom::{register_layer, CustomLayerConfig, RegisteredLayer};
 pub use dense::{Dense, DenseConfig};
 pub use dropout::{Dropout, DropoutConfig};
 pub use embedding::{Embedding, EmbeddingConfig};
@@ -167,21 +172,54 @@ pub(crate) fn build_on_values<L: Layer + 'static>(
     Ok((Box::new(layer), out))
 }
 
-/// Lists every layer config once: the serde enum of model files ([`LayerConfig`], tagged by
-/// `"type"` in snake case), its conversions from each config, and the dispatch to [`LayerSpec`].
+/// Lists every built-in layer config once: the enum of model files ([`LayerConfig`], tagged by
+/// `"type"` in snake case, with a `Custom` variant for registered layers of one's own), its serde
+/// form, its conversions from each config, and the dispatch to [`LayerSpec`].
 macro_rules! layer_registry {
     ($($(#[$doc:meta])* $variant:ident($config:ty)),* $(,)?) => {
         /// One layer of a model file: `{"type": "dense", "units": 64, ...}`. Every variant holds
-        /// the layer's own config.
-        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-        #[serde(tag = "type", rename_all = "snake_case")]
+        /// the layer's own config; `Custom` one of the user's own ([`RegisteredLayer`]).
+        #[derive(Clone, Debug, PartialEq)]
         pub enum LayerConfig {
             $($(#[$doc])* $variant($config),)*
+            /// A layer of one's own ([`RegisteredLayer`]).
+            Custom(CustomLayerConfig),
+        }
+
+        /// The built-in layers' serde form, written.
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum BuiltinRef<'a> {
+            $($variant(&'a $config),)*
+        }
+
+        /// The built-in layers' serde form, read.
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum BuiltinOwned {
+            $($variant($config),)*
+        }
+
+        impl Serialize for LayerConfig {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                match self {
+                    $(LayerConfig::$variant(c) => BuiltinRef::$variant(c).serialize(s),)*
+                    LayerConfig::Custom(c) => c.to_json().serialize(s),
+                }
+            }
+        }
+
+        impl From<BuiltinOwned> for LayerConfig {
+            fn from(b: BuiltinOwned) -> Self {
+                match b {
+                    $(BuiltinOwned::$variant(c) => LayerConfig::$variant(c),)*
+                }
+            }
         }
 
         impl LayerConfig {
-            /// The `type` names of model files, in registry order (`dense`, `embedding`, ...).
-            pub fn types() -> Vec<String> {
+            /// The built-in layers' `type` names, in registry order (`dense`, `embedding`, ...).
+            pub fn builtin_types() -> Vec<String> {
                 vec![$(snake_case(stringify!($variant))),*]
             }
 
@@ -189,16 +227,19 @@ macro_rules! layer_registry {
             pub fn spec(&self) -> &dyn LayerSpec {
                 match self {
                     $(LayerConfig::$variant(c) => c,)*
+                    LayerConfig::Custom(c) => c.spec(),
                 }
             }
 
-            /// One example of every registered layer, in registry order, with an input it
-            /// builds on ([`LayerExample`]).
+            /// One example of every built-in layer, in registry order, then of every registered
+            /// layer that has one, each with an input it builds on ([`LayerExample`]).
             pub fn examples() -> Vec<(LayerConfig, Signature)> {
-                vec![$({
+                let mut all = vec![$({
                     let (config, input) = <$config as LayerExample>::example();
                     (LayerConfig::$variant(config), input)
-                }),*]
+                }),*];
+                all.extend(custom::registered_examples());
+                all
             }
         }
 
@@ -255,6 +296,14 @@ fn snake_case(camel: &str) -> String {
 }
 
 impl LayerConfig {
+    /// Every `type` a model file may name: the built-in layers', then those registered
+    /// ([`register_layer`]) in this process.
+    pub fn types() -> Vec<String> {
+        let mut all = LayerConfig::builtin_types();
+        all.extend(custom::registered_types());
+        all
+    }
+
     /// Parses one layer of a model file, with an error that names the layer (`position`, counted
     /// from 1), what is wrong and the fix: a missing or unknown `type`, a missing or unknown field.
     pub fn from_json_value(position: usize, value: serde_json::Value) -> Result<LayerConfig> {
@@ -272,21 +321,36 @@ impl LayerConfig {
                 ),
             ));
         };
-        if !LayerConfig::types().contains(&ty) {
-            return Err(bad(
-                &what,
-                format!(
-                    "unknown layer type `{ty}`; kiln knows {}",
-                    LayerConfig::types().join(", ")
-                ),
-            ));
-        }
-        serde_json::from_value(value).map_err(|e| {
+        let field_error = |e: serde_json::Error| {
             bad(
                 &format!("{what} ({ty})"),
                 format!("{e}; `kiln model <job>` prints complete files to start from"),
             )
-        })
+        };
+        if LayerConfig::builtin_types().contains(&ty) {
+            return serde_json::from_value::<BuiltinOwned>(value)
+                .map(LayerConfig::from)
+                .map_err(field_error);
+        }
+        match custom::parse_registered(&ty, value) {
+            Some(parsed) => parsed.map(LayerConfig::Custom).map_err(field_error),
+            None => Err(bad(
+                &what,
+                format!(
+                    "unknown layer type `{ty}`; kiln knows {} (a layer of your own is read once registered: kiln_graph::layers::register_layer)",
+                    LayerConfig::types().join(", ")
+                ),
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LayerConfig {
+    /// Through [`LayerConfig::from_json_value`] (JSON only), so that a registered layer of one's
+    /// own is read as the built-in ones are.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        LayerConfig::from_json_value(1, value).map_err(serde::de::Error::custom)
     }
 }
 

@@ -118,7 +118,10 @@ impl SequentialConfig {
     }
 }
 
-/// A stack of layers applied in order.
+/// A stack of layers applied in order. Run it with [`Sequential::forward`] on one batch
+/// (`model.forward(&tape, &params, &x)`); its [`Layer`] impl (a stack nested in a larger model)
+/// and its [`Model`] impl (what `fit` calls, with the inputs as a slice of one) are that same
+/// method.
 pub struct Sequential {
     config: SequentialConfig,
     input: Signature,
