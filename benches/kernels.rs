@@ -17,5 +17,5 @@ fn main() -> std::process::ExitCode {
         v.extend(args.into_iter().skip(1));
         v
     };
-    kiln::cli::main_with(args)
+    kiln_cli::cli::main_with(args)
 }

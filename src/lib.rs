@@ -1,14 +1,14 @@
-//! kiln: deep-learning training on any GPU, every kernel a WGSL compute shader run through wgpu.
+//! kiln-cli: the `kiln` command line and what it shares with `cargo bench`: the benchmark harness
+//! ([`bench`](mod@bench)), the command line ([`cli`]), the built-in jobs ([`models`]), model files
+//! over data files ([`files`]) and the loaders of the embedded data ([`data`]). The library a
+//! program of one's own depends on is the `kiln` crate (`crates/kiln`); this package is not
+//! published (it embeds 13 MB of data).
 //!
-//! This facade re-exports the layers ([`device`], [`graph`], [`train`]) and holds what the `kiln` binary and
-//! `cargo bench` share: the benchmark harness ([`bench`](mod@bench)) and the command line ([`cli`]).
-//!
-//! It also holds the built-in jobs ([`models`]), model files over data files ([`files`]) and the
-//! loaders of the embedded data ([`data`]). This package is not published (it embeds 13 MB of
-//! data); the libraries it re-exports are.
+//! A binary of one's own can register its layers and run the whole command line:
+//! `kiln_cli::cli::main_with(std::env::args())` (`examples/external/`).
 //!
 //! ```
-//! use kiln::models::ModelConfig;
+//! use kiln_cli::models::ModelConfig;
 //!
 //! // A model file, checked layer by layer without allocating anything.
 //! let config = ModelConfig::from_json(
@@ -33,7 +33,3 @@ pub mod pictures;
 pub mod profile;
 pub mod qqp;
 pub mod siamese;
-
-pub use kiln_device as device;
-pub use kiln_graph as graph;
-pub use kiln_train as train;

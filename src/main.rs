@@ -1,5 +1,5 @@
 //! The `kiln` binary: `cargo run --release -- --help`.
 
 fn main() -> std::process::ExitCode {
-    kiln::cli::main_with(std::env::args())
+    kiln_cli::cli::main_with(std::env::args())
 }

@@ -1,7 +1,7 @@
 //! The command line as types: every command refuses every flag it does not take, at parse time
 //! (clap: a flag of another command) or at validation (a job flag for another job, a flag that
 //! does not go with the others), before any file is read or device opened; and exit codes
-//! follow the documented classes (README, `kiln::cli`): 0 success, 1 runtime, 2 usage, 3 data.
+//! follow the documented classes (README, `kiln_cli::cli`): 0 success, 1 runtime, 2 usage, 3 data.
 
 mod common;
 
@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use clap::{CommandFactory, Parser};
 use common::{DATA, RUNTIME, USAGE};
-use kiln::cli::{Cli, CliError};
-use kiln::models::JobName;
+use kiln_cli::cli::{Cli, CliError};
+use kiln_cli::models::JobName;
 
 /// The arguments each command needs besides flags, so that only the flag under test is wrong.
 fn base(command: &str) -> Vec<&'static str> {

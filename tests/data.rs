@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use kiln::data::mnist::{read_idx, DataError};
+use kiln_cli::data::mnist::{read_idx, DataError};
 
 fn gz(path: &Path, bytes: &[u8]) {
     let f = std::fs::File::create(path).unwrap();
@@ -87,7 +87,7 @@ fn a_good_file_reads_and_broken_ones_are_named() {
 
 #[test]
 fn the_embedded_mnist_test_set_loads_with_its_checksums() {
-    let test = kiln::data::mnist::load_test(&kiln::data::mnist::default_dir()).unwrap();
+    let test = kiln_cli::data::mnist::load_test(&kiln_cli::data::mnist::default_dir()).unwrap();
     assert_eq!(test.len(), 10_000);
     assert_eq!(test.input().shape, vec![1, 28, 28]);
     let kiln::train::Values::F32(pixels) = &test.input().values else {
@@ -103,7 +103,7 @@ fn the_embedded_mnist_test_set_loads_with_its_checksums() {
 
 mod qqp {
     use super::dir;
-    use kiln::data::qqp::*;
+    use kiln_cli::data::qqp::*;
 
     #[test]
     fn the_embedded_quora_file_has_every_pair_and_the_quoted_newline() {

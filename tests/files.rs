@@ -535,8 +535,8 @@ fn bad_model_files_and_flags_are_refused_with_the_fix() {
 fn every_registered_layer_reads_as_a_model_file() {
     for (config, input) in kiln::graph::LayerConfig::examples() {
         let json = serde_json::json!({"input": input.shape, "layers": [config]}).to_string();
-        let model =
-            kiln::models::ModelConfig::from_json(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let model = kiln_cli::models::ModelConfig::from_json(&json)
+            .unwrap_or_else(|e| panic!("{json}: {e}"));
         let outline = model.outline().unwrap_or_else(|e| panic!("{json}: {e}"));
         assert_eq!(outline.input, input.shape, "{json}");
         assert_eq!(outline.takes_ids, input.ids, "{json}");

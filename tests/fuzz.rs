@@ -1,8 +1,8 @@
 //! The fuzzing tier in CI: generated inputs, a bounded number per loader, through the entry
-//! points of `kiln::fuzz` (the same ones `fuzz/` runs under cargo-fuzz for longer). A panic
+//! points of `kiln_cli::fuzz` (the same ones `fuzz/` runs under cargo-fuzz for longer). A panic
 //! fails the test; proptest prints the smallest input that shows it.
 
-use kiln::fuzz;
+use kiln_cli::fuzz;
 use proptest::prelude::*;
 
 /// 96 cases per loader in CI; `KILN_FUZZ_CASES=100000` for a longer hunt.

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use kiln::models::qqp_seed;
+use kiln_cli::models::qqp_seed;
 use kiln_device::testing::{assert_close, each_device, Tolerance};
 use kiln_device::{Device, Tensor};
 use kiln_graph::layers::{

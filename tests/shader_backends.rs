@@ -104,9 +104,9 @@ fn pipeline_keys(test: &str) -> Option<Vec<PipelineKey>> {
     let d = gpu_device(test)?;
     Some(
         KEYS.get_or_init(|| {
-            kiln::bench::run(
+            kiln_cli::bench::run(
                 &d,
-                &kiln::bench::Options {
+                &kiln_cli::bench::Options {
                     filter: None,
                     repeats: 1,
                     quick: true,

@@ -5,7 +5,7 @@
 use kiln::graph::layers::{BidirectionalConfig, DenseConfig, EmbeddingConfig, LstmConfig};
 use kiln::graph::testing::check_param_gradients;
 use kiln::graph::{Activation, LossKind, Model, Objective, ParamBuilder, Tape};
-use kiln::models::{ModelConfig, SiameseConfig};
+use kiln_cli::models::{ModelConfig, SiameseConfig};
 use kiln_device::testing::Tolerance;
 use kiln_device::Device;
 

@@ -9,10 +9,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use kiln::data::table;
 use kiln::device::Device;
-use kiln::files::{self, FileOptions};
-use kiln::models::ModelConfig;
+use kiln_cli::data::table;
+use kiln_cli::files::{self, FileOptions};
+use kiln_cli::models::ModelConfig;
 use proptest::prelude::*;
 
 const NUMERIC: &str = r#"{"input": [2], "layers": [{"type": "dense", "units": 4, "activation": "relu"}, {"type": "dense", "units": 2, "activation": "softmax"}]}"#;
@@ -272,4 +272,61 @@ proptest! {
     fn text_tables_keep_every_row_or_name_the_line(rows in rows(), inj in injections()) {
         check(&rows, true, &inj);
     }
+}
+
+/// The label is the column named `label` whatever the columns' order (a table of points `x, y`
+/// and a `label` must not learn to predict `y`), else `target`, `class` or `y`, else the last; a
+/// loss that does not fit the label names the column and the flag that picks another.
+#[test]
+fn the_label_column_is_chosen_by_name_before_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ModelConfig::from_json(
+        r#"{"input": [2], "layers": [{"type": "dense", "units": 1, "activation": "sigmoid"}]}"#,
+    )
+    .unwrap();
+    let label_of = |header: &str, rows: &[&str]| {
+        let path = dir.path().join(format!("{}.csv", header.replace(',', "_")));
+        std::fs::write(&path, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+        files::job(config.clone(), &path, 0, &FileOptions::default())
+            .map(|job| job.data_report.unwrap_or_default())
+    };
+    let rows = [
+        "0.1,0.5,0",
+        "0.9,0.7,1",
+        "0.2,0.3,0",
+        "0.8,0.2,1",
+        "0.4,0.9,0",
+    ];
+    for header in ["x,y,label", "label,x,y", "y,target,x"] {
+        let cols: Vec<&str> = header.split(',').collect();
+        let want = if cols.contains(&"label") {
+            "label"
+        } else {
+            "target"
+        };
+        let at = cols.iter().position(|c| *c == want).unwrap();
+        // Put the 0/1 labels in the wanted column.
+        let rows: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let mut cells: Vec<&str> = r.split(',').collect();
+                cells.swap(at, 2);
+                cells.join(",")
+            })
+            .collect();
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        let report = label_of(header, &rows).unwrap();
+        assert!(
+            report.contains(&format!("label `{want}`")),
+            "{header}: {report}"
+        );
+    }
+    let err = match label_of("a,b,y", &["0.1,0.5,0.3", "0.9,0.7,1.5", "0.2,0.3,2.5"]) {
+        Err(e) => e,
+        Ok(report) => panic!("a one-unit classifier on 3 classes: {report}"),
+    };
+    assert!(
+        err.contains("the label column is `y`") && err.contains("--label"),
+        "{err}"
+    );
 }

@@ -5,7 +5,7 @@
 
 use kiln::device::testing::gpu_device;
 use kiln::device::{Device, DeviceChoice, LimitsChoice};
-use kiln::models::{job, JobName, JobOptions};
+use kiln_cli::models::{job, JobName, JobOptions};
 
 fn open(limits: LimitsChoice) -> Device {
     let d = Device::with_limits(

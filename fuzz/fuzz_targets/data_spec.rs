@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::fuzz::data_spec(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln_cli::fuzz::data_spec(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::fuzz::table_reader(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln_cli::fuzz::table_reader(data));

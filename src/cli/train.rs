@@ -27,8 +27,8 @@ pub struct TrainArgs {
     /// --model --data: classification or regression (default: inferred and reported).
     #[arg(long)]
     task: Option<Task>,
-    /// --model --data: the label column (default: one named label, target, class or y, else the
-    /// last).
+    /// --model --data: the label column (default: the one named label, else target, class or y,
+    /// else the last).
     #[arg(long)]
     label: Option<String>,
     /// --model --data: the input columns, comma-separated (default: all but the label).

@@ -266,7 +266,15 @@ pub fn job(model: ModelConfig, data: &Path, seed: u64, opts: &FileOptions) -> Re
         None if data.is_dir() => images_for_training(data, &outline, opts, on_bad, &mut skipped)?,
         None => table_for_training(data, &outline, opts, on_bad, &mut skipped)?,
     };
-    let loss = loss_for(spec.task, spec.classes.len(), &outline)?;
+    let loss = loss_for(spec.task, spec.classes.len(), &outline).map_err(|e| {
+        match spec.source.label() {
+            Some(label) => format!(
+                "{e} (the label column is `{}`; --label picks another)",
+                clip(label)
+            ),
+            None => e,
+        }
+    })?;
     let full = Dataset::single(inputs, targets);
     let (train, val) = (full.select(&train_rows), full.select(&val_rows));
     let report = format!(
@@ -426,12 +434,13 @@ fn columns_of(
     table: &Table,
     opts: &FileOptions,
 ) -> Result<(usize, Vec<usize>), String> {
+    // By name, in this order of preference whatever the columns' order (`x, y, label` has the
+    // label `label`), else the last column.
     let label_name = match &opts.label {
         Some(l) => l.clone(),
-        None => table
-            .header
+        None => ["label", "target", "class", "y"]
             .iter()
-            .find(|h| ["label", "target", "class", "y"].contains(&h.to_ascii_lowercase().as_str()))
+            .find_map(|want| table.header.iter().find(|h| h.eq_ignore_ascii_case(want)))
             .or(table.header.last())
             .cloned()
             .unwrap_or_default(),

@@ -52,10 +52,25 @@ pub struct DeviceInfo {
     pub below_webgpu: Vec<String>,
 }
 
+/// What a build of kiln-device without optimization prints, once, when a device opens.
+pub const UNOPTIMIZED_WARNING: &str = "kiln: kiln-device was built without optimization \
+     (opt-level 0), so training runs tens of times slower than it should. Build with --release, \
+     or keep debug builds fast with this in your Cargo.toml:\n\n[profile.dev.package.\"*\"]\nopt-level = 2\n";
+
+/// Prints [`UNOPTIMIZED_WARNING`] on stderr, once per process, in a build without optimization.
+fn warn_if_unoptimized() {
+    #[cfg(kiln_unoptimized)]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| eprintln!("{UNOPTIMIZED_WARNING}"));
+    }
+}
+
 impl Device {
     /// The CPU device: fast host kernels ([`cpu`](crate::cpu)) where a step spends its time, the
     /// reference loops elsewhere.
     pub fn cpu() -> Device {
+        warn_if_unoptimized();
         Device {
             inner: Arc::new(Inner {
                 backend: Backend::Cpu,
@@ -145,6 +160,7 @@ impl Device {
     }
 
     fn from_adapter(adapter: wgpu::Adapter, limits: LimitsChoice) -> Result<Device> {
+        warn_if_unoptimized();
         if crate::TuneMode::from_env().is_none() {
             let value = std::env::var("KILN_AUTOTUNE").unwrap_or_default();
             return Err(Error::invalid(

@@ -38,7 +38,7 @@ pub mod testing;
 
 pub use adapter::{list_adapters, AdapterSummary, DeviceChoice, LimitsChoice};
 pub use counters::Counters;
-pub use device::{Device, DeviceInfo};
+pub use device::{Device, DeviceInfo, UNOPTIMIZED_WARNING};
 pub use error::{Error, Result};
 pub use gpu::dispatch_dims;
 pub use gpu::pipeline::PipelineKey;

@@ -126,6 +126,14 @@ impl LossKind {
                 .one_hot(&target.reshape(&[rows])?, classes)?
                 .reshape(pred)?);
         }
+        if target.dtype() == kiln_device::DType::U32 {
+            return Err(Error::model(
+                "loss",
+                format!(
+                    "{self:?} compares predictions with values, but the targets are u32 ids; give them as f32 values (Column::f32, 0/1 for two classes), or use a sparse categorical loss for class ids"
+                ),
+            ));
+        }
         if target.len() != pred_len {
             return Err(Error::model(
                 "loss",
@@ -291,5 +299,47 @@ impl<F: Fn(&Tape, &Var, &Var) -> Result<Var>> Objective for LossFn<F> {
 
     fn higher_is_better(&self) -> bool {
         self.metric.is_none_or(MetricKind::higher_is_better)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_of_the_wrong_kind_are_refused_naming_the_fix() {
+        let d = Device::cpu();
+        let ids = d.from_u32(&[0, 1, 1], &[3, 1]).unwrap();
+        let values = d.from_f32(&[0.0, 1.0, 1.0], &[3, 1]).unwrap();
+        let err = LossKind::BinaryCrossentropy
+            .dense_target(&d, &[3, 1], &ids)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("targets are u32 ids") && err.contains("Column::f32"),
+            "{err}"
+        );
+        let err = LossKind::SparseCategoricalCrossentropy
+            .dense_target(&d, &[3, 2], &values)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wants one class id (u32) per sample") && err.contains("ids column"),
+            "{err}"
+        );
+        let err = LossKind::MeanSquaredError
+            .dense_target(&d, &[3, 2], &values)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("as many target values as the model outputs"),
+            "{err}"
+        );
+        assert!(LossKind::BinaryCrossentropy
+            .dense_target(&d, &[3, 1], &values)
+            .is_ok());
+        assert!(LossKind::SparseCategoricalCrossentropy
+            .dense_target(&d, &[3, 2], &ids)
+            .is_ok());
     }
 }

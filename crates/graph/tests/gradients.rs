@@ -256,7 +256,7 @@ fn regression_and_sparse_losses() {
         .loss(&t, &p, &ids)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("as many target values"), "{err}");
+    assert!(err.contains("the targets are u32 ids"), "{err}");
 }
 
 #[test]
