@@ -56,20 +56,7 @@ impl<'de> Deserialize<'de> for ModelConfig {
     }
 }
 
-/// What the data side needs to know of a model, read from its config without allocating.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outline {
-    /// Per-sample input shape.
-    pub input: Vec<usize>,
-    /// Whether the input is token ids (the model starts with an embedding).
-    pub takes_ids: bool,
-    /// The embedding's rows, when it starts with one.
-    pub vocab: Option<usize>,
-    /// Output values per sample.
-    pub outputs: usize,
-    /// The last layer's activation (linear when it has none).
-    pub activation: Activation,
-}
+pub use kiln_data::Outline;
 
 fn last_activation(layers: &[LayerConfig]) -> Activation {
     match layers.last() {

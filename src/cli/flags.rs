@@ -90,6 +90,24 @@ pub(crate) fn at_least_one(flag: &str, value: Option<usize>, what: &str) -> Resu
     Ok(())
 }
 
+/// `--task`: what a model file's data is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskArg {
+    /// One of a set of classes (the label column's distinct values, or the image subfolders).
+    Classification,
+    /// A number.
+    Regression,
+}
+
+impl From<TaskArg> for kiln_data::Task {
+    fn from(t: TaskArg) -> Self {
+        match t {
+            TaskArg::Classification => kiln_data::Task::Classification,
+            TaskArg::Regression => kiln_data::Task::Regression,
+        }
+    }
+}
+
 /// How LSTM layers run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LstmArg {

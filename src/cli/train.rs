@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::flags::{at_least_one, JobFlags, LstmArg};
+use crate::cli::flags::{at_least_one, JobFlags, LstmArg, TaskArg};
 use crate::cli::{outln, Classify, CliError, LazyDevice};
-use crate::files::Task;
 use crate::models::{Job, JobName, ModelConfig};
 
 /// `kiln train`'s arguments.
@@ -26,7 +25,7 @@ pub struct TrainArgs {
     data: Option<PathBuf>,
     /// --model --data: classification or regression (default: inferred and reported).
     #[arg(long)]
-    task: Option<Task>,
+    task: Option<TaskArg>,
     /// --model --data: the label column (default: the one named label, else target, class or y,
     /// else the last).
     #[arg(long)]
@@ -260,17 +259,22 @@ impl TrainArgs {
             None
         };
         if let Some(spec) = &resume {
-            spec.check_options(self.task, self.label.as_deref(), self.columns.as_deref())
-                .map_err(|e| CliError::usage(format!("--resume: {e}")))?;
+            spec.check_options(
+                self.task.map(Into::into),
+                self.label.as_deref(),
+                self.columns.as_deref(),
+            )
+            .map_err(|e| CliError::usage(format!("--resume: {e}")))?;
         }
         let opts = crate::files::FileOptions {
-            task: self.task,
+            task: self.task.map(Into::into),
             label: self.label.clone(),
             columns: self.columns.clone(),
             strict: self.strict,
             split_seed: self.split_seed.unwrap_or(2019),
             limit: self.limit,
             resume,
+            ..Default::default()
         };
         let mut job = crate::files::job(model, data, self.seed, &opts)
             .map_err(|e| CliError::data(format!("{}: {e}", path.display())))?;

@@ -1,893 +1,230 @@
 //! Models from a file over data from a file, for users who do not write Rust:
-//! `kiln train --model model.json --data FILE`, then `kiln eval` and `kiln predict` on what it saved.
-//!
-//! Data comes in three kinds, told apart by what `--data` is and what the model takes:
-//! - a **table** (CSV, or TSV by extension): numeric feature columns and a label column, for a
-//!   model that takes values; features are standardised with the training split's mean and
-//!   deviation, which are saved with the model;
-//! - a **text table**: one or more text columns and a label, for a model that starts with an
-//!   embedding; kiln's tokenizer is fitted on the training split (capped to the embedding's rows)
-//!   and saved with the model;
-//! - an **image folder**: one subfolder per class of PNG or JPEG files, read as the model's
-//!   (C, H, W) input (C = 1 grey, 3 RGB), resized when they differ, scaled to [0, 1].
-//!
-//! The task (classification or regression) is `--task`, or inferred and reported. What was read
-//! and how is saved as the model's `kiln_data` metadata, so `eval` and `predict` read new files
-//! the same way. `predict` writes exactly one row per input row, in order, or refuses.
+//! `kiln train --model model.json --data FILE` ([`job`], on kiln-data's [`kiln_data::prepare`]),
+//! then `kiln eval` (labelled) and `kiln predict` (one output row per input row, in order, or a
+//! refusal) on what it saved, the data read through the model's [`DataSpec`]
+//! ([`kiln_data::read_for`]) and checked against it.
 
-mod apply;
-mod images;
-mod spec;
-
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kiln_graph::{Activation, LossKind, OptimizerConfig};
-use kiln_train::{Column, Dataset, TrainConfig};
+use kiln_device::params::ReduceParams;
+use kiln_device::{reference, Device};
+use kiln_graph::{LossKind, OptimizerConfig};
+use kiln_train::{Dataset, TrainConfig};
+use serde::Serialize;
 
-use crate::data::clip;
-use crate::data::qqp::{sklearn_split, Tokenizer};
-use crate::data::table::{self, Cell, Table};
-use crate::models::{Job, ModelConfig, Outline};
-pub use apply::{check_out_file, eval, load, predict, predictions, EvalReport};
-use apply::{read_for, Labels};
-pub use spec::{DataSpec, Source, Task, META_KEY};
+use kiln_data::{loss_for, read_for, targets, where_is, Labels, OnBad, Skipped};
+pub use kiln_data::{DataSpec, FileOptions, Source, Task, META_KEY};
 
-/// `kiln train --model`'s data choices.
-#[derive(Clone, Debug, Default)]
-pub struct FileOptions {
-    /// Classification or regression (default: inferred).
-    pub task: Option<Task>,
-    /// The label column (default: one called label, target, class or y, else the last).
-    pub label: Option<String>,
-    /// The input columns (default: all others).
-    pub columns: Option<Vec<String>>,
-    /// Refuse bad rows instead of skipping and reporting them.
-    pub strict: bool,
-    /// Seed of the 80/20 split.
-    pub split_seed: u32,
-    /// Use the first N usable rows only.
-    pub limit: Option<usize>,
-    /// A resumed run's spec: the data is read the way it says (its columns by name, its
-    /// standardisation or vocabulary, its classes), and a file that does not match is refused.
-    pub resume: Option<DataSpec>,
-}
-
-/// Rows skipped while reading, with the first few reasons.
-#[derive(Clone, Debug, Default)]
-pub struct Skipped {
-    /// How many.
-    pub count: usize,
-    /// "line N: why", the first five.
-    pub examples: Vec<String>,
-}
-
-impl Skipped {
-    fn add(&mut self, why: String) {
-        self.count += 1;
-        if self.examples.len() < 5 {
-            self.examples.push(why);
-        }
-    }
-}
-
-impl std::fmt::Display for Skipped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.count == 0 {
-            return write!(f, "no rows skipped");
-        }
-        write!(
-            f,
-            "{} rows skipped ({})",
-            self.count,
-            self.examples.join("; ")
-        )
-    }
-}
-
-/// What to do with a row that cannot be used.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum OnBad {
-    /// Skip and report it (training and evaluation without --strict).
-    Skip,
-    /// Refuse the file, naming the row (--strict, and predict: one output row per input row).
-    Refuse,
-}
-
-impl OnBad {
-    fn strict(strict: bool) -> OnBad {
-        if strict {
-            OnBad::Refuse
-        } else {
-            OnBad::Skip
-        }
-    }
-}
-
-fn bad_row(path: &Path, on_bad: OnBad, skipped: &mut Skipped, why: String) -> Result<(), String> {
-    let why = clip(&why);
-    match on_bad {
-        OnBad::Skip => {
-            skipped.add(why);
-            Ok(())
-        }
-        OnBad::Refuse => Err(format!(
-            "{}: {why} (training and eval skip such rows unless --strict; predict writes one row per input row, so fix or remove it)",
-            path.display()
-        )),
-    }
-}
-
-/// The table at `path` through the one record reader: the lines that are no record are skipped
-/// (counted, with their line numbers) or refuse the file.
-fn read_table(path: &Path, on_bad: OnBad, skipped: &mut Skipped) -> Result<Table, String> {
-    let table = table::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    for b in &table.bad {
-        bad_row(path, on_bad, skipped, b.to_string())?;
-    }
-    Ok(table)
-}
-
-fn column(path: &Path, table: &Table, name: &str) -> Result<usize, String> {
-    table
-        .column(name)
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn number(cell: &str) -> Option<f32> {
-    match Cell::of(cell) {
-        Cell::Number(v) => Some(v),
-        _ => None,
-    }
-}
-
-/// Sorted class names: by value when all are numbers, else by text.
-fn class_names<'a>(labels: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let set: BTreeSet<&str> = labels.into_iter().map(str::trim).collect();
-    let mut classes: Vec<String> = set.into_iter().map(str::to_string).collect();
-    if classes.iter().all(|c| number(c).is_some()) {
-        classes.sort_by(|a, b| number(a).unwrap().total_cmp(&number(b).unwrap()));
-    }
-    classes
-}
-
-/// The loss a task and a model's output call for, or why they do not fit together.
-fn loss_for(task: Task, classes: usize, o: &Outline) -> Result<LossKind, String> {
-    let act = o.activation;
-    match task {
-        Task::Regression if o.outputs == 1 => Ok(LossKind::MeanSquaredError),
-        Task::Regression => Err(format!(
-            "regression predicts one number, but the model ends in {} values; end it in a dense layer of 1 unit",
-            o.outputs
-        )),
-        Task::Classification if o.outputs == 1 => {
-            if classes != 2 {
-                return Err(format!(
-                    "the data has {classes} classes but the model ends in 1 unit (two classes only); end it in {classes} units with softmax"
-                ));
-            }
-            match act {
-                Activation::Sigmoid => Ok(LossKind::BinaryCrossentropy),
-                Activation::Linear => Ok(LossKind::BinaryCrossentropyFromLogits),
-                a => Err(format!(
-                    "a one-unit classifier ends in sigmoid (or linear for logits), not {a:?}"
-                )),
-            }
-        }
-        Task::Classification => {
-            if o.outputs != classes {
-                return Err(format!(
-                    "the data has {classes} classes but the model ends in {} units; set the last layer's units to {classes}",
-                    o.outputs
-                ));
-            }
-            match act {
-                Activation::Softmax => Ok(LossKind::SparseCategoricalCrossentropy),
-                Activation::Linear => Ok(LossKind::SparseCategoricalCrossentropyFromLogits),
-                a => Err(format!(
-                    "a {classes}-class classifier ends in softmax (or linear for logits), not {a:?}"
-                )),
-            }
-        }
-    }
-}
-
-/// Targets for `labels` (already checked against the spec): 0/1 values for one output unit,
-/// class ids for more, the numbers for regression.
-fn targets(spec: &DataSpec, o: &Outline, labels: &[&str]) -> Column {
-    match spec.task {
-        Task::Regression => Column::f32(
-            labels
-                .iter()
-                .map(|l| number(l).expect("checked labels"))
-                .collect(),
-            &[1],
-        ),
-        Task::Classification => {
-            let ids: Vec<u32> = labels
-                .iter()
-                .map(|l| {
-                    spec.classes
-                        .iter()
-                        .position(|c| c == l.trim())
-                        .expect("checked labels") as u32
-                })
-                .collect();
-            if o.outputs == 1 {
-                Column::f32(ids.into_iter().map(|i| i as f32).collect(), &[1])
-            } else {
-                Column::ids(ids, &[1])
-            }
-        }
-    }
-}
-
-fn infer_task(labels: &[&str], o: &Outline) -> (Task, String) {
-    if let Some(l) = labels.iter().find(|l| !Cell::of(l).is_numeric()) {
-        return (
-            Task::Classification,
-            format!("the labels are not all numbers (`{}`)", clip(l.trim())),
-        );
-    }
-    if o.outputs > 1 || matches!(o.activation, Activation::Sigmoid | Activation::Softmax) {
-        return (
-            Task::Classification,
-            format!(
-                "the model ends in {} unit(s) with {:?}",
-                o.outputs, o.activation
-            ),
-        );
-    }
-    let distinct: BTreeSet<&str> = labels.iter().map(|l| l.trim()).collect();
-    if distinct.len() <= 2
-        && labels
-            .iter()
-            .all(|l| number(l).is_some_and(|v| v == v.round()))
-    {
-        return (
-            Task::Classification,
-            "the labels take two integer values (logits out of one linear unit)".into(),
-        );
-    }
-    (
-        Task::Regression,
-        "numeric labels and one linear output".into(),
-    )
-}
+use crate::models::{Job, ModelConfig, Saved};
 
 /// A model file's job over data from `data`: the datasets, the loss, and the `kiln_data`
 /// metadata that `eval` and `predict` read.
 pub fn job(model: ModelConfig, data: &Path, seed: u64, opts: &FileOptions) -> Result<Job, String> {
     let outline = model.outline()?;
-    let mut skipped = Skipped::default();
-    let on_bad = OnBad::strict(opts.strict);
-    let (spec, inputs, (targets, train_rows, val_rows), note) = match &opts.resume {
-        Some(spec) => resumed(spec, data, &outline, opts, &mut skipped)?,
-        None if data.is_dir() => images_for_training(data, &outline, opts, on_bad, &mut skipped)?,
-        None => table_for_training(data, &outline, opts, on_bad, &mut skipped)?,
-    };
-    let loss = loss_for(spec.task, spec.classes.len(), &outline).map_err(|e| {
-        match spec.source.label() {
-            Some(label) => format!(
-                "{e} (the label column is `{}`; --label picks another)",
-                clip(label)
-            ),
-            None => e,
-        }
-    })?;
-    let full = Dataset::single(inputs, targets);
-    let (train, val) = (full.select(&train_rows), full.select(&val_rows));
-    let report = format!(
-        "{}: {} rows ({} for training, {} for validation), {skipped}; {note}",
-        data.display(),
-        full.len(),
-        train.len(),
-        val.len()
-    );
+    let prepared = kiln_data::prepare(data, &outline, opts).map_err(|e| e.to_string())?;
     Ok(Job {
         name: "model".into(),
         model,
-        train: train.first(opts.limit),
-        val: Some(val.first(opts.limit.map(|n| (n / 4).max(1)))),
+        train: prepared.train,
+        val: Some(prepared.val),
         config: TrainConfig {
             epochs: 10,
             batch: 32,
             seed,
-            loss: Some(loss),
+            loss: Some(prepared.loss),
             optimizer: OptimizerConfig::adam(),
             report_every: 50,
         },
         metadata: vec![(
             META_KEY.into(),
-            serde_json::to_string(&spec).expect("specs serialize"),
+            serde_json::to_string(&prepared.spec).expect("specs serialize"),
         )],
-        data_report: Some(report),
+        data_report: Some(prepared.report),
     })
 }
 
-/// (targets, training rows, validation rows).
-type Split = (Column, Vec<usize>, Vec<usize>);
-
-fn split(n: usize, split_seed: u32, path: &Path) -> Result<(Vec<usize>, Vec<usize>), String> {
-    if n < 2 {
-        return Err(format!(
-            "{}: {n} usable rows; training needs at least 2 (one to train on, one to validate)",
-            path.display()
-        ));
-    }
-    Ok(sklearn_split(n, 0.2, split_seed))
+/// Loads a model saved by `kiln train --model`, and the data spec saved with it: the spec is
+/// checked against the model's config before any weight is allocated or data read.
+pub fn load(device: &Device, path: &Path) -> Result<(Saved, DataSpec), String> {
+    let at = |e: String| format!("{}: {e}", path.display());
+    let read = crate::models::read_saved(path)?;
+    let meta = read.checkpoint.meta(META_KEY).ok_or_else(|| {
+        at(format!(
+            "no `{META_KEY}` metadata: it was not trained from a data file (eval and predict of the built-in jobs name them: `kiln eval mnist`, `kiln predict qqp`)"
+        ))
+    })?;
+    let spec = DataSpec::from_meta(meta, &read.outline).map_err(at)?;
+    loss_for(spec.task, spec.classes.len(), &read.outline)
+        .map_err(|e| at(format!("{META_KEY}: {e}")))?;
+    Ok((read.build(device)?, spec))
 }
 
-/// A resumed run's data, read the way the run reads it; the classes must be the run's.
-fn resumed(
-    spec: &DataSpec,
-    data: &Path,
-    outline: &Outline,
-    opts: &FileOptions,
-    skipped: &mut Skipped,
-) -> Result<Prepared, String> {
-    let at = |e: String| format!("--resume: {e}");
-    spec.check(outline)
-        .map_err(|e| at(format!("the run's {META_KEY} {e}")))?;
-    spec.check_options(opts.task, opts.label.as_deref(), opts.columns.as_deref())
-        .map_err(at)?;
+/// `kiln eval` of a file-trained model.
+#[derive(Debug, Serialize)]
+pub struct EvalReport {
+    /// The model file.
+    pub model: PathBuf,
+    /// The data.
+    pub data: PathBuf,
+    /// Rows evaluated.
+    pub rows: usize,
+    /// Rows skipped (empty labels, unreadable values or images).
+    pub skipped: usize,
+    /// Why, the first few.
+    pub skipped_examples: Vec<String>,
+    /// Mean loss.
+    pub loss: f32,
+    /// `accuracy` or `mae`.
+    pub metric: String,
+    /// Its value.
+    pub value: f32,
+}
+
+/// Evaluates a model saved by `kiln train --model` on labelled `data`.
+pub fn eval(device: &Device, path: &Path, data: &Path, strict: bool) -> Result<EvalReport, String> {
+    let (saved, spec) = load(device, path)?;
+    let mut skipped = Skipped::default();
     let read = read_for(
-        spec,
+        &spec,
         data,
-        Labels::Exact,
-        OnBad::strict(opts.strict),
-        skipped,
+        Labels::Known,
+        OnBad::strict(strict),
+        &mut skipped,
     )
-    .map_err(at)?;
+    .map_err(|e| e.to_string())?;
     let labels: Vec<&str> = read.labels.iter().map(String::as_str).collect();
-    let (train_rows, val_rows) = split(labels.len(), opts.split_seed, data)?;
-    let targets = targets(spec, outline, &labels);
-    let note = format!(
-        "read as the resumed run reads its data ({} {}{})",
-        spec.task.name(),
-        preview(spec.source.inputs()),
-        read.note
-    );
-    Ok((
-        spec.clone(),
-        read.inputs,
-        (targets, train_rows, val_rows),
-        note,
-    ))
-}
-
-/// The task (given or inferred), its classes, and the report of it; `rows` loses the rows
-/// whose label the task cannot use.
-fn pick_task(
-    rows: &mut Vec<(String, &[String])>,
-    label: usize,
-    outline: &Outline,
-    opts: &FileOptions,
-    path: &Path,
-    on_bad: OnBad,
-    skipped: &mut Skipped,
-) -> Result<(Task, Vec<String>, String), String> {
-    let (task, why) = {
-        let labels: Vec<&str> = rows.iter().map(|(_, c)| c[label].as_str()).collect();
-        match opts.task {
-            Some(t) => (t, "--task".to_string()),
-            None => {
-                let (t, why) = infer_task(&labels, outline);
-                (t, format!("inferred: {why}; --task to choose"))
-            }
-        }
-    };
-    if task == Task::Regression {
-        if let Some((line, cells)) = rows.iter().find(|(_, c)| Cell::of(&c[label]) == Cell::Text) {
-            return Err(format!(
-                "{}: regression needs numeric labels, found `{}` on {line}",
-                path.display(),
-                clip(cells[label].trim())
-            ));
-        }
-        let mut kept = vec![];
-        for (line, cells) in rows.drain(..) {
-            match Cell::problem(&cells[label], "label") {
-                Some(why) => bad_row(path, on_bad, skipped, format!("{line}: {why}"))?,
-                None => kept.push((line, cells)),
-            }
-        }
-        *rows = kept;
-    }
-    let classes = match task {
-        Task::Classification => class_names(rows.iter().map(|(_, c)| c[label].as_str())),
-        Task::Regression => vec![],
-    };
-    if task == Task::Classification && classes.len() == 1 {
+    let loss =
+        loss_for(spec.task, spec.classes.len(), &saved.outline).map_err(|e| e.to_string())?;
+    let set = Dataset::single(read.inputs, targets(&spec, &saved.outline, &labels));
+    let (l, value) = kiln_train::evaluate(&*saved.model, &saved.params, &set, 256, &loss)
+        .map_err(|e| e.to_string())?;
+    let value = value.expect("a built-in loss reports its metric");
+    if !l.is_finite() || !value.is_finite() {
         return Err(format!(
-            "{}: every usable row has the label `{}`: one class, and a classifier learns to tell at least two apart. Check that the label column is the one you mean (--label), or add rows of the other classes",
+            "{}: the loss on {} is {l} and the {} {value}, not finite: the model's outputs overflow on this data (was the model or its {META_KEY} edited?)",
             path.display(),
-            clip(&classes[0])
+            data.display(),
+            kiln_graph::Objective::metric_name(&loss).unwrap_or("metric")
         ));
     }
-    let note = match task {
-        Task::Classification => format!(
-            "classification into {} classes ({}) ({why})",
-            classes.len(),
-            preview(&classes)
-        ),
-        Task::Regression => format!("regression ({why})"),
-    };
-    Ok((task, classes, note))
+    Ok(EvalReport {
+        model: path.into(),
+        data: data.into(),
+        rows: set.len(),
+        skipped: skipped.count,
+        skipped_examples: skipped.examples,
+        loss: l,
+        metric: kiln_graph::Objective::metric_name(&loss)
+            .unwrap_or("loss")
+            .to_string(),
+        value,
+    })
 }
 
-fn preview(items: &[String]) -> String {
-    let items: Vec<String> = items.iter().map(|i| clip(i)).collect();
-    if items.len() <= 8 {
-        items.join(", ")
-    } else {
-        format!("{}, ... {}", items[..6].join(", "), items[items.len() - 1])
-    }
-}
-
-type Prepared = (DataSpec, Column, Split, String);
-
-/// The label column and the input columns of a table, by the options, checked: the label is not
-/// an input, no input is named twice, and there is at least one.
-fn columns_of(
-    path: &Path,
-    table: &Table,
-    opts: &FileOptions,
-) -> Result<(usize, Vec<usize>), String> {
-    // By name, in this order of preference whatever the columns' order (`x, y, label` has the
-    // label `label`), else the last column.
-    let label_name = match &opts.label {
-        Some(l) => l.clone(),
-        None => ["label", "target", "class", "y"]
-            .iter()
-            .find_map(|want| table.header.iter().find(|h| h.eq_ignore_ascii_case(want)))
-            .or(table.header.last())
-            .cloned()
-            .unwrap_or_default(),
-    };
-    let label = column(path, table, &label_name)?;
-    let names: Vec<String> = match &opts.columns {
-        Some(cols) => {
-            if cols.contains(&label_name) {
-                return Err(format!(
-                    "--columns names `{}`, the label column: the label is what the model learns to predict, not one of its inputs; leave it out of --columns (or choose another label with --label)",
-                    clip(&label_name)
-                ));
-            }
-            if let Some(c) = cols
-                .iter()
-                .enumerate()
-                .find(|(i, c)| cols[..*i].contains(c))
-            {
-                return Err(format!("--columns names `{}` twice", clip(c.1)));
-            }
-            cols.clone()
-        }
-        None => table
-            .header
-            .iter()
-            .filter(|h| **h != label_name)
-            .cloned()
-            .collect(),
-    };
-    if names.is_empty() {
-        let how = table.delimiter_note.clone().unwrap_or_else(|| {
-            format!(
-                "{}-separated",
-                if table.delimiter == b'\t' {
-                    "tab"
-                } else {
-                    "comma"
-                }
-            )
-        });
+/// Refuses an output path (`--out`, `--json`, `--trace`) that exists and is not a regular file
+/// (a folder, a device such as /dev/null, a link), or a file that exists unless `force`.
+pub fn check_out_file(out: &Path, force: bool) -> Result<(), String> {
+    if let Some(kind) = kiln_graph::checkpoint::special_file_kind(out) {
         return Err(format!(
-            "{}: its only column is the label `{}`, and a model needs input columns besides it. kiln read the header as {how}; separate the columns with commas (or tabs in a .tsv)",
-            path.display(),
-            clip(&label_name)
+            "{} is {kind}; kiln writes a file by replacing it, which would replace {kind}: name a regular file to write",
+            out.display()
         ));
     }
-    let cols = names
-        .iter()
-        .map(|c| column(path, table, c))
-        .collect::<Result<_, _>>()?;
-    Ok((label, cols))
-}
-
-/// A table's rows by reference: (where, e.g. "line 5"; cells).
-type Rows<'t> = Vec<(String, &'t [String])>;
-
-fn table_for_training(
-    path: &Path,
-    outline: &Outline,
-    opts: &FileOptions,
-    on_bad: OnBad,
-    skipped: &mut Skipped,
-) -> Result<Prepared, String> {
-    let table = read_table(path, on_bad, skipped)?;
-    let (label, cols) = columns_of(path, &table, opts)?;
-    let rows = labelled_rows(&table, label, path, on_bad, skipped)?;
-    let picked = input_columns(&table, &cols, &rows, outline, opts.columns.is_some(), path)?;
-    let mut usable = if picked.text {
-        rows
-    } else {
-        numeric_rows(rows, &picked.cols, &table, path, on_bad, skipped)?
-    };
-    let (task, classes, task_note) =
-        pick_task(&mut usable, label, outline, opts, path, on_bad, skipped)?;
-    let labels: Vec<&str> = usable.iter().map(|(_, c)| c[label].as_str()).collect();
-    let (train_rows, val_rows) = split(usable.len(), opts.split_seed, path)?;
-    let label_name = table.header[label].clone();
-    let train: Vec<&[String]> = train_rows.iter().map(|&r| usable[r].1).collect();
-    let source = if picked.text {
-        text_source(&table, &picked.cols, label_name, &train, outline)?
-    } else {
-        table_source(&table, &picked.cols, label_name, &train, outline, path)?
-    };
-    let spec = DataSpec {
-        source,
-        task,
-        classes,
-    };
-    let cells: Vec<&[String]> = usable.iter().map(|(_, c)| *c).collect();
-    let inputs = encode_rows(&spec, &table, &cells, path)?;
-    let targets = targets(&spec, outline, &labels);
-    let kind = if picked.text { "text" } else { "numeric" };
-    let read_as = table
-        .delimiter_note
-        .as_ref()
-        .map_or(String::new(), |n| format!("read as {n}; "));
-    let note = format!(
-        "{read_as}label `{}`; {kind} inputs {}{}; {task_note}",
-        clip(&table.header[label]),
-        preview(spec.source.inputs()),
-        picked.note
-    );
-    Ok((spec, inputs, (targets, train_rows, val_rows), note))
-}
-
-/// The rows that have a label; those without are skipped or refuse the file.
-fn labelled_rows<'t>(
-    table: &'t Table,
-    label: usize,
-    path: &Path,
-    on_bad: OnBad,
-    skipped: &mut Skipped,
-) -> Result<Rows<'t>, String> {
-    let mut rows = vec![];
-    for row in &table.rows {
-        let line = row.lines.to_string();
-        if row.cells[label].trim().is_empty() {
-            bad_row(path, on_bad, skipped, format!("{line}: empty label"))?;
-            continue;
-        }
-        rows.push((line, row.cells.as_slice()));
+    if out.exists() && !force {
+        return Err(format!(
+            "{} exists; pass --force to overwrite it, or name another file",
+            out.display()
+        ));
     }
+    Ok(())
+}
+
+/// Writes predictions for every row (or image) of `data` to `out` as CSV
+/// ([`predictions`]), refusing an `out` that exists (unless `force`) or is not a regular file.
+/// Returns the number of rows.
+pub fn predict(
+    device: &Device,
+    path: &Path,
+    data: &Path,
+    out: &Path,
+    force: bool,
+) -> Result<usize, String> {
+    check_out_file(out, force)?;
+    let (bytes, rows) = predictions(device, path, data)?;
+    kiln_graph::checkpoint::write_atomic(out, &bytes).map_err(|e| e.to_string())?;
     Ok(rows)
 }
 
-/// The columns a model reads from a table, and whether as text.
-struct Picked {
-    cols: Vec<usize>,
-    /// For the report ("; numeric columns not used: ...").
-    note: String,
-    text: bool,
-}
-
-/// The input columns: for a model that starts with an embedding, the text columns (or all named
-/// by --columns); else the candidates, which must all hold numbers.
-fn input_columns(
-    table: &Table,
-    cols: &[usize],
-    rows: &Rows,
-    outline: &Outline,
-    named: bool,
-    path: &Path,
-) -> Result<Picked, String> {
-    let numeric = |c: usize| {
-        rows.iter()
-            .all(|(_, cells)| Cell::of(&cells[c]).is_numeric())
+/// Predictions for every row (or image) of `data` as CSV: `line` (the input's line number) or
+/// `file` (the image path), `prediction` (the class name or the number) and, for
+/// classification, one probability column per class; and the number of rows. One row per input
+/// row, in order, or an error naming the row that cannot be read.
+pub fn predictions(device: &Device, path: &Path, data: &Path) -> Result<(Vec<u8>, usize), String> {
+    let (saved, spec) = load(device, path)?;
+    let mut skipped = Skipped::default();
+    let read = read_for(&spec, data, Labels::Ignored, OnBad::Refuse, &mut skipped)
+        .map_err(|e| e.to_string())?;
+    let (values, shape) = kiln_train::predict(&*saved.model, &saved.params, &[read.inputs], 256)
+        .map_err(|e| e.to_string())?;
+    let width: usize = shape[1..].iter().product();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let at = where_is(&spec, &read.names[i / width.max(1)]);
+        return Err(format!(
+            "{}: the model's output for {at} is {}, not finite: its outputs overflow on this data (was the model or its {META_KEY} edited?); nothing was written",
+            data.display(),
+            values[i]
+        ));
+    }
+    let loss =
+        loss_for(spec.task, spec.classes.len(), &saved.outline).map_err(|e| e.to_string())?;
+    let classes = &spec.classes;
+    let first = if matches!(spec.source, Source::Images { .. }) {
+        "file"
+    } else {
+        "line"
     };
-    if outline.takes_ids {
-        let texts: Vec<usize> = if named {
-            cols.to_vec()
+    let mut header = vec![first.to_string(), "prediction".to_string()];
+    header.extend(classes.iter().map(|c| format!("p_{c}")));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(&header).map_err(|e| e.to_string())?;
+    let probs = probabilities(&loss, &values, width);
+    for (i, (name, row)) in read.names.iter().zip(values.chunks(width)).enumerate() {
+        let mut record = vec![name.clone()];
+        if probs.is_empty() {
+            record.push(format!("{}", row[0]));
         } else {
-            cols.iter().copied().filter(|&c| !numeric(c)).collect()
-        };
-        if texts.is_empty() {
-            return Err(format!(
-                "{}: the model starts with an embedding (it reads text) but no column holds text; name the text columns with --columns",
-                path.display()
-            ));
+            let p = &probs[i * classes.len()..(i + 1) * classes.len()];
+            let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+            record.push(classes[best].clone());
+            record.extend(p.iter().map(|v| format!("{v:.6}")));
         }
-        let ignored: Vec<&str> = cols
+        w.write_record(&record).map_err(|e| e.to_string())?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    Ok((bytes, read.names.len()))
+}
+
+/// Each row's class probabilities (none for regression), from the output the loss reads.
+fn probabilities(loss: &LossKind, values: &[f32], width: usize) -> Vec<f32> {
+    match loss {
+        LossKind::BinaryCrossentropy => values.iter().flat_map(|&p| [1.0 - p, p]).collect(),
+        LossKind::BinaryCrossentropyFromLogits => values
             .iter()
-            .filter(|c| !texts.contains(c))
-            .map(|&c| table.header[c].as_str())
-            .collect();
-        let note = if ignored.is_empty() {
-            String::new()
-        } else {
-            format!("; numeric columns not used: {}", clip(&ignored.join(", ")))
-        };
-        return Ok(Picked {
-            cols: texts,
-            note,
-            text: true,
-        });
-    }
-    if let Some(&c) = cols.iter().find(|&&c| !numeric(c)) {
-        let (line, cells) = rows
-            .iter()
-            .find(|(_, cells)| Cell::of(&cells[c]) == Cell::Text)
-            .expect("a text cell");
-        return Err(format!(
-            "{}: column `{}` holds text ({line}: `{}`) but the model takes numbers; leave it out with --columns, or start the model with an embedding for text",
-            path.display(),
-            clip(&table.header[c]),
-            clip(&cells[c])
-        ));
-    }
-    Ok(Picked {
-        cols: cols.to_vec(),
-        note: String::new(),
-        text: false,
-    })
-}
-
-/// The rows whose numeric inputs are all usable numbers; the others are skipped or refuse the
-/// file.
-fn numeric_rows<'t>(
-    rows: Rows<'t>,
-    cols: &[usize],
-    table: &Table,
-    path: &Path,
-    on_bad: OnBad,
-    skipped: &mut Skipped,
-) -> Result<Rows<'t>, String> {
-    let mut usable = vec![];
-    for (line, cells) in rows {
-        let problem = cols
-            .iter()
-            .find_map(|&c| Cell::problem(&cells[c], &table.header[c]));
-        match problem {
-            Some(why) => bad_row(path, on_bad, skipped, format!("{line}: {why}"))?,
-            None => usable.push((line, cells)),
+            .map(|&x| reference::sigmoid(x))
+            .flat_map(|p| [1.0 - p, p])
+            .collect(),
+        LossKind::SparseCategoricalCrossentropy => values.to_vec(),
+        LossKind::SparseCategoricalCrossentropyFromLogits => {
+            let mut out = vec![0.0; values.len()];
+            let rows = values.len() / width;
+            reference::softmax(
+                &ReduceParams::for_axis(&[rows, width], 1),
+                false,
+                values,
+                &mut out,
+            );
+            out
         }
+        _ => vec![],
     }
-    Ok(usable)
-}
-
-/// A text table's source: the tokenizer fitted on the training rows, capped to the embedding,
-/// each text column an equal share of the model's ids.
-fn text_source(
-    table: &Table,
-    cols: &[usize],
-    label: String,
-    train: &[&[String]],
-    outline: &Outline,
-) -> Result<Source, String> {
-    let names: Vec<String> = cols.iter().map(|&c| table.header[c].clone()).collect();
-    let width: usize = outline.input.iter().product();
-    let k = cols.len();
-    if !width.is_multiple_of(k) {
-        return Err(format!(
-            "the model takes {width} ids per sample, which does not split evenly over {k} text columns ({}); make \"input\" a multiple of {k}",
-            preview(&names)
-        ));
-    }
-    let cap = match outline.vocab {
-        Some(v) if v < 3 => {
-            return Err(format!(
-                "the embedding has {v} rows; text needs at least 3 (padding, unknown, one word)"
-            ))
-        }
-        Some(v) => Some(v - 2),
-        None => None,
-    };
-    let tokenizer = Tokenizer::fit(
-        train
-            .iter()
-            .flat_map(|cells| cols.iter().map(move |&c| cells[c].as_str())),
-        cap,
-    );
-    Ok(Source::Text {
-        label,
-        texts: names,
-        ids_per_text: width / k,
-        words: tokenizer.words,
-    })
-}
-
-/// A numeric table's source: each feature's mean and deviation over the training rows.
-fn table_source(
-    table: &Table,
-    cols: &[usize],
-    label: String,
-    train: &[&[String]],
-    outline: &Outline,
-    path: &Path,
-) -> Result<Source, String> {
-    let names: Vec<String> = cols.iter().map(|&c| table.header[c].clone()).collect();
-    let width: usize = outline.input.iter().product();
-    if width != names.len() || outline.input.len() != 1 {
-        return Err(format!(
-            "{}: the model takes input {:?} but the file has {} feature columns ({}); set \"input\": [{}] in the model file, or pick columns with --columns",
-            path.display(),
-            outline.input,
-            names.len(),
-            preview(&names),
-            names.len()
-        ));
-    }
-    let n = train.len() as f64;
-    let (mut mean, mut std) = (vec![], vec![]);
-    for &c in cols {
-        let value = |cells: &&[String]| number(&cells[c]).expect("checked cells") as f64;
-        let m = train.iter().map(value).sum::<f64>() / n;
-        let v = train.iter().map(|r| (value(r) - m).powi(2)).sum::<f64>() / n;
-        mean.push(m as f32);
-        std.push(if v > 1e-12 { v.sqrt() as f32 } else { 1.0 });
-    }
-    Ok(Source::Table {
-        label,
-        features: names,
-        mean,
-        std,
-    })
-}
-
-/// The model's input for rows of a table (numeric cells already checked).
-fn encode_rows(
-    spec: &DataSpec,
-    table: &Table,
-    rows: &[&[String]],
-    path: &Path,
-) -> Result<Column, String> {
-    let cols: Vec<usize> = spec
-        .source
-        .inputs()
-        .iter()
-        .map(|c| column(path, table, c))
-        .collect::<Result<_, _>>()?;
-    match &spec.source {
-        Source::Table { mean, std, .. } => {
-            let mut values = Vec::with_capacity(rows.len() * cols.len());
-            for (i, cells) in rows.iter().enumerate() {
-                for (k, &c) in cols.iter().enumerate() {
-                    let v = number(&cells[c]).expect("checked cells");
-                    let x = (v - mean[k]) / std[k];
-                    if !x.is_finite() {
-                        return Err(format!(
-                            "{}: data row {}: column `{}` is {v}, which the model's standardisation (mean {}, deviation {}) takes past f32's range",
-                            path.display(),
-                            i + 1,
-                            clip(&table.header[c]),
-                            mean[k],
-                            std[k]
-                        ));
-                    }
-                    values.push(x);
-                }
-            }
-            Ok(Column::f32(values, &[cols.len()]))
-        }
-        Source::Text {
-            ids_per_text,
-            words,
-            ..
-        } => {
-            let tokenizer = Tokenizer::from_words(words.clone());
-            let ids = rows
-                .iter()
-                .flat_map(|cells| {
-                    cols.iter()
-                        .flat_map(|&c| tokenizer.encode(&cells[c], *ids_per_text))
-                })
-                .collect();
-            Ok(Column::ids(ids, &[cols.len() * ids_per_text]))
-        }
-        Source::Images { .. } => unreachable!("images are not tables"),
-    }
-}
-
-fn image_shape(o: &Outline) -> Result<(usize, usize, usize), String> {
-    match o.input[..] {
-        [c @ (1 | 3), h, w] if !o.takes_ids => Ok((c, h, w)),
-        _ => Err(format!(
-            "an image folder needs a model whose input is [channels, height, width] with 1 (grey) or 3 (RGB) channels; this one takes {:?}",
-            o.input
-        )),
-    }
-}
-
-/// Reads `files`; those that cannot be read are skipped or refuse the folder. Returns the values,
-/// the indices of the files read, and how many were resized.
-fn read_images(
-    files: &[PathBuf],
-    shape: (usize, usize, usize),
-    on_bad: OnBad,
-    skipped: &mut Skipped,
-) -> Result<(Vec<f32>, Vec<usize>, usize), String> {
-    let (c, h, w) = shape;
-    let (mut values, mut kept, mut resized) = (vec![], vec![], 0);
-    for (i, f) in files.iter().enumerate() {
-        match images::read_image(f, c, h, w) {
-            Ok((v, r)) => {
-                values.extend(v);
-                kept.push(i);
-                resized += r as usize;
-            }
-            Err(e) => bad_row(f, on_bad, skipped, e)?,
-        }
-    }
-    Ok((values, kept, resized))
-}
-
-/// The images of a labelled folder, with those outside any class folder skipped or refused.
-fn labelled_images(
-    dir: &Path,
-    on_bad: OnBad,
-    skipped: &mut Skipped,
-) -> Result<Vec<(PathBuf, String)>, String> {
-    let found = images::labelled_images(dir)?;
-    for f in &found.unlabelled {
-        bad_row(
-            f,
-            on_bad,
-            skipped,
-            format!(
-                "{}: not in a class folder, so it has no label; move it into one",
-                f.display()
-            ),
-        )?;
-    }
-    Ok(found.images)
-}
-
-fn images_for_training(
-    dir: &Path,
-    outline: &Outline,
-    opts: &FileOptions,
-    on_bad: OnBad,
-    skipped: &mut Skipped,
-) -> Result<Prepared, String> {
-    if opts.task == Some(Task::Regression) {
-        return Err(
-            "an image folder is labelled by class subfolders: --task regression does not apply"
-                .into(),
-        );
-    }
-    let shape = image_shape(outline)?;
-    let files = labelled_images(dir, on_bad, skipped)?;
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    let (values, kept, resized) = read_images(&paths, shape, on_bad, skipped)?;
-    let labels: Vec<&str> = kept.iter().map(|&i| files[i].1.as_str()).collect();
-    let classes = class_names(labels.iter().copied());
-    if classes.len() == 1 {
-        return Err(format!(
-            "{}: the only class folder with images is `{}`; a classifier learns to tell at least two classes apart, so add a folder per class",
-            dir.display(),
-            clip(&classes[0])
-        ));
-    }
-    let spec = DataSpec {
-        source: Source::Images {
-            channels: shape.0,
-            height: shape.1,
-            width: shape.2,
-        },
-        task: Task::Classification,
-        classes,
-    };
-    let (train_rows, val_rows) = split(kept.len(), opts.split_seed, dir)?;
-    let note = format!(
-        "images as {:?}, {resized} resized; classification into {} classes ({})",
-        [shape.0, shape.1, shape.2],
-        spec.classes.len(),
-        preview(&spec.classes)
-    );
-    let inputs = Column::f32(values, &[shape.0, shape.1, shape.2]);
-    let targets = targets(&spec, outline, &labels);
-    Ok((spec, inputs, (targets, train_rows, val_rows), note))
 }

@@ -5,7 +5,10 @@
 //! - [`device`] (kiln-device): adapters, tensors, the WGSL kernels and their CPU reference;
 //! - [`graph`] (kiln-graph): autodiff ([`Tape`]), layers, losses, optimizers;
 //! - [`train`] (kiln-train): the training loop ([`fit`], [`Fit`]), datasets, checkpoints,
-//!   callbacks.
+//!   callbacks;
+//! - [`data`] (kiln-data): CSV and text tables, image folders, MNIST and Quora Question Pairs
+//!   into datasets (`Dataset::from_csv`, `Dataset::from_image_folder`, ...), no row lost
+//!   silently.
 //!
 //! [`prelude`] brings what a training program uses. The `kiln` command line (`kiln train`, model
 //! files, the built-in jobs) is its own package and none of its dependencies come with this one.
@@ -45,6 +48,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub use kiln_data as data;
 pub use kiln_device as device;
 pub use kiln_graph as graph;
 pub use kiln_train as train;
@@ -55,6 +59,7 @@ pub use kiln_train::{fit, Fit};
 
 /// What a training program uses, in one import: `use kiln::prelude::*;`.
 pub mod prelude {
+    pub use kiln_data::{CsvOptions, LoadFiles, Loaded, Targets, Task, TextCsvOptions};
     pub use kiln_device::{Device, DeviceChoice, Tensor};
     pub use kiln_graph::layers::{
         register_layer, ActivationConfig, AvgPool2dConfig, BidirectionalConfig, Conv2dConfig,

@@ -6,7 +6,19 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::data::clip;
+use crate::{clip, Error, Result};
+
+/// What a folder that cannot be read should be.
+const FOLDER_HINT: &str =
+    "--data names a folder of images, one subfolder per class (cats/, dogs/, ...)";
+
+fn unreadable(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+        hint: FOLDER_HINT,
+    }
+}
 
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
@@ -16,9 +28,9 @@ fn is_image(p: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, String> {
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .map_err(|e| unreadable(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
@@ -27,14 +39,15 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// The image files under `dir`, sorted, subfolders included. `walking` holds the folders being
 /// walked (by their real path), so a link back into one is found instead of followed forever.
-fn walk(dir: &Path, walking: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    let real =
-        std::fs::canonicalize(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+fn walk(dir: &Path, walking: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<()> {
+    let real = std::fs::canonicalize(dir).map_err(|e| unreadable(dir, e))?;
     if !walking.insert(real.clone()) {
-        return Err(format!(
-            "{}: a symbolic link leads back into {}, a folder it is in; remove the link",
-            dir.display(),
-            real.display()
+        return Err(Error::bad(
+            dir,
+            format!(
+                "a symbolic link leads back into {}, a folder it is in; remove the link",
+                real.display()
+            ),
         ));
     }
     for p in sorted_entries(dir)? {
@@ -49,7 +62,7 @@ fn walk(dir: &Path, walking: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> R
 }
 
 /// Every image file under `dir` in sorted order, subfolders included (what `predict` reads).
-pub fn all_images(dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn all_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = vec![];
     walk(dir, &mut HashSet::new(), &mut out)?;
     Ok(out)
@@ -65,13 +78,11 @@ pub struct Labelled {
 }
 
 /// The images of a labelled folder: one subfolder per class.
-pub fn labelled_images(dir: &Path) -> Result<Labelled, String> {
+pub fn labelled_images(dir: &Path) -> Result<Labelled> {
     let mut images = vec![];
     let mut unlabelled = vec![];
     let mut walking = HashSet::new();
-    walking.insert(
-        std::fs::canonicalize(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?,
-    );
+    walking.insert(std::fs::canonicalize(dir).map_err(|e| unreadable(dir, e))?);
     for p in sorted_entries(dir)? {
         if p.is_dir() {
             let class = p
@@ -85,18 +96,17 @@ pub fn labelled_images(dir: &Path) -> Result<Labelled, String> {
         }
     }
     if images.is_empty() {
-        return Err(format!(
-            "{}: no PNG or JPEG files in class subfolders; an image folder holds one subfolder per class (cats/, dogs/, ...)",
-            dir.display()
+        return Err(Error::bad(
+            dir,
+            "no PNG or JPEG files in class subfolders; an image folder holds one subfolder per class (cats/, dogs/, ...)",
         ));
     }
     Ok(Labelled { images, unlabelled })
 }
 
 /// One image as (C, H, W) values in [0, 1]; whether it was resized.
-pub fn read_image(path: &Path, c: usize, h: usize, w: usize) -> Result<(Vec<f32>, bool), String> {
-    let img =
-        image::open(path).map_err(|e| format!("{}: {}", path.display(), clip(&e.to_string())))?;
+pub fn read_image(path: &Path, c: usize, h: usize, w: usize) -> Result<(Vec<f32>, bool)> {
+    let img = image::open(path).map_err(|e| Error::bad(path, clip(&e.to_string())))?;
     let resized = img.width() as usize != w || img.height() as usize != h;
     let img = if resized {
         img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
@@ -137,6 +147,7 @@ mod tests {
             all_images(d).unwrap_err(),
             labelled_images(d).err().unwrap(),
         ] {
+            let e = e.to_string();
             assert!(e.contains("symbolic link leads back"), "{e}");
         }
     }

@@ -2,34 +2,13 @@
 //! data are checked; a truncated or corrupt file is an error naming the file and what is wrong.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kiln_train::{Column, Dataset};
 use md5::{Digest, Md5};
 
-/// A problem with a data file.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// The file is there but wrong: truncated, corrupt, another format.
-    #[error("{path}: {message}")]
-    Bad {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// The file cannot be read.
-    #[error("{path}: {source}. {hint}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-        /// What to pass instead.
-        hint: &'static str,
-    },
-}
+/// The errors of the loaders: [`Error`](crate::Error) (`Io` and `Bad`).
+pub use crate::Error as DataError;
 
 /// (file, magic, dimensions after the count, md5 of the decompressed bytes)
 const FILES: [(&str, u32, &[usize], &str); 4] = [
@@ -58,11 +37,6 @@ const FILES: [(&str, u32, &[usize], &str); 4] = [
         "27ae3e4e09519cfbb04c329615203637",
     ),
 ];
-
-/// The folder holding the embedded copy (`data/mnist` in the project).
-pub fn default_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
-}
 
 /// The largest IDX payload kiln inflates (MNIST's training images are 47 MB).
 const MAX_IDX_BYTES: usize = 1 << 30;

@@ -312,9 +312,13 @@ impl Raw {
 
 /// Reads `path` (see the module doc). Errors are about the whole file: unreadable, no header, a
 /// header with an empty or repeated name.
-pub fn read(path: &Path) -> Result<Table, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
-    parse(&bytes, default_delimiter(path))
+pub fn read(path: &Path) -> crate::Result<Table> {
+    let bytes = std::fs::read(path).map_err(|source| crate::Error::Io {
+        path: path.to_path_buf(),
+        source,
+        hint: "--data names a CSV file (TSV by extension) with a header row",
+    })?;
+    parse(&bytes, default_delimiter(path)).map_err(|message| crate::Error::bad(path, message))
 }
 
 /// Reads a table from `bytes`, `default_delimiter` unless the header says otherwise.

@@ -1,4 +1,4 @@
-//! [`DataSpec`]: how a model trained by `kiln train --model --data` reads its data, saved with it
+//! [`DataSpec`]: how a model trained on a data file (`kiln train --model --data`, [`crate::prepare`]) reads its data, saved with it
 //! as the metadata `kiln_data`. It is the model's data identity: `--resume`, `eval` and `predict`
 //! read new files through it (columns by name, the label, the classes, the image shape) and refuse
 //! one that does not match, naming the difference. A spec read from a file is checked like a layer
@@ -8,11 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::clip;
-use crate::models::Outline;
+use crate::{clip, Outline};
 
 /// What a model predicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     /// One of a set of classes (the label column's distinct values, or the image subfolders).
@@ -22,7 +21,8 @@ pub enum Task {
 }
 
 impl Task {
-    pub(super) fn name(self) -> &'static str {
+    /// `classification` or `regression`.
+    pub fn name(self) -> &'static str {
         match self {
             Task::Classification => "classification",
             Task::Regression => "regression",

@@ -12,16 +12,11 @@
 //! whose default truncation is 'pre'), and a pair is q1 followed by q2.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::mnist::DataError;
-
-/// The embedded copy: the first 9,998 pairs of Quora's release.
-pub fn default_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/qqp/mini_quora_duplicate_questions.tsv")
-}
+use crate::Error as DataError;
 
 /// A question pair as a file holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,7 +194,7 @@ pub fn load_for(
             let where_ = format!(
                 "record {} ({lines}, id {})",
                 n + 1,
-                crate::data::clip(&id.clone().unwrap_or_default())
+                crate::clip(&id.clone().unwrap_or_default())
             );
             if predict {
                 return Err(bad(format!(
@@ -368,7 +363,7 @@ impl Tokenizer {
     /// Reads [`Tokenizer::to_json`]'s form, refusing empty or repeated words.
     pub fn from_json(text: &str) -> Result<Tokenizer, String> {
         let words: Vec<String> = serde_json::from_str(text)
-            .map_err(|e| format!("vocabulary: {}", crate::data::clip(&e.to_string())))?;
+            .map_err(|e| format!("vocabulary: {}", crate::clip(&e.to_string())))?;
         let mut seen = std::collections::HashSet::new();
         if let Some(w) = words
             .iter()
@@ -376,7 +371,7 @@ impl Tokenizer {
         {
             return Err(format!(
                 "vocabulary: the word `{}` is empty or listed twice; the file was edited",
-                crate::data::clip(w)
+                crate::clip(w)
             ));
         }
         Ok(Tokenizer::from_words(words))
