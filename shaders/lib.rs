@@ -11,7 +11,7 @@
 //! // A family's source is `common.wgsl` followed by its own file.
 //! assert!(kiln_shaders::MATMUL.starts_with(kiln_shaders::COMMON));
 //! assert!(kiln_shaders::MATMUL.contains("fn matmul_tiled("));
-//! assert_eq!(kiln_shaders::FAMILIES.len(), 12);
+//! assert_eq!(kiln_shaders::FAMILIES.len(), 13);
 //! ```
 #![warn(missing_docs)]
 
@@ -56,4 +56,7 @@ families! {
     LSTM = "lstm.wgsl",
     /// Block copies along an axis (narrow, concat and their gradients).
     LAYOUT = "layout.wgsl",
+    /// Fused scaled dot-product attention: forward with an online softmax, backward in two
+    /// passes from the log-sum-exp.
+    ATTENTION = "attention.wgsl",
 }

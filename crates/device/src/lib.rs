@@ -43,14 +43,15 @@ pub use error::{Error, Result};
 pub use gpu::dispatch_dims;
 pub use gpu::pipeline::PipelineKey;
 pub use gpu::tune::TuneMode;
+pub use ops::attention::{AttentionGradients, AttentionInputs, AttentionOut, AttentionSpec};
 pub use ops::conv::{Conv2dGrads, Conv2dWanted};
 pub use ops::loss::{Loss, Metric};
 pub use ops::lstm::{LstmGrads, LstmInputs, LstmOutputGrads, LstmPath, LstmState};
 pub use ops::matmul::matmul_params;
 pub use ops::pool::{PoolSpec, Pooled};
 pub use params::{
-    broadcast_shape, Activation, AdamConfig, BinaryOp, Conv2dSpec, ConvVariant, LstmParams,
-    MatmulSpec, MatmulTile, MatmulVariant, PoolMode, ReduceOp, SgdConfig, UnaryOp,
+    broadcast_shape, Activation, AdamConfig, AttentionParams, BinaryOp, Conv2dSpec, ConvVariant,
+    LstmParams, MatmulSpec, MatmulTile, MatmulVariant, PoolMode, ReduceOp, SgdConfig, UnaryOp,
 };
 pub use profile::{KernelSpan, KernelTotal, Profile, ProfileClock};
 pub use shaders::ShaderFamily;

@@ -1184,3 +1184,82 @@ mod tests {
         assert_eq!(sum(1, 5, 5, 5, 256), (1, 1));
     }
 }
+
+/// Fused attention (shaders/attention.wgsl). Queries (B, Tq, H, Dk), keys (B, Tk, H, Dk) and
+/// values (B, Tk, H, Dv), heads interleaved as a projection's output lays them out; the output
+/// is (B, Tq, H, Dv) and the log-sum-exp per row (B, H, Tq).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct AttentionParams {
+    /// Batch (B).
+    pub batch: u32,
+    /// Heads (H).
+    pub heads: u32,
+    /// Query steps (Tq).
+    pub tq: u32,
+    /// Key and value steps (Tk).
+    pub tk: u32,
+    /// Query and key width per head (Dk).
+    pub dk: u32,
+    /// Value width per head (Dv).
+    pub dv: u32,
+    /// 1: query i attends to keys j <= i (Keras's causal mask, aligned at the first step).
+    pub causal: u32,
+    /// 1 when query ids (B, Tq) are given: a query whose id is 0 attends to no key.
+    pub has_qmask: u32,
+    /// 1 when key ids (B, Tk) are given: a key whose id is 0 is attended by no query.
+    pub has_kmask: u32,
+    /// Scores are scale * q . k.
+    pub scale: f32,
+    /// Attention dropout: the probability of keeping a weight.
+    pub keep_prob: f32,
+    /// 1 / keep_prob (0 when everything is dropped).
+    pub drop_scale: f32,
+    /// Dropout key, low word.
+    pub seed_lo: u32,
+    /// Dropout key, high word.
+    pub seed_hi: u32,
+    /// Dropout counter of the first row.
+    pub offset: u32,
+    /// Backward (dK, dV): where dV starts in the packed output, in elements.
+    pub dv_at: u32,
+}
+
+impl AttentionParams {
+    /// The widest head a kernel takes (per-thread rows are fixed-size arrays).
+    pub const MAX_HEAD_DIM: usize = 128;
+    /// Threads per workgroup: one query row (forward, dQ) or key row (dK, dV) each.
+    pub const ROWS: usize = 64;
+    /// Floats of workgroup memory for the streamed tiles (15 KiB of WebGPU's 16).
+    pub const TILE_FLOATS: usize = 3840;
+    /// Bit 31 of a dropout counter's second word: attention weights draw from counters
+    /// (offset + row, TAG | key), apart from elementwise dropout's (offset + i, 0).
+    pub const DROPOUT_TAG: u32 = 0x8000_0000;
+
+    /// Keys (forward, dQ) or queries (dK, dV) per tile streamed through workgroup memory.
+    pub fn tile_rows(&self) -> usize {
+        (Self::TILE_FLOATS / (self.dk + self.dv) as usize).min(Self::ROWS)
+    }
+
+    /// Rows of B * H * T (query rows for the forward and dQ, key rows for dK and dV).
+    pub fn workgroups(&self, steps: u32) -> u64 {
+        (steps as u64).div_ceil(Self::ROWS as u64) * self.batch as u64 * self.heads as u64
+    }
+
+    /// The dropout factor of weight (row, key): drop_scale or 0. `row` counts (b, h, i) rows.
+    pub fn drop_factor(&self, row: u32, key: u32) -> f32 {
+        if self.keep_prob >= 1.0 {
+            return 1.0;
+        }
+        let bits = crate::reference::threefry2x32(
+            [self.offset.wrapping_add(row), Self::DROPOUT_TAG | key],
+            [self.seed_lo, self.seed_hi],
+        )[0];
+        let u = (bits >> 8) as f32 * (1.0 / 16_777_216.0);
+        if u < self.keep_prob {
+            self.drop_scale
+        } else {
+            0.0
+        }
+    }
+}

@@ -28,6 +28,8 @@ pub enum ShaderFamily {
     Lstm,
     /// shaders/layout.wgsl: block copies along an axis (narrow, concat).
     Layout,
+    /// shaders/attention.wgsl: fused attention, forward and backward.
+    Attention,
 }
 
 /// The prelude prepended to every family.
@@ -35,7 +37,7 @@ pub use kiln_shaders::COMMON;
 
 impl ShaderFamily {
     /// Every family, in order.
-    pub const ALL: [ShaderFamily; 12] = [
+    pub const ALL: [ShaderFamily; 13] = [
         ShaderFamily::Matmul,
         ShaderFamily::Elementwise,
         ShaderFamily::Broadcast,
@@ -48,6 +50,7 @@ impl ShaderFamily {
         ShaderFamily::Pool,
         ShaderFamily::Lstm,
         ShaderFamily::Layout,
+        ShaderFamily::Attention,
     ];
 
     /// The file name under `shaders/`.
@@ -65,6 +68,7 @@ impl ShaderFamily {
             ShaderFamily::Pool => "pool.wgsl",
             ShaderFamily::Lstm => "lstm.wgsl",
             ShaderFamily::Layout => "layout.wgsl",
+            ShaderFamily::Attention => "attention.wgsl",
         }
     }
 
@@ -83,6 +87,7 @@ impl ShaderFamily {
             ShaderFamily::Pool => kiln_shaders::POOL,
             ShaderFamily::Lstm => kiln_shaders::LSTM,
             ShaderFamily::Layout => kiln_shaders::LAYOUT,
+            ShaderFamily::Attention => kiln_shaders::ATTENTION,
         }
     }
 }

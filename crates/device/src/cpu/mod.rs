@@ -7,6 +7,7 @@ mod conv;
 mod lstm;
 mod math;
 
+pub use crate::reference::{attention_backward, attention_forward};
 pub use conv::{bias_channels, col2im, im2col, max_pool2d_forward, pool2d_route_backward};
 pub use lstm::{lstm_backward, lstm_forward};
 

@@ -17,6 +17,7 @@ macro_rules! host_kernel {
     };
 }
 
+pub(crate) mod attention;
 mod broadcast;
 pub(crate) mod conv;
 mod dropout;

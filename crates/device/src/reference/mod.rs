@@ -8,8 +8,10 @@
 // Index loops on purpose: they read like the kernels they specify.
 #![allow(clippy::needless_range_loop)]
 
+pub(crate) mod attention;
 mod conv;
 mod lstm;
+pub use attention::*;
 pub use conv::*;
 pub use lstm::*;
 

@@ -1,0 +1,391 @@
+//! Fused scaled dot-product attention (shaders/attention.wgsl): the forward pass in one dispatch,
+//! the backward in two, and no Tq x Tk matrix stored by either. See the reference for the spec.
+
+use crate::device::Backend;
+use crate::gpu::Launch;
+use crate::params::AttentionParams;
+use crate::reference::{AttentionGrads, AttentionHost};
+use crate::shaders::ShaderFamily;
+use crate::{DType, Device, Error, Result, Tensor};
+
+use super::shape_str;
+
+/// Scale, masks and dropout of an attention call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionSpec {
+    /// Scores are `scale * q . k` (1 / sqrt(Dk) in the usual attention).
+    pub scale: f32,
+    /// Query i attends only to keys j <= i (Keras's `use_causal_mask`).
+    pub causal: bool,
+    /// The probability of dropping an attention weight (0 for none).
+    pub dropout: f32,
+    /// Dropout key.
+    pub seed: u64,
+    /// Dropout counter of the call's first row; a call uses B * H * Tq counters.
+    pub offset: u32,
+}
+
+impl AttentionSpec {
+    /// Non-causal attention with no dropout, scale 1 / sqrt(`head_dim`).
+    pub fn for_head(head_dim: usize) -> AttentionSpec {
+        AttentionSpec {
+            scale: 1.0 / (head_dim.max(1) as f32).sqrt(),
+            causal: false,
+            dropout: 0.0,
+            seed: 0,
+            offset: 0,
+        }
+    }
+
+    /// The same, causal or not.
+    pub fn causal(self, causal: bool) -> AttentionSpec {
+        AttentionSpec { causal, ..self }
+    }
+
+    /// The same, with attention dropout at `rate` from (seed, offset).
+    pub fn dropout(self, rate: f32, seed: u64, offset: u32) -> AttentionSpec {
+        AttentionSpec {
+            dropout: rate,
+            seed,
+            offset,
+            ..self
+        }
+    }
+}
+
+/// What attention reads: q (B, Tq, H, Dk), k (B, Tk, H, Dk), v (B, Tk, H, Dv), heads interleaved
+/// as a projection (B, T, H * D) lays them out, and optional ids (u32; 0 is padding, as an
+/// embedding's `mask_zero` takes it): a padded query attends to no key, a padded key is attended
+/// by no query. A query left with no key weighs every key 1 / Tk, as Keras's masked softmax.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionInputs<'a> {
+    /// Queries (B, Tq, H, Dk).
+    pub q: &'a Tensor,
+    /// Keys (B, Tk, H, Dk).
+    pub k: &'a Tensor,
+    /// Values (B, Tk, H, Dv).
+    pub v: &'a Tensor,
+    /// Query ids (B, Tq).
+    pub query_ids: Option<&'a Tensor>,
+    /// Key ids (B, Tk).
+    pub key_ids: Option<&'a Tensor>,
+}
+
+impl<'a> AttentionInputs<'a> {
+    /// Unmasked attention of q over (k, v).
+    pub fn new(q: &'a Tensor, k: &'a Tensor, v: &'a Tensor) -> Self {
+        AttentionInputs {
+            q,
+            k,
+            v,
+            query_ids: None,
+            key_ids: None,
+        }
+    }
+
+    /// Masks the queries whose id is 0.
+    pub fn query_ids(self, ids: Option<&'a Tensor>) -> Self {
+        AttentionInputs {
+            query_ids: ids,
+            ..self
+        }
+    }
+
+    /// Masks the keys whose id is 0.
+    pub fn key_ids(self, ids: Option<&'a Tensor>) -> Self {
+        AttentionInputs {
+            key_ids: ids,
+            ..self
+        }
+    }
+}
+
+/// Attention's forward results: the output (B, Tq, H, Dv) and the log-sum-exp of each row's
+/// scores (B, H, Tq), which the backward pass recomputes the weights from (`f32::MIN` for a
+/// query with no key to attend to).
+#[derive(Clone, Debug)]
+pub struct AttentionOut {
+    /// (B, Tq, H, Dv).
+    pub out: Tensor,
+    /// (B, H, Tq).
+    pub lse: Tensor,
+}
+
+/// Attention's gradients, shaped as q, k and v.
+#[derive(Clone, Debug)]
+pub struct AttentionGradients {
+    /// dL/dq.
+    pub dq: Tensor,
+    /// dL/dk.
+    pub dk: Tensor,
+    /// dL/dv.
+    pub dv: Tensor,
+}
+
+impl Device {
+    /// Scaled dot-product attention over heads, fused: softmax(scale q k^T + mask) v with
+    /// dropout on the weights, in one dispatch that keeps only the output and the log-sum-exp
+    /// per row. Head widths up to [`AttentionParams::MAX_HEAD_DIM`].
+    pub fn attention(&self, x: &AttentionInputs, spec: &AttentionSpec) -> Result<AttentionOut> {
+        let op = "attention";
+        let p = self.attention_params(op, x, spec)?;
+        let (b, tq, h, dv) = (p.batch, p.tq, p.heads, p.dv).map_usize();
+        let o_shape = [b, tq, h, dv];
+        match self.backend() {
+            Backend::Cpu => {
+                let _span = self.span("attention_forward");
+                let (mut o, mut lse) = (
+                    self.host_zeros(b * tq * h * dv),
+                    self.host_zeros(b * h * tq),
+                );
+                let run = host_kernel!(self, attention_forward);
+                self.with_host_inputs(x, |host| run(&p, host, &mut o, &mut lse));
+                self.count_dispatch();
+                Ok(AttentionOut {
+                    out: self.host_tensor(o, &o_shape),
+                    lse: self.host_tensor(lse, &[b, h, tq]),
+                })
+            }
+            Backend::Gpu(g) => {
+                let out = self.alloc(op, DType::F32, &o_shape)?;
+                let lse = self.alloc(op, DType::F32, &[b, h, tq])?;
+                g.launch(Launch {
+                    family: ShaderFamily::Attention,
+                    entry: "attention_forward",
+                    overrides: &[],
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[
+                        (1, x.q),
+                        (2, x.k),
+                        (3, x.v),
+                        (4, x.query_ids.unwrap_or(x.q)),
+                        (5, x.key_ids.unwrap_or(x.q)),
+                        (6, &out),
+                        (7, &lse),
+                    ],
+                    workgroups: p.workgroups(p.tq),
+                })?;
+                Ok(AttentionOut { out, lse })
+            }
+        }
+    }
+
+    /// The gradients of [`Device::attention`] from its inputs, its results and the output's
+    /// gradient `dout` (B, Tq, H, Dv): two dispatches (dq; dk and dv), each recomputing the
+    /// weights from the log-sum-exp. `spec` must be the forward pass's (the same dropout).
+    pub fn attention_backward(
+        &self,
+        x: &AttentionInputs,
+        spec: &AttentionSpec,
+        fwd: &AttentionOut,
+        dout: &Tensor,
+    ) -> Result<AttentionGradients> {
+        let op = "attention_backward";
+        let mut p = self.attention_params(op, x, spec)?;
+        let (b, tq, h, dv) = (p.batch, p.tq, p.heads, p.dv).map_usize();
+        for (arg, t, want) in [
+            ("output", &fwd.out, vec![b, tq, h, dv]),
+            ("output gradient", dout, vec![b, tq, h, dv]),
+            ("log-sum-exp", &fwd.lse, vec![b, h, tq]),
+        ] {
+            self.check(op, t)?;
+            if t.shape() != want.as_slice() {
+                return Err(Error::shape(
+                    op,
+                    format!("{arg} of shape {want:?}"),
+                    shape_str(t.shape()),
+                ));
+            }
+        }
+        match self.backend() {
+            Backend::Cpu => {
+                let _span = self.span("attention_backward");
+                let mut dq = self.host_zeros(x.q.len());
+                let mut dk = self.host_zeros(x.k.len());
+                let mut dvv = self.host_zeros(x.v.len());
+                let (o, lse, dout_h) = (
+                    self.host_f32(&fwd.out),
+                    self.host_f32(&fwd.lse),
+                    self.host_f32(dout),
+                );
+                let run = host_kernel!(self, attention_backward);
+                self.with_host_inputs(x, |host| {
+                    let grads = AttentionGrads {
+                        dq: &mut dq,
+                        dk: &mut dk,
+                        dv: &mut dvv,
+                    };
+                    run(&p, host, &o, &lse, &dout_h, grads)
+                });
+                self.count_dispatch();
+                Ok(AttentionGradients {
+                    dq: self.host_tensor(dq, x.q.shape()),
+                    dk: self.host_tensor(dk, x.k.shape()),
+                    dv: self.host_tensor(dvv, x.v.shape()),
+                })
+            }
+            Backend::Gpu(g) => {
+                let dq = self.alloc(op, DType::F32, x.q.shape())?;
+                let (flat, views) = self.alloc_packed(op, &[x.k.shape(), x.v.shape()])?;
+                p.dv_at = u32::try_from(views[1].offset - flat.offset)
+                    .map_err(|_| Error::invalid(op, "keys and values past 2^32 elements"))?;
+                let kids = x.key_ids.unwrap_or(x.q);
+                let common = [
+                    (1, x.q),
+                    (2, x.k),
+                    (3, x.v),
+                    (5, kids),
+                    (8, &fwd.out),
+                    (9, &fwd.lse),
+                    (10, dout),
+                ];
+                let launch = |entry, out: &Tensor, rows| {
+                    let mut bindings = common.to_vec();
+                    bindings.push((if entry == "attention_dq" { 11 } else { 12 }, out));
+                    g.launch(Launch {
+                        family: ShaderFamily::Attention,
+                        entry,
+                        overrides: &[],
+                        params: bytemuck::bytes_of(&p),
+                        bindings: &bindings,
+                        workgroups: p.workgroups(rows),
+                    })
+                };
+                launch("attention_dq", &dq, p.tq)?;
+                launch("attention_dkv", &flat, p.tk)?;
+                let [dk, dv] = <[Tensor; 2]>::try_from(views).expect("two views");
+                Ok(AttentionGradients { dq, dk, dv })
+            }
+        }
+    }
+
+    /// Runs `f` on host copies of attention's inputs (CPU device).
+    fn with_host_inputs<R>(&self, x: &AttentionInputs, f: impl FnOnce(&AttentionHost) -> R) -> R {
+        let (q, k, v) = (self.host_f32(x.q), self.host_f32(x.k), self.host_f32(x.v));
+        let qids = x.query_ids.map(|t| self.host_u32(t));
+        let kids = x.key_ids.map(|t| self.host_u32(t));
+        f(&AttentionHost {
+            q: &q,
+            k: &k,
+            v: &v,
+            qids: qids.as_deref(),
+            kids: kids.as_deref(),
+        })
+    }
+
+    /// Checks attention's inputs and spec and gives the kernel's parameters.
+    fn attention_params(
+        &self,
+        op: &'static str,
+        x: &AttentionInputs,
+        spec: &AttentionSpec,
+    ) -> Result<AttentionParams> {
+        for t in [x.q, x.k, x.v] {
+            self.check(op, t)?;
+            if t.shape().len() != 4 {
+                return Err(Error::shape(
+                    op,
+                    "queries, keys and values of rank 4 (batch, steps, heads, head width)",
+                    shape_str(t.shape()),
+                ));
+            }
+        }
+        let (qs, ks, vs) = (x.q.shape(), x.k.shape(), x.v.shape());
+        let (b, tq, h, dk) = (qs[0], qs[1], qs[2], qs[3]);
+        let (tk, dv) = (ks[1], vs[3]);
+        if ks != [b, tk, h, dk] || vs != [b, tk, h, dv] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "keys [{b}, Tk, {h}, {dk}] and values [{b}, Tk, {h}, Dv] for queries {qs:?}"
+                ),
+                format!("keys {ks:?}, values {vs:?}"),
+            ));
+        }
+        let max = AttentionParams::MAX_HEAD_DIM;
+        if dk == 0 || dv == 0 || dk > max || dv > max {
+            return Err(Error::invalid(
+                op,
+                format!("head widths {dk} (queries, keys) and {dv} (values) must be in 1..={max}; split the model into more heads"),
+            ));
+        }
+        if b == 0 || tq == 0 || tk == 0 || h == 0 {
+            return Err(Error::shape(
+                op,
+                "no empty axis",
+                format!("queries {qs:?}, keys {ks:?}"),
+            ));
+        }
+        for (arg, ids, steps) in [("query ids", x.query_ids, tq), ("key ids", x.key_ids, tk)] {
+            let Some(ids) = ids else { continue };
+            self.check_device(op, ids)?;
+            if ids.dtype() != DType::U32 {
+                return Err(Error::DType {
+                    op,
+                    arg,
+                    expected: DType::U32,
+                    got: ids.dtype(),
+                });
+            }
+            if ids.shape() != [b, steps] {
+                return Err(Error::shape(
+                    op,
+                    format!("{arg} of shape [{b}, {steps}]"),
+                    shape_str(ids.shape()),
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&spec.dropout) {
+            return Err(Error::invalid(
+                op,
+                format!("dropout {} must be in [0, 1)", spec.dropout),
+            ));
+        }
+        if !spec.scale.is_finite() {
+            return Err(Error::invalid(
+                op,
+                format!("scale {} must be finite", spec.scale),
+            ));
+        }
+        let too_big = [b * tq * h * dk.max(dv), b * tk * h * dk.max(dv)]
+            .iter()
+            .any(|&n| n >= u32::MAX as usize);
+        if too_big {
+            return Err(Error::invalid(op, "tensors past 2^32 elements"));
+        }
+        let keep = 1.0 - spec.dropout;
+        Ok(AttentionParams {
+            batch: b as u32,
+            heads: h as u32,
+            tq: tq as u32,
+            tk: tk as u32,
+            dk: dk as u32,
+            dv: dv as u32,
+            causal: spec.causal as u32,
+            has_qmask: x.query_ids.is_some() as u32,
+            has_kmask: x.key_ids.is_some() as u32,
+            scale: spec.scale,
+            keep_prob: keep,
+            drop_scale: 1.0 / keep,
+            seed_lo: spec.seed as u32,
+            seed_hi: (spec.seed >> 32) as u32,
+            offset: spec.offset,
+            dv_at: 0,
+        })
+    }
+}
+
+trait MapUsize {
+    fn map_usize(self) -> (usize, usize, usize, usize);
+}
+
+impl MapUsize for (u32, u32, u32, u32) {
+    fn map_usize(self) -> (usize, usize, usize, usize) {
+        (
+            self.0 as usize,
+            self.1 as usize,
+            self.2 as usize,
+            self.3 as usize,
+        )
+    }
+}
