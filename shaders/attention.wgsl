@@ -19,6 +19,12 @@
 // order, so the results do not depend on the tile size. The forward updates its running max and
 // sum key by key (an online softmax): its arithmetic is the same whatever the tiling.
 //
+// The head widths are pipeline constants (DK, DV): rows are held as vec4s, and every loop over a
+// row has a trip count known when the pipeline is built, which compilers unroll. That also keeps
+// a thread's loop iterations to about one per streamed row: llvmpipe (Mesa before 24) stops every
+// loop of an invocation after 65535 iterations in all, and T = 2048 with a loop per element of a
+// 64-wide row would pass that.
+//
 // Backward, two dispatches with no atomics: attention_dq (dq_i = scale sum_j ds_ij k_j) and
 // attention_dkv (dk_j = scale sum_i ds_ij q_i, dv_j = sum_i p_ij f_ij dO_i), each recomputing
 // p_ij = exp(s_ij - lse_i), with D_i = dO_i . o_i and ds_ij = p_ij (f_ij dO_i . v_j - D_i).
@@ -43,8 +49,14 @@ struct AttentionParams {
 }
 
 const ROWS: u32 = 64u;
-const TILE: u32 = 3840u;
-const MAXD: u32 = 128u;
+// Tile capacity in vec4s (15 KiB of WebGPU's 16).
+const TILE4: u32 = 960u;
+const MAXD4: u32 = 32u;
+
+override DK: u32 = 64u;
+override DV: u32 = 64u;
+override DK4: u32 = (DK + 3u) / 4u;
+override DV4: u32 = (DV + 3u) / 4u;
 
 @group(0) @binding(0) var<uniform> p: AttentionParams;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -63,8 +75,8 @@ const MAXD: u32 = 128u;
 @group(0) @binding(11) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(12) var<storage, read_write> dkv: array<f32>;
 
-// The streamed tile: rows x dk floats, then rows x dv.
-var<workgroup> tile: array<f32, 3840>;
+// The streamed tile: rows x DK4 vec4s, then rows x DV4.
+var<workgroup> tile: array<vec4<f32>, 960>;
 var<workgroup> key_ok: array<u32, 64>;
 var<workgroup> tile_lse: array<f32, 64>;
 var<workgroup> tile_di: array<f32, 64>;
@@ -73,7 +85,7 @@ var<workgroup> extent_max: atomic<u32>;
 var<workgroup> extent: u32;
 
 fn tile_rows() -> u32 {
-    return min(TILE / (p.dk + p.dv), ROWS);
+    return min(TILE4 / (DK4 + DV4), ROWS);
 }
 
 fn drop_factor(row: u32, key: u32) -> f32 {
@@ -88,6 +100,61 @@ fn drop_factor(row: u32, key: u32) -> f32 {
 // Start of row (b, t, h) of a (B, steps, H, width) tensor.
 fn at(steps: u32, width: u32, b: u32, t: u32, h: u32) -> u32 {
     return ((b * steps + t) * p.heads + h) * width;
+}
+
+// Chunk c (4 floats from c * 4, zeros past the width) of the row at `base` of each input.
+fn q4(base: u32, c: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (c * 4u + e < DK) {
+            r[e] = q[base + c * 4u + e];
+        }
+    }
+    return r;
+}
+
+fn k4(base: u32, c: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (c * 4u + e < DK) {
+            r[e] = k[base + c * 4u + e];
+        }
+    }
+    return r;
+}
+
+fn v4(base: u32, c: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (c * 4u + e < DV) {
+            r[e] = v[base + c * 4u + e];
+        }
+    }
+    return r;
+}
+
+fn dout4(base: u32, c: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (c * 4u + e < DV) {
+            r[e] = dout[base + c * 4u + e];
+        }
+    }
+    return r;
+}
+
+fn o4(base: u32, c: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (c * 4u + e < DV) {
+            r[e] = o_in[base + c * 4u + e];
+        }
+    }
+    return r;
+}
+
+fn hsum(x: vec4<f32>) -> f32 {
+    return (x.x + x.y) + (x.z + x.w);
 }
 
 fn key_allowed_by_ids(b: u32, j: u32) -> bool {
@@ -124,15 +191,13 @@ fn keys_needed(need: u32, lid: u32) -> u32 {
     return workgroupUniformLoad(&extent);
 }
 
-// Keys j0 .. j0 + n into the tile (k rows, then v rows at rows * dk) and their id flags.
+// Keys j0 .. j0 + n into the tile (k rows, then v rows at rows * DK4) and their id flags.
 fn load_keys(b: u32, h: u32, j0: u32, n: u32, rows: u32, lid: u32) {
-    for (var e = lid; e < n * p.dk; e += ROWS) {
-        let jj = e / p.dk;
-        tile[e] = k[at(p.tk, p.dk, b, j0 + jj, h) + e % p.dk];
+    for (var e = lid; e < n * DK4; e += ROWS) {
+        tile[e] = k4(at(p.tk, DK, b, j0 + e / DK4, h), e % DK4);
     }
-    for (var e = lid; e < n * p.dv; e += ROWS) {
-        let jj = e / p.dv;
-        tile[rows * p.dk + e] = v[at(p.tk, p.dv, b, j0 + jj, h) + e % p.dv];
+    for (var e = lid; e < n * DV4; e += ROWS) {
+        tile[rows * DK4 + e] = v4(at(p.tk, DV, b, j0 + e / DV4, h), e % DV4);
     }
     for (var jj = lid; jj < n; jj += ROWS) {
         key_ok[jj] = u32(key_allowed_by_ids(b, j0 + jj));
@@ -177,12 +242,12 @@ fn attention_forward(
     let end = keys_needed(need, lid);
     let rows = tile_rows();
     let row = bh * p.tq + i;
-    var qr: array<f32, MAXD>;
-    var acc: array<f32, MAXD>;
+    var qr: array<vec4<f32>, MAXD4>;
+    var acc: array<vec4<f32>, MAXD4>;
     if (live) {
-        let qa = at(p.tq, p.dk, b, i, h);
-        for (var d = 0u; d < p.dk; d++) {
-            qr[d] = q[qa + d];
+        let qa = at(p.tq, DK, b, i, h);
+        for (var c = 0u; c < DK4; c++) {
+            qr[c] = q4(qa, c);
         }
     }
     var m = F32_LOWEST;
@@ -199,17 +264,17 @@ fn attention_forward(
                     if (j > limit || key_ok[jj] == 0u) {
                         continue;
                     }
-                    var dot = 0.0;
-                    for (var d = 0u; d < p.dk; d++) {
-                        dot += qr[d] * tile[jj * p.dk + d];
+                    var dot = vec4<f32>(0.0);
+                    for (var c = 0u; c < DK4; c++) {
+                        dot += qr[c] * tile[jj * DK4 + c];
                     }
-                    s = dot * p.scale;
+                    s = hsum(dot) * p.scale;
                 }
                 if (s > m) {
-                    let c = exp(m - s);
-                    l *= c;
-                    for (var d = 0u; d < p.dv; d++) {
-                        acc[d] *= c;
+                    let f = exp(m - s);
+                    l *= f;
+                    for (var c = 0u; c < DV4; c++) {
+                        acc[c] *= f;
                     }
                     m = s;
                 }
@@ -217,9 +282,9 @@ fn attention_forward(
                 l += e;
                 let w = e * drop_factor(row, j);
                 if (w != 0.0) {
-                    let va = rows * p.dk + jj * p.dv;
-                    for (var d = 0u; d < p.dv; d++) {
-                        acc[d] += w * tile[va + d];
+                    let va = rows * DK4 + jj * DV4;
+                    for (var c = 0u; c < DV4; c++) {
+                        acc[c] += w * tile[va + c];
                     }
                 }
             }
@@ -227,9 +292,14 @@ fn attention_forward(
         workgroupBarrier();
     }
     if (live) {
-        let oa = at(p.tq, p.dv, b, i, h);
-        for (var d = 0u; d < p.dv; d++) {
-            o_out[oa + d] = acc[d] / l;
+        let oa = at(p.tq, DV, b, i, h);
+        for (var c = 0u; c < DV4; c++) {
+            let r = acc[c] / l;
+            for (var e = 0u; e < 4u; e++) {
+                if (c * 4u + e < DV) {
+                    o_out[oa + c * 4u + e] = r[e];
+                }
+            }
         }
         lse_out[row] = select(m + log(l), F32_LOWEST, full);
     }
@@ -256,23 +326,25 @@ fn attention_dq(
     var li = 0.0;
     var full = false;
     var need = 0u;
-    var qr: array<f32, MAXD>;
-    var dor: array<f32, MAXD>;
-    var acc: array<f32, MAXD>;
+    var qr: array<vec4<f32>, MAXD4>;
+    var dor: array<vec4<f32>, MAXD4>;
+    var acc: array<vec4<f32>, MAXD4>;
     var di = 0.0;
     if (live) {
         li = lse_in[row];
         full = li == F32_LOWEST;
         need = select(limit + 1u, p.tk, full);
-        let qa = at(p.tq, p.dk, b, i, h);
-        for (var d = 0u; d < p.dk; d++) {
-            qr[d] = q[qa + d];
+        let qa = at(p.tq, DK, b, i, h);
+        for (var c = 0u; c < DK4; c++) {
+            qr[c] = q4(qa, c);
         }
-        let oa = at(p.tq, p.dv, b, i, h);
-        for (var d = 0u; d < p.dv; d++) {
-            dor[d] = dout[oa + d];
-            di += dor[d] * o_in[oa + d];
+        let oa = at(p.tq, DV, b, i, h);
+        var d4 = vec4<f32>(0.0);
+        for (var c = 0u; c < DV4; c++) {
+            dor[c] = dout4(oa, c);
+            d4 += dor[c] * o4(oa, c);
         }
+        di = hsum(d4);
     }
     let end = keys_needed(need, lid);
     let rows = tile_rows();
@@ -289,30 +361,35 @@ fn attention_dq(
                 }
                 var pij = uniform_p;
                 if (!full) {
-                    var dot = 0.0;
-                    for (var d = 0u; d < p.dk; d++) {
-                        dot += qr[d] * tile[jj * p.dk + d];
+                    var dot = vec4<f32>(0.0);
+                    for (var c = 0u; c < DK4; c++) {
+                        dot += qr[c] * tile[jj * DK4 + c];
                     }
-                    pij = exp(dot * p.scale - li);
+                    pij = exp(hsum(dot) * p.scale - li);
                 }
                 let f = drop_factor(row, j);
-                let va = rows * p.dk + jj * p.dv;
-                var dp = 0.0;
-                for (var d = 0u; d < p.dv; d++) {
-                    dp += dor[d] * tile[va + d];
+                let va = rows * DK4 + jj * DV4;
+                var dp = vec4<f32>(0.0);
+                for (var c = 0u; c < DV4; c++) {
+                    dp += dor[c] * tile[va + c];
                 }
-                let ds = pij * (dp * f - di);
-                for (var d = 0u; d < p.dk; d++) {
-                    acc[d] += ds * tile[jj * p.dk + d];
+                let ds = pij * (hsum(dp) * f - di);
+                for (var c = 0u; c < DK4; c++) {
+                    acc[c] += ds * tile[jj * DK4 + c];
                 }
             }
         }
         workgroupBarrier();
     }
     if (live) {
-        let qa = at(p.tq, p.dk, b, i, h);
-        for (var d = 0u; d < p.dk; d++) {
-            dq[qa + d] = acc[d] * p.scale;
+        let qa = at(p.tq, DK, b, i, h);
+        for (var c = 0u; c < DK4; c++) {
+            let r = acc[c] * p.scale;
+            for (var e = 0u; e < 4u; e++) {
+                if (c * 4u + e < DK) {
+                    dq[qa + c * 4u + e] = r[e];
+                }
+            }
         }
     }
 }
@@ -333,41 +410,41 @@ fn attention_dkv(
     let h = bh % p.heads;
     let j = (g % blocks) * ROWS + lid;
     let live = j < p.tk;
-    var kr: array<f32, MAXD>;
-    var vr: array<f32, MAXD>;
-    var dkr: array<f32, MAXD>;
-    var dvr: array<f32, MAXD>;
+    var kr: array<vec4<f32>, MAXD4>;
+    var vr: array<vec4<f32>, MAXD4>;
+    var dkr: array<vec4<f32>, MAXD4>;
+    var dvr: array<vec4<f32>, MAXD4>;
     var k_ok = false;
     if (live) {
         k_ok = key_allowed_by_ids(b, j);
-        let ka = at(p.tk, p.dk, b, j, h);
-        for (var d = 0u; d < p.dk; d++) {
-            kr[d] = k[ka + d];
+        let ka = at(p.tk, DK, b, j, h);
+        for (var c = 0u; c < DK4; c++) {
+            kr[c] = k4(ka, c);
         }
-        let va = at(p.tk, p.dv, b, j, h);
-        for (var d = 0u; d < p.dv; d++) {
-            vr[d] = v[va + d];
+        let va = at(p.tk, DV, b, j, h);
+        for (var c = 0u; c < DV4; c++) {
+            vr[c] = v4(va, c);
         }
     }
     let rows = tile_rows();
     let uniform_p = 1.0 / f32(p.tk);
     for (var i0 = 0u; i0 < p.tq; i0 += rows) {
         let n = min(rows, p.tq - i0);
-        for (var e = lid; e < n * p.dk; e += ROWS) {
-            tile[e] = q[at(p.tq, p.dk, b, i0 + e / p.dk, h) + e % p.dk];
+        for (var e = lid; e < n * DK4; e += ROWS) {
+            tile[e] = q4(at(p.tq, DK, b, i0 + e / DK4, h), e % DK4);
         }
-        for (var e = lid; e < n * p.dv; e += ROWS) {
-            tile[rows * p.dk + e] = dout[at(p.tq, p.dv, b, i0 + e / p.dv, h) + e % p.dv];
+        for (var e = lid; e < n * DV4; e += ROWS) {
+            tile[rows * DK4 + e] = dout4(at(p.tq, DV, b, i0 + e / DV4, h), e % DV4);
         }
         workgroupBarrier();
         if (lid < n) {
-            let oa = at(p.tq, p.dv, b, i0 + lid, h);
-            let da = rows * p.dk + lid * p.dv;
-            var di = 0.0;
-            for (var d = 0u; d < p.dv; d++) {
-                di += tile[da + d] * o_in[oa + d];
+            let oa = at(p.tq, DV, b, i0 + lid, h);
+            let da = rows * DK4 + lid * DV4;
+            var d4 = vec4<f32>(0.0);
+            for (var c = 0u; c < DV4; c++) {
+                d4 += tile[da + c] * o4(oa, c);
             }
-            tile_di[lid] = di;
+            tile_di[lid] = hsum(d4);
             tile_lse[lid] = lse_in[bh * p.tq + i0 + lid];
         }
         workgroupBarrier();
@@ -381,35 +458,44 @@ fn attention_dkv(
                 }
                 var pij = uniform_p;
                 if (!full) {
-                    var dot = 0.0;
-                    for (var d = 0u; d < p.dk; d++) {
-                        dot += tile[ii * p.dk + d] * kr[d];
+                    var dot = vec4<f32>(0.0);
+                    for (var c = 0u; c < DK4; c++) {
+                        dot += tile[ii * DK4 + c] * kr[c];
                     }
-                    pij = exp(dot * p.scale - li);
+                    pij = exp(hsum(dot) * p.scale - li);
                 }
                 let f = drop_factor(bh * p.tq + i, j);
-                let da = rows * p.dk + ii * p.dv;
-                var dp = 0.0;
-                for (var d = 0u; d < p.dv; d++) {
-                    dvr[d] += pij * f * tile[da + d];
-                    dp += tile[da + d] * vr[d];
+                let da = rows * DK4 + ii * DV4;
+                var dp = vec4<f32>(0.0);
+                for (var c = 0u; c < DV4; c++) {
+                    dvr[c] += pij * f * tile[da + c];
+                    dp += tile[da + c] * vr[c];
                 }
-                let ds = pij * (dp * f - tile_di[ii]);
-                for (var d = 0u; d < p.dk; d++) {
-                    dkr[d] += ds * tile[ii * p.dk + d];
+                let ds = pij * (hsum(dp) * f - tile_di[ii]);
+                for (var c = 0u; c < DK4; c++) {
+                    dkr[c] += ds * tile[ii * DK4 + c];
                 }
             }
         }
         workgroupBarrier();
     }
     if (live) {
-        let ka = at(p.tk, p.dk, b, j, h);
-        for (var d = 0u; d < p.dk; d++) {
-            dkv[ka + d] = dkr[d] * p.scale;
+        let ka = at(p.tk, DK, b, j, h);
+        for (var c = 0u; c < DK4; c++) {
+            let r = dkr[c] * p.scale;
+            for (var e = 0u; e < 4u; e++) {
+                if (c * 4u + e < DK) {
+                    dkv[ka + c * 4u + e] = r[e];
+                }
+            }
         }
-        let va = p.dv_at + at(p.tk, p.dv, b, j, h);
-        for (var d = 0u; d < p.dv; d++) {
-            dkv[va + d] = dvr[d];
+        let va = p.dv_at + at(p.tk, DV, b, j, h);
+        for (var c = 0u; c < DV4; c++) {
+            for (var e = 0u; e < 4u; e++) {
+                if (c * 4u + e < DV) {
+                    dkv[va + c * 4u + e] = dvr[c][e];
+                }
+            }
         }
     }
 }

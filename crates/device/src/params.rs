@@ -1230,16 +1230,9 @@ impl AttentionParams {
     pub const MAX_HEAD_DIM: usize = 128;
     /// Threads per workgroup: one query row (forward, dQ) or key row (dK, dV) each.
     pub const ROWS: usize = 64;
-    /// Floats of workgroup memory for the streamed tiles (15 KiB of WebGPU's 16).
-    pub const TILE_FLOATS: usize = 3840;
     /// Bit 31 of a dropout counter's second word: attention weights draw from counters
     /// (offset + row, TAG | key), apart from elementwise dropout's (offset + i, 0).
     pub const DROPOUT_TAG: u32 = 0x8000_0000;
-
-    /// Keys (forward, dQ) or queries (dK, dV) per tile streamed through workgroup memory.
-    pub fn tile_rows(&self) -> usize {
-        (Self::TILE_FLOATS / (self.dk + self.dv) as usize).min(Self::ROWS)
-    }
 
     /// Rows of B * H * T (query rows for the forward and dQ, key rows for dK and dV).
     pub fn workgroups(&self, steps: u32) -> u64 {

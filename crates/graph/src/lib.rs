@@ -7,6 +7,8 @@
 //!   `mean_axes`, `max_axes` with `keepdims`, `broadcast_to`; `math.rs`); binary ops broadcast as
 //!   NumPy does.
 //! - [`CustomOp`] / [`Tape::custom`]: ops of one's own with their own backward (`custom.rs`).
+//! - Attention: the fused kernel ([`Tape::attention`]) and its unfused composition
+//!   (`attention.rs`).
 //! - Recurrent ops: the fused and unfused LSTM, the simple RNN (`recurrent.rs`).
 //! - [`ParamBuilder`] (with `pp` prefixes) / [`ParamStore`]: named parameters packed into one
 //!   device buffer (`params.rs`); strict loading by name.
@@ -31,6 +33,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod attention;
 pub mod checkpoint;
 mod custom;
 mod error;
@@ -46,6 +49,7 @@ mod step;
 mod tape;
 pub mod testing;
 
+pub use attention::AttentionOptions;
 pub use custom::CustomOp;
 pub use error::{Error, Result, WeightReport};
 pub use kiln_device;

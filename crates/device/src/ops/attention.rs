@@ -152,7 +152,7 @@ impl Device {
                 g.launch(Launch {
                     family: ShaderFamily::Attention,
                     entry: "attention_forward",
-                    overrides: &[],
+                    overrides: &widths(&p),
                     params: bytemuck::bytes_of(&p),
                     bindings: &[
                         (1, x.q),
@@ -245,7 +245,7 @@ impl Device {
                     g.launch(Launch {
                         family: ShaderFamily::Attention,
                         entry,
-                        overrides: &[],
+                        overrides: &widths(&p),
                         params: bytemuck::bytes_of(&p),
                         bindings: &bindings,
                         workgroups: p.workgroups(rows),
@@ -388,4 +388,9 @@ impl MapUsize for (u32, u32, u32, u32) {
             self.3 as usize,
         )
     }
+}
+
+/// The head widths, pipeline constants of the attention kernels (their loops over a row unroll).
+fn widths(p: &AttentionParams) -> [(&'static str, f64); 2] {
+    [("DK", p.dk as f64), ("DV", p.dv as f64)]
 }
