@@ -3,11 +3,12 @@
 //! tested against its reference (`tests/cpu_fast.rs`) and gives the same result run to run (work
 //! is split over output blocks, never over a sum).
 
+mod attention;
 mod conv;
 mod lstm;
 mod math;
 
-pub use crate::reference::{attention_backward, attention_forward};
+pub use attention::{attention_backward, attention_forward};
 pub use conv::{bias_channels, col2im, im2col, max_pool2d_forward, pool2d_route_backward};
 pub use lstm::{lstm_backward, lstm_forward};
 
