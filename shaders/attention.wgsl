@@ -10,8 +10,9 @@
 //          (when given) and, when causal, j <= i
 //   o_i  = sum_j f_ij softmax(s_i)_j v_j, f the dropout factor (Threefry counter
 //          (offset + row, 0x80000000 | j), 1 / keep_prob or 0)
-//   a row with no key to attend to weighs every key 1 / Tk (Keras's masked softmax) and stores
-//   lse = F32_LOWEST, which tells the backward pass so.
+//   a row with no key to attend to weighs every key 1 / Tk, and its scores get no gradient
+//   (Keras replaces masked scores by a large negative number); it stores lse = F32_LOWEST, which
+//   tells the backward pass so.
 //
 // Work split: a workgroup of ROWS threads owns ROWS rows of one (b, h), one thread a row: query
 // rows for the forward and dQ, key rows for dK and dV. The other operand streams through
@@ -333,7 +334,8 @@ fn attention_dq(
     if (live) {
         li = lse_in[row];
         full = li == F32_LOWEST;
-        need = select(limit + 1u, p.tk, full);
+        // A row with no key passes no gradient to its scores: its dq is 0.
+        need = select(limit + 1u, 0u, full);
         let qa = at(p.tq, DK, b, i, h);
         for (var c = 0u; c < DK4; c++) {
             qr[c] = q4(qa, c);
@@ -348,7 +350,6 @@ fn attention_dq(
     }
     let end = keys_needed(need, lid);
     let rows = tile_rows();
-    let uniform_p = 1.0 / f32(p.tk);
     for (var j0 = 0u; j0 < end; j0 += rows) {
         let n = min(rows, end - j0);
         load_keys(b, h, j0, n, rows, lid);
@@ -356,17 +357,14 @@ fn attention_dq(
         if (live) {
             for (var jj = 0u; jj < n; jj++) {
                 let j = j0 + jj;
-                if (!full && (j > limit || key_ok[jj] == 0u)) {
+                if (full || j > limit || key_ok[jj] == 0u) {
                     continue;
                 }
-                var pij = uniform_p;
-                if (!full) {
-                    var dot = vec4<f32>(0.0);
-                    for (var c = 0u; c < DK4; c++) {
-                        dot += qr[c] * tile[jj * DK4 + c];
-                    }
-                    pij = exp(hsum(dot) * p.scale - li);
+                var dot = vec4<f32>(0.0);
+                for (var c = 0u; c < DK4; c++) {
+                    dot += qr[c] * tile[jj * DK4 + c];
                 }
+                let pij = exp(hsum(dot) * p.scale - li);
                 let f = drop_factor(row, j);
                 let va = rows * DK4 + jj * DV4;
                 var dp = vec4<f32>(0.0);
@@ -471,9 +469,11 @@ fn attention_dkv(
                     dvr[c] += pij * f * tile[da + c];
                     dp += tile[da + c] * vr[c];
                 }
-                let ds = pij * (hsum(dp) * f - tile_di[ii]);
-                for (var c = 0u; c < DK4; c++) {
-                    dkr[c] += ds * tile[ii * DK4 + c];
+                if (!full) {
+                    let ds = pij * (hsum(dp) * f - tile_di[ii]);
+                    for (var c = 0u; c < DK4; c++) {
+                        dkr[c] += ds * tile[ii * DK4 + c];
+                    }
                 }
             }
         }

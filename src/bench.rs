@@ -5,6 +5,8 @@
 //! median is reported. Time comes from GPU timestamp queries where the adapter has
 //! TIMESTAMP_QUERY (summed pass times), from the wall clock around record + submit + wait otherwise.
 
+mod attention;
+
 use std::time::Instant;
 
 use kiln_device::testing::{random_f32, random_u32};
@@ -43,6 +45,20 @@ pub struct Record {
     /// Long-run cases: memory early and late in the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+    /// Attention cases: sequence length, peak bytes, agreement with the other path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention: Option<AttentionFigures>,
+}
+
+/// What an attention case measures besides time.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttentionFigures {
+    /// T (queries and keys).
+    pub steps: usize,
+    /// Peak live device bytes over one run, above those live before it.
+    pub peak_bytes: u64,
+    /// The largest |fused - unfused| over the output and the gradients of q, k and v.
+    pub max_abs_diff: f64,
 }
 
 /// Memory at two points of a long training run: flat means no leak.
@@ -147,6 +163,7 @@ fn training_memory(d: &Device, quick: bool) -> Result<Record> {
             device_bytes_live: [live_a, live_b],
             device_buffers_live: [bufs_a, bufs_b],
         }),
+        attention: None,
     })
 }
 
@@ -235,6 +252,7 @@ fn measure(device: &Device, case: &Case, repeats: usize) -> Result<Record> {
         timing,
         adapter: device.name(),
         memory: None,
+        attention: None,
     })
 }
 
@@ -570,6 +588,7 @@ fn time_training_step(
         timing: "wall-clock",
         adapter: d.name(),
         memory: None,
+        attention: None,
     })
 }
 
@@ -678,6 +697,7 @@ fn dispatch_overhead(d: &Device, count: usize, repeats: usize) -> Result<Record>
         timing: "wall-clock",
         adapter: d.name(),
         memory: None,
+        attention: None,
     })
 }
 
@@ -719,6 +739,9 @@ pub fn run(device: &Device, opts: &Options) -> Result<Vec<Record>> {
     }
     if wanted("training_memory") {
         records.push(training_memory(device, opts.quick)?);
+    }
+    if wanted("attention") {
+        records.extend(attention::records(device, opts.quick, opts.repeats)?);
     }
     if wanted("dispatch_overhead") {
         records.push(dispatch_overhead(device, 1000, opts.repeats)?);
@@ -789,6 +812,7 @@ pub fn table(records: &[Record]) -> String {
             );
         }
     }
+    out += &attention::summary(records);
     if let Some(r) = records.iter().find(|r| r.kernel == "dispatch_overhead") {
         out += &format!(
             "recording + submitting a small dispatch: {:.4} ms each\n",

@@ -366,6 +366,15 @@ impl Device {
         self.inner.counters.snapshot()
     }
 
+    /// Starts `peak_bytes` afresh from the bytes live now, to measure the peak of what follows.
+    pub fn reset_peak_bytes(&self) {
+        let c = &self.inner.counters;
+        c.peak_bytes.store(
+            c.bytes_live.load(std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Bytes the caching allocator holds for reuse.
     pub fn cached_bytes(&self) -> u64 {
         match &self.inner.backend {

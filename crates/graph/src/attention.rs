@@ -6,7 +6,7 @@ use kiln_device::{AttentionInputs, AttentionParams, AttentionSpec, Tensor};
 
 use crate::{Error, Result, Tape, Var};
 
-/// Keras's masked softmax adds this to the scores it masks.
+/// Keras replaces the scores it masks by this.
 const MASKED: f32 = -1e9;
 
 /// Options of an attention call. Queries (B, Tq, H, Dk), keys (B, Tk, H, Dk) and values
@@ -57,7 +57,8 @@ impl AttentionOptions {
 impl Tape {
     /// softmax(scale q k^T + mask) v over heads, through the fused kernel: one dispatch forward,
     /// two backward, memory linear in T. A query with no key to attend to (all padded, or
-    /// causal before the first open key) weighs every key 1 / Tk, as Keras does. Dropout on
+    /// causal before the first open key) weighs every key 1 / Tk and passes no gradient to its
+    /// scores, as Keras does. Dropout on
     /// the weights applies while training, keyed by the tape's seed; the backward pass uses the
     /// same mask.
     pub fn attention(&self, q: &Var, k: &Var, v: &Var, opts: &AttentionOptions) -> Result<Var> {
@@ -108,7 +109,7 @@ impl Tape {
     }
 
     /// [`Tape::attention`] composed of tape ops, per batch row and head: scores by a matmul,
-    /// Keras's mask (-1e9 added), softmax, the same dropout mask as the fused kernel's, and a
+    /// Keras's mask (masked scores replaced by -1e9: times 0, plus -1e9), softmax, the same dropout mask as the fused kernel's, and a
     /// matmul with the values. It stores every (Tq, Tk) score and weight matrix: the baseline
     /// that the fused kernel is tested and benchmarked against.
     pub fn attention_unfused(
@@ -162,13 +163,15 @@ impl Tape {
                 })
                 .collect::<Vec<f32>>();
             let masked = mask.iter().any(|&m| m != 0.0);
+            let keep: Vec<f32> = mask.iter().map(|&m| (m == 0.0) as u8 as f32).collect();
+            let keep = self.constant(d.from_f32(&keep, &[tq, tk])?);
             let mask = self.constant(d.from_f32(&mask, &[tq, tk])?);
             let mut heads = Vec::with_capacity(h);
             for hi in 0..h {
                 let qh = self.mul_scalar(&head(q, bi, hi)?, spec.scale)?;
                 let mut s = self.matmul(&qh, &head(k, bi, hi)?, false, true)?;
                 if masked {
-                    s = self.add(&s, &mask)?;
+                    s = self.add(&self.mul(&s, &keep)?, &mask)?;
                 }
                 let mut p = self.softmax(&s)?;
                 if spec.dropout > 0.0 {

@@ -118,16 +118,9 @@ fn attention_gradients_match_finite_differences() {
     let d = Device::cpu_reference();
     for (n, opts) in [
         AttentionOptions::new(),
-        // Every query keeps a key: Keras's gradient through a row with none (its weights are
-        // 1 / Tk whatever the scores) is not the derivative of that constant output, so finite
-        // differences cannot check it; the comparison with the unfused composition does.
-        AttentionOptions::new().causal(true).ids(
-            None,
-            Some(
-                d.from_u32(&[1, 0, 2, 0, 3, 1, 4, 4, 0, 1, 0, 0], &[2, 6])
-                    .unwrap(),
-            ),
-        ),
+        AttentionOptions::new()
+            .causal(true)
+            .ids(ids(&d, 2, 4, 5), ids(&d, 2, 6, 6)),
     ]
     .into_iter()
     .enumerate()

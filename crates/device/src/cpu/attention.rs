@@ -14,6 +14,17 @@ use crate::reference::{AttentionGrads, AttentionHost};
 /// Queries per block.
 const QB: usize = 64;
 
+/// e^x for x = score - max or score - lse (at most about 0): the vectorizing exp, and 0 for a
+/// masked score (-inf) or one too small to count.
+#[inline(always)]
+fn weight(x: f32) -> f32 {
+    if x < -87.0 {
+        0.0
+    } else {
+        super::math::exp(x)
+    }
+}
+
 /// One (batch, head) of a call: where its rows start and how far apart they are.
 struct Head<'a> {
     p: &'a AttentionParams,
@@ -43,6 +54,15 @@ impl Head<'_> {
     /// The (b, h, i) row index of query `i` (dropout counters, lse).
     fn row(&self, i: usize) -> usize {
         (self.b * self.p.heads as usize + self.h) * self.p.tq as usize + i
+    }
+
+    /// Weights of row `row` times their dropout factors, in place.
+    fn drop(&self, row: usize, weights: &mut [f32]) {
+        if self.p.keep_prob < 1.0 {
+            for (j, w) in weights.iter_mut().enumerate() {
+                *w *= self.p.drop_factor(row as u32, j as u32);
+            }
+        }
     }
 
     /// Which of the block's queries have no key, and how many keys the block needs.
@@ -77,12 +97,21 @@ impl Head<'_> {
                 srow.fill(0.0);
                 continue;
             }
-            for (j, sj) in srow.iter_mut().enumerate() {
-                *sj = if mask.allowed(i0 + r, j) {
-                    *sj * p.scale
-                } else {
-                    f32::NEG_INFINITY
-                };
+            // Keys past the causal limit are masked; the rest are scaled, then padded keys masked.
+            let open = if p.causal != 0 {
+                (i0 + r + 1).min(keys)
+            } else {
+                keys
+            };
+            let (scored, past) = srow.split_at_mut(open);
+            scored.iter_mut().for_each(|x| *x *= p.scale);
+            past.fill(f32::NEG_INFINITY);
+            if p.has_kmask != 0 {
+                for (j, x) in scored.iter_mut().enumerate() {
+                    if !mask.key_ok(j) {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
             }
         }
     }
@@ -99,12 +128,12 @@ impl Head<'_> {
         for (r, srow) in s.chunks_exact_mut(keys).enumerate() {
             let m = srow.iter().fold(f32::MIN, |m, &x| m.max(x));
             let mut l = 0.0f32;
-            let row = self.row(i0 + r) as u32;
-            for (j, sj) in srow.iter_mut().enumerate() {
-                let e = (*sj - m).exp();
+            for sj in srow.iter_mut() {
+                let e = weight(*sj - m);
                 l += e;
-                *sj = e * p.drop_factor(row, j as u32);
+                *sj = e;
             }
+            self.drop(self.row(i0 + r), srow);
             sums[r] = l;
             lse[r] = if full[r] { f32::MIN } else { m + l.ln() };
         }
@@ -214,17 +243,29 @@ impl Head<'_> {
             let row = self.row(i0 + r);
             let at = o0 + (i0 + r) * rso;
             let di: f32 = (0..dv).map(|d| saved.dout[at + d] * saved.o[at + d]).sum();
-            let lse = saved.lse[row];
-            for j in 0..keys {
-                let e = r * keys + j;
-                let pij = if full[r] {
-                    1.0 / tk as f32
-                } else {
-                    (s[e] - lse).exp()
-                };
-                let f = p.drop_factor(row as u32, j as u32);
-                dp[e] = pij * (dp[e] * f - di);
-                s[e] = pij * f;
+            let (srow, dprow) = (&mut s[r * keys..][..keys], &mut dp[r * keys..][..keys]);
+            if full[r] {
+                // Weights 1 / Tk for dv; no gradient to the scores.
+                srow.fill(1.0 / tk as f32);
+                dprow.fill(0.0);
+                if p.keep_prob < 1.0 {
+                    self.drop(row, srow);
+                }
+                continue;
+            } else {
+                let lse = saved.lse[row];
+                srow.iter_mut().for_each(|x| *x = weight(*x - lse));
+            }
+            if p.keep_prob < 1.0 {
+                for (j, (pj, dpj)) in srow.iter_mut().zip(dprow.iter_mut()).enumerate() {
+                    let f = p.drop_factor(row as u32, j as u32);
+                    *dpj = *pj * (*dpj * f - di);
+                    *pj *= f;
+                }
+            } else {
+                for (pj, dpj) in srow.iter().zip(dprow.iter_mut()) {
+                    *dpj = *pj * (*dpj - di);
+                }
             }
         }
         // dv[..keys] += (p f)^T dO; dk[..keys] += ds^T q; dq = ds k

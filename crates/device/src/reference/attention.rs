@@ -3,13 +3,14 @@
 //! For batch b, head h and query i, the scores are s_ij = scale * q_i . k_j over the keys j that
 //! i may attend to: the query's id and the key's id are not 0 (when ids are given) and, when
 //! causal, j <= i. The weights are softmax(s_i) over those keys, each multiplied by its dropout
-//! factor, and o_i = sum_j w_ij v_j. A row with no key to attend to weighs every key 1 / Tk,
-//! which is what Keras's masked softmax (scores - 1e9) gives; its log-sum-exp is stored as
-//! `f32::MIN`, which tells the backward pass so.
+//! factor, and o_i = sum_j w_ij v_j. A row with no key to attend to weighs every key 1 / Tk and
+//! its scores get no gradient, which is what Keras gives (its masked scores are replaced by a
+//! large negative number); its log-sum-exp is stored as `f32::MIN`, which tells the backward
+//! pass so.
 //!
 //! Backward, from the log-sum-exp: p_ij = exp(s_ij - lse_i), D_i = dO_i . O_i,
 //! dv_j += p f dO_i, ds_ij = p (f dO_i . v_j - D_i), dq_i = scale sum_j ds k_j,
-//! dk_j = scale sum_i ds q_i, with f the dropout factor. Sums run over j (dq) and i (dk, dv) in
+//! dk_j = scale sum_i ds q_i, with f the dropout factor (ds = 0 in a row with no key). Sums run over j (dq) and i (dk, dv) in
 //! order, as the kernels sum them.
 
 use crate::params::AttentionParams;
@@ -172,6 +173,9 @@ pub fn attention_backward(
                     let f = p.drop_factor(row as u32, j as u32);
                     for (dvd, dod) in g.dv[va..][..dv].iter_mut().zip(doi) {
                         *dvd += pij * f * dod;
+                    }
+                    if l == f32::MIN {
+                        continue;
                     }
                     let ds = pij * (dot(doi, &x.v[va..][..dv]) * f - di);
                     for d in 0..dk {
