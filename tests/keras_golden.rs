@@ -10,7 +10,8 @@ use kiln_cli::models::qqp_seed;
 use kiln_device::testing::{assert_close, each_device, Tolerance};
 use kiln_device::{Device, Tensor};
 use kiln_graph::layers::{
-    BidirectionalConfig, EmbeddingConfig, LayerNormalizationConfig, LstmConfig, ReshapeConfig,
+    AttentionCall, BidirectionalConfig, EmbeddingConfig, LayerNormalizationConfig, LstmConfig,
+    MultiHeadAttentionConfig, ReshapeConfig,
 };
 use kiln_graph::*;
 use safetensors::SafeTensors;
@@ -395,5 +396,77 @@ fn reshape_matches_keras() {
             .unwrap();
         let params = pb.build(&d).unwrap();
         against_keras(&g, "reshape", &d, &layer, &params);
+    }
+}
+
+/// MultiHeadAttention (tools/keras/golden_layers.py): self-attention with and without padding
+/// masks (a padded query, a batch row whose keys are all padded) and with a causal mask, and
+/// cross-attention with a value mask and another output width; outputs, the gradients of
+/// sum(y * r) with respect to the query (and value) input and all eight weights in Keras's order.
+#[test]
+fn multi_head_attention_matches_keras() {
+    let g = golden_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keras_layers.safetensors"
+    ));
+    for case in ["mha_self", "mha_masked", "mha_causal", "mha_cross"] {
+        let s = &g.cases[case];
+        let mut config =
+            MultiHeadAttentionConfig::new(g.dim(case, "num_heads"), g.dim(case, "key_dim"))
+                .value_dim(g.dim(case, "value_dim"))
+                .causal(s["causal"].as_bool().unwrap());
+        if let Some(out) = s.get("output_shape") {
+            config = config.output_shape(out.as_u64().unwrap() as usize);
+        }
+        let x_shape = g.tensors[&format!("{case}/x")].0.clone();
+        let v_shape = g.tensors.get(&format!("{case}/v")).map(|t| t.0.clone());
+        let ids = |name: &str, d: &Device| {
+            g.tensors.get(&format!("{case}/{name}")).map(|(shape, v)| {
+                let ids: Vec<u32> = v.iter().map(|&x| x as u32).collect();
+                d.from_u32(&ids, shape).unwrap()
+            })
+        };
+        for d in devices() {
+            let pb = ParamBuilder::new(0);
+            let e_v = v_shape.as_ref().map_or(x_shape[2], |s| s[2]);
+            let layer = config.init(&pb, x_shape[2], e_v).unwrap();
+            let params = pb.build(&d).unwrap();
+            for (i, id) in layer.params().into_iter().enumerate() {
+                d.write_f32(params.value(id), &g.w(case, i)).unwrap();
+            }
+            let tape = Tape::recording(&d);
+            let x = tape.input(d.from_f32(g.get(case, "x"), &x_shape).unwrap());
+            let v = v_shape
+                .as_ref()
+                .map(|s| tape.input(d.from_f32(g.get(case, "v"), s).unwrap()));
+            let call = AttentionCall::new(&x, v.as_ref().unwrap_or(&x))
+                .ids(ids("qids", &d), ids("vids", &d));
+            let y = layer.call(&tape, &params, call).unwrap();
+            let r = tape.constant(d.from_f32(g.get(case, "r"), y.shape()).unwrap());
+            let loss = tape.sum(&tape.mul(&y, &r).unwrap()).unwrap();
+            tape.backward(&loss).unwrap();
+            let what = format!("{case} on {}", d.name());
+            assert_close(
+                &format!("{what}: y"),
+                &host(&d, y.value()),
+                g.get(case, "y"),
+                TOL,
+            );
+            let dx = host(&d, &tape.grad(&x).unwrap());
+            assert_close(&format!("{what}: dx"), &dx, g.get(case, "dx"), TOL);
+            if let Some(v) = &v {
+                let dv = host(&d, &tape.grad(v).unwrap());
+                assert_close(&format!("{what}: dv"), &dv, g.get(case, "dv"), TOL);
+            }
+            for (i, id) in layer.params().into_iter().enumerate() {
+                let dw = host(&d, params.grad(id));
+                assert_close(
+                    &format!("{what}: dw{i}"),
+                    &dw,
+                    g.get(case, &format!("dw{i}")),
+                    TOL,
+                );
+            }
+        }
     }
 }

@@ -68,6 +68,61 @@ record("layer_norm_plain", keras.layers.LayerNormalization(center=False, scale=F
 x = rng.uniform(-2, 2, (2, 3, 4)).astype(np.float32)
 record("reshape", keras.layers.Reshape((-1, 3)), x, {"target_shape": [-1, 3]})
 
+# MultiHeadAttention: self-attention (query = value = key, one tensor), with padding masks from
+# ids (a padded query, a row whose keys are all padded) and a causal mask, and cross-attention
+# with a value mask and another output width. Stores the query x, the value v (cross), ids, and
+# the gradients with respect to x (and v), and the eight weights in Keras's order.
+def record_mha(case, layer, q, v, qids, vids, causal, settings):
+    layer.build(q.shape, (q if v is None else v).shape)
+    ws = [rng.uniform(-0.8, 0.8, w.shape).astype(np.float32) for w in layer.get_weights()]
+    layer.set_weights(ws)
+    qv = tf.Variable(q)
+    vv = qv if v is None else tf.Variable(v)
+    qmask = None if qids is None else tf.constant(qids != 0)
+    vmask = None if vids is None else tf.constant(vids != 0)
+    with tf.GradientTape() as tape:
+        # Keras 3 reads the query's mask off the tensor (an Embedding's mask_zero puts it there)
+        # and ignores a query_mask argument.
+        qt = tf.identity(qv)
+        if qmask is not None:
+            keras.src.backend.set_keras_mask(qt, qmask)
+        y = layer(qt, qt if v is None else vv, value_mask=vmask, use_causal_mask=causal)
+        r = rng.uniform(-1, 1, y.shape).astype(np.float32)
+        loss = tf.reduce_sum(y * r)
+    sources = [qv] + ([] if v is None else [vv]) + layer.trainable_weights
+    grads = tape.gradient(loss, sources)
+    put(case, "x", q)
+    put(case, "r", r)
+    put(case, "y", y)
+    put(case, "dx", grads[0])
+    if v is not None:
+        put(case, "v", v)
+        put(case, "dv", grads[1])
+    if qids is not None:
+        put(case, "qids", qids)
+    if vids is not None:
+        put(case, "vids", vids)
+    for i, (w, g) in enumerate(zip(ws, grads[len(sources) - len(ws):])):
+        put(case, f"w{i}", w)
+        put(case, f"dw{i}", g)
+    cases[case] = dict(settings, causal=causal, weights=[w.name for w in layer.weights])
+
+
+x = rng.uniform(-1, 1, (2, 5, 6)).astype(np.float32)
+record_mha("mha_self", keras.layers.MultiHeadAttention(2, 4, value_dim=3), x, None, None, None, False,
+           {"num_heads": 2, "key_dim": 4, "value_dim": 3})
+x = rng.uniform(-1, 1, (3, 6, 6)).astype(np.float32)
+ids = np.array([[3, 1, 4, 1, 0, 0], [0, 2, 7, 0, 1, 5], [0, 0, 0, 0, 0, 0]], dtype=np.float32)
+record_mha("mha_masked", keras.layers.MultiHeadAttention(2, 4), x, None, ids, ids, False,
+           {"num_heads": 2, "key_dim": 4, "value_dim": 4})
+record_mha("mha_causal", keras.layers.MultiHeadAttention(3, 2, value_dim=4), x, None, ids, ids, True,
+           {"num_heads": 3, "key_dim": 2, "value_dim": 4})
+q = rng.uniform(-1, 1, (2, 4, 6)).astype(np.float32)
+v = rng.uniform(-1, 1, (2, 7, 5)).astype(np.float32)
+vids = np.array([[1, 1, 1, 0, 1, 0, 0], [2, 0, 0, 0, 0, 0, 3]], dtype=np.float32)
+record_mha("mha_cross", keras.layers.MultiHeadAttention(2, 4, output_shape=3), q, v, None, vids, False,
+           {"num_heads": 2, "key_dim": 4, "value_dim": 4, "output_shape": 3})
+
 meta = {
     "cases": json.dumps(cases),
     "versions": json.dumps({"tensorflow": tf.__version__, "keras": keras.__version__}),

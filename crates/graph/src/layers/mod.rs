@@ -28,6 +28,7 @@
 //! batch is in front.
 
 mod activation;
+mod attention;
 mod conv2d;
 mod custom;
 mod dense;
@@ -42,6 +43,7 @@ mod sequential;
 mod simple_rnn;
 
 pub use activation::{Activation, ActivationConfig, ActivationLayer};
+pub use attention::{AttentionCall, MultiHeadAttention, MultiHeadAttentionConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use custom::{register_layer, CustomLayerConfig, RegisteredLayer};
 pub use dense::{Dense, DenseConfig};
@@ -282,6 +284,8 @@ layer_registry! {
     LayerNormalization(LayerNormalizationConfig),
     /// (B, d1, d2, ...) to (B, t1, t2, ...), the same values in order.
     Reshape(ReshapeConfig),
+    /// Keras's MultiHeadAttention, as self-attention on (T, E).
+    MultiHeadAttention(MultiHeadAttentionConfig),
 }
 
 fn snake_case(camel: &str) -> String {
