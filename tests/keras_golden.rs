@@ -11,7 +11,8 @@ use kiln_device::testing::{assert_close, each_device, Tolerance};
 use kiln_device::{Device, Tensor};
 use kiln_graph::layers::{
     AttentionCall, BidirectionalConfig, EmbeddingConfig, LayerNormalizationConfig, LstmConfig,
-    MultiHeadAttentionConfig, ReshapeConfig,
+    MultiHeadAttentionConfig, PositionEmbeddingConfig, ReshapeConfig, SinePositionEncodingConfig,
+    TransformerEncoderConfig,
 };
 use kiln_graph::*;
 use safetensors::SafeTensors;
@@ -467,6 +468,59 @@ fn multi_head_attention_matches_keras() {
                     TOL,
                 );
             }
+        }
+    }
+}
+
+/// keras-hub's TransformerEncoder (post-norm with relu, pre-norm with tanh), and x plus its
+/// PositionEmbedding and SinePositionEncoding (tools/keras/golden_layers.py, keras-hub 0.32):
+/// outputs, input gradients and every weight's gradient in keras-hub's order.
+#[test]
+fn transformer_layers_match_keras_hub() {
+    let g = golden_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keras_layers.safetensors"
+    ));
+    let encoder = |case: &str| {
+        let s = &g.cases[case];
+        let activation = match s.get("activation").and_then(Value::as_str) {
+            Some("tanh") => kiln_graph::Activation::Tanh,
+            _ => kiln_graph::Activation::Relu,
+        };
+        LayerConfig::from(
+            TransformerEncoderConfig::new(
+                g.dim(case, "intermediate_dim"),
+                g.dim(case, "num_heads"),
+            )
+            .activation(activation)
+            .normalize_first(s["normalize_first"].as_bool().unwrap()),
+        )
+    };
+    let cases = [
+        ("encoder_post", encoder("encoder_post")),
+        ("encoder_pre", encoder("encoder_pre")),
+        (
+            "position_embedding",
+            PositionEmbeddingConfig::new(g.dim("position_embedding", "sequence_length")).into(),
+        ),
+        (
+            "sine_position",
+            SinePositionEncodingConfig::default().into(),
+        ),
+    ];
+    for (case, config) in cases {
+        let x_shape = g.tensors[&format!("{case}/x")].0.clone();
+        for d in devices() {
+            let pb = ParamBuilder::new(0);
+            let (layer, _) = config
+                .spec()
+                .build(&pb, &Signature::values(&x_shape[1..]))
+                .unwrap();
+            let params = pb.build(&d).unwrap();
+            for (i, id) in layer.params().into_iter().enumerate() {
+                d.write_f32(params.value(id), &g.w(case, i)).unwrap();
+            }
+            against_keras(&g, case, &d, layer.as_ref(), &params);
         }
     }
 }

@@ -123,9 +123,41 @@ vids = np.array([[1, 1, 1, 0, 1, 0, 0], [2, 0, 0, 0, 0, 0, 3]], dtype=np.float32
 record_mha("mha_cross", keras.layers.MultiHeadAttention(2, 4, output_shape=3), q, v, None, vids, False,
            {"num_heads": 2, "key_dim": 4, "value_dim": 4, "output_shape": 3})
 
+# keras-hub (when installed): TransformerEncoder post-norm and pre-norm (no mask), and x plus
+# PositionEmbedding / SinePositionEncoding (kiln's layers add the positions to their input).
+try:
+    import keras_hub
+except ImportError:
+    keras_hub = None
+if keras_hub is not None:
+    x = rng.uniform(-1, 1, (2, 5, 6)).astype(np.float32)
+    record("encoder_post", keras_hub.layers.TransformerEncoder(8, 2), x,
+           {"intermediate_dim": 8, "num_heads": 2, "normalize_first": False})
+    x = rng.uniform(-1, 1, (2, 4, 6)).astype(np.float32)
+    record("encoder_pre", keras_hub.layers.TransformerEncoder(7, 3, activation="tanh", normalize_first=True), x,
+           {"intermediate_dim": 7, "num_heads": 3, "normalize_first": True, "activation": "tanh"})
+
+    class Plus(keras.layers.Layer):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def build(self, shape):
+            self.inner.build(shape)
+
+        def call(self, x):
+            return x + self.inner(x)
+
+    x = rng.uniform(-1, 1, (2, 5, 4)).astype(np.float32)
+    record("position_embedding", Plus(keras_hub.layers.PositionEmbedding(sequence_length=7)), x,
+           {"sequence_length": 7})
+    x = rng.uniform(-1, 1, (2, 6, 8)).astype(np.float32)
+    record("sine_position", Plus(keras_hub.layers.SinePositionEncoding()), x, {"max_wavelength": 10000.0})
+
 meta = {
     "cases": json.dumps(cases),
-    "versions": json.dumps({"tensorflow": tf.__version__, "keras": keras.__version__}),
+    "versions": json.dumps({"tensorflow": tf.__version__, "keras": keras.__version__,
+                            "keras_hub": getattr(keras_hub, "__version__", None)}),
 }
 save_file(tensors, OUT, metadata=meta)
 print(f"wrote {OUT}: {len(cases)} cases, {len(tensors)} tensors, TF {tf.__version__}, Keras {keras.__version__}")

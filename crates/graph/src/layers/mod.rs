@@ -41,6 +41,7 @@ mod pool;
 mod reshape;
 mod sequential;
 mod simple_rnn;
+mod transformer;
 
 pub use activation::{Activation, ActivationConfig, ActivationLayer};
 pub use attention::{AttentionCall, MultiHeadAttention, MultiHeadAttentionConfig};
@@ -59,6 +60,10 @@ pub use pool::{
 pub use reshape::{Reshape, ReshapeConfig};
 pub use sequential::{Sequential, SequentialConfig, SummaryRow, MAX_RANK};
 pub use simple_rnn::{SimpleRnn, SimpleRnnConfig};
+pub use transformer::{
+    sine_position_encoding, PositionEmbedding, PositionEmbeddingConfig, SinePositionEncoding,
+    SinePositionEncodingConfig, TransformerEncoder, TransformerEncoderConfig,
+};
 
 use kiln_device::Tensor;
 use serde::{Deserialize, Serialize};
@@ -286,6 +291,12 @@ layer_registry! {
     Reshape(ReshapeConfig),
     /// Keras's MultiHeadAttention, as self-attention on (T, E).
     MultiHeadAttention(MultiHeadAttentionConfig),
+    /// keras-hub's TransformerEncoder: attention and feed-forward blocks with residuals.
+    TransformerEncoder(TransformerEncoderConfig),
+    /// Adds a learned vector per position.
+    PositionEmbedding(PositionEmbeddingConfig),
+    /// Adds fixed sines and cosines of the position.
+    SinePositionEncoding(SinePositionEncodingConfig),
 }
 
 fn snake_case(camel: &str) -> String {
