@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use kiln_graph::layers::{
     AvgPool2dConfig, BidirectionalConfig, Conv2dConfig, DenseConfig, DropoutConfig,
-    EmbeddingConfig, FlattenConfig, LstmConfig, MaxPool2dConfig, StochasticPool2dConfig,
+    EmbeddingConfig, FlattenConfig, GlobalAveragePooling1dConfig, LstmConfig, MaxPool2dConfig,
+    PositionEmbeddingConfig, StochasticPool2dConfig, TransformerEncoderConfig,
 };
 use kiln_graph::{
     Activation, LayerConfig, LossKind, Model, OptimizerConfig, ParamBuilder, SequentialConfig,
@@ -327,6 +328,9 @@ pub enum Arch {
     Seed,
     /// One BiLSTM encoder shared by both questions, the seed's head on [u, v, |u - v|, u * v].
     Siamese,
+    /// A small transformer on the pair's ids: a masked embedding plus learned positions, one
+    /// encoder block, the masked mean over the steps, the seed's head.
+    Transformer,
 }
 
 /// Choices some jobs take.
@@ -379,6 +383,23 @@ fn qqp_head() -> Vec<LayerConfig> {
     ]
 }
 
+/// Beyond the seed: Embedding(vocab, 64, mask_zero) + PositionEmbedding -> TransformerEncoder
+/// (128 wide, 4 heads of 16, dropout 0.1) -> GlobalAveragePooling1D (over the kept ids) -> the
+/// seed's head, on the pair's 2 * len ids.
+pub fn qqp_transformer(vocab: usize, len: usize) -> SequentialConfig {
+    let mut layers: Vec<LayerConfig> = vec![
+        EmbeddingConfig::new(vocab, 64).mask_zero(true).into(),
+        PositionEmbeddingConfig::new(2 * len).into(),
+        TransformerEncoderConfig::new(128, 4).dropout(0.1).into(),
+        GlobalAveragePooling1dConfig::default().into(),
+    ];
+    layers.extend(qqp_head());
+    SequentialConfig {
+        input: vec![2 * len],
+        layers,
+    }
+}
+
 /// Beyond the seed: the same encoder shared by both questions, and the seed's head on
 /// [u, v, |u - v|, u * v].
 pub fn qqp_siamese(vocab: usize, len: usize) -> SiameseConfig {
@@ -412,6 +433,7 @@ fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
         Arch::Siamese => ModelConfig::Siamese {
             siamese: qqp_siamese(vocab, len),
         },
+        Arch::Transformer => ModelConfig::Sequential(qqp_transformer(vocab, len)),
     };
     let metadata = vec![
         ("vocabulary".to_string(), prepared.tokenizer.to_json()),

@@ -5,6 +5,7 @@
 
 use kiln_device::testing::{assert_close, each_device, random_f32, random_u32, Tolerance};
 use kiln_device::{Device, Tensor};
+use kiln_graph::layers::Signature;
 use kiln_graph::testing::check_input_gradients;
 use kiln_graph::*;
 
@@ -144,6 +145,67 @@ fn attention_gradients_match_finite_differences() {
             |t, v| {
                 let out = t.attention(&v[0], &v[1], &v[2], &c.opts).unwrap();
                 t.sum(&t.mul(&out, &v[3]).unwrap()).unwrap()
+            },
+        );
+    }
+}
+
+/// GlobalAveragePooling1D with an embedding's mask: the mean over the kept steps (Keras's
+/// sum(x * mask) / sum(mask)), its gradient by finite differences; without a mask, the mean.
+#[test]
+fn masked_global_average_pooling_is_the_mean_of_the_kept_steps() {
+    use kiln_graph::layers::GlobalAveragePooling1dConfig;
+    for d in each_device("global_average_pooling1d") {
+        let (b, t, e) = (3, 5, 4);
+        let x = random_f32(9, b * t * e, -1.0, 1.0);
+        let ids = vec![1, 2, 0, 3, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4];
+        let pb = ParamBuilder::new(0);
+        let (layer, _) = GlobalAveragePooling1dConfig::default()
+            .build(&pb, &Signature::values(&[t, e]))
+            .unwrap();
+        let params = pb.build(&d).unwrap();
+        let mask = d.from_u32(&ids, &[b, t]).unwrap();
+        let tape = Tape::inference(&d);
+        let xv = tape.constant(d.from_f32(&x, &[b, t, e]).unwrap());
+        let (y, out_mask) = layer
+            .forward_masked(&tape, &params, &xv, Some(mask.clone()))
+            .unwrap();
+        assert!(out_mask.is_none(), "pooling drops the mask");
+        let mut want = vec![0.0f32; b * e];
+        for bi in 0..b {
+            let kept: Vec<usize> = (0..t).filter(|&s| ids[bi * t + s] != 0).collect();
+            // A sample with every step padded averages them all.
+            let steps = if kept.is_empty() {
+                (0..t).collect()
+            } else {
+                kept
+            };
+            for f in 0..e {
+                let sum: f32 = steps.iter().map(|&s| x[(bi * t + s) * e + f]).sum();
+                want[bi * e + f] = sum / steps.len() as f32;
+            }
+        }
+        assert_close(
+            &d.name(),
+            &d.to_f32(y.value()).unwrap(),
+            &want,
+            Tolerance::new(1e-6, 1e-5),
+        );
+        let xs = [d.from_f32(&x, &[b, t, e]).unwrap()];
+        let w = d
+            .from_f32(&random_f32(3, b * e, -1.0, 1.0), &[b, e])
+            .unwrap();
+        check_input_gradients(
+            "gap1d",
+            &d,
+            &xs,
+            1e-2,
+            Tolerance::new(2e-3, 2e-2),
+            |t, v| {
+                let (y, _) = layer
+                    .forward_masked(t, &params, &v[0], Some(mask.clone()))
+                    .unwrap();
+                t.sum(&t.mul(&y, &t.constant(w.clone())).unwrap()).unwrap()
             },
         );
     }

@@ -35,6 +35,7 @@ mod dense;
 mod dropout;
 mod embedding;
 mod flatten;
+mod global_pool1d;
 mod layer_norm;
 mod lstm;
 mod pool;
@@ -51,6 +52,7 @@ pub use dense::{Dense, DenseConfig};
 pub use dropout::{Dropout, DropoutConfig};
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::{Flatten, FlattenConfig};
+pub use global_pool1d::{GlobalAveragePooling1d, GlobalAveragePooling1dConfig};
 pub use layer_norm::{LayerNormalization, LayerNormalizationConfig};
 pub use lstm::{BidirectionalConfig, Lstm, LstmConfig};
 pub use pool::{
@@ -297,6 +299,8 @@ layer_registry! {
     PositionEmbedding(PositionEmbeddingConfig),
     /// Adds fixed sines and cosines of the position.
     SinePositionEncoding(SinePositionEncodingConfig),
+    /// (T, E) to (E), the mean over the (unmasked) steps.
+    GlobalAveragePooling1d(GlobalAveragePooling1dConfig),
 }
 
 fn snake_case(camel: &str) -> String {
