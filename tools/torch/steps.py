@@ -6,7 +6,10 @@ Times, in one process on one device (CUDA when present, else CPU):
   and T = 62, with cuDNN's LSTM;
 - the LeNet-style step kiln trains on MNIST (conv 32 -> max pool -> conv 64 -> max pool -> dense
   128 -> dropout -> dense 10, cross-entropy from logits, Adam) at batch 64;
-- a 4096^3 FP32 matmul (TF32 off, so it is the same arithmetic kiln does).
+- a 4096^3 FP32 matmul (TF32 off, so it is the same arithmetic kiln does);
+- attention as kiln benchmarks it (B 1, 4 heads of 64, T = 128 to 2048, FP32): PyTorch's
+  `scaled_dot_product_attention` with its default kernel choice and with the math backend
+  (the unfused composition), forward and forward + backward of sum(out * w).
 
 Medians of timed runs after warm-up, with the device synchronised around each; JSON to --json.
 
@@ -80,6 +83,36 @@ def step_fn(model, loss_fn, x, y):
     return step
 
 
+def attention_records(t, device):
+    """SDPA at (1, 4, t, 64): the default backend choice and the math one, forward and training."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    import torch.nn.functional as F
+
+    q, k, v, w = (torch.rand(1, 4, t, 64, device=device, requires_grad=i < 3) for i in range(4))
+    out = []
+    for variant, backends in [("sdpa", None), ("math", [SDPBackend.MATH])]:
+        def forward():
+            with torch.no_grad():
+                if backends is None:
+                    return F.scaled_dot_product_attention(q, k, v)
+                with sdpa_kernel(backends):
+                    return F.scaled_dot_product_attention(q, k, v)
+
+        def training():
+            if backends is None:
+                o = F.scaled_dot_product_attention(q, k, v)
+            else:
+                with sdpa_kernel(backends):
+                    o = F.scaled_dot_product_attention(q, k, v)
+            (o * w).sum().backward()
+
+        for kernel, fn in [("attention_forward", forward), ("attention_training", training)]:
+            ms = timed(fn, device, runs=10)
+            out.append({"kernel": kernel, "variant": variant, "shape": f"B1 T{t} H4x64",
+                        "median_ms": ms})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", required=True)
@@ -110,6 +143,9 @@ def main():
     ms = timed(lambda: a @ b, device, runs=10)
     records.append({"kernel": "matmul", "shape": f"{n}x{n}x{n}", "median_ms": ms,
                     "gflops": 2 * n ** 3 / ms / 1e6})
+
+    for t in [128, 512, 1024, 2048]:
+        records.extend(attention_records(t, device))
 
     info = {"torch": torch.__version__, "device": str(device),
             "name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",

@@ -12,7 +12,7 @@ use crate::reference::attention::{row_at, RowMask};
 use crate::reference::{AttentionGrads, AttentionHost};
 
 /// Queries per block.
-const QB: usize = 64;
+const QB: usize = 128;
 
 /// e^x for x = score - max or score - lse (at most about 0): the vectorizing exp, and 0 for a
 /// masked score (-inf) or one too small to count.
