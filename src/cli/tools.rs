@@ -279,7 +279,7 @@ impl TuneArgs {
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Only kernels whose name contains this (matmul, elementwise, reduce, softmax, embedding,
-    /// dropout, optim, dispatch_overhead).
+    /// dropout, optim, attention, dispatch_overhead).
     #[arg(long)]
     filter: Option<String>,
     /// Write the records as JSON to this file.
