@@ -129,7 +129,7 @@ impl Device {
     pub fn attention(&self, x: &AttentionInputs, spec: &AttentionSpec) -> Result<AttentionOut> {
         let op = "attention";
         let p = self.attention_params(op, x, spec)?;
-        let (b, tq, h, dv) = (p.batch, p.tq, p.heads, p.dv).map_usize();
+        let [b, tq, h, dv] = [p.batch, p.tq, p.heads, p.dv].map(|n| n as usize);
         let o_shape = [b, tq, h, dv];
         match self.backend() {
             Backend::Cpu => {
@@ -182,7 +182,7 @@ impl Device {
     ) -> Result<AttentionGradients> {
         let op = "attention_backward";
         let mut p = self.attention_params(op, x, spec)?;
-        let (b, tq, h, dv) = (p.batch, p.tq, p.heads, p.dv).map_usize();
+        let [b, tq, h, dv] = [p.batch, p.tq, p.heads, p.dv].map(|n| n as usize);
         for (arg, t, want) in [
             ("output", &fwd.out, vec![b, tq, h, dv]),
             ("output gradient", dout, vec![b, tq, h, dv]),
@@ -372,21 +372,6 @@ impl Device {
             offset: spec.offset,
             dv_at: 0,
         })
-    }
-}
-
-trait MapUsize {
-    fn map_usize(self) -> (usize, usize, usize, usize);
-}
-
-impl MapUsize for (u32, u32, u32, u32) {
-    fn map_usize(self) -> (usize, usize, usize, usize) {
-        (
-            self.0 as usize,
-            self.1 as usize,
-            self.2 as usize,
-            self.3 as usize,
-        )
     }
 }
 

@@ -377,10 +377,10 @@ pub fn sine_position_encoding(t: usize, e: usize, max_wavelength: f32) -> Vec<f3
     out
 }
 
-/// A built [`SinePositionEncodingConfig`].
+/// A built [`SinePositionEncodingConfig`]: its (T, E) table, computed once.
 #[derive(Clone, Debug)]
 pub struct SinePositionEncoding {
-    max_wavelength: f32,
+    table: Vec<f32>,
     out: Vec<usize>,
 }
 
@@ -394,9 +394,7 @@ impl Layer for SinePositionEncoding {
     }
 
     fn forward(&self, tape: &Tape, _params: &ParamStore, x: &Var) -> Result<Var> {
-        let (t, e) = (self.out[0], self.out[1]);
-        let table = sine_position_encoding(t, e, self.max_wavelength);
-        let table = tape.constant(tape.device().from_f32(&table, &[t, e])?);
+        let table = tape.constant(tape.device().from_f32(&self.table, &self.out)?);
         tape.add(x, &table)
     }
 }
@@ -419,7 +417,7 @@ impl LayerSpec for SinePositionEncodingConfig {
             ));
         }
         let layer = SinePositionEncoding {
-            max_wavelength: self.max_wavelength,
+            table: sine_position_encoding(t, e, self.max_wavelength),
             out: vec![t, e],
         };
         Ok((Box::new(layer), input.clone()))
