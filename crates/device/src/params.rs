@@ -1221,22 +1221,28 @@ pub struct AttentionParams {
     pub seed_hi: u32,
     /// Dropout counter of the first row.
     pub offset: u32,
-    /// Backward (dK, dV): where dV starts in the packed output, in elements.
-    pub dv_at: u32,
+    /// Where a kernel's second output starts in its packed output buffer, in elements: the
+    /// log-sum-exp after the output (forward), dV after dK (backward).
+    pub second_at: u32,
 }
 
 impl AttentionParams {
-    /// The widest head a kernel takes (per-thread rows are fixed-size arrays).
+    /// The widest head the layers and launcher take.
     pub const MAX_HEAD_DIM: usize = 128;
-    /// Threads per workgroup: one query row (forward, dQ) or key row (dK, dV) each.
-    pub const ROWS: usize = 64;
+    /// Rows a workgroup owns: query rows (forward, dQ) or key rows (dK, dV); shaders' TQ.
+    pub const BLOCK_ROWS: u64 = 32;
+    /// Output columns a workgroup computes; shaders' TW. Wider heads take more workgroups.
+    pub const BLOCK_COLS: u64 = 64;
     /// Bit 31 of a dropout counter's second word: attention weights draw from counters
     /// (offset + row, TAG | key), apart from elementwise dropout's (offset + i, 0).
     pub const DROPOUT_TAG: u32 = 0x8000_0000;
 
-    /// Rows of B * H * T (query rows for the forward and dQ, key rows for dK and dV).
-    pub fn workgroups(&self, steps: u32) -> u64 {
-        (steps as u64).div_ceil(Self::ROWS as u64) * self.batch as u64 * self.heads as u64
+    /// Workgroups for `steps` own rows of every (batch, head) and outputs `width` wide.
+    pub fn workgroups(&self, steps: u32, width: u32) -> u64 {
+        (steps as u64).div_ceil(Self::BLOCK_ROWS)
+            * (width as u64).div_ceil(Self::BLOCK_COLS)
+            * self.batch as u64
+            * self.heads as u64
     }
 
     /// The dropout factor of weight (row, key): drop_scale or 0. `row` counts (b, h, i) rows.

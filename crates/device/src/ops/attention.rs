@@ -147,12 +147,14 @@ impl Device {
                 })
             }
             Backend::Gpu(g) => {
-                let out = self.alloc(op, DType::F32, &o_shape)?;
-                let lse = self.alloc(op, DType::F32, &[b, h, tq])?;
+                let mut p = p;
+                let (flat, views) = self.alloc_packed(op, &[&o_shape, &[b, h, tq]])?;
+                p.second_at = packed_offset(op, &flat, &views[1])?;
+                // o_in (8) and dout (10) are the backward's; the forward binds placeholders.
                 g.launch(Launch {
                     family: ShaderFamily::Attention,
                     entry: "attention_forward",
-                    overrides: &widths(&p),
+                    overrides: &[],
                     params: bytemuck::bytes_of(&p),
                     bindings: &[
                         (1, x.q),
@@ -160,11 +162,13 @@ impl Device {
                         (3, x.v),
                         (4, x.query_ids.unwrap_or(x.q)),
                         (5, x.key_ids.unwrap_or(x.q)),
-                        (6, &out),
-                        (7, &lse),
+                        (6, &flat),
+                        (8, x.q),
+                        (10, x.q),
                     ],
-                    workgroups: p.workgroups(p.tq),
+                    workgroups: p.workgroups(p.tq, p.dv),
                 })?;
+                let [out, lse] = <[Tensor; 2]>::try_from(views).expect("two views");
                 Ok(AttentionOut { out, lse })
             }
         }
@@ -181,7 +185,7 @@ impl Device {
         dout: &Tensor,
     ) -> Result<AttentionGradients> {
         let op = "attention_backward";
-        let mut p = self.attention_params(op, x, spec)?;
+        let p = self.attention_params(op, x, spec)?;
         let [b, tq, h, dv] = [p.batch, p.tq, p.heads, p.dv].map(|n| n as usize);
         for (arg, t, want) in [
             ("output", &fwd.out, vec![b, tq, h, dv]),
@@ -225,34 +229,48 @@ impl Device {
                 })
             }
             Backend::Gpu(g) => {
-                let dq = self.alloc(op, DType::F32, x.q.shape())?;
+                // dq, then D = dO . o per row (B, H, Tq), which attention_dkv reads in o's place.
+                let (dq_flat, dq_views) = self.alloc_packed(op, &[x.q.shape(), &[b, h, tq]])?;
                 let (flat, views) = self.alloc_packed(op, &[x.k.shape(), x.v.shape()])?;
-                p.dv_at = u32::try_from(views[1].offset - flat.offset)
-                    .map_err(|_| Error::invalid(op, "keys and values past 2^32 elements"))?;
                 let kids = x.key_ids.unwrap_or(x.q);
-                let common = [
-                    (1, x.q),
-                    (2, x.k),
-                    (3, x.v),
-                    (5, kids),
-                    (8, &fwd.out),
-                    (9, &fwd.lse),
-                    (10, dout),
-                ];
-                let launch = |entry, out: &Tensor, rows| {
-                    let mut bindings = common.to_vec();
-                    bindings.push((if entry == "attention_dq" { 11 } else { 12 }, out));
+                let launch = |entry, out: &Tensor, second: &Tensor, o_or_d: &Tensor, workgroups| {
+                    let mut p = p;
+                    p.second_at = packed_offset(op, out, second)?;
                     g.launch(Launch {
                         family: ShaderFamily::Attention,
                         entry,
-                        overrides: &widths(&p),
+                        overrides: &[],
                         params: bytemuck::bytes_of(&p),
-                        bindings: &bindings,
-                        workgroups: p.workgroups(rows),
+                        bindings: &[
+                            (1, x.q),
+                            (2, x.k),
+                            (3, x.v),
+                            (5, kids),
+                            (6, out),
+                            (8, o_or_d),
+                            (9, &fwd.lse),
+                            (10, dout),
+                        ],
+                        workgroups,
                     })
                 };
-                launch("attention_dq", &dq, p.tq)?;
-                launch("attention_dkv", &flat, p.tk)?;
+                let d_rows = &dq_views[1];
+                launch(
+                    "attention_dq",
+                    &dq_flat,
+                    d_rows,
+                    &fwd.out,
+                    p.workgroups(p.tq, p.dk),
+                )?;
+                let width = p.dk.max(p.dv);
+                launch(
+                    "attention_dkv",
+                    &flat,
+                    &views[1],
+                    d_rows,
+                    p.workgroups(p.tk, width),
+                )?;
+                let dq = dq_views[0].clone();
                 let [dk, dv] = <[Tensor; 2]>::try_from(views).expect("two views");
                 Ok(AttentionGradients { dq, dk, dv })
             }
@@ -370,12 +388,13 @@ impl Device {
             seed_lo: spec.seed as u32,
             seed_hi: (spec.seed >> 32) as u32,
             offset: spec.offset,
-            dv_at: 0,
+            second_at: 0,
         })
     }
 }
 
-/// The head widths, pipeline constants of the attention kernels (their loops over a row unroll).
-fn widths(p: &AttentionParams) -> [(&'static str, f64); 2] {
-    [("DK", p.dk as f64), ("DV", p.dv as f64)]
+/// Where `second` starts in `flat`, its packed buffer, in elements (a kernel's `second_at`).
+fn packed_offset(op: &'static str, flat: &Tensor, second: &Tensor) -> Result<u32> {
+    u32::try_from(second.offset - flat.offset)
+        .map_err(|_| Error::invalid(op, "outputs past 2^32 elements"))
 }
