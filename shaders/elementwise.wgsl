@@ -16,7 +16,7 @@ struct ElementwiseParams {
 // binary: 0 add, 1 sub, 2 mul, 3 div
 // unary: 0 identity, 1 step, 2 sigmoid, 3 tanh, 4 relu, 5 exp, 6 log, 7 scale (x * scalar), 8 abs,
 // 9 affine (x * scalar + scalar2), 10 pow (x^scalar), 11 sqrt, 12 rsqrt, 13 clamp to
-// [scalar, scalar2]
+// [scalar, scalar2], 14 gelu (exact: x Phi(x)), 15 gelu with tanh's approximation
 override OP: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
@@ -42,6 +42,22 @@ fn pow_f(x: f32, e: f32) -> f32 {
     return select(m, -m, fract(e * 0.5) != 0.0);
 }
 
+// erf(x) within 1.2e-7 (Numerical Recipes' erfc, a Chebyshev fit; WGSL has no erf). Keep
+// in step with reference::erf.
+fn erf_f(x: f32) -> f32 {
+    let z = abs(x);
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418
+        + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587
+        + t * (-0.82215223 + t * 0.17087277)))))))));
+    return select(r - 1.0, 1.0 - r, x >= 0.0);
+}
+
+// GELU's tanh approximation's inner term, sqrt(2 / pi) (x + 0.044715 x^3), as Keras.
+fn gelu_inner(x: f32) -> f32 {
+    return 0.7978845608028654 * (x + 0.044715 * x * x * x);
+}
+
 fn act(v: f32) -> f32 {
     switch OP {
         case 1u: { return select(0.0, 1.0, v > 0.0); }
@@ -57,6 +73,8 @@ fn act(v: f32) -> f32 {
         case 11u: { return sqrt(v); }
         case 12u: { return inverseSqrt(v); }
         case 13u: { return clamp(v, p.scalar, p.scalar2); }
+        case 14u: { return 0.5 * v * (1.0 + erf_f(v * 0.7071067811865476)); }
+        case 15u: { return 0.5 * v * (1.0 + tanh(clamp(gelu_inner(v), -15.0, 15.0))); }
         default: { return v; }
     }
 }
@@ -82,6 +100,15 @@ fn act_grad(v: f32) -> f32 {
         case 11u: { return 0.5 / sqrt(v); }
         case 12u: { return -0.5 * inverseSqrt(v) / v; }
         case 13u: { return select(0.0, 1.0, v >= p.scalar && v <= p.scalar2); }
+        case 14u: {
+            let cdf = 0.5 * (1.0 + erf_f(v * 0.7071067811865476));
+            return cdf + v * 0.3989422804014327 * exp(-0.5 * v * v);
+        }
+        case 15u: {
+            let t = tanh(clamp(gelu_inner(v), -15.0, 15.0));
+            let inner_grad = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * v * v);
+            return 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * inner_grad;
+        }
         default: { return 1.0; }
     }
 }

@@ -118,11 +118,16 @@ pub enum UnaryOp {
         /// The upper bound.
         max: f32,
     },
+    /// GELU, exact: x Phi(x) = x (1 + erf(x / sqrt 2)) / 2 (Keras's `gelu`).
+    Gelu,
+    /// GELU with tanh's approximation: x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2
+    /// (Keras's `gelu(x, approximate=True)`, keras-hub's `gelu_approximate`).
+    GeluTanh,
 }
 
 impl UnaryOp {
     /// Every op, for tests.
-    pub const ALL: [UnaryOp; 15] = [
+    pub const ALL: [UnaryOp; 17] = [
         UnaryOp::Identity,
         UnaryOp::Step,
         UnaryOp::Sigmoid,
@@ -144,6 +149,8 @@ impl UnaryOp {
             min: -0.3,
             max: 0.4,
         },
+        UnaryOp::Gelu,
+        UnaryOp::GeluTanh,
     ];
 
     /// Whether the op is defined (with its derivative) only for x > 0: tests draw its inputs
@@ -172,6 +179,8 @@ impl UnaryOp {
             UnaryOp::Sqrt => 11,
             UnaryOp::Rsqrt => 12,
             UnaryOp::Clamp { .. } => 13,
+            UnaryOp::Gelu => 14,
+            UnaryOp::GeluTanh => 15,
         }
     }
 

@@ -387,3 +387,39 @@ fn broadcasting_follows_numpy() {
     let err = d.sum_to(&tiled, &[3]).unwrap_err().to_string();
     assert!(err.contains("broadcasts to [3, 2]"), "{err}");
 }
+
+#[test]
+fn gelu_matches_values_from_an_independent_erf() {
+    // (x, exact, tanh-approximated), from Python's math.erf and math.tanh in f64.
+    let known = [
+        (-3.0, -0.00404969409489031, -0.0036373920817729943),
+        (-1.5, -0.10021080190328713, -0.10042842301976707),
+        (-0.5, -0.15426876936299344, -0.15428599017485606),
+        (0.0, 0.0, 0.0),
+        (0.25, 0.14967658142073093, 0.149675350701685),
+        (1.0, 0.8413447460685429, 0.8411919906082768),
+        (2.0, 1.9544997361036416, 1.954597694087775),
+        (4.0, 3.9998733150326675, 3.9999297540518075),
+    ];
+    for (x, exact, approx) in known {
+        let got = reference::unary_value(UnaryOp::Gelu, x as f32) as f64;
+        assert!(
+            (got - exact).abs() < 3e-7,
+            "gelu({x}) = {got}, want {exact}"
+        );
+        let got = reference::unary_value(UnaryOp::GeluTanh, x as f32) as f64;
+        assert!(
+            (got - approx).abs() < 3e-7,
+            "gelu_tanh({x}) = {got}, want {approx}"
+        );
+    }
+    // erf itself, against f64 values: odd, saturating, 1.2e-7 from the truth.
+    for (x, want) in [
+        (0.5f32, 0.5204998778130465f64),
+        (-1.0, -0.8427007929497149),
+        (3.0, 0.9999779095030014),
+    ] {
+        let got = reference::erf(x) as f64;
+        assert!((got - want).abs() < 2e-7, "erf({x}) = {got}, want {want}");
+    }
+}

@@ -93,3 +93,22 @@ fn every_registered_layer_has_the_gradients_finite_differences_give() {
         });
     }
 }
+
+#[test]
+fn activations_read_and_write_their_keras_names() {
+    use kiln_graph::Activation::*;
+    let names = [
+        ("linear", Linear),
+        ("relu", Relu),
+        ("sigmoid", Sigmoid),
+        ("tanh", Tanh),
+        ("softmax", Softmax),
+        ("gelu", Gelu),
+        ("gelu_approximate", GeluApproximate),
+    ];
+    for (name, want) in names {
+        let read: kiln_graph::Activation = serde_json::from_value(name.into()).unwrap();
+        assert_eq!(read, want, "{name}");
+        assert_eq!(serde_json::to_value(want).unwrap(), name);
+    }
+}

@@ -163,7 +163,39 @@ pub(crate) fn unary_value_with(
         UnaryOp::Sqrt => x.sqrt(),
         UnaryOp::Rsqrt => 1.0 / x.sqrt(),
         UnaryOp::Clamp { min, max } => x.max(min).min(max),
+        UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+        UnaryOp::GeluTanh => 0.5 * x * (1.0 + tanh(gelu_inner(x))),
     }
+}
+
+/// erf(x) within 1.2e-7: Numerical Recipes' erfc (a Chebyshev fit), as the kernels compute it
+/// (WGSL has no erf, nor Rust's std).
+pub fn erf(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = [
+        -0.82215223,
+        1.48851587,
+        -1.13520398,
+        0.27886807,
+        -0.18628806,
+        0.09678418,
+        0.37409196,
+        1.00002368,
+    ]
+    .iter()
+    .fold(0.17087277f32, |acc, &c| c + t * acc);
+    let r = t * (-z * z - 1.26551223 + t * poly).exp();
+    if x >= 0.0 {
+        1.0 - r
+    } else {
+        r - 1.0
+    }
+}
+
+/// GELU's tanh approximation's inner term, sqrt(2 / pi) (x + 0.044715 x^3).
+fn gelu_inner(x: f32) -> f32 {
+    0.797_884_6 * (x + 0.044715 * x * x * x)
 }
 
 /// f'(x)
@@ -209,6 +241,15 @@ pub(crate) fn unary_derivative_with(
         UnaryOp::Sqrt => 0.5 / x.sqrt(),
         UnaryOp::Rsqrt => -0.5 / (x.sqrt() * x),
         UnaryOp::Clamp { min, max } => ((min..=max).contains(&x) as u32) as f32,
+        UnaryOp::Gelu => {
+            let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            cdf + x * 0.398_942_3 * (-0.5 * x * x).exp()
+        }
+        UnaryOp::GeluTanh => {
+            let t = tanh(gelu_inner(x));
+            let inner_grad = 0.797_884_6 * (1.0 + 3.0 * 0.044715 * x * x);
+            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner_grad
+        }
     }
 }
 

@@ -25,6 +25,12 @@ pub enum Activation {
     Step,
     /// exp(x) / sum(exp(x)) over the last axis.
     Softmax,
+    /// x Phi(x), Phi the standard normal's distribution function (Keras's `gelu`, exact).
+    Gelu,
+    /// GELU with tanh's approximation (keras-hub's `gelu_approximate`, Keras's
+    /// `gelu(x, approximate=True)`).
+    #[serde(rename = "gelu_approximate")]
+    GeluApproximate,
 }
 
 impl Activation {
@@ -37,6 +43,8 @@ impl Activation {
             Activation::Sigmoid => UnaryOp::Sigmoid,
             Activation::Tanh => UnaryOp::Tanh,
             Activation::Step => UnaryOp::Step,
+            Activation::Gelu => UnaryOp::Gelu,
+            Activation::GeluApproximate => UnaryOp::GeluTanh,
         };
         tape.unary(op, x)
     }
