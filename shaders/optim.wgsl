@@ -6,9 +6,14 @@
 //   m += (g - m) * (1 - beta1);  v += (g^2 - v) * (1 - beta2);  w -= alpha * m / (sqrt(v) + eps)
 // SGD with momentum, as Keras computes it:  u = momentum * u - lr * g
 //   w += u  (or, Nesterov, w += momentum * u - lr * g)
+// RMSprop, as Keras computes it:  v = rho * v + (1 - rho) * g^2;  inc = lr * g / sqrt(v + eps)
+//   w -= inc  (or, with momentum, m = momentum * m + inc;  w -= m)
+// Decoupled weight decay (AdamW, RMSprop's weight_decay), before the update, as Keras:
+//   w -= w * weight_decay * lr
 
-// One params struct for both: Adam reads alpha, beta1, beta2, eps; SGD reads lr (in `alpha`),
-// momentum (in `beta1`) and nesterov.
+// One params struct for all: Adam reads alpha, beta1, beta2, eps; SGD reads lr (in `alpha`),
+// momentum (in `beta1`) and nesterov; RMSprop lr (in `alpha`), momentum (in `beta1`), rho (in
+// `beta2`), eps and one_minus_rho.
 struct OptimParams {
     n: u32,
     alpha: f32,
@@ -16,15 +21,27 @@ struct OptimParams {
     beta2: f32,
     eps: f32,
     nesterov: u32,
+    weight_decay: f32,
+    lr: f32,
+    one_minus_rho: f32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: OptimParams;
 @group(0) @binding(1) var<storage, read_write> w: array<f32>; // parameters, updated in place
 @group(0) @binding(2) var<storage, read> g: array<f32>;       // gradients
-@group(0) @binding(3) var<storage, read_write> m: array<f32>; // Adam first moment / SGD velocity
-@group(0) @binding(4) var<storage, read_write> v: array<f32>; // Adam second moment
+@group(0) @binding(3) var<storage, read_write> m: array<f32>; // Adam first moment / velocity
+@group(0) @binding(4) var<storage, read_write> v: array<f32>; // Adam second moment / mean square
+
+// w after decoupled weight decay.
+fn decayed(wi: f32) -> f32 {
+    if (p.weight_decay == 0.0) {
+        return wi;
+    }
+    return wi - wi * p.weight_decay * p.lr;
+}
 
 @compute @workgroup_size(256)
 fn adam_update(
@@ -41,7 +58,7 @@ fn adam_update(
     let vi = v[i] + (gi * gi - v[i]) * (1.0 - p.beta2);
     m[i] = mi;
     v[i] = vi;
-    w[i] = w[i] - p.alpha * mi / (sqrt(vi) + p.eps);
+    w[i] = decayed(w[i]) - p.alpha * mi / (sqrt(vi) + p.eps);
 }
 
 @compute @workgroup_size(256)
@@ -61,5 +78,29 @@ fn sgd_update(
         w[i] = w[i] + p.beta1 * u - p.alpha * gi;
     } else {
         w[i] = w[i] + u;
+    }
+}
+
+@compute @workgroup_size(256)
+fn rmsprop_update(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let gi = g[i];
+    let vi = p.beta2 * v[i] + p.one_minus_rho * (gi * gi);
+    v[i] = vi;
+    let inc = p.alpha * gi / sqrt(vi + p.eps);
+    let wi = decayed(w[i]);
+    if (p.beta1 > 0.0) {
+        let mi = p.beta1 * m[i] + inc;
+        m[i] = mi;
+        w[i] = wi - mi;
+    } else {
+        w[i] = wi - inc;
     }
 }

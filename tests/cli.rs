@@ -697,3 +697,60 @@ fn patience_stops_a_run_and_keeps_the_best_epochs_weights() {
         &["--patience", "no validation set"],
     );
 }
+
+/// `--optimizer` trains with each of Keras's optimizers; a run resumes only with the optimizer it
+/// began with (its saved state means what that optimizer's kind says), and the refusal names
+/// the flag to pass.
+#[test]
+fn each_optimizer_trains_and_a_resume_keeps_the_one_it_began_with() {
+    let out = std::env::temp_dir().join(format!("kiln-optimizers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    for name in ["adam", "adamw", "rmsprop", "sgd"] {
+        let dir = out.join(name).display().to_string();
+        let args = [
+            "train",
+            "xor",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--optimizer",
+            name,
+            "--out",
+        ];
+        common::ok(&[&args[..], &[dir.as_str()]].concat());
+        assert!(out.join(name).join("model.safetensors").exists(), "{name}");
+    }
+    let dir = out.join("rmsprop").display().to_string();
+    let (code, _, stderr) = common::run(&[
+        "train",
+        "xor",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--resume",
+        "--optimizer",
+        "adam",
+        "--out",
+        &dir,
+    ]);
+    assert_eq!(code, common::DATA, "{stderr}");
+    assert!(
+        stderr.contains("trained with rmsprop") && stderr.contains("--optimizer rmsprop"),
+        "{stderr}"
+    );
+    common::ok(&[
+        "train",
+        "xor",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--resume",
+        "--optimizer",
+        "rmsprop",
+        "--out",
+        &dir,
+    ]);
+    let (code, _, stderr) = common::run(&["train", "xor", "--optimizer", "adagrad"]);
+    assert_eq!(code, common::USAGE, "{stderr}");
+    let _ = std::fs::remove_dir_all(&out);
+}

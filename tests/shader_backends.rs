@@ -98,7 +98,8 @@ fn translate(key: &PipelineKey) -> Result<(), String> {
 
 /// Every pipeline key the launchers compile, learned on the test device once per process: the
 /// quick benchmark (every kernel family, both LSTM paths, LeNet and the seed model's training
-/// steps, a fit), a masked, bidirectional LSTM, every unary op and the broadcast kernels. None without an adapter (skipped).
+/// steps, a fit), a masked, bidirectional LSTM, every unary op, the broadcast kernels and every
+/// optimizer. None without an adapter (skipped).
 fn pipeline_keys(test: &str) -> Option<Vec<PipelineKey>> {
     static KEYS: std::sync::OnceLock<Vec<PipelineKey>> = std::sync::OnceLock::new();
     let d = gpu_device(test)?;
@@ -300,5 +301,16 @@ fn elementwise_ops(d: &kiln::device::Device) {
     }
     let wide = d.broadcast_to(&col, &[2, 3]).unwrap();
     d.sum_to(&wide, &[2, 1]).unwrap();
+    // The optimizers the benchmark does not step (it trains with Adam).
+    let (w, g, m, v) = (
+        d.zeros(&[6]).unwrap(),
+        d.zeros(&[6]).unwrap(),
+        d.zeros(&[6]).unwrap(),
+        d.zeros(&[6]).unwrap(),
+    );
+    d.rmsprop_update(&kiln::device::RmspropConfig::default(), &w, &g, &m, &v)
+        .unwrap();
+    d.sgd_update(&kiln::device::SgdConfig::default(), &w, &g, &m)
+        .unwrap();
     d.sync().unwrap();
 }

@@ -108,6 +108,31 @@ impl From<TaskArg> for kiln_data::Task {
     }
 }
 
+/// Which optimizer trains, with Keras's defaults for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerArg {
+    /// Adam (lr 0.001, beta1 0.9, beta2 0.999, eps 1e-7).
+    Adam,
+    /// Adam with decoupled weight decay 0.004 (Keras's AdamW).
+    Adamw,
+    /// RMSprop (lr 0.001, rho 0.9, eps 1e-7).
+    Rmsprop,
+    /// Stochastic gradient descent (lr 0.01, no momentum).
+    Sgd,
+}
+
+impl From<OptimizerArg> for kiln_graph::OptimizerConfig {
+    fn from(a: OptimizerArg) -> Self {
+        use kiln_graph::OptimizerConfig as O;
+        match a {
+            OptimizerArg::Adam => O::adam(),
+            OptimizerArg::Adamw => O::adamw(),
+            OptimizerArg::Rmsprop => O::rmsprop(),
+            OptimizerArg::Sgd => O::sgd(0.01, 0.0),
+        }
+    }
+}
+
 /// How LSTM layers run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LstmArg {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::flags::{at_least_one, JobFlags, LstmArg, TaskArg};
+use crate::cli::flags::{at_least_one, JobFlags, LstmArg, OptimizerArg, TaskArg};
 use crate::cli::{outln, Classify, CliError, LazyDevice};
 use crate::models::{Job, JobName, ModelConfig};
 
@@ -54,7 +54,11 @@ pub struct TrainArgs {
     /// Seed of initialization, shuffling and dropout.
     #[arg(long, default_value_t = 2019)]
     seed: u64,
-    /// Learning rate (default: the model's).
+    /// The optimizer, with Keras's defaults for it (default: the job's; Adam for model files).
+    /// A resumed run needs the one it began with.
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerArg>,
+    /// Learning rate (default: the job's, or the --optimizer's default).
     #[arg(long)]
     lr: Option<f32>,
     /// Output folder (default: runs/JOB, or runs/JOB-2, ... when that exists; with --resume,
@@ -207,6 +211,9 @@ impl TrainArgs {
         let mut probe = kiln_train::TrainConfig::new(kiln_graph::LossKind::MeanSquaredError);
         probe.epochs = self.epochs.unwrap_or(probe.epochs);
         probe.batch = self.batch.unwrap_or(probe.batch);
+        if let Some(o) = self.optimizer {
+            probe.optimizer = o.into();
+        }
         if let Some(lr) = self.lr {
             probe.optimizer = probe.optimizer.with_lr(lr);
         }
@@ -290,6 +297,9 @@ impl TrainArgs {
         }
         if let Some(b) = self.batch {
             job.config.batch = b;
+        }
+        if let Some(o) = self.optimizer {
+            job.config.optimizer = o.into();
         }
         if let Some(lr) = self.lr {
             job.config.optimizer = job.config.optimizer.with_lr(lr);

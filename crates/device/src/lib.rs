@@ -51,7 +51,8 @@ pub use ops::matmul::matmul_params;
 pub use ops::pool::{PoolSpec, Pooled};
 pub use params::{
     broadcast_shape, Activation, AdamConfig, AttentionParams, BinaryOp, Conv2dSpec, ConvVariant,
-    LstmParams, MatmulSpec, MatmulTile, MatmulVariant, PoolMode, ReduceOp, SgdConfig, UnaryOp,
+    LstmParams, MatmulSpec, MatmulTile, MatmulVariant, PoolMode, ReduceOp, RmspropConfig,
+    SgdConfig, UnaryOp,
 };
 pub use profile::{KernelSpan, KernelTotal, Profile, ProfileClock};
 pub use shaders::ShaderFamily;

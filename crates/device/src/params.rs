@@ -584,21 +584,27 @@ impl DropoutParams {
 pub struct OptimParams {
     /// Elements of the packed parameter buffer.
     pub n: u32,
-    /// Adam: the bias-corrected step size; SGD: the learning rate.
+    /// Adam: the bias-corrected step size; SGD and RMSprop: the learning rate.
     pub alpha: f32,
-    /// Adam: beta1; SGD: momentum.
+    /// Adam: beta1; SGD and RMSprop: momentum.
     pub beta1: f32,
-    /// Adam: the second-moment decay.
+    /// Adam: the second-moment decay; RMSprop: rho.
     pub beta2: f32,
-    /// Adam: added to the root of the second moment.
+    /// Adam: added to the root of the second moment; RMSprop: added under the root.
     pub eps: f32,
     /// SGD: 1 for Nesterov momentum.
     pub nesterov: u32,
+    /// Decoupled weight decay (0: none): w -= w * weight_decay * lr before the update, as Keras.
+    pub weight_decay: f32,
+    /// The learning rate weight decay scales by.
+    pub lr: f32,
+    /// RMSprop: 1 - rho, rounded from f64 as Keras's Python float is.
+    pub one_minus_rho: f32,
     /// WGSL padding to 16 bytes.
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
-/// Adam's hyperparameters; `Default` is Keras's.
+/// Adam's hyperparameters; `Default` is Keras's Adam (AdamW: [`AdamConfig::adamw`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
     /// Learning rate.
@@ -609,6 +615,8 @@ pub struct AdamConfig {
     pub beta2: f32,
     /// Added to the root of the second moment (Keras: 1e-7).
     pub eps: f32,
+    /// Decoupled weight decay (0 for Adam; Keras's AdamW: 0.004).
+    pub weight_decay: f32,
 }
 
 impl Default for AdamConfig {
@@ -618,11 +626,20 @@ impl Default for AdamConfig {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-7,
+            weight_decay: 0.0,
         }
     }
 }
 
 impl AdamConfig {
+    /// Keras's AdamW: Adam's defaults with weight decay 0.004.
+    pub fn adamw() -> Self {
+        AdamConfig {
+            weight_decay: 0.004,
+            ..AdamConfig::default()
+        }
+    }
+
     /// Parameters of update number `step` (1-based), with Keras's bias correction folded into alpha.
     pub fn params(&self, n: u32, step: u64) -> OptimParams {
         let t = step as f64;
@@ -634,8 +651,9 @@ impl AdamConfig {
             beta1: self.beta1,
             beta2: self.beta2,
             eps: self.eps,
-            nesterov: 0,
-            _pad: [0; 2],
+            weight_decay: self.weight_decay,
+            lr: self.lr,
+            ..OptimParams::default()
         }
     }
 }
@@ -668,10 +686,52 @@ impl SgdConfig {
             n,
             alpha: self.lr,
             beta1: self.momentum,
-            beta2: 0.0,
-            eps: 0.0,
             nesterov: self.nesterov as u32,
-            _pad: [0; 2],
+            ..OptimParams::default()
+        }
+    }
+}
+
+/// RMSprop's hyperparameters; `Default` is Keras's (lr 0.001, rho 0.9, no momentum, eps 1e-7).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmspropConfig {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay of the mean square.
+    pub rho: f32,
+    /// Momentum (0: none).
+    pub momentum: f32,
+    /// Added to the mean square under the root.
+    pub eps: f32,
+    /// Decoupled weight decay (0: none).
+    pub weight_decay: f32,
+}
+
+impl Default for RmspropConfig {
+    fn default() -> Self {
+        RmspropConfig {
+            lr: 1e-3,
+            rho: 0.9,
+            momentum: 0.0,
+            eps: 1e-7,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl RmspropConfig {
+    /// Parameters of an update over `n` elements.
+    pub fn params(&self, n: u32) -> OptimParams {
+        OptimParams {
+            n,
+            alpha: self.lr,
+            beta1: self.momentum,
+            beta2: self.rho,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            lr: self.lr,
+            one_minus_rho: (1.0 - self.rho as f64) as f32,
+            ..OptimParams::default()
         }
     }
 }

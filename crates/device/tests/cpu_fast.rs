@@ -121,7 +121,7 @@ fn fast_matmul_gives_the_same_bits_every_run() {
 
 #[test]
 fn fast_optimizers_give_the_reference_bits() {
-    use kiln_device::params::{AdamConfig, SgdConfig};
+    use kiln_device::params::{AdamConfig, RmspropConfig, SgdConfig};
     // Past several chunks, and an odd tail.
     let n = 3 * (1 << 14) + 77;
     let g = random_f32(1, n, -1.0, 1.0);
@@ -146,6 +146,19 @@ fn fast_optimizers_give_the_reference_bits() {
     let (mut rw, mut ru) = (w0.clone(), m0.clone());
     reference::sgd_update(&p, &mut rw, &g, &mut ru);
     assert_eq!((w, u), (rw, ru));
+
+    let p = RmspropConfig {
+        momentum: 0.5,
+        weight_decay: 0.01,
+        ..RmspropConfig::default()
+    }
+    .params(n as u32);
+    let (mut w, mut m, mut v) = (w0.clone(), m0.clone(), v0.clone());
+    cpu::rmsprop_update(&p, &mut w, &g, &mut m, &mut v);
+    let (mut rw, mut rm, mut rv) = (w0.clone(), m0.clone(), v0.clone());
+    reference::rmsprop_update(&p, &mut rw, &g, &mut rm, &mut rv);
+    assert_ne!(rv, v0, "the update moved the mean square");
+    assert_eq!((w, m, v), (rw, rm, rv));
 }
 
 #[test]

@@ -533,7 +533,7 @@ fn fused_optimizers_update_packed_parameters_like_the_reference() {
     };
     let cpu = Device::cpu_reference();
     let shapes = vec![vec![3, 5], vec![1], vec![257], vec![64, 3]];
-    let run = |d: &Device, adam: bool| -> Vec<f32> {
+    let run = |d: &Device, which: &str| -> Vec<f32> {
         let (w, views) = d.packed_zeros(&shapes).unwrap();
         for (i, v) in views.iter().enumerate() {
             d.write_f32(v, &random_f32(16 + i as u64, v.len(), -1.0, 1.0))
@@ -548,17 +548,33 @@ fn fused_optimizers_update_packed_parameters_like_the_reference() {
                     .unwrap();
             }
             let before = d.counters().dispatches;
-            if adam {
-                d.adam_update(&AdamConfig::default(), step, &w, &g, &m, &v)
-                    .unwrap();
-            } else {
-                let cfg = SgdConfig {
-                    lr: 0.1,
-                    momentum: 0.9,
-                    nesterov: step == 2,
-                };
-                d.sgd_update(&cfg, &w, &g, &m).unwrap();
+            match which {
+                "adam" => d.adam_update(&AdamConfig::default(), step, &w, &g, &m, &v),
+                "adamw" => {
+                    let cfg = AdamConfig {
+                        weight_decay: 0.1,
+                        ..AdamConfig::adamw()
+                    };
+                    d.adam_update(&cfg, step, &w, &g, &m, &v)
+                }
+                "rmsprop" => {
+                    let cfg = RmspropConfig {
+                        momentum: if step == 2 { 0.0 } else { 0.7 },
+                        weight_decay: 0.05,
+                        ..RmspropConfig::default()
+                    };
+                    d.rmsprop_update(&cfg, &w, &g, &m, &v)
+                }
+                _ => {
+                    let cfg = SgdConfig {
+                        lr: 0.1,
+                        momentum: 0.9,
+                        nesterov: step == 2,
+                    };
+                    d.sgd_update(&cfg, &w, &g, &m)
+                }
             }
+            .unwrap();
             assert_eq!(
                 d.counters().dispatches - before,
                 1,
@@ -567,14 +583,9 @@ fn fused_optimizers_update_packed_parameters_like_the_reference() {
         }
         d.to_f32(&w).unwrap()
     };
-    for adam in [true, false] {
+    for which in ["adam", "adamw", "rmsprop", "sgd"] {
         let tol = Tolerance::new(1e-6, 1e-5);
-        assert_close(
-            &format!("adam={adam}"),
-            &run(&gpu, adam),
-            &run(&cpu, adam),
-            tol,
-        );
+        assert_close(which, &run(&gpu, which), &run(&cpu, which), tol);
     }
 }
 

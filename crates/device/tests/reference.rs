@@ -423,3 +423,60 @@ fn gelu_matches_values_from_an_independent_erf() {
         assert!((got - want).abs() < 2e-7, "erf({x}) = {got}, want {want}");
     }
 }
+
+/// Keras's RMSprop (lr 0.01, rho 0.9, eps 1e-7) on one weight from w = 1, gradients 0.5 then
+/// -1, without and with momentum 0.5. The expected values are Keras's update_step in numpy
+/// float32, op for op (1 - rho rounded from the Python float).
+#[test]
+fn rmsprop_matches_keras_arithmetic() {
+    for (momentum, want) in [
+        (0.0, [[0.968_377_3, 0.025, 0.0], [0.996_948_7, 0.1225, 0.0]]),
+        (
+            0.5,
+            [
+                [0.968_377_3, 0.025, 0.031_622_715],
+                [0.981_137_34, 0.1225, -0.012_760_058],
+            ],
+        ),
+    ] {
+        let p = RmspropConfig {
+            lr: 0.01,
+            momentum,
+            ..RmspropConfig::default()
+        }
+        .params(1);
+        let (mut w, mut m, mut v) = ([1.0f32], [0.0f32], [0.0f32]);
+        for (g, want) in [0.5f32, -1.0].into_iter().zip(want) {
+            reference::rmsprop_update(&p, &mut w, &[g], &mut m, &mut v);
+            assert_close(
+                &format!("momentum {momentum}, g {g}"),
+                &[w[0], v[0], m[0]],
+                &want,
+                Tolerance::new(1e-7, 1e-6),
+            );
+        }
+    }
+}
+
+/// Keras's AdamW (weight decay 0.004) at lr 0.01 on one weight, w = 2, g = 0.5: first
+/// w -= w * 0.004 * 0.01, then Adam's step (numpy float32, op for op: 1.98992).
+#[test]
+fn adamw_decays_before_the_adam_step_as_keras() {
+    let cfg = AdamConfig {
+        lr: 0.01,
+        ..AdamConfig::adamw()
+    };
+    let p = cfg.params(1, 1);
+    let (mut w, mut m, mut v) = ([2.0f32], [0.0f32], [0.0f32]);
+    reference::adam_update(&p, &mut w, &[0.5], &mut m, &mut v);
+    assert_close("adamw", &w, &[1.989_92], Tolerance::new(2e-7, 0.0));
+    // Without decay the same step lands 2 * 0.004 * 0.01 higher.
+    let p = AdamConfig {
+        lr: 0.01,
+        ..AdamConfig::default()
+    }
+    .params(1, 1);
+    let (mut w, mut m, mut v) = ([2.0f32], [0.0f32], [0.0f32]);
+    reference::adam_update(&p, &mut w, &[0.5], &mut m, &mut v);
+    assert_close("adam", &w, &[1.989_92 + 8e-5], Tolerance::new(2e-7, 0.0));
+}

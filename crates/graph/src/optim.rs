@@ -2,7 +2,7 @@
 //! number of parameters. State (moments, velocity, step count) lives on the device and travels
 //! in checkpoints.
 
-use kiln_device::{AdamConfig, SgdConfig, Tensor};
+use kiln_device::{AdamConfig, RmspropConfig, SgdConfig, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::params::ParamStore;
@@ -23,6 +23,31 @@ pub enum OptimizerConfig {
         /// Added to the denominator.
         eps: f32,
     },
+    /// Adam with decoupled weight decay (Loshchilov & Hutter; Keras's `AdamW`, defaults from
+    /// [`OptimizerConfig::adamw`]): before each update w -= w * weight_decay * lr.
+    AdamW {
+        /// Learning rate.
+        lr: f32,
+        /// First-moment decay.
+        beta1: f32,
+        /// Second-moment decay.
+        beta2: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// Decay per unit of learning rate (Keras: 0.004).
+        weight_decay: f32,
+    },
+    /// RMSprop (Keras's, uncentered; defaults from [`OptimizerConfig::rmsprop`]).
+    Rmsprop {
+        /// Learning rate.
+        lr: f32,
+        /// Decay of the mean square of the gradients.
+        rho: f32,
+        /// Momentum (0 for none).
+        momentum: f32,
+        /// Added to the mean square under the root.
+        eps: f32,
+    },
     /// Stochastic gradient descent with (optionally Nesterov) momentum.
     Sgd {
         /// Learning rate.
@@ -36,12 +61,10 @@ pub enum OptimizerConfig {
 
 impl OptimizerConfig {
     /// Refuses settings no run can train with: a learning rate that is not finite or not in
-    /// (0, 10], decays outside [0, 1), a non-positive epsilon.
+    /// (0, 10], decays outside [0, 1), a non-positive epsilon, a weight decay outside [0, 1).
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str, message: String| Err(Error::model(what, message));
-        let lr = match *self {
-            OptimizerConfig::Adam { lr, .. } | OptimizerConfig::Sgd { lr, .. } => lr,
-        };
+        let lr = self.lr();
         if !(lr.is_finite() && lr > 0.0 && lr <= 10.0) {
             return bad(
                 "lr",
@@ -55,19 +78,53 @@ impl OptimizerConfig {
                 bad(name, format!("{v:?} must be in [0, 1)"))
             }
         };
+        let positive = |name: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                bad(name, format!("{v:?} must be positive and finite"))
+            }
+        };
         match *self {
             OptimizerConfig::Adam {
                 beta1, beta2, eps, ..
             } => {
                 decay("beta1", beta1)?;
                 decay("beta2", beta2)?;
-                if !(eps.is_finite() && eps > 0.0) {
-                    return bad("epsilon", format!("{eps:?} must be positive and finite"));
-                }
+                positive("epsilon", eps)?;
+            }
+            OptimizerConfig::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                decay("beta1", beta1)?;
+                decay("beta2", beta2)?;
+                positive("epsilon", eps)?;
+                decay("weight_decay", weight_decay)?;
+            }
+            OptimizerConfig::Rmsprop {
+                rho, momentum, eps, ..
+            } => {
+                decay("rho", rho)?;
+                decay("momentum", momentum)?;
+                positive("epsilon", eps)?;
             }
             OptimizerConfig::Sgd { momentum, .. } => decay("momentum", momentum)?,
         }
         Ok(())
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f32 {
+        match *self {
+            OptimizerConfig::Adam { lr, .. }
+            | OptimizerConfig::AdamW { lr, .. }
+            | OptimizerConfig::Rmsprop { lr, .. }
+            | OptimizerConfig::Sgd { lr, .. } => lr,
+        }
     }
 
     /// Keras's Adam: lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-7.
@@ -81,25 +138,39 @@ impl OptimizerConfig {
         }
     }
 
+    /// Keras's AdamW: Adam's defaults and weight decay 0.004.
+    pub fn adamw() -> Self {
+        let d = AdamConfig::adamw();
+        OptimizerConfig::AdamW {
+            lr: d.lr,
+            beta1: d.beta1,
+            beta2: d.beta2,
+            eps: d.eps,
+            weight_decay: d.weight_decay,
+        }
+    }
+
+    /// Keras's RMSprop: lr 1e-3, rho 0.9, no momentum, eps 1e-7.
+    pub fn rmsprop() -> Self {
+        let d = RmspropConfig::default();
+        OptimizerConfig::Rmsprop {
+            lr: d.lr,
+            rho: d.rho,
+            momentum: d.momentum,
+            eps: d.eps,
+        }
+    }
+
     /// The same optimizer with another learning rate.
     pub fn with_lr(self, lr: f32) -> Self {
-        match self {
-            OptimizerConfig::Adam {
-                beta1, beta2, eps, ..
-            } => OptimizerConfig::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-            },
-            OptimizerConfig::Sgd {
-                momentum, nesterov, ..
-            } => OptimizerConfig::Sgd {
-                lr,
-                momentum,
-                nesterov,
-            },
+        let mut c = self;
+        match &mut c {
+            OptimizerConfig::Adam { lr: l, .. }
+            | OptimizerConfig::AdamW { lr: l, .. }
+            | OptimizerConfig::Rmsprop { lr: l, .. }
+            | OptimizerConfig::Sgd { lr: l, .. } => *l = lr,
         }
+        c
     }
 
     /// SGD at `lr` with `momentum` (0 for none).
@@ -110,15 +181,25 @@ impl OptimizerConfig {
             nesterov: false,
         }
     }
+
+    /// The optimizer's name as Keras spells it in `compile(optimizer=...)`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Adam { .. } => "adam",
+            OptimizerConfig::AdamW { .. } => "adamw",
+            OptimizerConfig::Rmsprop { .. } => "rmsprop",
+            OptimizerConfig::Sgd { .. } => "sgd",
+        }
+    }
 }
 
 /// An optimizer's state over a [`ParamStore`]: one fused dispatch per step.
 pub struct Optimizer {
     config: OptimizerConfig,
     step: u64,
-    /// Adam's first moment or SGD's velocity, packed like the parameters.
+    /// Adam's first moment, SGD's velocity or RMSprop's momentum, packed like the parameters.
     m: Tensor,
-    /// Adam's second moment (unused by SGD).
+    /// Adam's second moment or RMSprop's mean square (unused by SGD).
     v: Tensor,
 }
 
@@ -156,19 +237,47 @@ impl Optimizer {
                 beta1,
                 beta2,
                 eps,
-            } => d.adam_update(
-                &AdamConfig {
+            } => {
+                let cfg = AdamConfig {
                     lr,
                     beta1,
                     beta2,
                     eps,
-                },
-                self.step,
-                w,
-                g,
-                &self.m,
-                &self.v,
-            )?,
+                    weight_decay: 0.0,
+                };
+                d.adam_update(&cfg, self.step, w, g, &self.m, &self.v)?
+            }
+            OptimizerConfig::AdamW {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let cfg = AdamConfig {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                };
+                d.adam_update(&cfg, self.step, w, g, &self.m, &self.v)?
+            }
+            OptimizerConfig::Rmsprop {
+                lr,
+                rho,
+                momentum,
+                eps,
+            } => {
+                let cfg = RmspropConfig {
+                    lr,
+                    rho,
+                    momentum,
+                    eps,
+                    weight_decay: 0.0,
+                };
+                d.rmsprop_update(&cfg, w, g, &self.m, &self.v)?
+            }
             OptimizerConfig::Sgd {
                 lr,
                 momentum,

@@ -241,6 +241,21 @@ impl Checkpoints {
                 });
             }
         }
+        // The optimizer's state means what its kind says: Adam's moments are no RMSprop mean
+        // square. Its settings (a new learning rate) may change; its kind may not.
+        let saved = ck
+            .meta("train_config")
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            .and_then(|c| c["optimizer"]["type"].as_str().map(str::to_string));
+        let ours = state.config.optimizer.name();
+        if let Some(saved) = saved.filter(|s| s != ours) {
+            return Err(Error::Checkpoint {
+                path,
+                message: format!(
+                    "it was written by a run that trained with {saved}, and this run asks for {ours}; resume with --optimizer {saved}, or start a new run with --out"
+                ),
+            });
+        }
         state.params.load(&ck.params)?;
         let (step, m, v) = ck.optimizer.clone().ok_or_else(|| Error::Checkpoint {
             path: path.clone(),

@@ -169,6 +169,26 @@ const CHUNK: usize = 1 << 14;
 /// Adam in place, as [`reference::adam_update`], over chunks on rayon's threads (each element's
 /// update is independent, so the bits are the reference's).
 pub fn adam_update(p: &OptimParams, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    par_two_slots(p, w, g, m, v, reference::adam_update);
+}
+
+/// RMSprop in place, as [`reference::rmsprop_update`], over chunks on rayon's threads.
+pub fn rmsprop_update(p: &OptimParams, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    par_two_slots(p, w, g, m, v, reference::rmsprop_update);
+}
+
+/// An optimizer update with two state slots: (params, w, g, m, v), as the reference's.
+type TwoSlotUpdate = fn(&OptimParams, &mut [f32], &[f32], &mut [f32], &mut [f32]);
+
+/// An elementwise update with two state slots, chunk by chunk on rayon's threads.
+fn par_two_slots(
+    p: &OptimParams,
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    update: TwoSlotUpdate,
+) {
     let n = p.n as usize;
     w[..n]
         .par_chunks_mut(CHUNK)
@@ -180,7 +200,7 @@ pub fn adam_update(p: &OptimParams, w: &mut [f32], g: &[f32], m: &mut [f32], v: 
                 n: w.len() as u32,
                 ..*p
             };
-            reference::adam_update(&p, w, g, m, v);
+            update(&p, w, g, m, v);
         });
 }
 

@@ -3,7 +3,7 @@
 use crate::device::Backend;
 use crate::gpu::Launch;
 use crate::ops::{groups, shape_str};
-use crate::params::{AdamConfig, OptimParams, SgdConfig};
+use crate::params::{AdamConfig, OptimParams, RmspropConfig, SgdConfig};
 use crate::shaders::ShaderFamily;
 use crate::{Device, Error, Result, Tensor};
 
@@ -96,6 +96,35 @@ impl Device {
                 Ok(())
             }
             Backend::Gpu(_) => self.optim_launch("sgd_update", &p, &[(1, w), (2, g), (3, u)]),
+        }
+    }
+
+    /// One RMSprop step on w in place, with mean square v and momentum m (Keras's formula;
+    /// m is untouched without momentum).
+    pub fn rmsprop_update(
+        &self,
+        cfg: &RmspropConfig,
+        w: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+    ) -> Result<()> {
+        let op = "rmsprop_update";
+        self.optim_check(op, w, &[g, m, v])?;
+        let p = cfg.params(w.len() as u32);
+        match self.backend() {
+            Backend::Cpu => {
+                let _span = self.span("rmsprop_update");
+                let (mut wh, mut mh, mut vh) =
+                    (self.host_write(w), self.host_write(m), self.host_write(v));
+                let run = host_kernel!(self, rmsprop_update);
+                run(&p, &mut wh, &self.host_read(g), &mut mh, &mut vh);
+                self.count_dispatch();
+                Ok(())
+            }
+            Backend::Gpu(_) => {
+                self.optim_launch("rmsprop_update", &p, &[(1, w), (2, g), (3, m), (4, v)])
+            }
         }
     }
 }

@@ -397,7 +397,34 @@ pub fn adam_update(p: &OptimParams, w: &mut [f32], g: &[f32], m: &mut [f32], v: 
         let vi = v[i] + (gi * gi - v[i]) * (1.0 - p.beta2);
         m[i] = mi;
         v[i] = vi;
-        w[i] -= p.alpha * mi / (vi.sqrt() + p.eps);
+        w[i] = decayed(p, w[i]) - p.alpha * mi / (vi.sqrt() + p.eps);
+    }
+}
+
+/// w after decoupled weight decay: w - w * weight_decay * lr (Keras's order), or w.
+fn decayed(p: &OptimParams, w: f32) -> f32 {
+    if p.weight_decay == 0.0 {
+        w
+    } else {
+        w - w * p.weight_decay * p.lr
+    }
+}
+
+/// In place: mean square v = rho * v + (1 - rho) * g^2, increment lr * g / sqrt(v + eps);
+/// w -= increment, or with momentum m = momentum * m + increment, w -= m (Keras's RMSprop).
+pub fn rmsprop_update(p: &OptimParams, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    for i in 0..p.n as usize {
+        let gi = g[i];
+        let vi = p.beta2 * v[i] + p.one_minus_rho * (gi * gi);
+        v[i] = vi;
+        let inc = p.alpha * gi / (vi + p.eps).sqrt();
+        let wi = decayed(p, w[i]);
+        if p.beta1 > 0.0 {
+            m[i] = p.beta1 * m[i] + inc;
+            w[i] = wi - m[i];
+        } else {
+            w[i] = wi - inc;
+        }
     }
 }
 
