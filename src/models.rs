@@ -418,6 +418,7 @@ pub fn qqp_train_config(seed: u64) -> TrainConfig {
         seed,
         loss: Some(LossKind::BinaryCrossentropy),
         optimizer: OptimizerConfig::adam(),
+        schedule: None,
         report_every: 50,
     }
 }
@@ -510,6 +511,7 @@ pub fn job(name: JobName, seed: u64, opts: &JobOptions) -> Result<Job, String> {
                 seed,
                 loss: Some(LossKind::CategoricalCrossentropyFromLogits),
                 optimizer: OptimizerConfig::adam(),
+                schedule: None,
                 report_every: 50,
             },
             metadata: vec![],
@@ -546,6 +548,7 @@ fn builtin(name: JobName, seed: u64) -> Job {
                         beta2: 0.999,
                         eps: 1e-7,
                     },
+                    schedule: None,
                     report_every: 20,
                 },
                 metadata: vec![],
@@ -571,6 +574,7 @@ fn builtin(name: JobName, seed: u64) -> Job {
                     beta2: 0.999,
                     eps: 1e-7,
                 },
+                schedule: None,
                 report_every: 1,
             },
             metadata: vec![],

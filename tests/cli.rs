@@ -754,3 +754,53 @@ fn each_optimizer_trains_and_a_resume_keeps_the_one_it_began_with() {
     assert_eq!(code, common::USAGE, "{stderr}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--schedule cosine --warmup N` trains and records each epoch's rate in the history; a
+/// plateau schedule needs a validation set, and `--warmup` a cosine schedule.
+#[test]
+fn schedules_from_the_cli() {
+    let out = std::env::temp_dir().join(format!("kiln-schedule-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = out.display().to_string();
+    common::ok(&[
+        "train",
+        "xor",
+        "--epochs",
+        "6",
+        "--quiet",
+        "--schedule",
+        "cosine",
+        "--warmup",
+        "2",
+        "--out",
+        &o,
+    ]);
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    let header: Vec<&str> = history.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|c| *c == "learning_rate").unwrap();
+    let rates: Vec<f32> = history
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect();
+    // xor takes one step an epoch: warmup from 0 over 2 steps, the peak, then the decay.
+    assert_eq!(rates.len(), 6, "{history}");
+    assert_eq!(rates[0], 0.0, "{history}");
+    assert!(
+        rates[1] < rates[2] && rates[5] < rates[3] && rates[3] < rates[2],
+        "{history}"
+    );
+    common::refused(
+        &["train", "xor", "--schedule", "plateau"],
+        common::USAGE,
+        &["plateau", "no validation set"],
+    );
+    common::refused(
+        &["train", "xor", "--schedule", "plateau", "--warmup", "3"],
+        common::USAGE,
+        &["--warmup"],
+    );
+    let (code, _, stderr) = common::run(&["train", "xor", "--warmup", "3"]);
+    assert_eq!(code, common::USAGE, "{stderr}");
+    let _ = std::fs::remove_dir_all(&out);
+}

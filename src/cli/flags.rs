@@ -133,6 +133,16 @@ impl From<OptimizerArg> for kiln_graph::OptimizerConfig {
     }
 }
 
+/// A learning-rate schedule for `kiln train`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleArg {
+    /// Cosine decay to 0 over the whole run, after --warmup steps rising from 0.
+    Cosine,
+    /// Keras's ReduceLROnPlateau defaults: the rate times 0.1 after 10 epochs without a better
+    /// validation loss.
+    Plateau,
+}
+
 /// How LSTM layers run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LstmArg {

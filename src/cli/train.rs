@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::flags::{at_least_one, JobFlags, LstmArg, OptimizerArg, TaskArg};
+use crate::cli::flags::{at_least_one, JobFlags, LstmArg, OptimizerArg, ScheduleArg, TaskArg};
 use crate::cli::{outln, Classify, CliError, LazyDevice};
 use crate::models::{Job, JobName, ModelConfig};
 
@@ -58,9 +58,15 @@ pub struct TrainArgs {
     /// A resumed run needs the one it began with.
     #[arg(long, value_enum)]
     optimizer: Option<OptimizerArg>,
-    /// Learning rate (default: the job's, or the --optimizer's default).
+    /// Learning rate (default: the job's, or the --optimizer's default); a schedule's peak.
     #[arg(long)]
     lr: Option<f32>,
+    /// A learning-rate schedule (default: none, the rate stays).
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleArg>,
+    /// --schedule cosine: steps of a linear warmup from 0 before the decay.
+    #[arg(long, value_name = "STEPS", requires = "schedule")]
+    warmup: Option<u64>,
     /// Output folder (default: runs/JOB, or runs/JOB-2, ... when that exists; with --resume,
     /// the newest of them).
     #[arg(long)]
@@ -207,6 +213,33 @@ impl TrainArgs {
         Ok(())
     }
 
+    /// The run's schedule: a cosine spans every step of the run after the warmup.
+    fn schedule(&self, job: &Job) -> Result<Option<kiln_train::LrSchedule>, CliError> {
+        let warmup = self.warmup.unwrap_or(0);
+        Ok(match self.schedule {
+            None => None,
+            Some(ScheduleArg::Plateau) if self.warmup.is_some() => {
+                return Err(CliError::usage(
+                    "--warmup is for --schedule cosine; a plateau schedule starts at the rate",
+                ))
+            }
+            Some(ScheduleArg::Plateau) => Some(kiln_train::LrSchedule::plateau()),
+            Some(ScheduleArg::Cosine) => {
+                let cfg = &job.config;
+                let steps = (job.train.len().div_ceil(cfg.batch.max(1)) * cfg.epochs) as u64;
+                if warmup >= steps {
+                    return Err(CliError::usage(format!(
+                        "--warmup {warmup} leaves no step of the run's {steps} to decay over"
+                    )));
+                }
+                Some(kiln_train::LrSchedule::cosine_with_warmup(
+                    steps - warmup,
+                    warmup,
+                ))
+            }
+        })
+    }
+
     fn check_numbers(&self) -> Result<(), CliError> {
         let mut probe = kiln_train::TrainConfig::new(kiln_graph::LossKind::MeanSquaredError);
         probe.epochs = self.epochs.unwrap_or(probe.epochs);
@@ -304,10 +337,17 @@ impl TrainArgs {
         if let Some(lr) = self.lr {
             job.config.optimizer = job.config.optimizer.with_lr(lr);
         }
+        job.config.schedule = self.schedule(&job)?;
         job.config.validate().usage()?;
-        if self.patience.is_some() && job.val.as_ref().is_none_or(|v| v.is_empty()) {
+        let no_val = job.val.as_ref().is_none_or(|v| v.is_empty());
+        if self.patience.is_some() && no_val {
             return Err(CliError::usage(
                 "--patience watches the validation loss, and this run has no validation set",
+            ));
+        }
+        if self.schedule == Some(ScheduleArg::Plateau) && no_val {
+            return Err(CliError::usage(
+                "--schedule plateau watches the validation loss, and this run has no validation set",
             ));
         }
         let out = self

@@ -33,6 +33,7 @@ pub fn job(model: ModelConfig, data: &Path, seed: u64, opts: &FileOptions) -> Re
             seed,
             loss: Some(prepared.loss),
             optimizer: OptimizerConfig::adam(),
+            schedule: None,
             report_every: 50,
         },
         metadata: vec![(

@@ -226,6 +226,16 @@ impl Optimizer {
         self.step
     }
 
+    /// The rate of the next update.
+    pub fn lr(&self) -> f32 {
+        self.config.lr()
+    }
+
+    /// Sets the rate of the next updates (a schedule's), keeping every other setting.
+    pub fn set_lr(&mut self, lr: f32) {
+        self.config = self.config.with_lr(lr);
+    }
+
     /// One update of every parameter from the accumulated gradients.
     pub fn step(&mut self, params: &ParamStore) -> Result<()> {
         self.step += 1;

@@ -1,6 +1,8 @@
 //! [`TrainConfig`]: how to train, saved in every checkpoint.
 
 use kiln_graph::{LossKind, OptimizerConfig};
+
+use crate::schedule::LrSchedule;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -17,8 +19,11 @@ pub struct TrainConfig {
     /// The loss; None when the run is given one of its own ([`Fit::loss`](crate::Fit::loss)).
     #[serde(default)]
     pub loss: Option<LossKind>,
-    /// Adam or SGD and their settings.
+    /// The optimizer and its settings (its rate is a schedule's starting or peak rate).
     pub optimizer: OptimizerConfig,
+    /// How the learning rate moves (None: it stays the optimizer's).
+    #[serde(default)]
+    pub schedule: Option<LrSchedule>,
     /// Steps between reads of the running loss (also the NaN check's granularity).
     pub report_every: usize,
 }
@@ -33,6 +38,7 @@ impl Default for TrainConfig {
             seed: 0,
             loss: None,
             optimizer: OptimizerConfig::adam(),
+            schedule: None,
             report_every: 50,
         }
     }
@@ -71,6 +77,12 @@ impl TrainConfig {
         self
     }
 
+    /// A learning-rate schedule.
+    pub fn schedule(mut self, schedule: LrSchedule) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+
     /// Refuses settings that cannot train, before anything is allocated: no epochs, an empty
     /// batch, a loss's or an optimizer's setting out of range.
     pub fn validate(&self) -> Result<()> {
@@ -87,6 +99,9 @@ impl TrainConfig {
             loss.validate()?;
         }
         self.optimizer.validate()?;
+        if let Some(s) = &self.schedule {
+            s.validate()?;
+        }
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use crate::callback::{BatchEnd, Callback, FitState};
 use crate::checkpoints::Checkpoints;
 use crate::config::TrainConfig;
 use crate::data::{Column, Dataset};
+use crate::early_stopping::Monitor;
 use crate::history::{EpochStats, History};
 use crate::{Error, Result};
 
@@ -260,6 +261,21 @@ impl<'a> Fit<'a> {
             validates: val.is_some_and(|v| !v.is_empty()),
             stop: Default::default(),
         };
+        if let Some(crate::LrSchedule::Plateau { monitor, .. }) = &cfg.schedule {
+            let name = monitor.name(&state.history);
+            let computed = match monitor {
+                Monitor::Loss => true,
+                Monitor::Metric => state.history.metric.is_some(),
+                Monitor::ValLoss => state.validates,
+                Monitor::ValMetric => state.validates && state.history.metric.is_some(),
+            };
+            if !computed {
+                return Err(Error::config(
+                    "schedule",
+                    format!("the plateau schedule watches {name}, which this run does not compute (no validation set, or a loss without a metric)"),
+                ));
+            }
+        }
         let notes = match &mut self.checkpoints {
             Some(c) => c.begin(&mut state)?,
             None => vec![],
@@ -347,6 +363,11 @@ impl<'a> Fit<'a> {
         };
         for (i, chunk) in order.chunks(cfg.batch).enumerate() {
             let batch = train.batch(chunk, &d)?;
+            if let Some(schedule) = &cfg.schedule {
+                let base = cfg.optimizer.lr();
+                let lr = schedule.lr(base, state.optimizer.steps(), &state.history);
+                state.optimizer.set_lr(lr);
+            }
             let out = train_step(model, params, state.optimizer, objective, &batch, cfg.seed)?;
             sums.add(
                 &d,
@@ -391,6 +412,7 @@ impl<'a> Fit<'a> {
             metric: objective.metric_name().map(|_| run.sums_read.1 / n),
             val_loss: None,
             val_metric: None,
+            learning_rate: Some(state.optimizer.lr()),
             seconds,
             samples_per_sec: run.seen as f64 / seconds,
             dispatches_per_step: dispatches,

@@ -25,6 +25,10 @@ pub struct EpochStats {
     #[serde(alias = "val_accuracy")]
     /// Validation metric.
     pub val_metric: Option<f32>,
+    /// The learning rate of the epoch's last step (None in histories written before kiln
+    /// recorded it).
+    #[serde(default)]
+    pub learning_rate: Option<f32>,
     /// Wall time of the epoch's training.
     pub seconds: f64,
     /// Training samples per second.

@@ -45,6 +45,7 @@ pub mod history;
 mod history_files;
 mod progress;
 mod saved;
+mod schedule;
 
 use std::path::PathBuf;
 
@@ -60,6 +61,7 @@ pub use history_files::{write_history, HistoryFiles};
 pub use kiln_graph;
 pub use progress::Progress;
 pub use saved::{load_model, save_model};
+pub use schedule::LrSchedule;
 
 use kiln_graph::{Model, ParamStore};
 

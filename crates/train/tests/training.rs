@@ -31,6 +31,7 @@ fn setup() -> (SequentialConfig, Dataset, TrainConfig) {
         seed: 5,
         loss: Some(LossKind::BinaryCrossentropy),
         optimizer: OptimizerConfig::adam(),
+        schedule: None,
         report_every: 4,
     };
     (model, data, config)
@@ -48,8 +49,20 @@ fn run(
     epochs: usize,
     resume: bool,
 ) -> (History, Vec<checkpoint::NamedTensor>) {
+    run_scheduled(d, out, epochs, resume, None)
+}
+
+/// `run` with a learning-rate schedule.
+fn run_scheduled(
+    d: &Device,
+    out: &Path,
+    epochs: usize,
+    resume: bool,
+    schedule: Option<LrSchedule>,
+) -> (History, Vec<checkpoint::NamedTensor>) {
     let (model_cfg, data, mut cfg) = setup();
     cfg.epochs = epochs;
+    cfg.schedule = schedule;
     let b = ParamBuilder::new(cfg.seed);
     let model = model_cfg.init(&b).unwrap();
     let params = b.build(d).unwrap();
@@ -442,6 +455,7 @@ fn xor_is_learned_to_full_accuracy_on_every_device() {
                 beta2: 0.999,
                 eps: 1e-7,
             },
+            schedule: None,
             report_every: 50,
         };
         let b = ParamBuilder::new(cfg.seed);
@@ -850,5 +864,175 @@ fn early_stopping_refuses_a_figure_the_run_does_not_compute() {
     assert!(
         err.contains("has no metric") && err.contains("with_metric"),
         "{err}"
+    );
+}
+
+/// Each schedule's rate at chosen steps, worked by hand from Keras's formulas
+/// (ExponentialDecay, PiecewiseConstantDecay, CosineDecay with warmup).
+#[test]
+fn schedules_give_keras_rates() {
+    let h = History::default();
+    let close = |got: f32, want: f64, what: &str| {
+        assert!(
+            (got as f64 - want).abs() < 1e-7,
+            "{what}: {got}, want {want}"
+        );
+    };
+    let exp = LrSchedule::Exponential {
+        decay_steps: 10,
+        decay_rate: 0.5,
+        staircase: false,
+    };
+    close(exp.lr(0.1, 0, &h), 0.1, "exponential at 0");
+    close(
+        exp.lr(0.1, 5, &h),
+        0.1 * 0.5f64.powf(0.5),
+        "exponential at 5",
+    );
+    let stairs = LrSchedule::Exponential {
+        decay_steps: 10,
+        decay_rate: 0.5,
+        staircase: true,
+    };
+    close(stairs.lr(0.1, 15, &h), 0.05, "staircase at 15");
+    let piecewise = LrSchedule::Piecewise {
+        boundaries: vec![10, 20],
+        values: vec![1.0, 0.5, 0.1],
+    };
+    for (step, want) in [(0, 1.0), (10, 1.0), (11, 0.5), (20, 0.5), (21, 0.1)] {
+        close(
+            piecewise.lr(0.3, step, &h),
+            want,
+            &format!("piecewise at {step}"),
+        );
+    }
+    let cosine = LrSchedule::Cosine {
+        decay_steps: 100,
+        alpha: 0.1,
+        warmup_steps: 0,
+        warmup_from: 0.0,
+    };
+    close(
+        cosine.lr(0.1, 50, &h),
+        0.1 * (0.9 * 0.5 + 0.1),
+        "cosine halfway",
+    );
+    close(cosine.lr(0.1, 500, &h), 0.01, "cosine past its end");
+    let warm = LrSchedule::cosine_with_warmup(100, 10);
+    for (step, want) in [(0, 0.0), (5, 0.05), (10, 0.1), (60, 0.05), (110, 0.0)] {
+        close(
+            warm.lr(0.1, step, &h),
+            want,
+            &format!("warmup cosine at {step}"),
+        );
+    }
+    for bad in [
+        LrSchedule::Piecewise {
+            boundaries: vec![5, 5],
+            values: vec![1.0, 0.5, 0.1],
+        },
+        LrSchedule::Piecewise {
+            boundaries: vec![5],
+            values: vec![1.0],
+        },
+        LrSchedule::Cosine {
+            decay_steps: 0,
+            alpha: 0.0,
+            warmup_steps: 0,
+            warmup_from: 0.0,
+        },
+        LrSchedule::Plateau {
+            monitor: Monitor::ValLoss,
+            factor: 1.5,
+            patience: 1,
+            min_delta: 0.0,
+            cooldown: 0,
+            min_lr: 0.0,
+        },
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?} accepted");
+    }
+}
+
+/// ReduceLROnPlateau replayed over a history, as Keras's callback counts: two epochs without
+/// improvement halve the rate; the cooldown counter is spent before the epoch is judged, so a
+/// cooldown of 1 delays nothing (Keras's order); the floor holds.
+#[test]
+fn plateau_reduces_as_keras_callback_does() {
+    let schedule = LrSchedule::Plateau {
+        monitor: Monitor::ValLoss,
+        factor: 0.5,
+        patience: 2,
+        min_delta: 0.0,
+        cooldown: 1,
+        min_lr: 0.03,
+    };
+    let mut h = History::default();
+    // val_loss per epoch; the rate for the epoch after it.
+    let steps = [
+        (1.0, 0.1),
+        (0.9, 0.1),
+        (0.95, 0.1),
+        (0.96, 0.05), // two epochs without improvement: halved
+        (0.97, 0.05), // the cooldown ends first, so this epoch counts
+        (0.98, 0.03), // halved to 0.025, held at the floor
+        (0.99, 0.03), // at the floor: no further reduction
+        (0.5, 0.03),
+    ];
+    for (epoch, (val_loss, want)) in steps.into_iter().enumerate() {
+        h.epochs.push(EpochStats {
+            epoch: epoch + 1,
+            loss: 1.0,
+            metric: None,
+            val_loss: Some(val_loss),
+            val_metric: None,
+            learning_rate: None,
+            seconds: 0.0,
+            samples_per_sec: 0.0,
+            dispatches_per_step: 0.0,
+            submits_per_step: 0.0,
+            readbacks_per_step: 0.0,
+            bytes_up_per_step: 0.0,
+            bytes_down_per_step: 0.0,
+        });
+        let got = schedule.lr(0.1, 0, &h);
+        assert!(
+            (got - want).abs() < 1e-7,
+            "after epoch {}: {got}, want {want}",
+            epoch + 1
+        );
+    }
+}
+
+/// A scheduled run records each epoch's rate, and resumed halfway it reaches the uninterrupted
+/// run's weights bit for bit (the rate is a function of the step count and the history).
+#[test]
+fn a_scheduled_run_resumes_to_the_same_weights() {
+    let d = Device::cpu();
+    let schedule = Some(LrSchedule::cosine_with_warmup(18, 6));
+    let (full_history, full) =
+        run_scheduled(&d, &temp_dir("sched-full"), 4, false, schedule.clone());
+    let rates: Vec<f32> = full_history
+        .epochs
+        .iter()
+        .map(|e| e.learning_rate.unwrap())
+        .collect();
+    // 6 steps an epoch: the first epoch's last step is warmup step 5 of 6, then the decay.
+    let lr = setup().2.optimizer.lr();
+    let want = [
+        5.0 / 6.0,
+        0.5 * (1.0 + (std::f64::consts::PI * 5.0 / 18.0).cos()),
+    ];
+    for (got, w) in rates.iter().zip(want) {
+        assert!((*got as f64 - lr as f64 * w).abs() < 1e-7, "{rates:?}");
+    }
+    assert!(rates.windows(2).skip(1).all(|w| w[1] < w[0]), "{rates:?}");
+    let dir = temp_dir("sched-interrupted");
+    run_scheduled(&d, &dir, 2, false, schedule.clone());
+    let (resumed_history, resumed) = run_scheduled(&d, &dir, 4, true, schedule);
+    assert_eq!(full, resumed, "weights differ after resuming");
+    assert_eq!(
+        full_history.epochs[3].learning_rate,
+        resumed_history.epochs[3].learning_rate
     );
 }
