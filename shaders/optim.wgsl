@@ -24,9 +24,9 @@ struct OptimParams {
     weight_decay: f32,
     lr: f32,
     one_minus_rho: f32,
+    parts: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: OptimParams;
@@ -34,6 +34,88 @@ struct OptimParams {
 @group(0) @binding(2) var<storage, read> g: array<f32>;       // gradients
 @group(0) @binding(3) var<storage, read_write> m: array<f32>; // Adam first moment / velocity
 @group(0) @binding(4) var<storage, read_write> v: array<f32>; // Adam second moment / mean square
+
+// Gradient clipping (Keras's clipvalue, global_clipnorm), in place on the gradients before the
+// update: `clip_value` limits each to [-alpha, alpha]; `sumsq_partial` (NORM_PARTS workgroups)
+// and `clip_scale` (one) compute scale = alpha * min(1 / norm, 1 / alpha), NaN when the norm
+// is, as Keras; `scale_by` multiplies by it. Sums run in a fixed order.
+@group(0) @binding(5) var<storage, read> gscale: array<f32>;
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(7) var<storage, read_write> scale_out: array<f32>;
+
+var<workgroup> clip_part: array<f32, 256>;
+
+// The workgroup's sum of every thread's `v`, in a fixed tree order, to every thread.
+fn clip_workgroup_sum(lid: u32, v: f32) -> f32 {
+    clip_part[lid] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            clip_part[lid] = clip_part[lid] + clip_part[lid + s];
+        }
+        workgroupBarrier();
+    }
+    return workgroupUniformLoad(&clip_part[0]);
+}
+
+@compute @workgroup_size(256)
+fn clip_value(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    w[i] = clamp(w[i], -p.alpha, p.alpha);
+}
+
+@compute @workgroup_size(256)
+fn sumsq_partial(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    var acc = 0.0;
+    for (var i = wid.x * 256u + lid; i < p.n; i += p.parts * 256u) {
+        acc += g[i] * g[i];
+    }
+    let total = clip_workgroup_sum(lid, acc);
+    if (lid == 0u) {
+        partials[wid.x] = total;
+    }
+}
+
+@compute @workgroup_size(256)
+fn clip_scale(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    if (lid < p.parts) {
+        acc = partials[lid];
+    }
+    let norm = sqrt(clip_workgroup_sum(lid, acc));
+    if (lid == 0u) {
+        // min(1 / norm, 1 / alpha) without dividing by a zero norm; an infinite or NaN norm
+        // gives NaN (tested on the bits: compilers may assume arithmetic has no NaN; the NaN is
+        // made at run time, since Tint refuses a constant one).
+        let inv = select(1.0 / norm, 1.0 / p.alpha, norm <= p.alpha);
+        let special = (bitcast<u32>(norm) & 0x7f800000u) == 0x7f800000u;
+        let nan = bitcast<f32>(0x7fc00000u | (p.parts & 0u));
+        scale_out[0] = select(p.alpha * inv, nan, special);
+    }
+}
+
+@compute @workgroup_size(256)
+fn scale_by(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    w[i] = w[i] * gscale[0];
+}
 
 // w after decoupled weight decay.
 fn decayed(wi: f32) -> f32 {

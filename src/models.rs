@@ -419,6 +419,7 @@ pub fn qqp_train_config(seed: u64) -> TrainConfig {
         loss: Some(LossKind::BinaryCrossentropy),
         optimizer: OptimizerConfig::adam(),
         schedule: None,
+        clip: None,
         report_every: 50,
     }
 }
@@ -512,6 +513,7 @@ pub fn job(name: JobName, seed: u64, opts: &JobOptions) -> Result<Job, String> {
                 loss: Some(LossKind::CategoricalCrossentropyFromLogits),
                 optimizer: OptimizerConfig::adam(),
                 schedule: None,
+                clip: None,
                 report_every: 50,
             },
             metadata: vec![],
@@ -549,6 +551,7 @@ fn builtin(name: JobName, seed: u64) -> Job {
                         eps: 1e-7,
                     },
                     schedule: None,
+                    clip: None,
                     report_every: 20,
                 },
                 metadata: vec![],
@@ -575,6 +578,7 @@ fn builtin(name: JobName, seed: u64) -> Job {
                     eps: 1e-7,
                 },
                 schedule: None,
+                clip: None,
                 report_every: 1,
             },
             metadata: vec![],

@@ -78,7 +78,9 @@ pub fn run(device: &Device, job: &Job, opts: &Options) -> Result<(Report, Profil
     let model = job.model.init(&builder).map_err(err)?;
     device.set_lstm_path(opts.lstm);
     let params = builder.build(device).map_err(err)?;
-    let mut optimizer = Optimizer::new(job.config.optimizer, &params).map_err(err)?;
+    let mut optimizer = Optimizer::new(job.config.optimizer, &params)
+        .map_err(err)?
+        .with_clip(job.config.clip);
     let data = job
         .train
         .batch(&(0..batch).collect::<Vec<_>>(), device)

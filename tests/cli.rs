@@ -804,3 +804,21 @@ fn schedules_from_the_cli() {
     assert_eq!(code, common::USAGE, "{stderr}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--clip-norm` and `--clip-value` train; a threshold that is not positive, or both at once,
+/// are refused before training.
+#[test]
+fn gradient_clipping_from_the_cli() {
+    let out = std::env::temp_dir().join(format!("kiln-clip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    for flag in ["--clip-norm", "--clip-value"] {
+        let o = out.join(&flag[2..]).display().to_string();
+        common::ok(&[
+            "train", "xor", "--epochs", "3", "--quiet", flag, "0.5", "--out", &o,
+        ]);
+        common::refused(&["train", "xor", flag, "0"], common::USAGE, &[&flag[2..]]);
+    }
+    let (code, _, stderr) = common::run(&["train", "xor", "--clip-norm", "1", "--clip-value", "1"]);
+    assert_eq!(code, common::USAGE, "{stderr}");
+    let _ = std::fs::remove_dir_all(&out);
+}

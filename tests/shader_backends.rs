@@ -228,8 +228,11 @@ fn every_kernel_the_launchers_compile_passes_tint_at_webgpu_default_limits() {
         "check.mjs failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.trim()).expect("check.mjs prints JSON");
+    // Dawn prints its own validation messages to stdout before the report: the report is the
+    // last line.
+    let last = stdout.trim().lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("check.mjs prints JSON last ({e}):\n{stdout}"));
     assert_eq!(
         report["limits"]["maxStorageBuffersPerShaderStage"], 8,
         "Dawn's null adapter checks at WebGPU's default limits: {}",
@@ -312,5 +315,7 @@ fn elementwise_ops(d: &kiln::device::Device) {
         .unwrap();
     d.sgd_update(&kiln::device::SgdConfig::default(), &w, &g, &m)
         .unwrap();
+    d.clip_by_value_(&g, 1.0).unwrap();
+    d.clip_by_global_norm_(&g, 1.0).unwrap();
     d.sync().unwrap();
 }

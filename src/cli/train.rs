@@ -64,6 +64,13 @@ pub struct TrainArgs {
     /// A learning-rate schedule (default: none, the rate stays).
     #[arg(long, value_enum)]
     schedule: Option<ScheduleArg>,
+    /// Scale the gradients so that their global L2 norm is at most this (Keras's
+    /// global_clipnorm; computed on the device).
+    #[arg(long, value_name = "NORM", conflicts_with = "clip_value")]
+    clip_norm: Option<f32>,
+    /// Limit each gradient to [-V, V] (Keras's clipvalue).
+    #[arg(long, value_name = "V")]
+    clip_value: Option<f32>,
     /// --schedule cosine: steps of a linear warmup from 0 before the decay.
     #[arg(long, value_name = "STEPS", requires = "schedule")]
     warmup: Option<u64>,
@@ -213,6 +220,14 @@ impl TrainArgs {
         Ok(())
     }
 
+    /// Gradient clipping from --clip-norm or --clip-value (clap keeps them apart).
+    fn clip(&self) -> Option<kiln_graph::GradClip> {
+        use kiln_graph::GradClip;
+        self.clip_norm
+            .map(GradClip::GlobalNorm)
+            .or(self.clip_value.map(GradClip::Value))
+    }
+
     /// The run's schedule: a cosine spans every step of the run after the warmup.
     fn schedule(&self, job: &Job) -> Result<Option<kiln_train::LrSchedule>, CliError> {
         let warmup = self.warmup.unwrap_or(0);
@@ -247,6 +262,7 @@ impl TrainArgs {
         if let Some(o) = self.optimizer {
             probe.optimizer = o.into();
         }
+        probe.clip = self.clip();
         if let Some(lr) = self.lr {
             probe.optimizer = probe.optimizer.with_lr(lr);
         }
@@ -338,6 +354,7 @@ impl TrainArgs {
             job.config.optimizer = job.config.optimizer.with_lr(lr);
         }
         job.config.schedule = self.schedule(&job)?;
+        job.config.clip = self.clip();
         job.config.validate().usage()?;
         let no_val = job.val.as_ref().is_none_or(|v| v.is_empty());
         if self.patience.is_some() && no_val {

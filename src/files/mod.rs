@@ -34,6 +34,7 @@ pub fn job(model: ModelConfig, data: &Path, seed: u64, opts: &FileOptions) -> Re
             loss: Some(prepared.loss),
             optimizer: OptimizerConfig::adam(),
             schedule: None,
+            clip: None,
             report_every: 50,
         },
         metadata: vec![(

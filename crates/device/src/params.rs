@@ -600,8 +600,26 @@ pub struct OptimParams {
     pub lr: f32,
     /// RMSprop: 1 - rho, rounded from f64 as Keras's Python float is.
     pub one_minus_rho: f32,
+    /// Gradient clipping: the partial sums of squares (`sumsq_partial`'s workgroups).
+    pub parts: u32,
     /// WGSL padding to 16 bytes.
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 2],
+}
+
+impl OptimParams {
+    /// Workgroups of `sumsq_partial`: each sums a strided share of the gradients.
+    pub const NORM_PARTS: u32 = 256;
+
+    /// Parameters of the clipping kernels over `n` gradients at `threshold` (the value or
+    /// the norm), in `alpha`.
+    pub fn clip(n: u32, threshold: f32) -> OptimParams {
+        OptimParams {
+            n,
+            alpha: threshold,
+            parts: Self::NORM_PARTS,
+            ..OptimParams::default()
+        }
+    }
 }
 
 /// Adam's hyperparameters; `Default` is Keras's Adam (AdamW: [`AdamConfig::adamw`]).

@@ -868,3 +868,62 @@ fn broadcast_binary_ops_copies_and_sums() {
         }
     }
 }
+
+/// Gradient clipping on the device against the reference: by value (one dispatch) and by global
+/// norm (three, nothing read back), over a packed buffer past one workgroup's share; a norm
+/// under the limit leaves the gradients as they were, to the rounding of alpha * (1 / alpha).
+#[test]
+fn gradient_clipping_matches_the_reference() {
+    let Some(gpu) = private_gpu_device("clipping") else {
+        return;
+    };
+    let cpu = Device::cpu_reference();
+    let n = 3 * 256 * 256 + 77;
+    let g0 = random_f32(5, n, -1.0, 1.0);
+    let run = |d: &Device, how: &str, limit: f32| -> (Vec<f32>, u64) {
+        let g = d.from_f32(&g0, &[n]).unwrap();
+        let before = d.counters().dispatches;
+        match how {
+            "norm" => d.clip_by_global_norm_(&g, limit).unwrap(),
+            _ => d.clip_by_value_(&g, limit).unwrap(),
+        }
+        let dispatches = d.counters().dispatches - before;
+        (d.to_f32(&g).unwrap(), dispatches)
+    };
+    let norm = g0.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    for (how, limit, dispatches) in [("norm", 10.0, 3), ("norm", 1e4, 3), ("value", 0.3, 1)] {
+        let (got, count) = run(&gpu, how, limit);
+        let (want, _) = run(&cpu, how, limit);
+        assert_eq!(count, dispatches, "{how}");
+        assert_close(
+            &format!("{how} {limit}"),
+            &got,
+            &want,
+            Tolerance::new(1e-6, 1e-5),
+        );
+        if how == "norm" {
+            let after = got.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+            let expect = norm.min(limit as f64);
+            assert!(
+                (after - expect).abs() < 1e-4 * expect,
+                "{how} {limit}: norm {after}"
+            );
+        }
+    }
+    // Keras's worked case: [3, 4] has norm 5; clipped to 1 it is [0.6, 0.8].
+    for d in [&gpu, &cpu] {
+        let g = d.from_f32(&[3.0, 4.0], &[2]).unwrap();
+        d.clip_by_global_norm_(&g, 1.0).unwrap();
+        assert_close(
+            "[3, 4]",
+            &d.to_f32(&g).unwrap(),
+            &[0.6, 0.8],
+            Tolerance::new(1e-7, 0.0),
+        );
+        // A non-finite norm makes every gradient NaN, as Keras's clip_by_global_norm does.
+        let g = d.from_f32(&[f32::INFINITY, 1.0], &[2]).unwrap();
+        d.clip_by_global_norm_(&g, 1.0).unwrap();
+        assert!(d.to_f32(&g).unwrap().iter().all(|x| x.is_nan()));
+        assert!(d.clip_by_value_(&g, 0.0).is_err());
+    }
+}

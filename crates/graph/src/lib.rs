@@ -60,7 +60,7 @@ pub use layers::{
 };
 pub use loss::{LossFn, LossKind, MetricKind, Objective};
 pub use model::Model;
-pub use optim::{Optimizer, OptimizerConfig};
+pub use optim::{GradClip, Optimizer, OptimizerConfig};
 pub use params::{Init, ParamBuilder, ParamId, ParamStore, Snapshot};
 pub use recurrent::{LstmOutputs, LstmVars};
 pub use step::{step_seed, train_step, Batch, StepOutput};

@@ -193,6 +193,36 @@ impl OptimizerConfig {
     }
 }
 
+/// What happens to the gradients before an update (Keras's optimizer arguments; one at a time,
+/// as Keras allows).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum GradClip {
+    /// Every gradient scaled so that their global L2 norm is at most this (Keras's
+    /// `global_clipnorm`): computed on the device, never read back.
+    GlobalNorm(f32),
+    /// Each gradient element limited to [-v, v] (Keras's `clipvalue`).
+    Value(f32),
+}
+
+impl GradClip {
+    /// Refuses a threshold that is not positive and finite.
+    pub fn validate(&self) -> Result<()> {
+        let (what, v) = match *self {
+            GradClip::GlobalNorm(v) => ("clip-norm", v),
+            GradClip::Value(v) => ("clip-value", v),
+        };
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(Error::model(
+                what,
+                format!("the clipping threshold {v:?} must be positive and finite"),
+            ))
+        }
+    }
+}
+
 /// An optimizer's state over a [`ParamStore`]: one fused dispatch per step.
 pub struct Optimizer {
     config: OptimizerConfig,
@@ -201,6 +231,8 @@ pub struct Optimizer {
     m: Tensor,
     /// Adam's second moment or RMSprop's mean square (unused by SGD).
     v: Tensor,
+    /// Gradient clipping before each update.
+    clip: Option<GradClip>,
 }
 
 impl Optimizer {
@@ -213,7 +245,14 @@ impl Optimizer {
             step: 0,
             m: d.zeros(&[len])?,
             v: d.zeros(&[len])?,
+            clip: None,
         })
+    }
+
+    /// Clips the gradients before each update.
+    pub fn with_clip(mut self, clip: Option<GradClip>) -> Self {
+        self.clip = clip;
+        self
     }
 
     /// The settings.
@@ -241,6 +280,11 @@ impl Optimizer {
         self.step += 1;
         let d = params.device();
         let (w, g) = (params.values_flat(), params.grads_flat());
+        match self.clip {
+            Some(GradClip::GlobalNorm(n)) => d.clip_by_global_norm_(g, n)?,
+            Some(GradClip::Value(v)) => d.clip_by_value_(g, v)?,
+            None => {}
+        }
         match self.config {
             OptimizerConfig::Adam {
                 lr,

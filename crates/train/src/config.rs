@@ -1,6 +1,6 @@
 //! [`TrainConfig`]: how to train, saved in every checkpoint.
 
-use kiln_graph::{LossKind, OptimizerConfig};
+use kiln_graph::{GradClip, LossKind, OptimizerConfig};
 
 use crate::schedule::LrSchedule;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,9 @@ pub struct TrainConfig {
     /// How the learning rate moves (None: it stays the optimizer's).
     #[serde(default)]
     pub schedule: Option<LrSchedule>,
+    /// Gradient clipping before each update (None: none).
+    #[serde(default)]
+    pub clip: Option<GradClip>,
     /// Steps between reads of the running loss (also the NaN check's granularity).
     pub report_every: usize,
 }
@@ -39,6 +42,7 @@ impl Default for TrainConfig {
             loss: None,
             optimizer: OptimizerConfig::adam(),
             schedule: None,
+            clip: None,
             report_every: 50,
         }
     }
@@ -77,6 +81,12 @@ impl TrainConfig {
         self
     }
 
+    /// Gradient clipping.
+    pub fn clip(mut self, clip: GradClip) -> Self {
+        self.clip = Some(clip);
+        self
+    }
+
     /// A learning-rate schedule.
     pub fn schedule(mut self, schedule: LrSchedule) -> Self {
         self.schedule = Some(schedule);
@@ -101,6 +111,9 @@ impl TrainConfig {
         self.optimizer.validate()?;
         if let Some(s) = &self.schedule {
             s.validate()?;
+        }
+        if let Some(c) = &self.clip {
+            c.validate()?;
         }
         Ok(())
     }

@@ -244,7 +244,7 @@ impl<'a> Fit<'a> {
                 "the run has none: give TrainConfig::new(LossKind::...) or Fit::loss(&your_loss)",
             )),
         };
-        let mut optimizer = Optimizer::new(cfg.optimizer, params)?;
+        let mut optimizer = Optimizer::new(cfg.optimizer, params)?.with_clip(cfg.clip);
         let history = History {
             metric: objective.metric_name().map(str::to_string),
             higher_is_better: objective.higher_is_better(),

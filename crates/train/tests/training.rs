@@ -32,6 +32,7 @@ fn setup() -> (SequentialConfig, Dataset, TrainConfig) {
         loss: Some(LossKind::BinaryCrossentropy),
         optimizer: OptimizerConfig::adam(),
         schedule: None,
+        clip: None,
         report_every: 4,
     };
     (model, data, config)
@@ -49,20 +50,20 @@ fn run(
     epochs: usize,
     resume: bool,
 ) -> (History, Vec<checkpoint::NamedTensor>) {
-    run_scheduled(d, out, epochs, resume, None)
+    run_edited(d, out, epochs, resume, |_| {})
 }
 
-/// `run` with a learning-rate schedule.
-fn run_scheduled(
+/// `run` with the settings edited (a schedule, clipping, another optimizer).
+fn run_edited(
     d: &Device,
     out: &Path,
     epochs: usize,
     resume: bool,
-    schedule: Option<LrSchedule>,
+    edit: impl Fn(&mut TrainConfig),
 ) -> (History, Vec<checkpoint::NamedTensor>) {
     let (model_cfg, data, mut cfg) = setup();
     cfg.epochs = epochs;
-    cfg.schedule = schedule;
+    edit(&mut cfg);
     let b = ParamBuilder::new(cfg.seed);
     let model = model_cfg.init(&b).unwrap();
     let params = b.build(d).unwrap();
@@ -456,6 +457,7 @@ fn xor_is_learned_to_full_accuracy_on_every_device() {
                 eps: 1e-7,
             },
             schedule: None,
+            clip: None,
             report_every: 50,
         };
         let b = ParamBuilder::new(cfg.seed);
@@ -1005,13 +1007,17 @@ fn plateau_reduces_as_keras_callback_does() {
 }
 
 /// A scheduled run records each epoch's rate, and resumed halfway it reaches the uninterrupted
-/// run's weights bit for bit (the rate is a function of the step count and the history).
+/// run's weights bit for bit (the rate is a function of the step count and the history), with
+/// AdamW and gradient clipping by global norm also on.
 #[test]
-fn a_scheduled_run_resumes_to_the_same_weights() {
-    let d = Device::cpu();
-    let schedule = Some(LrSchedule::cosine_with_warmup(18, 6));
-    let (full_history, full) =
-        run_scheduled(&d, &temp_dir("sched-full"), 4, false, schedule.clone());
+fn a_scheduled_clipped_run_resumes_to_the_same_weights() {
+    let d = gpu_device("scheduled_resume").unwrap_or_else(Device::cpu);
+    let edit = |cfg: &mut TrainConfig| {
+        cfg.schedule = Some(LrSchedule::cosine_with_warmup(18, 6));
+        cfg.clip = Some(GradClip::GlobalNorm(0.5));
+        cfg.optimizer = OptimizerConfig::adamw().with_lr(cfg.optimizer.lr());
+    };
+    let (full_history, full) = run_edited(&d, &temp_dir("sched-full"), 4, false, edit);
     let rates: Vec<f32> = full_history
         .epochs
         .iter()
@@ -1028,11 +1034,17 @@ fn a_scheduled_run_resumes_to_the_same_weights() {
     }
     assert!(rates.windows(2).skip(1).all(|w| w[1] < w[0]), "{rates:?}");
     let dir = temp_dir("sched-interrupted");
-    run_scheduled(&d, &dir, 2, false, schedule.clone());
-    let (resumed_history, resumed) = run_scheduled(&d, &dir, 4, true, schedule);
+    run_edited(&d, &dir, 2, false, edit);
+    let (resumed_history, resumed) = run_edited(&d, &dir, 4, true, edit);
     assert_eq!(full, resumed, "weights differ after resuming");
     assert_eq!(
         full_history.epochs[3].learning_rate,
         resumed_history.epochs[3].learning_rate
     );
+    // Clipping changed the run: without it the weights differ.
+    let (_, unclipped) = run_edited(&d, &temp_dir("sched-unclipped"), 4, false, |cfg| {
+        edit(cfg);
+        cfg.clip = None;
+    });
+    assert_ne!(full, unclipped, "clipping at 0.5 changed nothing");
 }

@@ -5,7 +5,7 @@ use crate::gpu::Launch;
 use crate::ops::{groups, shape_str};
 use crate::params::{AdamConfig, OptimParams, RmspropConfig, SgdConfig};
 use crate::shaders::ShaderFamily;
-use crate::{Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 impl Device {
     fn optim_check(&self, op: &'static str, w: &Tensor, others: &[&Tensor]) -> Result<()> {
@@ -126,5 +126,78 @@ impl Device {
                 self.optim_launch("rmsprop_update", &p, &[(1, w), (2, g), (3, m), (4, v)])
             }
         }
+    }
+
+    /// Limits every gradient in `g` to [-limit, limit], in place (Keras's `clipvalue`).
+    pub fn clip_by_value_(&self, g: &Tensor, limit: f32) -> Result<()> {
+        let op = "clip_by_value";
+        self.check(op, g)?;
+        check_limit(op, limit)?;
+        let p = OptimParams::clip(g.len() as u32, limit);
+        match self.backend() {
+            Backend::Cpu => {
+                let _span = self.span(op);
+                crate::reference::clip_value(&p, &mut self.host_write(g));
+                self.count_dispatch();
+                Ok(())
+            }
+            Backend::Gpu(_) => self.optim_launch("clip_value", &p, &[(1, g)]),
+        }
+    }
+
+    /// Scales the gradients in `g` (every parameter's, packed) in place so that their global
+    /// L2 norm is at most `max_norm` (Keras's `global_clipnorm`), without reading anything
+    /// back: the norm and the factor stay on the device. Three dispatches.
+    pub fn clip_by_global_norm_(&self, g: &Tensor, max_norm: f32) -> Result<()> {
+        let op = "clip_by_global_norm";
+        self.check(op, g)?;
+        check_limit(op, max_norm)?;
+        let p = OptimParams::clip(g.len() as u32, max_norm);
+        match self.backend() {
+            Backend::Cpu => {
+                let _span = self.span(op);
+                let mut gh = self.host_write(g);
+                let scale = crate::reference::clip_scale(&p, &gh);
+                for x in gh.iter_mut().take(p.n as usize) {
+                    *x *= scale;
+                }
+                self.count_dispatch();
+                Ok(())
+            }
+            Backend::Gpu(gpu) => {
+                let partials = self.alloc(op, DType::F32, &[OptimParams::NORM_PARTS as usize])?;
+                let scale = self.alloc(op, DType::F32, &[1])?;
+                for (entry, bindings, workgroups) in [
+                    (
+                        "sumsq_partial",
+                        vec![(2, g), (6, &partials)],
+                        OptimParams::NORM_PARTS as u64,
+                    ),
+                    ("clip_scale", vec![(6, &partials), (7, &scale)], 1),
+                ] {
+                    gpu.launch(Launch {
+                        family: ShaderFamily::Optim,
+                        entry,
+                        overrides: &[],
+                        params: bytemuck::bytes_of(&p),
+                        bindings: &bindings,
+                        workgroups,
+                    })?;
+                }
+                self.optim_launch("scale_by", &p, &[(1, g), (5, &scale)])
+            }
+        }
+    }
+}
+
+/// A clipping threshold: positive and finite.
+fn check_limit(op: &'static str, limit: f32) -> Result<()> {
+    if limit.is_finite() && limit > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            op,
+            format!("the clipping threshold {limit} must be positive and finite"),
+        ))
     }
 }

@@ -428,6 +428,32 @@ pub fn rmsprop_update(p: &OptimParams, w: &mut [f32], g: &[f32], m: &mut [f32], 
     }
 }
 
+/// In place: each gradient limited to [-alpha, alpha] (Keras's clipvalue).
+pub fn clip_value(p: &OptimParams, g: &mut [f32]) {
+    for x in &mut g[..p.n as usize] {
+        *x = x.clamp(-p.alpha, p.alpha);
+    }
+}
+
+/// The global-norm clipping factor alpha * min(1 / norm, 1 / alpha) of the gradients (Keras's
+/// global_clipnorm; NaN when the norm is not finite), the norm summed in f64.
+pub fn clip_scale(p: &OptimParams, g: &[f32]) -> f32 {
+    let norm = g[..p.n as usize]
+        .iter()
+        .map(|&x| x as f64 * x as f64)
+        .sum::<f64>()
+        .sqrt() as f32;
+    if !norm.is_finite() {
+        return f32::NAN;
+    }
+    let inv = if norm <= p.alpha {
+        1.0 / p.alpha
+    } else {
+        1.0 / norm
+    };
+    p.alpha * inv
+}
+
 /// In place: velocity u = momentum * u - lr * g; w += u (Nesterov: w += momentum * u - lr * g).
 pub fn sgd_update(p: &OptimParams, w: &mut [f32], g: &[f32], u: &mut [f32]) {
     for i in 0..p.n as usize {
