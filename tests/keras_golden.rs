@@ -524,3 +524,69 @@ fn transformer_layers_match_keras_hub() {
         }
     }
 }
+
+/// Conv1D (valid with strides, same with strides and an odd padding, causal with dilation and
+/// relu) and GlobalMaxPooling1D (tools/keras/golden_layers.py): outputs and the gradients of
+/// sum(y * r) with respect to the input, the kernel (k, C, filters) and the bias.
+#[test]
+fn conv1d_and_global_max_pooling_match_keras() {
+    let g = golden_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keras_layers.safetensors"
+    ));
+    for case in ["conv1d_valid", "conv1d_same", "conv1d_causal"] {
+        let s = &g.cases[case];
+        let padding: kiln_graph::layers::Padding1d =
+            serde_json::from_value(s["padding"].clone()).unwrap();
+        let activation: Activation = serde_json::from_value(s["activation"].clone()).unwrap();
+        let config = kiln_graph::layers::Conv1dConfig::new(
+            g.dim(case, "filters"),
+            g.dim(case, "kernel_size"),
+        )
+        .strides(g.dim(case, "strides"))
+        .dilation_rate(g.dim(case, "dilation_rate"))
+        .padding(padding)
+        .activation(activation);
+        let x_shape = g.tensors[&format!("{case}/x")].0.clone();
+        for d in devices() {
+            let pb = ParamBuilder::new(0);
+            let layer = config.init(&pb, &x_shape[1..]).unwrap();
+            let params = pb.build(&d).unwrap();
+            for (i, id) in layer.params().into_iter().enumerate() {
+                d.write_f32(params.value(id), &g.w(case, i)).unwrap();
+            }
+            against_keras(&g, case, &d, &layer, &params);
+        }
+    }
+    let x_shape = g.tensors["global_max_pooling1d/x"].0.clone();
+    for d in devices() {
+        let pb = ParamBuilder::new(0);
+        let (layer, _) = kiln_graph::layers::GlobalMaxPooling1dConfig::default()
+            .build(&pb, &Signature::values(&x_shape[1..]))
+            .unwrap();
+        let params = pb.build(&d).unwrap();
+        against_keras(&g, "global_max_pooling1d", &d, &*layer, &params);
+    }
+}
+
+/// gelu and gelu_approximate as Activation layers against Keras's.
+#[test]
+fn gelu_matches_keras() {
+    let g = golden_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keras_layers.safetensors"
+    ));
+    for case in ["gelu", "gelu_approximate"] {
+        let activation: Activation =
+            serde_json::from_value(g.cases[case]["activation"].clone()).unwrap();
+        let x_shape = g.tensors[&format!("{case}/x")].0.clone();
+        for d in devices() {
+            let pb = ParamBuilder::new(0);
+            let layer = kiln_graph::layers::ActivationConfig::new(activation)
+                .init(&pb, &x_shape[1..])
+                .unwrap();
+            let params = pb.build(&d).unwrap();
+            against_keras(&g, case, &d, &layer, &params);
+        }
+    }
+}

@@ -154,6 +154,27 @@ if keras_hub is not None:
     x = rng.uniform(-1, 1, (2, 6, 8)).astype(np.float32)
     record("sine_position", Plus(keras_hub.layers.SinePositionEncoding()), x, {"max_wavelength": 10000.0})
 
+# Conv1D over (T, C): valid padding with strides 3 (Keras refuses strides with dilation); same
+# padding with strides 2
+# (an odd total, the extra zero after); causal padding with dilation 2 and relu; then
+# GlobalMaxPooling1D. Weights in Keras's order: kernel (k, C, filters), bias.
+x = rng.uniform(-1, 1, (2, 11, 3)).astype(np.float32)
+record("conv1d_valid", keras.layers.Conv1D(4, 3, strides=3), x,
+       {"filters": 4, "kernel_size": 3, "strides": 3, "padding": "valid", "dilation_rate": 1, "activation": "linear"})
+x = rng.uniform(-1, 1, (2, 8, 3)).astype(np.float32)
+record("conv1d_same", keras.layers.Conv1D(5, 4, strides=2, padding="same"), x,
+       {"filters": 5, "kernel_size": 4, "strides": 2, "padding": "same", "dilation_rate": 1, "activation": "linear"})
+x = rng.uniform(-1, 1, (3, 6, 2)).astype(np.float32)
+record("conv1d_causal", keras.layers.Conv1D(3, 2, padding="causal", dilation_rate=2, activation="relu"), x,
+       {"filters": 3, "kernel_size": 2, "strides": 1, "padding": "causal", "dilation_rate": 2, "activation": "relu"})
+x = rng.uniform(-1, 1, (2, 5, 4)).astype(np.float32)
+record("global_max_pooling1d", keras.layers.GlobalMaxPooling1D(), x, {})
+# gelu, exact and tanh-approximated, as activation layers.
+x = rng.uniform(-4, 4, (3, 7)).astype(np.float32)
+record("gelu", keras.layers.Activation("gelu"), x, {"activation": "gelu"})
+record("gelu_approximate", keras.layers.Activation(lambda t: keras.activations.gelu(t, approximate=True)), x,
+       {"activation": "gelu_approximate"})
+
 meta = {
     "cases": json.dumps(cases),
     "versions": json.dumps({"tensorflow": tf.__version__, "keras": keras.__version__,

@@ -228,14 +228,7 @@ impl<'a> Fit<'a> {
         val: Option<&Dataset>,
     ) -> Result<Trained> {
         let cfg = self.config.clone();
-        train.validate()?;
-        if let Some(v) = val {
-            v.validate()?;
-        }
-        cfg.validate()?;
-        if train.is_empty() {
-            return Err(Error::config("fit", "the training set is empty"));
-        }
+        check_inputs(&cfg, train, val)?;
         let objective: &dyn Objective = match (self.objective, &cfg.loss) {
             (Some(custom), _) => custom,
             (None, Some(loss)) => loss,
@@ -261,21 +254,7 @@ impl<'a> Fit<'a> {
             validates: val.is_some_and(|v| !v.is_empty()),
             stop: Default::default(),
         };
-        if let Some(crate::LrSchedule::Plateau { monitor, .. }) = &cfg.schedule {
-            let name = monitor.name(&state.history);
-            let computed = match monitor {
-                Monitor::Loss => true,
-                Monitor::Metric => state.history.metric.is_some(),
-                Monitor::ValLoss => state.validates,
-                Monitor::ValMetric => state.validates && state.history.metric.is_some(),
-            };
-            if !computed {
-                return Err(Error::config(
-                    "schedule",
-                    format!("the plateau schedule watches {name}, which this run does not compute (no validation set, or a loss without a metric)"),
-                ));
-            }
-        }
+        check_schedule(&cfg, &state)?;
         let notes = match &mut self.checkpoints {
             Some(c) => c.begin(&mut state)?,
             None => vec![],
@@ -476,4 +455,38 @@ impl<'a> Fit<'a> {
         let metric = objective.metric_name().map(|_| run.sums_read.1 / seen);
         Ok((run.sums_read.0 / seen, metric))
     }
+}
+
+/// Refuses a plateau schedule that watches a figure the run does not compute.
+fn check_schedule(cfg: &TrainConfig, state: &FitState) -> Result<()> {
+    let Some(crate::LrSchedule::Plateau { monitor, .. }) = &cfg.schedule else {
+        return Ok(());
+    };
+    let name = monitor.name(&state.history);
+    let computed = match monitor {
+        Monitor::Loss => true,
+        Monitor::Metric => state.history.metric.is_some(),
+        Monitor::ValLoss => state.validates,
+        Monitor::ValMetric => state.validates && state.history.metric.is_some(),
+    };
+    if computed {
+        return Ok(());
+    }
+    Err(Error::config(
+        "schedule",
+        format!("the plateau schedule watches {name}, which this run does not compute (no validation set, or a loss without a metric)"),
+    ))
+}
+
+/// Refuses data and settings that cannot train, before anything is allocated.
+fn check_inputs(cfg: &TrainConfig, train: &Dataset, val: Option<&Dataset>) -> Result<()> {
+    train.validate()?;
+    if let Some(v) = val {
+        v.validate()?;
+    }
+    cfg.validate()?;
+    if train.is_empty() {
+        return Err(Error::config("fit", "the training set is empty"));
+    }
+    Ok(())
 }

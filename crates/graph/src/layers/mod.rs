@@ -29,6 +29,7 @@
 
 mod activation;
 mod attention;
+mod conv1d;
 mod conv2d;
 mod custom;
 mod dense;
@@ -46,6 +47,7 @@ mod transformer;
 
 pub use activation::{Activation, ActivationConfig, ActivationLayer};
 pub use attention::{AttentionCall, MultiHeadAttention, MultiHeadAttentionConfig};
+pub use conv1d::{Conv1d, Conv1dConfig, GlobalMaxPooling1d, GlobalMaxPooling1dConfig, Padding1d};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use custom::{register_layer, CustomLayerConfig, RegisteredLayer};
 pub use dense::{Dense, DenseConfig};
@@ -301,6 +303,10 @@ layer_registry! {
     SinePositionEncoding(SinePositionEncodingConfig),
     /// (T, E) to (E), the mean over the (unmasked) steps.
     GlobalAveragePooling1d(GlobalAveragePooling1dConfig),
+    /// Keras's Conv1D over (T, C): valid, same or causal padding, strides, dilation.
+    Conv1d(Conv1dConfig),
+    /// (T, C) to (C), the largest value of each channel over the steps.
+    GlobalMaxPooling1d(GlobalMaxPooling1dConfig),
 }
 
 fn snake_case(camel: &str) -> String {
