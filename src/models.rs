@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use kiln_graph::layers::{
-    AvgPool2dConfig, BidirectionalConfig, Conv2dConfig, DenseConfig, DropoutConfig,
-    EmbeddingConfig, FlattenConfig, GlobalAveragePooling1dConfig, LstmConfig, MaxPool2dConfig,
-    PositionEmbeddingConfig, StochasticPool2dConfig, TransformerEncoderConfig,
+    AvgPool2dConfig, BidirectionalConfig, Conv1dConfig, Conv2dConfig, DenseConfig, DropoutConfig,
+    EmbeddingConfig, FlattenConfig, GlobalAveragePooling1dConfig, GlobalMaxPooling1dConfig,
+    LstmConfig, MaxPool2dConfig, PositionEmbeddingConfig, StochasticPool2dConfig,
+    TransformerEncoderConfig,
 };
 use kiln_graph::{
     Activation, LayerConfig, LossKind, Model, OptimizerConfig, ParamBuilder, SequentialConfig,
@@ -331,6 +332,9 @@ pub enum Arch {
     /// A small transformer on the pair's ids: a masked embedding plus learned positions, one
     /// encoder block, the masked mean over the steps, the seed's head.
     Transformer,
+    /// A text CNN on the pair's ids: an embedding, a convolution over 5 ids, the largest value
+    /// of each filter over the steps, the seed's head.
+    Cnn,
 }
 
 /// Choices some jobs take.
@@ -400,6 +404,23 @@ pub fn qqp_transformer(vocab: usize, len: usize) -> SequentialConfig {
     }
 }
 
+/// Beyond the seed: a text CNN, Embedding(vocab, 64) -> Conv1D(128, 5, relu) ->
+/// GlobalMaxPooling1D -> the seed's head, on the pair's 2 * len ids.
+pub fn qqp_cnn(vocab: usize, len: usize) -> SequentialConfig {
+    let mut layers: Vec<LayerConfig> = vec![
+        EmbeddingConfig::new(vocab, 64).into(),
+        Conv1dConfig::new(128, 5)
+            .activation(Activation::Relu)
+            .into(),
+        GlobalMaxPooling1dConfig::default().into(),
+    ];
+    layers.extend(qqp_head());
+    SequentialConfig {
+        input: vec![2 * len],
+        layers,
+    }
+}
+
 /// Beyond the seed: the same encoder shared by both questions, and the seed's head on
 /// [u, v, |u - v|, u * v].
 pub fn qqp_siamese(vocab: usize, len: usize) -> SiameseConfig {
@@ -436,6 +457,7 @@ fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
             siamese: qqp_siamese(vocab, len),
         },
         Arch::Transformer => ModelConfig::Sequential(qqp_transformer(vocab, len)),
+        Arch::Cnn => ModelConfig::Sequential(qqp_cnn(vocab, len)),
     };
     let metadata = vec![
         ("vocabulary".to_string(), prepared.tokenizer.to_json()),
