@@ -393,8 +393,8 @@ fn qqp_trains_evaluates_predicts_and_exports_on_both_formats() {
     .unwrap();
 
     // The embedded Quora TSV, a slice, fused and unfused.
-    for (lstm, arch) in [("fused", "seed"), ("unfused", "siamese")] {
-        let run = dir.join(format!("run-{lstm}"));
+    for (lstm, arch) in [("fused", "seed"), ("unfused", "siamese"), ("fused", "cnn")] {
+        let run = dir.join(format!("run-{lstm}-{arch}"));
         let (ok, _, stderr) = kiln(&[
             "train",
             "qqp",
