@@ -822,3 +822,43 @@ fn gradient_clipping_from_the_cli() {
     assert_eq!(code, common::USAGE, "{stderr}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--tensorboard DIR` writes train/ and validation/ event files that read back to the run's
+/// history.
+#[test]
+fn tensorboard_from_the_cli() {
+    let out = std::env::temp_dir().join(format!("kiln-tb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (run, logs) = (out.join("run"), out.join("logs"));
+    common::ok(&[
+        "train",
+        "qqp",
+        "--limit",
+        "32",
+        "--len",
+        "6",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        common::p(&run),
+        "--tensorboard",
+        common::p(&logs),
+    ]);
+    for part in ["train", "validation"] {
+        let file = std::fs::read_dir(logs.join(part))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let scalars = kiln::train::read_scalars(&file).unwrap();
+        let tags: std::collections::BTreeSet<_> = scalars.iter().map(|s| s.tag.as_str()).collect();
+        assert!(
+            tags.contains("epoch_loss") && tags.contains("epoch_accuracy"),
+            "{tags:?}"
+        );
+        assert_eq!(scalars.iter().map(|s| s.step).max(), Some(2));
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// the best validation metric.
     #[arg(long, value_name = "N")]
     patience: Option<usize>,
+    /// Write TensorBoard event files under DIR (`train/` and `validation/`, as Keras's
+    /// TensorBoard callback): `tensorboard --logdir DIR`.
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
     /// No progress bars (one line per epoch).
     #[arg(long)]
     quiet: bool,
@@ -397,6 +401,7 @@ impl TrainArgs {
             verbose: if self.quiet { 2 } else { 1 },
             metadata: job.metadata.clone(),
             patience: self.patience,
+            tensorboard: self.tensorboard.clone(),
         };
         let trained = kiln_train::fit(
             &*model,

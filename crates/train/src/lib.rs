@@ -46,6 +46,7 @@ mod history_files;
 mod progress;
 mod saved;
 mod schedule;
+mod tensorboard;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,7 @@ pub use kiln_graph;
 pub use progress::Progress;
 pub use saved::{load_model, save_model};
 pub use schedule::LrSchedule;
+pub use tensorboard::{read_scalars, Scalar, TensorBoard};
 
 use kiln_graph::{Model, ParamStore};
 
@@ -85,6 +87,8 @@ pub struct RunOptions {
     /// Stop when the validation loss has not improved for this many epochs, putting back the
     /// best epoch's weights ([`EarlyStopping`]); None trains every epoch.
     pub patience: Option<usize>,
+    /// Write TensorBoard event files under this folder ([`TensorBoard`]).
+    pub tensorboard: Option<PathBuf>,
 }
 
 /// Trains with the usual callbacks: checkpoints and history files in `opts.out` (when given),
@@ -106,6 +110,9 @@ pub fn fit(
                     .keep(opts.keep.unwrap_or(3)),
             )
             .callback(HistoryFiles::new(out));
+    }
+    if let Some(dir) = &opts.tensorboard {
+        run = run.callback(TensorBoard::new(dir));
     }
     if let Some(patience) = opts.patience {
         run = run.callback(EarlyStopping::new(patience).restore_best_weights(true));

@@ -1048,3 +1048,60 @@ fn a_scheduled_clipped_run_resumes_to_the_same_weights() {
     });
     assert_ne!(full, unclipped, "clipping at 0.5 changed nothing");
 }
+
+/// The TensorBoard callback's event files read back (every CRC checked) to the history's
+/// figures, in Keras's layout: train/ with epoch_loss, epoch_accuracy and epoch_learning_rate,
+/// validation/ with epoch_loss and epoch_accuracy, the epoch as the step. A flipped byte is
+/// refused by name.
+#[test]
+fn tensorboard_event_files_read_back_to_the_history() {
+    let (model_cfg, data, mut cfg) = setup();
+    cfg.epochs = 3;
+    let d = Device::cpu();
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
+    let params = b.build(&d).unwrap();
+    let dir = temp_dir("tensorboard");
+    let val = data.clone();
+    let trained = Fit::new(cfg)
+        .callback(TensorBoard::new(&dir))
+        .run(&model, &params, &data, Some(&val))
+        .unwrap();
+    let file = |part: &str| {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join(part))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{part}: {files:?}");
+        files.pop().unwrap()
+    };
+    let train = read_scalars(&file("train")).unwrap();
+    let val = read_scalars(&file("validation")).unwrap();
+    let pick = |s: &[Scalar], tag: &str| -> Vec<(i64, f32)> {
+        s.iter()
+            .filter(|x| x.tag == tag)
+            .map(|x| (x.step, x.value))
+            .collect()
+    };
+    let h = &trained.history.epochs;
+    let want = |f: fn(&EpochStats) -> Option<f32>| -> Vec<(i64, f32)> {
+        h.iter().map(|e| (e.epoch as i64, f(e).unwrap())).collect()
+    };
+    assert_eq!(pick(&train, "epoch_loss"), want(|e| Some(e.loss)));
+    assert_eq!(pick(&train, "epoch_accuracy"), want(|e| e.metric));
+    assert_eq!(
+        pick(&train, "epoch_learning_rate"),
+        want(|e| e.learning_rate)
+    );
+    assert_eq!(pick(&val, "epoch_loss"), want(|e| e.val_loss));
+    assert_eq!(pick(&val, "epoch_accuracy"), want(|e| e.val_metric));
+    assert_eq!(val.len(), 6, "{val:?}");
+    let path = file("train");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 6] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = read_scalars(&path).unwrap_err().to_string();
+    assert!(err.contains("CRC"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
