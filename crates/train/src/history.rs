@@ -45,6 +45,46 @@ pub struct EpochStats {
     pub bytes_down_per_step: f64,
 }
 
+/// One cell of the history files.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cell {
+    /// A count (the epoch).
+    Int(usize),
+    /// A figure, empty when the run lacks it.
+    Value(Option<f32>),
+    /// A measurement.
+    Wide(f64),
+}
+
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Int(n) => write!(f, "{n}"),
+            Cell::Value(Some(v)) => write!(f, "{v}"),
+            Cell::Value(None) => Ok(()),
+            Cell::Wide(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// One epoch's columns, serialized as a JSON object in column order.
+struct Row(Vec<(String, Cell)>);
+
+impl Serialize for Row {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, cell) in &self.0 {
+            match cell {
+                Cell::Int(n) => map.serialize_entry(name, n)?,
+                Cell::Value(v) => map.serialize_entry(name, v)?,
+                Cell::Wide(v) => map.serialize_entry(name, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
 /// Every epoch of a run, and which metric its `metric` columns hold.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct History {
@@ -112,11 +152,47 @@ impl History {
             })
     }
 
-    /// Writes the epochs as CSV, atomically.
+    /// One epoch's columns in order, the metric under its Keras name (`accuracy`,
+    /// `val_accuracy`, `mae`); a run without a metric has no metric columns.
+    pub fn columns(&self, e: &EpochStats) -> Vec<(String, Cell)> {
+        let mut cols = vec![
+            ("epoch".to_string(), Cell::Int(e.epoch)),
+            ("loss".to_string(), Cell::Value(Some(e.loss))),
+        ];
+        if let Some(m) = &self.metric {
+            cols.push((m.clone(), Cell::Value(e.metric)));
+        }
+        cols.push(("val_loss".to_string(), Cell::Value(e.val_loss)));
+        if let Some(m) = &self.metric {
+            cols.push((format!("val_{m}"), Cell::Value(e.val_metric)));
+        }
+        cols.push(("learning_rate".to_string(), Cell::Value(e.learning_rate)));
+        for (name, v) in [
+            ("seconds", e.seconds),
+            ("samples_per_sec", e.samples_per_sec),
+            ("dispatches_per_step", e.dispatches_per_step),
+            ("submits_per_step", e.submits_per_step),
+            ("readbacks_per_step", e.readbacks_per_step),
+            ("bytes_up_per_step", e.bytes_up_per_step),
+            ("bytes_down_per_step", e.bytes_down_per_step),
+        ] {
+            cols.push((name.to_string(), Cell::Wide(v)));
+        }
+        cols
+    }
+
+    /// Writes the epochs as CSV, atomically: Keras's column names (`accuracy`, `val_accuracy`).
     pub fn write_csv(&self, path: &Path) -> Result<()> {
         let mut w = csv::Writer::from_writer(vec![]);
+        let io = |e: csv::Error| Error::io(path, e.into());
+        let header = match self.epochs.first() {
+            Some(e) => self.columns(e).into_iter().map(|(n, _)| n).collect(),
+            None => vec!["epoch".to_string(), "loss".to_string()],
+        };
+        w.write_record(&header).map_err(io)?;
         for e in &self.epochs {
-            w.serialize(e).map_err(|e| Error::io(path, e.into()))?;
+            w.write_record(self.columns(e).iter().map(|(_, c)| c.to_string()))
+                .map_err(io)?;
         }
         let bytes = w
             .into_inner()
@@ -124,9 +200,10 @@ impl History {
         Ok(write_atomic(path, &bytes)?)
     }
 
-    /// Writes the epochs as JSON, atomically.
+    /// Writes the epochs as JSON, atomically: a list of objects keyed as the CSV's columns.
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(&self.epochs).expect("history serializes");
+        let rows: Vec<Row> = self.epochs.iter().map(|e| Row(self.columns(e))).collect();
+        let text = serde_json::to_string_pretty(&rows).expect("history serializes");
         Ok(write_atomic(path, (text + "\n").as_bytes())?)
     }
 

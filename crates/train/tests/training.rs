@@ -1105,3 +1105,41 @@ fn tensorboard_event_files_read_back_to_the_history() {
     assert!(err.contains("CRC"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// history.csv and history.json name the metric as Keras's History does: `accuracy` and
+/// `val_accuracy` (or `mae`, `val_mae`), never `metric`.
+#[test]
+fn history_files_use_keras_metric_names() {
+    let (model_cfg, data, mut cfg) = setup();
+    cfg.epochs = 2;
+    let d = Device::cpu();
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
+    let params = b.build(&d).unwrap();
+    let val = data.clone();
+    let trained = Fit::new(cfg)
+        .run(&model, &params, &data, Some(&val))
+        .unwrap();
+    let dir = temp_dir("keras-names");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_history(&trained.history, &dir).unwrap();
+    let csv = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.starts_with("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,"),
+        "{header}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("history.json")).unwrap()).unwrap();
+    let first = &json[0];
+    assert_eq!(
+        first["accuracy"].as_f64().unwrap() as f32,
+        trained.history.epochs[0].metric.unwrap()
+    );
+    assert_eq!(
+        first["val_accuracy"].as_f64().unwrap() as f32,
+        trained.history.epochs[0].val_metric.unwrap()
+    );
+    assert!(first.get("metric").is_none(), "{first}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
