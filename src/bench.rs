@@ -595,7 +595,7 @@ fn time_training_step(
 fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
     let batch = if quick { 8 } else { 64 };
     let steps = if quick { 2 } else { 5 };
-    let config = crate::models::lenet(crate::models::Pool::Max);
+    let config = crate::models::lenet(crate::models::Pool::Max, crate::models::Norm::None);
     let b = kiln_graph::ParamBuilder::new(1);
     let model = config.init(&b).map_err(graph_err)?;
     let params = b.build(d).map_err(graph_err)?;

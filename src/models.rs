@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use kiln_graph::layers::{
-    AvgPool2dConfig, BidirectionalConfig, Conv1dConfig, Conv2dConfig, DenseConfig, DropoutConfig,
-    EmbeddingConfig, FlattenConfig, GlobalAveragePooling1dConfig, GlobalMaxPooling1dConfig,
-    LstmConfig, MaxPool2dConfig, PositionEmbeddingConfig, StochasticPool2dConfig,
-    TransformerEncoderConfig,
+    ActivationConfig, AvgPool2dConfig, BatchNormalizationConfig, BidirectionalConfig, Conv1dConfig,
+    Conv2dConfig, DenseConfig, DropoutConfig, EmbeddingConfig, FlattenConfig,
+    GlobalAveragePooling1dConfig, GlobalMaxPooling1dConfig, LstmConfig, MaxPool2dConfig,
+    PositionEmbeddingConfig, StochasticPool2dConfig, TransformerEncoderConfig,
 };
 use kiln_graph::{
     Activation, LayerConfig, LossKind, Model, OptimizerConfig, ParamBuilder, SequentialConfig,
@@ -321,6 +321,17 @@ pub enum Pool {
     Stochastic,
 }
 
+/// mnist's normalization.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Norm {
+    /// None: the seed's LeNet.
+    #[default]
+    None,
+    /// BatchNormalization after each convolution (over the channels) and the hidden dense
+    /// layer, before their relu (Keras's usual Conv2D -> BatchNormalization -> relu).
+    Batch,
+}
+
 /// qqp's architecture.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Arch {
@@ -342,6 +353,8 @@ pub enum Arch {
 pub struct JobOptions {
     /// mnist: the pooling.
     pub pool: Pool,
+    /// mnist: the normalization.
+    pub norm: Norm,
     /// mnist: a folder with the four IDX files (default: the embedded copy).
     pub data: Option<PathBuf>,
     /// Use only the first N training samples (and N / 5 validation samples): smoke runs.
@@ -484,30 +497,39 @@ fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
 }
 
 /// The LeNet-style stack `kiln train mnist` trains: conv -> relu -> pool -> conv -> relu -> pool ->
-/// dense -> dense (logits).
-pub fn lenet(pool: Pool) -> SequentialConfig {
+/// dense -> dense (logits); with `Norm::Batch`, BatchNormalization before each hidden relu.
+pub fn lenet(pool: Pool, norm: Norm) -> SequentialConfig {
     let pool = |size| match pool {
         Pool::Max => LayerConfig::from(MaxPool2dConfig::new(size)),
         Pool::Avg => AvgPool2dConfig::new(size).into(),
         Pool::Stochastic => StochasticPool2dConfig::new(size).into(),
     };
-    let conv = |filters| -> LayerConfig {
-        Conv2dConfig::new(filters, 3)
-            .activation(Activation::Relu)
-            .into()
+    // A layer's relu, after BatchNormalization over `axis` when asked.
+    let relu = |layers: &mut Vec<LayerConfig>, axis: isize| match norm {
+        Norm::None => {}
+        Norm::Batch => {
+            layers.push(BatchNormalizationConfig::new().axis(axis).into());
+            layers.push(ActivationConfig::new(Activation::Relu).into());
+        }
     };
+    let act = match norm {
+        Norm::None => Activation::Relu,
+        Norm::Batch => Activation::Linear,
+    };
+    let mut layers = vec![];
+    for filters in [32, 64] {
+        layers.push(Conv2dConfig::new(filters, 3).activation(act).into());
+        relu(&mut layers, 1);
+        layers.push(pool(2));
+    }
+    layers.push(FlattenConfig::new().into());
+    layers.push(dense(128, act));
+    relu(&mut layers, -1);
+    layers.push(DropoutConfig::new(0.25).into());
+    layers.push(dense(10, Activation::Linear));
     SequentialConfig {
         input: vec![1, 28, 28],
-        layers: vec![
-            conv(32),
-            pool(2),
-            conv(64),
-            pool(2),
-            FlattenConfig::new().into(),
-            dense(128, Activation::Relu),
-            DropoutConfig::new(0.25).into(),
-            dense(10, Activation::Linear),
-        ],
+        layers,
     }
 }
 
@@ -525,7 +547,7 @@ pub fn job(name: JobName, seed: u64, opts: &JobOptions) -> Result<Job, String> {
         );
         return Ok(Job {
             name: "mnist".into(),
-            model: ModelConfig::Sequential(lenet(opts.pool)),
+            model: ModelConfig::Sequential(lenet(opts.pool, opts.norm)),
             train,
             val: Some(test),
             config: TrainConfig {

@@ -340,8 +340,20 @@ fn layer_normalization_matches_keras() {
 /// Runs `layer` on the case's x and checks y, and the gradients of sum(y * r) with respect to x
 /// and the layer's parameters (in Keras's weight order), against Keras's.
 fn against_keras(g: &Golden, case: &str, d: &Device, layer: &dyn Layer, params: &ParamStore) {
+    against_keras_on(g, case, d, layer, params, Tape::recording(d));
+}
+
+/// [`against_keras`] on a tape of one's choosing (a training tape for BatchNorm's batch
+/// statistics); the gradients of non-trainable weights are not compared (Keras has none).
+fn against_keras_on(
+    g: &Golden,
+    case: &str,
+    d: &Device,
+    layer: &dyn Layer,
+    params: &ParamStore,
+    tape: Tape,
+) {
     let x_shape = g.tensors[&format!("{case}/x")].0.clone();
-    let tape = Tape::recording(d);
     let x = tape.input(d.from_f32(g.get(case, "x"), &x_shape).unwrap());
     let y = layer.forward(&tape, params, &x).unwrap();
     let r = tape.constant(d.from_f32(g.get(case, "r"), y.shape()).unwrap());
@@ -370,6 +382,9 @@ fn against_keras(g: &Golden, case: &str, d: &Device, layer: &dyn Layer, params: 
     let dx = d.to_f32(&tape.grad(&x).unwrap()).unwrap();
     assert_close(&format!("{what}: dx"), &dx, g.get(case, "dx"), TOL);
     for (i, id) in layer.params().into_iter().enumerate() {
+        if !params.is_trainable(id) {
+            continue;
+        }
         let dw = d.to_f32(params.grad(id)).unwrap();
         assert_close(
             &format!("{what}: dw{i}"),
@@ -587,6 +602,63 @@ fn gelu_matches_keras() {
                 .unwrap();
             let params = pb.build(&d).unwrap();
             against_keras(&g, case, &d, &layer, &params);
+        }
+    }
+}
+
+/// BatchNormalization (tools/keras/golden_layers.py): training on (B, F) and on (B, C, H, W)
+/// with axis 1 (outputs with the batch's statistics, gradients of x, gamma and beta, and the
+/// moving statistics after Keras's one update), and inference with the moving statistics.
+#[test]
+fn batch_normalization_matches_keras() {
+    let g = golden_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keras_layers.safetensors"
+    ));
+    for case in ["batch_norm_train", "batch_norm_nchw", "batch_norm_infer"] {
+        let s = &g.cases[case];
+        let config = kiln_graph::layers::BatchNormalizationConfig::new()
+            .axis(s["axis"].as_i64().unwrap() as isize)
+            .momentum(s["momentum"].as_f64().unwrap() as f32)
+            .epsilon(s["epsilon"].as_f64().unwrap() as f32);
+        let training = s["training"].as_bool().unwrap();
+        let x_shape = g.tensors[&format!("{case}/x")].0.clone();
+        for d in devices() {
+            let pb = ParamBuilder::new(0);
+            let layer = config.init(&pb, &x_shape[1..]).unwrap();
+            let params = pb.build(&d).unwrap();
+            // Keras's order: gamma, beta, moving_mean, moving_variance.
+            for (i, id) in layer.params().into_iter().enumerate() {
+                d.write_f32(params.value(id), &g.w(case, i)).unwrap();
+            }
+            let tape = if training {
+                Tape::training(&d, 0, 0)
+            } else {
+                Tape::recording(&d)
+            };
+            against_keras_on(&g, case, &d, &layer, &params, tape);
+            let (mm, mv) = layer.moving_statistics();
+            let (want_mm, want_mv) = if training {
+                (
+                    g.get(case, "moving_mean_after"),
+                    g.get(case, "moving_variance_after"),
+                )
+            } else {
+                (g.get(case, "w2"), g.get(case, "w3"))
+            };
+            let what = format!("{case} on {}", d.name());
+            assert_close(
+                &format!("{what}: moving_mean"),
+                &host(&d, params.value(mm)),
+                want_mm,
+                TOL,
+            );
+            assert_close(
+                &format!("{what}: moving_variance"),
+                &host(&d, params.value(mv)),
+                want_mv,
+                TOL,
+            );
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::cli::CliError;
 use crate::data::qqp::MAX_LEN;
-use crate::models::{Arch, JobName, JobOptions, Pool};
+use crate::models::{Arch, JobName, JobOptions, Norm, Pool};
 
 /// The flags that shape a built-in job's model and data (`kiln train`, `kiln model`,
 /// `kiln profile`). A flag that the chosen job does not take is a usage error, whatever the
@@ -12,6 +12,9 @@ pub struct JobFlags {
     /// mnist: the pooling (default max).
     #[arg(long)]
     pub pool: Option<Pool>,
+    /// mnist: BatchNormalization before each hidden relu (default none).
+    #[arg(long)]
+    pub norm: Option<Norm>,
     /// qqp: the architecture (default seed).
     #[arg(long)]
     pub arch: Option<Arch>,
@@ -25,9 +28,10 @@ pub struct JobFlags {
 
 impl JobFlags {
     /// The given flags with the one job that takes each.
-    fn given(&self) -> [(&'static str, bool, JobName); 4] {
+    fn given(&self) -> [(&'static str, bool, JobName); 5] {
         [
             ("--pool", self.pool.is_some(), JobName::Mnist),
+            ("--norm", self.norm.is_some(), JobName::Mnist),
             ("--arch", self.arch.is_some(), JobName::Qqp),
             ("--len", self.len.is_some(), JobName::Qqp),
             ("--vocab-cap", self.vocab_cap.is_some(), JobName::Qqp),
@@ -61,6 +65,7 @@ impl JobFlags {
     pub fn options(&self) -> JobOptions {
         JobOptions {
             pool: self.pool.unwrap_or_default(),
+            norm: self.norm.unwrap_or_default(),
             arch: self.arch.unwrap_or_default(),
             preprocess: crate::data::qqp::Preprocess {
                 len: self.len.unwrap_or(31),

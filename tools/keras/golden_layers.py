@@ -175,6 +175,46 @@ record("gelu", keras.layers.Activation("gelu"), x, {"activation": "gelu"})
 record("gelu_approximate", keras.layers.Activation(lambda t: keras.activations.gelu(t, approximate=True)), x,
        {"activation": "gelu_approximate"})
 
+# BatchNormalization: training (batch statistics, gradients of x, gamma and beta, and the moving
+# statistics after the one update) on (B, F) with axis -1 and on (B, C, H, W) with axis 1
+# (kiln's convolution layout); inference (the moving statistics) on (B, F). Weights in Keras's
+# order: gamma, beta, moving_mean, moving_variance (the last two positive variances).
+def record_bn(case, layer, x, training, settings):
+    layer.build(x.shape)
+    ws = [rng.uniform(-1.5, 1.5, layer.gamma.shape).astype(np.float32),
+          rng.uniform(-1.5, 1.5, layer.beta.shape).astype(np.float32),
+          rng.uniform(-1, 1, layer.moving_mean.shape).astype(np.float32),
+          rng.uniform(0.5, 2, layer.moving_variance.shape).astype(np.float32)]
+    layer.set_weights(ws)
+    xv = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        y = layer(xv, training=training)
+        r = rng.uniform(-1, 1, y.shape).astype(np.float32)
+        loss = tf.reduce_sum(y * r)
+    grads = tape.gradient(loss, [xv, layer.gamma, layer.beta])
+    put(case, "x", x)
+    put(case, "r", r)
+    put(case, "y", y)
+    put(case, "dx", grads[0])
+    for i, w in enumerate(ws):
+        put(case, f"w{i}", w)
+    put(case, "dw0", grads[1])
+    put(case, "dw1", grads[2])
+    put(case, "moving_mean_after", layer.moving_mean.numpy())
+    put(case, "moving_variance_after", layer.moving_variance.numpy())
+    cases[case] = dict(settings, training=training, weights=[w.name for w in layer.weights])
+
+
+x = rng.uniform(-2, 2, (6, 5)).astype(np.float32)
+record_bn("batch_norm_train", keras.layers.BatchNormalization(), x, True,
+          {"axis": -1, "momentum": 0.99, "epsilon": 1e-3})
+x = rng.uniform(-2, 2, (3, 4, 3, 3)).astype(np.float32)
+record_bn("batch_norm_nchw", keras.layers.BatchNormalization(axis=1, momentum=0.9, epsilon=1e-2), x, True,
+          {"axis": 1, "momentum": 0.9, "epsilon": 1e-2})
+x = rng.uniform(-2, 2, (4, 5)).astype(np.float32)
+record_bn("batch_norm_infer", keras.layers.BatchNormalization(), x, False,
+          {"axis": -1, "momentum": 0.99, "epsilon": 1e-3})
+
 meta = {
     "cases": json.dumps(cases),
     "versions": json.dumps({"tensorflow": tf.__version__, "keras": keras.__version__,

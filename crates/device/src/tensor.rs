@@ -267,6 +267,27 @@ impl Tensor {
         })
     }
 
+    /// Where it starts in its buffer, in elements (views of one packed buffer differ here).
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// A view of the first `len` elements, flat (no copy): e.g. the trainable part of a packed
+    /// parameter buffer.
+    pub fn prefix(&self, len: usize) -> crate::Result<Tensor> {
+        if len > self.len() {
+            return Err(crate::Error::shape(
+                "prefix",
+                format!("at most {} elements", self.len()),
+                format!("{len}"),
+            ));
+        }
+        Ok(Tensor {
+            shape: vec![len],
+            ..self.clone()
+        })
+    }
+
     /// Whether two tensors share storage (in-place ops refuse aliased arguments).
     pub(crate) fn same_storage(&self, other: &Tensor) -> bool {
         match (&self.storage, &other.storage) {

@@ -59,7 +59,7 @@ pub trait Model {
                 shape.iter().product::<usize>()
             );
         }
-        out + &format!("Total params: {}\n", params.count())
+        out + &params.count_lines()
     }
 }
 

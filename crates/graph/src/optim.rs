@@ -236,10 +236,10 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    /// An optimizer for `params`, its moments zeroed.
+    /// An optimizer for `params` (their trainable share), its moments zeroed.
     pub fn new(config: OptimizerConfig, params: &ParamStore) -> Result<Optimizer> {
         let d = params.device();
-        let len = params.values_flat().len();
+        let len = params.trainable_values().len().max(1);
         Ok(Optimizer {
             config,
             step: 0,
@@ -279,7 +279,10 @@ impl Optimizer {
     pub fn step(&mut self, params: &ParamStore) -> Result<()> {
         self.step += 1;
         let d = params.device();
-        let (w, g) = (params.values_flat(), params.grads_flat());
+        let (w, g) = (&params.trainable_values(), &params.trainable_grads());
+        if w.is_empty() {
+            return Ok(());
+        }
         match self.clip {
             Some(GradClip::GlobalNorm(n)) => d.clip_by_global_norm_(g, n)?,
             Some(GradClip::Value(v)) => d.clip_by_value_(g, v)?,

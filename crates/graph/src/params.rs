@@ -46,6 +46,9 @@ struct Spec {
     name: String,
     shape: Vec<usize>,
     init: Init,
+    /// Updated by the optimizer (false: state a layer keeps itself, such as BatchNorm's
+    /// moving statistics, saved and restored like the weights).
+    trainable: bool,
 }
 
 struct BuilderState {
@@ -150,7 +153,24 @@ impl ParamBuilder {
     /// model can be built and its shapes checked before any memory is spent; `build` draws the
     /// values in registration order (so a seed fixes them).
     pub fn add(&self, name: impl AsRef<str>, shape: &[usize], init: Init) -> Result<ParamId> {
-        let name = format!("{}{}", self.prefix, name.as_ref());
+        self.register(name.as_ref(), shape, init, true)
+    }
+
+    /// A non-trainable weight (Keras's): saved, restored and loaded like a parameter, never
+    /// touched by the optimizer (nor its weight decay); the layer updates it itself (BatchNorm's
+    /// moving statistics). Packed after every trainable parameter.
+    pub fn add_state(&self, name: impl AsRef<str>, shape: &[usize], init: Init) -> Result<ParamId> {
+        self.register(name.as_ref(), shape, init, false)
+    }
+
+    fn register(
+        &self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        trainable: bool,
+    ) -> Result<ParamId> {
+        let name = format!("{}{}", self.prefix, name);
         let len = shape
             .iter()
             .try_fold(1usize, |n, &d| n.checked_mul(d))
@@ -180,6 +200,7 @@ impl ParamBuilder {
             name,
             shape: shape.to_vec(),
             init,
+            trainable,
         });
         Ok(ParamId(state.specs.len() - 1))
     }
@@ -206,15 +227,35 @@ impl ParamBuilder {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         let shapes: Vec<Vec<usize>> = state.specs.iter().map(|s| s.shape.clone()).collect();
-        let (values_flat, values) = device.packed_zeros(&shapes)?;
-        let (grads_flat, grads) = device.packed_zeros(&shapes)?;
+        // Trainable parameters first, so that the optimizer's share is one prefix.
+        let mut order: Vec<usize> = (0..shapes.len()).collect();
+        order.sort_by_key(|&i| !state.specs[i].trainable);
+        let packed: Vec<Vec<usize>> = order.iter().map(|&i| shapes[i].clone()).collect();
+        let (values_flat, packed_values) = device.packed_zeros(&packed)?;
+        let (grads_flat, packed_grads) = device.packed_zeros(&packed)?;
+        let mut values = vec![None; shapes.len()];
+        let mut grads = vec![None; shapes.len()];
+        for ((&id, v), g) in order.iter().zip(packed_values).zip(packed_grads) {
+            values[id] = Some(v);
+            grads[id] = Some(g);
+        }
+        let values: Vec<Tensor> = values.into_iter().map(|v| v.expect("packed")).collect();
+        let grads: Vec<Tensor> = grads.into_iter().map(|g| g.expect("packed")).collect();
+        // Registration order for the draws, so that adding states moves no initial value.
         for (view, spec) in values.iter().zip(&state.specs) {
             device.write_f32(view, &draw(&mut state.rng, &spec.shape, &spec.init))?;
         }
+        let trainable_len = match order.iter().position(|&i| !state.specs[i].trainable) {
+            None => values_flat.len(),
+            Some(0) => 0,
+            Some(p) => values[order[p]].offset() - values_flat.offset(),
+        };
         Ok(ParamStore {
             device: device.clone(),
             names: state.specs.iter().map(|s| s.name.clone()).collect(),
             shapes,
+            trainable: state.specs.iter().map(|s| s.trainable).collect(),
+            trainable_len,
             values_flat,
             values,
             grads_flat,
@@ -317,6 +358,9 @@ pub struct ParamStore {
     device: Device,
     names: Vec<String>,
     shapes: Vec<Vec<usize>>,
+    trainable: Vec<bool>,
+    /// Elements of the packed buffers the optimizer updates (every trainable parameter).
+    trainable_len: usize,
     values_flat: Tensor,
     values: Vec<Tensor>,
     grads_flat: Tensor,
@@ -364,6 +408,26 @@ impl ParamStore {
         &self.values_flat
     }
 
+    /// Whether the optimizer updates this parameter (false for a layer's own state).
+    pub fn is_trainable(&self, id: ParamId) -> bool {
+        self.trainable[id.0]
+    }
+
+    /// The trainable parameters' share of the packed values, the optimizer's (the whole buffer
+    /// when no layer keeps state).
+    pub fn trainable_values(&self) -> Tensor {
+        self.values_flat
+            .prefix(self.trainable_len)
+            .expect("within the buffer")
+    }
+
+    /// The trainable parameters' share of the packed gradients.
+    pub fn trainable_grads(&self) -> Tensor {
+        self.grads_flat
+            .prefix(self.trainable_len)
+            .expect("within the buffer")
+    }
+
     /// The packed gradient buffer.
     pub fn grads_flat(&self) -> &Tensor {
         &self.grads_flat
@@ -385,6 +449,29 @@ impl ParamStore {
             .iter()
             .map(|s| s.iter().product::<usize>())
             .sum()
+    }
+
+    /// Elements of the non-trainable weights (a layer's own state, as BatchNorm's moving
+    /// statistics).
+    pub fn count_non_trainable(&self) -> usize {
+        self.shapes
+            .iter()
+            .zip(&self.trainable)
+            .filter(|(_, t)| !**t)
+            .map(|(s, _)| s.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Keras's summary footer: total, trainable and (when any) non-trainable parameters.
+    pub fn count_lines(&self) -> String {
+        let (all, fixed) = (self.count(), self.count_non_trainable());
+        if fixed == 0 {
+            return format!("Total params: {all}\n");
+        }
+        format!(
+            "Total params: {all}\nTrainable params: {}\nNon-trainable params: {fixed}\n",
+            all - fixed
+        )
     }
 
     /// One clear of the packed gradient buffer.
@@ -414,17 +501,15 @@ impl ParamStore {
     /// Every parameter's values on the host, by name.
     pub fn to_host(&self) -> Result<Vec<crate::checkpoint::NamedTensor>> {
         let flat = self.device.to_f32(&self.values_flat)?;
-        let align = self.device.pack_alignment();
-        let mut offset = 0;
         let mut out = vec![];
-        for (name, shape) in self.names.iter().zip(&self.shapes) {
-            let len: usize = shape.iter().product();
+        for ((name, shape), view) in self.names.iter().zip(&self.shapes).zip(&self.values) {
+            // Each view's own place: states are packed after every trainable parameter.
+            let at = view.offset() - self.values_flat.offset();
             out.push((
                 name.clone(),
                 shape.clone(),
-                flat[offset..offset + len].to_vec(),
+                flat[at..at + view.len()].to_vec(),
             ));
-            offset += len.next_multiple_of(align);
         }
         Ok(out)
     }

@@ -61,7 +61,19 @@ fn run_edited(
     resume: bool,
     edit: impl Fn(&mut TrainConfig),
 ) -> (History, Vec<checkpoint::NamedTensor>) {
-    let (model_cfg, data, mut cfg) = setup();
+    run_model(d, out, epochs, resume, setup().0, edit)
+}
+
+/// `run_edited` with another model on `setup`'s data.
+fn run_model(
+    d: &Device,
+    out: &Path,
+    epochs: usize,
+    resume: bool,
+    model_cfg: SequentialConfig,
+    edit: impl Fn(&mut TrainConfig),
+) -> (History, Vec<checkpoint::NamedTensor>) {
+    let (_, data, mut cfg) = setup();
     cfg.epochs = epochs;
     edit(&mut cfg);
     let b = ParamBuilder::new(cfg.seed);
@@ -1142,4 +1154,62 @@ fn history_files_use_keras_metric_names() {
     );
     assert!(first.get("metric").is_none(), "{first}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// BatchNormalization's moving statistics are the layer's own: the optimizer (AdamW's decay
+/// included) leaves them alone whatever their gradient buffers hold, training moves them, and a
+/// run with BatchNorm, a schedule, clipping and AdamW resumes to the same weights and
+/// statistics, bit for bit.
+#[test]
+fn batch_norm_state_is_the_layers_own_and_resumes_exactly() {
+    let d = gpu_device("batch_norm_resume").unwrap_or_else(Device::cpu);
+    let model = SequentialConfig::new(&[4])
+        .add(dense(16, Activation::Relu))
+        .add(kiln_graph::layers::BatchNormalizationConfig::new())
+        .add(DropoutConfig::new(0.2))
+        .add(dense(1, Activation::Sigmoid));
+    // The optimizer's share: every trainable parameter, none of the statistics.
+    let b = ParamBuilder::new(1);
+    let built = model.init(&b).unwrap();
+    let params = b.build(&d).unwrap();
+    let states: Vec<ParamId> = params
+        .ids()
+        .filter(|&id| !params.is_trainable(id))
+        .collect();
+    assert_eq!(states.len(), 2);
+    assert!(built
+        .summary_table(&params)
+        .contains("Non-trainable params: 32"));
+    let before: Vec<Vec<f32>> = states
+        .iter()
+        .map(|&id| d.to_f32(params.value(id)).unwrap())
+        .collect();
+    d.write_f32(params.grads_flat(), &vec![1.0; params.grads_flat().len()])
+        .unwrap();
+    let mut opt = Optimizer::new(OptimizerConfig::adamw().with_lr(0.1), &params).unwrap();
+    opt.step(&params).unwrap();
+    let after: Vec<Vec<f32>> = states
+        .iter()
+        .map(|&id| d.to_f32(params.value(id)).unwrap())
+        .collect();
+    assert_eq!(before, after, "the optimizer moved BatchNorm's statistics");
+
+    let edit = |cfg: &mut TrainConfig| {
+        cfg.schedule = Some(LrSchedule::cosine_with_warmup(18, 6));
+        cfg.clip = Some(GradClip::GlobalNorm(1.0));
+        cfg.optimizer = OptimizerConfig::adamw().with_lr(cfg.optimizer.lr());
+    };
+    let (_, full) = run_model(&d, &temp_dir("bn-full"), 4, false, model.clone(), edit);
+    let moving = full
+        .iter()
+        .find(|t| t.0.ends_with("moving_variance"))
+        .unwrap();
+    assert!(
+        moving.2.iter().all(|&v| v != 1.0),
+        "training moved the statistics"
+    );
+    let dir = temp_dir("bn-interrupted");
+    run_model(&d, &dir, 2, false, model.clone(), edit);
+    let (_, resumed) = run_model(&d, &dir, 4, true, model, edit);
+    assert_eq!(full, resumed, "weights or statistics differ after resuming");
 }

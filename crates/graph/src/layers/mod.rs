@@ -29,6 +29,7 @@
 
 mod activation;
 mod attention;
+mod batch_norm;
 mod conv1d;
 mod conv2d;
 mod custom;
@@ -47,6 +48,7 @@ mod transformer;
 
 pub use activation::{Activation, ActivationConfig, ActivationLayer};
 pub use attention::{AttentionCall, MultiHeadAttention, MultiHeadAttentionConfig};
+pub use batch_norm::{BatchNormalization, BatchNormalizationConfig};
 pub use conv1d::{Conv1d, Conv1dConfig, GlobalMaxPooling1d, GlobalMaxPooling1dConfig, Padding1d};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use custom::{register_layer, CustomLayerConfig, RegisteredLayer};
@@ -307,6 +309,8 @@ layer_registry! {
     Conv1d(Conv1dConfig),
     /// (T, C) to (C), the largest value of each channel over the steps.
     GlobalMaxPooling1d(GlobalMaxPooling1dConfig),
+    /// Each channel normalized with the batch's statistics (training) or the moving ones.
+    BatchNormalization(BatchNormalizationConfig),
 }
 
 fn snake_case(camel: &str) -> String {

@@ -233,11 +233,7 @@ impl Sequential {
             );
         }
         out += &"=".repeat(62);
-        out += &format!(
-            "\nTotal params: {}\n",
-            rows.iter().map(|r| r.params).sum::<usize>()
-        );
-        out
+        out + "\n" + &params.count_lines()
     }
 }
 
