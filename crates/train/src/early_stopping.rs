@@ -81,6 +81,8 @@ pub struct EarlyStopping {
     /// Epochs since the best.
     wait: usize,
     best_weights: Option<Snapshot>,
+    /// Where the best weights are also written, so that a resumed run can put them back.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl EarlyStopping {
@@ -94,7 +96,54 @@ impl EarlyStopping {
             best: None,
             wait: 0,
             best_weights: None,
+            dir: None,
         }
+    }
+
+    /// Also writes the best weights to `dir/early-stopping-best.safetensors` (atomically), so
+    /// that a run resumed after a kill stops at the same epoch with the same weights as one
+    /// that was never interrupted. [`fit`](crate::fit) gives the run folder's `checkpoints/`.
+    pub fn persist_in(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    fn best_path(&self) -> Option<std::path::PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join("early-stopping-best.safetensors"))
+    }
+
+    /// Replays the restored history (a resumed run): the best so far and the epochs since, as
+    /// an uninterrupted run would hold them, and the best weights from their file.
+    fn replay(&mut self, state: &FitState) -> Result<()> {
+        let higher = self.monitor.higher_is_better(&state.history);
+        for epoch in &state.history.epochs {
+            let Some(value) = self.monitor.value(epoch) else {
+                continue;
+            };
+            if value.is_finite() && self.improved(value, higher) {
+                self.best = Some((epoch.epoch, value));
+                self.wait = 0;
+            } else {
+                self.wait += 1;
+            }
+        }
+        let (Some((best_epoch, _)), Some(path), true) = (self.best, self.best_path(), self.restore)
+        else {
+            return Ok(());
+        };
+        if !path.exists() {
+            return Ok(());
+        }
+        // The file's weights, taken as a snapshot without disturbing the current ones.
+        let current = state.params.snapshot()?;
+        let meta = state.params.load_weights(&path)?;
+        if meta.get("epoch").map(String::as_str) == Some(best_epoch.to_string().as_str()) {
+            self.best_weights = Some(state.params.snapshot()?);
+        }
+        state.params.restore(&current)?;
+        Ok(())
     }
 
     /// Watches `monitor` instead.
@@ -146,11 +195,12 @@ impl Callback for EarlyStopping {
                 format!("watches {name}, but the run has no validation set: give one, or watch Monitor::Loss"),
             ));
         }
-        // A resumed run starts counting afresh, as a new Keras fit does.
         self.best = None;
         self.wait = 0;
         self.best_weights = None;
-        Ok(())
+        // A resumed run carries on counting where the interrupted one was (a new Keras fit
+        // would start afresh; a resume is the same run).
+        self.replay(state)
     }
 
     fn on_epoch_end(&mut self, state: &FitState) -> Result<()> {
@@ -169,6 +219,10 @@ impl Callback for EarlyStopping {
             self.wait = 0;
             if self.restore {
                 self.best_weights = Some(state.params.snapshot()?);
+                if let Some(path) = self.best_path() {
+                    let meta = [("epoch".to_string(), epoch.epoch.to_string())];
+                    state.params.save_weights(&path, &meta)?;
+                }
             }
             return Ok(());
         } else {

@@ -115,7 +115,11 @@ pub fn fit(
         run = run.callback(TensorBoard::new(dir));
     }
     if let Some(patience) = opts.patience {
-        run = run.callback(EarlyStopping::new(patience).restore_best_weights(true));
+        let mut stop = EarlyStopping::new(patience).restore_best_weights(true);
+        if let Some(out) = &opts.out {
+            stop = stop.persist_in(out.join("checkpoints"));
+        }
+        run = run.callback(stop);
     }
     match opts.verbose {
         0 => {}

@@ -1213,3 +1213,61 @@ fn batch_norm_state_is_the_layers_own_and_resumes_exactly() {
     let (_, resumed) = run_model(&d, &dir, 4, true, model, edit);
     assert_eq!(full, resumed, "weights or statistics differ after resuming");
 }
+
+/// Early stopping across a resume: a run interrupted after its best epoch and resumed stops
+/// at the same epoch with the same restored weights as the run that was never interrupted (the
+/// counters replayed from the history, the best weights read back from the run folder).
+#[test]
+fn early_stopping_resumes_to_the_same_stop_and_weights() {
+    let d = Device::cpu();
+    let run = |out: &Path, epochs: usize, resume: bool| {
+        let (model_cfg, data, mut cfg) = setup();
+        cfg.epochs = epochs;
+        cfg.optimizer = cfg.optimizer.with_lr(0.05);
+        let b = ParamBuilder::new(cfg.seed);
+        let model = model_cfg.init(&b).unwrap();
+        let params = b.build(&d).unwrap();
+        let val = Dataset::single(
+            Column::f32(random_f32(9, 40 * 4, -1.0, 1.0), &[4]),
+            Column::f32(vec![1.0; 40], &[1]),
+        );
+        let opts = RunOptions {
+            out: Some(out.to_path_buf()),
+            resume,
+            patience: Some(2),
+            ..Default::default()
+        };
+        let trained = fit(&model, &params, &data, Some(&val), &cfg, &opts).unwrap();
+        (trained, params.to_host().unwrap())
+    };
+    let (full, full_weights) = run(&temp_dir("es-full"), 60, false);
+    let stopped = full.history.epochs.len();
+    let why = full.stopped.clone().expect("the run stops early");
+    // The first epoch of the lowest validation loss (improvements are strict).
+    let best = full
+        .history
+        .epochs
+        .iter()
+        .fold(None::<(usize, f32)>, |b, e| match (b, e.val_loss) {
+            (Some((_, v)), Some(l)) if l >= v => b,
+            (_, Some(l)) => Some((e.epoch, l)),
+            _ => b,
+        })
+        .expect("a best epoch")
+        .0;
+    assert!(stopped > best + 1, "{why}");
+    let dir = temp_dir("es-interrupted");
+    run(&dir, best + 1, false);
+    let (resumed, resumed_weights) = run(&dir, 60, true);
+    assert_eq!(
+        resumed.history.epochs.len(),
+        stopped,
+        "{:?}",
+        resumed.stopped
+    );
+    assert_eq!(resumed.stopped, full.stopped);
+    assert_eq!(
+        full_weights, resumed_weights,
+        "the restored best weights differ"
+    );
+}
