@@ -432,19 +432,39 @@ fn reused_unzeroed_outputs_hold_no_stale_values() {
     }
 }
 
-/// Broadcasting over rayon's chunks gives the reference's bits, the chunk boundaries included.
+/// Broadcasting over rayon's chunks gives the reference's bits, the chunk boundaries included,
+/// for every pattern of the last merged dimension's strides (both operands whole, one broadcast,
+/// the other broadcast, a channel axis in the middle) and for a copy.
 #[test]
 fn broadcast_gives_the_references_bits() {
     use kiln_device::params::{BinaryOp, BroadcastParams};
-    let (sa, sb) = ([3usize, 1, 9001], [1usize, 5, 1]);
-    let (_, p) = BroadcastParams::plan(&sa, &sb).unwrap();
-    let a = random_f32(80, sa.iter().product(), -2.0, 2.0);
-    let b = random_f32(81, sb.iter().product(), 0.5, 2.0);
-    let n = p.n as usize;
-    for op in [Some(BinaryOp::Div), Some(BinaryOp::Sub), None] {
-        let (mut fast, mut slow) = (vec![f32::NAN; n], vec![0.0; n]);
-        cpu::binary_broadcast(&p, op, &a, &b, &mut fast);
-        reference::binary_broadcast(&p, op, &a, &b, &mut slow);
-        assert_eq!(fast, slow, "{op:?}");
+    let cases: [(&[usize], &[usize]); 5] = [
+        (&[3, 1, 9001], &[1, 5, 1]),
+        (&[64, 7, 13, 13], &[1, 7, 1, 1]),
+        (&[40, 1000], &[40, 1]),
+        (&[40, 1], &[40, 1000]),
+        (&[2, 3, 5000], &[3, 5000]),
+    ];
+    for (n_case, (sa, sb)) in cases.into_iter().enumerate() {
+        let (out, p) = BroadcastParams::plan(sa, sb).unwrap();
+        let a = random_f32(80 + n_case as u64, sa.iter().product(), -2.0, 2.0);
+        let b = random_f32(81 + n_case as u64, sb.iter().product(), 0.5, 2.0);
+        let n = p.n as usize;
+        for op in [
+            Some(BinaryOp::Div),
+            Some(BinaryOp::Sub),
+            Some(BinaryOp::Mul),
+            None,
+        ] {
+            // A copy (broadcast_to) plans b against the output shape and never reads a.
+            let (p, a) = match op {
+                None => (BroadcastParams::plan(&out, sb).unwrap().1, &b),
+                Some(_) => (p, &a),
+            };
+            let (mut fast, mut slow) = (vec![f32::NAN; n], vec![0.0; n]);
+            cpu::binary_broadcast(&p, op, a, &b, &mut fast);
+            reference::binary_broadcast(&p, op, a, &b, &mut slow);
+            assert_eq!(fast, slow, "{sa:?} {sb:?} {op:?}");
+        }
     }
 }

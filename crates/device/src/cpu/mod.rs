@@ -332,15 +332,47 @@ fn par_elementwise<'a>(
 
 /// A binary op with b broadcast, as [`reference::binary`], over chunks on rayon's threads.
 pub fn binary(p: &ElementwiseParams, op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
-    let (n, b_len) = (p.n as usize, p.b_len as usize);
+    match op {
+        BinaryOp::Add => binary_rows(p, a, b, out, |x, y| x + y),
+        BinaryOp::Sub => binary_rows(p, a, b, out, |x, y| x - y),
+        BinaryOp::Mul => binary_rows(p, a, b, out, |x, y| x * y),
+        BinaryOp::Div => binary_rows(p, a, b, out, |x, y| x / y),
+    }
+}
+
+/// [`binary`] with the op fixed: b is walked in runs up to the end of each of its repeats (the
+/// whole of it, a row, or one scalar), so that the loops vectorize; the bits are the
+/// reference's.
+fn binary_rows(
+    p: &ElementwiseParams,
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) {
+    let (n, b_len) = (p.n as usize, (p.b_len as usize).max(1));
     out[..n]
         .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, out)| {
             let start = c * CHUNK;
-            for (j, o) in out.iter_mut().enumerate() {
-                let i = start + j;
-                *o = op.apply(a[i], b[i % b_len]);
+            let a = &a[start..start + out.len()];
+            if b_len == 1 {
+                let y = b[0];
+                for (o, &x) in out.iter_mut().zip(a) {
+                    *o = f(x, y);
+                }
+                return;
+            }
+            let mut j = 0;
+            while j < out.len() {
+                let ib = (start + j) % b_len;
+                let run = (b_len - ib).min(out.len() - j);
+                let (o, x, y) = (&mut out[j..j + run], &a[j..j + run], &b[ib..ib + run]);
+                for k in 0..run {
+                    o[k] = f(x[k], y[k]);
+                }
+                j += run;
             }
         });
 }
@@ -355,16 +387,78 @@ pub fn binary_broadcast(
     b: &[f32],
     out: &mut [f32],
 ) {
+    match op {
+        Some(BinaryOp::Add) => broadcast_runs(p, a, b, out, |x, y| x + y),
+        Some(BinaryOp::Sub) => broadcast_runs(p, a, b, out, |x, y| x - y),
+        Some(BinaryOp::Mul) => broadcast_runs(p, a, b, out, |x, y| x * y),
+        Some(BinaryOp::Div) => broadcast_runs(p, a, b, out, |x, y| x / y),
+        // A copy of b: a (whatever the caller passed) is not read.
+        None => broadcast_runs(p, &[], b, out, |_, y| y),
+    }
+}
+
+/// [`binary_broadcast`] with the op fixed: each chunk walks the output in runs along the last
+/// (merged) dimension, the operands' indices computed once per run and the run's loop
+/// specialised by its strides (1 or 0), so that it vectorizes. Every element is `f` of the same
+/// two operands as the reference's, so the bits are its.
+fn broadcast_runs(
+    p: &BroadcastParams,
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) {
+    let last = (p.rank as usize).max(1) - 1;
+    let inner = (p.shape[last] as usize).max(1);
+    // Without a (a copy) its stride is 0 and its value never read.
+    let sa = if a.is_empty() {
+        0
+    } else {
+        p.a_strides[last] as usize
+    };
+    let sb = p.b_strides[last] as usize;
     out[..p.n as usize]
         .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, out)| {
-            for (j, o) in out.iter_mut().enumerate() {
-                let (ia, ib) = p.index(c * CHUNK + j);
-                *o = match op {
-                    Some(op) => op.apply(a[ia], b[ib]),
-                    None => b[ib],
-                };
+            let start = c * CHUNK;
+            let mut j = 0;
+            while j < out.len() {
+                let i = start + j;
+                let run = (inner - i % inner).min(out.len() - j);
+                let (ia, ib) = p.index(i);
+                let o = &mut out[j..j + run];
+                match (sa, sb) {
+                    (1, 1) => {
+                        let (x, y) = (&a[ia..ia + run], &b[ib..ib + run]);
+                        for k in 0..run {
+                            o[k] = f(x[k], y[k]);
+                        }
+                    }
+                    (1, 0) => {
+                        let (x, y) = (&a[ia..ia + run], b[ib]);
+                        for k in 0..run {
+                            o[k] = f(x[k], y);
+                        }
+                    }
+                    (0, 1) => {
+                        let (x, y) = (a.get(ia).copied().unwrap_or(0.0), &b[ib..ib + run]);
+                        for k in 0..run {
+                            o[k] = f(x, y[k]);
+                        }
+                    }
+                    _ => {
+                        for (k, o) in o.iter_mut().enumerate() {
+                            let x = if sa == 0 {
+                                a.get(ia).copied().unwrap_or(0.0)
+                            } else {
+                                a[ia + k * sa]
+                            };
+                            *o = f(x, b[ib + k * sb]);
+                        }
+                    }
+                }
+                j += run;
             }
         });
 }
