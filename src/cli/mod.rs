@@ -54,7 +54,7 @@ fn parse_device(text: &str) -> Result<DeviceChoice, String> {
 pub enum Command {
     /// Train a built-in job, or a model file (`--model`) on the job's data or on your own
     /// (`--data`): writes OUT/model.safetensors, OUT/checkpoints/, OUT/history.{csv,json,png}.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Print a built-in job's model as a model file (JSON) to start your own from:
     /// `kiln model mnist > model.json`.
     Model(ModelArgs),

@@ -94,6 +94,11 @@ pub struct TrainArgs {
     /// the best validation metric.
     #[arg(long, value_name = "N")]
     patience: Option<usize>,
+    /// What best.safetensors follows, by Keras's name: loss, val_loss, accuracy, val_accuracy
+    /// (mae, val_mae for regression); losses lowest, the metric in its direction (default: the
+    /// validation metric).
+    #[arg(long, value_name = "NAME")]
+    monitor: Option<String>,
     /// Write TensorBoard event files under DIR (`train/` and `validation/`, as Keras's
     /// TensorBoard callback): `tensorboard --logdir DIR`.
     #[arg(long, value_name = "DIR")]
@@ -402,6 +407,7 @@ impl TrainArgs {
             metadata: job.metadata.clone(),
             patience: self.patience,
             tensorboard: self.tensorboard.clone(),
+            monitor: self.monitor.clone(),
         };
         let trained = kiln_train::fit(
             &*model,

@@ -124,6 +124,10 @@ pub struct Checkpoints {
     keep: usize,
     metadata: Vec<(String, String)>,
     lock: Option<std::fs::File>,
+    /// What `best.safetensors` follows, by Keras's name (None: the validation metric, else
+    /// the validation loss); checked when the run begins.
+    monitor: Option<String>,
+    watch: Option<crate::Monitor>,
 }
 
 impl Checkpoints {
@@ -137,7 +141,17 @@ impl Checkpoints {
             keep: 3,
             metadata,
             lock: None,
+            monitor: None,
+            watch: None,
         }
+    }
+
+    /// `best.safetensors` follows the figure `name` names (Keras's `ModelCheckpoint(monitor,
+    /// save_best_only=True, mode="auto")`): `loss`, `val_loss`, the metric or `val_` and the
+    /// metric; lower is better for losses, the metric's direction for it.
+    pub fn monitor(mut self, name: impl Into<String>) -> Self {
+        self.monitor = Some(name.into());
+        self
     }
 
     /// Replace an earlier run in the folder instead of refusing it.
@@ -195,6 +209,32 @@ impl Checkpoints {
                 "0 checkpoints leaves nothing to resume from; keep at least 1",
             ));
         }
+        if let Some(name) = &self.monitor {
+            let history = &state.history;
+            let watch = crate::Monitor::parse(name, history)
+                .filter(|m| match m {
+                    crate::Monitor::ValLoss => state.validates,
+                    crate::Monitor::ValMetric => state.validates,
+                    _ => true,
+                })
+                .ok_or_else(|| {
+                    let metric = history.metric.as_deref();
+                    let mut names = vec!["loss".to_string()];
+                    names.extend(metric.map(str::to_string));
+                    if state.validates {
+                        names.push("val_loss".into());
+                        names.extend(metric.map(|m| format!("val_{m}")));
+                    }
+                    Error::config(
+                        "monitor",
+                        format!(
+                            "{name} is not a figure this run computes; it has {}",
+                            names.join(", ")
+                        ),
+                    )
+                })?;
+            self.watch = Some(watch);
+        }
         let dir = self.dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         self.lock()?;
@@ -207,6 +247,7 @@ impl Checkpoints {
                 let _ = std::fs::remove_file(self.out.join(f));
             }
             let _ = std::fs::remove_file(self.history_path());
+            let _ = std::fs::remove_file(dir.join("early-stopping-best.safetensors"));
             for (_, p) in all(&dir) {
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             }
@@ -324,9 +365,14 @@ impl Checkpoints {
         for (_, old) in &all[..all.len().saturating_sub(self.keep)] {
             std::fs::remove_file(old).map_err(|e| Error::io(old, e))?;
         }
-        // The best epoch so far by the validation metric is kept as a model of its own: a run
-        // that overfits later does not lose it.
-        if e.val_loss.is_some() && state.history.best_val().map(|b| b.0) == Some(epoch) {
+        // The best epoch so far by the validation metric (or the monitored figure) is kept as a
+        // model of its own: a run that overfits later does not lose it.
+        let best = match self.watch {
+            Some(m) => state.history.best_by(m),
+            None if e.val_loss.is_some() => state.history.best_val(),
+            None => None,
+        };
+        if best.map(|b| b.0) == Some(epoch) {
             save_model(
                 &self.out.join("best.safetensors"),
                 state.model,

@@ -45,6 +45,21 @@ impl Monitor {
         }
     }
 
+    /// The figure `name` names in a run with `history`'s metric, as Keras names them: `loss`,
+    /// `val_loss`, the metric's name (`accuracy`, `mae`) and `val_` before it.
+    pub fn parse(name: &str, history: &History) -> Option<Monitor> {
+        let metric = history.metric.as_deref();
+        match name {
+            "loss" => Some(Monitor::Loss),
+            "val_loss" => Some(Monitor::ValLoss),
+            n if Some(n) == metric => Some(Monitor::Metric),
+            n if n.strip_prefix("val_").is_some() && n.strip_prefix("val_") == metric => {
+                Some(Monitor::ValMetric)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether a higher value is better: losses fall, the metric goes the way it goes.
     pub fn higher_is_better(self, history: &History) -> bool {
         matches!(self, Monitor::Metric | Monitor::ValMetric) && history.higher_is_better

@@ -6,6 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::early_stopping::Monitor;
 use crate::{Error, Result};
 use kiln_graph::checkpoint::write_atomic;
 
@@ -131,20 +132,22 @@ impl History {
     /// The epoch with the best validation metric, and that metric (the last of equals, as a max
     /// by value); by the validation loss when the objective has no metric.
     pub fn best_val(&self) -> Option<(usize, f32)> {
-        let by_metric = self.metric.is_some();
-        let better = |a: f32, b: f32| {
-            if by_metric && self.higher_is_better {
-                a > b
-            } else {
-                a < b
-            }
+        let by = if self.metric.is_some() {
+            Monitor::ValMetric
+        } else {
+            Monitor::ValLoss
         };
+        self.best_by(by)
+    }
+
+    /// The epoch with the best value of `monitor` (losses lowest, the metric in its direction;
+    /// the last of equals), and that value.
+    pub fn best_by(&self, monitor: Monitor) -> Option<(usize, f32)> {
+        let higher = monitor.higher_is_better(self);
+        let better = |a: f32, b: f32| if higher { a > b } else { a < b };
         self.epochs
             .iter()
-            .filter_map(|e| {
-                let v = if by_metric { e.val_metric } else { e.val_loss };
-                v.map(|a| (e.epoch, a))
-            })
+            .filter_map(|e| monitor.value(e).map(|a| (e.epoch, a)))
             .filter(|(_, a)| a.is_finite())
             .fold(None, |best: Option<(usize, f32)>, (e, a)| match best {
                 Some((_, b)) if better(b, a) => best,

@@ -89,6 +89,9 @@ pub struct RunOptions {
     pub patience: Option<usize>,
     /// Write TensorBoard event files under this folder ([`TensorBoard`]).
     pub tensorboard: Option<PathBuf>,
+    /// What `best.safetensors` follows, by Keras's name (`val_loss`, `val_accuracy`, ...;
+    /// [`Checkpoints::monitor`]); None: the validation metric.
+    pub monitor: Option<String>,
 }
 
 /// Trains with the usual callbacks: checkpoints and history files in `opts.out` (when given),
@@ -103,12 +106,14 @@ pub fn fit(
 ) -> Result<Trained> {
     let mut run = Fit::new(cfg.clone());
     if let Some(out) = &opts.out {
+        let mut checkpoints = Checkpoints::new(out, opts.resume, opts.metadata.clone())
+            .force(opts.force)
+            .keep(opts.keep.unwrap_or(3));
+        if let Some(m) = &opts.monitor {
+            checkpoints = checkpoints.monitor(m.clone());
+        }
         run = run
-            .checkpoints(
-                Checkpoints::new(out, opts.resume, opts.metadata.clone())
-                    .force(opts.force)
-                    .keep(opts.keep.unwrap_or(3)),
-            )
+            .checkpoints(checkpoints)
             .callback(HistoryFiles::new(out));
     }
     if let Some(dir) = &opts.tensorboard {

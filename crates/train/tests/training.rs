@@ -1271,3 +1271,48 @@ fn early_stopping_resumes_to_the_same_stop_and_weights() {
         "the restored best weights differ"
     );
 }
+
+/// `best.safetensors` follows the monitored figure (Keras's ModelCheckpoint(monitor,
+/// save_best_only)): the training loss in a run without validation, where by default no best
+/// model is kept; a name the run does not compute is refused, listing those it does.
+#[test]
+fn the_best_model_follows_the_monitored_figure() {
+    let run = |monitor: Option<&str>, name: &str| {
+        let (model_cfg, data, mut cfg) = setup();
+        cfg.epochs = 3;
+        let d = Device::cpu();
+        let b = ParamBuilder::new(cfg.seed);
+        let model = model_cfg.init(&b).unwrap();
+        let params = b.build(&d).unwrap();
+        let out = temp_dir(name);
+        let opts = RunOptions {
+            out: Some(out.clone()),
+            monitor: monitor.map(str::to_string),
+            ..Default::default()
+        };
+        (fit(&model, &params, &data, None, &cfg, &opts), out)
+    };
+    let (plain, out) = run(None, "monitor-none");
+    plain.unwrap();
+    assert!(!out.join("best.safetensors").exists());
+    let (by_loss, out) = run(Some("loss"), "monitor-loss");
+    let history = by_loss.unwrap().history;
+    assert!(out.join("best.safetensors").exists());
+    let (best, loss) = history.best_by(Monitor::Loss).unwrap();
+    let lowest = history
+        .epochs
+        .iter()
+        .map(|e| e.loss)
+        .fold(f32::INFINITY, f32::min);
+    assert_eq!(loss, lowest);
+    assert!((1..=3).contains(&best));
+    let (refused, _) = run(Some("val_accuracy"), "monitor-bad");
+    let Err(err) = refused else {
+        panic!("val_accuracy in a run without validation was accepted")
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("val_accuracy") && err.contains("loss, accuracy"),
+        "{err}"
+    );
+}
