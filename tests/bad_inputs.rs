@@ -38,6 +38,26 @@ fn flags_out_of_range_or_for_another_job_are_refused() {
             &["--epochs", "0 trains nothing"],
         ),
         (&["train", "xor", "--batch", "0"], USAGE, &["--batch"]),
+        (
+            &["train", "xor", "--clip-norm", "0"],
+            USAGE,
+            &["--clip-norm", "positive and finite"],
+        ),
+        (
+            &["train", "xor", "--clip-value", "NaN"],
+            USAGE,
+            &["--clip-value", "positive and finite"],
+        ),
+        (
+            &["train", "xor", "--schedule", "plateau"],
+            USAGE,
+            &["--schedule plateau", "no validation set"],
+        ),
+        (
+            &["train", "xor", "--optimizer", "adam", "--lr", "0"],
+            USAGE,
+            &["--lr", "(0, 10]"],
+        ),
         (&["train", "xor", "--keep", "0"], USAGE, &["--keep 0"]),
         (&["train", "mnist", "--limit", "0"], USAGE, &["--limit 0"]),
         (
@@ -331,6 +351,34 @@ fn run_folders_are_never_overwritten_or_resumed_from_nothing() {
         "--force",
         "--quiet",
     ]);
+    assert_eq!(code, 0, "{stderr}");
+    // Early stopping's kept best weights, damaged: the resume is refused, naming the file and
+    // the way on.
+    let es = dir.path().join("es");
+    let args = [
+        "--device",
+        "cpu",
+        "train",
+        "spirals",
+        "--patience",
+        "5",
+        "--quiet",
+        "--out",
+    ];
+    let (code, stderr) = kiln(&[&args[..], &[p(&es), "--epochs", "2"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let best = es.join("checkpoints/early-stopping-best.safetensors");
+    std::fs::write(&best, b"garbage").unwrap();
+    refused(
+        &[&args[..], &[p(&es), "--epochs", "3", "--resume"]].concat(),
+        DATA,
+        &[
+            "early-stopping-best.safetensors",
+            "delete the file to resume",
+        ],
+    );
+    std::fs::remove_file(&best).unwrap();
+    let (code, stderr) = kiln(&[&args[..], &[p(&es), "--epochs", "3", "--resume"]].concat());
     assert_eq!(code, 0, "{stderr}");
     // predict's --out must be a file.
     refused(

@@ -465,7 +465,7 @@ fn bad_model_files_and_flags_are_refused_with_the_fix() {
     let d = dir.path();
     write(&d.join("data.csv"), "a,b,label\n1,2,0\n2,1,1\n3,3,0\n");
     let data = d.join("data.csv");
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 9] = [
         (
             r#"{"input": [2], "layers": [{"type": "dense", "units": 4}, {"type": "dnse", "units": 1}]}"#,
             &["layer 2", "unknown layer type `dnse`", "dense, embedding"],
@@ -489,6 +489,28 @@ fn bad_model_files_and_flags_are_refused_with_the_fix() {
         (
             r#"{"input": [2], "layerz": []}"#,
             &["unknown field `layerz`"],
+        ),
+        (
+            r#"{"input": [2], "layers": [{"type": "reshape", "target_shape": [2, 1]}, {"type": "conv1d", "filters": 2, "kernel_size": 3}]}"#,
+            &[
+                "layer 2",
+                "Conv1D",
+                "fewer than the kernel's span 3",
+                "same",
+            ],
+        ),
+        (
+            r#"{"input": [2], "layers": [{"type": "batch_normalization", "axis": 0}]}"#,
+            &[
+                "layer 1",
+                "BatchNormalization",
+                "axis 0",
+                "the batch is axis 0",
+            ],
+        ),
+        (
+            r#"{"input": [2], "layers": [{"type": "dense", "units": 1, "activation": "gelu_exact"}]}"#,
+            &["unknown variant `gelu_exact`", "gelu_approximate"],
         ),
     ];
     for (i, (json, needles)) in cases.iter().enumerate() {

@@ -264,17 +264,23 @@ impl TrainArgs {
         })
     }
 
+    /// The flags that set training numbers (epochs, batch, optimizer, rate, clipping) over a
+    /// job's or a default configuration.
+    fn apply_settings(&self, cfg: &mut kiln_train::TrainConfig) {
+        cfg.epochs = self.epochs.unwrap_or(cfg.epochs);
+        cfg.batch = self.batch.unwrap_or(cfg.batch);
+        if let Some(o) = self.optimizer {
+            cfg.optimizer = o.into();
+        }
+        if let Some(lr) = self.lr {
+            cfg.optimizer = cfg.optimizer.with_lr(lr);
+        }
+        cfg.clip = self.clip();
+    }
+
     fn check_numbers(&self) -> Result<(), CliError> {
         let mut probe = kiln_train::TrainConfig::new(kiln_graph::LossKind::MeanSquaredError);
-        probe.epochs = self.epochs.unwrap_or(probe.epochs);
-        probe.batch = self.batch.unwrap_or(probe.batch);
-        if let Some(o) = self.optimizer {
-            probe.optimizer = o.into();
-        }
-        probe.clip = self.clip();
-        if let Some(lr) = self.lr {
-            probe.optimizer = probe.optimizer.with_lr(lr);
-        }
+        self.apply_settings(&mut probe);
         probe
             .validate()
             .map_err(|e| CliError::usage(format!("--{e}")))?;
@@ -350,20 +356,8 @@ impl TrainArgs {
     /// Trains: the job, the run folder's checks, the model, `fit`, the final figures.
     pub fn run(self, device: &LazyDevice) -> Result<(), CliError> {
         let mut job = self.job()?;
-        if let Some(e) = self.epochs {
-            job.config.epochs = e;
-        }
-        if let Some(b) = self.batch {
-            job.config.batch = b;
-        }
-        if let Some(o) = self.optimizer {
-            job.config.optimizer = o.into();
-        }
-        if let Some(lr) = self.lr {
-            job.config.optimizer = job.config.optimizer.with_lr(lr);
-        }
+        self.apply_settings(&mut job.config);
         job.config.schedule = self.schedule(&job)?;
-        job.config.clip = self.clip();
         job.config.validate().usage()?;
         let no_val = job.val.as_ref().is_none_or(|v| v.is_empty());
         if self.patience.is_some() && no_val {

@@ -233,23 +233,26 @@ impl ParamBuilder {
         let packed: Vec<Vec<usize>> = order.iter().map(|&i| shapes[i].clone()).collect();
         let (values_flat, packed_values) = device.packed_zeros(&packed)?;
         let (grads_flat, packed_grads) = device.packed_zeros(&packed)?;
-        let mut values = vec![None; shapes.len()];
-        let mut grads = vec![None; shapes.len()];
-        for ((&id, v), g) in order.iter().zip(packed_values).zip(packed_grads) {
-            values[id] = Some(v);
-            grads[id] = Some(g);
-        }
-        let values: Vec<Tensor> = values.into_iter().map(|v| v.expect("packed")).collect();
-        let grads: Vec<Tensor> = grads.into_iter().map(|g| g.expect("packed")).collect();
+        // Back to registration order: views indexed by ParamId.
+        let mut placed: Vec<(usize, Tensor, Tensor)> = order
+            .iter()
+            .zip(packed_values.into_iter().zip(packed_grads))
+            .map(|(&id, (v, g))| (id, v, g))
+            .collect();
+        placed.sort_by_key(|p| p.0);
+        let (values, grads): (Vec<Tensor>, Vec<Tensor>) =
+            placed.into_iter().map(|(_, v, g)| (v, g)).unzip();
         // Registration order for the draws, so that adding states moves no initial value.
         for (view, spec) in values.iter().zip(&state.specs) {
             device.write_f32(view, &draw(&mut state.rng, &spec.shape, &spec.init))?;
         }
-        let trainable_len = match order.iter().position(|&i| !state.specs[i].trainable) {
-            None => values_flat.len(),
-            Some(0) => 0,
-            Some(p) => values[order[p]].offset() - values_flat.offset(),
-        };
+        // Where the first state starts (every element when there is none).
+        let trainable_len = order
+            .iter()
+            .find(|&&i| !state.specs[i].trainable)
+            .map_or(values_flat.len(), |&i| {
+                values[i].offset() - values_flat.offset()
+            });
         Ok(ParamStore {
             device: device.clone(),
             names: state.specs.iter().map(|s| s.name.clone()).collect(),

@@ -212,19 +212,14 @@ impl Checkpoints {
         if let Some(name) = &self.monitor {
             let history = &state.history;
             let watch = crate::Monitor::parse(name, history)
-                .filter(|m| match m {
-                    crate::Monitor::ValLoss => state.validates,
-                    crate::Monitor::ValMetric => state.validates,
-                    _ => true,
-                })
+                .filter(|m| m.computed(history, state.validates))
                 .ok_or_else(|| {
-                    let metric = history.metric.as_deref();
-                    let mut names = vec!["loss".to_string()];
-                    names.extend(metric.map(str::to_string));
-                    if state.validates {
-                        names.push("val_loss".into());
-                        names.extend(metric.map(|m| format!("val_{m}")));
-                    }
+                    use crate::Monitor::*;
+                    let names: Vec<String> = [Loss, Metric, ValLoss, ValMetric]
+                        .into_iter()
+                        .filter(|m| m.computed(history, state.validates))
+                        .map(|m| m.name(history))
+                        .collect();
                     Error::config(
                         "monitor",
                         format!(
@@ -247,7 +242,7 @@ impl Checkpoints {
                 let _ = std::fs::remove_file(self.out.join(f));
             }
             let _ = std::fs::remove_file(self.history_path());
-            let _ = std::fs::remove_file(dir.join("early-stopping-best.safetensors"));
+            let _ = std::fs::remove_file(dir.join(crate::early_stopping::BEST_WEIGHTS_FILE));
             for (_, p) in all(&dir) {
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             }

@@ -8,6 +8,9 @@ use crate::callback::{Callback, FitState};
 use crate::history::{EpochStats, History};
 use crate::{Error, Result};
 
+/// The file [`EarlyStopping::persist_in`] keeps the best weights in (a forced new run removes it).
+pub(crate) const BEST_WEIGHTS_FILE: &str = "early-stopping-best.safetensors";
+
 /// An epoch figure a callback can watch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,6 +60,18 @@ impl Monitor {
                 Some(Monitor::ValMetric)
             }
             _ => None,
+        }
+    }
+
+    /// Whether a run with `history`'s metric computes it: the training loss always, the metric
+    /// when the loss has one, the validation figures when the run `validates`.
+    pub fn computed(self, history: &History, validates: bool) -> bool {
+        let metric = history.metric.is_some();
+        match self {
+            Monitor::Loss => true,
+            Monitor::Metric => metric,
+            Monitor::ValLoss => validates,
+            Monitor::ValMetric => validates && metric,
         }
     }
 
@@ -124,9 +139,7 @@ impl EarlyStopping {
     }
 
     fn best_path(&self) -> Option<std::path::PathBuf> {
-        self.dir
-            .as_ref()
-            .map(|d| d.join("early-stopping-best.safetensors"))
+        self.dir.as_ref().map(|d| d.join(BEST_WEIGHTS_FILE))
     }
 
     /// Replays the restored history (a resumed run): the best so far and the epochs since, as
@@ -153,12 +166,19 @@ impl EarlyStopping {
         }
         // The file's weights, taken as a snapshot without disturbing the current ones.
         let current = state.params.snapshot()?;
-        let meta = state.params.load_weights(&path)?;
-        if meta.get("epoch").map(String::as_str) == Some(best_epoch.to_string().as_str()) {
-            self.best_weights = Some(state.params.snapshot()?);
+        let loaded = state.params.load_weights(&path);
+        if let Ok(meta) = &loaded {
+            if meta.get("epoch").map(String::as_str) == Some(best_epoch.to_string().as_str()) {
+                self.best_weights = Some(state.params.snapshot()?);
+            }
         }
         state.params.restore(&current)?;
-        Ok(())
+        loaded.map(|_| ()).map_err(|e| Error::Checkpoint {
+            path,
+            message: format!(
+                "the best weights early stopping kept cannot be read ({e}); delete the file to resume without them (a stop then puts back the best epoch after the resume, if any)"
+            ),
+        })
     }
 
     /// Watches `monitor` instead.

@@ -16,7 +16,6 @@ use crate::callback::{BatchEnd, Callback, FitState};
 use crate::checkpoints::Checkpoints;
 use crate::config::TrainConfig;
 use crate::data::{Column, Dataset};
-use crate::early_stopping::Monitor;
 use crate::history::{EpochStats, History};
 use crate::{Error, Result};
 
@@ -462,16 +461,10 @@ fn check_schedule(cfg: &TrainConfig, state: &FitState) -> Result<()> {
     let Some(crate::LrSchedule::Plateau { monitor, .. }) = &cfg.schedule else {
         return Ok(());
     };
-    let name = monitor.name(&state.history);
-    let computed = match monitor {
-        Monitor::Loss => true,
-        Monitor::Metric => state.history.metric.is_some(),
-        Monitor::ValLoss => state.validates,
-        Monitor::ValMetric => state.validates && state.history.metric.is_some(),
-    };
-    if computed {
+    if monitor.computed(&state.history, state.validates) {
         return Ok(());
     }
+    let name = monitor.name(&state.history);
     Err(Error::config(
         "schedule",
         format!("the plateau schedule watches {name}, which this run does not compute (no validation set, or a loss without a metric)"),

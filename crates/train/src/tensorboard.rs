@@ -266,11 +266,11 @@ fn fields(mut b: &[u8]) -> Option<Vec<(u32, u64, &[u8])>> {
 }
 
 fn event_scalars(event: &[u8], out: &mut Vec<Scalar>) -> Option<()> {
-    let fields = fields(event)?;
-    let step = fields.iter().find(|f| f.0 == 2).map_or(0, |f| f.1 as i64);
-    for (_, _, summary) in fields.iter().filter(|f| f.0 == 5) {
-        for (_, _, value) in fields_of(summary, 1)? {
-            let v = self::fields(value)?;
+    let event = fields(event)?;
+    let step = event.iter().find(|f| f.0 == 2).map_or(0, |f| f.1 as i64);
+    for (_, _, summary) in event.iter().filter(|f| f.0 == 5) {
+        for (_, _, value) in fields(summary)?.into_iter().filter(|f| f.0 == 1) {
+            let v = fields(value)?;
             let tag = v.iter().find(|f| f.0 == 1)?.2;
             let x = v.iter().find(|f| f.0 == 2)?.1 as u32;
             out.push(Scalar {
@@ -281,13 +281,4 @@ fn event_scalars(event: &[u8], out: &mut Vec<Scalar>) -> Option<()> {
         }
     }
     Some(())
-}
-
-fn fields_of(message: &[u8], field: u32) -> Option<Vec<(u32, u64, &[u8])>> {
-    Some(
-        fields(message)?
-            .into_iter()
-            .filter(|f| f.0 == field)
-            .collect(),
-    )
 }
