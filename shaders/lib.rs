@@ -11,7 +11,7 @@
 //! // A family's source is `common.wgsl` followed by its own file.
 //! assert!(kiln_shaders::MATMUL.starts_with(kiln_shaders::COMMON));
 //! assert!(kiln_shaders::MATMUL.contains("fn matmul_tiled("));
-//! assert_eq!(kiln_shaders::FAMILIES.len(), 13);
+//! assert_eq!(kiln_shaders::FAMILIES.len(), 14);
 //! ```
 #![warn(missing_docs)]
 
@@ -54,6 +54,8 @@ families! {
     POOL = "pool.wgsl",
     /// The fused, persistent LSTM recurrence, forward and backward through time.
     LSTM = "lstm.wgsl",
+    /// The fused, persistent GRU recurrence (Keras's reset_after), forward and backward.
+    GRU = "gru.wgsl",
     /// Block copies along an axis (narrow, concat and their gradients).
     LAYOUT = "layout.wgsl",
     /// Fused scaled dot-product attention: forward with an online softmax, backward in two

@@ -45,14 +45,15 @@ pub use gpu::pipeline::PipelineKey;
 pub use gpu::tune::TuneMode;
 pub use ops::attention::{AttentionGradients, AttentionInputs, AttentionOut, AttentionSpec};
 pub use ops::conv::{Conv2dGrads, Conv2dWanted};
+pub use ops::gru::{GruGrads, GruInputs, GruOutputGrads, GruState};
 pub use ops::loss::{Loss, Metric};
 pub use ops::lstm::{LstmGrads, LstmInputs, LstmOutputGrads, LstmPath, LstmState};
 pub use ops::matmul::matmul_params;
 pub use ops::pool::{PoolSpec, Pooled};
 pub use params::{
     broadcast_shape, Activation, AdamConfig, AttentionParams, BinaryOp, Conv2dSpec, ConvVariant,
-    LstmParams, MatmulSpec, MatmulTile, MatmulVariant, PoolMode, ReduceOp, RmspropConfig,
-    SgdConfig, UnaryOp,
+    GruParams, LstmParams, MatmulSpec, MatmulTile, MatmulVariant, PoolMode, ReduceOp,
+    RmspropConfig, SgdConfig, UnaryOp,
 };
 pub use profile::{KernelSpan, KernelTotal, Profile, ProfileClock};
 pub use shaders::ShaderFamily;

@@ -1146,6 +1146,66 @@ impl LstmParams {
     }
 }
 
+/// The fused GRU recurrence (shaders/gru.wgsl). One struct for both passes; the launch shape
+/// (rows per workgroup, units per thread, threads) follows [`LstmParams`]'s rules, whose
+/// workgroup-memory bound (two rows of 4H per batch row) covers the GRU's (two of 3H).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct GruParams {
+    /// Batch (B).
+    pub batch: u32,
+    /// Timesteps (T).
+    pub steps: u32,
+    /// Hidden units (H).
+    pub hidden: u32,
+    /// Directions (D): 1, or 2 for a bidirectional layer.
+    pub dirs: u32,
+    /// Batch rows per workgroup.
+    pub rows: u32,
+    /// 1 when an initial state h0 is given.
+    pub has_init: u32,
+    /// 1 when padding ids (0) mask steps.
+    pub has_mask: u32,
+    /// 1 when the whole output sequence is written.
+    pub write_seq: u32,
+    /// Backward: 1 when a gradient of the output sequence is given.
+    pub has_dy: u32,
+    /// Backward: 1 when the gradient of the last hidden state is given.
+    pub has_dh_last: u32,
+    /// 1 when masked steps output zeros instead of the carried h (Keras's Bidirectional).
+    pub zero_masked: u32,
+    /// Forward: where hprev starts in the saved buffer, after the cache (elements, aligned).
+    pub hprev_at: u32,
+    /// Backward: where the recurrent part's gradient starts in the gradients buffer.
+    pub da_at: u32,
+    /// Backward: where the carries start in the gradients buffer.
+    pub carry_at: u32,
+    /// Pads the struct to 16 bytes.
+    pub _pad0: u32,
+    /// Pads the struct to 16 bytes.
+    pub _pad1: u32,
+}
+
+impl GruParams {
+    /// (B, T, H, D) as sizes.
+    pub fn dims(&self) -> (usize, usize, usize, usize) {
+        (
+            self.batch as usize,
+            self.steps as usize,
+            self.hidden as usize,
+            self.dirs as usize,
+        )
+    }
+
+    /// Largest hidden size the fused kernels take (the LSTM's).
+    pub const MAX_HIDDEN: usize = LstmParams::MAX_HIDDEN;
+
+    /// Workgroups: one per (direction, block of `rows` batch rows).
+    pub fn workgroups(&self) -> u64 {
+        self.batch.div_ceil(self.rows) as u64 * self.dirs as u64
+    }
+}
+
 /// A block copy along one axis (shaders/layout.wgsl); both tensors viewed as (outer, axis, inner).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]

@@ -26,6 +26,8 @@ pub enum ShaderFamily {
     Pool,
     /// shaders/lstm.wgsl: the fused LSTM recurrence, forward and backward.
     Lstm,
+    /// shaders/gru.wgsl: the fused GRU recurrence, forward and backward.
+    Gru,
     /// shaders/layout.wgsl: block copies along an axis (narrow, concat).
     Layout,
     /// shaders/attention.wgsl: fused attention, forward and backward.
@@ -37,7 +39,7 @@ pub use kiln_shaders::COMMON;
 
 impl ShaderFamily {
     /// Every family, in order.
-    pub const ALL: [ShaderFamily; 13] = [
+    pub const ALL: [ShaderFamily; 14] = [
         ShaderFamily::Matmul,
         ShaderFamily::Elementwise,
         ShaderFamily::Broadcast,
@@ -49,6 +51,7 @@ impl ShaderFamily {
         ShaderFamily::Conv,
         ShaderFamily::Pool,
         ShaderFamily::Lstm,
+        ShaderFamily::Gru,
         ShaderFamily::Layout,
         ShaderFamily::Attention,
     ];
@@ -67,6 +70,7 @@ impl ShaderFamily {
             ShaderFamily::Conv => "conv.wgsl",
             ShaderFamily::Pool => "pool.wgsl",
             ShaderFamily::Lstm => "lstm.wgsl",
+            ShaderFamily::Gru => "gru.wgsl",
             ShaderFamily::Layout => "layout.wgsl",
             ShaderFamily::Attention => "attention.wgsl",
         }
@@ -86,6 +90,7 @@ impl ShaderFamily {
             ShaderFamily::Conv => kiln_shaders::CONV,
             ShaderFamily::Pool => kiln_shaders::POOL,
             ShaderFamily::Lstm => kiln_shaders::LSTM,
+            ShaderFamily::Gru => kiln_shaders::GRU,
             ShaderFamily::Layout => kiln_shaders::LAYOUT,
             ShaderFamily::Attention => kiln_shaders::ATTENTION,
         }

@@ -62,6 +62,6 @@ pub use loss::{LossFn, LossKind, MetricKind, Objective};
 pub use model::Model;
 pub use optim::{GradClip, Optimizer, OptimizerConfig};
 pub use params::{Init, ParamBuilder, ParamId, ParamStore, Snapshot};
-pub use recurrent::{LstmOutputs, LstmVars};
+pub use recurrent::{GruOutputs, GruVars, LstmOutputs, LstmVars};
 pub use step::{step_seed, train_step, Batch, StepOutput};
 pub use tape::{Tape, Var};

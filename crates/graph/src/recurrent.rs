@@ -1,13 +1,15 @@
-//! Recurrent ops on the tape: the LSTM, fused (kiln-device's persistent kernels: two dispatches
-//! forward, whatever T is) or unfused (matmul and elementwise ops per timestep, the way a
-//! general-purpose framework runs it), and the simple RNN.
+//! Recurrent ops on the tape: the LSTM and the GRU, each fused (kiln-device's persistent
+//! kernels: two dispatches forward, whatever T is) or unfused (matmul and elementwise ops per
+//! timestep, the way a general-purpose framework runs it), and the simple RNN.
 //!
 //! Both LSTM paths take the same weights, Keras's layout stacked over directions D (1, or 2 for a
 //! bidirectional layer; 0 = forward, 1 = backward): kernel (D, E, 4H), recurrent (D, H, 4H),
 //! bias (D, 4H), gates i, f, g, o. The unfused path is the reference the fused one is tested
 //! against, and the fallback for layers wider than the fused kernels take.
 
-use kiln_device::{LstmInputs, LstmOutputGrads, LstmPath, Tensor, UnaryOp};
+use kiln_device::{
+    GruInputs, GruOutputGrads, LstmInputs, LstmOutputGrads, LstmPath, Tensor, UnaryOp,
+};
 
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
@@ -16,6 +18,19 @@ use crate::{Error, Result};
 /// over directions D), the initial state and the mask (kiln-device's [`LstmInputs`] over
 /// variables).
 pub type LstmVars<'a> = LstmInputs<'a, Var>;
+
+/// One GRU layer's inputs on the tape (kiln-device's [`GruInputs`] over variables): kernel
+/// (D, E, 3H), recurrent (D, H, 3H), bias (D, 2, 3H), init h0 (D, B, H).
+pub type GruVars<'a> = GruInputs<'a, Var>;
+
+/// A GRU's outputs.
+#[derive(Clone, Debug)]
+pub struct GruOutputs {
+    /// (B, T, D*H), with `return_sequences`.
+    pub y: Option<Var>,
+    /// (B, D*H): each direction's last state (forward at t = T-1, backward at t = 0).
+    pub h: Var,
+}
 
 /// An LSTM's outputs.
 #[derive(Clone, Debug)]
@@ -139,7 +154,45 @@ impl Tape {
     /// The same LSTM composed of tape ops, one timestep at a time: per step and direction a matmul
     /// h . recurrent, the gate slices, three sigmoids, two tanh and the cell arithmetic.
     pub fn lstm_unfused(&self, inputs: LstmVars) -> Result<LstmOutputs> {
-        let LstmVars {
+        let h = inputs.recurrent.shape().get(1).copied().unwrap_or(0);
+        let (y, mut states) = self.unfused_recurrence(
+            "lstm",
+            inputs,
+            4,
+            |dir, b| {
+                let (hv, cv) = self.lstm_start(inputs.init, dir, b, h)?;
+                Ok(vec![hv, cv])
+            },
+            |dir, xt, state| {
+                let u = self.reshape(&self.narrow(inputs.recurrent, 0, dir, 1)?, &[h, 4 * h])?;
+                let bias = self.reshape(&self.narrow(inputs.bias, 0, dir, 1)?, &[4 * h])?;
+                let z = self.add(
+                    &self.add(xt, &bias)?,
+                    &self.matmul(&state[0], &u, false, false)?,
+                )?;
+                let (h_new, c_new) = self.lstm_cell(&z, &state[1], h)?;
+                Ok(vec![h_new, c_new])
+            },
+        )?;
+        let c = states.pop().expect("c");
+        let h = states.pop().expect("h");
+        Ok(LstmOutputs { y, h, c })
+    }
+
+    /// The GRU by the tape's path ([`Tape::lstm_path`], which chooses for every recurrent
+    /// layer); the fused path falls back to the unfused one where the kernels do not run.
+    pub fn gru(&self, inputs: GruVars) -> Result<GruOutputs> {
+        let hidden = inputs.recurrent.shape().get(1).copied().unwrap_or(0);
+        if self.lstm_path() == LstmPath::Fused && self.device().gru_fused_supported(hidden) {
+            self.gru_fused(inputs)
+        } else {
+            self.gru_unfused(inputs)
+        }
+    }
+
+    /// The fused GRU (kiln-device's persistent kernels).
+    pub fn gru_fused(&self, inputs: GruVars) -> Result<GruOutputs> {
+        let GruVars {
             x,
             kernel,
             recurrent,
@@ -149,81 +202,184 @@ impl Tape {
             return_sequences,
         } = inputs;
         check_mask(x.shape(), mask)?;
+        let d = self.device();
+        let state = d.gru_forward(
+            GruInputs::new(x.value(), kernel.value(), recurrent.value(), bias.value())
+                .init(init.map(Var::value))
+                .mask(mask)
+                .return_sequences(return_sequences),
+        )?;
+        let mut values = vec![];
+        values.extend(state.y.clone());
+        values.push(state.h_last.clone());
+        let saved = [x, kernel, recurrent, bias].map(|v| v.value().clone());
+        let (init_v, mask_v, need_dx) = (
+            init.map(|v| v.value().clone()),
+            mask.cloned(),
+            x.requires_grad(),
+        );
+        let mut parents = vec![x, kernel, recurrent, bias];
+        parents.extend(init);
+        let mut outs = self.record_multi(values, &parents, move |d, douts| {
+            let mut it = douts.into_iter();
+            let dy = if return_sequences {
+                it.next().flatten()
+            } else {
+                None
+            };
+            let dh = it.next().flatten();
+            let [xv, kv, rv, bv] = &saved;
+            let inputs = GruInputs::new(xv, kv, rv, bv)
+                .init(init_v.as_ref())
+                .mask(mask_v.as_ref())
+                .return_sequences(return_sequences);
+            let grads = GruOutputGrads {
+                dy: dy.as_ref(),
+                dh_last: dh.as_ref(),
+            };
+            let g = d.gru_backward(inputs, &state, grads, need_dx)?;
+            let mut grads = vec![g.dx, Some(g.dkernel), Some(g.drecurrent), Some(g.dbias)];
+            if init_v.is_some() {
+                grads.push(g.dinit);
+            }
+            Ok(grads)
+        });
+        let h = outs.pop().expect("h");
+        Ok(GruOutputs { y: outs.pop(), h })
+    }
+
+    /// The same GRU composed of tape ops, one timestep at a time: per step and direction a
+    /// matmul h . recurrent, the gate slices, two sigmoids, a tanh and the update arithmetic.
+    pub fn gru_unfused(&self, inputs: GruVars) -> Result<GruOutputs> {
+        let h = inputs.recurrent.shape().get(1).copied().unwrap_or(0);
+        let (y, mut states) = self.unfused_recurrence(
+            "gru",
+            inputs,
+            3,
+            |dir, b| {
+                let h0 = match inputs.init {
+                    Some(init) => self.reshape(&self.narrow(init, 0, dir, 1)?, &[b, h])?,
+                    None => self.constant(self.device().zeros(&[b, h])?),
+                };
+                Ok(vec![h0])
+            },
+            |dir, xt, state| {
+                let u = self.reshape(&self.narrow(inputs.recurrent, 0, dir, 1)?, &[h, 3 * h])?;
+                let bias = self.narrow(inputs.bias, 0, dir, 1)?;
+                let part = |which: usize| self.reshape(&self.narrow(&bias, 1, which, 1)?, &[3 * h]);
+                let x = self.add(xt, &part(0)?)?;
+                let a = self.add(&self.matmul(&state[0], &u, false, false)?, &part(1)?)?;
+                let gate = |v: &Var, g: usize| self.narrow(v, 1, g * h, h);
+                let z = self.unary(UnaryOp::Sigmoid, &self.add(&gate(&x, 0)?, &gate(&a, 0)?)?)?;
+                let r = self.unary(UnaryOp::Sigmoid, &self.add(&gate(&x, 1)?, &gate(&a, 1)?)?)?;
+                let n = self.unary(
+                    UnaryOp::Tanh,
+                    &self.add(&gate(&x, 2)?, &self.mul(&r, &gate(&a, 2)?)?)?,
+                )?;
+                // z h + (1 - z) n, as n + z (h - n).
+                let h_new = self.add(&n, &self.mul(&z, &self.sub(&state[0], &n)?)?)?;
+                Ok(vec![h_new])
+            },
+        )?;
+        let h = states.pop().expect("h");
+        Ok(GruOutputs { y, h })
+    }
+
+    /// A recurrent layer of `gates` * H columns composed of tape ops, one timestep at a time:
+    /// per direction the input projection x . kernel, then `step(dir, x_t, state)` from
+    /// `start(dir, B)`, whose first state is h. The mask carries every state through a masked
+    /// step; sequences output h (zero at masked steps for two directions, as Keras's
+    /// Bidirectional). Returns the sequence (B, T, D*H) when asked, and each state's last value
+    /// (B, D*H), directions concatenated.
+    fn unfused_recurrence(
+        &self,
+        op: &str,
+        inputs: LstmVars,
+        gates: usize,
+        start: impl Fn(usize, usize) -> Result<Vec<Var>>,
+        step: impl Fn(usize, &Var, &[Var]) -> Result<Vec<Var>>,
+    ) -> Result<(Option<Var>, Vec<Var>)> {
+        let LstmVars {
+            x,
+            kernel,
+            mask,
+            return_sequences,
+            ..
+        } = inputs;
+        check_mask(x.shape(), mask)?;
         let &[b, t, e] = x.shape() else {
             return Err(Error::model(
-                "lstm",
+                op,
                 format!("x of shape [B, T, E], got {:?}", x.shape()),
             ));
         };
-        let &[dirs, _, h4] = kernel.shape() else {
-            return Err(Error::model(
-                "lstm",
-                format!("kernel [D, E, 4H], got {:?}", kernel.shape()),
-            ));
+        let (dirs, hg) = match *kernel.shape() {
+            [dirs, _, hg] if hg % gates == 0 => (dirs, hg),
+            _ => {
+                return Err(Error::model(
+                    op,
+                    format!("kernel [D, E, {gates}H], got {:?}", kernel.shape()),
+                ))
+            }
         };
-        let h = h4 / 4;
+        let h = hg / gates;
         let masks = mask.map(|m| step_masks(self, m, h)).transpose()?;
         let x2 = self.reshape(x, &[b * t, e])?;
-        let (mut ys, mut hs, mut cs) = (vec![], vec![], vec![]);
+        let (mut ys, mut last): (Vec<Var>, Vec<Vec<Var>>) = (vec![], vec![]);
         for dir in 0..dirs {
-            let k = self.reshape(&self.narrow(kernel, 0, dir, 1)?, &[e, h4])?;
-            let u = self.reshape(&self.narrow(recurrent, 0, dir, 1)?, &[h, h4])?;
-            let bias_d = self.reshape(&self.narrow(bias, 0, dir, 1)?, &[h4])?;
-            let xproj = self.reshape(&self.matmul(&x2, &k, false, false)?, &[b, t, h4])?;
-            let (mut hv, mut cv) = self.lstm_start(init, dir, b, h)?;
+            let k = self.reshape(&self.narrow(kernel, 0, dir, 1)?, &[e, hg])?;
+            let xproj = self.reshape(&self.matmul(&x2, &k, false, false)?, &[b, t, hg])?;
+            let mut state = start(dir, b)?;
             let mut seq: Vec<Option<Var>> = vec![None; t];
             for s in 0..t {
                 let ts = if dir == 1 { t - 1 - s } else { s };
-                let xt = self.reshape(&self.narrow(&xproj, 1, ts, 1)?, &[b, h4])?;
-                let z = self.add(
-                    &self.add(&xt, &bias_d)?,
-                    &self.matmul(&hv, &u, false, false)?,
-                )?;
-                let (h_new, c_new) = self.lstm_cell(&z, &cv, h)?;
-                (hv, cv) = match &masks {
+                let xt = self.reshape(&self.narrow(&xproj, 1, ts, 1)?, &[b, hg])?;
+                let new = step(dir, &xt, &state)?;
+                state = match &masks {
                     Some(m) => {
                         // state = prev + keep * (new - prev)
                         let keep = self.constant(m[ts].clone());
-                        (
-                            self.add(&hv, &self.mul(&keep, &self.sub(&h_new, &hv)?)?)?,
-                            self.add(&cv, &self.mul(&keep, &self.sub(&c_new, &cv)?)?)?,
-                        )
+                        let carried = |(prev, new): (&Var, &Var)| {
+                            self.add(prev, &self.mul(&keep, &self.sub(new, prev)?)?)
+                        };
+                        state.iter().zip(&new).map(carried).collect::<Result<_>>()?
                     }
-                    None => (h_new, c_new),
+                    None => new,
                 };
                 if return_sequences {
-                    // Keras's Bidirectional outputs zeros at masked steps; its LSTM repeats h.
+                    // Keras's Bidirectional outputs zeros at masked steps; a single layer repeats h.
                     let out = match &masks {
-                        Some(m) if dirs == 2 => self.mul(&hv, &self.constant(m[ts].clone()))?,
-                        _ => hv.clone(),
+                        Some(m) if dirs == 2 => {
+                            self.mul(&state[0], &self.constant(m[ts].clone()))?
+                        }
+                        _ => state[0].clone(),
                     };
                     seq[ts] = Some(self.reshape(&out, &[b, 1, h])?);
                 }
             }
             if return_sequences {
                 let parts: Vec<Var> = seq.into_iter().map(|v| v.expect("every step")).collect();
-                let refs: Vec<&Var> = parts.iter().collect();
-                ys.push(self.concat(&refs, 1)?);
+                ys.push(self.concat(&parts.iter().collect::<Vec<_>>(), 1)?);
             }
-            hs.push(hv);
-            cs.push(cv);
+            last.push(state);
         }
-        let join = |vs: &[Var], axis: usize| -> Result<Var> {
+        let join = |vs: Vec<Var>, axis: usize| -> Result<Var> {
             if vs.len() == 1 {
-                Ok(vs[0].clone())
+                Ok(vs.into_iter().next().expect("one"))
             } else {
                 self.concat(&vs.iter().collect::<Vec<_>>(), axis)
             }
         };
-        Ok(LstmOutputs {
-            y: if return_sequences {
-                Some(join(&ys, 2)?)
-            } else {
-                None
-            },
-            h: join(&hs, 1)?,
-            c: join(&cs, 1)?,
-        })
+        let y = if return_sequences {
+            Some(join(ys, 2)?)
+        } else {
+            None
+        };
+        let kinds = last.first().map_or(0, Vec::len);
+        let states = (0..kinds)
+            .map(|i| join(last.iter().map(|s| s[i].clone()).collect(), 1))
+            .collect::<Result<_>>()?;
+        Ok((y, states))
     }
 
     /// The unfused LSTM's state before its first step in direction `dir`: `init`'s (2, D, B, H)

@@ -1,10 +1,28 @@
-//! Recurrent ops: the fused LSTM against the unfused composition (forward and every gradient, with
-//! and without masks and initial states, H = 1, 3, 33, 64, T = 1 to 40), on the CPU device and on
-//! the adapter; both against central finite differences; the simple RNN, narrow and concat too.
+//! Recurrent ops: the fused LSTM and GRU against their unfused compositions (forward and every
+//! gradient, with and without masks and initial states, H = 1, 3, 33, 64, T = 1 to 40), on the CPU
+//! device and on the adapter; both against central finite differences; the simple RNN, narrow and
+//! concat too.
 
 use kiln_device::testing::{assert_close, gpu_device, random_f32, random_u32, Tolerance};
 use kiln_device::{Device, Tensor};
 use kiln_graph::*;
+
+/// Which recurrent layer a case runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cell {
+    Lstm,
+    Gru,
+}
+
+impl Cell {
+    /// Gate blocks of the weights' last axis.
+    fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -19,19 +37,29 @@ struct Case {
 }
 
 /// x, kernel, recurrent, bias (and init) as parameters, so that every gradient can be read.
-fn store(dev: &Device, c: &Case, seed: u64) -> ParamStore {
+fn store(dev: &Device, cell: Cell, c: &Case, seed: u64) -> ParamStore {
     let b = ParamBuilder::new(seed);
     let v = |s: u64, n: usize, a: f32| Init::Values(random_f32(seed * 10 + s, n, -a, a));
-    let (h4, sc) = (4 * c.h, 1.0 / (c.h as f32).sqrt());
+    let (hg, sc) = (cell.gates() * c.h, 1.0 / (c.h as f32).sqrt());
     b.add("x", &[c.b, c.t, c.e], v(1, c.b * c.t * c.e, 1.0))
         .unwrap();
-    b.add("kernel", &[c.d, c.e, h4], v(2, c.d * c.e * h4, 0.6))
+    b.add("kernel", &[c.d, c.e, hg], v(2, c.d * c.e * hg, 0.6))
         .unwrap();
-    b.add("recurrent", &[c.d, c.h, h4], v(3, c.d * c.h * h4, sc))
+    b.add("recurrent", &[c.d, c.h, hg], v(3, c.d * c.h * hg, sc))
         .unwrap();
-    b.add("bias", &[c.d, h4], v(4, c.d * h4, 0.5)).unwrap();
+    // The GRU's bias has two rows per direction: input, then recurrent.
+    let bias = match cell {
+        Cell::Lstm => vec![c.d, hg],
+        Cell::Gru => vec![c.d, 2, hg],
+    };
+    let n = bias.iter().product();
+    b.add("bias", &bias, v(4, n, 0.5)).unwrap();
     if c.init {
-        b.add("init", &[2, c.d, c.b, c.h], v(5, 2 * c.d * c.b * c.h, 1.0))
+        let shape = match cell {
+            Cell::Lstm => vec![2, c.d, c.b, c.h],
+            Cell::Gru => vec![c.d, c.b, c.h],
+        };
+        b.add("init", &shape, v(5, shape.iter().product(), 1.0))
             .unwrap();
     }
     b.build(dev).unwrap()
@@ -44,9 +72,15 @@ fn ids(dev: &Device, c: &Case, seed: u64) -> Option<Tensor> {
     })
 }
 
+/// A layer's outputs: the sequence (with `seq`), then h (and c for the LSTM).
+struct Outputs {
+    y: Option<Var>,
+    states: Vec<Var>,
+}
+
 /// sum over outputs of mean(output * r): every output element matters.
-fn objective(tape: &Tape, out: &LstmOutputs) -> Var {
-    let mut parts: Vec<&Var> = vec![&out.h, &out.c];
+fn objective(tape: &Tape, out: &Outputs) -> Var {
+    let mut parts: Vec<&Var> = out.states.iter().collect();
     parts.extend(out.y.as_ref());
     let mut total: Option<Var> = None;
     for (i, v) in parts.into_iter().enumerate() {
@@ -61,7 +95,13 @@ fn objective(tape: &Tape, out: &LstmOutputs) -> Var {
     total.unwrap()
 }
 
-fn run(tape: &Tape, s: &ParamStore, c: &Case, ids: Option<&Tensor>, path: LstmPath) -> LstmOutputs {
+fn run(
+    tape: &Tape,
+    s: &ParamStore,
+    (cell, c): (Cell, &Case),
+    ids: Option<&Tensor>,
+    path: LstmPath,
+) -> Outputs {
     let p = |name: &str| tape.param(s, s.find(name).unwrap());
     let init = c.init.then(|| p("init"));
     let (x, k, r, b) = (p("x"), p("kernel"), p("recurrent"), p("bias"));
@@ -69,25 +109,50 @@ fn run(tape: &Tape, s: &ParamStore, c: &Case, ids: Option<&Tensor>, path: LstmPa
         .init(init.as_ref())
         .mask(ids)
         .return_sequences(c.seq);
-    match path {
-        LstmPath::Fused => tape.lstm_fused(vars),
-        LstmPath::Unfused => tape.lstm_unfused(vars),
+    match (cell, path) {
+        (Cell::Lstm, _) => {
+            let out = match path {
+                LstmPath::Fused => tape.lstm_fused(vars),
+                LstmPath::Unfused => tape.lstm_unfused(vars),
+            }
+            .unwrap();
+            Outputs {
+                y: out.y,
+                states: vec![out.h, out.c],
+            }
+        }
+        (Cell::Gru, _) => {
+            let out = match path {
+                LstmPath::Fused => tape.gru_fused(vars),
+                LstmPath::Unfused => tape.gru_unfused(vars),
+            }
+            .unwrap();
+            Outputs {
+                y: out.y,
+                states: vec![out.h],
+            }
+        }
     }
-    .unwrap()
 }
 
 /// Outputs and every gradient, by one path.
-fn outputs_and_grads(dev: &Device, c: &Case, seed: u64, path: LstmPath) -> Vec<(String, Vec<f32>)> {
-    let s = store(dev, c, seed);
+fn outputs_and_grads(
+    dev: &Device,
+    (cell, c): (Cell, &Case),
+    seed: u64,
+    path: LstmPath,
+) -> Vec<(String, Vec<f32>)> {
+    let s = store(dev, cell, c, seed);
     let ids = ids(dev, c, seed);
     let tape = Tape::recording(dev);
-    let out = run(&tape, &s, c, ids.as_ref(), path);
+    let out = run(&tape, &s, (cell, c), ids.as_ref(), path);
     let mut got = vec![];
     if let Some(y) = &out.y {
         got.push(("y".to_string(), dev.to_f32(y.value()).unwrap()));
     }
-    got.push(("h".into(), dev.to_f32(out.h.value()).unwrap()));
-    got.push(("c".into(), dev.to_f32(out.c.value()).unwrap()));
+    for (i, v) in out.states.iter().enumerate() {
+        got.push((format!("state {i}"), dev.to_f32(v.value()).unwrap()));
+    }
     let loss = objective(&tape, &out);
     tape.backward(&loss).unwrap();
     for id in s.ids() {
@@ -147,21 +212,26 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn compare_paths(dev: &Device, label: &str) {
+fn compare_paths(dev: &Device, cell: Cell, label: &str) {
     for (i, c) in cases().iter().enumerate() {
-        let fused = outputs_and_grads(dev, c, i as u64, LstmPath::Fused);
-        let unfused = outputs_and_grads(dev, c, i as u64, LstmPath::Unfused);
+        let fused = outputs_and_grads(dev, (cell, c), i as u64, LstmPath::Fused);
+        let unfused = outputs_and_grads(dev, (cell, c), i as u64, LstmPath::Unfused);
         assert_eq!(fused.len(), unfused.len());
         let tol = Tolerance::reduction(4 * c.h + c.b * c.t).max(Tolerance::TRANSCENDENTAL);
         for ((name, f), (_, u)) in fused.iter().zip(&unfused) {
-            assert_close(&format!("{label} case {i} {c:?}: {name}"), f, u, tol);
+            assert_close(
+                &format!("{label} {cell:?} case {i} {c:?}: {name}"),
+                f,
+                u,
+                tol,
+            );
         }
     }
 }
 
 #[test]
 fn fused_lstm_matches_unfused_composition_on_cpu() {
-    compare_paths(&Device::cpu(), "cpu");
+    compare_paths(&Device::cpu(), Cell::Lstm, "cpu");
 }
 
 #[test]
@@ -169,7 +239,20 @@ fn fused_lstm_matches_unfused_composition_on_gpu() {
     let Some(gpu) = gpu_device("fused_lstm_matches_unfused_composition_on_gpu") else {
         return;
     };
-    compare_paths(&gpu, "gpu");
+    compare_paths(&gpu, Cell::Lstm, "gpu");
+}
+
+#[test]
+fn fused_gru_matches_unfused_composition_on_cpu() {
+    compare_paths(&Device::cpu(), Cell::Gru, "cpu");
+}
+
+#[test]
+fn fused_gru_matches_unfused_composition_on_gpu() {
+    let Some(gpu) = gpu_device("fused_gru_matches_unfused_composition_on_gpu") else {
+        return;
+    };
+    compare_paths(&gpu, Cell::Gru, "gpu");
 }
 
 const EPS: f32 = 3e-3;
@@ -185,6 +268,15 @@ fn gradcheck(name: &str, s: &ParamStore, f: impl Fn(&Tape) -> Var) {
 
 #[test]
 fn fused_and_unfused_lstm_against_finite_differences() {
+    recurrent_against_finite_differences(Cell::Lstm);
+}
+
+#[test]
+fn fused_and_unfused_gru_against_finite_differences() {
+    recurrent_against_finite_differences(Cell::Gru);
+}
+
+fn recurrent_against_finite_differences(cell: Cell) {
     let dev = Device::cpu();
     let c = Case {
         b: 2,
@@ -196,11 +288,11 @@ fn fused_and_unfused_lstm_against_finite_differences() {
         mask: true,
         seq: true,
     };
-    let s = store(&dev, &c, 42);
+    let s = store(&dev, cell, &c, 42);
     let ids = dev.from_u32(&[1, 0, 2, 2, 1, 0], &[2, 3]).unwrap();
     for path in [LstmPath::Fused, LstmPath::Unfused] {
-        gradcheck(&format!("lstm {path:?}"), &s, |t| {
-            objective(t, &run(t, &s, &c, Some(&ids), path))
+        gradcheck(&format!("{cell:?} {path:?}"), &s, |t| {
+            objective(t, &run(t, &s, (cell, &c), Some(&ids), path))
         });
         s.zero_grad().unwrap();
     }
@@ -252,15 +344,17 @@ fn bidirectional_last_states_are_forward_end_and_backward_start() {
         mask: false,
         seq: true,
     };
-    let s = store(&dev, &c, 7);
-    let tape = Tape::inference(&dev);
-    let out = run(&tape, &s, &c, None, LstmPath::Fused);
-    let y = dev.to_f32(out.y.unwrap().value()).unwrap();
-    let h = dev.to_f32(out.h.value()).unwrap();
-    for b in 0..2 {
-        for j in 0..4 {
-            assert_eq!(h[b * 8 + j], y[(b * 5 + 4) * 8 + j]);
-            assert_eq!(h[b * 8 + 4 + j], y[(b * 5) * 8 + 4 + j]);
+    for cell in [Cell::Lstm, Cell::Gru] {
+        let s = store(&dev, cell, &c, 7);
+        let tape = Tape::inference(&dev);
+        let out = run(&tape, &s, (cell, &c), None, LstmPath::Fused);
+        let y = dev.to_f32(out.y.unwrap().value()).unwrap();
+        let h = dev.to_f32(out.states[0].value()).unwrap();
+        for b in 0..2 {
+            for j in 0..4 {
+                assert_eq!(h[b * 8 + j], y[(b * 5 + 4) * 8 + j], "{cell:?}");
+                assert_eq!(h[b * 8 + 4 + j], y[(b * 5) * 8 + 4 + j], "{cell:?}");
+            }
         }
     }
 }

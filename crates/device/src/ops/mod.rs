@@ -23,6 +23,7 @@ pub(crate) mod conv;
 mod dropout;
 mod elementwise;
 mod embedding;
+pub(crate) mod gru;
 mod layout;
 pub(crate) mod loss;
 pub(crate) mod lstm;

@@ -10,9 +10,11 @@
 
 pub(crate) mod attention;
 mod conv;
+mod gru;
 mod lstm;
 pub use attention::*;
 pub use conv::*;
+pub use gru::*;
 pub use lstm::*;
 
 use crate::params::{

@@ -24,11 +24,12 @@ pub struct LstmConfig {
     pub return_sequences: bool,
 }
 
-/// Keras's `Bidirectional(LSTM(...))`: the LSTM run forward and backward, outputs concatenated.
+/// Keras's `Bidirectional(LSTM(...))` or `Bidirectional(GRU(...))`: the layer run forward and
+/// backward in time, outputs concatenated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BidirectionalConfig {
-    /// The wrapped layer (an LSTM).
+    /// The wrapped layer (an LSTM or a GRU).
     #[serde(deserialize_with = "super::deserialize_boxed_layer")]
     pub layer: Box<LayerConfig>,
 }
@@ -95,10 +96,10 @@ impl LstmConfig {
 }
 
 impl BidirectionalConfig {
-    /// Wraps `lstm`.
-    pub fn new(lstm: LstmConfig) -> Self {
+    /// Wraps `layer`: an [`LstmConfig`] or a [`GruConfig`](super::GruConfig).
+    pub fn new(layer: impl Into<LayerConfig>) -> Self {
         BidirectionalConfig {
-            layer: Box::new(LayerConfig::Lstm(lstm)),
+            layer: Box::new(layer.into()),
         }
     }
 
@@ -107,12 +108,13 @@ impl BidirectionalConfig {
             LayerConfig::Lstm(c) => Ok(c),
             _ => Err(bad(
                 "Bidirectional",
-                "wraps an Lstm layer (SimpleRnn runs one way only)",
+                "wraps an Lstm or Gru layer (SimpleRnn runs one way only)",
             )),
         }
     }
 
-    /// Registers the two directions' weights (leading axis 2) under `pb` for inputs (T, E).
+    /// Registers the two directions' weights (leading axis 2) of a wrapped LSTM under `pb` for
+    /// inputs (T, E).
     pub fn init(&self, pb: &ParamBuilder, input: &[usize]) -> Result<Lstm> {
         self.lstm()?.init_directions(pb, input, 2)
     }
@@ -211,7 +213,10 @@ impl LayerSpec for BidirectionalConfig {
     }
 
     fn build(&self, pb: &ParamBuilder, input: &Signature) -> Result<(Box<dyn Layer>, Signature)> {
-        build_lstm(self.lstm()?, pb, input, 2)
+        match &*self.layer {
+            LayerConfig::Gru(gru) => super::gru::build_gru(gru, pb, input, 2),
+            _ => build_lstm(self.lstm()?, pb, input, 2),
+        }
     }
 }
 

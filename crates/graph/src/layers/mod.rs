@@ -38,6 +38,7 @@ mod dropout;
 mod embedding;
 mod flatten;
 mod global_pool1d;
+mod gru;
 mod layer_norm;
 mod lstm;
 mod pool;
@@ -57,6 +58,7 @@ pub use dropout::{Dropout, DropoutConfig};
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::{Flatten, FlattenConfig};
 pub use global_pool1d::{GlobalAveragePooling1d, GlobalAveragePooling1dConfig};
+pub use gru::{Gru, GruConfig};
 pub use layer_norm::{LayerNormalization, LayerNormalizationConfig};
 pub use lstm::{BidirectionalConfig, Lstm, LstmConfig};
 pub use pool::{
@@ -273,7 +275,7 @@ layer_registry! {
     Lstm(LstmConfig),
     /// Keras's SimpleRNN.
     SimpleRnn(SimpleRnnConfig),
-    /// An LSTM run forward and backward in time, concatenated.
+    /// An LSTM or GRU run forward and backward in time, concatenated.
     Bidirectional(BidirectionalConfig),
     /// Drops activations while training.
     Dropout(DropoutConfig),
@@ -311,6 +313,8 @@ layer_registry! {
     GlobalMaxPooling1d(GlobalMaxPooling1dConfig),
     /// Each channel normalized with the batch's statistics (training) or the moving ones.
     BatchNormalization(BatchNormalizationConfig),
+    /// Keras's GRU (reset_after).
+    Gru(GruConfig),
 }
 
 fn snake_case(camel: &str) -> String {
