@@ -118,7 +118,7 @@ fn training_memory(d: &Device, quick: bool) -> Result<Record> {
     } else {
         (16, 62, (64, 32), 100, 100, 2000)
     };
-    let case = qqp_case(d, batch, t, units, kiln_graph::LstmPath::Fused)?;
+    let case = qqp_case(d, batch, t, units, kiln_graph::LstmPath::Fused, false)?;
     let n = batch * per_epoch;
     let vocab = 10_000;
     let data = kiln_train::Dataset::single(
@@ -621,22 +621,30 @@ fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
     training_step(d, case, steps, repeats)
 }
 
-/// The seed's question-pair model (BiLSTM(units.0, sequences) -> BiLSTM(units.1) -> dense head)
-/// on `steps_t` ids per sample, with a 10,000-word vocabulary, and one batch of random ids.
+/// The seed's question-pair model (BiLSTM(units.0, sequences) -> BiLSTM(units.1) -> dense head,
+/// or BiGRU layers of the same widths with `gru`) on `steps_t` ids per sample, with a
+/// 10,000-word vocabulary, and one batch of random ids.
 fn qqp_case(
     d: &Device,
     batch: usize,
     steps_t: usize,
     units: (usize, usize),
     path: kiln_graph::LstmPath,
+    gru: bool,
 ) -> Result<TrainingCase<'static>> {
-    use kiln_graph::layers::{BidirectionalConfig, LstmConfig};
+    use kiln_graph::layers::{BidirectionalConfig, GruConfig, LstmConfig};
     let vocab = 10_000;
     let mut config = crate::models::qqp_seed(vocab, 1);
     config.input = vec![steps_t];
-    let bilstm = |u, seq| BidirectionalConfig::new(LstmConfig::new(u).return_sequences(seq)).into();
-    config.layers[1] = bilstm(units.0, true);
-    config.layers[2] = bilstm(units.1, false);
+    let recurrent = |u, seq| -> kiln_graph::LayerConfig {
+        if gru {
+            BidirectionalConfig::new(GruConfig::new(u).return_sequences(seq)).into()
+        } else {
+            BidirectionalConfig::new(LstmConfig::new(u).return_sequences(seq)).into()
+        }
+    };
+    config.layers[1] = recurrent(units.0, true);
+    config.layers[2] = recurrent(units.1, false);
     let b = kiln_graph::ParamBuilder::new(1);
     let model = config.init(&b).map_err(graph_err)?;
     let params = b.build(d).map_err(graph_err)?;
@@ -645,7 +653,11 @@ fn qqp_case(
     let labels: Vec<f32> = (0..batch).map(|i| (i % 2) as f32).collect();
     let y = d.from_f32(&labels, &[batch, 1])?;
     Ok(TrainingCase {
-        kernel: "qqp_training_step",
+        kernel: if gru {
+            "qqp_gru_training_step"
+        } else {
+            "qqp_training_step"
+        },
         variant: format!("{path:?}").to_lowercase(),
         shape: format!("B{batch} T{steps_t} H{}/{}", units.0, units.1),
         model: Box::new(model),
@@ -733,7 +745,21 @@ pub fn run(device: &Device, opts: &Options) -> Result<Vec<Record>> {
             ]
         };
         for &(batch, t, units, path, steps) in cases {
-            let case = qqp_case(device, batch, t, units, path)?;
+            let case = qqp_case(device, batch, t, units, path, false)?;
+            records.push(training_step(device, case, steps, opts.repeats)?);
+        }
+    }
+    if wanted("qqp_gru_training_step") {
+        use kiln_graph::LstmPath::{Fused, Unfused};
+        // The seed's model with BiGRU layers: fused against unfused, and (with the BiLSTM rows
+        // above) against the LSTM at the same widths.
+        let (batch, t, units, steps) = if opts.quick {
+            (4, 6, (8, 4), 1)
+        } else {
+            (16, 62, (64, 32), 5)
+        };
+        for (path, steps) in [(Fused, steps), (Unfused, 1)] {
+            let case = qqp_case(device, batch, t, units, path, true)?;
             records.push(training_step(device, case, steps, opts.repeats)?);
         }
     }
@@ -793,15 +819,20 @@ pub fn table(records: &[Record]) -> String {
     }
     let qqp: Vec<&Record> = records
         .iter()
-        .filter(|r| r.kernel == "qqp_training_step")
+        .filter(|r| r.kernel.starts_with("qqp_"))
         .collect();
     for f in qqp.iter().filter(|r| r.variant == "fused") {
         if let Some(u) = qqp
             .iter()
-            .find(|u| u.variant == "unfused" && u.shape == f.shape)
+            .find(|u| u.variant == "unfused" && u.shape == f.shape && u.kernel == f.kernel)
         {
+            let cell = if f.kernel.contains("gru") {
+                "BiGRU"
+            } else {
+                "BiLSTM"
+            };
             out += &format!(
-                "qqp training {}: fused {:.1} ms ({} dispatches, {:.1} submits per step) vs unfused {:.1} ms ({} dispatches): {:.1}x\n",
+                "qqp {cell} training {}: fused {:.1} ms ({} dispatches, {:.1} submits per step) vs unfused {:.1} ms ({} dispatches): {:.1}x\n",
                 f.shape,
                 f.median_ms,
                 f.dispatches,

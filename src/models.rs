@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use kiln_graph::layers::{
     ActivationConfig, AvgPool2dConfig, BatchNormalizationConfig, BidirectionalConfig, Conv1dConfig,
     Conv2dConfig, DenseConfig, DropoutConfig, EmbeddingConfig, FlattenConfig,
-    GlobalAveragePooling1dConfig, GlobalMaxPooling1dConfig, LstmConfig, MaxPool2dConfig,
+    GlobalAveragePooling1dConfig, GlobalMaxPooling1dConfig, GruConfig, LstmConfig, MaxPool2dConfig,
     PositionEmbeddingConfig, StochasticPool2dConfig, TransformerEncoderConfig,
 };
 use kiln_graph::{
@@ -346,6 +346,8 @@ pub enum Arch {
     /// A text CNN on the pair's ids: an embedding, a convolution over 5 ids, the largest value
     /// of each filter over the steps, the seed's head.
     Cnn,
+    /// The seed's model with its two BiLSTM layers as BiGRU layers of the same widths.
+    Gru,
 }
 
 /// Choices some jobs take.
@@ -375,6 +377,24 @@ fn bilstm(units: usize, return_sequences: bool) -> LayerConfig {
 /// -> Dense(64, relu) -> Dropout(0.2) -> Dense(1, sigmoid), on the pair's 2 * len ids.
 pub fn qqp_seed(vocab: usize, len: usize) -> SequentialConfig {
     let mut layers = qqp_encoder(vocab);
+    layers.extend(qqp_head());
+    SequentialConfig {
+        input: vec![2 * len],
+        layers,
+    }
+}
+
+/// Beyond the seed: its model with BiGRU layers, Embedding(vocab, 64) -> BiGRU(64, sequences) ->
+/// BiGRU(32) -> the seed's head, on the pair's 2 * len ids.
+pub fn qqp_gru(vocab: usize, len: usize) -> SequentialConfig {
+    let bigru = |units: usize, seq: bool| -> LayerConfig {
+        BidirectionalConfig::new(GruConfig::new(units).return_sequences(seq)).into()
+    };
+    let mut layers = vec![
+        EmbeddingConfig::new(vocab, 64).into(),
+        bigru(64, true),
+        bigru(32, false),
+    ];
     layers.extend(qqp_head());
     SequentialConfig {
         input: vec![2 * len],
@@ -471,6 +491,7 @@ fn qqp_job(seed: u64, opts: &JobOptions) -> Result<Job, String> {
         },
         Arch::Transformer => ModelConfig::Sequential(qqp_transformer(vocab, len)),
         Arch::Cnn => ModelConfig::Sequential(qqp_cnn(vocab, len)),
+        Arch::Gru => ModelConfig::Sequential(qqp_gru(vocab, len)),
     };
     let metadata = vec![
         ("vocabulary".to_string(), prepared.tokenizer.to_json()),

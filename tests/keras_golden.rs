@@ -10,9 +10,9 @@ use kiln_cli::models::qqp_seed;
 use kiln_device::testing::{assert_close, each_device, Tolerance};
 use kiln_device::{Device, Tensor};
 use kiln_graph::layers::{
-    AttentionCall, BidirectionalConfig, EmbeddingConfig, LayerNormalizationConfig, LstmConfig,
-    MultiHeadAttentionConfig, PositionEmbeddingConfig, ReshapeConfig, SinePositionEncodingConfig,
-    TransformerEncoderConfig,
+    AttentionCall, BidirectionalConfig, EmbeddingConfig, GruConfig, LayerNormalizationConfig,
+    LstmConfig, MultiHeadAttentionConfig, PositionEmbeddingConfig, ReshapeConfig,
+    SinePositionEncodingConfig, TransformerEncoderConfig,
 };
 use kiln_graph::*;
 use safetensors::SafeTensors;
@@ -659,6 +659,178 @@ fn batch_normalization_matches_keras() {
                 want_mv,
                 TOL,
             );
+        }
+    }
+}
+
+/// The GRU golden file (tools/keras/golden_gru.py).
+fn gru_golden() -> Golden {
+    golden_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keras_gru.safetensors"
+    ))
+}
+
+/// Keras's weight gradients in kiln's parameter order (`order` from [`load_keras_weights`]),
+/// each bidirectional layer's two directions stacked.
+fn keras_grads(g: &Golden, case: &str, store: &ParamStore, order: &[usize]) -> Vec<Vec<f32>> {
+    store
+        .ids()
+        .zip(order)
+        .map(|(id, &k)| {
+            let get = |i: usize| g.get(case, &format!("g{i}")).to_vec();
+            if store.name(id).starts_with("bidirectional") {
+                cat(&[get(k), get(k + 3)])
+            } else {
+                get(k)
+            }
+        })
+        .collect()
+}
+
+/// Gradients sum over the batch and steps: a little more rounding than the forward values.
+const GRAD_TOL: Tolerance = Tolerance {
+    abs: 2e-6,
+    rel: 1e-4,
+};
+
+/// One GRU case: the model built from its settings, Keras's weights, y and the gradients of
+/// sum(y * probe) with respect to every weight (and x for float inputs), by both paths.
+fn gru_case_matches_keras(g: &Golden, case: &str, d: &Device) {
+    let (b, t, h) = (
+        g.dim(case, "batch"),
+        g.dim(case, "steps"),
+        g.dim(case, "units"),
+    );
+    let seq = g.cases[case]["return_sequences"].as_bool() == Some(true);
+    let gru = GruConfig::new(h).return_sequences(seq);
+    let layer = if g.cases[case]["bidirectional"].as_bool().unwrap() {
+        LayerConfig::from(BidirectionalConfig::new(gru))
+    } else {
+        gru.into()
+    };
+    let float_input = g.cases[case]["kind"] == "float";
+    let config = if float_input {
+        SequentialConfig::new(&[t, g.dim(case, "input")]).add(layer)
+    } else {
+        SequentialConfig::new(&[t])
+            .add(EmbeddingConfig::new(g.dim(case, "vocab"), g.dim(case, "input")).mask_zero(true))
+            .add(layer)
+    };
+    let pb = ParamBuilder::new(0);
+    let model = config.init(&pb).unwrap();
+    let store = pb.build(d).unwrap();
+    let order = load_keras_weights(d, &store, g, case);
+    // x as a parameter of its own, so that its gradient can be read.
+    let xb = ParamBuilder::new(0);
+    let x_shape = if float_input {
+        vec![b, t, g.dim(case, "input")]
+    } else {
+        vec![b, t]
+    };
+    let x_values = g.get(case, if float_input { "x" } else { "ids" }).to_vec();
+    xb.add("x", &x_shape, Init::Values(x_values.clone()))
+        .unwrap();
+    let xs = xb.build(d).unwrap();
+    let probe = g.get(case, "probe");
+    for path in [LstmPath::Fused, LstmPath::Unfused] {
+        let tape = Tape::recording(d);
+        tape.set_lstm_path(path);
+        let x = if float_input {
+            tape.param(&xs, xs.ids().next().unwrap())
+        } else {
+            tape.constant(d.from_u32(&g.ids(case), &[b, t]).unwrap())
+        };
+        let y = model.forward(&tape, &store, &x).unwrap();
+        let what = format!("{case} {path:?} on {}", d.name());
+        assert_close(
+            &format!("{what}: y"),
+            &host(d, y.value()),
+            g.get(case, "y"),
+            TOL,
+        );
+        // sum(y * probe) as a mean of y * (probe * n).
+        let n = probe.len() as f32;
+        let scaled: Vec<f32> = probe.iter().map(|p| p * n).collect();
+        let probe_v = tape.constant(d.from_f32(&scaled, y.shape()).unwrap());
+        let loss = tape.mean(&tape.mul(&y, &probe_v).unwrap()).unwrap();
+        tape.backward(&loss).unwrap();
+        for ((id, want), name) in store
+            .ids()
+            .zip(keras_grads(g, case, &store, &order))
+            .zip(store.ids().map(|id| store.name(id).to_string()))
+        {
+            let got = host(d, store.grad(id));
+            assert_close(&format!("{what}: d {name}"), &got, &want, GRAD_TOL);
+        }
+        if float_input {
+            let dx = host(d, xs.grad(xs.ids().next().unwrap()));
+            assert_close(&format!("{what}: dx"), &dx, g.get(case, "dx"), GRAD_TOL);
+        }
+        store.zero_grad().unwrap();
+        xs.zero_grad().unwrap();
+    }
+}
+
+#[test]
+fn gru_and_bidirectional_gru_match_keras_outputs_and_gradients() {
+    let g = gru_golden();
+    for d in devices() {
+        for case in [
+            "gru_seq",
+            "gru_long",
+            "bigru_seq",
+            "bigru_last",
+            "masked_gru",
+            "masked_gru_seq",
+            "masked_bigru",
+            "masked_bigru_seq",
+        ] {
+            gru_case_matches_keras(&g, case, &d);
+        }
+    }
+}
+
+#[test]
+fn the_seed_model_with_bigru_layers_matches_keras() {
+    let g = gru_golden();
+    let case = "gru_seed_model";
+    let (b, t, v) = (
+        g.dim(case, "batch"),
+        g.dim(case, "steps"),
+        g.dim(case, "vocab"),
+    );
+    for d in devices() {
+        let pb = ParamBuilder::new(0);
+        let model = kiln_cli::models::qqp_gru(v, t / 2).init(&pb).unwrap();
+        let store = pb.build(&d).unwrap();
+        let order = load_keras_weights(&d, &store, &g, case);
+        let ids = d.from_u32(&g.ids(case), &[b, t]).unwrap();
+        let labels = d.from_f32(g.get(case, "labels"), &[b, 1]).unwrap();
+        let tape = Tape::recording(&d);
+        let p = model.forward(&tape, &store, &tape.constant(ids)).unwrap();
+        let loss = LossKind::BinaryCrossentropy
+            .loss(&tape, &p, &labels)
+            .unwrap();
+        let on = d.name();
+        let what = format!("GRU seed model on {on}");
+        assert_close(
+            &format!("{what}: y"),
+            &host(&d, p.value()),
+            g.get(case, "y"),
+            TOL,
+        );
+        assert_close(
+            &format!("{what}: loss"),
+            &host(&d, loss.value()),
+            g.get(case, "loss"),
+            TOL,
+        );
+        tape.backward(&loss).unwrap();
+        for (id, want) in store.ids().zip(keras_grads(&g, case, &store, &order)) {
+            let name = store.name(id);
+            let got = host(&d, store.grad(id));
+            assert_close(&format!("{what}: d {name}"), &got, &want, GRAD_TOL);
         }
     }
 }

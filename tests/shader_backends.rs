@@ -98,7 +98,7 @@ fn translate(key: &PipelineKey) -> Result<(), String> {
 
 /// Every pipeline key the launchers compile, learned on the test device once per process: the
 /// quick benchmark (every kernel family, both LSTM paths, LeNet and the seed model's training
-/// steps, a fit), a masked, bidirectional LSTM, every unary op, the broadcast kernels and every
+/// steps, a fit), masked, bidirectional LSTM and GRU layers, every unary op, the broadcast kernels and every
 /// optimizer. None without an adapter (skipped).
 fn pipeline_keys(test: &str) -> Option<Vec<PipelineKey>> {
     static KEYS: std::sync::OnceLock<Vec<PipelineKey>> = std::sync::OnceLock::new();
@@ -267,13 +267,18 @@ fn every_kernel_the_launchers_compile_passes_tint_at_webgpu_default_limits() {
 }
 
 fn masked_lstm(d: &kiln::device::Device) {
-    use kiln::graph::layers::{BidirectionalConfig, EmbeddingConfig, LstmConfig};
+    use kiln::graph::layers::{BidirectionalConfig, EmbeddingConfig, GruConfig, LstmConfig};
     use kiln::graph::*;
+    // Both recurrent families: a masked BiLSTM, a masked BiGRU, then one direction of each.
     let config = SequentialConfig::new(&[5])
         .add(EmbeddingConfig::new(9, 3).mask_zero(true))
         .add(BidirectionalConfig::new(
             LstmConfig::new(4).return_sequences(true),
         ))
+        .add(BidirectionalConfig::new(
+            GruConfig::new(3).return_sequences(true),
+        ))
+        .add(GruConfig::new(5).return_sequences(true))
         .add(LstmConfig::new(2));
     let b = ParamBuilder::new(0);
     let model = config.init(&b).unwrap();

@@ -36,7 +36,10 @@ struct DirOut<'a> {
 }
 
 /// Runs `f` for direction 0 here and direction 1 (if any) on a second thread.
-fn per_direction<A: Send, R: Send>(mut args: Vec<A>, f: impl Fn(A) -> R + Sync) -> Vec<R> {
+pub(super) fn per_direction<A: Send, R: Send>(
+    mut args: Vec<A>,
+    f: impl Fn(A) -> R + Sync,
+) -> Vec<R> {
     if args.len() == 1 {
         return vec![f(args.pop().expect("one direction"))];
     }

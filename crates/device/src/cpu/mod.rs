@@ -5,14 +5,14 @@
 
 mod attention;
 mod conv;
+mod gru;
 mod lstm;
 mod math;
 
 pub use attention::{attention_backward, attention_forward};
 pub use conv::{bias_channels, col2im, im2col, max_pool2d_forward, pool2d_route_backward};
+pub use gru::{gru_backward, gru_forward};
 pub use lstm::{lstm_backward, lstm_forward};
-// The GRU runs its reference on the CPU device for now.
-pub use crate::reference::{gru_backward, gru_forward};
 
 use rayon::prelude::*;
 
