@@ -218,6 +218,84 @@ fn binary_correct(
     out[i] = select(0.0, 1.0, (pred[i] > p.scale) == (labels[i] > 0.5));
 }
 
+// Top-k (Keras's top_k_categorical_accuracy, k in `scale`): 1 where fewer than k predictions of
+// the row exceed the prediction at the label's class (argmax of the label row, first on ties);
+// classes tied with it count as in the top k, as tf.math.in_top_k.
+@compute @workgroup_size(256)
+fn top_k_correct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = flat_index(wid, nwg, lid);
+    if (row >= p.n) {
+        return;
+    }
+    let base = row * p.classes;
+    var bl = 0u;
+    for (var j = 1u; j < p.classes; j = j + 1u) {
+        if (labels[base + j] > labels[base + bl]) {
+            bl = j;
+        }
+    }
+    let at_label = pred[base + bl];
+    var above = 0u;
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        if (pred[base + j] > at_label) {
+            above = above + 1u;
+        }
+    }
+    out[row] = select(0.0, 1.0, f32(above) < p.scale);
+}
+
+// Counts over all n elements, probabilities against labels 0/1 (label > 0.5 is positive): out[0]
+// true positives (pred > threshold, in `scale`, and positive), out[1] predicted positives,
+// out[2] actual positives. One thread per count, each over every element: deterministic, and
+// a batch's outputs are few.
+@compute @workgroup_size(256)
+fn binary_counts(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = flat_index(wid, nwg, lid);
+    if (c >= 3u) {
+        return;
+    }
+    var count = 0u;
+    for (var i = 0u; i < p.n; i = i + 1u) {
+        let predicted = pred[i] > p.scale;
+        let actual = labels[i] > 0.5;
+        let hit = select(select(actual, predicted, c == 1u), predicted && actual, c == 0u);
+        count = count + select(0u, 1u, hit);
+    }
+    out[c] = f32(count);
+}
+
+// A fixed-bin histogram of the scores (probabilities, clamped to [0, 1]) by class, for ROC AUC:
+// out[b] counts negatives (label <= 0.5) in bin b, out[bins + b] positives; bin b holds
+// [b / bins, (b + 1) / bins), the last one 1 too. bins in `classes`. One thread per cell.
+@compute @workgroup_size(256)
+fn score_histogram(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let cell = flat_index(wid, nwg, lid);
+    let bins = p.classes;
+    if (cell >= 2u * bins) {
+        return;
+    }
+    let positive = cell >= bins;
+    let bin = cell % bins;
+    var count = 0u;
+    for (var i = 0u; i < p.n; i = i + 1u) {
+        let b = min(u32(clamp(pred[i], 0.0, 1.0) * f32(bins)), bins - 1u);
+        count = count + select(0u, 1u, b == bin && (labels[i] > 0.5) == positive);
+    }
+    out[cell] = f32(count);
+}
+
 @compute @workgroup_size(256)
 fn categorical_correct(
     @builtin(workgroup_id) wid: vec3<u32>,

@@ -58,6 +58,41 @@ impl<'de> Deserialize<'de> for ModelConfig {
     }
 }
 
+/// A model file's optional `"training"` section: how the model is trained, beside what it is.
+/// `{"input": [..], "layers": [..], "training": {"metrics": ["precision", "recall", "auc"]}}`
+/// tracks those metrics beside the loss's own (as `--metrics`, which overrides it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSection {
+    /// Metrics tracked beside the loss's own, by Keras's names.
+    #[serde(default)]
+    pub metrics: Vec<kiln_graph::TrackedMetric>,
+}
+
+impl TrainingSection {
+    /// Splits a model file's text into the model's JSON and its training section (the default
+    /// when it has none).
+    pub fn split_off(text: &str) -> Result<(String, TrainingSection), String> {
+        let Ok(serde_json::Value::Object(mut obj)) =
+            serde_json::from_str::<serde_json::Value>(text)
+        else {
+            // Not an object: the model's parser says what is wrong.
+            return Ok((text.to_string(), TrainingSection::default()));
+        };
+        let Some(section) = obj.remove("training") else {
+            return Ok((text.to_string(), TrainingSection::default()));
+        };
+        let training = serde_json::from_value(section).map_err(|e| {
+            format!(
+                "\"training\": {e}; it takes {{\"metrics\": [names]}}, names among {}",
+                kiln_graph::TrackedMetric::NAMES.join(", ")
+            )
+        })?;
+        let model = serde_json::to_string(&serde_json::Value::Object(obj)).expect("JSON writes");
+        Ok((model, training))
+    }
+}
+
 pub use kiln_data::Outline;
 
 fn last_activation(layers: &[LayerConfig]) -> Activation {
@@ -80,7 +115,9 @@ impl ModelConfig {
 
     /// Reads a model file: refused past [`MAX_MODEL_FILE_BYTES`] before it is read whole, and
     /// errors that name the file. Also returns the fields it left out ([`Self::defaults_taken`]).
-    pub fn read_file(path: &std::path::Path) -> Result<(ModelConfig, Vec<String>), String> {
+    pub fn read_file(
+        path: &std::path::Path,
+    ) -> Result<(ModelConfig, Vec<String>, TrainingSection), String> {
         use std::io::Read;
         let at = |e: String| format!("model file {}: {e}", path.display());
         let mut text = String::new();
@@ -93,9 +130,10 @@ impl ModelConfig {
                 MAX_MODEL_FILE_BYTES >> 20
             )));
         }
+        let (text, training) = TrainingSection::split_off(&text).map_err(at)?;
         let config = ModelConfig::from_json(&text).map_err(at)?;
         let defaults = config.defaults_taken(&text);
-        Ok((config, defaults))
+        Ok((config, defaults, training))
     }
 
     /// The fields `text` (the file this config was read from) leaves out, which took their
@@ -475,6 +513,7 @@ pub fn qqp_train_config(seed: u64) -> TrainConfig {
         schedule: None,
         clip: None,
         report_every: 50,
+        metrics: vec![],
     }
 }
 
@@ -580,6 +619,7 @@ pub fn job(name: JobName, seed: u64, opts: &JobOptions) -> Result<Job, String> {
                 schedule: None,
                 clip: None,
                 report_every: 50,
+                metrics: vec![],
             },
             metadata: vec![],
             data_report: None,
@@ -618,6 +658,7 @@ fn builtin(name: JobName, seed: u64) -> Job {
                     schedule: None,
                     clip: None,
                     report_every: 20,
+                    metrics: vec![],
                 },
                 metadata: vec![],
                 data_report: None,
@@ -645,6 +686,7 @@ fn builtin(name: JobName, seed: u64) -> Job {
                 schedule: None,
                 clip: None,
                 report_every: 1,
+                metrics: vec![],
             },
             metadata: vec![],
             data_report: None,

@@ -393,7 +393,12 @@ fn qqp_trains_evaluates_predicts_and_exports_on_both_formats() {
     .unwrap();
 
     // The embedded Quora TSV, a slice, fused and unfused.
-    for (lstm, arch) in [("fused", "seed"), ("unfused", "siamese"), ("fused", "cnn")] {
+    for (lstm, arch) in [
+        ("fused", "seed"),
+        ("unfused", "siamese"),
+        ("fused", "cnn"),
+        ("fused", "gru"),
+    ] {
         let run = dir.join(format!("run-{lstm}-{arch}"));
         let (ok, _, stderr) = kiln(&[
             "train",
@@ -861,4 +866,140 @@ fn tensorboard_from_the_cli() {
         assert_eq!(scalars.iter().map(|s| s.step).max(), Some(2));
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `--metrics` and a model file's training section track precision, recall and AUC under
+/// Keras's names (the flag overrides the file), `--monitor val_auc` follows one, a resume that
+/// asks for other metrics is refused naming the run's, and unknown names are refused listing
+/// the known ones.
+#[test]
+fn tracked_metrics_from_the_cli_and_the_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("x1,x2,label\n");
+    for i in 0..200usize {
+        let (a, b) = (
+            (i * 37 % 101) as f32 / 50.0 - 1.0,
+            (i * 53 % 97) as f32 / 48.0 - 1.0,
+        );
+        csv += &format!("{a},{b},{}\n", (a + 0.5 * b > 0.1) as u8);
+    }
+    let data = dir.path().join("points.csv");
+    common::write(&data, &csv);
+    let model = dir.path().join("model.json");
+    common::write(
+        &model,
+        r#"{"input": [2], "layers": [
+            {"type": "dense", "units": 8, "activation": "relu"},
+            {"type": "dense", "units": 1, "activation": "sigmoid"}],
+           "training": {"metrics": ["auc"]}}"#,
+    );
+    let header = |out: &std::path::Path| -> Vec<String> {
+        let h = std::fs::read_to_string(out.join("history.csv")).unwrap();
+        h.lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    let (m, d) = (common::p(&model), common::p(&data));
+    // The file's section alone.
+    let first = dir.path().join("file");
+    common::ok(&[
+        "train",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        common::p(&first),
+    ]);
+    let cols = header(&first);
+    assert!(
+        cols.contains(&"auc".into()) && cols.contains(&"val_auc".into()),
+        "{cols:?}"
+    );
+    assert!(!cols.contains(&"precision".into()), "{cols:?}");
+    // The flag, and the monitor on a tracked metric, over a model file without a section.
+    let plain = dir.path().join("plain.json");
+    let text = std::fs::read_to_string(&model).unwrap();
+    let section = text.find(",\n           \"training\"").unwrap();
+    common::write(&plain, &format!("{}}}", &text[..section]));
+    let m = common::p(&plain);
+    let out = dir.path().join("flag");
+    let o = common::p(&out);
+    let text = common::ok(&[
+        "train",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--epochs",
+        "2",
+        "--out",
+        o,
+        "--metrics",
+        "precision,recall,auc",
+        "--monitor",
+        "val_auc",
+    ]);
+    let cols = header(&out);
+    for name in [
+        "accuracy",
+        "precision",
+        "recall",
+        "auc",
+        "val_precision",
+        "val_recall",
+        "val_auc",
+    ] {
+        assert!(cols.contains(&name.to_string()), "{name} not in {cols:?}");
+    }
+    assert!(text.contains("val_auc"), "{text}");
+    assert!(out.join("best.safetensors").exists());
+    // A resume that names no metrics keeps the run's; one naming others is refused.
+    let resume = [
+        "train", "--model", m, "--data", d, "--epochs", "3", "--out", o, "--resume",
+    ];
+    common::ok(&resume);
+    let h = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    let last = h.lines().last().unwrap();
+    assert!(last.starts_with("3,") && !last.contains(",,"), "{h}");
+    assert_eq!(header(&out), cols);
+    common::refused(
+        &[
+            "train",
+            "--model",
+            m,
+            "--data",
+            d,
+            "--epochs",
+            "4",
+            "--out",
+            o,
+            "--resume",
+            "--metrics",
+            "precision",
+        ],
+        common::DATA,
+        &["precision,recall,auc", "--metrics"],
+    );
+    common::refused(
+        &["train", "xor", "--metrics", "precision,f1"],
+        common::USAGE,
+        &["f1", "precision, recall, auc"],
+    );
+    let bad = dir.path().join("bad.json");
+    common::write(
+        &bad,
+        r#"{"input": [2], "layers": [{"type": "dense", "units": 1}], "training": {"metric": ["auc"]}}"#,
+    );
+    let stderr = common::fails(&["train", "--model", common::p(&bad), "--data", d]);
+    assert!(
+        stderr.contains("\"training\"") && stderr.contains("metrics"),
+        "{stderr}"
+    );
 }

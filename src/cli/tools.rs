@@ -201,7 +201,7 @@ impl ProfileArgs {
         check_outputs(self.trace.iter().chain(&self.json), self.force)?;
         let mut j = crate::models::job(self.job, 0, &self.job_flags.options()).data()?;
         if let Some(path) = &self.model {
-            swap_model(&mut j, read_model_file(path)?, path)?;
+            swap_model(&mut j, read_model_file(path)?.0, path)?;
         }
         let device = device.get()?;
         let popts = crate::profile::Options {

@@ -94,9 +94,15 @@ pub struct TrainArgs {
     /// the best validation metric.
     #[arg(long, value_name = "N")]
     patience: Option<usize>,
+    /// Metrics tracked beside the loss's own, comma-separated Keras names: accuracy, mae, mse,
+    /// binary_crossentropy, categorical_crossentropy, precision, recall, auc,
+    /// top_k_categorical_accuracy (k = 5; top_<k>_categorical_accuracy for another k). In the
+    /// history files, progress lines and TensorBoard, and watchable by --monitor (val_auc).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    metrics: Vec<kiln_graph::TrackedMetric>,
     /// What best.safetensors follows, by Keras's name: loss, val_loss, accuracy, val_accuracy
-    /// (mae, val_mae for regression); losses lowest, the metric in its direction (default: the
-    /// validation metric).
+    /// (mae, val_mae for regression), a tracked metric (auc, val_auc); losses lowest, the
+    /// metrics in their direction (default: the validation metric).
     #[arg(long, value_name = "NAME")]
     monitor: Option<String>,
     /// Write TensorBoard event files under DIR (`train/` and `validation/`, as Keras's
@@ -276,6 +282,9 @@ impl TrainArgs {
             cfg.optimizer = cfg.optimizer.with_lr(lr);
         }
         cfg.clip = self.clip();
+        if !self.metrics.is_empty() {
+            cfg.metrics = self.metrics.clone();
+        }
     }
 
     fn check_numbers(&self) -> Result<(), CliError> {
@@ -296,6 +305,20 @@ impl TrainArgs {
     /// The job: a built-in one (maybe with a model file of one's own), or a model file on data.
     fn job(&self) -> Result<Job, CliError> {
         let model_file = self.model.as_deref().map(read_model_file).transpose()?;
+        let (model_file, training) = match model_file {
+            Some((config, training)) => (Some(config), training),
+            None => (None, Default::default()),
+        };
+        let mut job = self.job_for(model_file)?;
+        // The model file's training section; --metrics (applied after) overrides it.
+        if !training.metrics.is_empty() {
+            job.config.metrics = training.metrics;
+        }
+        Ok(job)
+    }
+
+    /// [`Self::job`] for the model file's model, if any.
+    fn job_for(&self, model_file: Option<ModelConfig>) -> Result<Job, CliError> {
         match self.target()? {
             Target::Job(name) => {
                 let mut opts = self.job_flags.options();
@@ -430,8 +453,10 @@ impl TrainArgs {
 }
 
 /// Reads a model file, and says on stderr which fields it left out took their defaults.
-pub(crate) fn read_model_file(path: &Path) -> Result<ModelConfig, CliError> {
-    let (config, defaults) = ModelConfig::read_file(path).data()?;
+pub(crate) fn read_model_file(
+    path: &Path,
+) -> Result<(ModelConfig, crate::models::TrainingSection), CliError> {
+    let (config, defaults, training) = ModelConfig::read_file(path).data()?;
     if !defaults.is_empty() {
         let shown = defaults
             .iter()
@@ -450,7 +475,7 @@ pub(crate) fn read_model_file(path: &Path) -> Result<ModelConfig, CliError> {
             }
         );
     }
-    Ok(config)
+    Ok((config, training))
 }
 
 /// Puts a model file's model on a built-in job's data, checking that it reads that data.

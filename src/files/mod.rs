@@ -36,6 +36,7 @@ pub fn job(model: ModelConfig, data: &Path, seed: u64, opts: &FileOptions) -> Re
             schedule: None,
             clip: None,
             report_every: 50,
+            metrics: vec![],
         },
         metadata: vec![(
             META_KEY.into(),

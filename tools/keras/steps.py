@@ -5,6 +5,8 @@ Times, in one process, the same work `kiln --device cpu bench --filter training_
 - the seed model's training step (Embedding(10000, 64) -> BiLSTM(64, sequences) -> BiLSTM(32) ->
   Dense(64, relu) -> Dropout(0.2) -> Dense(1, sigmoid), binary cross-entropy, Adam) at batch 16
   and T = 62 (random ids, as kiln's benchmark);
+- the same model with BiGRU layers of the same widths (`kiln train qqp --arch gru`; Keras's GRU
+  with reset_after=True, its default), kiln's `qqp_gru_training_step`;
 - the LeNet-style step kiln trains on MNIST (conv 32 -> max pool -> conv 64 -> max pool -> dense
   128 -> dropout 0.25 -> dense 10, cross-entropy from logits, Adam) at batch 64;
 - a 1024^3 float32 matmul in numpy (OpenBLAS).
@@ -40,13 +42,13 @@ def timed(fn, warmup=3, runs=20):
     return statistics.median(times)
 
 
-def seed_step(batch=16, steps_t=62, vocab=10000):
+def seed_step(batch=16, steps_t=62, vocab=10000, cell=layers.LSTM):
     model = keras.Sequential(
         [
             keras.Input((steps_t,), dtype="int32"),
             layers.Embedding(vocab, 64),
-            layers.Bidirectional(layers.LSTM(64, return_sequences=True)),
-            layers.Bidirectional(layers.LSTM(32)),
+            layers.Bidirectional(cell(64, return_sequences=True)),
+            layers.Bidirectional(cell(32)),
             layers.Dense(64, activation="relu"),
             layers.Dropout(0.2),
             layers.Dense(1, activation="sigmoid"),
@@ -94,21 +96,28 @@ def numpy_matmul(n=1024):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
+    ap.add_argument("--only", choices=["seed", "gru", "lenet", "matmul"], action="append",
+                    help="time only these workloads (repeatable; default: all)")
     args = ap.parse_args()
-    seed = seed_step()
-    lenet = lenet_step()
-    mm_ms, mm_gflops = numpy_matmul()
+    want = set(args.only or ["seed", "gru", "lenet", "matmul"])
     out = {
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,
         "threads": os.cpu_count(),
-        "seed_step_ms": seed,
-        "lenet_step_ms": lenet,
-        "lenet_images_per_sec": 64 / lenet * 1e3,
-        "numpy_matmul_1024_ms": mm_ms,
-        "numpy_matmul_1024_gflops": mm_gflops,
     }
+    if "seed" in want:
+        out["seed_step_ms"] = seed_step()
+    if "gru" in want:
+        out["seed_gru_step_ms"] = seed_step(cell=layers.GRU)
+    if "lenet" in want:
+        lenet = lenet_step()
+        out["lenet_step_ms"] = lenet
+        out["lenet_images_per_sec"] = 64 / lenet * 1e3
+    if "matmul" in want:
+        mm_ms, mm_gflops = numpy_matmul()
+        out["numpy_matmul_1024_ms"] = mm_ms
+        out["numpy_matmul_1024_gflops"] = mm_gflops
     print(json.dumps(out, indent=1))
     if args.json:
         with open(args.json, "w") as f:

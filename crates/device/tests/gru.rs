@@ -268,3 +268,41 @@ fn gru_shape_errors_name_the_argument() {
     let e = err(GruInputs::new(&x, &k, &r, &b));
     assert!(e.contains("Unfused"), "{e}");
 }
+
+/// The fused layer's dispatches do not grow with T: the forward is the input GEMM and one
+/// recurrence dispatch, the backward one BPTT dispatch and its GEMMs and sums, whatever T is.
+#[test]
+fn gru_dispatches_do_not_grow_with_the_sequence() {
+    for dev in [
+        Some(Device::cpu()),
+        testing::private_gpu_device("gru_dispatches"),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let counts: Vec<u64> = [2, 9, 70]
+            .into_iter()
+            .map(|t| {
+                let c = Case {
+                    b: 3,
+                    t,
+                    e: 4,
+                    h: 5,
+                    d: 2,
+                    init: true,
+                    mask: true,
+                    seq: true,
+                    dlast: true,
+                };
+                let before = dev.counters().dispatches;
+                run(&dev, &c, 1);
+                dev.counters().dispatches - before
+            })
+            .collect();
+        assert!(
+            counts.windows(2).all(|w| w[0] == w[1]),
+            "{}: {counts:?}",
+            dev.name()
+        );
+    }
+}

@@ -40,6 +40,7 @@ mod error;
 pub mod layers;
 mod loss;
 mod math;
+pub mod metrics;
 mod model;
 mod ops;
 pub mod optim;
@@ -59,6 +60,7 @@ pub use layers::{
     SequentialConfig, Signature, SummaryRow,
 };
 pub use loss::{LossFn, LossKind, MetricKind, Objective};
+pub use metrics::TrackedMetric;
 pub use model::Model;
 pub use optim::{GradClip, Optimizer, OptimizerConfig};
 pub use params::{Init, ParamBuilder, ParamId, ParamStore, Snapshot};

@@ -83,7 +83,18 @@ impl LossKind {
         }
     }
 
-    fn sparse(self) -> bool {
+    /// Whether the loss takes logits (its outputs are not probabilities).
+    pub fn from_logits(self) -> bool {
+        matches!(
+            self,
+            LossKind::BinaryCrossentropyFromLogits
+                | LossKind::CategoricalCrossentropyFromLogits
+                | LossKind::SparseCategoricalCrossentropyFromLogits
+        )
+    }
+
+    /// Whether the targets are class ids, one per sample.
+    pub(crate) fn sparse(self) -> bool {
         matches!(
             self,
             LossKind::SparseCategoricalCrossentropy

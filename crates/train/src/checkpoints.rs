@@ -311,6 +311,22 @@ impl Checkpoints {
                     message: format!("history: {e}"),
                 })?;
             restored.epochs.retain(|e| e.epoch <= epoch);
+            // Each epoch's tracked values are in the order of the run's metrics: a resume
+            // that names none keeps the run's, one that names others is refused.
+            let ours = &state.history.tracked;
+            if !ours.is_empty() && restored.tracked != *ours {
+                let names = |h: &History| -> String {
+                    let names: Vec<String> = h.tracked.iter().map(|m| m.name()).collect();
+                    names.join(",")
+                };
+                let (saved, ours) = (names(&restored), names(&state.history));
+                return Err(Error::Checkpoint {
+                    path,
+                    message: format!(
+                        "it tracked the metrics [{saved}], and this run asks for [{ours}]; resume with the metrics the run began with (--metrics {saved}), or start a new run with --out"
+                    ),
+                });
+            }
             state.history = restored;
         } else {
             notes.push("the run's history file is missing: the history restarts here".into());

@@ -1,6 +1,6 @@
 //! [`TrainConfig`]: how to train, saved in every checkpoint.
 
-use kiln_graph::{GradClip, LossKind, OptimizerConfig};
+use kiln_graph::{GradClip, LossKind, OptimizerConfig, TrackedMetric};
 
 use crate::schedule::LrSchedule;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,11 @@ pub struct TrainConfig {
     pub clip: Option<GradClip>,
     /// Steps between reads of the running loss (also the NaN check's granularity).
     pub report_every: usize,
+    /// Metrics tracked beside the loss's own (Keras's `compile(metrics=[...])`), in the history
+    /// files, progress lines and TensorBoard under Keras's names; one the loss already reports
+    /// (its accuracy, its mae) is not repeated.
+    #[serde(default)]
+    pub metrics: Vec<TrackedMetric>,
 }
 
 impl Default for TrainConfig {
@@ -44,6 +49,7 @@ impl Default for TrainConfig {
             schedule: None,
             clip: None,
             report_every: 50,
+            metrics: vec![],
         }
     }
 }
@@ -84,6 +90,12 @@ impl TrainConfig {
     /// Gradient clipping.
     pub fn clip(mut self, clip: GradClip) -> Self {
         self.clip = Some(clip);
+        self
+    }
+
+    /// Tracks `metrics` beside the loss's own.
+    pub fn metrics(mut self, metrics: &[TrackedMetric]) -> Self {
+        self.metrics = metrics.to_vec();
         self
     }
 

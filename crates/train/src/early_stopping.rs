@@ -24,17 +24,29 @@ pub enum Monitor {
     ValLoss,
     /// The validation metric.
     ValMetric,
+    /// A tracked metric over the training samples ([`History::tracked`], by position).
+    Tracked(u8),
+    /// A tracked metric on the validation data.
+    ValTracked(u8),
 }
 
 impl Monitor {
     /// Its name in the history files: `loss`, `val_loss`, or the metric's (`val_accuracy`).
     pub fn name(self, history: &History) -> String {
         let metric = history.metric.as_deref().unwrap_or("metric");
+        let tracked = |i: u8| {
+            history
+                .tracked
+                .get(i as usize)
+                .map_or("metric".into(), |m| m.name())
+        };
         match self {
             Monitor::Loss => "loss".into(),
             Monitor::ValLoss => "val_loss".into(),
             Monitor::Metric => metric.into(),
             Monitor::ValMetric => format!("val_{metric}"),
+            Monitor::Tracked(i) => tracked(i),
+            Monitor::ValTracked(i) => format!("val_{}", tracked(i)),
         }
     }
 
@@ -45,13 +57,29 @@ impl Monitor {
             Monitor::Metric => epoch.metric,
             Monitor::ValLoss => epoch.val_loss,
             Monitor::ValMetric => epoch.val_metric,
+            Monitor::Tracked(i) => epoch.tracked.get(i as usize).copied(),
+            Monitor::ValTracked(i) => epoch.val_tracked.get(i as usize).copied(),
         }
     }
 
-    /// The figure `name` names in a run with `history`'s metric, as Keras names them: `loss`,
-    /// `val_loss`, the metric's name (`accuracy`, `mae`) and `val_` before it.
+    /// The figure `name` names in a run with `history`'s metrics, as Keras names them: `loss`,
+    /// `val_loss`, the metric's name (`accuracy`, `mae`), a tracked metric's (`auc`), and `val_`
+    /// before them.
     pub fn parse(name: &str, history: &History) -> Option<Monitor> {
         let metric = history.metric.as_deref();
+        let tracked = |n: &str| {
+            history
+                .tracked
+                .iter()
+                .position(|m| m.name() == n)
+                .and_then(|i| u8::try_from(i).ok())
+        };
+        if let Some(i) = tracked(name) {
+            return Some(Monitor::Tracked(i));
+        }
+        if let Some(i) = name.strip_prefix("val_").and_then(tracked) {
+            return Some(Monitor::ValTracked(i));
+        }
         match name {
             "loss" => Some(Monitor::Loss),
             "val_loss" => Some(Monitor::ValLoss),
@@ -72,12 +100,21 @@ impl Monitor {
             Monitor::Metric => metric,
             Monitor::ValLoss => validates,
             Monitor::ValMetric => validates && metric,
+            Monitor::Tracked(i) => (i as usize) < history.tracked.len(),
+            Monitor::ValTracked(i) => validates && (i as usize) < history.tracked.len(),
         }
     }
 
-    /// Whether a higher value is better: losses fall, the metric goes the way it goes.
+    /// Whether a higher value is better: losses fall, the metrics go the way they go.
     pub fn higher_is_better(self, history: &History) -> bool {
-        matches!(self, Monitor::Metric | Monitor::ValMetric) && history.higher_is_better
+        match self {
+            Monitor::Metric | Monitor::ValMetric => history.higher_is_better,
+            Monitor::Tracked(i) | Monitor::ValTracked(i) => history
+                .tracked
+                .get(i as usize)
+                .is_some_and(|m| m.higher_is_better()),
+            Monitor::Loss | Monitor::ValLoss => false,
+        }
     }
 }
 

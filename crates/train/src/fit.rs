@@ -9,7 +9,9 @@
 use std::time::Instant;
 
 use kiln_device::{Counters, Device, ReduceOp, Tensor};
-use kiln_graph::{kiln_device, train_step, Model, Objective, Optimizer, ParamStore, Tape};
+use kiln_graph::{
+    kiln_device, train_step, LossKind, Model, Objective, Optimizer, ParamStore, Tape, TrackedMetric,
+};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use crate::callback::{BatchEnd, Callback, FitState};
@@ -39,9 +41,67 @@ pub fn evaluate(
     batch: usize,
     objective: &dyn Objective,
 ) -> Result<(f32, Option<f32>)> {
+    let e = evaluate_tracked(model, params, data, batch, objective, &Tracked::default())?;
+    Ok((e.loss, e.metric))
+}
+
+/// Metrics tracked beside the objective's own ([`TrainConfig::metrics`] without the one the
+/// objective reports), and the built-in loss they read the outputs by (logits or probabilities,
+/// which accuracy), if any.
+///
+/// [`TrainConfig::metrics`]: crate::TrainConfig::metrics
+#[derive(Clone, Debug, Default)]
+pub struct Tracked {
+    /// The metrics, in order, each once.
+    pub metrics: Vec<TrackedMetric>,
+    /// The run's built-in loss.
+    pub loss: Option<LossKind>,
+}
+
+impl Tracked {
+    /// `metrics` less duplicates and the one `objective` already reports.
+    pub fn new(
+        metrics: &[TrackedMetric],
+        objective: &dyn Objective,
+        loss: Option<LossKind>,
+    ) -> Self {
+        let own = objective.metric_name();
+        let mut kept: Vec<TrackedMetric> = vec![];
+        for &m in metrics {
+            if Some(m.name().as_str()) != own && !kept.contains(&m) {
+                kept.push(m);
+            }
+        }
+        Tracked {
+            metrics: kept,
+            loss,
+        }
+    }
+}
+
+/// A model's loss, metric and tracked metrics on a dataset ([`evaluate_tracked`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// The mean loss.
+    pub loss: f32,
+    /// The objective's metric, if it has one.
+    pub metric: Option<f32>,
+    /// The tracked metrics' values, in their order.
+    pub tracked: Vec<f32>,
+}
+
+/// [`evaluate`] with `tracked` metrics too: everything summed on the device, read once.
+pub fn evaluate_tracked(
+    model: &dyn Model,
+    params: &ParamStore,
+    data: &Dataset,
+    batch: usize,
+    objective: &dyn Objective,
+    tracked: &Tracked,
+) -> Result<Evaluation> {
     data.validate()?;
     let d = params.device();
-    let sums = Sums::new(d)?;
+    let sums = Sums::new(d, tracked)?;
     for start in (0..data.len()).step_by(batch.max(1)) {
         let idx: Vec<usize> = (start..(start + batch).min(data.len())).collect();
         let b = data.batch(&idx, d)?;
@@ -58,9 +118,23 @@ pub fn evaluate(
             objective,
         )?;
     }
-    let (l, c) = sums.read(d)?;
+    let (l, c, stats) = sums.read(d)?;
     let n = data.len().max(1) as f32;
-    Ok((l / n, objective.metric_name().map(|_| c / n)))
+    Ok(Evaluation {
+        loss: l / n,
+        metric: objective.metric_name().map(|_| c / n),
+        tracked: tracked_values(&sums.tracked, &stats, data.len()),
+    })
+}
+
+/// Each tracked metric's value from its summed statistics over `samples` samples.
+fn tracked_values(tracked: &Tracked, stats: &[Vec<f32>], samples: usize) -> Vec<f32> {
+    tracked
+        .metrics
+        .iter()
+        .zip(stats)
+        .map(|(m, s)| m.value(s, samples))
+        .collect()
 }
 
 /// The model's outputs for `inputs` (one column per model input), in order, in batches of
@@ -95,21 +169,33 @@ pub fn predict(
     Ok((values, shape))
 }
 
-/// Running sums of one pass over data, on the device: the loss summed over samples and the
-/// metric's sum, as two aligned views of one buffer, so that both are `axpy` targets and one
-/// readback returns both.
+/// Running sums of one pass over data, on the device: the loss summed over samples, the
+/// metric's sum and each tracked metric's statistics, as aligned views of one buffer, so that
+/// each is an `axpy` target and one readback returns them all.
 struct Sums {
     flat: Tensor,
     loss: Tensor,
     metric: Tensor,
+    /// The tracked metrics and their statistics' views.
+    tracked: Tracked,
+    stats: Vec<Tensor>,
 }
 
 impl Sums {
-    fn new(d: &Device) -> Result<Sums> {
-        let (flat, mut views) = d.packed_zeros(&[vec![1], vec![1]])?;
+    fn new(d: &Device, tracked: &Tracked) -> Result<Sums> {
+        let mut shapes = vec![vec![1], vec![1]];
+        shapes.extend(tracked.metrics.iter().map(|m| vec![m.stats_len()]));
+        let (flat, mut views) = d.packed_zeros(&shapes)?;
+        let stats = views.split_off(2);
         let metric = views.pop().expect("two views");
         let loss = views.pop().expect("two views");
-        Ok(Sums { flat, loss, metric })
+        Ok(Sums {
+            flat,
+            loss,
+            metric,
+            tracked: tracked.clone(),
+            stats,
+        })
     }
 
     /// Adds `n` samples' mean loss (a [1] tensor already on the device) and their metric.
@@ -126,13 +212,34 @@ impl Sums {
         if let Some(total) = objective.metric_sum(d, pred, target)? {
             d.axpy(&self.metric, &total, 1.0)?;
         }
+        for (m, sum) in self.tracked.metrics.iter().zip(&self.stats) {
+            let batch = m.batch_stats(d, pred, target, self.tracked.loss)?;
+            d.axpy(sum, &batch, 1.0)?;
+        }
         Ok(())
     }
 
-    /// (loss sum, metric sum): one readback.
-    fn read(&self, d: &Device) -> Result<(f32, f32)> {
+    /// (loss sum, metric sum, each tracked metric's statistics): one readback.
+    fn read(&self, d: &Device) -> Result<(f32, f32, Vec<Vec<f32>>)> {
         let v = d.to_f32(&self.flat)?;
-        Ok((v[0], v[d.pack_alignment()]))
+        let stats = self
+            .stats
+            .iter()
+            .map(|s| {
+                let at = s.offset() - self.flat.offset();
+                v[at..at + s.len()].to_vec()
+            })
+            .collect();
+        Ok((v[0], v[d.pack_alignment()], stats))
+    }
+
+    /// The tracked metrics' values over `samples` samples (one readback; none without any).
+    fn tracked_values(&self, d: &Device, samples: usize) -> Result<Vec<f32>> {
+        if self.tracked.metrics.is_empty() {
+            return Ok(vec![]);
+        }
+        let (_, _, stats) = self.read(d)?;
+        Ok(tracked_values(&self.tracked, &stats, samples))
     }
 }
 
@@ -237,9 +344,16 @@ impl<'a> Fit<'a> {
             )),
         };
         let mut optimizer = Optimizer::new(cfg.optimizer, params)?.with_clip(cfg.clip);
+        let builtin = if self.objective.is_some() {
+            None
+        } else {
+            cfg.loss
+        };
+        let tracked = Tracked::new(&cfg.metrics, objective, builtin);
         let history = History {
             metric: objective.metric_name().map(str::to_string),
             higher_is_better: objective.higher_is_better(),
+            tracked: tracked.metrics.clone(),
             ..History::default()
         };
         let mut state = FitState {
@@ -258,6 +372,11 @@ impl<'a> Fit<'a> {
             Some(c) => c.begin(&mut state)?,
             None => vec![],
         };
+        // A resumed run tracks what the run began with.
+        let tracked = Tracked {
+            metrics: state.history.tracked.clone(),
+            ..tracked
+        };
         for cb in &mut self.callbacks {
             for note in &notes {
                 cb.on_log(note);
@@ -273,17 +392,24 @@ impl<'a> Fit<'a> {
         // running means.
         let step_losses = d.zeros(&[cfg.report_every.max(1) + 3])?;
         for epoch in state.first_epoch..=cfg.epochs {
-            let stats = self.epoch(&mut state, epoch, objective, &step_losses, train)?;
-            let (val_loss, val_metric) = match val {
+            let stats = self.epoch(
+                &mut state,
+                epoch,
+                (objective, &tracked),
+                &step_losses,
+                train,
+            )?;
+            let (val_loss, val_metric, val_tracked) = match val {
                 Some(v) if !v.is_empty() => {
-                    let (l, a) = evaluate(model, params, v, cfg.batch, objective)?;
-                    (Some(l), a)
+                    let e = evaluate_tracked(model, params, v, cfg.batch, objective, &tracked)?;
+                    (Some(e.loss), e.metric, e.tracked)
                 }
-                _ => (None, None),
+                _ => (None, None, vec![]),
             };
             state.history.epochs.push(EpochStats {
                 val_loss,
                 val_metric,
+                val_tracked,
                 ..stats
             });
             if let Some(c) = &mut self.checkpoints {
@@ -319,7 +445,7 @@ impl<'a> Fit<'a> {
         &mut self,
         state: &mut FitState,
         epoch: usize,
-        objective: &dyn Objective,
+        (objective, tracked): (&dyn Objective, &Tracked),
         step_losses: &Tensor,
         train: &Dataset,
     ) -> Result<EpochStats> {
@@ -328,7 +454,7 @@ impl<'a> Fit<'a> {
         let started = Instant::now();
         let before = d.counters();
         let order = epoch_order(train.len(), cfg.seed, epoch);
-        let sums = Sums::new(&d)?;
+        let sums = Sums::new(&d, tracked)?;
         for cb in &mut self.callbacks {
             cb.on_epoch_begin(state, epoch)?;
         }
@@ -380,6 +506,7 @@ impl<'a> Fit<'a> {
                 break;
             }
         }
+        let tracked = sums.tracked_values(&d, run.seen)?;
         let seconds = started.elapsed().as_secs_f64();
         let work = d.counters().since(&before);
         let [dispatches, submits, readbacks, up, down] = per_step(&work, run.steps);
@@ -388,8 +515,10 @@ impl<'a> Fit<'a> {
             epoch,
             loss: run.sums_read.0 / n,
             metric: objective.metric_name().map(|_| run.sums_read.1 / n),
+            tracked,
             val_loss: None,
             val_metric: None,
+            val_tracked: vec![],
             learning_rate: Some(state.optimizer.lr()),
             seconds,
             samples_per_sec: run.seen as f64 / seconds,

@@ -26,6 +26,12 @@ pub struct EpochStats {
     #[serde(alias = "val_accuracy")]
     /// Validation metric.
     pub val_metric: Option<f32>,
+    /// The tracked metrics ([`History::tracked`]) over the training samples, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracked: Vec<f32>,
+    /// The tracked metrics on the validation data, when there is some.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_tracked: Vec<f32>,
     /// The learning rate of the epoch's last step (None in histories written before kiln
     /// recorded it).
     #[serde(default)]
@@ -97,6 +103,9 @@ pub struct History {
     /// Whether a higher metric is better (accuracy) or a lower (errors).
     #[serde(default = "yes")]
     pub higher_is_better: bool,
+    /// The metrics tracked beside it ([`EpochStats::tracked`] holds their values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracked: Vec<kiln_graph::TrackedMetric>,
 }
 
 fn accuracy() -> Option<String> {
@@ -113,6 +122,7 @@ impl Default for History {
             epochs: vec![],
             metric: accuracy(),
             higher_is_better: true,
+            tracked: vec![],
         }
     }
 }
@@ -156,7 +166,8 @@ impl History {
     }
 
     /// One epoch's columns in order, the metric under its Keras name (`accuracy`,
-    /// `val_accuracy`, `mae`); a run without a metric has no metric columns.
+    /// `val_accuracy`, `mae`), each tracked metric after it (`auc`, `val_auc`); a run without a
+    /// metric has no metric columns.
     pub fn columns(&self, e: &EpochStats) -> Vec<(String, Cell)> {
         let mut cols = vec![
             ("epoch".to_string(), Cell::Int(e.epoch)),
@@ -165,9 +176,16 @@ impl History {
         if let Some(m) = &self.metric {
             cols.push((m.clone(), Cell::Value(e.metric)));
         }
+        for (i, m) in self.tracked.iter().enumerate() {
+            cols.push((m.name(), Cell::Value(e.tracked.get(i).copied())));
+        }
         cols.push(("val_loss".to_string(), Cell::Value(e.val_loss)));
         if let Some(m) = &self.metric {
             cols.push((format!("val_{m}"), Cell::Value(e.val_metric)));
+        }
+        for (i, m) in self.tracked.iter().enumerate() {
+            let v = e.val_tracked.get(i).copied();
+            cols.push((format!("val_{}", m.name()), Cell::Value(v)));
         }
         cols.push(("learning_rate".to_string(), Cell::Value(e.learning_rate)));
         for (name, v) in [

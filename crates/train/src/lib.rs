@@ -56,7 +56,7 @@ pub use config::TrainConfig;
 pub use data::{Column, Dataset, Values};
 pub use early_stopping::{EarlyStopping, Monitor};
 pub use error::{Error, Result};
-pub use fit::{evaluate, predict, Fit, Trained};
+pub use fit::{evaluate, evaluate_tracked, predict, Evaluation, Fit, Tracked, Trained};
 pub use history::{EpochStats, History};
 pub use history_files::{write_history, HistoryFiles};
 pub use kiln_graph;

@@ -70,17 +70,31 @@ impl Callback for Progress {
         }
         let e = state.history.epochs.last().expect("an epoch ended");
         let m = &state.history.metric;
+        let tracked = |values: &[f32], prefix: &str| -> String {
+            state
+                .history
+                .tracked
+                .iter()
+                .zip(values)
+                .map(|(t, v)| format!(" - {prefix}{t} {v:.4}"))
+                .collect()
+        };
         let val_text = match e.val_loss {
-            Some(l) => format!(" - val_loss {l:.4}{}", named(m, " - val_", e.val_metric)),
+            Some(l) => format!(
+                " - val_loss {l:.4}{}{}",
+                named(m, " - val_", e.val_metric),
+                tracked(&e.val_tracked, "val_")
+            ),
             None => String::new(),
         };
         eprintln!(
-            "epoch {}/{} - {:.1}s - loss {:.4}{}{val_text} - {:.0} samples/s - per step: {:.0} dispatches, {:.1} submits, {:.2} readbacks",
+            "epoch {}/{} - {:.1}s - loss {:.4}{}{}{val_text} - {:.0} samples/s - per step: {:.0} dispatches, {:.1} submits, {:.2} readbacks",
             e.epoch,
             state.config.epochs,
             e.seconds,
             e.loss,
             named(m, " - ", e.metric),
+            tracked(&e.tracked, ""),
             e.samples_per_sec,
             e.dispatches_per_step,
             e.submits_per_step,

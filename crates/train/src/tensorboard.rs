@@ -1,6 +1,7 @@
 //! [`TensorBoard`]: writes each epoch's figures as TensorBoard event files, laid out as Keras's
 //! `TensorBoard(log_dir)` callback lays them out: `train/` and `validation/` folders, scalars
-//! `epoch_loss`, `epoch_<metric>` and (train) `epoch_learning_rate`, the epoch as the step.
+//! `epoch_loss`, `epoch_<metric>`, each tracked metric's `epoch_<name>` and (train)
+//! `epoch_learning_rate`, the epoch as the step.
 //!
 //! An event file is a sequence of TFRecords (length, masked CRC-32C of the length, the bytes, their
 //! masked CRC-32C), each an `Event` protocol buffer: the first says `brain.Event:2`, the others hold
@@ -50,6 +51,14 @@ impl Callback for TensorBoard {
         if let Some(m) = e.metric {
             scalars.push((format!("epoch_{metric}"), m));
         }
+        let tracked = |values: &[f32]| -> Vec<(String, f32)> {
+            let names = state.history.tracked.iter();
+            names
+                .zip(values)
+                .map(|(t, &v)| (format!("epoch_{t}"), v))
+                .collect()
+        };
+        scalars.extend(tracked(&e.tracked));
         if let Some(lr) = e.learning_rate {
             scalars.push(("epoch_learning_rate".to_string(), lr));
         }
@@ -61,6 +70,7 @@ impl Callback for TensorBoard {
         if let Some(m) = e.val_metric {
             scalars.push((format!("epoch_{metric}"), m));
         }
+        scalars.extend(tracked(&e.val_tracked));
         if !scalars.is_empty() {
             val.scalars(step, &scalars)?;
         }

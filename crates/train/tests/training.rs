@@ -34,6 +34,7 @@ fn setup() -> (SequentialConfig, Dataset, TrainConfig) {
         schedule: None,
         clip: None,
         report_every: 4,
+        metrics: vec![],
     };
     (model, data, config)
 }
@@ -471,6 +472,7 @@ fn xor_is_learned_to_full_accuracy_on_every_device() {
             schedule: None,
             clip: None,
             report_every: 50,
+            metrics: vec![],
         };
         let b = ParamBuilder::new(cfg.seed);
         let model = model_cfg.init(&b).unwrap();
@@ -998,8 +1000,10 @@ fn plateau_reduces_as_keras_callback_does() {
             epoch: epoch + 1,
             loss: 1.0,
             metric: None,
+            tracked: vec![],
             val_loss: Some(val_loss),
             val_metric: None,
+            val_tracked: vec![],
             learning_rate: None,
             seconds: 0.0,
             samples_per_sec: 0.0,

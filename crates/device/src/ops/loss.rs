@@ -41,6 +41,12 @@ pub enum Metric {
     },
     /// argmax(pred) == argmax(labels) over the last axis.
     CategoricalAccuracy,
+    /// The label's class (argmax of the label row) among the k largest predictions of the row,
+    /// ties with it included (Keras's top_k_categorical_accuracy).
+    TopK {
+        /// How many of the largest predictions count.
+        k: u32,
+    },
 }
 
 type RefFn = fn(&LossParams, &[f32], &[f32], &mut [f32]);
@@ -226,8 +232,79 @@ impl Device {
                 reference::categorical_correct,
                 0.0,
             ),
+            Metric::TopK { k } => (
+                Loss::CceLogits,
+                "top_k_correct",
+                reference::top_k_correct,
+                k as f32,
+            ),
         };
         let (p, shape) = self.loss_params(loss, pred, labels, scale)?;
         self.loss_run(entry, f, &p, pred, labels, &shape)
+    }
+
+    /// [true positives, predicted positives, actual positives] (a [3] tensor) over every element
+    /// of `probs` against 0/1 `labels` of its shape, a prediction positive above `threshold`: what
+    /// precision and recall are computed from. Nothing is read back.
+    pub fn binary_counts(&self, probs: &Tensor, labels: &Tensor, threshold: f32) -> Result<Tensor> {
+        let (mut p, _) = self.loss_params(Loss::Bce, probs, labels, threshold)?;
+        p.classes = 3;
+        self.counts_run(
+            "binary_counts",
+            reference::binary_counts,
+            &p,
+            probs,
+            labels,
+            3,
+        )
+    }
+
+    /// A histogram of `probs` (clamped to [0, 1]) in `bins` equal bins by class: a
+    /// [2 * bins] tensor, the negatives' counts (label <= 0.5) then the positives'. ROC AUC is
+    /// computed from the sums over batches. Nothing is read back.
+    pub fn score_histogram(&self, probs: &Tensor, labels: &Tensor, bins: usize) -> Result<Tensor> {
+        if bins == 0 || bins > 1 << 16 {
+            return Err(Error::invalid(
+                "score_histogram",
+                format!("{bins} bins; give 1 to 65536"),
+            ));
+        }
+        let (mut p, _) = self.loss_params(Loss::Bce, probs, labels, 0.0)?;
+        p.classes = bins as u32;
+        let f = reference::score_histogram;
+        self.counts_run("score_histogram", f, &p, probs, labels, 2 * bins)
+    }
+
+    /// Runs a counting entry: `len` outputs, one thread each.
+    fn counts_run(
+        &self,
+        entry: &'static str,
+        f: RefFn,
+        p: &LossParams,
+        pred: &Tensor,
+        labels: &Tensor,
+        len: usize,
+    ) -> Result<Tensor> {
+        match self.backend() {
+            Backend::Cpu => {
+                let _span = self.span(entry);
+                let mut out = self.host_zeros(len);
+                f(p, &self.host_f32(pred), &self.host_f32(labels), &mut out);
+                self.count_dispatch();
+                Ok(self.host_tensor(out, &[len]))
+            }
+            Backend::Gpu(g) => {
+                let out = self.alloc(entry, DType::F32, &[len])?;
+                g.launch(Launch {
+                    family: ShaderFamily::Loss,
+                    entry,
+                    overrides: &[],
+                    params: bytemuck::bytes_of(p),
+                    bindings: &[(1, pred), (2, labels), (3, &out)],
+                    workgroups: groups(len, 256),
+                })?;
+                Ok(out)
+            }
+        }
     }
 }

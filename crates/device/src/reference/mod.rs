@@ -687,6 +687,44 @@ fn first_argmax(row: &[f32]) -> usize {
     best
 }
 
+/// 1 where fewer than k (`p.scale`) predictions of the row exceed the prediction at the label
+/// row's argmax (shaders/loss.wgsl `top_k_correct`).
+pub fn top_k_correct(p: &LossParams, pred: &[f32], labels: &[f32], out: &mut [f32]) {
+    let c = p.classes as usize;
+    for row in 0..p.n as usize {
+        let r = row * c..(row + 1) * c;
+        let target = pred[r.start + first_argmax(&labels[r.clone()])];
+        let above = pred[r].iter().filter(|&&v| v > target).count();
+        out[row] = ((above as f32) < p.scale) as u32 as f32;
+    }
+}
+
+/// True positives, predicted positives and actual positives over all `p.n` elements, at the
+/// threshold `p.scale` (shaders/loss.wgsl `binary_counts`).
+pub fn binary_counts(p: &LossParams, pred: &[f32], labels: &[f32], out: &mut [f32]) {
+    let mut counts = [0u32; 3];
+    for (&v, &l) in pred.iter().zip(labels).take(p.n as usize) {
+        let (predicted, actual) = (v > p.scale, l > 0.5);
+        counts[0] += (predicted && actual) as u32;
+        counts[1] += predicted as u32;
+        counts[2] += actual as u32;
+    }
+    for (o, c) in out.iter_mut().zip(counts) {
+        *o = c as f32;
+    }
+}
+
+/// The scores' histogram in `p.classes` bins over [0, 1], negatives then positives
+/// (shaders/loss.wgsl `score_histogram`).
+pub fn score_histogram(p: &LossParams, pred: &[f32], labels: &[f32], out: &mut [f32]) {
+    let bins = p.classes as usize;
+    out[..2 * bins].fill(0.0);
+    for (&v, &l) in pred.iter().zip(labels).take(p.n as usize) {
+        let b = ((v.clamp(0.0, 1.0) * bins as f32) as usize).min(bins - 1);
+        out[if l > 0.5 { bins + b } else { b }] += 1.0;
+    }
+}
+
 /// 1 where argmax(pred row) == argmax(label row).
 pub fn categorical_correct(p: &LossParams, pred: &[f32], labels: &[f32], out: &mut [f32]) {
     let c = p.classes as usize;
