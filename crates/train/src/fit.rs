@@ -335,21 +335,8 @@ impl<'a> Fit<'a> {
     ) -> Result<Trained> {
         let cfg = self.config.clone();
         check_inputs(&cfg, train, val)?;
-        let objective: &dyn Objective = match (self.objective, &cfg.loss) {
-            (Some(custom), _) => custom,
-            (None, Some(loss)) => loss,
-            (None, None) => return Err(Error::config(
-                "loss",
-                "the run has none: give TrainConfig::new(LossKind::...) or Fit::loss(&your_loss)",
-            )),
-        };
+        let (objective, tracked) = objective_and_tracked(self.objective, &cfg)?;
         let mut optimizer = Optimizer::new(cfg.optimizer, params)?.with_clip(cfg.clip);
-        let builtin = if self.objective.is_some() {
-            None
-        } else {
-            cfg.loss
-        };
-        let tracked = Tracked::new(&cfg.metrics, objective, builtin);
         let history = History {
             metric: objective.metric_name().map(str::to_string),
             higher_is_better: objective.higher_is_better(),
@@ -583,6 +570,25 @@ impl<'a> Fit<'a> {
         let metric = objective.metric_name().map(|_| run.sums_read.1 / seen);
         Ok((run.sums_read.0 / seen, metric))
     }
+}
+
+/// What a run minimises (the loss given to [`Fit::loss`], else the config's), and the metrics it
+/// tracks beside the objective's own.
+fn objective_and_tracked<'c>(
+    custom: Option<&'c dyn Objective>,
+    cfg: &'c TrainConfig,
+) -> Result<(&'c dyn Objective, Tracked)> {
+    let objective: &'c dyn Objective =
+        match (custom, &cfg.loss) {
+            (Some(custom), _) => custom,
+            (None, Some(loss)) => loss,
+            (None, None) => return Err(Error::config(
+                "loss",
+                "the run has none: give TrainConfig::new(LossKind::...) or Fit::loss(&your_loss)",
+            )),
+        };
+    let builtin = if custom.is_some() { None } else { cfg.loss };
+    Ok((objective, Tracked::new(&cfg.metrics, objective, builtin)))
 }
 
 /// Refuses a plateau schedule that watches a figure the run does not compute.
