@@ -29,19 +29,23 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Work done between `earlier` and `self` (live and peak figures are taken from `self`).
+    /// Work done between `earlier` and `self` (live and peak figures are taken from `self`). A
+    /// count that went down meanwhile (autotuning on another thread took its own measurements
+    /// back) gives 0, not an underflow.
     pub fn since(&self, earlier: &Counters) -> Counters {
         Counters {
-            dispatches: self.dispatches - earlier.dispatches,
-            submits: self.submits - earlier.submits,
-            readbacks: self.readbacks - earlier.readbacks,
-            bytes_up: self.bytes_up - earlier.bytes_up,
-            bytes_down: self.bytes_down - earlier.bytes_down,
+            dispatches: self.dispatches.saturating_sub(earlier.dispatches),
+            submits: self.submits.saturating_sub(earlier.submits),
+            readbacks: self.readbacks.saturating_sub(earlier.readbacks),
+            bytes_up: self.bytes_up.saturating_sub(earlier.bytes_up),
+            bytes_down: self.bytes_down.saturating_sub(earlier.bytes_down),
             buffers_live: self.buffers_live,
             bytes_live: self.bytes_live,
             peak_bytes: self.peak_bytes,
-            buffers_created: self.buffers_created - earlier.buffers_created,
-            pipelines_compiled: self.pipelines_compiled - earlier.pipelines_compiled,
+            buffers_created: self.buffers_created.saturating_sub(earlier.buffers_created),
+            pipelines_compiled: self
+                .pipelines_compiled
+                .saturating_sub(earlier.pipelines_compiled),
         }
     }
 }
@@ -90,7 +94,9 @@ impl CounterCells {
             (&self.bytes_down, spent.bytes_down),
             (&self.buffers_created, spent.buffers_created),
         ] {
-            cell.fetch_sub(n, Relaxed);
+            // Saturating: two threads tuning on one device at once may each take back work the
+            // other counted.
+            let _ = cell.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
         }
     }
 
