@@ -160,24 +160,22 @@ fn gru_row<const MASKED: bool>(
     cache: &mut [f32],
     h: &mut [f32],
 ) {
-    fn thirds(v: &[f32], h_n: usize) -> [&[f32]; 3] {
-        [0, 1, 2].map(|g| &v[g * h_n..(g + 1) * h_n])
+    fn thirds(v: &[f32], h_n: usize) -> (&[f32], &[f32], &[f32]) {
+        (&v[..h_n], &v[h_n..2 * h_n], &v[2 * h_n..3 * h_n])
     }
-    let (x, bi, br, a) = (
-        thirds(x, h_n),
-        thirds(bias_in, h_n),
-        thirds(bias_rec, h_n),
-        thirds(a, h_n),
-    );
+    let (xz, xr, xn) = thirds(x, h_n);
+    let (bz, br, bn) = thirds(bias_in, h_n);
+    let (rz, rr, rn) = thirds(bias_rec, h_n);
+    let (az, ar, an_in) = thirds(a, h_n);
     let (gz, rest) = cache[..4 * h_n].split_at_mut(h_n);
     let (gr, rest) = rest.split_at_mut(h_n);
     let (gn, an) = rest.split_at_mut(h_n);
     let h = &mut h[..h_n];
     for j in 0..h_n {
-        let xs = [0, 1, 2].map(|g| x[g][j] + bi[g][j]);
-        let av = [0, 1, 2].map(|g| a[g][j] + br[g][j]);
-        let ([z, r, n], h_new) = gru_cell_forward_with(xs, av, h[j], math::sigmoid, math::tanh);
-        (gz[j], gr[j], gn[j], an[j]) = (z, r, n, av[2]);
+        let x3 = [xz[j] + bz[j], xr[j] + br[j], xn[j] + bn[j]];
+        let a3 = [az[j] + rz[j], ar[j] + rr[j], an_in[j] + rn[j]];
+        let ([z, r, n], h_new) = gru_cell_forward_with(x3, a3, h[j], math::sigmoid, math::tanh);
+        (gz[j], gr[j], gn[j], an[j]) = (z, r, n, a3[2]);
         if !MASKED {
             h[j] = h_new;
         }
