@@ -180,6 +180,63 @@ fn a_killed_transformer_run_resumes_to_the_same_weights() {
     );
 }
 
+/// The same with every training control that keeps state active at once: a cosine schedule with
+/// warmup, clipping by global norm, BatchNormalization's moving statistics, early stopping (its
+/// counters and best weights) and tracked metrics: the resumed run ends on the same weights.
+#[test]
+fn a_killed_run_with_every_training_control_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("x1,x2,label\n");
+    for i in 0..12_000usize {
+        let (a, b) = (
+            (i * 37 % 101) as f32 / 50.0 - 1.0,
+            (i * 53 % 97) as f32 / 48.0 - 1.0,
+        );
+        csv += &format!("{a},{b},{}\n", (a * a + b > 0.3) as u8);
+    }
+    let data = dir.path().join("points.csv");
+    common::write(&data, &csv);
+    let model = dir.path().join("model.json");
+    common::write(
+        &model,
+        r#"{"input": [2], "layers": [
+            {"type": "dense", "units": 16},
+            {"type": "batch_normalization"},
+            {"type": "activation", "activation": "relu"},
+            {"type": "dropout", "rate": 0.1},
+            {"type": "dense", "units": 1, "activation": "sigmoid"}]}"#,
+    );
+    let (model, data) = (model.display().to_string(), data.display().to_string());
+    // Early stopping ends this run at epoch 26, restoring epoch 18's weights; the kill comes
+    // at epoch 3.
+    killed_and_resumed(
+        "controls",
+        &[
+            "train",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--epochs",
+            "40",
+            "--batch",
+            "16",
+            "--lr",
+            "0.02",
+            "--schedule",
+            "cosine",
+            "--warmup",
+            "300",
+            "--clip-norm",
+            "0.5",
+            "--patience",
+            "8",
+            "--metrics",
+            "auc,precision",
+        ],
+    );
+}
+
 /// Trains `train_args` to the end, and again killed (SIGKILL) after its third epoch's
 /// checkpoint: a second run without --resume is refused, and --resume ends on the same weights.
 fn killed_and_resumed(name: &str, train_args: &[&str]) {
