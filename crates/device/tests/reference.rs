@@ -168,6 +168,34 @@ fn sgd_momentum_matches_keras_arithmetic() {
     );
 }
 
+/// Keras's SGD(nesterov=True): m = momentum m - lr g, w += momentum m - lr g. From w = 1 at lr
+/// 0.1, momentum 0.9, g = 2 twice: m = -0.2, w = 1 - 0.18 - 0.2 = 0.62; then m = -0.38,
+/// w = 0.62 - 0.342 - 0.2 = 0.078.
+#[test]
+fn sgd_nesterov_matches_keras_arithmetic() {
+    let p = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        nesterov: true,
+    }
+    .params(1);
+    let (mut w, mut u) = ([1.0f32], [0.0f32]);
+    reference::sgd_update(&p, &mut w, &[2.0], &mut u);
+    assert_close(
+        "nesterov 1",
+        &[w[0], u[0]],
+        &[0.62, -0.2],
+        Tolerance::new(1e-6, 0.0),
+    );
+    reference::sgd_update(&p, &mut w, &[2.0], &mut u);
+    assert_close(
+        "nesterov 2",
+        &[w[0], u[0]],
+        &[0.078, -0.38],
+        Tolerance::new(1e-6, 0.0),
+    );
+}
+
 #[test]
 fn cross_entropies_match_closed_forms() {
     let d = Device::cpu();
