@@ -906,6 +906,8 @@ fn tensorboard_from_the_cli() {
         common::p(&run),
         "--tensorboard",
         common::p(&logs),
+        "--metrics",
+        "auc",
     ]);
     for part in ["train", "validation"] {
         let file = std::fs::read_dir(logs.join(part))
@@ -917,7 +919,9 @@ fn tensorboard_from_the_cli() {
         let scalars = kiln::train::read_scalars(&file).unwrap();
         let tags: std::collections::BTreeSet<_> = scalars.iter().map(|s| s.tag.as_str()).collect();
         assert!(
-            tags.contains("epoch_loss") && tags.contains("epoch_accuracy"),
+            tags.contains("epoch_loss")
+                && tags.contains("epoch_accuracy")
+                && tags.contains("epoch_auc"),
             "{tags:?}"
         );
         assert_eq!(scalars.iter().map(|s| s.step).max(), Some(2));
