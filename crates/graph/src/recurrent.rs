@@ -65,7 +65,7 @@ fn check_mask(x: &[usize], mask: Option<&Tensor>) -> Result<()> {
     if let Some(mask) = mask {
         if x.len() < 2 || mask.shape() != &x[..2] {
             return Err(Error::model(
-                "lstm mask",
+                "recurrent mask",
                 format!("ids of shape {:?} for input {x:?}", mask.shape()),
             ));
         }

@@ -13,21 +13,9 @@ use super::lstm::per_direction;
 use super::{gemm, math};
 use crate::params::GruParams;
 use crate::reference::{
-    gru_cell_backward, gru_cell_forward_with, GruBackwardIn, GruBackwardOut, GruForwardOut,
-    LstmRecurrence,
+    gru_cell_backward, gru_cell_forward_with, is_masked, time_of, GruBackwardIn, GruBackwardOut,
+    GruForwardOut, LstmRecurrence,
 };
-
-fn time_of(p: &GruParams, s: usize, dir: usize) -> usize {
-    if dir == 1 {
-        p.steps as usize - 1 - s
-    } else {
-        s
-    }
-}
-
-fn is_masked(p: &GruParams, mask: Option<&[u32]>, b: usize, t: usize) -> bool {
-    p.has_mask == 1 && mask.is_some_and(|m| m[b * p.steps as usize + t] == 0)
-}
 
 /// What one direction's forward pass reads, and its blocks of the cache and hprev.
 struct DirForward<'a> {

@@ -143,35 +143,8 @@ impl Device {
 
     fn check_gru_extras(&self, op: &'static str, p: &GruParams, inputs: &GruInputs) -> Result<()> {
         let (b, t, h, d) = p.dims();
-        if let Some(init) = inputs.init {
-            self.check(op, init)?;
-            if init.shape() != [d, b, h] {
-                return Err(Error::shape(
-                    op,
-                    format!("initial state h0 of shape [{d}, {b}, {h}]"),
-                    shape_str(init.shape()),
-                ));
-            }
-        }
-        if let Some(mask) = inputs.mask {
-            self.check_device(op, mask)?;
-            if mask.dtype() != DType::U32 {
-                return Err(Error::DType {
-                    op,
-                    arg: "mask ids",
-                    expected: DType::U32,
-                    got: mask.dtype(),
-                });
-            }
-            if mask.shape() != [b, t] {
-                return Err(Error::shape(
-                    op,
-                    format!("mask ids of shape [{b}, {t}]"),
-                    shape_str(mask.shape()),
-                ));
-            }
-        }
-        Ok(())
+        let want = format!("initial state h0 of shape [{d}, {b}, {h}]");
+        self.check_recurrent_extras(op, inputs, (&[d, b, h], &want), (b, t))
     }
 
     /// The recurrence alone, given the input projection xproj (D, B*T, 3H) without bias. The
@@ -499,31 +472,17 @@ impl Device {
             ));
         }
         let [dgates, da, carry] = self.gru_recurrence_backward(&inputs, state, grads)?;
+        let (dkernel, dx) = self.input_side_grads(x, kernel, &dgates, need_dx)?;
         let ta = MatmulSpec {
             trans_a: true,
             ..Default::default()
         };
-        let dkernel = self.matmul(&x.reshape(&[b * t, e])?, &dgates, None, ta)?;
         let drecurrent = self.matmul(&state.hprev, &da, None, ta)?;
         let dbias = self.zeros(&[d, 2, 3 * h])?;
         for (part, g) in [&dgates, &da].into_iter().enumerate() {
             let sums = self.reduce(ReduceOp::Sum, g, 1)?;
             self.slice_assign(&dbias, 1, part, &sums.reshape(&[d, 1, 3 * h])?, false)?;
         }
-        let dx = if need_dx {
-            let tb = MatmulSpec {
-                trans_b: true,
-                ..Default::default()
-            };
-            let dx = if d == 1 {
-                self.matmul(&dgates, kernel, None, tb)?
-            } else {
-                self.matmul_sum_batch(&dgates, kernel, tb)?
-            };
-            Some(dx.reshape(&[b, t, e])?)
-        } else {
-            None
-        };
         Ok(GruGrads {
             dx,
             dkernel,

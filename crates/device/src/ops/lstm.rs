@@ -255,14 +255,23 @@ impl Device {
         inputs: &LstmInputs,
     ) -> Result<()> {
         let (b, t, h, d) = p.dims();
+        let want = format!("initial state of shape [2, {d}, {b}, {h}] (h0 then c0)");
+        self.check_recurrent_extras(op, inputs, (&[2, d, b, h], &want), (b, t))
+    }
+
+    /// Checks a recurrent layer's optional inputs: the initial state against `init` (its shape
+    /// and how to name it) and the mask ids against (B, T).
+    pub(crate) fn check_recurrent_extras(
+        &self,
+        op: &'static str,
+        inputs: &LstmInputs,
+        (init_shape, init_name): (&[usize], &str),
+        (b, t): (usize, usize),
+    ) -> Result<()> {
         if let Some(init) = inputs.init {
             self.check(op, init)?;
-            if init.shape() != [2, d, b, h] {
-                return Err(Error::shape(
-                    op,
-                    format!("initial state of shape [2, {d}, {b}, {h}] (h0 then c0)"),
-                    shape_str(init.shape()),
-                ));
+            if init.shape() != init_shape {
+                return Err(Error::shape(op, init_name, shape_str(init.shape())));
             }
         }
         if let Some(mask) = inputs.mask {
@@ -622,30 +631,13 @@ impl Device {
             ));
         }
         let (dz, carry) = self.lstm_recurrence_backward(&inputs, state, grads)?;
-        let x2 = x.reshape(&[b * t, e])?;
+        let (dkernel, dx) = self.input_side_grads(x, kernel, &dz, need_dx)?;
         let ta = MatmulSpec {
             trans_a: true,
             ..Default::default()
         };
-        let dkernel = self.matmul(&x2, &dz, None, ta)?;
         let drecurrent = self.matmul(&state.hprev, &dz, None, ta)?;
         let dbias = self.reduce(ReduceOp::Sum, &dz, 1)?;
-        let dx = if need_dx {
-            let tb = MatmulSpec {
-                trans_b: true,
-                ..Default::default()
-            };
-            // Summed over the directions in the GEMM (one launch when the product has tiles
-            // enough; else per-direction partials and a reduction).
-            let dx = if d == 1 {
-                self.matmul(&dz, kernel, None, tb)?
-            } else {
-                self.matmul_sum_batch(&dz, kernel, tb)?
-            };
-            Some(dx.reshape(&[b, t, e])?)
-        } else {
-            None
-        };
         Ok(LstmGrads {
             dx,
             dkernel,
@@ -653,6 +645,39 @@ impl Device {
             dbias,
             dinit: inputs.init.map(|_| carry),
         })
+    }
+
+    /// A recurrent layer's gradients on its input side, from the gates' pre-activation
+    /// gradients `dgates` (D, B*T, G*H): dkernel = x^T dgates (batched over directions) and, with
+    /// `need_dx`, dx = the sum over directions of dgates . kernel^T (B, T, E).
+    pub(crate) fn input_side_grads(
+        &self,
+        x: &Tensor,
+        kernel: &Tensor,
+        dgates: &Tensor,
+        need_dx: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (b, t, e) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let ta = MatmulSpec {
+            trans_a: true,
+            ..Default::default()
+        };
+        let dkernel = self.matmul(&x.reshape(&[b * t, e])?, dgates, None, ta)?;
+        if !need_dx {
+            return Ok((dkernel, None));
+        }
+        let tb = MatmulSpec {
+            trans_b: true,
+            ..Default::default()
+        };
+        // Summed over the directions in the GEMM (one launch when the product has tiles enough;
+        // else per-direction partials and a reduction).
+        let dx = if kernel.shape()[0] == 1 {
+            self.matmul(dgates, kernel, None, tb)?
+        } else {
+            self.matmul_sum_batch(dgates, kernel, tb)?
+        };
+        Ok((dkernel, Some(dx.reshape(&[b, t, e])?)))
     }
 
     /// Batch rows per workgroup for this recurrence: the adapter's tuned choice for its class,

@@ -3,20 +3,8 @@
 //! documented in the shader.
 
 use crate::params::GruParams;
-use crate::reference::lstm::tanh_c;
+use crate::reference::lstm::{is_masked, tanh_c, time_of};
 use crate::reference::{sigmoid, LstmRecurrence};
-
-fn time_of(p: &GruParams, s: usize, dir: usize) -> usize {
-    if dir == 1 {
-        p.steps as usize - 1 - s
-    } else {
-        s
-    }
-}
-
-fn is_masked(p: &GruParams, mask: Option<&[u32]>, b: usize, t: usize) -> bool {
-    p.has_mask == 1 && mask.is_some_and(|m| m[b * p.steps as usize + t] == 0)
-}
 
 /// One cell's step: from the input part x (z, r, n: xproj plus the input bias), the recurrent
 /// part a (h_prev . recurrent plus the recurrent bias) and h_prev, the gates z, r, n and h.

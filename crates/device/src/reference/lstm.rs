@@ -8,10 +8,36 @@ pub(crate) fn tanh_c(v: f32) -> f32 {
     v.clamp(-15.0, 15.0).tanh()
 }
 
+/// What the recurrences' step helpers read of their kernel params (the LSTM's and the GRU's).
+pub(crate) trait Recurrence {
+    /// Timesteps T.
+    fn steps(&self) -> usize;
+    /// Whether padding ids mask steps.
+    fn has_mask(&self) -> bool;
+}
+
+impl Recurrence for LstmParams {
+    fn steps(&self) -> usize {
+        self.steps as usize
+    }
+    fn has_mask(&self) -> bool {
+        self.has_mask == 1
+    }
+}
+
+impl Recurrence for crate::params::GruParams {
+    fn steps(&self) -> usize {
+        self.steps as usize
+    }
+    fn has_mask(&self) -> bool {
+        self.has_mask == 1
+    }
+}
+
 /// Actual time of processing step `s` in direction `dir`.
-pub(crate) fn time_of(p: &LstmParams, s: usize, dir: usize) -> usize {
+pub(crate) fn time_of(p: &impl Recurrence, s: usize, dir: usize) -> usize {
     if dir == 1 {
-        p.steps as usize - 1 - s
+        p.steps() - 1 - s
     } else {
         s
     }
@@ -25,8 +51,8 @@ pub(crate) fn prev_time(t: usize, dir: usize) -> usize {
     }
 }
 
-pub(crate) fn is_masked(p: &LstmParams, mask: Option<&[u32]>, b: usize, t: usize) -> bool {
-    p.has_mask == 1 && mask.is_some_and(|m| m[b * p.steps as usize + t] == 0)
+pub(crate) fn is_masked(p: &impl Recurrence, mask: Option<&[u32]>, b: usize, t: usize) -> bool {
+    p.has_mask() && mask.is_some_and(|m| m[b * p.steps() + t] == 0)
 }
 
 /// One cell's step from its gate pre-activations z (i, f, g, o) and c_prev: the activated gates,
