@@ -96,7 +96,7 @@ pub struct TrainArgs {
     patience: Option<usize>,
     /// Metrics tracked beside the loss's own, comma-separated Keras names: accuracy, mae, mse,
     /// binary_crossentropy, categorical_crossentropy, precision, recall, auc,
-    /// top_k_categorical_accuracy (k = 5; top_<k>_categorical_accuracy for another k). In the
+    /// top_k_categorical_accuracy (k = 5; top_K_categorical_accuracy for another K). In the
     /// history files, progress lines and TensorBoard, and watchable by --monitor (val_auc).
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     metrics: Vec<kiln_graph::TrackedMetric>,

@@ -243,7 +243,7 @@ impl Device {
         self.loss_run(entry, f, &p, pred, labels, &shape)
     }
 
-    /// [true positives, predicted positives, actual positives] (a [3] tensor) over every element
+    /// True positives, predicted positives and actual positives (a `[3]` tensor) over every element
     /// of `probs` against 0/1 `labels` of its shape, a prediction positive above `threshold`: what
     /// precision and recall are computed from. Nothing is read back.
     pub fn binary_counts(&self, probs: &Tensor, labels: &Tensor, threshold: f32) -> Result<Tensor> {
@@ -259,8 +259,8 @@ impl Device {
         )
     }
 
-    /// A histogram of `probs` (clamped to [0, 1]) in `bins` equal bins by class: a
-    /// [2 * bins] tensor, the negatives' counts (label <= 0.5) then the positives'. ROC AUC is
+    /// A histogram of `probs` (clamped to 0..=1) in `bins` equal bins by class: a
+    /// `[2 * bins]` tensor, the negatives' counts (label <= 0.5) then the positives'. ROC AUC is
     /// computed from the sums over batches. Nothing is read back.
     pub fn score_histogram(&self, probs: &Tensor, labels: &Tensor, bins: usize) -> Result<Tensor> {
         if bins == 0 || bins > 1 << 16 {
