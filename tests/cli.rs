@@ -1021,6 +1021,16 @@ fn tracked_metrics_from_the_cli_and_the_model_file() {
     }
     assert!(text.contains("val_auc"), "{text}");
     assert!(out.join("best.safetensors").exists());
+    // The saved model remembers its metrics: eval reports them, as Keras's evaluate does.
+    let best = out.join("best.safetensors");
+    let (code, report, stderr) =
+        common::run(&["eval", "--model", common::p(&best), "--data", d, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&report).unwrap();
+    for name in ["precision", "recall", "auc"] {
+        let v = json["tracked"][name].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&v), "{name}: {report}");
+    }
     // A resume that names no metrics keeps the run's; one naming others is refused.
     let resume = [
         "train", "--model", m, "--data", d, "--epochs", "3", "--out", o, "--resume",

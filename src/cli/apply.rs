@@ -90,8 +90,13 @@ impl EvalArgs {
         if self.json {
             return print_json(&r);
         }
+        let tracked: String = r
+            .tracked
+            .iter()
+            .map(|(name, v)| format!(", {name} {v:.4}"))
+            .collect();
         outln!(
-            "{}: {} rows of {}: {} {:.4}, loss {:.4}",
+            "{}: {} rows of {}: {} {:.4}, loss {:.4}{tracked}",
             self.model.display(),
             r.rows,
             r.data.display(),

@@ -107,6 +107,9 @@ fn remove_stale_temps(dir: &Path) {
     }
 }
 
+/// The metadata key of a saved model's tracked metrics: a JSON list of their names.
+pub const METRICS_KEY: &str = "metrics";
+
 /// Checkpoints in `out/checkpoints/epoch-NNNN.safetensors` (atomically, after every epoch:
 /// parameters, optimizer state, epoch, step, seed, configs; the newest `keep` are kept, 3 by
 /// default), the history once in `out/checkpoints/history.json`, `out/best.safetensors` (the
@@ -388,7 +391,7 @@ impl Checkpoints {
                 &self.out.join("best.safetensors"),
                 state.model,
                 state.params,
-                &self.metadata,
+                &self.model_metadata(state),
             )?;
         }
         Ok(())
@@ -400,7 +403,19 @@ impl Checkpoints {
             &self.out.join("model.safetensors"),
             state.model,
             state.params,
-            &self.metadata,
+            &self.model_metadata(state),
         )
+    }
+
+    /// A saved model's metadata: the run's (its data), and the metrics it tracked (under
+    /// [`METRICS_KEY`]), so that evaluating the model later reports them too, as Keras's
+    /// `evaluate` reports a compiled model's metrics.
+    fn model_metadata(&self, state: &FitState) -> Vec<(String, String)> {
+        let mut metadata = self.metadata.clone();
+        if !state.history.tracked.is_empty() {
+            let names = serde_json::to_string(&state.history.tracked).expect("names serialize");
+            metadata.push((METRICS_KEY.into(), names));
+        }
+        metadata
     }
 }

@@ -51,7 +51,7 @@ mod tensorboard;
 use std::path::PathBuf;
 
 pub use callback::{BatchEnd, Callback, FitState};
-pub use checkpoints::{check_run_folder, Checkpoints};
+pub use checkpoints::{check_run_folder, Checkpoints, METRICS_KEY};
 pub use config::TrainConfig;
 pub use data::{Column, Dataset, Values};
 pub use early_stopping::{EarlyStopping, Monitor};
