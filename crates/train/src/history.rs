@@ -52,6 +52,9 @@ pub struct EpochStats {
     pub bytes_down_per_step: f64,
 }
 
+/// One figure of an epoch, if the run has it: a plot panel's series.
+type Pick<'a> = Box<dyn Fn(&EpochStats) -> Option<f32> + 'a>;
+
 /// One cell of the history files.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Cell {
@@ -228,33 +231,61 @@ impl History {
         Ok(write_atomic(path, (text + "\n").as_bytes())?)
     }
 
-    /// Two panels, loss and the metric per epoch, train solid and validation dashed; drawn into
-    /// a temporary file beside `path`, then renamed over it.
+    /// One panel per figure, loss, the metric and each tracked metric per epoch, train solid and
+    /// validation dashed, 500 pixels wide each; drawn into a temporary file beside `path`, then
+    /// renamed over it.
     pub fn plot(&self, path: &Path, title: &str) -> Result<()> {
         kiln_graph::checkpoint::write_atomic_with(path, |_, tmp| self.draw(tmp, title))
+    }
+
+    /// The plot's panels: (name, train, validation, whether higher is better: such a panel's
+    /// axis is fitted to the data, where differences are small; losses and errors start from
+    /// zero).
+    fn figures(&self) -> Vec<(String, Pick<'_>, Pick<'_>, bool)> {
+        let mut figures: Vec<(String, Pick, Pick, bool)> = vec![(
+            "loss".into(),
+            Box::new(|e| Some(e.loss)),
+            Box::new(|e| e.val_loss),
+            false,
+        )];
+        if let Some(metric) = &self.metric {
+            figures.push((
+                metric.clone(),
+                Box::new(|e| e.metric),
+                Box::new(|e| e.val_metric),
+                self.higher_is_better,
+            ));
+        }
+        for (i, m) in self.tracked.iter().enumerate() {
+            figures.push((
+                m.name(),
+                Box::new(move |e| e.tracked.get(i).copied()),
+                Box::new(move |e| e.val_tracked.get(i).copied()),
+                m.higher_is_better(),
+            ));
+        }
+        figures
     }
 
     fn draw(&self, path: &Path, title: &str) -> Result<()> {
         register_font();
         let err = |e: &dyn std::fmt::Display| Error::io(path, std::io::Error::other(e.to_string()));
-        let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
+        let panels = 1 + self.metric.is_some() as u32 + self.tracked.len() as u32;
+        let root = BitMapBackend::new(path, (500 * panels.max(2), 420)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let root = root
             .titled(title, ("sans-serif", 22))
             .map_err(|e| err(&e))?;
         let last = self.epochs.last().map_or(1, |e| e.epoch).max(1);
-        type Pick = fn(&EpochStats) -> Option<f32>;
-        let loss: (&str, Pick, Pick) = ("loss", |e| Some(e.loss), |e| e.val_loss);
-        // The metric's panel beside the loss's, or the loss alone across the picture.
-        let panels = match &self.metric {
-            Some(metric) => {
-                let (left, right) = root.split_horizontally(500);
-                let m: (&str, Pick, Pick) = (metric, |e| e.metric, |e| e.val_metric);
-                vec![(loss, left), (m, right)]
-            }
-            None => vec![(loss, root.clone())],
+        let figures = self.figures();
+        // A run with only a loss draws it across the picture.
+        let areas = if figures.len() == 1 {
+            vec![root.clone()]
+        } else {
+            root.split_evenly((1, figures.len()))
         };
-        for ((name, train, val), area) in panels {
+        for ((name, train, val, fitted), area) in figures.into_iter().zip(areas) {
+            let name = name.as_str();
             let values: Vec<f32> = self
                 .epochs
                 .iter()
@@ -264,8 +295,7 @@ impl History {
                 .collect();
             let min = values.iter().copied().fold(f32::INFINITY, f32::min);
             let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            // Loss and errors from zero; accuracy fitted to the data, where differences are small.
-            let lo = if name != "accuracy" {
+            let lo = if !fitted {
                 min.min(0.0)
             } else {
                 (min - 0.1 * (max - min).max(0.01)).max(0.0)
