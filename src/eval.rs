@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_device::Device;
 use kiln_graph::{LossKind, Tape};
-use kiln_train::{evaluate, Values};
+use kiln_train::Values;
 use serde::Serialize;
 
 use crate::{data, pictures};
@@ -23,6 +23,12 @@ pub struct Report {
     pub loss: f32,
     /// `confusion[true][predicted]`
     pub confusion: [[usize; 10]; 10],
+    /// The metrics the model's run tracked (`--metrics`), by name, in order.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::models::in_order"
+    )]
+    pub tracked: Vec<(String, f32)>,
 }
 
 /// Evaluates the model at `model_path` on the MNIST test set in `data_dir`; draws pictures into
@@ -43,14 +49,14 @@ pub fn mnist(
             saved.outline.outputs
         ));
     }
-    let (model, params) = (saved.model, saved.params);
+    let (model, params, checkpoint) = (saved.model, saved.params, saved.checkpoint);
     let test = data::mnist::load_test(data_dir)
         .map_err(|e| e.to_string())?
         .first(limit);
     let loss = LossKind::CategoricalCrossentropyFromLogits;
-    let (avg_loss, accuracy) =
-        evaluate(&*model, &params, &test, 256, &loss).map_err(|e| e.to_string())?;
-    let accuracy = accuracy.expect("a built-in loss reports its metric");
+    let e =
+        crate::models::evaluate_saved((&*model, &params), (&checkpoint, model_path), &test, loss)?;
+    let (avg_loss, accuracy) = (e.loss, e.metric);
 
     // Predictions, batch by batch: one argmax readback per batch.
     let mut predicted = Vec::with_capacity(test.len());
@@ -109,5 +115,6 @@ pub fn mnist(
         accuracy,
         loss: avg_loss,
         confusion,
+        tracked: e.tracked,
     })
 }

@@ -58,6 +58,60 @@ impl<'de> Deserialize<'de> for ModelConfig {
     }
 }
 
+/// What `kiln eval` computes of a saved model on a dataset: the loss, the loss's metric and the
+/// metrics its run tracked (the model file's `metrics` metadata), as Keras's `evaluate` reports a
+/// compiled model's metrics. Everything summed on the device, read once.
+pub struct Evaluated {
+    /// The mean loss.
+    pub loss: f32,
+    /// The loss's metric (accuracy, mae).
+    pub metric: f32,
+    /// The tracked metrics by name, in the run's order.
+    pub tracked: Vec<(String, f32)>,
+}
+
+/// [`Evaluated`] for the saved model `checkpoint` (read from `path`) as `model` and `params`.
+pub fn evaluate_saved(
+    (model, params): (&dyn Model, &kiln_graph::ParamStore),
+    (checkpoint, path): (&kiln_graph::checkpoint::Checkpoint, &std::path::Path),
+    data: &Dataset,
+    loss: LossKind,
+) -> Result<Evaluated, String> {
+    let metrics: Vec<kiln_graph::TrackedMetric> = match checkpoint.meta(kiln_train::METRICS_KEY) {
+        Some(names) => serde_json::from_str(names).map_err(|e| {
+            format!(
+                "{}: its `{}` metadata: {e}",
+                path.display(),
+                kiln_train::METRICS_KEY
+            )
+        })?,
+        None => vec![],
+    };
+    let tracked = kiln_train::Tracked::new(&metrics, &loss, Some(loss));
+    let e = kiln_train::evaluate_tracked(model, params, data, 256, &loss, &tracked)
+        .map_err(|e| e.to_string())?;
+    Ok(Evaluated {
+        loss: e.loss,
+        metric: e.metric.expect("a built-in loss reports its metric"),
+        tracked: tracked
+            .metrics
+            .iter()
+            .map(|m| m.name())
+            .zip(e.tracked)
+            .collect(),
+    })
+}
+
+/// Named values as a JSON object, in their order (`{"auc": 0.93}`): reports' tracked metrics.
+pub fn in_order<S: serde::Serializer>(values: &[(String, f32)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(values.len()))?;
+    for (name, v) in values {
+        map.serialize_entry(name, v)?;
+    }
+    map.end()
+}
+
 /// A model file's optional `"training"` section: how the model is trained, beside what it is.
 /// `{"input": [..], "layers": [..], "training": {"metrics": ["precision", "recall", "auc"]}}`
 /// tracks those metrics beside the loss's own (as `--metrics`, which overrides it).

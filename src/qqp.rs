@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_device::Device;
 use kiln_graph::{LossKind, Model, ParamStore};
-use kiln_train::{evaluate, predict, Column, Values};
+use kiln_train::{predict, Column, Values};
 use serde::Serialize;
 
 use crate::data::qqp::{self, Format, Pair, Preprocess, Tokenizer};
@@ -20,6 +20,10 @@ pub struct Loaded {
     pub tokenizer: Tokenizer,
     /// How its pairs become ids.
     pub preprocess: Preprocess,
+    /// The file's metadata (the metrics its run tracked among them).
+    pub checkpoint: kiln_graph::checkpoint::Checkpoint,
+    /// Where it was read from.
+    pub path: PathBuf,
 }
 
 /// Rebuilds the model at `path` on `device`.
@@ -84,6 +88,8 @@ pub fn load(device: &Device, path: &Path) -> Result<Loaded, String> {
         params: saved.params,
         tokenizer,
         preprocess,
+        checkpoint: saved.checkpoint,
+        path: path.to_path_buf(),
     })
 }
 
@@ -125,6 +131,12 @@ pub struct EvalReport {
     pub skipped_rows: usize,
     /// What loading found (rows, kept, skipped and why).
     pub skipped: String,
+    /// The metrics the model's run tracked (`--metrics`), by name, in order.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::models::in_order"
+    )]
+    pub tracked: Vec<(String, f32)>,
 }
 
 /// Accuracy and loss of a saved model: on `data` (every usable row), or without it on the
@@ -168,15 +180,13 @@ pub fn eval(
         return Err(format!("{}: no usable pairs ({report})", path.display()));
     }
     let dataset = qqp::encode(&pairs, &m.tokenizer, m.preprocess.len);
-    let (loss, accuracy) = evaluate(
-        &*m.model,
-        &m.params,
+    let e = crate::models::evaluate_saved(
+        (&*m.model, &m.params),
+        (&m.checkpoint, &m.path),
         &dataset,
-        256,
-        &LossKind::BinaryCrossentropy,
-    )
-    .map_err(|e| e.to_string())?;
-    let accuracy = accuracy.expect("a built-in loss reports its metric");
+        LossKind::BinaryCrossentropy,
+    )?;
+    let (loss, accuracy) = (e.loss, e.metric);
     Ok(EvalReport {
         model: model_path.to_path_buf(),
         data: path,
@@ -186,6 +196,7 @@ pub fn eval(
         loss,
         skipped_rows: report.skipped(),
         skipped: report.to_string(),
+        tracked: e.tracked,
     })
 }
 

@@ -90,19 +90,15 @@ impl EvalArgs {
         if self.json {
             return print_json(&r);
         }
-        let tracked: String = r
-            .tracked
-            .iter()
-            .map(|(name, v)| format!(", {name} {v:.4}"))
-            .collect();
         outln!(
-            "{}: {} rows of {}: {} {:.4}, loss {:.4}{tracked}",
+            "{}: {} rows of {}: {} {:.4}, loss {:.4}{}",
             self.model.display(),
             r.rows,
             r.data.display(),
             r.metric,
             r.value,
-            r.loss
+            r.loss,
+            tracked_text(&r.tracked)
         );
         if r.skipped > 0 {
             outln!(
@@ -127,13 +123,14 @@ impl EvalArgs {
             return print_json(&r);
         }
         outln!(
-            "{}: {} pairs of {} ({}): accuracy {:.4}, loss {:.4}",
+            "{}: {} pairs of {} ({}): accuracy {:.4}, loss {:.4}{}",
             self.model.display(),
             r.pairs,
             r.data.display(),
             r.rows,
             r.accuracy,
-            r.loss
+            r.loss,
+            tracked_text(&r.tracked)
         );
         if r.skipped_rows > 0 {
             outln!(
@@ -166,11 +163,12 @@ impl EvalArgs {
             return print_json(&report);
         }
         outln!(
-            "{}: {} test images, accuracy {:.4}, loss {:.4}",
+            "{}: {} test images, accuracy {:.4}, loss {:.4}{}",
             self.model.display(),
             report.samples,
             report.accuracy,
-            report.loss
+            report.loss,
+            tracked_text(&report.tracked)
         );
         outln!("confusion (rows: true digit, columns: predicted):");
         for (t, row) in report.confusion.iter().enumerate() {
@@ -264,4 +262,12 @@ impl PredictArgs {
         }
         Ok(())
     }
+}
+
+/// `, auc 0.9312, precision 0.8800`: the tracked metrics after a report's loss.
+fn tracked_text(tracked: &[(String, f32)]) -> String {
+    tracked
+        .iter()
+        .map(|(name, v)| format!(", {name} {v:.4}"))
+        .collect()
 }

@@ -83,18 +83,11 @@ pub struct EvalReport {
     pub value: f32,
     /// The metrics the model was trained to track (`--metrics`), by name, in order (in JSON an
     /// object: `{"auc": 0.93}`).
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "in_order")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::models::in_order"
+    )]
     pub tracked: Vec<(String, f32)>,
-}
-
-/// Named values as a JSON object, in their order.
-fn in_order<S: serde::Serializer>(values: &[(String, f32)], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = s.serialize_map(Some(values.len()))?;
-    for (name, v) in values {
-        map.serialize_entry(name, v)?;
-    }
-    map.end()
 }
 
 /// Evaluates a model saved by `kiln train --model` on labelled `data`.
@@ -113,25 +106,14 @@ pub fn eval(device: &Device, path: &Path, data: &Path, strict: bool) -> Result<E
     let loss =
         loss_for(spec.task, spec.classes.len(), &saved.outline).map_err(|e| e.to_string())?;
     let set = Dataset::single(read.inputs, targets(&spec, &saved.outline, &labels));
-    // The metrics it was trained to track, as Keras's evaluate reports a compiled model's.
-    let metrics: Vec<kiln_graph::TrackedMetric> =
-        match saved.checkpoint.meta(kiln_train::METRICS_KEY) {
-            Some(names) => serde_json::from_str(names).map_err(|e| {
-                format!(
-                    "{}: its `{}` metadata: {e}",
-                    path.display(),
-                    kiln_train::METRICS_KEY
-                )
-            })?,
-            None => vec![],
-        };
-    let tracked = kiln_train::Tracked::new(&metrics, &loss, Some(loss));
-    let e = kiln_train::evaluate_tracked(&*saved.model, &saved.params, &set, 256, &loss, &tracked)
-        .map_err(|e| e.to_string())?;
-    let (l, value) = (
-        e.loss,
-        e.metric.expect("a built-in loss reports its metric"),
-    );
+    // The loss, its metric, and the metrics it was trained to track.
+    let e = crate::models::evaluate_saved(
+        (&*saved.model, &saved.params),
+        (&saved.checkpoint, path),
+        &set,
+        loss,
+    )?;
+    let (l, value) = (e.loss, e.metric);
     if !l.is_finite() || !value.is_finite() {
         return Err(format!(
             "{}: the loss on {} is {l} and the {} {value}, not finite: the model's outputs overflow on this data (was the model or its {META_KEY} edited?)",
@@ -151,12 +133,7 @@ pub fn eval(device: &Device, path: &Path, data: &Path, strict: bool) -> Result<E
             .unwrap_or("loss")
             .to_string(),
         value,
-        tracked: tracked
-            .metrics
-            .iter()
-            .map(|m| m.name())
-            .zip(e.tracked)
-            .collect(),
+        tracked: e.tracked,
     })
 }
 
