@@ -83,9 +83,9 @@ const SMALL_GEMM: usize = 1 << 24;
 /// Multiply-adds from which one product is split over rayon's threads.
 const PAR_GEMM: usize = 1 << 20;
 
-/// [`gemm`] with C's rows in one block per rayon thread (of at least 32 rows), for products of
-/// [`PAR_GEMM`] multiply-adds or more. Each element's sum runs in the same order whatever block
-/// holds its row, so the bits do not depend on the thread count (tested below).
+/// [`gemm`] split into blocks of C on rayon's threads, for products of [`PAR_GEMM`]
+/// multiply-adds or more. The blocks depend on the shape alone ([`gemm_blocks`]), never on the
+/// thread count, so neither do the bits (tested below).
 /// (matrixmultiply's own threads, inside rayon's tasks, oversubscribed the cores: per-image
 /// convolution GEMMs ran at one core's speed on two.)
 fn par_gemm(
@@ -95,15 +95,37 @@ fn par_gemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    let (m, k, n) = dims;
-    let rows = m
-        .div_ceil(rayon::current_num_threads())
-        .next_multiple_of(8)
-        .max(32);
-    if m * k * n < PAR_GEMM || rows >= m {
-        return gemm(dims, a, b, beta, c);
+    let (m, _, n) = dims;
+    let (rows, cols) = gemm_blocks(dims);
+    if rows >= m && cols >= n {
+        gemm(dims, a, b, beta, c)
+    } else if cols >= n {
+        gemm_rows(rows, dims, a, b, beta, c)
+    } else {
+        gemm_cols(cols, dims, a, b, beta, c)
     }
-    gemm_rows(rows, dims, a, b, beta, c)
+}
+
+/// The blocks of C, (rows, columns), that a product of shape (m, k, n) splits into: one block
+/// under [`PAR_GEMM`] multiply-adds; else a power of two from 2 to 8 (one per 4 [`PAR_GEMM`]),
+/// as row blocks of at least 64 rows, or, where C has too few rows, column blocks of at least 64
+/// columns (the backward products of weights: few rows, long sums). Each block packs the other
+/// operand again, hence the minimum sizes and the cap: on two cores, 1024^3 ran at 210 GFLOP/s
+/// in 2 blocks, 200 in 8, 192 in 16. A machine with more than 8 cores leaves some idle on one
+/// product; batches of products (one per image) and the recurrences' directions use them.
+fn gemm_blocks((m, k, n): (usize, usize, usize)) -> (usize, usize) {
+    let work = m * k * n;
+    if work < PAR_GEMM {
+        return (m, n);
+    }
+    let blocks = (work / (4 * PAR_GEMM)).clamp(2, 8);
+    let blocks = 1 << blocks.ilog2();
+    let row_blocks = blocks.min(m / 64);
+    if row_blocks >= 2 {
+        return (m.div_ceil(row_blocks), n);
+    }
+    let col_blocks = blocks.min(n / 64).max(1);
+    (m, n.div_ceil(col_blocks))
 }
 
 /// [`gemm`] over blocks of `rows` rows of C, on rayon's threads.
@@ -124,8 +146,49 @@ fn gemm_rows(
         });
 }
 
+/// [`gemm`] over blocks of `cols` columns of C, on rayon's threads: each block is computed
+/// into a contiguous buffer (C's columns are strided) and copied into place.
+fn gemm_cols(
+    cols: usize,
+    (m, k, n): (usize, usize, usize),
+    a: (&[f32], usize, usize),
+    (b, rsb, csb): (&[f32], usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    let blocks: Vec<Vec<f32>> = (0..n.div_ceil(cols))
+        .into_par_iter()
+        .map(|j| {
+            let (c0, w) = (j * cols, cols.min(n - j * cols));
+            let mut block = vec![0.0; m * w];
+            if beta != 0.0 {
+                for (row, out) in c.chunks_exact(n).zip(block.chunks_exact_mut(w)) {
+                    out.copy_from_slice(&row[c0..c0 + w]);
+                }
+            }
+            gemm((m, k, w), a, (&b[c0 * csb..], rsb, csb), beta, &mut block);
+            block
+        })
+        .collect();
+    for (j, block) in blocks.iter().enumerate() {
+        let w = block.len() / m;
+        for (row, out) in block.chunks_exact(w).zip(c.chunks_exact_mut(n)) {
+            out[j * cols..j * cols + w].copy_from_slice(row);
+        }
+    }
+}
+
 /// C (m x n, row-major, contiguous) = A · B + beta · C, where A (m x k) and B (k x n) are given as
 /// (slice, row stride, column stride): transposes are strides, not copies. One thread.
+///
+/// Two packed sgemms, chosen by the operands' layout as measured on an AVX-512 machine
+/// (`benches/results/cpu-vs-torch/README.md`): the `gemm` crate's kernels (AVX-512, AVX2/FMA or
+/// NEON, picked at run time), 1.1 to 2x matrixmultiply's (AVX2/FMA) on most shapes, except where
+/// B is stored transposed with a column stride that is a multiple of 256 floats (1 KiB: the
+/// LSTM's and Dense's backward products at power-of-two widths). There `gemm` packs B through
+/// addresses that share one set of the L1 cache and runs at 0.3 to 0.8x matrixmultiply's speed
+/// unless C has enough rows (512) to amortise the packing: 1984x512x64 runs 1.45x faster on
+/// `gemm` all the same. Each is deterministic for a given shape.
 fn gemm(
     (m, k, n): (usize, usize, usize),
     (a, rsa, csa): (&[f32], usize, usize),
@@ -142,24 +205,52 @@ fn gemm(
             && c.len() >= m * n,
         "gemm operands out of bounds"
     );
-    // SAFETY: the assert above keeps every address of A, B and C (m x n, row-major) inside its
-    // slice; C is borrowed mutably, so it aliases neither A nor B.
+    if csb != 1 && csb % 256 == 0 && m < 512 {
+        // SAFETY: the assert above keeps every address of A, B and C (m x n, row-major) inside
+        // its slice; C is borrowed mutably, so it aliases neither A nor B.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                beta,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        return;
+    }
+    // SAFETY: as above. `gemm` computes dst = alpha · dst + beta · lhs · rhs, reading dst only
+    // when asked to.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
+            k,
             c.as_mut_ptr(),
-            n as isize,
             1,
+            n as isize,
+            beta != 0.0,
+            a.as_ptr(),
+            csa as isize,
+            rsa as isize,
+            b.as_ptr(),
+            csb as isize,
+            rsb as isize,
+            beta,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -549,46 +640,46 @@ pub fn axpy(p: &ElementwiseParams, x: &[f32], out: &mut [f32]) {
 mod tests {
     use super::*;
 
-    /// Splitting C's rows over threads gives the bits of one sgemm, with either operand
-    /// transposed and with beta 1: what makes `par_gemm` independent of the thread count.
+    /// A split product's bits do not depend on rayon's thread count, for either kernel, row
+    /// and column blocks, either operand transposed and beta 1: the blocks are the shape's alone.
     #[test]
-    fn row_blocks_give_the_bits_of_one_gemm() {
-        let (m, k, n) = (77, 300, 45);
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0)
-            .collect();
-        let c0: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32 - 6.0).collect();
-        for (trans_a, trans_b, beta) in
-            [(false, false, 0.0), (true, false, 1.0), (false, true, 1.0)]
-        {
+    fn split_products_give_the_same_bits_on_any_thread_count() {
+        for ((m, k, n), trans_a, trans_b, beta) in [
+            ((277, 300, 45), false, false, 0.0),
+            ((277, 300, 45), true, false, 1.0),
+            ((277, 300, 45), false, true, 1.0),
+            ((1030, 300, 45), false, true, 0.0),
+            ((40, 2000, 333), true, false, 1.0),
+            ((40, 2000, 333), false, true, 0.0),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0)
+                .collect();
+            let c0: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32 - 6.0).collect();
             let sa = if trans_a { (1, m) } else { (k, 1) };
             let sb = if trans_b { (1, k) } else { (n, 1) };
-            let mut whole = c0.clone();
-            gemm(
-                (m, k, n),
-                (&a, sa.0, sa.1),
-                (&b, sb.0, sb.1),
-                beta,
-                &mut whole,
-            );
-            for rows in [1, 8, 13, 32, 76] {
-                let mut split = c0.clone();
-                gemm_rows(
-                    rows,
-                    (m, k, n),
-                    (&a, sa.0, sa.1),
-                    (&b, sb.0, sb.1),
-                    beta,
-                    &mut split,
-                );
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let (rows, cols) = gemm_blocks((m, k, n));
+            assert!(rows < m || cols < n, "{m} {k} {n} is split");
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = c0.clone();
+                pool.install(|| {
+                    par_gemm((m, k, n), (&a, sa.0, sa.1), (&b, sb.0, sb.1), beta, &mut c)
+                });
+                c.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
+            let one = run(1);
+            for threads in [2, 3, 5] {
                 assert_eq!(
-                    bits(&split),
-                    bits(&whole),
-                    "rows {rows}, {trans_a} {trans_b}"
+                    run(threads),
+                    one,
+                    "m {m}, {trans_a} {trans_b}, {threads} threads"
                 );
             }
         }
