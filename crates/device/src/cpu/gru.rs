@@ -10,6 +10,7 @@
 //! [`reference::gru_backward`]: crate::reference::gru_backward
 
 use super::lstm::per_direction;
+use super::simd::simd_fn;
 use super::{gemm, math};
 use crate::params::GruParams;
 use crate::reference::{
@@ -110,13 +111,9 @@ fn forward_dir(
             let hb = &mut h[b * h_n..(b + 1) * h_n];
             f.hprev[row * h_n..(row + 1) * h_n].copy_from_slice(hb);
             let masked = is_masked(p, r.mask, b, t);
-            let cell_row = if masked {
-                gru_row::<true>
-            } else {
-                gru_row::<false>
-            };
-            cell_row(
+            gru_row(
                 h_n,
+                masked,
                 [
                     &f.xproj[row * h3..(row + 1) * h3],
                     bias_in,
@@ -141,8 +138,10 @@ fn forward_dir(
 
 /// One row's cells for one step, from x, the input bias, the recurrent bias and the recurrent
 /// product a (each (3H), gate-major): the gates and a_n go to the row's (4H) cache, and h (H)
-/// advances in place unless the step is masked. Slices of exact length, so the loop vectorizes.
-fn gru_row<const MASKED: bool>(
+/// advances in place unless the step is masked. Slices of exact length, so the loop vectorizes,
+/// at the CPU's widest vector width ([`simd_fn`]).
+#[inline(always)]
+fn gru_row_lanes<const MASKED: bool>(
     h_n: usize,
     [x, bias_in, bias_rec, a]: [&[f32]; 4],
     cache: &mut [f32],
@@ -167,6 +166,29 @@ fn gru_row<const MASKED: bool>(
         if !MASKED {
             h[j] = h_new;
         }
+    }
+}
+
+simd_fn! {
+    /// [`gru_row_lanes`], masked or not.
+    fn gru_row(h_n: usize, masked: bool, inputs: [&[f32]; 4], cache: &mut [f32], h: &mut [f32]) {
+        if masked {
+            gru_row_lanes::<true>(h_n, inputs, cache, h)
+        } else {
+            gru_row_lanes::<false>(h_n, inputs, cache, h)
+        }
+    }
+}
+
+simd_fn! {
+    /// [`grad_row_lanes`].
+    fn grad_row(
+        h_n: usize,
+        inputs: [&[f32]; 4],
+        dh_carry: &mut [f32],
+        grads: (&mut [f32], &mut [f32]),
+    ) {
+        grad_row_lanes(h_n, inputs, dh_carry, grads)
     }
 }
 
@@ -298,7 +320,8 @@ fn backward_dir(
 /// One unmasked row's cells for one backward step, from the row's (4H) cache (z, r, n, a_n),
 /// hprev, dy and the recurrent product `back` (each (H)): writes the row's (3H) dx and da and
 /// sets dh_carry to the direct path dh z. Slices of exact length, so the loop vectorizes.
-fn grad_row(
+#[inline(always)]
+fn grad_row_lanes(
     h_n: usize,
     [cache, hprev, dy, back]: [&[f32]; 4],
     dh_carry: &mut [f32],
@@ -321,5 +344,56 @@ fn grad_row(
         (dxz[j], dxr[j], dxn[j]) = (gx[0], gx[1], gx[2]);
         (daz[j], dar[j], dan[j]) = (ga[0], ga[1], ga[2]);
         dh_carry[j] = direct;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::simd::assert_same_bits_on_every_level;
+
+    fn values(seed: usize, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919 + seed * 104_729) % 2001) as f32 - 1000.0) / 150.0)
+            .collect()
+    }
+
+    /// The cells give the same bits at every vector width, masked and not, forward and backward.
+    #[test]
+    fn cells_give_the_same_bits_at_every_vector_width() {
+        for h_n in [1, 13, 64, 67] {
+            for masked in [false, true] {
+                assert_same_bits_on_every_level("gru_row", || {
+                    let inputs = [1, 2, 3, 4].map(|s| values(s, 3 * h_n));
+                    let mut cache = vec![0.0; 4 * h_n];
+                    let mut h = values(5, h_n);
+                    gru_row(
+                        h_n,
+                        masked,
+                        [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
+                        &mut cache,
+                        &mut h,
+                    );
+                    [cache, h].concat()
+                });
+            }
+            assert_same_bits_on_every_level("gru grad_row", || {
+                let inputs = [
+                    values(6, 4 * h_n),
+                    values(7, h_n),
+                    values(8, h_n),
+                    values(9, h_n),
+                ];
+                let mut dh = values(10, h_n);
+                let (mut dx, mut da) = (vec![0.0; 3 * h_n], vec![0.0; 3 * h_n]);
+                grad_row(
+                    h_n,
+                    [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
+                    &mut dh,
+                    (&mut dx, &mut da),
+                );
+                [dx, da, dh].concat()
+            });
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! and cell formulas as [`reference::lstm_forward`] and [`reference::lstm_backward`]; the order of
 //! the recurrent sums and the activations' last bits differ (within the tests' tolerance).
 
+use super::simd::simd_fn;
 use super::{gemm, math};
 use crate::params::LstmParams;
 use crate::reference::{
@@ -150,13 +151,9 @@ fn forward_dir(p: &LstmParams, input: &DirIn<'_>, out: &mut DirOut<'_>) {
             );
             out.hprev[row * h_n..(row + 1) * h_n].copy_from_slice(hb);
             let masked = is_masked(p, input.mask, b, t);
-            let cell_row = if masked {
-                cell_row::<true>
-            } else {
-                cell_row::<false>
-            };
             cell_row(
                 h_n,
+                masked,
                 [
                     &input.xproj[row * h4..(row + 1) * h4],
                     input.bias,
@@ -183,8 +180,10 @@ fn forward_dir(p: &LstmParams, input: &DirIn<'_>, out: &mut DirOut<'_>) {
 /// One row's cells for one step: the pre-activations are x + bias + z (each (4H), gate-major),
 /// the activated gates and the new cell state go to the row's (5H) cache, and h and c (each (H))
 /// advance in place, or, where the step is masked, keep their values (the cache then holds
-/// c_prev). Slices of exact length and no calls, so the loop vectorizes.
-fn cell_row<const MASKED: bool>(
+/// c_prev). Slices of exact length and no calls, so the loop vectorizes, at the CPU's widest
+/// vector width ([`simd_fn`]).
+#[inline(always)]
+fn cell_row_lanes<const MASKED: bool>(
     h_n: usize,
     [x, bias, z]: [&[f32]; 3],
     cache: &mut [f32],
@@ -352,11 +351,41 @@ fn backward_dir(
     (dh_carry, dc_carry)
 }
 
+simd_fn! {
+    /// [`cell_row_lanes`], masked or not.
+    fn cell_row(
+        h_n: usize,
+        masked: bool,
+        inputs: [&[f32]; 3],
+        cache: &mut [f32],
+        state: (&mut [f32], &mut [f32]),
+    ) {
+        if masked {
+            cell_row_lanes::<true>(h_n, inputs, cache, state)
+        } else {
+            cell_row_lanes::<false>(h_n, inputs, cache, state)
+        }
+    }
+}
+
+simd_fn! {
+    /// [`grad_row_lanes`].
+    fn grad_row(
+        h_n: usize,
+        inputs: [&[f32]; 4],
+        carry: (&mut [f32], &mut [f32]),
+        dz: &mut [f32],
+    ) {
+        grad_row_lanes(h_n, inputs, carry, dz)
+    }
+}
+
 /// One unmasked row's cells for one backward step, from the row's (5H) cache (gates i, f, g, o
 /// and c), c_prev, dy and the recurrent product `back` (each (H)): writes the row's (4H) dz,
 /// zeroes dh_carry and advances dc_carry. Slices of exact length and no calls, so the loop
 /// vectorizes.
-fn grad_row(
+#[inline(always)]
+fn grad_row_lanes(
     h_n: usize,
     [cache, c_prev, dy, back]: [&[f32]; 4],
     (dh_carry, dc_carry): (&mut [f32], &mut [f32]),
@@ -381,5 +410,51 @@ fn grad_row(
         (di[j], df[j], dg[j], d_o[j]) = (i, f, g, o);
         dh_carry[j] = 0.0;
         dc_carry[j] = dc * gf[j];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::simd::assert_same_bits_on_every_level;
+
+    fn values(seed: usize, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919 + seed * 104_729) % 2001) as f32 - 1000.0) / 150.0)
+            .collect()
+    }
+
+    /// The cells give the same bits at every vector width, with odd widths (a vector tail),
+    /// masked and not, forward and backward.
+    #[test]
+    fn cells_give_the_same_bits_at_every_vector_width() {
+        for h_n in [1, 13, 64, 67] {
+            for masked in [false, true] {
+                assert_same_bits_on_every_level("lstm cell_row", || {
+                    let (x, bias, z) = (values(1, 4 * h_n), values(2, 4 * h_n), values(3, 4 * h_n));
+                    let mut cache = vec![0.0; 5 * h_n];
+                    let (mut h, mut c) = (values(4, h_n), values(5, h_n));
+                    cell_row(h_n, masked, [&x, &bias, &z], &mut cache, (&mut h, &mut c));
+                    [cache, h, c].concat()
+                });
+            }
+            assert_same_bits_on_every_level("lstm grad_row", || {
+                let inputs = [
+                    values(6, 5 * h_n),
+                    values(7, h_n),
+                    values(8, h_n),
+                    values(9, h_n),
+                ];
+                let (mut dh, mut dc) = (values(10, h_n), values(11, h_n));
+                let mut dz = vec![0.0; 4 * h_n];
+                grad_row(
+                    h_n,
+                    [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
+                    (&mut dh, &mut dc),
+                    &mut dz,
+                );
+                [dz, dh, dc].concat()
+            });
+        }
     }
 }

@@ -8,6 +8,7 @@ mod conv;
 mod gru;
 mod lstm;
 mod math;
+mod simd;
 
 pub use attention::{attention_backward, attention_forward};
 pub use conv::{bias_channels, col2im, im2col, max_pool2d_forward, pool2d_route_backward};
