@@ -14,6 +14,13 @@ Times, in one process on one device (CUDA when present, else CPU):
 Medians of timed runs after warm-up, with the device synchronised around each; JSON to --json.
 
     python3 tools/torch/steps.py --json out/torch.json
+
+On a CPU-only machine, as benches/results/cpu-vs-torch/run.sh runs it: the seed model's step at
+batches 16 and 256, LeNet's, FP32 matmuls at 1024^3 and 2048^3, the same products in numpy, and
+which BLAS kernel each side ran (threadpoolctl):
+
+    python3 tools/torch/steps.py --seed-batches 16,256 --matmul 1024,2048 --numpy \
+        --no-attention --json out/torch-cpu.json
 """
 
 import argparse
@@ -113,9 +120,26 @@ def attention_records(t, device):
     return out
 
 
+def blas_info(with_numpy):
+    """The BLAS libraries loaded in this process and the kernel each runs (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    if with_numpy:
+        import numpy  # noqa: F401  (loads numpy's OpenBLAS, so threadpoolctl lists it)
+    return [{k: v for k, v in lib.items() if k in
+             ("internal_api", "version", "architecture", "num_threads", "filepath")}
+            for lib in threadpool_info()]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", required=True)
+    ap.add_argument("--seed-batches", default="16", help="comma-separated batch sizes")
+    ap.add_argument("--matmul", default="4096", help="comma-separated square sizes")
+    ap.add_argument("--numpy", action="store_true", help="time numpy's matmul at the same sizes")
+    ap.add_argument("--no-attention", action="store_true")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -123,12 +147,13 @@ def main():
     torch.manual_seed(2019)
     records = []
 
-    seed = Seed().to(device).train()
-    x = torch.randint(0, 10000, (16, 62), device=device)
-    y = (torch.arange(16, device=device) % 2).float().unsqueeze(1)
-    ms = timed(step_fn(seed, nn.BCELoss(), x, y), device)
-    records.append({"kernel": "qqp_training_step", "shape": "B16 T62 H64/32", "median_ms": ms,
-                    "samples_per_sec": 16 / ms * 1e3})
+    for batch in [int(b) for b in args.seed_batches.split(",")]:
+        seed = Seed().to(device).train()
+        x = torch.randint(0, 10000, (batch, 62), device=device)
+        y = (torch.arange(batch, device=device) % 2).float().unsqueeze(1)
+        ms = timed(step_fn(seed, nn.BCELoss(), x, y), device, runs=20 if batch <= 64 else 10)
+        records.append({"kernel": "qqp_training_step", "shape": f"B{batch} T62 H64/32",
+                        "median_ms": ms, "samples_per_sec": batch / ms * 1e3})
 
     lenet = LeNet().to(device).train()
     x = torch.rand(64, 1, 28, 28, device=device)
@@ -137,19 +162,29 @@ def main():
     records.append({"kernel": "lenet_training_step", "shape": "batch 64", "median_ms": ms,
                     "samples_per_sec": 64 / ms * 1e3})
 
-    n = 4096
-    a = torch.rand(n, n, device=device)
-    b = torch.rand(n, n, device=device)
-    ms = timed(lambda: a @ b, device, runs=10)
-    records.append({"kernel": "matmul", "shape": f"{n}x{n}x{n}", "median_ms": ms,
-                    "gflops": 2 * n ** 3 / ms / 1e6})
+    for n in [int(n) for n in args.matmul.split(",")]:
+        a = torch.rand(n, n, device=device)
+        b = torch.rand(n, n, device=device)
+        ms = timed(lambda: a @ b, device, runs=10)
+        records.append({"kernel": "matmul", "variant": "torch", "shape": f"{n}x{n}x{n}",
+                        "median_ms": ms, "gflops": 2 * n ** 3 / ms / 1e6})
+        if args.numpy:
+            import numpy as np
+            an, bn = a.cpu().numpy(), b.cpu().numpy()
+            ms = timed(lambda: an @ bn, torch.device("cpu"), runs=10)
+            records.append({"kernel": "matmul", "variant": "numpy", "shape": f"{n}x{n}x{n}",
+                            "median_ms": ms, "gflops": 2 * n ** 3 / ms / 1e6})
 
-    for t in [128, 512, 1024, 2048]:
-        records.extend(attention_records(t, device))
+    if not args.no_attention:
+        for t in [128, 512, 1024, 2048]:
+            records.extend(attention_records(t, device))
 
     info = {"torch": torch.__version__, "device": str(device),
             "name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None}
+            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+            "threads": torch.get_num_threads(),
+            "parallel_info": torch.__config__.parallel_info(),
+            "blas": blas_info(args.numpy)}
     with open(args.json, "w") as f:
         json.dump({"info": info, "records": records}, f, indent=1)
     for r in records:
