@@ -890,6 +890,36 @@ impl Device {
         }
     }
 
+    /// Several CPU tensors' values in place, read-only, for `f` (absent ones stay `None`): one
+    /// read guard per storage, as [`Device::host_read_pair`] takes, and no copies (the LSTM's
+    /// inputs and cache at batch 256 are tens of MB a step).
+    pub(crate) fn host_read_all<R, const N: usize>(
+        &self,
+        ts: [Option<&Tensor>; N],
+        f: impl FnOnce([Option<&[f32]>; N]) -> R,
+    ) -> R {
+        let mut guards: Vec<(&Tensor, std::sync::RwLockReadGuard<'_, Vec<u32>>)> = Vec::new();
+        for t in ts.iter().flatten() {
+            if !guards.iter().any(|(g, _)| g.same_storage(t)) {
+                let Storage::Cpu(c) = &t.storage else {
+                    unreachable!("checked by check_device")
+                };
+                guards.push((t, c.words.read().unwrap()));
+            }
+        }
+        let views = ts.map(|t| {
+            t.map(|t| {
+                let words = guards
+                    .iter()
+                    .find(|(g, _)| g.same_storage(t))
+                    .map(|(_, w)| w)
+                    .unwrap_or_else(|| unreachable!("a guard per storage"));
+                bytemuck::cast_slice::<u32, f32>(&words[t.offset..t.offset + t.len()])
+            })
+        });
+        f(views)
+    }
+
     /// A CPU tensor's values in place, writable (CPU device only; see [`Device::host_read`]).
     pub(crate) fn host_write<'t>(&self, t: &'t Tensor) -> HostWrite<'t> {
         let Storage::Cpu(c) = &t.storage else {

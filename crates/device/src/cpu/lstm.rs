@@ -198,20 +198,107 @@ fn cell_row_lanes<const MASKED: bool>(
     let (gf, gates) = gates.split_at_mut(h_n);
     let (gg, go) = gates.split_at_mut(h_n);
     let (cc, h, c) = (&mut rest[..h_n], &mut h[..h_n], &mut c[..h_n]);
-    for j in 0..h_n {
-        let pre = |g: usize| x[g][j] + bias[g][j] + z[g][j];
+    for j0 in (0..h_n).step_by(LANES) {
+        let n = LANES.min(h_n - j0);
+        if n == LANES {
+            let at = |v: &[f32]| -> [f32; LANES] {
+                v[j0..j0 + LANES]
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!("a full chunk"))
+            };
+            let pre = |g: usize| -> [f32; LANES] {
+                let (xg, bg, zg) = (at(x[g]), at(bias[g]), at(z[g]));
+                std::array::from_fn(|l| xg[l] + bg[l] + zg[l])
+            };
+            let chunk = |v| chunk_mut(v, j0);
+            let c_prev = at(c);
+            cell_chunk::<MASKED>(
+                [pre(0), pre(1), pre(2), pre(3)],
+                &c_prev,
+                [chunk(gi), chunk(gf), chunk(gg), chunk(go)],
+                [chunk(cc), chunk(c), chunk(h)],
+            );
+        } else {
+            // The last chunk of an H that is not a multiple of LANES: padded copies.
+            let pre = [0, 1, 2, 3].map(|g| {
+                let (xg, bg, zg) = (
+                    lanes(x[g], j0, n),
+                    lanes(bias[g], j0, n),
+                    lanes(z[g], j0, n),
+                );
+                std::array::from_fn(|l| xg[l] + bg[l] + zg[l])
+            });
+            let c_prev = lanes(c, j0, n);
+            // c and h start as they are: a masked step leaves them so.
+            let mut out = [[0.0f32; LANES]; 7];
+            (out[5], out[6]) = (c_prev, lanes(h, j0, n));
+            let [o0, o1, o2, o3, o4, o5, o6] = &mut out;
+            cell_chunk::<MASKED>(pre, &c_prev, [o0, o1, o2, o3], [o4, o5, o6]);
+            for (dst, src) in [&mut *gi, gf, gg, go, cc, c, h].into_iter().zip(&out) {
+                put_lanes(dst, j0, n, src);
+            }
+        }
+    }
+}
+
+/// `v`'s [`LANES`] values from `j0`, in place.
+#[inline(always)]
+fn chunk_mut(v: &mut [f32], j0: usize) -> &mut [f32; LANES] {
+    (&mut v[j0..j0 + LANES])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("a full chunk"))
+}
+
+/// [`LANES`] cells: gates to `gates`; the cache's c, the running c and h to `state`, or, where
+/// masked, c_prev to the cache and the running state left as it is.
+#[inline(always)]
+fn cell_chunk<const MASKED: bool>(
+    pre: [[f32; LANES]; 4],
+    c_prev: &[f32; LANES],
+    gates: [&mut [f32; LANES]; 4],
+    [cc, c, h]: [&mut [f32; LANES]; 3],
+) {
+    let [gi, gf, gg, go] = gates;
+    for l in 0..LANES {
         let ([i, f, g, o], c_new, h_new) = cell_forward_with(
-            [pre(0), pre(1), pre(2), pre(3)],
-            c[j],
+            [pre[0][l], pre[1][l], pre[2][l], pre[3][l]],
+            c_prev[l],
             math::sigmoid,
             math::tanh,
         );
-        (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
+        (gi[l], gf[l], gg[l], go[l]) = (i, f, g, o);
         if MASKED {
-            cc[j] = c[j];
+            cc[l] = c_prev[l];
         } else {
-            (cc[j], c[j], h[j]) = (c_new, c_new, h_new);
+            (cc[l], c[l], h[l]) = (c_new, c_new, h_new);
         }
+    }
+}
+
+/// Units per chunk of the cell loops: one AVX-512 vector, two AVX2 ones, four SSE ones. The
+/// loops run over fixed-size arrays, so they vectorize whatever H is; a loop over H itself ran
+/// scalar for H = 32 (too few iterations for the vectorizer's unrolled loop).
+const LANES: usize = 16;
+
+/// `n` values of `v` from `j0` (n at most [`LANES`]), zero-padded to [`LANES`].
+#[inline(always)]
+pub(super) fn lanes(v: &[f32], j0: usize, n: usize) -> [f32; LANES] {
+    let mut a = [0.0; LANES];
+    if n == LANES {
+        a.copy_from_slice(&v[j0..j0 + LANES]);
+    } else {
+        a[..n].copy_from_slice(&v[j0..j0 + n]);
+    }
+    a
+}
+
+/// Stores the first `n` values of `a` into `v` from `j0`.
+#[inline(always)]
+pub(super) fn put_lanes(v: &mut [f32], j0: usize, n: usize, a: &[f32; LANES]) {
+    if n == LANES {
+        v[j0..j0 + LANES].copy_from_slice(a);
+    } else {
+        v[j0..j0 + n].copy_from_slice(&a[..n]);
     }
 }
 
@@ -392,24 +479,35 @@ fn grad_row_lanes(
     dz: &mut [f32],
 ) {
     let [gi, gf, gg, go, cc] = [0, 1, 2, 3, 4].map(|g| &cache[g * h_n..(g + 1) * h_n]);
-    let (c_prev, dy, back) = (&c_prev[..h_n], &dy[..h_n], &back[..h_n]);
-    let (dh_carry, dc_carry) = (&mut dh_carry[..h_n], &mut dc_carry[..h_n]);
     let (di, dz) = dz[..4 * h_n].split_at_mut(h_n);
     let (df, dz) = dz.split_at_mut(h_n);
     let (dg, d_o) = dz.split_at_mut(h_n);
-    for j in 0..h_n {
-        let dh = dh_carry[j] + dy[j] + back[j];
-        let ([i, f, g, o], dc) = cell_backward_with(
-            [gi[j], gf[j], gg[j], go[j]],
-            cc[j],
-            c_prev[j],
-            dh,
-            dc_carry[j],
-            math::tanh,
-        );
-        (di[j], df[j], dg[j], d_o[j]) = (i, f, g, o);
-        dh_carry[j] = 0.0;
-        dc_carry[j] = dc * gf[j];
+    for j0 in (0..h_n).step_by(LANES) {
+        let n = LANES.min(h_n - j0);
+        // (No array `map` here: its closure is not inlined into the vector builds.)
+        let (gi, gf, gg) = (lanes(gi, j0, n), lanes(gf, j0, n), lanes(gg, j0, n));
+        let (go, cc, c_prev) = (lanes(go, j0, n), lanes(cc, j0, n), lanes(c_prev, j0, n));
+        let (dy, back) = (lanes(dy, j0, n), lanes(back, j0, n));
+        let (dhc, dcc) = (lanes(dh_carry, j0, n), lanes(dc_carry, j0, n));
+        let mut out = [[0.0f32; LANES]; 5];
+        for l in 0..LANES {
+            let dh = dhc[l] + dy[l] + back[l];
+            let ([i, f, g, o], dc) = cell_backward_with(
+                [gi[l], gf[l], gg[l], go[l]],
+                cc[l],
+                c_prev[l],
+                dh,
+                dcc[l],
+                math::tanh,
+            );
+            [out[0][l], out[1][l], out[2][l], out[3][l]] = [i, f, g, o];
+            out[4][l] = dc * gf[l];
+        }
+        for (dst, src) in [&mut *di, df, dg, d_o].into_iter().zip(&out) {
+            put_lanes(dst, j0, n, src);
+        }
+        put_lanes(dh_carry, j0, n, &[0.0; LANES]);
+        put_lanes(dc_carry, j0, n, &out[4]);
     }
 }
 

@@ -210,23 +210,29 @@ impl Device {
             .return_sequences
             .then(|| self.host_zeros(b * t * d * h));
         let mut hlast = self.host_zeros(b * d * h);
-        let init = inputs.init.map(|i| self.host_f32(i));
         let mask = inputs.mask.map(|i| self.host_u32(i));
         let run = host_kernel!(self, gru_forward);
-        run(
-            &p,
-            &self.host_f32(xproj),
-            &self.host_f32(inputs.bias),
-            LstmRecurrence {
-                recurrent: &self.host_f32(inputs.recurrent),
-                init: init.as_deref(),
-                mask: mask.as_deref(),
-            },
-            GruForwardOut {
-                cache: &mut cache,
-                hprev: &mut hprev,
-                y: y.as_deref_mut(),
-                hlast: &mut hlast,
+        let reads = [xproj, inputs.bias, inputs.recurrent].map(Some);
+        self.host_read_all(
+            [reads[0], reads[1], reads[2], inputs.init],
+            |[xproj, bias, recurrent, init]| {
+                let unread = || unreachable!("given");
+                run(
+                    &p,
+                    xproj.unwrap_or_else(unread),
+                    bias.unwrap_or_else(unread),
+                    LstmRecurrence {
+                        recurrent: recurrent.unwrap_or_else(unread),
+                        init,
+                        mask: mask.as_deref(),
+                    },
+                    GruForwardOut {
+                        cache: &mut cache,
+                        hprev: &mut hprev,
+                        y: y.as_deref_mut(),
+                        hlast: &mut hlast,
+                    },
+                )
             },
         );
         self.count_dispatch();
@@ -347,29 +353,37 @@ impl Device {
         let mut dx = self.host_zeros(d * b * t * 3 * h);
         let mut da = self.host_zeros(d * b * t * 3 * h);
         let mut carry = self.host_zeros(d * b * h);
-        let host = |t: Option<&Tensor>| t.map(|t| self.host_f32(t));
-        let (dy, dh) = (host(grads.dy), host(grads.dh_last));
         let mask = inputs.mask.map(|i| self.host_u32(i));
         let run = host_kernel!(self, gru_backward);
-        run(
-            &p,
-            LstmRecurrence {
-                recurrent: &self.host_f32(inputs.recurrent),
-                init: None,
-                mask: mask.as_deref(),
-            },
-            GruBackwardIn {
-                cache: &self.host_f32(&state.cache),
-                hprev: &self.host_f32(&state.hprev),
-                dy: dy.as_deref(),
-                dhlast: dh.as_deref(),
-            },
-            GruBackwardOut {
-                dx: &mut dx,
-                da: &mut da,
-                carry: &mut carry,
-            },
-        );
+        let reads = [
+            Some(inputs.recurrent),
+            Some(&state.cache),
+            Some(&state.hprev),
+            grads.dy,
+            grads.dh_last,
+        ];
+        self.host_read_all(reads, |[recurrent, cache, hprev, dy, dhlast]| {
+            let unread = || unreachable!("given");
+            run(
+                &p,
+                LstmRecurrence {
+                    recurrent: recurrent.unwrap_or_else(unread),
+                    init: None,
+                    mask: mask.as_deref(),
+                },
+                GruBackwardIn {
+                    cache: cache.unwrap_or_else(unread),
+                    hprev: hprev.unwrap_or_else(unread),
+                    dy,
+                    dhlast,
+                },
+                GruBackwardOut {
+                    dx: &mut dx,
+                    da: &mut da,
+                    carry: &mut carry,
+                },
+            )
+        });
         self.count_dispatch();
         Ok([
             self.host_tensor(dx, &[d, b * t, 3 * h]),

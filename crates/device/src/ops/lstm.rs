@@ -365,24 +365,30 @@ impl Device {
             .then(|| self.host_zeros(b * t * d * h));
         let mut hlast = self.host_zeros(b * d * h);
         let mut clast = self.host_zeros(b * d * h);
-        let init = inputs.init.map(|i| self.host_f32(i));
         let mask = inputs.mask.map(|i| self.host_u32(i));
         let run = host_kernel!(self, lstm_forward);
-        run(
-            &p,
-            &self.host_f32(xproj),
-            &self.host_f32(inputs.bias),
-            LstmRecurrence {
-                recurrent: &self.host_f32(inputs.recurrent),
-                init: init.as_deref(),
-                mask: mask.as_deref(),
-            },
-            LstmForwardOut {
-                cache: &mut cache,
-                hprev: &mut hprev,
-                y: y.as_deref_mut(),
-                hlast: &mut hlast,
-                clast: &mut clast,
+        let reads = [xproj, inputs.bias, inputs.recurrent].map(Some);
+        self.host_read_all(
+            [reads[0], reads[1], reads[2], inputs.init],
+            |[xproj, bias, recurrent, init]| {
+                let unread = || unreachable!("given");
+                run(
+                    &p,
+                    xproj.unwrap_or_else(unread),
+                    bias.unwrap_or_else(unread),
+                    LstmRecurrence {
+                        recurrent: recurrent.unwrap_or_else(unread),
+                        init,
+                        mask: mask.as_deref(),
+                    },
+                    LstmForwardOut {
+                        cache: &mut cache,
+                        hprev: &mut hprev,
+                        y: y.as_deref_mut(),
+                        hlast: &mut hlast,
+                        clast: &mut clast,
+                    },
+                )
             },
         );
         self.count_dispatch();
@@ -502,33 +508,33 @@ impl Device {
         let (b, t, h, d) = p.dims();
         let mut dz = self.host_zeros(d * b * t * 4 * h);
         let mut carry = self.host_zeros(2 * d * b * h);
-        let host = |t: Option<&Tensor>| t.map(|t| self.host_f32(t));
-        let (init, dy, dh, dc) = (
-            host(inputs.init),
-            host(grads.dy),
-            host(grads.dh_last),
-            host(grads.dc_last),
-        );
         let mask = inputs.mask.map(|i| self.host_u32(i));
         let run = host_kernel!(self, lstm_backward);
-        run(
-            &p,
-            LstmRecurrence {
-                recurrent: &self.host_f32(inputs.recurrent),
-                init: init.as_deref(),
-                mask: mask.as_deref(),
-            },
-            &self.host_f32(&state.cache),
-            LstmBackwardIn {
-                dy: dy.as_deref(),
-                dhlast: dh.as_deref(),
-                dclast: dc.as_deref(),
-            },
-            LstmBackwardOut {
-                dz: &mut dz,
-                carry: &mut carry,
-            },
-        );
+        let reads = [
+            Some(inputs.recurrent),
+            Some(&state.cache),
+            inputs.init,
+            grads.dy,
+            grads.dh_last,
+            grads.dc_last,
+        ];
+        self.host_read_all(reads, |[recurrent, cache, init, dy, dhlast, dclast]| {
+            let unread = || unreachable!("given");
+            run(
+                &p,
+                LstmRecurrence {
+                    recurrent: recurrent.unwrap_or_else(unread),
+                    init,
+                    mask: mask.as_deref(),
+                },
+                cache.unwrap_or_else(unread),
+                LstmBackwardIn { dy, dhlast, dclast },
+                LstmBackwardOut {
+                    dz: &mut dz,
+                    carry: &mut carry,
+                },
+            )
+        });
         self.count_dispatch();
         Ok((
             self.host_tensor(dz, &[d, b * t, 4 * h]),
