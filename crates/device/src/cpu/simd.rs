@@ -22,7 +22,9 @@ pub(crate) enum Level {
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 
 /// The widest level this CPU runs, detected once. `KILN_CPU_SIMD=base|avx2|avx512` caps it
-/// (to compare or to work around a machine's fault); a cap above the CPU's own has no effect.
+/// (to compare or to work around a machine's fault); a cap above the CPU's own has no effect,
+/// and another value is named on stderr and ignored (this runs inside kernels, with no error
+/// to return).
 pub(crate) fn level() -> Level {
     match LEVEL.load(Ordering::Relaxed) {
         1 => Level::Base,
@@ -41,7 +43,13 @@ impl Level {
         let cap = match cap {
             Some("base") => Level::Base,
             Some("avx2") => Level::V3,
-            _ => Level::V4,
+            None | Some("avx512") => Level::V4,
+            Some(other) => {
+                eprintln!(
+                    "kiln: KILN_CPU_SIMD={other:?} is not base, avx2 or avx512; ignored (the CPU's widest vector unit is used)"
+                );
+                Level::V4
+            }
         };
         if (cap as u8) < (self as u8) {
             cap
