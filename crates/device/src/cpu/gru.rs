@@ -350,13 +350,7 @@ fn grad_row_lanes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::simd::assert_same_bits_on_every_level;
-
-    fn values(seed: usize, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i * 7919 + seed * 104_729) % 2001) as f32 - 1000.0) / 150.0)
-            .collect()
-    }
+    use crate::cpu::simd::{assert_same_bits_on_every_level, values};
 
     /// The cells give the same bits at every vector width, masked and not, forward and backward.
     #[test]

@@ -82,6 +82,15 @@ fn detect() -> Level {
     Level::Base
 }
 
+/// `n` deterministic test values from `seed`, in about [-6.7, 6.7]: past the activations'
+/// saturation on both sides.
+#[cfg(test)]
+pub(crate) fn values(seed: usize, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i * 7919 + seed * 104_729) % 2001) as f32 - 1000.0) / 150.0)
+        .collect()
+}
+
 /// Runs `f` at every level this CPU has and checks that each gives the baseline's bits; the
 /// level is process-wide, so tests running beside it run at any of them (the same bits).
 #[cfg(test)]
