@@ -876,30 +876,25 @@ impl Device {
         b: &Tensor,
         f: impl FnOnce(&[f32], &[f32]) -> R,
     ) -> R {
-        if a.same_storage(b) {
-            let Storage::Cpu(c) = &a.storage else {
-                unreachable!("checked by check_device")
-            };
-            let words = c.words.read().unwrap();
-            let view = |t: &Tensor| -> &[f32] {
-                bytemuck::cast_slice(&words[t.offset..t.offset + t.len()])
-            };
-            f(view(a), view(b))
-        } else {
-            f(&self.host_read(a), &self.host_read(b))
-        }
+        self.host_read_all([a, b], [], |[a, b], []| f(a, b))
     }
 
-    /// Several CPU tensors' values in place, read-only, for `f` (absent ones stay `None`): one
-    /// read guard per storage, as [`Device::host_read_pair`] takes, and no copies (the LSTM's
-    /// inputs and cache at batch 256 are tens of MB a step).
-    pub(crate) fn host_read_all<R, const N: usize>(
+    /// Several CPU tensors' values in place, read-only, for `f`: the `given` ones, and the
+    /// `optional` ones where present. One read guard per storage (a second read guard on a lock
+    /// could wait behind another thread's writer forever) and no copies (the LSTM's inputs and
+    /// cache at batch 256 are tens of MB a step).
+    pub(crate) fn host_read_all<R, const N: usize, const M: usize>(
         &self,
-        ts: [Option<&Tensor>; N],
-        f: impl FnOnce([Option<&[f32]>; N]) -> R,
+        given: [&Tensor; N],
+        optional: [Option<&Tensor>; M],
+        f: impl FnOnce([&[f32]; N], [Option<&[f32]>; M]) -> R,
     ) -> R {
         let mut guards: Vec<(&Tensor, std::sync::RwLockReadGuard<'_, Vec<u32>>)> = Vec::new();
-        for t in ts.iter().flatten() {
+        for t in given
+            .iter()
+            .copied()
+            .chain(optional.iter().flatten().copied())
+        {
             if !guards.iter().any(|(g, _)| g.same_storage(t)) {
                 let Storage::Cpu(c) = &t.storage else {
                     unreachable!("checked by check_device")
@@ -907,17 +902,15 @@ impl Device {
                 guards.push((t, c.words.read().unwrap()));
             }
         }
-        let views = ts.map(|t| {
-            t.map(|t| {
-                let words = guards
-                    .iter()
-                    .find(|(g, _)| g.same_storage(t))
-                    .map(|(_, w)| w)
-                    .unwrap_or_else(|| unreachable!("a guard per storage"));
-                bytemuck::cast_slice::<u32, f32>(&words[t.offset..t.offset + t.len()])
-            })
-        });
-        f(views)
+        let view = |t: &Tensor| -> &[f32] {
+            let words = guards
+                .iter()
+                .find(|(g, _)| g.same_storage(t))
+                .map(|(_, w)| w)
+                .unwrap_or_else(|| unreachable!("a guard per storage"));
+            bytemuck::cast_slice(&words[t.offset..t.offset + t.len()])
+        };
+        f(given.map(view), optional.map(|t| t.map(view)))
     }
 
     /// A CPU tensor's values in place, writable (CPU device only; see [`Device::host_read`]).

@@ -184,7 +184,7 @@ fn gemm_cols(
 ///
 /// Two packed sgemms, chosen by the operands' layout as measured on an AVX-512 machine
 /// (`benches/results/cpu-vs-torch/README.md`): the `gemm` crate's kernels (AVX-512, AVX2/FMA or
-/// NEON, picked at run time), 1.1 to 2x matrixmultiply's (AVX2/FMA) on most shapes, except where
+/// NEON, picked at run time), 1.1 to 2x matrixmultiply's (AVX-512 or AVX2/FMA) on most shapes, except where
 /// B is stored transposed with a column stride that is a multiple of 256 floats (1 KiB: the
 /// LSTM's and Dense's backward products at power-of-two widths). There `gemm` packs B through
 /// addresses that share one set of the L1 cache and runs at 0.3 to 0.8x matrixmultiply's speed

@@ -212,17 +212,16 @@ impl Device {
         let mut hlast = self.host_zeros(b * d * h);
         let mask = inputs.mask.map(|i| self.host_u32(i));
         let run = host_kernel!(self, gru_forward);
-        let reads = [xproj, inputs.bias, inputs.recurrent].map(Some);
         self.host_read_all(
-            [reads[0], reads[1], reads[2], inputs.init],
-            |[xproj, bias, recurrent, init]| {
-                let unread = || unreachable!("given");
+            [xproj, inputs.bias, inputs.recurrent],
+            [inputs.init],
+            |[xproj, bias, recurrent], [init]| {
                 run(
                     &p,
-                    xproj.unwrap_or_else(unread),
-                    bias.unwrap_or_else(unread),
+                    xproj,
+                    bias,
                     LstmRecurrence {
-                        recurrent: recurrent.unwrap_or_else(unread),
+                        recurrent,
                         init,
                         mask: mask.as_deref(),
                     },
@@ -355,35 +354,31 @@ impl Device {
         let mut carry = self.host_zeros(d * b * h);
         let mask = inputs.mask.map(|i| self.host_u32(i));
         let run = host_kernel!(self, gru_backward);
-        let reads = [
-            Some(inputs.recurrent),
-            Some(&state.cache),
-            Some(&state.hprev),
-            grads.dy,
-            grads.dh_last,
-        ];
-        self.host_read_all(reads, |[recurrent, cache, hprev, dy, dhlast]| {
-            let unread = || unreachable!("given");
-            run(
-                &p,
-                LstmRecurrence {
-                    recurrent: recurrent.unwrap_or_else(unread),
-                    init: None,
-                    mask: mask.as_deref(),
-                },
-                GruBackwardIn {
-                    cache: cache.unwrap_or_else(unread),
-                    hprev: hprev.unwrap_or_else(unread),
-                    dy,
-                    dhlast,
-                },
-                GruBackwardOut {
-                    dx: &mut dx,
-                    da: &mut da,
-                    carry: &mut carry,
-                },
-            )
-        });
+        self.host_read_all(
+            [inputs.recurrent, &state.cache, &state.hprev],
+            [grads.dy, grads.dh_last],
+            |[recurrent, cache, hprev], [dy, dhlast]| {
+                run(
+                    &p,
+                    LstmRecurrence {
+                        recurrent,
+                        init: None,
+                        mask: mask.as_deref(),
+                    },
+                    GruBackwardIn {
+                        cache,
+                        hprev,
+                        dy,
+                        dhlast,
+                    },
+                    GruBackwardOut {
+                        dx: &mut dx,
+                        da: &mut da,
+                        carry: &mut carry,
+                    },
+                )
+            },
+        );
         self.count_dispatch();
         Ok([
             self.host_tensor(dx, &[d, b * t, 3 * h]),

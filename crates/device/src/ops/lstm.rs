@@ -367,17 +367,16 @@ impl Device {
         let mut clast = self.host_zeros(b * d * h);
         let mask = inputs.mask.map(|i| self.host_u32(i));
         let run = host_kernel!(self, lstm_forward);
-        let reads = [xproj, inputs.bias, inputs.recurrent].map(Some);
         self.host_read_all(
-            [reads[0], reads[1], reads[2], inputs.init],
-            |[xproj, bias, recurrent, init]| {
-                let unread = || unreachable!("given");
+            [xproj, inputs.bias, inputs.recurrent],
+            [inputs.init],
+            |[xproj, bias, recurrent], [init]| {
                 run(
                     &p,
-                    xproj.unwrap_or_else(unread),
-                    bias.unwrap_or_else(unread),
+                    xproj,
+                    bias,
                     LstmRecurrence {
-                        recurrent: recurrent.unwrap_or_else(unread),
+                        recurrent,
                         init,
                         mask: mask.as_deref(),
                     },
@@ -510,31 +509,27 @@ impl Device {
         let mut carry = self.host_zeros(2 * d * b * h);
         let mask = inputs.mask.map(|i| self.host_u32(i));
         let run = host_kernel!(self, lstm_backward);
-        let reads = [
-            Some(inputs.recurrent),
-            Some(&state.cache),
-            inputs.init,
-            grads.dy,
-            grads.dh_last,
-            grads.dc_last,
-        ];
-        self.host_read_all(reads, |[recurrent, cache, init, dy, dhlast, dclast]| {
-            let unread = || unreachable!("given");
-            run(
-                &p,
-                LstmRecurrence {
-                    recurrent: recurrent.unwrap_or_else(unread),
-                    init,
-                    mask: mask.as_deref(),
-                },
-                cache.unwrap_or_else(unread),
-                LstmBackwardIn { dy, dhlast, dclast },
-                LstmBackwardOut {
-                    dz: &mut dz,
-                    carry: &mut carry,
-                },
-            )
-        });
+        let optional = [inputs.init, grads.dy, grads.dh_last, grads.dc_last];
+        self.host_read_all(
+            [inputs.recurrent, &state.cache],
+            optional,
+            |[recurrent, cache], [init, dy, dhlast, dclast]| {
+                run(
+                    &p,
+                    LstmRecurrence {
+                        recurrent,
+                        init,
+                        mask: mask.as_deref(),
+                    },
+                    cache,
+                    LstmBackwardIn { dy, dhlast, dclast },
+                    LstmBackwardOut {
+                        dz: &mut dz,
+                        carry: &mut carry,
+                    },
+                )
+            },
+        );
         self.count_dispatch();
         Ok((
             self.host_tensor(dz, &[d, b * t, 4 * h]),
