@@ -522,8 +522,6 @@ fn conv_cases<'a>(d: &'a Device, quick: bool) -> Result<Vec<Case<'a>>> {
     Ok(cases)
 }
 
-/// Training steps of the LeNet-style MNIST stack (batch 64, random images): images/s and the
-/// device work per step.
 fn graph_err(e: impl std::fmt::Display) -> Error {
     Error::InvalidArgument {
         op: "bench",
@@ -601,6 +599,8 @@ fn time_training_step(
     })
 }
 
+/// Training steps of the LeNet-style MNIST stack (batch 64, random images): images/s and the
+/// device work per step.
 fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
     let batch = if quick { 8 } else { 64 };
     let steps = if quick { 2 } else { 5 };

@@ -37,3 +37,9 @@ for n in (1024, 2048):
 json.dump(out, open(sys.argv[1], "w"), indent=1)
 ' "$out/numpy-matmul-round-$round.json"
 done
+# The training steps, interleaved the same way: kiln's, then PyTorch's, three rounds.
+for round in 1 2 3; do
+    $kiln --device cpu bench --filter training_step --repeats 5 --json "$out/kiln-steps-round-$round.json" --force > /dev/null
+    "${TORCH_PYTHON:-/tmp/tvenv/bin/python}" tools/torch/steps.py --seed-batches 16,256 --matmul "" \
+        --no-attention --json "$out/torch-steps-round-$round.json" > /dev/null
+done
