@@ -361,6 +361,11 @@ impl Device {
         self.inner.recorder.span(name)
     }
 
+    /// Whether `other` is this device (a clone of it), not merely one of the same kind.
+    pub fn same_device(&self, other: &Device) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The counters so far (dispatches, submits, readbacks, bytes, live buffers).
     pub fn counters(&self) -> Counters {
         self.inner.counters.snapshot()

@@ -100,9 +100,7 @@ impl Tape {
             spec.scale = scale;
         }
         if self.is_training() && opts.dropout > 0.0 {
-            let offset = self.rng_offset.get();
-            let rows = (s[0] * s[1] * s[2]) as u32;
-            self.rng_offset.set(offset.wrapping_add(rows));
+            let offset = self.draw_offset("attention dropout", s[0] * s[1] * s[2])?;
             spec = spec.dropout(opts.dropout, self.seed, offset);
         }
         Ok(spec)

@@ -171,9 +171,7 @@ impl Tape {
         if !self.is_training() || rate == 0.0 {
             return Ok(x.clone());
         }
-        let offset = self.rng_offset.get();
-        self.rng_offset
-            .set(offset.wrapping_add(x.value().len() as u32));
+        let offset = self.draw_offset("dropout", x.value().len())?;
         let (y, mask) = self.device().dropout(x.value(), rate, self.seed, offset)?;
         Ok(self.record(y, &[x], move |d, dy| Ok(vec![Some(d.mul(dy, &mask)?)])))
     }
@@ -233,7 +231,11 @@ impl Tape {
         size: (usize, usize),
         stride: usize,
     ) -> Result<Var> {
-        let offset = self.rng_offset.get();
+        // The counter moves past the output (every mode, so that a model's later draws do not
+        // depend on its pooling); a shape the device refuses is left to it to name.
+        let out_len = kiln_device::params::PoolParams::new(x.shape(), size.0, size.1, stride)
+            .map_or(0, |p| p.out_shape().iter().product());
+        let offset = self.draw_offset("pool2d", out_len)?;
         let spec = PoolSpec {
             mode,
             size,
@@ -243,8 +245,6 @@ impl Tape {
             offset,
         };
         let pooled = self.device().pool2d(x.value(), &spec)?;
-        self.rng_offset
-            .set(offset.wrapping_add(pooled.y.len() as u32));
         let xv = x.value().clone();
         let value = pooled.y.clone();
         Ok(self.record(value, &[x], move |d, dy| {

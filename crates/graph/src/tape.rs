@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use kiln_device::{Device, Tensor};
 
 use crate::params::{ParamId, ParamStore};
-use crate::Result;
+use crate::{Error, Result};
 
 /// A value on the tape. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -76,12 +76,26 @@ pub struct Tape {
     /// Counter offset for the dropout generator, advanced by each dropout call.
     pub(crate) rng_offset: Cell<u32>,
     pub(crate) seed: u64,
+    /// Where this tape's batch lies in a global batch split over replicas ([`Shard`]); random
+    /// draws are keyed by the global sample.
+    shard: Option<Shard>,
     /// Ids of the values made by [`Tape::input`], and after `backward` their gradients.
     watched: RefCell<Vec<usize>>,
     /// How LSTM layers run on this tape when it chooses ([`Tape::set_lstm_path`]); else the
     /// device's.
     lstm_path: Cell<Option<kiln_device::LstmPath>>,
     input_grads: RefCell<HashMap<usize, Tensor>>,
+}
+
+/// One replica's share of a global batch: samples `start..start + len` of `global`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// The first sample's index in the global batch.
+    pub start: usize,
+    /// Samples in this share.
+    pub len: usize,
+    /// Samples in the global batch.
+    pub global: usize,
 }
 
 impl Tape {
@@ -100,8 +114,43 @@ impl Tape {
         Tape::new(device, true, false, 0, 0)
     }
 
+    /// A training tape for one replica's share of a global batch: every random draw (dropout,
+    /// stochastic pooling, attention dropout) takes the values the whole batch's draw would give
+    /// these samples, so that the replicas together draw what one process would.
+    pub fn training_shard(device: &Device, seed: u64, rng_offset: u32, shard: Shard) -> Tape {
+        let mut tape = Tape::new(device, true, true, seed, rng_offset);
+        tape.shard = Some(shard);
+        tape
+    }
+
+    /// The generator's counter for a random draw over `len` values, which are batch-first:
+    /// the counter moves past the global batch's draw, and a shard's draw starts at its first
+    /// sample's values. Refused under a shard when `len` does not split into its samples.
+    pub(crate) fn draw_offset(&self, what: &str, len: usize) -> Result<u32> {
+        let offset = self.rng_offset.get();
+        let (skip, total) = match self.shard {
+            None => (0, len),
+            Some(s) => {
+                if s.len == 0 || !len.is_multiple_of(s.len) {
+                    return Err(Error::Model {
+                        what: what.to_string(),
+                        message: format!(
+                            "a random draw over {len} values does not split into the {} samples of this replica's share of the batch: under data parallelism, random draws must be over batch-first tensors",
+                            s.len
+                        ),
+                    });
+                }
+                let per_sample = len / s.len;
+                (s.start * per_sample, s.global * per_sample)
+            }
+        };
+        self.rng_offset.set(offset.wrapping_add(total as u32));
+        Ok(offset.wrapping_add(skip as u32))
+    }
+
     fn new(device: &Device, recording: bool, training: bool, seed: u64, rng_offset: u32) -> Tape {
         Tape {
+            shard: None,
             device: device.clone(),
             records: RefCell::new(vec![]),
             next_id: Cell::new(0),
