@@ -1074,3 +1074,46 @@ fn tracked_metrics_from_the_cli_and_the_model_file() {
         "{stderr}"
     );
 }
+
+/// `train --devices`: replicas on several devices train what one device does (the same
+/// printed loss and accuracy to 4 places), on the CPU device and on the software adapter
+/// twice; bad lists are usage errors that name the entry.
+#[test]
+fn train_devices_runs_data_parallel_and_refuses_bad_lists() {
+    let dir = std::env::temp_dir().join(format!("kiln-devices-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let last = |text: String| {
+        text.lines()
+            .find(|l| l.starts_with("final training loss"))
+            .unwrap_or_else(|| panic!("no final line in {text}"))
+            .to_string()
+    };
+    let base = ["train", "spirals", "--epochs", "2", "--out"];
+    let one = last(common::ok(
+        &[&base[..], &[&out("one"), "--device", "cpu"]].concat(),
+    ));
+    let two = common::ok(&[&base[..], &[&out("two"), "--devices", "cpu,cpu"]].concat());
+    assert!(two.contains("on cpu + cpu"), "{two}");
+    assert_eq!(last(two), one);
+    if kiln_device::testing::gpu_device("train_devices").is_some() {
+        let gpus = common::ok(&[&base[..], &[&out("gpus"), "--devices", "gpu,gpu"]].concat());
+        assert_eq!(last(gpus), one);
+    }
+    common::refused(
+        &[&base[..], &[&out("bad"), "--devices", "cpu,quantum"]].concat(),
+        common::USAGE,
+        &["--devices", "quantum"],
+    );
+    let no_gpu = kiln_device::list_adapters()
+        .iter()
+        .all(|a| a.device_type == "Cpu");
+    if no_gpu {
+        common::refused(
+            &[&base[..], &[&out("all"), "--devices", "all"]].concat(),
+            common::USAGE,
+            &["no hardware GPU", "cpu,cpu"],
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -36,7 +36,7 @@ pub use train::TrainArgs;
     about = "Deep-learning training on any GPU through WGSL and wgpu"
 )]
 pub struct Cli {
-    /// Device: auto (best hardware GPU, else the CPU device), cpu, gpu (any adapter, software ones included), vulkan, metal, dx12, gl, or name:SUBSTRING (of the adapter name).
+    /// Device: auto (best hardware GPU, else the CPU device), cpu, gpu (any adapter, software ones included), vulkan, metal, dx12, gl, name:SUBSTRING (of the adapter name), or N (the adapter numbered N by `kiln info`).
     #[arg(long, global = true, env = "KILN_DEVICE", default_value = "auto", value_parser = parse_device)]
     pub device: DeviceChoice,
 

@@ -101,14 +101,14 @@ impl InfoArgs {
     /// Lists the adapters and the chosen device's limits.
     pub fn run(self, device: &LazyDevice) -> Result<(), CliError> {
         let device = device.get()?;
-        outln!("adapters (best first; `--device auto` passes over software ones, type Cpu):");
+        outln!("adapters (best first, numbered for `--device N` and `train --devices`; `--device auto` passes over software ones, type Cpu):");
         let adapters = list_adapters();
         if adapters.is_empty() {
             outln!("  none found. {}", kiln_device::adapter::NO_ADAPTER_HINT);
         }
-        for a in adapters {
+        for (i, a) in adapters.iter().enumerate() {
             outln!(
-                "  {:<40} {:<8} {:<14} {}",
+                "  {i:>2} {:<40} {:<8} {:<14} {}",
                 a.name,
                 a.backend,
                 a.device_type,

@@ -1,6 +1,7 @@
 //! `kiln train`: a built-in job, a model file on a job's data, or a model file on data of one's
 //! own.
 
+use kiln_device::{Device, DeviceChoice};
 use std::path::{Path, PathBuf};
 
 use crate::cli::flags::{at_least_one, JobFlags, LstmArg, OptimizerArg, ScheduleArg, TaskArg};
@@ -54,6 +55,13 @@ pub struct TrainArgs {
     /// Seed of initialization, shuffling and dropout.
     #[arg(long, default_value_t = 2019)]
     seed: u64,
+    /// Data-parallel training over several devices, one replica each: `all` (every hardware
+    /// GPU) or a comma-separated list of what --device takes (`0,1`: the adapters `kiln info`
+    /// numbers 0 and 1; `cpu,cpu`; `gpu,gpu`: the software adapter twice). Each --batch is split
+    /// between them; the run trains what one device would, within float rounding. Replaces
+    /// --device.
+    #[arg(long, value_name = "LIST")]
+    devices: Option<String>,
     /// The optimizer, with Keras's defaults for it (default: the job's; Adam for model files).
     /// A resumed run needs the one it began with.
     #[arg(long, value_enum)]
@@ -399,8 +407,14 @@ impl TrainArgs {
             .unwrap_or_else(|| crate::models::default_out(&job.name, self.resume));
         // Checked again under the folder's lock when training starts; here, before any allocation.
         kiln_train::check_run_folder(&out, self.resume, self.force).usage()?;
-        let device = device.get()?;
-        device.set_lstm_path(self.lstm.into());
+        let replicas = match &self.devices {
+            Some(list) => open_devices(list)?,
+            None => vec![device.get()?.clone()],
+        };
+        let (device, others) = replicas.split_first().expect("at least one device");
+        for d in &replicas {
+            d.set_lstm_path(self.lstm.into());
+        }
         let builder = kiln_graph::ParamBuilder::new(self.seed);
         let model = job.model.init(&builder).data()?;
         let params = builder.build(device).runtime()?;
@@ -408,10 +422,14 @@ impl TrainArgs {
             eprintln!("data: {report}");
         }
         if !self.quiet {
+            let on = replicas
+                .iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(" + ");
             eprintln!(
-                "training {} on {}\n{}",
+                "training {} on {on}\n{}",
                 job.name,
-                device.name(),
                 model.summary_table(&params)
             );
         }
@@ -425,6 +443,7 @@ impl TrainArgs {
             patience: self.patience,
             tensorboard: self.tensorboard.clone(),
             monitor: self.monitor.clone(),
+            replicas: others.to_vec(),
         };
         let trained = kiln_train::fit(
             &*model,
@@ -450,6 +469,45 @@ impl TrainArgs {
         outln!("wrote {}", out.display());
         Ok(())
     }
+}
+
+/// The devices of `--devices`: `all` (every hardware GPU, best first) or a comma-separated list
+/// of device choices, each opened on its own.
+fn open_devices(list: &str) -> Result<Vec<Device>, CliError> {
+    let choices: Vec<DeviceChoice> = if list.trim().eq_ignore_ascii_case("all") {
+        let hardware: Vec<DeviceChoice> = kiln_device::list_adapters()
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.device_type != "Cpu")
+            .map(|(i, _)| DeviceChoice::Adapter(i))
+            .collect();
+        if hardware.is_empty() {
+            return Err(CliError::usage(
+                "--devices all: this machine has no hardware GPU (`kiln info` lists its adapters); give a list instead, e.g. --devices cpu,cpu or --devices gpu,gpu",
+            ));
+        }
+        hardware
+    } else {
+        list.split(',')
+            .map(|c| {
+                c.parse::<DeviceChoice>()
+                    .map_err(|e| CliError::usage(format!("--devices {list:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if choices.is_empty() {
+        return Err(CliError::usage("--devices: give at least one device"));
+    }
+    choices
+        .iter()
+        .map(|c| {
+            let d = Device::new(c).runtime()?;
+            if let Some(note) = d.note() {
+                eprintln!("kiln: {note}");
+            }
+            Ok(d)
+        })
+        .collect()
 }
 
 /// Reads a model file, and says on stderr which fields it left out took their defaults.

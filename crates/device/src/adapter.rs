@@ -30,6 +30,9 @@ pub enum DeviceChoice {
         /// Only adapters whose name contains this (case-insensitive).
         name: Option<String>,
     },
+    /// The adapter at this place in [`list_adapters`]' order (best first, from 0; `kiln info`
+    /// numbers them): one of several identical GPUs.
+    Adapter(usize),
 }
 
 impl std::str::FromStr for DeviceChoice {
@@ -50,6 +53,9 @@ impl std::str::FromStr for DeviceChoice {
             "metal" => gpu(Some(wgpu::Backend::Metal)),
             "dx12" | "d3d12" => gpu(Some(wgpu::Backend::Dx12)),
             "gl" | "gles" | "opengl" => gpu(Some(wgpu::Backend::Gl)),
+            other if other.parse::<usize>().is_ok() => {
+                Ok(DeviceChoice::Adapter(other.parse().expect("checked")))
+            }
             other => match other.strip_prefix("name:") {
                 Some(name) if !name.is_empty() => Ok(DeviceChoice::Gpu {
                     backend: None,
@@ -76,6 +82,7 @@ impl std::fmt::Display for DeviceChoice {
                 backend: Some(b), ..
             } => write!(f, "{b:?}"),
             DeviceChoice::Gpu { name: Some(n), .. } => write!(f, "name:{n}"),
+            DeviceChoice::Adapter(i) => write!(f, "{i}"),
         }
     }
 }
@@ -99,6 +106,8 @@ impl DeviceChoice {
             }
             DeviceChoice::Auto => !is_software(info),
             DeviceChoice::Cpu => false,
+            // By place, not by kind: `pick` counts.
+            DeviceChoice::Adapter(_) => true,
         }
     }
 }
@@ -265,6 +274,12 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
 
 /// The best adapter the choice accepts, or None.
 pub(crate) fn pick(adapters: Vec<wgpu::Adapter>, choice: &DeviceChoice) -> Option<wgpu::Adapter> {
+    if let DeviceChoice::Adapter(place) = choice {
+        // list_adapters' order: the same stable sort of the same enumeration.
+        let mut ranked = adapters;
+        ranked.sort_by_key(|a| rank(&a.get_info()));
+        return ranked.into_iter().nth(*place);
+    }
     adapters
         .into_iter()
         .filter(|a| choice.accepts(&a.get_info()))

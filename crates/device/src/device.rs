@@ -37,6 +37,12 @@ pub struct Device {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Device").field(&self.name()).finish()
+    }
+}
+
 /// What `kiln info` prints about the device in use.
 #[derive(Clone, Debug)]
 pub struct DeviceInfo {

@@ -355,6 +355,31 @@ fn device_choices_parse_and_unknown_ones_are_errors() {
         "name:".parse::<DeviceChoice>(),
         Err(Error::BadDeviceChoice { .. })
     ));
+    assert_eq!(
+        " 1".parse::<DeviceChoice>().unwrap(),
+        DeviceChoice::Adapter(1)
+    );
+    assert_eq!(DeviceChoice::Adapter(1).to_string(), "1");
+    assert!(matches!(
+        "-1".parse::<DeviceChoice>(),
+        Err(Error::BadDeviceChoice { .. })
+    ));
+}
+
+/// `--device N` opens the adapter `list_adapters` puts at N; past the list, a NoAdapter error.
+#[test]
+fn an_adapter_is_chosen_by_its_place_in_the_list() {
+    let adapters = kiln_device::list_adapters();
+    for (i, a) in adapters.iter().enumerate() {
+        let d = Device::new(&DeviceChoice::Adapter(i)).unwrap();
+        assert_eq!(
+            d.name(),
+            format!("{} ({})", a.name, a.backend),
+            "adapter {i}"
+        );
+    }
+    let past = Device::new(&DeviceChoice::Adapter(adapters.len()));
+    assert!(matches!(past, Err(Error::NoAdapter { .. })));
 }
 
 fn wgpu_backend_vulkan() -> kiln_device::adapter::Backend {

@@ -353,6 +353,28 @@ impl Optimizer {
         Ok(())
     }
 
+    /// This optimizer's settings, clipping and state for `to` (a replica of `from`, whose
+    /// optimizer this is, on another device).
+    pub fn replicate(&self, from: &ParamStore, to: &ParamStore) -> Result<Optimizer> {
+        let mut copy = Optimizer::new(self.config, to)?.with_clip(self.clip);
+        copy.copy_state_from(self, from, to)?;
+        Ok(copy)
+    }
+
+    /// The settings (the rate included), step count and moments of `other` (the optimizer of
+    /// `from`), for this optimizer of `to`.
+    pub fn copy_state_from(
+        &mut self,
+        other: &Optimizer,
+        from: &ParamStore,
+        to: &ParamStore,
+    ) -> Result<()> {
+        let (step, m, v) = other.state(from)?;
+        self.config = other.config;
+        self.clip = other.clip;
+        self.load_state(to, step, &m, &v)
+    }
+
     /// (step, m, v) on the host, for checkpoints.
     pub fn state(&self, params: &ParamStore) -> Result<(u64, Vec<f32>, Vec<f32>)> {
         let d = params.device();

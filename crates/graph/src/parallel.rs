@@ -9,9 +9,9 @@ use kiln_device::{DType, Device, Tensor};
 
 use crate::loss::Objective;
 use crate::model::Model;
-use crate::optim::{Optimizer, OptimizerConfig};
-use crate::params::{ParamBuilder, ParamStore};
-use crate::step::{step_seed, Batch};
+use crate::optim::Optimizer;
+use crate::params::ParamStore;
+use crate::step::{step_seed, Batch, StepOutput};
 use crate::tape::{Shard, Tape};
 use crate::{Error, Result};
 
@@ -23,66 +23,51 @@ pub struct Replica {
     pub optimizer: Optimizer,
 }
 
-/// What a data-parallel step gives back.
-#[derive(Clone, Debug)]
-pub struct ParallelStepOutput {
-    /// The global batch's mean loss (the replicas' losses weighted by their shares).
-    pub loss: f32,
-    /// Each replica's predictions for its share, in replica order (concatenated, the global
-    /// batch's), on that replica's device.
-    pub preds: Vec<Tensor>,
+/// The replicas of a data-parallel run beyond the first, whose parameters and optimizer the
+/// caller keeps (a `Fit`'s, a training loop's own): every step they all take the same update.
+pub struct Replicas {
+    others: Vec<Replica>,
 }
 
-/// Replicas of one model on several devices, trained as one.
-pub struct DataParallel {
-    replicas: Vec<Replica>,
-}
+impl Replicas {
+    /// Copies of `first` and its `optimizer` (values, settings, state) on `devices`, one
+    /// replica each.
+    pub fn new(first: &ParamStore, optimizer: &Optimizer, devices: &[Device]) -> Result<Replicas> {
+        let others = devices
+            .iter()
+            .map(|d| {
+                let params = first.replicate(d)?;
+                let optimizer = optimizer.replicate(first, &params)?;
+                Ok(Replica { params, optimizer })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Replicas { others })
+    }
 
-impl DataParallel {
-    /// Builds the parameters on the first device from `builder` and copies them to the others
-    /// (every replica starts from the first one's values), with an optimizer on each.
-    pub fn new(
-        builder: &ParamBuilder,
-        devices: &[Device],
-        config: OptimizerConfig,
-    ) -> Result<DataParallel> {
-        let Some((first, rest)) = devices.split_first() else {
-            return Err(Error::Model {
-                what: "data parallelism".into(),
-                message: "no devices: give at least one".into(),
-            });
-        };
-        let params = builder.build(first)?;
-        let values = params.to_host()?;
-        let mut replicas = vec![Replica {
-            optimizer: Optimizer::new(config, &params)?,
-            params,
-        }];
-        for d in rest {
-            let params = builder.build(d)?;
-            params.load(&values)?;
-            replicas.push(Replica {
-                optimizer: Optimizer::new(config, &params)?,
-                params,
-            });
+    /// The replicas beyond the first.
+    pub fn others(&self) -> &[Replica] {
+        &self.others
+    }
+
+    /// Replicas in all, the first included.
+    pub fn count(&self) -> usize {
+        self.others.len() + 1
+    }
+
+    /// Makes every replica the first's again (values, optimizer settings and state): after a
+    /// resume, or anything else that set the first's parameters outside a step.
+    pub fn sync(&mut self, first: &ParamStore, optimizer: &Optimizer) -> Result<()> {
+        for r in &mut self.others {
+            r.params.copy_values_from(first)?;
+            r.optimizer.copy_state_from(optimizer, first, &r.params)?;
         }
-        Ok(DataParallel { replicas })
-    }
-
-    /// The replicas, the first one's parameters being the model's.
-    pub fn replicas(&self) -> &[Replica] {
-        &self.replicas
-    }
-
-    /// The first replica's parameters (every replica holds the same trainable values).
-    pub fn params(&self) -> &ParamStore {
-        &self.replicas[0].params
+        Ok(())
     }
 
     /// How a global batch of `global` samples splits: replica r takes a contiguous share, the
     /// first `global % replicas` shares one sample more. A share may be empty.
     pub fn shards(&self, global: usize) -> Vec<Shard> {
-        let n = self.replicas.len();
+        let n = self.count();
         let (base, extra) = (global / n, global % n);
         let mut start = 0;
         (0..n)
@@ -95,21 +80,30 @@ impl DataParallel {
             .collect()
     }
 
-    /// One optimizer step on a global batch, on the first replica's device: each replica runs forward and
-    /// backward on its share, its loss scaled to its share of the global mean; the gradients are
-    /// summed in replica order over host memory (one readback and one upload each) and every
-    /// replica takes the same update. Non-trainable state (a BatchNorm's running statistics)
-    /// is the first replica's afterwards, as DDP broadcasts its buffers. `objective` must be a
-    /// mean over samples, as kiln's losses are.
+    /// One optimizer step of every replica on a global batch on the first's device: each runs
+    /// forward and backward on its share, its loss scaled to its share of the global mean; the
+    /// gradients are summed in replica order over host memory (one readback and one upload
+    /// each) and every replica takes the same update, at the first's rate. Non-trainable state
+    /// (a BatchNorm's running statistics) is the first replica's afterwards, as DDP broadcasts
+    /// its buffers. `objective` must be a mean over samples, as kiln's losses are. Returns the
+    /// global batch's mean loss and predictions, on the first's device, as
+    /// [`train_step`](crate::train_step) does.
     pub fn step(
         &mut self,
         model: &dyn Model,
+        (first, optimizer): (&ParamStore, &mut Optimizer),
         objective: &dyn Objective,
         batch: &Batch,
         seed: u64,
-    ) -> Result<ParallelStepOutput> {
-        let source = self.replicas[0].params.device().clone();
+    ) -> Result<StepOutput> {
+        let source = first.device().clone();
         let global = batch.target.shape().first().copied().unwrap_or(0);
+        if global == 0 {
+            return Err(Error::Model {
+                what: "data parallelism".into(),
+                message: "an empty batch: give at least one sample".into(),
+            });
+        }
         for x in &batch.inputs {
             if x.shape().first() != Some(&global) {
                 return Err(Error::Model {
@@ -122,79 +116,67 @@ impl DataParallel {
             }
         }
         let shards = self.shards(global);
-        let step = self.replicas[0].optimizer.steps();
-        let mut losses = Vec::with_capacity(shards.len());
-        let mut preds = Vec::with_capacity(shards.len());
+        let key = step_seed(seed, optimizer.steps());
+        let stores: Vec<&ParamStore> = std::iter::once(first)
+            .chain(self.others.iter().map(|r| &r.params))
+            .collect();
+        let mut outs = Vec::with_capacity(shards.len());
         // Every replica's forward and backward are submitted before any gradient is read, so
         // that GPUs work at once.
-        for (replica, shard) in self.replicas.iter().zip(&shards) {
-            let d = replica.params.device();
-            replica.params.zero_grad()?;
+        for (params, shard) in stores.iter().zip(&shards) {
+            let d = params.device();
+            params.zero_grad()?;
             if shard.len == 0 {
-                losses.push(None);
-                preds.push(None);
                 continue;
             }
-            let share = Batch {
-                inputs: batch
-                    .inputs
-                    .iter()
-                    .map(|x| share_of(&source, d, x, shard))
-                    .collect::<Result<_>>()?,
-                target: share_of(&source, d, &batch.target, shard)?,
-            };
-            let tape = Tape::training_shard(d, step_seed(seed, step), 0, *shard);
-            let inputs: Vec<_> = share
+            let target = share_of(&source, d, &batch.target, shard)?;
+            let tape = Tape::training_shard(d, key, 0, *shard);
+            let inputs = batch
                 .inputs
                 .iter()
-                .map(|x| tape.constant(x.clone()))
-                .collect();
-            let out = model.forward(&tape, &replica.params, &inputs)?;
-            let loss = objective.loss(&tape, &out, &share.target)?;
-            let weight = shard.len as f32 / global as f32;
-            let scaled = tape.mul_scalar(&loss, weight)?;
+                .map(|x| Ok(tape.constant(share_of(&source, d, x, shard)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let out = model.forward(&tape, params, &inputs)?;
+            let loss = objective.loss(&tape, &out, &target)?;
+            let scaled = tape.mul_scalar(&loss, shard.len as f32 / global as f32)?;
             tape.backward(&scaled)?;
             d.flush()?;
-            losses.push(Some(scaled.value().clone()));
-            preds.push(Some(out.value().clone()));
+            outs.push((d.clone(), scaled.value().clone(), out.value().clone()));
         }
-        let mut sum: Option<Vec<f32>> = None;
-        for replica in &self.replicas {
-            let g = replica
-                .params
-                .device()
-                .to_f32(replica.params.grads_flat())?;
-            match sum.as_mut() {
-                None => sum = Some(g),
-                Some(s) => s.iter_mut().zip(&g).for_each(|(s, g)| *s += g),
-            }
+        let mut sum = source.to_f32(first.grads_flat())?;
+        for r in &self.others {
+            let g = r.params.device().to_f32(r.params.grads_flat())?;
+            sum.iter_mut().zip(&g).for_each(|(s, g)| *s += g);
         }
-        let sum = sum.unwrap_or_default();
-        for replica in &mut self.replicas {
-            let d = replica.params.device().clone();
-            d.write_f32(replica.params.grads_flat(), &sum)?;
-            replica.optimizer.step(&replica.params)?;
+        source.write_f32(first.grads_flat(), &sum)?;
+        optimizer.step(first)?;
+        for r in &mut self.others {
+            r.params.device().write_f32(r.params.grads_flat(), &sum)?;
+            r.optimizer.set_lr(optimizer.lr());
+            r.optimizer.step(&r.params)?;
         }
-        self.broadcast_states()?;
-        let mut loss = 0.0;
-        for (replica, l) in self.replicas.iter().zip(&losses) {
-            if let Some(l) = l {
-                loss += replica.params.device().to_f32(l)?[0];
-            }
+        self.broadcast_states(first)?;
+        // The global mean loss and the predictions, gathered on the first device.
+        let (mut loss, mut pred, mut pred_shape) = (0.0, vec![], vec![]);
+        for (d, l, p) in &outs {
+            loss += d.to_f32(l)?[0];
+            pred.extend(d.to_f32(p)?);
+            pred_shape = p.shape().to_vec();
         }
-        Ok(ParallelStepOutput {
-            loss,
-            preds: preds.into_iter().flatten().collect(),
+        if let Some(rows) = pred_shape.first_mut() {
+            *rows = global;
+        }
+        Ok(StepOutput {
+            loss: source.from_f32(&[loss], &[1])?,
+            pred: source.from_f32(&pred, &pred_shape)?,
         })
     }
 
     /// Copies the first replica's non-trainable values to the others.
-    fn broadcast_states(&self) -> Result<()> {
-        let (first, rest) = self.replicas.split_first().expect("at least one replica");
-        let p0 = &first.params;
-        for id in p0.ids().filter(|&id| !p0.is_trainable(id)) {
-            let values = p0.device().to_f32(p0.value(id))?;
-            for r in rest {
+    fn broadcast_states(&self, first: &ParamStore) -> Result<()> {
+        for id in first.ids().filter(|&id| !first.is_trainable(id)) {
+            let values = first.device().to_f32(first.value(id))?;
+            for r in &self.others {
                 r.params.device().write_f32(r.params.value(id), &values)?;
             }
         }

@@ -226,44 +226,17 @@ impl ParamBuilder {
     pub fn build(&self, device: &Device) -> Result<ParamStore> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
-        let shapes: Vec<Vec<usize>> = state.specs.iter().map(|s| s.shape.clone()).collect();
-        // Trainable parameters first, so that the optimizer's share is one prefix.
-        let mut order: Vec<usize> = (0..shapes.len()).collect();
-        order.sort_by_key(|&i| !state.specs[i].trainable);
-        let packed: Vec<Vec<usize>> = order.iter().map(|&i| shapes[i].clone()).collect();
-        let (values_flat, packed_values) = device.packed_zeros(&packed)?;
-        let (grads_flat, packed_grads) = device.packed_zeros(&packed)?;
-        // Back to registration order: views indexed by ParamId.
-        let mut placed: Vec<(usize, Tensor, Tensor)> = order
-            .iter()
-            .zip(packed_values.into_iter().zip(packed_grads))
-            .map(|(&id, (v, g))| (id, v, g))
-            .collect();
-        placed.sort_by_key(|p| p.0);
-        let (values, grads): (Vec<Tensor>, Vec<Tensor>) =
-            placed.into_iter().map(|(_, v, g)| (v, g)).unzip();
+        let store = ParamStore::packed(
+            device,
+            state.specs.iter().map(|s| s.name.clone()).collect(),
+            state.specs.iter().map(|s| s.shape.clone()).collect(),
+            state.specs.iter().map(|s| s.trainable).collect(),
+        )?;
         // Registration order for the draws, so that adding states moves no initial value.
-        for (view, spec) in values.iter().zip(&state.specs) {
+        for (view, spec) in store.values.iter().zip(&state.specs) {
             device.write_f32(view, &draw(&mut state.rng, &spec.shape, &spec.init))?;
         }
-        // Where the first state starts (every element when there is none).
-        let trainable_len = order
-            .iter()
-            .find(|&&i| !state.specs[i].trainable)
-            .map_or(values_flat.len(), |&i| {
-                values[i].offset() - values_flat.offset()
-            });
-        Ok(ParamStore {
-            device: device.clone(),
-            names: state.specs.iter().map(|s| s.name.clone()).collect(),
-            shapes,
-            trainable: state.specs.iter().map(|s| s.trainable).collect(),
-            trainable_len,
-            values_flat,
-            values,
-            grads_flat,
-            grads,
-        })
+        Ok(store)
     }
 }
 
@@ -371,6 +344,71 @@ pub struct ParamStore {
 }
 
 impl ParamStore {
+    /// Zeroed parameters `names` of `shapes` on `device`, packed trainable first (so that the
+    /// optimizer's share is one prefix), their views indexed by registration order.
+    fn packed(
+        device: &Device,
+        names: Vec<String>,
+        shapes: Vec<Vec<usize>>,
+        trainable: Vec<bool>,
+    ) -> Result<ParamStore> {
+        let mut order: Vec<usize> = (0..shapes.len()).collect();
+        order.sort_by_key(|&i| !trainable[i]);
+        let packed: Vec<Vec<usize>> = order.iter().map(|&i| shapes[i].clone()).collect();
+        let (values_flat, packed_values) = device.packed_zeros(&packed)?;
+        let (grads_flat, packed_grads) = device.packed_zeros(&packed)?;
+        // Back to registration order: views indexed by ParamId.
+        let mut placed: Vec<(usize, Tensor, Tensor)> = order
+            .iter()
+            .zip(packed_values.into_iter().zip(packed_grads))
+            .map(|(&id, (v, g))| (id, v, g))
+            .collect();
+        placed.sort_by_key(|p| p.0);
+        let (values, grads): (Vec<Tensor>, Vec<Tensor>) =
+            placed.into_iter().map(|(_, v, g)| (v, g)).unzip();
+        // Where the first state starts (every element when there is none).
+        let trainable_len = order
+            .iter()
+            .find(|&&i| !trainable[i])
+            .map_or(values_flat.len(), |&i| {
+                values[i].offset() - values_flat.offset()
+            });
+        Ok(ParamStore {
+            device: device.clone(),
+            names,
+            shapes,
+            trainable,
+            trainable_len,
+            values_flat,
+            values,
+            grads_flat,
+            grads,
+        })
+    }
+
+    /// The same parameters (names, shapes, what trains, values) on `device`: a data-parallel
+    /// replica ([`crate::Replicas`]).
+    pub fn replicate(&self, device: &Device) -> Result<ParamStore> {
+        let store = ParamStore::packed(
+            device,
+            self.names.clone(),
+            self.shapes.clone(),
+            self.trainable.clone(),
+        )?;
+        store.copy_values_from(self)?;
+        Ok(store)
+    }
+
+    /// Every value (trainable or not) from `other`, a store of the same layout on any device.
+    pub fn copy_values_from(&self, other: &ParamStore) -> Result<()> {
+        let host = other.device.to_f32(&other.values_flat)?;
+        for (mine, theirs) in self.values.iter().zip(&other.values) {
+            let at = theirs.offset() - other.values_flat.offset();
+            self.device.write_f32(mine, &host[at..at + theirs.len()])?;
+        }
+        Ok(())
+    }
+
     /// The device holding the parameters.
     pub fn device(&self) -> &Device {
         &self.device

@@ -1,12 +1,12 @@
-//! Data parallelism over several devices of one process (`DataParallel`): N replicas train what
-//! one process with the same global batch trains, random draws included.
+//! Data parallelism over several devices of one process (`Replicas`): N replicas train what one
+//! process with the same global batch trains, random draws included.
 
 use kiln_device::testing::random_f32;
 use kiln_device::Device;
 use kiln_graph::layers::*;
 use kiln_graph::{
-    train_step, Activation, Batch, DataParallel, LossKind, Optimizer, OptimizerConfig,
-    ParamBuilder, Shard, Tape,
+    train_step, Activation, Batch, LossKind, Optimizer, OptimizerConfig, ParamBuilder, Replicas,
+    Shard, Tape,
 };
 
 const STEPS: u64 = 20;
@@ -94,27 +94,31 @@ fn single(config: &SequentialConfig, global: usize) -> Vec<(String, Vec<f32>)> {
     host(params.to_host().unwrap())
 }
 
-/// Every parameter after `STEPS` steps of `replicas` CPU devices on the same global batches,
-/// and the replicas' own values (each must hold the first's).
+/// Every parameter after `STEPS` steps of `replicas` CPU devices on the same global batches
+/// (each replica must hold the first's values).
 fn parallel(config: &SequentialConfig, global: usize, replicas: usize) -> Vec<(String, Vec<f32>)> {
     let devices: Vec<Device> = (0..replicas).map(|_| Device::cpu()).collect();
     let b = ParamBuilder::new(3);
     let model = config.init(&b).unwrap();
-    let mut dp = DataParallel::new(&b, &devices, OptimizerConfig::adam()).unwrap();
+    let params = b.build(&devices[0]).unwrap();
+    let mut opt = Optimizer::new(OptimizerConfig::adam(), &params).unwrap();
+    let mut others = Replicas::new(&params, &opt, &devices[1..]).unwrap();
     for step in 0..STEPS {
         let data = batch(&devices[0], config, global, step);
-        let out = dp.step(&model, &loss_for(config), &data, SEED).unwrap();
-        assert!(out.loss.is_finite());
-        let rows: usize = out.preds.iter().map(|p| p.shape()[0]).sum();
-        assert_eq!(rows, global, "every sample predicted once");
+        let out = others
+            .step(&model, (&params, &mut opt), &loss_for(config), &data, SEED)
+            .unwrap();
+        assert!(devices[0].to_f32(&out.loss).unwrap()[0].is_finite());
+        assert_eq!(out.pred.shape()[0], global, "every sample predicted once");
     }
-    let first = host(dp.params().to_host().unwrap());
-    for r in &dp.replicas()[1..] {
+    let first = host(params.to_host().unwrap());
+    for r in others.others() {
         assert_eq!(
             host(r.params.to_host().unwrap()),
             first,
             "replicas diverged"
         );
+        assert_eq!(r.optimizer.steps(), STEPS);
     }
     first
 }
@@ -166,20 +170,31 @@ fn a_batch_smaller_than_the_replicas_leaves_some_idle() {
 
 #[test]
 fn shares_are_contiguous_and_in_sample_order() {
-    let devices: Vec<Device> = (0..3).map(|_| Device::cpu()).collect();
+    let d = Device::cpu();
     let b = ParamBuilder::new(1);
-    let _ = SequentialConfig::new(&[2])
+    let model = SequentialConfig::new(&[2])
         .add(DenseConfig::new(1))
         .init(&b)
         .unwrap();
-    let dp = DataParallel::new(&b, &devices, OptimizerConfig::adam()).unwrap();
-    let shards = dp.shards(8);
-    let spans: Vec<_> = shards.iter().map(|s| (s.start, s.len, s.global)).collect();
+    let params = b.build(&d).unwrap();
+    let mut opt = Optimizer::new(OptimizerConfig::adam(), &params).unwrap();
+    let mut others = Replicas::new(&params, &opt, &[Device::cpu(), Device::cpu()]).unwrap();
+    assert_eq!(others.count(), 3);
+    let spans: Vec<_> = others
+        .shards(8)
+        .iter()
+        .map(|s| (s.start, s.len, s.global))
+        .collect();
     assert_eq!(spans, [(0, 3, 8), (3, 3, 8), (6, 2, 8)]);
-    let err = DataParallel::new(&b, &[], OptimizerConfig::adam())
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("no devices"), "{err}");
+    let ragged = Batch {
+        inputs: vec![d.zeros(&[3, 2]).unwrap()],
+        target: d.zeros(&[4, 1]).unwrap(),
+    };
+    let loss = LossKind::MeanSquaredError;
+    let err = others
+        .step(&model, (&params, &mut opt), &loss, &ragged, 1)
+        .unwrap_err();
+    assert!(err.to_string().contains("batch-first"), "{err}");
 }
 
 #[test]

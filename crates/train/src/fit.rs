@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use kiln_device::{Counters, Device, ReduceOp, Tensor};
 use kiln_graph::{
-    kiln_device, train_step, LossKind, Model, Objective, Optimizer, ParamStore, Tape, TrackedMetric,
+    kiln_device, train_step, LossKind, Model, Objective, Optimizer, ParamStore, Replicas, Tape,
+    TrackedMetric,
 };
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
@@ -280,6 +281,10 @@ pub struct Fit<'a> {
     objective: Option<&'a dyn Objective>,
     checkpoints: Option<Checkpoints>,
     callbacks: Vec<Box<dyn Callback + 'a>>,
+    /// Devices for replicas beyond the first ([`Fit::replicas`]).
+    devices: Vec<Device>,
+    /// Those replicas, while the run trains.
+    replicas: Option<Replicas>,
 }
 
 /// The running state of one epoch's steps.
@@ -303,7 +308,21 @@ impl<'a> Fit<'a> {
             objective: None,
             checkpoints: None,
             callbacks: vec![],
+            devices: vec![],
+            replicas: None,
         }
+    }
+
+    /// Trains data-parallel: a replica of the parameters and optimizer on each of `devices`
+    /// besides the first (the parameters given to [`Fit::run`]), each global batch split
+    /// between them in sample order and their gradients summed every step
+    /// ([`kiln_graph::Replicas`]), so that the run trains what one device would, within float
+    /// rounding. Checkpoints, history and callbacks see the first replica, which holds the
+    /// model; the others are made its copies again at each epoch's start (after a resume, or a
+    /// callback that set the weights).
+    pub fn replicas(mut self, devices: Vec<Device>) -> Self {
+        self.devices = devices;
+        self
     }
 
     /// Trains on `objective` (e.g. a [`kiln_graph::LossFn`]) instead of the config's loss.
@@ -371,6 +390,9 @@ impl<'a> Fit<'a> {
         }
         for cb in &mut self.callbacks {
             cb.on_train_begin(&state)?;
+        }
+        if !self.devices.is_empty() {
+            self.replicas = Some(Replicas::new(params, state.optimizer, &self.devices)?);
         }
         let d = params.device().clone();
         // The interval's step losses, the sum of every parameter, then the epoch's running loss
@@ -445,6 +467,9 @@ impl<'a> Fit<'a> {
         for cb in &mut self.callbacks {
             cb.on_epoch_begin(state, epoch)?;
         }
+        if let Some(r) = &mut self.replicas {
+            r.sync(params, state.optimizer)?;
+        }
         let mut run = EpochRun {
             epoch,
             pending: 0,
@@ -459,7 +484,16 @@ impl<'a> Fit<'a> {
                 let lr = schedule.lr(base, state.optimizer.steps(), &state.history);
                 state.optimizer.set_lr(lr);
             }
-            let out = train_step(model, params, state.optimizer, objective, &batch, cfg.seed)?;
+            let out = match &mut self.replicas {
+                Some(r) => r.step(
+                    model,
+                    (params, &mut *state.optimizer),
+                    objective,
+                    &batch,
+                    cfg.seed,
+                )?,
+                None => train_step(model, params, state.optimizer, objective, &batch, cfg.seed)?,
+            };
             sums.add(
                 &d,
                 &out.loss,

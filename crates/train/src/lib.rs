@@ -92,6 +92,9 @@ pub struct RunOptions {
     /// What `best.safetensors` follows, by Keras's name (`val_loss`, `val_accuracy`, ...;
     /// [`Checkpoints::monitor`]); None: the validation metric.
     pub monitor: Option<String>,
+    /// Devices for data-parallel replicas beyond the first (the one holding the parameters):
+    /// [`Fit::replicas`]. Empty: one device.
+    pub replicas: Vec<kiln_graph::kiln_device::Device>,
 }
 
 /// Trains with the usual callbacks: checkpoints and history files in `opts.out` (when given),
@@ -131,5 +134,6 @@ pub fn fit(
         1 => run = run.callback(Progress::new()),
         _ => run = run.callback(Progress::lines()),
     }
-    run.run(model, params, train, val)
+    run.replicas(opts.replicas.clone())
+        .run(model, params, train, val)
 }

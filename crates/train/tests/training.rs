@@ -1320,3 +1320,80 @@ fn the_best_model_follows_the_monitored_figure() {
         "{err}"
     );
 }
+
+/// `run_model`'s run of `setup`, on `d` and data-parallel replicas on `others`.
+fn run_replicas(
+    d: &Device,
+    others: &[Device],
+    out: &Path,
+    epochs: usize,
+    resume: bool,
+) -> (History, Vec<checkpoint::NamedTensor>) {
+    let (model_cfg, data, mut cfg) = setup();
+    cfg.epochs = epochs;
+    let b = ParamBuilder::new(cfg.seed);
+    let model = model_cfg.init(&b).unwrap();
+    let params = b.build(d).unwrap();
+    let opts = RunOptions {
+        out: Some(out.to_path_buf()),
+        resume,
+        replicas: others.to_vec(),
+        ..Default::default()
+    };
+    let trained = fit(&model, &params, &data, None, &cfg, &opts).unwrap();
+    (trained.history, params.to_host().unwrap())
+}
+
+fn assert_weights_close(what: &str, a: &[checkpoint::NamedTensor], b: &[checkpoint::NamedTensor]) {
+    for ((name, _, x), (_, _, y)) in a.iter().zip(b) {
+        for (i, (x, y)) in x.iter().zip(y).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5,
+                "{what}: {name}[{i}]: {x} against {y}"
+            );
+        }
+    }
+}
+
+/// Replicas on 2 and 3 devices (the CPU device, and the software adapter where there is one)
+/// train what one device trains: weights within 1e-5 after 24 steps, the same epoch losses.
+#[test]
+fn data_parallel_fit_trains_what_one_device_trains() {
+    let d = Device::cpu();
+    let (one, weights) = run_replicas(&d, &[], &temp_dir("dp-one"), 4, false);
+    let mut sets = vec![
+        ("2 CPU devices", vec![Device::cpu()]),
+        ("3 CPU devices", vec![Device::cpu(), Device::cpu()]),
+    ];
+    if let Some(gpu) = gpu_device("data_parallel_fit") {
+        sets.push(("the CPU device and the software adapter", vec![gpu]));
+    }
+    for (what, others) in sets {
+        let (many, got) = run_replicas(&d, &others, &temp_dir("dp-many"), 4, false);
+        assert_weights_close(what, &got, &weights);
+        for (a, b) in many.epochs.iter().zip(&one.epochs) {
+            assert!(
+                (a.loss - b.loss).abs() <= 1e-5,
+                "{what}: {} against {}",
+                a.loss,
+                b.loss
+            );
+        }
+    }
+}
+
+/// A data-parallel run resumes with any number of replicas to the weights of an uninterrupted
+/// one: 2 epochs on 2 devices, then 2 more on 1 or on 3.
+#[test]
+fn data_parallel_runs_resume_with_any_number_of_replicas() {
+    let d = Device::cpu();
+    let (_, whole) = run_replicas(&d, &[Device::cpu()], &temp_dir("dp-whole"), 4, false);
+    for others in [vec![], vec![Device::cpu(), Device::cpu()]] {
+        let out = temp_dir("dp-resumed");
+        run_replicas(&d, &[Device::cpu()], &out, 2, false);
+        let (history, resumed) = run_replicas(&d, &others, &out, 4, true);
+        assert_eq!(history.epochs.len(), 4);
+        let what = format!("resumed on {} replicas", others.len() + 1);
+        assert_weights_close(&what, &resumed, &whole);
+    }
+}
