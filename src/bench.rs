@@ -48,6 +48,19 @@ pub struct Record {
     /// Attention cases: sequence length, peak bytes, agreement with the other path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attention: Option<AttentionFigures>,
+    /// Data-parallel cases: the replicas and what they all-reduce.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Replication>,
+}
+
+/// What a data-parallel case moves besides its steps.
+#[derive(Clone, Debug, Serialize)]
+pub struct Replication {
+    /// Replicas (devices), the first included.
+    pub replicas: usize,
+    /// Gradient bytes summed over the replicas each step (each replica reads them back and
+    /// takes the sum up: 2 x replicas x this over the host link).
+    pub gradient_bytes: u64,
 }
 
 /// What an attention case measures besides time.
@@ -164,6 +177,7 @@ fn training_memory(d: &Device, quick: bool) -> Result<Record> {
             device_buffers_live: [bufs_a, bufs_b],
         }),
         attention: None,
+        replicas: None,
     })
 }
 
@@ -253,6 +267,7 @@ fn measure(device: &Device, case: &Case, repeats: usize) -> Result<Record> {
         adapter: device.name(),
         memory: None,
         attention: None,
+        replicas: None,
     })
 }
 
@@ -545,26 +560,49 @@ struct TrainingCase<'a> {
 }
 
 fn training_step(d: &Device, case: TrainingCase, steps: usize, repeats: usize) -> Result<Record> {
+    replicated_step(d, &[], case, steps, repeats)
+}
+
+/// [`training_step`] with data-parallel replicas on `others` besides `d`.
+fn replicated_step(
+    d: &Device,
+    others: &[Device],
+    case: TrainingCase,
+    steps: usize,
+    repeats: usize,
+) -> Result<Record> {
     let before = d.lstm_path();
-    d.set_lstm_path(case.lstm);
-    let record = time_training_step(d, case, steps, repeats);
+    for device in std::iter::once(d).chain(others) {
+        device.set_lstm_path(case.lstm);
+    }
+    let record = time_training_step(d, others, case, steps, repeats);
     d.set_lstm_path(before);
     record
 }
 
 fn time_training_step(
     d: &Device,
+    others: &[Device],
     case: TrainingCase,
     steps: usize,
     repeats: usize,
 ) -> Result<Record> {
-    use kiln_graph::{train_step, Optimizer, OptimizerConfig};
+    use kiln_graph::{train_step, Optimizer, OptimizerConfig, Replicas};
     let params = &case.params;
     let mut opt = Optimizer::new(OptimizerConfig::adam(), params).map_err(graph_err)?;
     let model = &*case.model;
-    // The same step `fit` takes (kiln_graph::train_step), without fit's metric accumulation.
+    let mut replicas = match others {
+        [] => None,
+        _ => Some(Replicas::new(params, &opt, others).map_err(graph_err)?),
+    };
+    // The same step `fit` takes (kiln_graph::train_step, or Replicas::step with replicas),
+    // without fit's metric accumulation.
     let mut step = || -> Result<()> {
-        train_step(model, params, &mut opt, &case.loss, &case.batch_data, 0).map_err(graph_err)?;
+        match replicas.as_mut() {
+            Some(r) => r.step(model, (params, &mut opt), &case.loss, &case.batch_data, 0),
+            None => train_step(model, params, &mut opt, &case.loss, &case.batch_data, 0),
+        }
+        .map_err(graph_err)?;
         Ok(())
     };
     step()?;
@@ -596,14 +634,63 @@ fn time_training_step(
         adapter: d.name(),
         memory: None,
         attention: None,
+        replicas: (case.kernel == "data_parallel_step").then(|| Replication {
+            replicas: others.len() + 1,
+            gradient_bytes: params.trainable_grads().len() as u64 * 4,
+        }),
     })
+}
+
+/// Data-parallel training steps (`Replicas`) of LeNet (batch 64) and the seed model (B16 T62)
+/// on 1, 2 and 4 devices of `d`'s adapter: the global batch stays the same, split between them.
+fn data_parallel(d: &Device, quick: bool, repeats: usize) -> Result<Vec<Record>> {
+    let mut records = vec![];
+    let counts: &[usize] = if quick { &[2] } else { &[1, 2, 4] };
+    for &n in counts {
+        let others = (1..n)
+            .map(|_| d.open_another())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut lenet = lenet_case(d, quick)?;
+        lenet.kernel = "data_parallel_step";
+        lenet.variant = format!("{n} replicas");
+        lenet.shape = format!("LeNet {}", lenet.shape);
+        records.push(replicated_step(
+            d,
+            &others,
+            lenet,
+            if quick { 1 } else { 5 },
+            repeats,
+        )?);
+        let (batch, t, units) = if quick {
+            (4, 6, (8, 4))
+        } else {
+            (16, 62, (64, 32))
+        };
+        let mut seed = qqp_case(d, batch, t, units, kiln_graph::LstmPath::Fused, false)?;
+        seed.kernel = "data_parallel_step";
+        seed.variant = format!("{n} replicas");
+        seed.shape = format!("seed {}", seed.shape);
+        records.push(replicated_step(
+            d,
+            &others,
+            seed,
+            if quick { 1 } else { 5 },
+            repeats,
+        )?);
+    }
+    Ok(records)
 }
 
 /// Training steps of the LeNet-style MNIST stack (batch 64, random images): images/s and the
 /// device work per step.
 fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
-    let batch = if quick { 8 } else { 64 };
     let steps = if quick { 2 } else { 5 };
+    training_step(d, lenet_case(d, quick)?, steps, repeats)
+}
+
+/// LeNet (max pooling, Adam) on one batch of random images: 64, or 8 when `quick`.
+fn lenet_case(d: &Device, quick: bool) -> Result<TrainingCase<'static>> {
+    let batch = if quick { 8 } else { 64 };
     let config = crate::models::lenet(crate::models::Pool::Max, crate::models::Norm::None);
     let b = kiln_graph::ParamBuilder::new(1);
     let model = config.init(&b).map_err(graph_err)?;
@@ -627,7 +714,7 @@ fn lenet_training(d: &Device, quick: bool, repeats: usize) -> Result<Record> {
         batch,
         lstm: kiln_graph::LstmPath::Fused,
     };
-    training_step(d, case, steps, repeats)
+    Ok(case)
 }
 
 /// The seed's question-pair model (BiLSTM(units.0, sequences) -> BiLSTM(units.1) -> dense head,
@@ -719,6 +806,7 @@ fn dispatch_overhead(d: &Device, count: usize, repeats: usize) -> Result<Record>
         adapter: d.name(),
         memory: None,
         attention: None,
+        replicas: None,
     })
 }
 
@@ -771,6 +859,9 @@ pub fn run(device: &Device, opts: &Options) -> Result<Vec<Record>> {
             let case = qqp_case(device, batch, t, units, path, true)?;
             records.push(training_step(device, case, steps, opts.repeats)?);
         }
+    }
+    if wanted("data_parallel_step") {
+        records.extend(data_parallel(device, opts.quick, opts.repeats)?);
     }
     if wanted("training_memory") {
         records.push(training_memory(device, opts.quick)?);

@@ -14,6 +14,7 @@
 
 mod apply;
 mod flags;
+pub mod group;
 mod tools;
 mod train;
 
@@ -294,6 +295,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
             };
         }
     };
+    let _mpi = group::start();
     let device = LazyDevice::new(cli.device.clone());
     let result = cli
         .command
@@ -303,8 +305,12 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !matches!(e, CliError::StdoutClosed) {
-                eprintln!("kiln: error: {e}");
+                match group::current() {
+                    Some(g) => eprintln!("kiln: error (rank {} of {}): {e}", g.rank(), g.size()),
+                    None => eprintln!("kiln: error: {e}"),
+                }
             }
+            group::abort(e.exit_code());
             ExitCode::from(e.exit_code())
         }
     }

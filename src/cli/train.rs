@@ -405,11 +405,21 @@ impl TrainArgs {
             .out
             .clone()
             .unwrap_or_else(|| crate::models::default_out(&job.name, self.resume));
+        // Under mpirun, rank 0 writes the run folder and prints; the others train beside it.
+        let group = crate::cli::group::current();
+        let root = group.as_ref().is_none_or(|g| g.rank() == 0);
         // Checked again under the folder's lock when training starts; here, before any allocation.
-        kiln_train::check_run_folder(&out, self.resume, self.force).usage()?;
-        let replicas = match &self.devices {
-            Some(list) => open_devices(list)?,
-            None => vec![device.get()?.clone()],
+        if root {
+            kiln_train::check_run_folder(&out, self.resume, self.force).usage()?;
+        }
+        let replicas = match (&self.devices, &group) {
+            // A rank's device: its entry of the list (round robin), replicas of its own none.
+            (Some(list), Some(g)) => {
+                let mut all = open_devices(list)?;
+                vec![all.swap_remove(g.rank() % all.len())]
+            }
+            (Some(list), None) => open_devices(list)?,
+            (None, _) => vec![device.get()?.clone()],
         };
         let (device, others) = replicas.split_first().expect("at least one device");
         for d in &replicas {
@@ -421,7 +431,7 @@ impl TrainArgs {
         if let Some(report) = &job.data_report {
             eprintln!("data: {report}");
         }
-        if !self.quiet {
+        if !self.quiet && root {
             let on = replicas
                 .iter()
                 .map(|d| d.name())
@@ -434,14 +444,19 @@ impl TrainArgs {
             );
         }
         let opts = kiln_train::RunOptions {
-            out: Some(out.clone()),
+            out: root.then(|| out.clone()),
             resume: self.resume,
             force: self.force,
             keep: Some(self.keep),
-            verbose: if self.quiet { 2 } else { 1 },
+            verbose: match (root, self.quiet) {
+                (false, _) => 0,
+                (true, true) => 2,
+                (true, false) => 1,
+            },
+            group: group.clone().map(kiln_train::Group),
             metadata: job.metadata.clone(),
             patience: self.patience,
-            tensorboard: self.tensorboard.clone(),
+            tensorboard: self.tensorboard.clone().filter(|_| root),
             monitor: self.monitor.clone(),
             replicas: others.to_vec(),
         };
@@ -454,6 +469,9 @@ impl TrainArgs {
             &opts,
         )
         .map_err(CliError::train)?;
+        if !root {
+            return Ok(());
+        }
         let objective = job.config.loss.expect("every job has a loss");
         let (loss, metric) =
             kiln_train::evaluate(&*model, &params, &job.train, job.config.batch, &objective)

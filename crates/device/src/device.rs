@@ -367,6 +367,29 @@ impl Device {
         self.inner.recorder.span(name)
     }
 
+    /// A new device on this one's adapter (for the CPU device, another CPU device): a second
+    /// replica for data parallelism on one adapter. The adapter is found again by its place
+    /// among those of its name and backend.
+    pub fn open_another(&self) -> Result<Device> {
+        let Backend::Gpu(g) = &self.inner.backend else {
+            return Ok(if self.inner.reference_only {
+                Device::cpu_reference()
+            } else {
+                Device::cpu()
+            });
+        };
+        let backend = format!("{:?}", g.info.backend);
+        let place = crate::adapter::list_adapters()
+            .iter()
+            .position(|a| a.name == g.info.name && a.backend == backend)
+            .ok_or_else(|| Error::NoAdapter {
+                requested: self.name(),
+                seen: "it is no longer listed".into(),
+                hint: crate::adapter::NO_ADAPTER_HINT,
+            })?;
+        Device::new(&DeviceChoice::Adapter(place))
+    }
+
     /// Whether `other` is this device (a clone of it), not merely one of the same kind.
     pub fn same_device(&self, other: &Device) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

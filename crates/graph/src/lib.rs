@@ -64,7 +64,7 @@ pub use loss::{LossFn, LossKind, MetricKind, Objective};
 pub use metrics::TrackedMetric;
 pub use model::Model;
 pub use optim::{GradClip, Optimizer, OptimizerConfig};
-pub use parallel::{Replica, Replicas};
+pub use parallel::{shard_of, train_step_shared, Collective, Replica, Replicas};
 pub use params::{Init, ParamBuilder, ParamId, ParamStore, Snapshot};
 pub use recurrent::{GruOutputs, GruVars, LstmOutputs, LstmVars};
 pub use step::{step_seed, train_step, Batch, StepOutput};

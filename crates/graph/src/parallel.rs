@@ -68,16 +68,7 @@ impl Replicas {
     /// first `global % replicas` shares one sample more. A share may be empty.
     pub fn shards(&self, global: usize) -> Vec<Shard> {
         let n = self.count();
-        let (base, extra) = (global / n, global % n);
-        let mut start = 0;
-        (0..n)
-            .map(|r| {
-                let len = base + usize::from(r < extra);
-                let shard = Shard { start, len, global };
-                start += len;
-                shard
-            })
-            .collect()
+        (0..n).map(|r| shard_of(global, r, n)).collect()
     }
 
     /// One optimizer step of every replica on a global batch on the first's device: each runs
@@ -196,4 +187,82 @@ fn share_of(from: &Device, device: &Device, x: &Tensor, shard: &Shard) -> Result
         DType::F32 => device.from_f32(&from.to_f32(x)?[span], &shape)?,
         DType::U32 => device.from_u32(&from.to_u32(x)?[span], &shape)?,
     })
+}
+
+/// A group of processes (ranks) that train one model together, each on its own device and its
+/// share of every global batch: what MPI gives kiln (the `kiln` binary's `mpi` feature), or any
+/// transport that sums buffers. Every call is collective: each rank makes the same calls in the
+/// same order.
+pub trait Collective {
+    /// This process's place in the group, from 0.
+    fn rank(&self) -> usize;
+    /// Processes in the group.
+    fn size(&self) -> usize;
+    /// Sums `data` elementwise over the ranks, in place: every rank gets the same values.
+    fn all_reduce_sum(&self, data: &mut [f32]) -> Result<()>;
+    /// Rank 0's `data` on every rank (the same length on each).
+    fn broadcast(&self, data: &mut [u8]) -> Result<()>;
+}
+
+/// The samples of a global batch that are rank `rank`'s of `size`: the split
+/// [`Replicas::shards`] makes.
+pub fn shard_of(global: usize, rank: usize, size: usize) -> Shard {
+    let size = size.max(1);
+    let (base, extra) = (global / size, global % size);
+    let start = rank * base + rank.min(extra);
+    Shard {
+        start,
+        len: base + usize::from(rank < extra),
+        global,
+    }
+}
+
+/// One optimizer step of this rank's replica in a [`Collective`] group: forward and backward on
+/// its share (`batch`, None for an empty share; `shard` says where it lies in the global
+/// batch), the loss scaled to its share of the global mean; the packed gradients summed over
+/// the ranks (one readback, one all-reduce, one upload), with the first rank's learning rate
+/// riding along so that every rank updates at the same rate; then the update. Returns this
+/// rank's mean loss and predictions (None for an empty share).
+pub fn train_step_shared(
+    model: &dyn Model,
+    params: &ParamStore,
+    optimizer: &mut Optimizer,
+    objective: &dyn Objective,
+    (batch, shard): (Option<&Batch>, Shard),
+    seed: u64,
+    group: &dyn Collective,
+) -> Result<Option<StepOutput>> {
+    let d = params.device();
+    params.zero_grad()?;
+    let out = match batch {
+        Some(batch) if shard.len > 0 => {
+            let tape = Tape::training_shard(d, step_seed(seed, optimizer.steps()), 0, shard);
+            let inputs: Vec<_> = batch
+                .inputs
+                .iter()
+                .map(|x| tape.constant(x.clone()))
+                .collect();
+            let out = model.forward(&tape, params, &inputs)?;
+            let loss = objective.loss(&tape, &out, &batch.target)?;
+            let share = shard.len as f32 / shard.global.max(1) as f32;
+            tape.backward(&tape.mul_scalar(&loss, share)?)?;
+            Some(StepOutput {
+                loss: loss.value().clone(),
+                pred: out.value().clone(),
+            })
+        }
+        _ => None,
+    };
+    let mut grads = d.to_f32(params.grads_flat())?;
+    grads.push(if group.rank() == 0 {
+        optimizer.lr()
+    } else {
+        0.0
+    });
+    group.all_reduce_sum(&mut grads)?;
+    let lr = grads.pop().expect("the rate rides at the end");
+    d.write_f32(params.grads_flat(), &grads)?;
+    optimizer.set_lr(lr);
+    optimizer.step(params)?;
+    Ok(out)
 }

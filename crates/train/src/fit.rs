@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use kiln_device::{Counters, Device, ReduceOp, Tensor};
 use kiln_graph::{
-    kiln_device, train_step, LossKind, Model, Objective, Optimizer, ParamStore, Replicas, Tape,
-    TrackedMetric,
+    kiln_device, shard_of, train_step, train_step_shared, Collective, LossKind, Model, Objective,
+    Optimizer, ParamStore, Replicas, Tape, TrackedMetric,
 };
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
@@ -234,12 +234,28 @@ impl Sums {
         Ok((v[0], v[d.pack_alignment()], stats))
     }
 
-    /// The tracked metrics' values over `samples` samples (one readback; none without any).
-    fn tracked_values(&self, d: &Device, samples: usize) -> Result<Vec<f32>> {
+    /// The tracked metrics' values over `samples` samples (one readback; none without any),
+    /// their statistics summed over a group's ranks.
+    fn tracked_values(
+        &self,
+        d: &Device,
+        samples: usize,
+        group: Option<&dyn Collective>,
+    ) -> Result<Vec<f32>> {
         if self.tracked.metrics.is_empty() {
             return Ok(vec![]);
         }
-        let (_, _, stats) = self.read(d)?;
+        let (_, _, mut stats) = self.read(d)?;
+        if let Some(g) = group {
+            let mut all: Vec<f32> = stats.concat();
+            g.all_reduce_sum(&mut all)?;
+            let mut rest = &all[..];
+            for s in &mut stats {
+                let (mine, next) = rest.split_at(s.len());
+                s.copy_from_slice(mine);
+                rest = next;
+            }
+        }
         Ok(tracked_values(&self.tracked, &stats, samples))
     }
 }
@@ -285,6 +301,8 @@ pub struct Fit<'a> {
     devices: Vec<Device>,
     /// Those replicas, while the run trains.
     replicas: Option<Replicas>,
+    /// The process group this run is one rank of ([`Fit::collective`]).
+    group: Option<&'a dyn Collective>,
 }
 
 /// The running state of one epoch's steps.
@@ -310,7 +328,22 @@ impl<'a> Fit<'a> {
             callbacks: vec![],
             devices: vec![],
             replicas: None,
+            group: None,
         }
+    }
+
+    /// Trains as one rank of a process group (MPI's: each rank a process with its own device),
+    /// with DistributedDataParallel's semantics: every rank reads the same global batches, takes
+    /// its share of each in sample order, and the ranks' gradients are summed every step
+    /// ([`kiln_graph::train_step_shared`]), so that N ranks train what one process with the same
+    /// global batch trains. Rank 0's parameters and optimizer state (a resumed checkpoint's)
+    /// are every rank's at the start, and a rank whose model, settings, data or kiln version
+    /// differ from rank 0's is refused there, on every rank. Losses and metrics are summed over
+    /// the ranks, so every rank reports the global figures; give checkpoints and callbacks that
+    /// write to rank 0 alone. A stop (early stopping, a callback's) on any rank stops all.
+    pub fn collective(mut self, group: &'a dyn Collective) -> Self {
+        self.group = Some(group);
+        self
     }
 
     /// Trains data-parallel: a replica of the parameters and optimizer on each of `devices`
@@ -378,6 +411,9 @@ impl<'a> Fit<'a> {
             Some(c) => c.begin(&mut state)?,
             None => vec![],
         };
+        if let Some(group) = self.group {
+            crate::group::start(group, &mut state, &cfg, train)?;
+        }
         // A resumed run tracks what the run began with.
         let tracked = Tracked {
             metrics: state.history.tracked.clone(),
@@ -427,9 +463,12 @@ impl<'a> Fit<'a> {
             for cb in &mut self.callbacks {
                 cb.on_epoch_end(&state)?;
             }
-            if let Some(reason) = state.stopping() {
+            let reason = state.stopping();
+            if crate::group::any(self.group, reason.is_some())? {
                 for cb in &mut self.callbacks {
-                    cb.on_log(&reason);
+                    if let Some(reason) = &reason {
+                        cb.on_log(reason);
+                    }
                 }
                 break;
             }
@@ -477,34 +516,53 @@ impl<'a> Fit<'a> {
             steps: 0,
             sums_read: (0.0, 0.0),
         };
-        for (i, chunk) in order.chunks(cfg.batch).enumerate() {
-            let batch = train.batch(chunk, &d)?;
+        for (i, global_chunk) in order.chunks(cfg.batch).enumerate() {
+            // A rank's share of the global batch (all of it without a group).
+            let shard = match self.group {
+                Some(g) => shard_of(global_chunk.len(), g.rank(), g.size()),
+                None => shard_of(global_chunk.len(), 0, 1),
+            };
+            let chunk = &global_chunk[shard.start..shard.start + shard.len];
+            let batch = match chunk {
+                [] => None,
+                _ => Some(train.batch(chunk, &d)?),
+            };
             if let Some(schedule) = &cfg.schedule {
                 let base = cfg.optimizer.lr();
                 let lr = schedule.lr(base, state.optimizer.steps(), &state.history);
                 state.optimizer.set_lr(lr);
             }
-            let out = match &mut self.replicas {
-                Some(r) => r.step(
-                    model,
-                    (params, &mut *state.optimizer),
-                    objective,
-                    &batch,
-                    cfg.seed,
-                )?,
-                None => train_step(model, params, state.optimizer, objective, &batch, cfg.seed)?,
+            let opt = &mut *state.optimizer;
+            let out = match (&mut self.replicas, self.group, &batch) {
+                (_, Some(group), _) => {
+                    let share = (batch.as_ref(), shard);
+                    train_step_shared(model, params, opt, objective, share, cfg.seed, group)?
+                }
+                (Some(r), None, Some(b)) => {
+                    Some(r.step(model, (params, opt), objective, b, cfg.seed)?)
+                }
+                (None, None, Some(b)) => {
+                    Some(train_step(model, params, opt, objective, b, cfg.seed)?)
+                }
+                (_, None, None) => unreachable!("a whole batch is never empty"),
             };
-            sums.add(
-                &d,
-                &out.loss,
-                chunk.len(),
-                &out.pred,
-                &batch.target,
-                objective,
-            )?;
-            d.copy_into(step_losses, run.pending, &out.loss)?;
+            match (&out, &batch) {
+                (Some(out), Some(batch)) => {
+                    sums.add(
+                        &d,
+                        &out.loss,
+                        chunk.len(),
+                        &out.pred,
+                        &batch.target,
+                        objective,
+                    )?;
+                    d.copy_into(step_losses, run.pending, &out.loss)?;
+                }
+                // An empty share: its loss slot holds 0 in the ranks' sum.
+                _ => d.copy_into(step_losses, run.pending, &d.zeros(&[1])?)?,
+            }
             run.pending += 1;
-            run.seen += chunk.len();
+            run.seen += global_chunk.len();
             run.steps += 1;
             let mut running = None;
             if run.pending == cfg.report_every.max(1) || i + 1 == state.steps_per_epoch {
@@ -519,7 +577,8 @@ impl<'a> Fit<'a> {
             for cb in &mut self.callbacks {
                 cb.on_batch_end(state, &end)?;
             }
-            if state.stop.borrow().is_some() {
+            let stopped = state.stop.borrow().is_some();
+            if crate::group::any(self.group, stopped)? {
                 // A callback stopped the run: the epoch ends with the steps it took.
                 if run.pending > 0 {
                     self.report(state, &mut run, step_losses, &sums, objective)?;
@@ -527,7 +586,7 @@ impl<'a> Fit<'a> {
                 break;
             }
         }
-        let tracked = sums.tracked_values(&d, run.seen)?;
+        let tracked = sums.tracked_values(&d, run.seen, self.group)?;
         let seconds = started.elapsed().as_secs_f64();
         let work = d.counters().since(&before);
         let [dispatches, submits, readbacks, up, down] = per_step(&work, run.steps);
@@ -569,7 +628,12 @@ impl<'a> Fit<'a> {
         d.copy_into(step_losses, report, &d.reduce(ReduceOp::Sum, &flat, 1)?)?;
         d.copy_into(step_losses, report + 1, &sums.loss)?;
         d.copy_into(step_losses, report + 2, &sums.metric)?;
-        let losses = d.to_f32(step_losses)?;
+        let mut losses = d.to_f32(step_losses)?;
+        if let Some(g) = self.group {
+            // The ranks' step losses, parameter sums and running sums, added: every rank sees
+            // a non-finite one, and reports the global figures.
+            g.all_reduce_sum(&mut losses)?;
+        }
         let step = state.optimizer.steps();
         let pending = run.pending;
         let bad = match losses[..pending].iter().position(|l| !l.is_finite()) {

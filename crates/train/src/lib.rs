@@ -41,6 +41,7 @@ pub mod data;
 mod early_stopping;
 mod error;
 mod fit;
+mod group;
 pub mod history;
 mod history_files;
 mod progress;
@@ -67,6 +68,16 @@ pub use tensorboard::{read_scalars, Scalar, TensorBoard};
 
 use kiln_graph::{Model, ParamStore};
 
+/// A process group for [`RunOptions::group`].
+#[derive(Clone)]
+pub struct Group(pub std::rc::Rc<dyn kiln_graph::Collective>);
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Group(rank {} of {})", self.0.rank(), self.0.size())
+    }
+}
+
 /// Where and how loudly [`fit`] runs.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -92,6 +103,8 @@ pub struct RunOptions {
     /// What `best.safetensors` follows, by Keras's name (`val_loss`, `val_accuracy`, ...;
     /// [`Checkpoints::monitor`]); None: the validation metric.
     pub monitor: Option<String>,
+    /// The process group this run is one rank of ([`Fit::collective`]; MPI's under `mpirun`).
+    pub group: Option<Group>,
     /// Devices for data-parallel replicas beyond the first (the one holding the parameters):
     /// [`Fit::replicas`]. Empty: one device.
     pub replicas: Vec<kiln_graph::kiln_device::Device>,
@@ -134,6 +147,9 @@ pub fn fit(
         1 => run = run.callback(Progress::new()),
         _ => run = run.callback(Progress::lines()),
     }
-    run.replicas(opts.replicas.clone())
-        .run(model, params, train, val)
+    run = run.replicas(opts.replicas.clone());
+    if let Some(group) = &opts.group {
+        run = run.collective(&*group.0);
+    }
+    run.run(model, params, train, val)
 }

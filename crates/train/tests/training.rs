@@ -1397,3 +1397,153 @@ fn data_parallel_runs_resume_with_any_number_of_replicas() {
         assert_weights_close(&what, &resumed, &whole);
     }
 }
+
+/// An in-process [`Collective`] for tests: ranks are threads, sums are taken in rank order.
+struct ThreadGroup {
+    rank: usize,
+    shared: std::sync::Arc<Shared>,
+}
+
+struct Shared {
+    size: usize,
+    barrier: std::sync::Barrier,
+    sum: std::sync::Mutex<Vec<f32>>,
+    bytes: std::sync::Mutex<Vec<u8>>,
+}
+
+impl ThreadGroup {
+    fn new(size: usize) -> Vec<ThreadGroup> {
+        let shared = std::sync::Arc::new(Shared {
+            size,
+            barrier: std::sync::Barrier::new(size),
+            sum: Default::default(),
+            bytes: Default::default(),
+        });
+        (0..size)
+            .map(|rank| ThreadGroup {
+                rank,
+                shared: shared.clone(),
+            })
+            .collect()
+    }
+}
+
+impl Collective for ThreadGroup {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.shared.size
+    }
+    fn all_reduce_sum(&self, data: &mut [f32]) -> kiln_graph::Result<()> {
+        let s = &self.shared;
+        if self.rank == 0 {
+            *s.sum.lock().unwrap() = vec![0.0; data.len()];
+        }
+        s.barrier.wait();
+        for turn in 0..s.size {
+            if turn == self.rank {
+                let mut sum = s.sum.lock().unwrap();
+                sum.iter_mut().zip(&*data).for_each(|(a, b)| *a += b);
+            }
+            s.barrier.wait();
+        }
+        data.copy_from_slice(&s.sum.lock().unwrap());
+        s.barrier.wait();
+        Ok(())
+    }
+    fn broadcast(&self, data: &mut [u8]) -> kiln_graph::Result<()> {
+        let s = &self.shared;
+        if self.rank == 0 {
+            *s.bytes.lock().unwrap() = data.to_vec();
+        }
+        s.barrier.wait();
+        data.copy_from_slice(&s.bytes.lock().unwrap());
+        s.barrier.wait();
+        Ok(())
+    }
+}
+
+/// `setup`'s run as `ranks` threads of one group, each on its own CPU device with `edit`ed
+/// settings; rank 0 keeps the run folder `out`. Each rank's result and weights.
+fn run_ranks(
+    ranks: usize,
+    out: &Path,
+    epochs: usize,
+    resume: bool,
+    edit: impl Fn(usize, &mut TrainConfig) + Sync,
+) -> Vec<kiln_train::Result<Vec<checkpoint::NamedTensor>>> {
+    let groups = ThreadGroup::new(ranks);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|group| {
+                let edit = &edit;
+                scope.spawn(move || {
+                    let (model_cfg, data, mut cfg) = setup();
+                    cfg.epochs = epochs;
+                    edit(group.rank, &mut cfg);
+                    let d = Device::cpu();
+                    let b = ParamBuilder::new(cfg.seed + group.rank as u64);
+                    let model = model_cfg.init(&b).unwrap();
+                    let params = b.build(&d).unwrap();
+                    let mut run = Fit::new(cfg).collective(group);
+                    if group.rank == 0 {
+                        run = run.checkpoints(Checkpoints::new(out, resume, vec![]));
+                    }
+                    run.run(&model, &params, &data, None)
+                        .map(|_| params.to_host().unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Ranks of a group (threads here, MPI's processes in `kiln`) train what one process with the
+/// same global batch trains, from rank 0's initial weights (each rank draws its own here), and
+/// end with the same weights.
+#[test]
+fn ranks_of_a_group_train_what_one_process_trains() {
+    let (_, one) = run_replicas(&Device::cpu(), &[], &temp_dir("group-one"), 4, false);
+    for ranks in [2, 3] {
+        let got = run_ranks(ranks, &temp_dir("group-ranks"), 4, false, |_, _| {});
+        let weights: Vec<_> = got.into_iter().map(|r| r.unwrap()).collect();
+        assert_weights_close(&format!("{ranks} ranks"), &weights[0], &one);
+        for w in &weights[1..] {
+            assert_eq!(w, &weights[0], "ranks diverged");
+        }
+    }
+}
+
+/// A group's run resumes from rank 0's checkpoint, with any number of ranks, to the weights
+/// of an uninterrupted run.
+#[test]
+fn a_group_resumes_with_any_number_of_ranks() {
+    let whole = run_ranks(2, &temp_dir("group-whole"), 4, false, |_, _| {});
+    let whole = whole.into_iter().next().unwrap().unwrap();
+    for ranks in [1, 2, 3] {
+        let out = temp_dir("group-resumed");
+        run_ranks(2, &out, 2, false, |_, _| {});
+        let resumed = run_ranks(ranks, &out, 4, true, |_, _| {});
+        let resumed = resumed.into_iter().next().unwrap().unwrap();
+        assert_weights_close(&format!("resumed on {ranks} ranks"), &resumed, &whole);
+    }
+}
+
+/// A rank started with other settings is refused on every rank, naming it.
+#[test]
+fn a_rank_with_other_settings_is_refused_on_every_rank() {
+    let got = run_ranks(3, &temp_dir("group-mismatch"), 1, false, |rank, cfg| {
+        if rank == 2 {
+            cfg.batch = 8;
+        }
+    });
+    for result in got {
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains("rank(s) 2") && err.contains("same command"),
+            "{err}"
+        );
+    }
+}
