@@ -415,10 +415,13 @@ impl TrainArgs {
         let replicas = match (&self.devices, &group) {
             // A rank's device: its entry of the list (round robin), replicas of its own none.
             (Some(list), Some(g)) => {
-                let mut all = open_devices(list)?;
-                vec![all.swap_remove(g.rank() % all.len())]
+                let choices = device_choices(list)?;
+                vec![open_device(&choices[g.rank() % choices.len()])?]
             }
-            (Some(list), None) => open_devices(list)?,
+            (Some(list), None) => device_choices(list)?
+                .iter()
+                .map(open_device)
+                .collect::<Result<_, _>>()?,
             (None, _) => vec![device.get()?.clone()],
         };
         let (device, others) = replicas.split_first().expect("at least one device");
@@ -428,7 +431,7 @@ impl TrainArgs {
         let builder = kiln_graph::ParamBuilder::new(self.seed);
         let model = job.model.init(&builder).data()?;
         let params = builder.build(device).runtime()?;
-        if let Some(report) = &job.data_report {
+        if let Some(report) = job.data_report.as_ref().filter(|_| root) {
             eprintln!("data: {report}");
         }
         if !self.quiet && root {
@@ -489,9 +492,9 @@ impl TrainArgs {
     }
 }
 
-/// The devices of `--devices`: `all` (every hardware GPU, best first) or a comma-separated list
-/// of device choices, each opened on its own.
-fn open_devices(list: &str) -> Result<Vec<Device>, CliError> {
+/// The devices `--devices` names: `all` (every hardware GPU, best first) or a comma-separated
+/// list of device choices.
+fn device_choices(list: &str) -> Result<Vec<DeviceChoice>, CliError> {
     let choices: Vec<DeviceChoice> = if list.trim().eq_ignore_ascii_case("all") {
         let hardware: Vec<DeviceChoice> = kiln_device::list_adapters()
             .iter()
@@ -516,16 +519,16 @@ fn open_devices(list: &str) -> Result<Vec<Device>, CliError> {
     if choices.is_empty() {
         return Err(CliError::usage("--devices: give at least one device"));
     }
-    choices
-        .iter()
-        .map(|c| {
-            let d = Device::new(c).runtime()?;
-            if let Some(note) = d.note() {
-                eprintln!("kiln: {note}");
-            }
-            Ok(d)
-        })
-        .collect()
+    Ok(choices)
+}
+
+/// Opens one device of `--devices`, saying on stderr what its opening noted.
+fn open_device(choice: &DeviceChoice) -> Result<Device, CliError> {
+    let d = Device::new(choice).runtime()?;
+    if let Some(note) = d.note() {
+        eprintln!("kiln: {note}");
+    }
+    Ok(d)
 }
 
 /// Reads a model file, and says on stderr which fields it left out took their defaults.
