@@ -412,18 +412,7 @@ impl TrainArgs {
         if root {
             kiln_train::check_run_folder(&out, self.resume, self.force).usage()?;
         }
-        let replicas = match (&self.devices, &group) {
-            // A rank's device: its entry of the list (round robin), replicas of its own none.
-            (Some(list), Some(g)) => {
-                let choices = device_choices(list)?;
-                vec![open_device(&choices[g.rank() % choices.len()])?]
-            }
-            (Some(list), None) => device_choices(list)?
-                .iter()
-                .map(open_device)
-                .collect::<Result<_, _>>()?,
-            (None, _) => vec![device.get()?.clone()],
-        };
+        let replicas = self.run_devices(device, group.as_deref())?;
         let (device, others) = replicas.split_first().expect("at least one device");
         for d in &replicas {
             d.set_lstm_path(self.lstm.into());
@@ -489,6 +478,28 @@ impl TrainArgs {
         }
         outln!("wrote {}", out.display());
         Ok(())
+    }
+}
+
+impl TrainArgs {
+    /// The devices this process trains on: `--devices` (under mpirun, this rank's entry of it,
+    /// round robin), else `--device`.
+    fn run_devices(
+        &self,
+        device: &LazyDevice,
+        group: Option<&dyn kiln_graph::Collective>,
+    ) -> Result<Vec<Device>, CliError> {
+        Ok(match (&self.devices, group) {
+            (Some(list), Some(g)) => {
+                let choices = device_choices(list)?;
+                vec![open_device(&choices[g.rank() % choices.len()])?]
+            }
+            (Some(list), None) => device_choices(list)?
+                .iter()
+                .map(open_device)
+                .collect::<Result<_, _>>()?,
+            (None, _) => vec![device.get()?.clone()],
+        })
     }
 }
 

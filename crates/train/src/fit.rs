@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use kiln_device::{Counters, Device, ReduceOp, Tensor};
 use kiln_graph::{
-    kiln_device, shard_of, train_step, train_step_shared, Collective, LossKind, Model, Objective,
-    Optimizer, ParamStore, Replicas, Tape, TrackedMetric,
+    kiln_device, shard_of, train_step, train_step_shared, Batch, Collective, LossKind, Model,
+    Objective, Optimizer, ParamStore, Replicas, StepOutput, Tape, TrackedMetric,
 };
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
@@ -411,9 +411,7 @@ impl<'a> Fit<'a> {
             Some(c) => c.begin(&mut state)?,
             None => vec![],
         };
-        if let Some(group) = self.group {
-            crate::group::start(group, &mut state, &cfg, train)?;
-        }
+        self.start_parallel(&mut state, train)?;
         // A resumed run tracks what the run began with.
         let tracked = Tracked {
             metrics: state.history.tracked.clone(),
@@ -426,9 +424,6 @@ impl<'a> Fit<'a> {
         }
         for cb in &mut self.callbacks {
             cb.on_train_begin(&state)?;
-        }
-        if !self.devices.is_empty() {
-            self.replicas = Some(Replicas::new(params, state.optimizer, &self.devices)?);
         }
         let d = params.device().clone();
         // The interval's step losses, the sum of every parameter, then the epoch's running loss
@@ -463,13 +458,7 @@ impl<'a> Fit<'a> {
             for cb in &mut self.callbacks {
                 cb.on_epoch_end(&state)?;
             }
-            let reason = state.stopping();
-            if crate::group::any(self.group, reason.is_some())? {
-                for cb in &mut self.callbacks {
-                    if let Some(reason) = &reason {
-                        cb.on_log(reason);
-                    }
-                }
+            if self.stops_after_epoch(&state)? {
                 break;
             }
         }
@@ -488,6 +477,65 @@ impl<'a> Fit<'a> {
         })
     }
 
+    /// Data parallelism's start, once the run's state is restored: a group's ranks agree and
+    /// take rank 0's state; replicas are made on the other devices.
+    fn start_parallel(&mut self, state: &mut FitState, train: &Dataset) -> Result<()> {
+        if let Some(group) = self.group {
+            crate::group::start(group, state, state.config, train)?;
+        }
+        if !self.devices.is_empty() {
+            let replicas = Replicas::new(state.params, state.optimizer, &self.devices)?;
+            self.replicas = Some(replicas);
+        }
+        Ok(())
+    }
+
+    /// Whether the run stops after this epoch: a callback asked to (its reason goes to every
+    /// callback), on this rank or any other of a group.
+    fn stops_after_epoch(&mut self, state: &FitState) -> Result<bool> {
+        let reason = state.stopping();
+        let stop = crate::group::any(self.group, reason.is_some())?;
+        if let Some(reason) = reason.filter(|_| stop) {
+            for cb in &mut self.callbacks {
+                cb.on_log(&reason);
+            }
+        }
+        Ok(stop)
+    }
+
+    /// One step on the global batch `global_chunk` (sample indices into `train`): this rank's
+    /// share of it (all of it without a group), its batch (None when the share is empty) and the
+    /// step's loss and predictions (None likewise), through the group, the replicas or alone.
+    fn step<'c>(
+        &mut self,
+        state: &mut FitState,
+        objective: &dyn Objective,
+        train: &Dataset,
+        global_chunk: &'c [usize],
+    ) -> Result<(&'c [usize], Option<Batch>, Option<StepOutput>)> {
+        let (model, params, seed) = (state.model, state.params, state.config.seed);
+        let shard = match self.group {
+            Some(g) => shard_of(global_chunk.len(), g.rank(), g.size()),
+            None => shard_of(global_chunk.len(), 0, 1),
+        };
+        let chunk = &global_chunk[shard.start..shard.start + shard.len];
+        let batch = match chunk {
+            [] => None,
+            _ => Some(train.batch(chunk, params.device())?),
+        };
+        let opt = &mut *state.optimizer;
+        let out = match (&mut self.replicas, self.group, &batch) {
+            (_, Some(group), _) => {
+                let share = (batch.as_ref(), shard);
+                train_step_shared(model, params, opt, objective, share, seed, group)?
+            }
+            (Some(r), None, Some(b)) => Some(r.step(model, (params, opt), objective, b, seed)?),
+            (None, None, Some(b)) => Some(train_step(model, params, opt, objective, b, seed)?),
+            (_, None, None) => unreachable!("a whole batch is never empty"),
+        };
+        Ok((chunk, batch, out))
+    }
+
     /// One epoch's steps over a seeded shuffle; its figures (without validation).
     fn epoch(
         &mut self,
@@ -497,7 +545,7 @@ impl<'a> Fit<'a> {
         step_losses: &Tensor,
         train: &Dataset,
     ) -> Result<EpochStats> {
-        let (model, params, cfg) = (state.model, state.params, state.config);
+        let (params, cfg) = (state.params, state.config);
         let d = params.device().clone();
         let started = Instant::now();
         let before = d.counters();
@@ -517,35 +565,12 @@ impl<'a> Fit<'a> {
             sums_read: (0.0, 0.0),
         };
         for (i, global_chunk) in order.chunks(cfg.batch).enumerate() {
-            // A rank's share of the global batch (all of it without a group).
-            let shard = match self.group {
-                Some(g) => shard_of(global_chunk.len(), g.rank(), g.size()),
-                None => shard_of(global_chunk.len(), 0, 1),
-            };
-            let chunk = &global_chunk[shard.start..shard.start + shard.len];
-            let batch = match chunk {
-                [] => None,
-                _ => Some(train.batch(chunk, &d)?),
-            };
             if let Some(schedule) = &cfg.schedule {
                 let base = cfg.optimizer.lr();
                 let lr = schedule.lr(base, state.optimizer.steps(), &state.history);
                 state.optimizer.set_lr(lr);
             }
-            let opt = &mut *state.optimizer;
-            let out = match (&mut self.replicas, self.group, &batch) {
-                (_, Some(group), _) => {
-                    let share = (batch.as_ref(), shard);
-                    train_step_shared(model, params, opt, objective, share, cfg.seed, group)?
-                }
-                (Some(r), None, Some(b)) => {
-                    Some(r.step(model, (params, opt), objective, b, cfg.seed)?)
-                }
-                (None, None, Some(b)) => {
-                    Some(train_step(model, params, opt, objective, b, cfg.seed)?)
-                }
-                (_, None, None) => unreachable!("a whole batch is never empty"),
-            };
+            let (chunk, batch, out) = self.step(state, objective, train, global_chunk)?;
             match (&out, &batch) {
                 (Some(out), Some(batch)) => {
                     sums.add(
