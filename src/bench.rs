@@ -650,33 +650,19 @@ fn data_parallel(d: &Device, quick: bool, repeats: usize) -> Result<Vec<Record>>
         let others = (1..n)
             .map(|_| d.open_another())
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let mut lenet = lenet_case(d, quick)?;
-        lenet.kernel = "data_parallel_step";
-        lenet.variant = format!("{n} replicas");
-        lenet.shape = format!("LeNet {}", lenet.shape);
-        records.push(replicated_step(
-            d,
-            &others,
-            lenet,
-            if quick { 1 } else { 5 },
-            repeats,
-        )?);
         let (batch, t, units) = if quick {
             (4, 6, (8, 4))
         } else {
             (16, 62, (64, 32))
         };
-        let mut seed = qqp_case(d, batch, t, units, kiln_graph::LstmPath::Fused, false)?;
-        seed.kernel = "data_parallel_step";
-        seed.variant = format!("{n} replicas");
-        seed.shape = format!("seed {}", seed.shape);
-        records.push(replicated_step(
-            d,
-            &others,
-            seed,
-            if quick { 1 } else { 5 },
-            repeats,
-        )?);
+        let seed = qqp_case(d, batch, t, units, kiln_graph::LstmPath::Fused, false)?;
+        for (name, mut case) in [("LeNet", lenet_case(d, quick)?), ("seed", seed)] {
+            case.kernel = "data_parallel_step";
+            case.variant = format!("{n} replicas");
+            case.shape = format!("{name} {}", case.shape);
+            let steps = if quick { 1 } else { 5 };
+            records.push(replicated_step(d, &others, case, steps, repeats)?);
+        }
     }
     Ok(records)
 }

@@ -11,7 +11,7 @@ use crate::loss::Objective;
 use crate::model::Model;
 use crate::optim::Optimizer;
 use crate::params::ParamStore;
-use crate::step::{step_seed, Batch, StepOutput};
+use crate::step::{forward_and_loss, step_seed, Batch, StepOutput};
 use crate::tape::{Shard, Tape};
 use crate::{Error, Result};
 
@@ -237,13 +237,7 @@ pub fn train_step_shared(
     let out = match batch {
         Some(batch) if shard.len > 0 => {
             let tape = Tape::training_shard(d, step_seed(seed, optimizer.steps()), 0, shard);
-            let inputs: Vec<_> = batch
-                .inputs
-                .iter()
-                .map(|x| tape.constant(x.clone()))
-                .collect();
-            let out = model.forward(&tape, params, &inputs)?;
-            let loss = objective.loss(&tape, &out, &batch.target)?;
+            let (out, loss) = forward_and_loss(&tape, model, params, objective, batch)?;
             let share = shard.len as f32 / shard.global.max(1) as f32;
             tape.backward(&tape.mul_scalar(&loss, share)?)?;
             Some(StepOutput {

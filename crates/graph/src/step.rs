@@ -49,17 +49,29 @@ pub fn train_step(
     let d = params.device();
     params.zero_grad()?;
     let tape = Tape::training(d, step_seed(seed, optimizer.steps()), 0);
-    let inputs: Vec<_> = batch
-        .inputs
-        .iter()
-        .map(|x| tape.constant(x.clone()))
-        .collect();
-    let out = model.forward(&tape, params, &inputs)?;
-    let loss = objective.loss(&tape, &out, &batch.target)?;
+    let (out, loss) = forward_and_loss(&tape, model, params, objective, batch)?;
     tape.backward(&loss)?;
     optimizer.step(params)?;
     Ok(StepOutput {
         loss: loss.value().clone(),
         pred: out.value().clone(),
     })
+}
+
+/// The model's output on `batch` and its loss, recorded on `tape`.
+pub(crate) fn forward_and_loss(
+    tape: &Tape,
+    model: &dyn Model,
+    params: &ParamStore,
+    objective: &dyn Objective,
+    batch: &Batch,
+) -> Result<(crate::Var, crate::Var)> {
+    let inputs: Vec<_> = batch
+        .inputs
+        .iter()
+        .map(|x| tape.constant(x.clone()))
+        .collect();
+    let out = model.forward(tape, params, &inputs)?;
+    let loss = objective.loss(tape, &out, &batch.target)?;
+    Ok((out, loss))
 }
