@@ -1117,3 +1117,27 @@ fn train_devices_runs_data_parallel_and_refuses_bad_lists() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A kiln built without the `mpi` feature, started by an MPI launcher as one of several ranks,
+/// refuses to train alone and says how to build it.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn train_under_mpirun_without_the_mpi_feature_is_refused() {
+    let out = common::kiln()
+        .args([
+            "train",
+            "xor",
+            "--quiet",
+            "--out",
+            "/nonexistent/never-written",
+        ])
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(common::USAGE));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--features mpi") && stderr.contains("2 ranks"),
+        "{stderr}"
+    );
+}

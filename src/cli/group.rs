@@ -38,6 +38,20 @@ pub fn start() -> Session {
     Session {}
 }
 
+/// Ranks `mpirun` (or another MPI launcher) says this process is one of, read from its
+/// environment: what a kiln built without the `mpi` feature can tell of the job it is in.
+pub fn launched_ranks() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_SIZE",
+        "MPI_LOCALNRANKS",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+    .filter(|&n: &usize| n > 1)
+}
+
 /// The group this process is a rank of, when it is one of several.
 pub fn current() -> Option<Rc<dyn Collective>> {
     GROUP.with(|g| g.borrow().clone())

@@ -407,6 +407,11 @@ impl TrainArgs {
             .unwrap_or_else(|| crate::models::default_out(&job.name, self.resume));
         // Under mpirun, rank 0 writes the run folder and prints; the others train beside it.
         let group = crate::cli::group::current();
+        if let (None, Some(ranks)) = (&group, crate::cli::group::launched_ranks()) {
+            return Err(CliError::usage(format!(
+                "started by an MPI launcher as one of {ranks} ranks, but this kiln was built without the mpi feature (each rank would train alone): build it with `cargo build --release --features mpi`"
+            )));
+        }
         let root = group.as_ref().is_none_or(|g| g.rank() == 0);
         // Checked again under the folder's lock when training starts; here, before any allocation.
         if root {
