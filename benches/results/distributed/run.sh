@@ -18,7 +18,8 @@ for ranks in 1 2 4; do
         "${mpi[@]}" -np "$ranks" $kiln --device cpu train $job --epochs 1 --quiet --force \
             --out "$out/$name" > "$out/$name.log" 2>&1
         # The figures stay (history.json, .csv); the weights and checkpoints (megabytes) go.
-        rm -rf "$out/$name/checkpoints" "$out/$name"/*.safetensors "$out/$name/history.png"
+        rm -rf "$out/$name/checkpoints" "$out/$name"/*.safetensors "$out/$name/history.png" \
+            "$out/$name/.kiln.lock"
     done
 done
 $kiln --device cpu bench --filter data_parallel --repeats 5 --json "$out/bench-replicas.json" --force

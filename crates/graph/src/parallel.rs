@@ -108,6 +108,15 @@ impl Replicas {
         }
         let shards = self.shards(global);
         let key = step_seed(seed, optimizer.steps());
+        // Each tensor of the global batch read to the host at most once, for the replicas that
+        // cannot take a view of it.
+        let others = !self.others.is_empty();
+        let global_batch: Vec<(&Tensor, Option<HostValues>)> = batch
+            .inputs
+            .iter()
+            .chain([&batch.target])
+            .map(|x| Ok((x, HostValues::read(&source, x, others)?)))
+            .collect::<Result<_>>()?;
         let stores: Vec<&ParamStore> = std::iter::once(first)
             .chain(self.others.iter().map(|r| &r.params))
             .collect();
@@ -120,19 +129,24 @@ impl Replicas {
             if shard.len == 0 {
                 continue;
             }
-            let target = share_of(&source, d, &batch.target, shard)?;
-            let tape = Tape::training_shard(d, key, 0, *shard);
-            let inputs = batch
-                .inputs
+            let mut share = global_batch
                 .iter()
-                .map(|x| Ok(tape.constant(share_of(&source, d, x, shard)?)))
+                .map(|(x, host)| share_of(&source, d, x, host.as_ref(), shard))
                 .collect::<Result<Vec<_>>>()?;
-            let out = model.forward(&tape, params, &inputs)?;
-            let loss = objective.loss(&tape, &out, &target)?;
-            let scaled = tape.mul_scalar(&loss, shard.len as f32 / global as f32)?;
-            tape.backward(&scaled)?;
+            let target = share.pop().expect("the target comes last");
+            let share = Batch {
+                inputs: share,
+                target,
+            };
+            let tape = Tape::training_shard(d, key, 0, *shard);
+            let (out, loss) = backward_share(&tape, model, params, objective, &share, *shard)?;
             d.flush()?;
-            outs.push((d.clone(), scaled.value().clone(), out.value().clone()));
+            outs.push((
+                d.clone(),
+                shard.len,
+                loss.value().clone(),
+                out.value().clone(),
+            ));
         }
         let mut sum = source.to_f32(first.grads_flat())?;
         for r in &self.others {
@@ -149,8 +163,8 @@ impl Replicas {
         self.broadcast_states(first)?;
         // The global mean loss and the predictions, gathered on the first device.
         let (mut loss, mut pred, mut pred_shape) = (0.0, vec![], vec![]);
-        for (d, l, p) in &outs {
-            loss += d.to_f32(l)?[0];
+        for (d, len, l, p) in &outs {
+            loss += d.to_f32(l)?[0] * (*len as f32 / global as f32);
             pred.extend(d.to_f32(p)?);
             pred_shape = p.shape().to_vec();
         }
@@ -175,18 +189,62 @@ impl Replicas {
     }
 }
 
-/// Samples `shard.start..shard.start + shard.len` of `x` (batch-first, on `from`), on `device`:
-/// a view of the values where it is the same device.
-fn share_of(from: &Device, device: &Device, x: &Tensor, shard: &Shard) -> Result<Tensor> {
+/// A tensor of the global batch on the host.
+enum HostValues {
+    F32(Vec<f32>),
+    U32(Vec<u32>),
+}
+
+impl HostValues {
+    /// `x` read from `from` where a replica will need it: ids always (a device view of ids is
+    /// not taken), values where `other_devices` will take shares.
+    fn read(from: &Device, x: &Tensor, other_devices: bool) -> Result<Option<HostValues>> {
+        Ok(match x.dtype() {
+            DType::U32 => Some(HostValues::U32(from.to_u32(x)?)),
+            DType::F32 if other_devices => Some(HostValues::F32(from.to_f32(x)?)),
+            DType::F32 => None,
+        })
+    }
+}
+
+/// Samples `shard.start..shard.start + shard.len` of `x` (batch-first, on `from`, with its
+/// `host` values where [`HostValues::read`] read them), on `device`: a view of the values where
+/// it is the same device.
+fn share_of(
+    from: &Device,
+    device: &Device,
+    x: &Tensor,
+    host: Option<&HostValues>,
+    shard: &Shard,
+) -> Result<Tensor> {
     let mut shape = x.shape().to_vec();
     shape[0] = shard.len;
     let per_sample = x.len() / shard.global.max(1);
     let span = shard.start * per_sample..(shard.start + shard.len) * per_sample;
-    Ok(match x.dtype() {
-        DType::F32 if from.same_device(device) => from.narrow(x, 0, shard.start, shard.len)?,
-        DType::F32 => device.from_f32(&from.to_f32(x)?[span], &shape)?,
-        DType::U32 => device.from_u32(&from.to_u32(x)?[span], &shape)?,
+    Ok(match host {
+        _ if x.dtype() == DType::F32 && from.same_device(device) => {
+            from.narrow(x, 0, shard.start, shard.len)?
+        }
+        Some(HostValues::F32(v)) => device.from_f32(&v[span], &shape)?,
+        Some(HostValues::U32(v)) => device.from_u32(&v[span], &shape)?,
+        None => unreachable!("read for every share that is not a view"),
     })
+}
+
+/// Forward and backward of one replica's or rank's `share` of a global batch on `tape`, its
+/// loss scaled to the share's part of the global mean: the output and the unscaled loss.
+fn backward_share(
+    tape: &Tape,
+    model: &dyn Model,
+    params: &ParamStore,
+    objective: &dyn Objective,
+    share: &Batch,
+    shard: Shard,
+) -> Result<(crate::Var, crate::Var)> {
+    let (out, loss) = forward_and_loss(tape, model, params, objective, share)?;
+    let part = shard.len as f32 / shard.global.max(1) as f32;
+    tape.backward(&tape.mul_scalar(&loss, part)?)?;
+    Ok((out, loss))
 }
 
 /// A group of processes (ranks) that train one model together, each on its own device and its
@@ -237,9 +295,7 @@ pub fn train_step_shared(
     let out = match batch {
         Some(batch) if shard.len > 0 => {
             let tape = Tape::training_shard(d, step_seed(seed, optimizer.steps()), 0, shard);
-            let (out, loss) = forward_and_loss(&tape, model, params, objective, batch)?;
-            let share = shard.len as f32 / shard.global.max(1) as f32;
-            tape.backward(&tape.mul_scalar(&loss, share)?)?;
+            let (out, loss) = backward_share(&tape, model, params, objective, batch, shard)?;
             Some(StepOutput {
                 loss: loss.value().clone(),
                 pred: out.value().clone(),
