@@ -59,6 +59,7 @@ families! {
     /// Block copies along an axis (narrow, concat and their gradients).
     LAYOUT = "layout.wgsl",
     /// Fused scaled dot-product attention: forward with an online softmax, backward in two
-    /// passes from the log-sum-exp.
+    /// passes from the log-sum-exp; block kernels for GPUs, and generated row kernels for CPU
+    /// adapters (the same bits).
     ATTENTION = "attention.wgsl",
 }

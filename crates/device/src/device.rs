@@ -451,8 +451,10 @@ impl Device {
     /// Pins a tuned choice for this process (not written to the cache file): `class` as
     /// [`Device::tuned_choices`] names them, `choice` one its kernel takes (`large`, `medium` or
     /// `small` for a matmul class, `rows1` to `rows8` for an LSTM class, optionally with hidden
-    /// units per thread: `rows8:units1`). For benchmarks and tests that compare choices; refused
-    /// on the CPU device and for a choice the class does not take.
+    /// units per thread: `rows8:units1`; `blocks` or `rows` for an attention class,
+    /// `attention:t<T>:dk<Dk>:dv<Dv>`, T the longer sequence rounded up to a power of two).
+    /// For benchmarks and tests that compare choices; refused on the CPU device and for a
+    /// choice the class does not take.
     pub fn pin_tuned_choice(&self, class: &str, choice: &str) -> Result<()> {
         match self.gpu() {
             Some(g) if g.tuner.pin(class, choice) => Ok(()),
@@ -461,7 +463,7 @@ impl Device {
                 format!(
                     "`{choice}` is not a choice of `{class}`; matmul classes take large, \
                      medium or small, LSTM classes rows1 to rows8, optionally with :units1, :units2, \
-                     :units4 or :units8"
+                     :units4 or :units8, attention classes blocks or rows"
                 ),
             )),
             None => Err(Error::invalid(

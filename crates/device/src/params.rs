@@ -1384,6 +1384,29 @@ impl AttentionParams {
     /// (offset + row, TAG | key), apart from elementwise dropout's (offset + i, 0).
     pub const DROPOUT_TAG: u32 = 0x8000_0000;
 
+    /// Threads per workgroup of the row kernels (shaders' LANES).
+    pub const ROW_LANES: u64 = 8;
+    /// The row kernels (`attention_rows_*_w<W>`): head widths up to W, and rows per thread of
+    /// the forward pass, dQ's and dK's and dV's; keep in step with shaders/gen_attention_rows.py.
+    pub const ROW_VARIANTS: [(u32, [u32; 3]); 3] =
+        [(32, [16, 8, 8]), (64, [16, 8, 8]), (128, [8, 4, 4])];
+
+    /// The row kernels' variant for these head widths: (W, rows per thread of each pass).
+    pub fn row_variant(&self) -> (u32, [u32; 3]) {
+        let width = self.dk.max(self.dv);
+        Self::ROW_VARIANTS
+            .into_iter()
+            .find(|&(w, _)| width <= w)
+            .unwrap_or(Self::ROW_VARIANTS[2])
+    }
+
+    /// Workgroups of row kernel `pass` (0 forward, 1 dQ, 2 dK and dV) for `steps` own rows of
+    /// every (batch, head).
+    pub fn row_workgroups(&self, pass: usize, steps: u32) -> u64 {
+        let per_group = Self::ROW_LANES * self.row_variant().1[pass] as u64;
+        (steps as u64).div_ceil(per_group) * self.batch as u64 * self.heads as u64
+    }
+
     /// Workgroups for `steps` own rows of every (batch, head) and outputs `width` wide.
     pub fn workgroups(&self, steps: u32, width: u32) -> u64 {
         (steps as u64).div_ceil(Self::BLOCK_ROWS)

@@ -13,6 +13,11 @@
 //!   ([`LstmParams::units_for`](crate::params::LstmParams::units_for)); a pin (`rows8:units1`)
 //!   can set them too.
 //!
+//! - fused attention's kernel family, blocks or rows (`Device::attention_kernels`): a class is
+//!   the longer sequence rounded up to a power of two and the head widths; the forward pass is
+//!   timed with each, and the backward pass takes the
+//!   forward's choice. Without measuring, CPU adapters take rows and GPUs blocks.
+//!
 //! Every choice sums each output in the same order, so it changes speed, not results (tested).
 //!
 //! `KILN_AUTOTUNE`: unset, `1` or `on` measures at first use; `cached` only uses choices already
@@ -151,6 +156,8 @@ fn valid(class: &str, choice: &str) -> bool {
         tile_from(choice).is_some()
     } else if class.starts_with("lstm:") {
         lstm_choice_from(choice).is_some()
+    } else if class.starts_with("attention:") {
+        attention_choice_from(choice).is_some()
     } else {
         false
     }
@@ -183,6 +190,46 @@ pub(crate) fn lstm_class(p: &crate::params::LstmParams) -> String {
         p.hidden,
         p.dirs
     )
+}
+
+/// The shape class of fused attention: the longer of its two sequences rounded up to a power
+/// of two, and the head widths (at a few steps the family that wins says little about long
+/// sequences).
+pub(crate) fn attention_class(p: &crate::params::AttentionParams) -> String {
+    format!(
+        "attention:t{}:dk{}:dv{}",
+        p.tq.max(p.tk).max(1).next_power_of_two(),
+        p.dk,
+        p.dv
+    )
+}
+
+/// An attention choice: `blocks` (workgroups of 64 threads sharing operand tiles through
+/// workgroup memory) or `rows` (a thread owns rows in registers; CPU adapters).
+pub(crate) fn attention_choice_from(choice: &str) -> Option<AttentionKernels> {
+    match choice {
+        "blocks" => Some(AttentionKernels::Blocks),
+        "rows" => Some(AttentionKernels::Rows),
+        _ => None,
+    }
+}
+
+/// The two attention kernel families (shaders/attention.wgsl): they give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AttentionKernels {
+    /// attention_forward, attention_dq, attention_dkv.
+    Blocks,
+    /// attention_rows_*_w<W> (shaders/gen_attention_rows.py).
+    Rows,
+}
+
+impl AttentionKernels {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            AttentionKernels::Blocks => "blocks",
+            AttentionKernels::Rows => "rows",
+        }
+    }
 }
 
 fn tile_from(name: &str) -> Option<MatmulTile> {
@@ -296,6 +343,17 @@ impl Tuner {
         self.known_choice(class)
             .and_then(|c| lstm_choice_from(&c))
             .and_then(|(_, units)| units)
+    }
+
+    /// The attention kernels known for `class`.
+    pub fn known_attention(&self, class: &str) -> Option<AttentionKernels> {
+        self.known_choice(class)
+            .and_then(|c| attention_choice_from(&c))
+    }
+
+    /// Records measured attention kernels (see [`Tuner::record`]).
+    pub fn record_attention(&self, class: &str, kernels: AttentionKernels) {
+        self.record_choice(class, kernels.name().to_string());
     }
 
     /// Whether a class without a known choice is measured now.
@@ -445,6 +503,20 @@ mod tests {
         assert_eq!((t.known_rows(b), t.known_units(b)), (Some(2), None));
         assert!(t.pin(b, "rows8:units1"));
         assert_eq!((t.known_rows(b), t.known_units(b)), (Some(8), Some(1)));
+        let at = "attention:t1024:dk64:dv64";
+        t.record_attention(at, AttentionKernels::Rows);
+        assert_eq!(
+            read_choices(&file).get(at).map(String::as_str),
+            Some("rows")
+        );
+        assert_eq!(t.known_attention(at), Some(AttentionKernels::Rows));
+        assert!(t.pin(at, "blocks") && !t.pin(at, "rows2") && !t.pin(b, "blocks"));
+        assert_eq!(t.known_attention(at), Some(AttentionKernels::Blocks));
+        assert_eq!(
+            t.known_rows(at),
+            None,
+            "attention choices are not LSTM rows"
+        );
         for bad in [
             "rows8:units3",
             "rows8:units16",

@@ -1,7 +1,10 @@
 //! Fused scaled dot-product attention (shaders/attention.wgsl): the forward pass in one dispatch,
 //! the backward in two, and no Tq x Tk matrix stored by either. See the reference for the spec.
+//! Two kernel families give the same bits: blocks (GPUs) and rows (CPU adapters); the tuner
+//! picks per adapter (`Device::attention_kernels`).
 
 use crate::device::Backend;
+use crate::gpu::tune::{attention_class, AttentionKernels};
 use crate::gpu::Launch;
 use crate::params::AttentionParams;
 use crate::reference::{AttentionGrads, AttentionHost};
@@ -151,23 +154,18 @@ impl Device {
                 let (flat, views) = self.alloc_packed(op, &[&o_shape, &[b, h, tq]])?;
                 p.second_at = packed_offset(op, &flat, &views[1])?;
                 // o_in (8) and dout (10) are the backward's; the forward binds placeholders.
-                g.launch(Launch {
-                    family: ShaderFamily::Attention,
-                    entry: "attention_forward",
-                    overrides: &[],
-                    params: bytemuck::bytes_of(&p),
-                    bindings: &[
-                        (1, x.q),
-                        (2, x.k),
-                        (3, x.v),
-                        (4, x.query_ids.unwrap_or(x.q)),
-                        (5, x.key_ids.unwrap_or(x.q)),
-                        (6, &flat),
-                        (8, x.q),
-                        (10, x.q),
-                    ],
-                    workgroups: p.workgroups(p.tq, p.dv),
-                })?;
+                let bindings = [
+                    (1, x.q),
+                    (2, x.k),
+                    (3, x.v),
+                    (4, x.query_ids.unwrap_or(x.q)),
+                    (5, x.key_ids.unwrap_or(x.q)),
+                    (6, &flat),
+                    (8, x.q),
+                    (10, x.q),
+                ];
+                let kernels = self.attention_kernels(g, &p, &bindings)?;
+                launch_forward(g, &p, kernels, &bindings)?;
                 let [out, lse] = <[Tensor; 2]>::try_from(views).expect("two views");
                 Ok(AttentionOut { out, lse })
             }
@@ -233,7 +231,12 @@ impl Device {
                 let (dq_flat, dq_views) = self.alloc_packed(op, &[x.q.shape(), &[b, h, tq]])?;
                 let (flat, views) = self.alloc_packed(op, &[x.k.shape(), x.v.shape()])?;
                 let kids = x.key_ids.unwrap_or(x.q);
-                let launch = |entry, out: &Tensor, second: &Tensor, o_or_d: &Tensor, workgroups| {
+                let kernels = g
+                    .tuner
+                    .known_attention(&attention_class(&p))
+                    .unwrap_or_else(|| AttentionKernels::rule(g));
+                let launch = |pass: Pass, out: &Tensor, second: &Tensor, o_or_d: &Tensor| {
+                    let (entry, workgroups) = pass.launch(&p, kernels);
                     let mut p = p;
                     p.second_at = packed_offset(op, out, second)?;
                     g.launch(Launch {
@@ -255,26 +258,45 @@ impl Device {
                     })
                 };
                 let d_rows = &dq_views[1];
-                launch(
-                    "attention_dq",
-                    &dq_flat,
-                    d_rows,
-                    &fwd.out,
-                    p.workgroups(p.tq, p.dk),
-                )?;
-                let width = p.dk.max(p.dv);
-                launch(
-                    "attention_dkv",
-                    &flat,
-                    &views[1],
-                    d_rows,
-                    p.workgroups(p.tk, width),
-                )?;
+                launch(Pass::Dq, &dq_flat, d_rows, &fwd.out)?;
+                launch(Pass::Dkv, &flat, &views[1], d_rows)?;
                 let dq = dq_views[0].clone();
                 let [dk, dv] = <[Tensor; 2]>::try_from(views).expect("two views");
                 Ok(AttentionGradients { dq, dk, dv })
             }
         }
+    }
+
+    /// The kernel family for this attention: the adapter's tuned choice for its class, else
+    /// (when tuning measures) the faster forward pass of the two on these buffers (the real
+    /// launch overwrites what they wrote), else the rule: rows on CPU adapters, blocks on GPUs.
+    /// Both give the same bits. Measuring is not counted and not profiled, as for the matmul.
+    fn attention_kernels(
+        &self,
+        g: &crate::gpu::GpuContext,
+        p: &AttentionParams,
+        bindings: &[(u32, &Tensor)],
+    ) -> Result<AttentionKernels> {
+        let class = attention_class(p);
+        if let Some(k) = g.tuner.known_attention(&class) {
+            return Ok(k);
+        }
+        if !g.tuner.measures() || !AttentionKernels::rows_fit(g) {
+            return Ok(AttentionKernels::rule(g));
+        }
+        let candidates = [AttentionKernels::Blocks, AttentionKernels::Rows];
+        let best = crate::gpu::tune::unseen(g, || {
+            // A CPU adapter (llvmpipe) compiles a pipeline at its first dispatch: one run each
+            // before timing.
+            for k in candidates {
+                let (entry, _) = Pass::Forward.launch(p, k);
+                self.compile(ShaderFamily::Attention, entry, &[])?;
+                launch_forward(g, p, k, bindings)?;
+            }
+            crate::gpu::tune::fastest(g, &candidates, |k| launch_forward(g, p, k, bindings))
+        })?;
+        g.tuner.record_attention(&class, best);
+        Ok(best)
     }
 
     /// Runs `f` on host copies of attention's inputs (CPU device).
@@ -397,4 +419,85 @@ impl Device {
 fn packed_offset(op: &'static str, flat: &Tensor, second: &Tensor) -> Result<u32> {
     u32::try_from(second.offset - flat.offset)
         .map_err(|_| Error::invalid(op, "outputs past 2^32 elements"))
+}
+
+/// The three attention passes.
+#[derive(Clone, Copy)]
+enum Pass {
+    Forward,
+    Dq,
+    Dkv,
+}
+
+impl Pass {
+    /// The entry point and workgroups of this pass in `kernels`' family.
+    fn launch(self, p: &AttentionParams, kernels: AttentionKernels) -> (&'static str, u64) {
+        match kernels {
+            AttentionKernels::Blocks => match self {
+                Pass::Forward => ("attention_forward", p.workgroups(p.tq, p.dv)),
+                Pass::Dq => ("attention_dq", p.workgroups(p.tq, p.dk)),
+                Pass::Dkv => ("attention_dkv", p.workgroups(p.tk, p.dk.max(p.dv))),
+            },
+            AttentionKernels::Rows => {
+                let entries = match p.row_variant().0 {
+                    32 => [
+                        "attention_rows_forward_w32",
+                        "attention_rows_dq_w32",
+                        "attention_rows_dkv_w32",
+                    ],
+                    64 => [
+                        "attention_rows_forward_w64",
+                        "attention_rows_dq_w64",
+                        "attention_rows_dkv_w64",
+                    ],
+                    _ => [
+                        "attention_rows_forward_w128",
+                        "attention_rows_dq_w128",
+                        "attention_rows_dkv_w128",
+                    ],
+                };
+                match self {
+                    Pass::Forward => (entries[0], p.row_workgroups(0, p.tq)),
+                    Pass::Dq => (entries[1], p.row_workgroups(1, p.tq)),
+                    Pass::Dkv => (entries[2], p.row_workgroups(2, p.tk)),
+                }
+            }
+        }
+    }
+}
+
+impl AttentionKernels {
+    /// Without a tuned choice: rows on CPU adapters, blocks on GPUs.
+    fn rule(g: &crate::gpu::GpuContext) -> AttentionKernels {
+        if crate::adapter::is_software(&g.info) && Self::rows_fit(g) {
+            AttentionKernels::Rows
+        } else {
+            AttentionKernels::Blocks
+        }
+    }
+
+    /// Whether the row kernels are worth trying here: not through wgpu's GL backend, where
+    /// Mesa's GLSL compiler takes many minutes over their unrolled bodies (the adapter tests
+    /// ran past 25 minutes on llvmpipe's GL against 6 on its Vulkan driver).
+    fn rows_fit(g: &crate::gpu::GpuContext) -> bool {
+        g.info.backend != wgpu::Backend::Gl
+    }
+}
+
+/// Records the forward pass in `kernels`' family.
+fn launch_forward(
+    g: &crate::gpu::GpuContext,
+    p: &AttentionParams,
+    kernels: AttentionKernels,
+    bindings: &[(u32, &Tensor)],
+) -> Result<()> {
+    let (entry, workgroups) = Pass::Forward.launch(p, kernels);
+    g.launch(Launch {
+        family: ShaderFamily::Attention,
+        entry,
+        overrides: &[],
+        params: bytemuck::bytes_of(p),
+        bindings,
+        workgroups,
+    })
 }
