@@ -119,6 +119,9 @@ fn pipeline_keys(test: &str) -> Option<Vec<PipelineKey>> {
             masked_lstm(&d);
             // Every unary op (each an override of one entry) and the broadcast kernels.
             elementwise_ops(&d);
+            // Both attention families at every head-width variant (the bench's tuning runs
+            // only one family's backward).
+            attention_families(&d);
             let keys = d.pipeline_keys();
             let families: std::collections::BTreeSet<&str> =
                 keys.iter().map(|k| k.family.file()).collect();
@@ -291,6 +294,28 @@ fn masked_lstm(d: &kiln::device::Device) {
     let y = model.forward(&tape, &params, &x).unwrap();
     let loss = tape.mean(&y).unwrap();
     tape.backward(&loss).unwrap();
+    d.sync().unwrap();
+}
+
+fn attention_families(d: &kiln::device::Device) {
+    use kiln::device::{AttentionInputs, AttentionSpec};
+    // The row kernels are not used through wgpu's GL backend (Mesa's GLSL compiler takes many
+    // minutes over them); the Vulkan run checks them.
+    let gl = d.info().adapter.is_some_and(|a| a.backend == "Gl");
+    let families: &[&str] = if gl { &["blocks"] } else { &["blocks", "rows"] };
+    for width in [16, 64, 128] {
+        let x = d
+            .from_f32(&vec![0.5; 8 * width], &[1, 8, 1, width])
+            .unwrap();
+        let spec = AttentionSpec::for_head(width);
+        for &family in families {
+            d.pin_tuned_choice(&format!("attention:t8:dk{width}:dv{width}"), family)
+                .unwrap();
+            let inputs = AttentionInputs::new(&x, &x, &x);
+            let out = d.attention(&inputs, &spec).unwrap();
+            d.attention_backward(&inputs, &spec, &out, &x).unwrap();
+        }
+    }
     d.sync().unwrap();
 }
 
