@@ -747,20 +747,6 @@ fn row_weights(s: vec4<f32>, m: vec4<f32>) -> vec4<f32> {
     return select(exp(s - m), vec4<f32>(0.0), s == vec4<f32>(MASKED));
 }
 
-// The dropout factors of rows row..row+3 at key j (1 without dropout).
-fn drop_rows4(row: u32, j: u32) -> vec4<f32> {
-    return drop4_rows(row, j);
-}
-
-// The dropout factors of row `row` at keys j_r (one per component).
-fn drop_keys4(row: u32, j: u32) -> vec4<f32> {
-    if (p.keep_prob >= 1.0) {
-        return vec4<f32>(1.0);
-    }
-    return vec4<f32>(drop_factor(row, j), drop_factor(row, j + 1u), drop_factor(row, j + 2u),
-                     drop_factor(row, j + 3u));
-}
-
 // Forward scores of rows with limit codes `codes` at key j (open: its ids let it in).
 fn rows_scores(raw: vec4<f32>, codes: vec4<u32>, j: u32, open: bool) -> vec4<f32> {
     var r = vec4<f32>(MASKED);
@@ -815,7 +801,7 @@ fn first_open_key_rows(b: u32) -> u32 {
 // dS of query rows (codes, lse, D) at key j from their scores and dO . v.
 fn rows_ds(s: vec4<f32>, dp: vec4<f32>, lse: vec4<f32>, d: vec4<f32>, codes: vec4<u32>,
            row: u32, j: u32, open: bool) -> vec4<f32> {
-    let f = drop_rows4(row, j);
+    let f = drop4_rows(row, j);
     var r = vec4<f32>(0.0);
     for (var e = 0u; e < 4u; e++) {
         if (codes[e] != FULL && open && j <= codes[e]) {
@@ -830,7 +816,7 @@ fn rows_ds(s: vec4<f32>, dp: vec4<f32>, lse: vec4<f32>, d: vec4<f32>, codes: vec
 // (code 1: has keys, 2: has none; lse, D).
 fn keys_pds(s: vec4<f32>, dp: vec4<f32>, k_ok: vec4<bool>, j: u32, i: u32, code: u32,
             lse: f32, d: f32, row: u32) -> Pds {
-    let f = drop_keys4(row, j);
+    let f = drop4(row, j);
     var r = Pds(vec4<f32>(0.0), vec4<f32>(0.0));
     for (var e = 0u; e < 4u; e++) {
         if (code == 2u) {
@@ -1503,19 +1489,19 @@ fn attention_rows_forward_w32(
             let vb = row_base(b, j, h, p.tk, p.dv);
             var pw0 = row_weights(sb[n * 4u + 0u], m0);
             if (p.keep_prob < 1.0) {
-                pw0 *= drop_rows4(at.bh * p.tq + at.r0 + 0u, j);
+                pw0 *= drop4_rows(at.bh * p.tq + at.r0 + 0u, j);
             }
             var pw1 = row_weights(sb[n * 4u + 1u], m1);
             if (p.keep_prob < 1.0) {
-                pw1 *= drop_rows4(at.bh * p.tq + at.r0 + 4u, j);
+                pw1 *= drop4_rows(at.bh * p.tq + at.r0 + 4u, j);
             }
             var pw2 = row_weights(sb[n * 4u + 2u], m2);
             if (p.keep_prob < 1.0) {
-                pw2 *= drop_rows4(at.bh * p.tq + at.r0 + 8u, j);
+                pw2 *= drop4_rows(at.bh * p.tq + at.r0 + 8u, j);
             }
             var pw3 = row_weights(sb[n * 4u + 3u], m3);
             if (p.keep_prob < 1.0) {
-                pw3 *= drop_rows4(at.bh * p.tq + at.r0 + 12u, j);
+                pw3 *= drop4_rows(at.bh * p.tq + at.r0 + 12u, j);
             }
             let v0 = row_at(SRC_V, vb, 0u, p.dv);
             o0_0 += pw0 * v0;
@@ -4397,19 +4383,19 @@ fn attention_rows_forward_w64(
             let vb = row_base(b, j, h, p.tk, p.dv);
             var pw0 = row_weights(sb[n * 4u + 0u], m0);
             if (p.keep_prob < 1.0) {
-                pw0 *= drop_rows4(at.bh * p.tq + at.r0 + 0u, j);
+                pw0 *= drop4_rows(at.bh * p.tq + at.r0 + 0u, j);
             }
             var pw1 = row_weights(sb[n * 4u + 1u], m1);
             if (p.keep_prob < 1.0) {
-                pw1 *= drop_rows4(at.bh * p.tq + at.r0 + 4u, j);
+                pw1 *= drop4_rows(at.bh * p.tq + at.r0 + 4u, j);
             }
             var pw2 = row_weights(sb[n * 4u + 2u], m2);
             if (p.keep_prob < 1.0) {
-                pw2 *= drop_rows4(at.bh * p.tq + at.r0 + 8u, j);
+                pw2 *= drop4_rows(at.bh * p.tq + at.r0 + 8u, j);
             }
             var pw3 = row_weights(sb[n * 4u + 3u], m3);
             if (p.keep_prob < 1.0) {
-                pw3 *= drop_rows4(at.bh * p.tq + at.r0 + 12u, j);
+                pw3 *= drop4_rows(at.bh * p.tq + at.r0 + 12u, j);
             }
             let v0 = row_at(SRC_V, vb, 0u, p.dv);
             o0_0 += pw0 * v0;
@@ -8817,11 +8803,11 @@ fn attention_rows_forward_w128(
             let vb = row_base(b, j, h, p.tk, p.dv);
             var pw0 = row_weights(sb[n * 2u + 0u], m0);
             if (p.keep_prob < 1.0) {
-                pw0 *= drop_rows4(at.bh * p.tq + at.r0 + 0u, j);
+                pw0 *= drop4_rows(at.bh * p.tq + at.r0 + 0u, j);
             }
             var pw1 = row_weights(sb[n * 2u + 1u], m1);
             if (p.keep_prob < 1.0) {
-                pw1 *= drop_rows4(at.bh * p.tq + at.r0 + 4u, j);
+                pw1 *= drop4_rows(at.bh * p.tq + at.r0 + 4u, j);
             }
             let v0 = row_at(SRC_V, vb, 0u, p.dv);
             o0_0 += pw0 * v0;

@@ -15,8 +15,8 @@
 //!
 //! - fused attention's kernel family, blocks or rows (`Device::attention_kernels`): a class is
 //!   the longer sequence rounded up to a power of two and the head widths; the forward pass is
-//!   timed with each, and the backward pass takes the
-//!   forward's choice. Without measuring, CPU adapters take rows and GPUs blocks.
+//!   timed with each, and the backward pass takes the forward's choice. Without measuring, CPU
+//!   adapters take rows and GPUs blocks.
 //!
 //! Every choice sums each output in the same order, so it changes speed, not results (tested).
 //!
